@@ -1,0 +1,31 @@
+"""Installs the ``distiller`` neural-network compression library."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+version_ns = {}
+exec((HERE / "distiller" / "_version.py").read_text(), version_ns)
+
+setup(
+    name="distiller",
+    version=version_ns["__version__"],
+    description="Neural-network compression research library for PyTorch: pruning, regularization, "
+                "quantization, knowledge distillation and thinning driven by YAML schedules",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["distiller", "distiller.*"]),
+    install_requires=[line.strip() for line in (HERE / "requirements.txt").read_text().splitlines()
+                      if line.strip() and not line.startswith("#")],
+    extras_require={
+        "dev": ["pytest>=7", "pytest-xdist>=3", "nbclient>=0.8", "ipykernel>=6", "mkdocs>=1.5",
+                "onnxruntime>=1.16", "torch-pruning>=1.3"],
+    },
+    classifiers=[
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
