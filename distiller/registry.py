@@ -74,3 +74,18 @@ def list_classes(section=None):
     if section is not None:
         return SECTIONS[section].names()
     return {name: registry.names() for name, registry in SECTIONS.items()}
+
+
+#: kind -> fn(model, record, optimizer=None) that replays a structural change (thinning, quantization)
+#: recorded in ``CompressionScheduler.model_transforms`` on a freshly built model.
+MODEL_TRANSFORMS = {}
+
+
+def register_model_transform(kind):
+    """Registers the replay function for model-transform records of ``kind``. Usable as a decorator."""
+    def add(fn):
+        if MODEL_TRANSFORMS.get(kind, fn) is not fn:
+            raise ValueError(f"a model transform replayer for '{kind}' is already registered")
+        MODEL_TRANSFORMS[kind] = fn
+        return fn
+    return add
