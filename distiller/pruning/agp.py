@@ -8,7 +8,10 @@ left to the subclass.
 """
 import abc
 
+from ..registry import register_pruner
 from .base import ParameterPruner
+from .magnitude import as_number, as_weights_list
+from .masks import create_mask_level_criterion
 
 
 def agp_target_sparsity(initial_sparsity, final_sparsity, starting_epoch, ending_epoch, frequency,
@@ -43,21 +46,21 @@ class AutomatedGradualPrunerBase(ParameterPruner):
 
     def __init__(self, name, initial_sparsity, final_sparsity, weights):
         super().__init__(name)
-        for label, value in (("initial_sparsity", initial_sparsity), ("final_sparsity", final_sparsity)):
-            if not 0.0 <= float(value) < 1.0:
-                raise ValueError(f"{name}: {label}={value} is outside [0, 1)")
-        if final_sparsity < initial_sparsity:
+        self.initial_sparsity = as_number(name, "initial_sparsity", initial_sparsity, minimum=0.0, below=1.0)
+        self.final_sparsity = as_number(name, "final_sparsity", final_sparsity, minimum=0.0, below=1.0)
+        if self.final_sparsity < self.initial_sparsity:
             raise ValueError(f"{name}: final_sparsity={final_sparsity} is below initial_sparsity={initial_sparsity}")
-        self.initial_sparsity = float(initial_sparsity)
-        self.final_sparsity = float(final_sparsity)
-        self.weights = [weights] if isinstance(weights, str) else list(weights)
+        self.weights = as_weights_list(name, weights)
 
     def targets(self):
         return self.weights
 
     def compute_target_sparsity(self, meta):
-        return agp_target_sparsity(self.initial_sparsity, self.final_sparsity, meta["starting_epoch"],
-                                   meta["ending_epoch"], meta["frequency"], meta["current_epoch"])
+        try:
+            return agp_target_sparsity(self.initial_sparsity, self.final_sparsity, meta["starting_epoch"],
+                                       meta["ending_epoch"], meta["frequency"], meta["current_epoch"])
+        except ValueError as err:
+            raise ValueError(f"{self.name}: {err}") from None
 
     def set_param_mask(self, param, param_name, zeros_mask_dict, meta):
         self.prune_to_target_sparsity(param, param_name, zeros_mask_dict,
@@ -66,3 +69,50 @@ class AutomatedGradualPrunerBase(ParameterPruner):
     @abc.abstractmethod
     def prune_to_target_sparsity(self, param, param_name, zeros_mask_dict, target_sparsity, model):
         """Sets the mask of ``param`` so that ``target_sparsity`` of it (elements or structures) is zero."""
+
+
+@register_pruner
+class AutomatedGradualPruner(AutomatedGradualPrunerBase):
+    """Element-wise AGP: at each pruning epoch, the smallest-magnitude elements of every targeted weight
+    are pruned until it holds exactly the AGP target sparsity (see :func:`agp_target_sparsity`).
+
+    Zhu & Gupta 2017 (arXiv:1710.01878). Elements masked earlier have magnitude 0, so they stay pruned
+    as the target grows.
+
+    Args:
+        name: instance name.
+        initial_sparsity: sparsity at ``starting_epoch``, in [0, 1).
+        final_sparsity: sparsity reached at the last pruning epoch, in [``initial_sparsity``, 1).
+        weights: parameter names / regular expressions to prune.
+        pruning_fn: optional callable ``(param, param_name, zeros_mask_dict, target_sparsity, model)``
+            replacing the element-wise level criterion (for custom rankings in Python code).
+
+    YAML::
+
+        pruners:
+          agp_pruner:
+            class: AutomatedGradualPruner
+            initial_sparsity: 0.05
+            final_sparsity: 0.80
+            weights: ['conv1.weight', 'layer1\\..*\\.conv[12]\\.weight', 'fc.weight']
+
+        policies:
+          - pruner:
+              instance_name: agp_pruner
+            starting_epoch: 0
+            ending_epoch: 30
+            frequency: 2
+    """
+
+    def __init__(self, name, initial_sparsity, final_sparsity, weights, pruning_fn=None):
+        super().__init__(name, initial_sparsity, final_sparsity, weights)
+        if pruning_fn is not None and not callable(pruning_fn):
+            raise ValueError(f"{name}: pruning_fn={pruning_fn!r} is not callable; pass a function "
+                             f"(param, param_name, zeros_mask_dict, target_sparsity, model) or leave it out")
+        self.pruning_fn = pruning_fn
+
+    def prune_to_target_sparsity(self, param, param_name, zeros_mask_dict, target_sparsity, model=None):
+        if self.pruning_fn is not None:
+            self.pruning_fn(param, param_name, zeros_mask_dict, target_sparsity, model)
+            return
+        zeros_mask_dict[param_name].mask = create_mask_level_criterion(param, target_sparsity)

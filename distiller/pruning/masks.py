@@ -1,0 +1,108 @@
+"""Element-wise mask criteria: pure functions from a tensor to a 0/1 mask of the same shape.
+
+Every helper returns a new tensor with the input's shape, dtype and device (1 = keep, 0 = prune); none of
+them modifies its input, copies it to the CPU or tracks gradients.
+
+Example:
+    >>> w = torch.tensor([0.1, -0.5, 0.05, 2.0])
+    >>> create_mask_threshold_criterion(w, 0.1)
+    tensor([0., 1., 0., 1.])
+    >>> create_mask_level_criterion(w, 0.5)          # exactly half of the elements pruned
+    tensor([0., 1., 0., 1.])
+"""
+import math
+
+import torch
+
+# Tolerance absorbed when turning ``sparsity * numel`` into an element count, so that float error in
+# e.g. 0.29 * 100 = 28.999999999999996 does not lose an element.
+_COUNT_EPSILON = 1e-6
+
+
+def _check_float_tensor(tensor, helper):
+    if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+        raise TypeError(f"{helper} needs a floating-point torch.Tensor, got "
+                        f"{getattr(tensor, 'dtype', type(tensor).__name__)}")
+
+
+def create_mask_threshold_criterion(tensor, threshold):
+    """Keeps the elements whose magnitude is strictly above ``threshold``.
+
+    Args:
+        tensor: a floating-point tensor.
+        threshold: a number or a 0-dim tensor.
+    Returns:
+        ``(|tensor| > threshold)`` as 0/1 in ``tensor``'s dtype and device.
+    """
+    _check_float_tensor(tensor, "create_mask_threshold_criterion")
+    with torch.no_grad():
+        return torch.gt(tensor.abs(), threshold).to(tensor.dtype)
+
+
+def pruned_element_count(numel, desired_sparsity):
+    """The number of elements that ``desired_sparsity`` of ``numel`` elements prunes (rounded down).
+
+    Raises:
+        ValueError: for a sparsity outside [0, 1].
+    """
+    if not 0.0 <= float(desired_sparsity) <= 1.0:
+        raise ValueError(f"desired_sparsity={desired_sparsity} is outside [0, 1]")
+    return min(numel, math.floor(desired_sparsity * numel + _COUNT_EPSILON))
+
+
+def create_mask_level_criterion(tensor, desired_sparsity):
+    """Prunes exactly ``floor(desired_sparsity * numel)`` elements: those with the smallest magnitudes.
+
+    Unlike a magnitude threshold, the count is exact even when magnitudes tie (e.g. elements that an
+    earlier mask already zeroed): ties at the cut are broken by ``torch.topk``, never by pruning all or
+    none of them. Only the smaller side of the split is ranked, so high sparsities cost no more than
+    low ones.
+
+    Args:
+        tensor: a floating-point tensor.
+        desired_sparsity: fraction of elements to prune, in [0, 1].
+    Returns:
+        0/1 mask in ``tensor``'s dtype and device with exactly that many zeros.
+    Raises:
+        ValueError: for a sparsity outside [0, 1].
+    """
+    _check_float_tensor(tensor, "create_mask_level_criterion")
+    numel = tensor.numel()
+    num_pruned = pruned_element_count(numel, desired_sparsity)
+    with torch.no_grad():
+        magnitudes = tensor.detach().abs().reshape(-1)
+        if num_pruned <= numel - num_pruned:
+            mask = torch.ones_like(tensor)
+            if num_pruned:
+                smallest = torch.topk(magnitudes, num_pruned, largest=False, sorted=False).indices
+                mask.view(-1).index_fill_(0, smallest, 0)
+        else:
+            mask = torch.zeros_like(tensor)
+            kept = numel - num_pruned
+            if kept:
+                largest = torch.topk(magnitudes, kept, largest=True, sorted=False).indices
+                mask.view(-1).index_fill_(0, largest, 1)
+    return mask
+
+
+def weights_std(tensor):
+    """Standard deviation of ``tensor``'s elements as a 0-dim tensor (0 for a single element)."""
+    with torch.no_grad():
+        return torch.std(tensor.detach(), correction=1 if tensor.numel() > 1 else 0)
+
+
+def create_mask_sensitivity_criterion(tensor, sensitivity):
+    """Han et al. 2015 criterion: keeps the elements with ``|w| > std(w) * sensitivity``.
+
+    Han, Pool, Tran & Dally, "Learning both Weights and Connections for Efficient Neural Networks",
+    NIPS 2015 (arXiv:1506.02626): the threshold is a quality parameter times the layer's weight
+    standard deviation, so one sensitivity suits layers of different scale.
+
+    Args:
+        tensor: a floating-point tensor.
+        sensitivity: the multiplier of the standard deviation (>= 0).
+    Returns:
+        0/1 mask in ``tensor``'s dtype and device.
+    """
+    _check_float_tensor(tensor, "create_mask_sensitivity_criterion")
+    return create_mask_threshold_criterion(tensor, weights_std(tensor) * sensitivity)
