@@ -1,0 +1,254 @@
+"""Loggers that send training statistics to Python logging, TensorBoard and CSV files.
+
+Each logger implements the same four hooks, so an application fans one call out to all of them::
+
+    loggers = [PythonLogger(msglogger), TensorBoardLogger(run_dir), CsvLogger(logdir=run_dir)]
+    stats = ('Performance/Validation/', OrderedDict([('Loss', 0.31), ('Top1', 91.2)]))
+    distiller.data_loggers.log_training_progress(stats, None, epoch, 0, 1, 1, loggers)
+    distiller.data_loggers.log_weights_sparsity(model, epoch, loggers)
+
+``stats_dict`` is Distiller's ``(prefix, OrderedDict(name -> number))`` tuple; a plain mapping is
+accepted too (empty prefix).
+"""
+import csv
+import os
+from collections import OrderedDict
+
+import torch
+from tabulate import tabulate
+
+__all__ = ["DataLogger", "PythonLogger", "TensorBoardLogger", "CsvLogger", "weights_sparsity_rows",
+           "log_training_progress", "log_weights_sparsity", "log_activation_statistics"]
+
+
+def _split_stats(stats_dict):
+    """Returns ``(prefix, OrderedDict)`` from a ``(prefix, mapping)`` tuple or a plain mapping."""
+    if isinstance(stats_dict, tuple):
+        prefix, stats = stats_dict
+    else:
+        prefix, stats = "", stats_dict
+    return prefix, OrderedDict((name, _number(value)) for name, value in stats.items())
+
+
+def _number(value):
+    """A Python int/float from a number or a one-element tensor."""
+    if isinstance(value, torch.Tensor):
+        value = value.item()
+    return value if isinstance(value, int) else float(value)
+
+
+def weights_sparsity_rows(model):
+    """Per-weight sparsity of ``model``: the multi-dimensional ``*weight`` parameters (conv, linear, ...).
+
+    Returns:
+        list of dicts with ``parameter``, ``shape``, ``volume``, ``nnz``, ``sparsity`` (percent), followed
+        by a ``'Total'`` row over all of them.
+    """
+    rows, total, total_nnz = [], 0, 0
+    for name, param in model.named_parameters():
+        if not name.endswith("weight") or param.dim() < 2:
+            continue
+        volume, nnz = param.numel(), int(torch.count_nonzero(param.detach()))
+        rows.append({"parameter": name, "shape": "x".join(map(str, param.shape)), "volume": volume,
+                     "nnz": nnz, "sparsity": 100.0 * (1 - nnz / volume)})
+        total, total_nnz = total + volume, total_nnz + nnz
+    rows.append({"parameter": "Total", "shape": "", "volume": total, "nnz": total_nnz,
+                 "sparsity": 100.0 * (1 - total_nnz / total) if total else 0.0})
+    return rows
+
+
+def _distribution_rows(named_params):
+    rows = []
+    for name, param in named_params:
+        values = param.detach().float()
+        rows.append({"parameter": name, "mean": values.mean().item(),
+                     "std": values.std().item() if values.numel() > 1 else 0.0,
+                     "min": values.min().item(), "max": values.max().item()})
+    return rows
+
+
+class DataLogger:
+    """Base class: the hooks an application calls. Each default ignores the call, for loggers (user
+    subclasses included) whose backend has no use for that kind of data."""
+
+    def log_training_progress(self, stats_dict, epoch, completed, total, freq):
+        """Logs scalar statistics after ``completed`` of ``total`` steps of ``epoch`` (-1: testing)."""
+
+    def log_activation_statistic(self, phase, stat_name, activation_stats, epoch):
+        """Logs ``activation_stats`` (layer name -> number) of statistic ``stat_name`` in ``phase``."""
+
+    def log_weights_sparsity(self, model, epoch):
+        """Logs the sparsity of every weight tensor of ``model`` (see :func:`weights_sparsity_rows`)."""
+
+    def log_weights_distribution(self, named_params, steps_completed):
+        """Logs the value distribution of ``named_params`` (iterable of ``(name, tensor)``)."""
+
+    def close(self):
+        """Flushes and releases the backend."""
+
+
+class PythonLogger(DataLogger):
+    """Writes statistics as text lines and tables to a :class:`logging.Logger`."""
+
+    def __init__(self, logger):
+        self.pylogger = logger
+
+    def log_training_progress(self, stats_dict, epoch, completed, total, freq):
+        _, stats = _split_stats(stats_dict)
+        head = (f"Epoch: [{epoch}][{completed:5d}/{int(total):5d}]" if epoch > -1
+                else f"Test: [{completed:5d}/{int(total):5d}]")
+        body = "    ".join(f"{name} {value}" if isinstance(value, int) else f"{name} {value:.6f}"
+                           for name, value in stats.items())
+        self.pylogger.info("%s    %s", head, body)
+
+    def log_activation_statistic(self, phase, stat_name, activation_stats, epoch):
+        table = tabulate([(layer, _number(value)) for layer, value in activation_stats.items()],
+                         headers=["Layer", stat_name], tablefmt="psql", floatfmt=".4f")
+        self.pylogger.info("Epoch %d %s activation statistic '%s':\n%s", epoch, phase, stat_name, table)
+
+    def log_weights_sparsity(self, model, epoch):
+        rows = weights_sparsity_rows(model)
+        table = tabulate([list(row.values()) for row in rows], headers=list(rows[0]), tablefmt="psql",
+                         floatfmt=".2f")
+        self.pylogger.info("Parameters sparsity (epoch %d):\n%s\nTotal sparsity: %.2f%%",
+                           epoch, table, rows[-1]["sparsity"])
+
+    def log_weights_distribution(self, named_params, steps_completed):
+        rows = _distribution_rows(named_params)
+        if rows:
+            self.pylogger.info("Weights distribution at step %d:\n%s", steps_completed,
+                               tabulate([list(r.values()) for r in rows], headers=list(rows[0]),
+                                        tablefmt="psql", floatfmt=".5f"))
+
+
+class TensorBoardLogger(DataLogger):
+    """Writes scalars and histograms to TensorBoard event files in ``logdir``.
+
+    Training progress goes to tag ``<prefix><name>`` at global step ``epoch * total + completed``;
+    weight sparsity to ``sparsity/weights/<param>`` (percent) at step ``epoch``.
+    """
+
+    def __init__(self, logdir, comment=""):
+        # Imported here: loading tensorboard takes seconds and is only needed by this logger.
+        from torch.utils.tensorboard import SummaryWriter
+        self.logdir = logdir
+        self.writer = SummaryWriter(log_dir=logdir, comment=comment)
+
+    def log_training_progress(self, stats_dict, epoch, completed, total, freq):
+        prefix, stats = _split_stats(stats_dict)
+        step = epoch * int(total) + completed if epoch > -1 else completed
+        for name, value in stats.items():
+            self.writer.add_scalar(prefix + name, value, step)
+        self.writer.flush()
+
+    def log_activation_statistic(self, phase, stat_name, activation_stats, epoch):
+        for layer, value in activation_stats.items():
+            self.writer.add_scalar(f"{stat_name}/{phase}/{layer}", _number(value), epoch)
+        self.writer.flush()
+
+    def log_weights_sparsity(self, model, epoch):
+        for row in weights_sparsity_rows(model):
+            tag = "total" if row["parameter"] == "Total" else row["parameter"]
+            self.writer.add_scalar(f"sparsity/weights/{tag}", row["sparsity"], epoch)
+        self.writer.flush()
+
+    def log_weights_distribution(self, named_params, steps_completed):
+        for name, param in named_params:
+            self.writer.add_histogram(name.replace(".", "/"), param.detach().cpu(), steps_completed)
+        self.writer.flush()
+
+    def close(self):
+        self.writer.close()
+
+
+class _CsvTable:
+    """A CSV file that grows one row at a time; the header widens (file rewritten) when new keys appear."""
+
+    def __init__(self, path):
+        self.path, self.fieldnames, self.rows = path, [], []
+
+    def append(self, row):
+        self.rows.append(row)
+        new_keys = [key for key in row if key not in self.fieldnames]
+        if new_keys or len(self.rows) == 1:
+            self.fieldnames += new_keys
+            self._write(self.rows, mode="w", header=True)
+        else:
+            self._write([row], mode="a", header=False)
+
+    def _write(self, rows, mode, header):
+        with open(self.path, mode, newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.fieldnames)
+            if header:
+                writer.writeheader()
+            writer.writerows(rows)
+
+
+class CsvLogger(DataLogger):
+    """Appends statistics to CSV files in ``logdir``, one file per kind of record.
+
+    ``log_training_progress`` writes ``<prefix>.csv`` (e.g. ``('Performance/Validation/', ...)`` goes to
+    ``performance_validation.csv``; no prefix: ``training_progress.csv``) with columns ``epoch``,
+    ``completed``, ``total`` and one per statistic. Weight sparsity goes to ``weights_sparsity.csv``,
+    activation statistics to ``activations_<stat>.csv``, distributions to ``weights_distribution.csv``.
+    File names get ``fname_prefix + '_'`` in front when ``fname_prefix`` is set.
+    """
+
+    def __init__(self, fname_prefix="", logdir=""):
+        self.fname_prefix, self.logdir = fname_prefix, logdir
+        self._tables = {}
+
+    def get_fname(self, postfix):
+        name = f"{self.fname_prefix}_{postfix}" if self.fname_prefix else postfix
+        return os.path.join(self.logdir, name + ".csv")
+
+    def _table(self, postfix):
+        if postfix not in self._tables:
+            self._tables[postfix] = _CsvTable(self.get_fname(postfix))
+        return self._tables[postfix]
+
+    def log_training_progress(self, stats_dict, epoch, completed, total, freq):
+        prefix, stats = _split_stats(stats_dict)
+        postfix = prefix.strip("/").replace("/", "_").lower() or "training_progress"
+        self._table(postfix).append({"epoch": epoch, "completed": completed, "total": int(total), **stats})
+
+    def log_activation_statistic(self, phase, stat_name, activation_stats, epoch):
+        table = self._table(f"activations_{stat_name}")
+        for layer, value in activation_stats.items():
+            table.append({"epoch": epoch, "phase": phase, "layer": layer, stat_name: _number(value)})
+
+    def log_weights_sparsity(self, model, epoch):
+        table = self._table("weights_sparsity")
+        for row in weights_sparsity_rows(model):
+            table.append({"epoch": epoch, **row})
+
+    def log_weights_distribution(self, named_params, steps_completed):
+        table = self._table("weights_distribution")
+        for row in _distribution_rows(named_params):
+            table.append({"step": steps_completed, **row})
+
+
+def _as_list(loggers):
+    return list(loggers) if isinstance(loggers, (list, tuple)) else [loggers]
+
+
+def log_training_progress(stats_dict, params_dict, epoch, steps_completed, total_steps, log_freq, loggers):
+    """Sends ``stats_dict`` (and, when given, the distribution of ``params_dict`` (name -> tensor)) to
+    every logger in ``loggers``."""
+    for logger in _as_list(loggers):
+        logger.log_training_progress(stats_dict, epoch, steps_completed, total_steps, freq=log_freq)
+        if params_dict is not None:
+            logger.log_weights_distribution(params_dict.items(), steps_completed)
+
+
+def log_weights_sparsity(model, epoch, loggers):
+    """Sends the weight sparsity of ``model`` to every logger in ``loggers``."""
+    for logger in _as_list(loggers):
+        logger.log_weights_sparsity(model, epoch)
+
+
+def log_activation_statistics(epoch, phase, loggers, collector):
+    """Sends the values of an activation-statistics ``collector`` (with ``stat_name`` and ``value()``)
+    to every logger in ``loggers``."""
+    for logger in _as_list(loggers):
+        logger.log_activation_statistic(phase, collector.stat_name, collector.value(), epoch)
