@@ -1,1 +1,4 @@
-"""(filled in by its owner)"""
+"""Application utilities: checkpoints, data loaders and the experiment environment."""
+from .checkpoint import load_checkpoint, load_lean_checkpoint, read_checkpoint, save_checkpoint
+
+__all__ = ["save_checkpoint", "load_checkpoint", "load_lean_checkpoint", "read_checkpoint"]

@@ -1,0 +1,288 @@
+"""Policies: what the scheduler runs at each training-loop callback.
+
+A policy ties one algorithm instance (a pruner, a regularizer, a quantizer, an LR scheduler, an
+extension) to the training loop. The :class:`~distiller.CompressionScheduler` decides *when* a policy
+runs (its epochs); the policy decides *what* happens at each callback.
+"""
+import logging
+from collections import namedtuple
+
+import torch
+
+from .utils import match_names
+
+msglogger = logging.getLogger(__name__)
+
+__all__ = ["PolicyLoss", "LossComponent", "ScheduledTrainingPolicy", "PruningPolicy", "RegularizationPolicy",
+           "QuantizationPolicy", "LRPolicy"]
+
+PolicyLoss = namedtuple("PolicyLoss", ["overall_loss", "loss_components"])
+LossComponent = namedtuple("LossComponent", ["name", "value"])
+
+
+class ScheduledTrainingPolicy:
+    """Base class of all policies: every callback is a no-op.
+
+    Args:
+        classes: optional module class names (e.g. ``['Conv2d']``) limiting the policy's scope.
+        layers: optional module names limiting the policy's scope.
+    """
+
+    def __init__(self, classes=None, layers=None):
+        self.classes = classes
+        self.layers = layers
+
+    def attach(self, scheduler):
+        """Called once by :meth:`CompressionScheduler.add_policy`; validates against the model."""
+
+    def on_epoch_begin(self, model, zeros_mask_dict, meta, **kwargs):
+        """The epoch is starting."""
+
+    def on_minibatch_begin(self, model, epoch, minibatch_id, minibatches_per_epoch, zeros_mask_dict, meta,
+                           optimizer=None):
+        """A mini-batch is starting (before the forward pass)."""
+
+    def before_backward_pass(self, model, epoch, minibatch_id, minibatches_per_epoch, loss, zeros_mask_dict,
+                             optimizer=None):
+        """Returns a :class:`PolicyLoss` to change the loss, or None."""
+
+    def before_parameter_optimization(self, model, epoch, minibatch_id, minibatches_per_epoch, zeros_mask_dict,
+                                      meta, optimizer):
+        """Gradients are computed; the optimizer step comes next."""
+
+    def on_minibatch_end(self, model, epoch, minibatch_id, minibatches_per_epoch, zeros_mask_dict, optimizer):
+        """The optimizer step is done."""
+
+    def on_epoch_end(self, model, zeros_mask_dict, meta, **kwargs):
+        """The epoch has ended."""
+
+    def state_dict(self):
+        """Plain-data state that a resumed run needs."""
+        return {}
+
+    def load_state_dict(self, state):
+        """Restores what :meth:`state_dict` returned."""
+
+    def _scoped_param_names(self, model, patterns, kind):
+        """Resolves ``patterns`` against the parameters in this policy's scope (``classes``/``layers``)."""
+        names = [name for name, _ in model.named_parameters()]
+        if self.classes or self.layers:
+            scope = {f"{module_name}.{pname}" if module_name else pname
+                     for module_name, module in model.named_modules()
+                     if (not self.classes or type(module).__name__ in self.classes)
+                     and (not self.layers or module_name in self.layers)
+                     for pname, _ in module.named_parameters(recurse=False)}
+            names = [n for n in names if n in scope]
+        resolved = match_names(patterns, names, kind)
+        return list(dict.fromkeys(n for hits in resolved.values() for n in hits))
+
+
+class PruningPolicy(ScheduledTrainingPolicy):
+    """Runs a pruner: sets masks at the scheduled epochs (and optionally every few mini-batches).
+
+    Args:
+        pruner: a :class:`~distiller.pruning.ParameterPruner`.
+        pruner_args: optional dict:
+            ``levels`` (overrides the pruner's ``levels``), ``keep_mask`` (at the policy's end turn soft
+            masks into permanent ones), ``mini_batch_pruning_frequency`` (also prune every N mini-batches),
+            ``mask_on_forward_only`` (soft pruning), ``mask_gradients`` (zero masked gradients through a
+            hook), ``use_double_copies`` (loss on masked weights, update of unmasked weights),
+            ``discard_masks_at_minibatch_end``, ``skip_first_minibatch`` (first mask after one step).
+    """
+    ARGS = {"levels": None, "keep_mask": False, "mini_batch_pruning_frequency": 0, "mask_on_forward_only": False,
+            "mask_gradients": False, "use_double_copies": False, "discard_masks_at_minibatch_end": False,
+            "skip_first_minibatch": False}
+
+    def __init__(self, pruner, pruner_args, classes=None, layers=None):
+        super().__init__(classes, layers)
+        args = dict(pruner_args or {})
+        unknown = sorted(set(args) - set(self.ARGS))
+        if unknown:
+            raise ValueError(f"unknown pruning-policy argument(s) {unknown}; valid: {sorted(self.ARGS)}")
+        for key, default in self.ARGS.items():
+            setattr(self, key, args.get(key, default))
+        if self.mini_batch_pruning_frequency < 0:
+            raise ValueError(f"mini_batch_pruning_frequency must be >= 0, got {self.mini_batch_pruning_frequency}")
+        self.pruner = pruner
+        self.param_names = None
+        self.is_last_epoch = False
+        self._maskers_ready = False  # flags and hooks set up in this process
+        self._started = False        # pruning has begun (possibly in the run this one resumes)
+
+    def attach(self, scheduler):
+        self.param_names = self._scoped_param_names(scheduler.model, self.pruner.targets(), "parameter")
+
+    def _params(self, model):
+        params = dict(model.named_parameters())
+        return [(name, params[name]) for name in self.param_names if name in params]
+
+    def _init_maskers(self, model, zeros_mask_dict):
+        for name, param in self._params(model):
+            masker = zeros_mask_dict[name]
+            masker.use_double_copies = self.use_double_copies
+            masker.mask_on_forward_only = self.mask_on_forward_only
+            if self.mask_gradients and masker.backward_hook_handle is None:
+                masker.backward_hook_handle = param.register_hook(masker.mask_gradient)
+        self._maskers_ready = True
+
+    def _set_masks(self, model, zeros_mask_dict, meta):
+        for name, param in self._params(model):
+            self.pruner.set_param_mask(param, name, zeros_mask_dict, meta)
+            masker = zeros_mask_dict[name]
+            if not masker.is_soft:  # soft masks are applied by the scheduler before each forward pass
+                masker.mask_tensor(param)
+
+    def on_epoch_begin(self, model, zeros_mask_dict, meta, **kwargs):
+        self.is_last_epoch = meta["current_epoch"] == meta["ending_epoch"] - 1
+        if self.levels is not None:
+            self.pruner.levels = self.levels
+        if not self._maskers_ready:
+            self._init_maskers(model, zeros_mask_dict)
+        if not self._started:
+            self._started = True
+            if self.skip_first_minibatch:
+                return
+        self._set_masks(model, zeros_mask_dict, meta)
+
+    def on_minibatch_begin(self, model, epoch, minibatch_id, minibatches_per_epoch, zeros_mask_dict, meta,
+                           optimizer=None):
+        step = epoch * minibatches_per_epoch + minibatch_id
+        due = (minibatch_id > 0 and self.mini_batch_pruning_frequency
+               and step % self.mini_batch_pruning_frequency == 0)
+        if due or (self.skip_first_minibatch and step == 1):
+            meta = dict(meta, current_epoch=epoch + minibatch_id / minibatches_per_epoch)
+            self._set_masks(model, zeros_mask_dict, meta)
+
+    def on_minibatch_end(self, model, epoch, minibatch_id, minibatches_per_epoch, zeros_mask_dict, optimizer):
+        if self.discard_masks_at_minibatch_end:
+            for name, _ in self._params(model):
+                zeros_mask_dict[name].mask = None
+
+    def on_epoch_end(self, model, zeros_mask_dict, meta, **kwargs):
+        if not self.is_last_epoch:
+            return
+        for name, param in self._params(model):
+            masker = zeros_mask_dict[name]
+            if self.keep_mask:
+                masker.use_double_copies = masker.mask_on_forward_only = False
+                masker.mask_tensor(param)
+            if masker.backward_hook_handle is not None:
+                masker.backward_hook_handle.remove()
+                masker.backward_hook_handle = None
+
+    def state_dict(self):
+        return {"started": self._started, "pruner": self.pruner.state_dict()}
+
+    def load_state_dict(self, state):
+        # Masker flags and gradient hooks are re-created at the next epoch begin.
+        self._started = bool(state.get("started", False))
+        self.pruner.load_state_dict(state.get("pruner", {}))
+
+
+class RegularizationPolicy(ScheduledTrainingPolicy):
+    """Adds a regularizer's term to the loss; with thresholding, zeroes small groups after each step.
+
+    Args:
+        regularizer: a :class:`~distiller.regularization.Regularizer`.
+        keep_mask: keep the thresholding mask permanently after the policy's last mini-batch.
+    """
+
+    def __init__(self, regularizer, keep_mask=False):
+        super().__init__()
+        self.regularizer = regularizer
+        self.keep_mask = keep_mask
+        self.is_last_epoch = False
+        self.param_names = None
+
+    def attach(self, scheduler):
+        self.param_names = self._scoped_param_names(scheduler.model, self.regularizer.targets(), "parameter")
+
+    def _params(self, model):
+        params = dict(model.named_parameters())
+        return [(name, params[name]) for name in self.param_names if name in params]
+
+    def on_epoch_begin(self, model, zeros_mask_dict, meta, **kwargs):
+        self.is_last_epoch = meta["current_epoch"] == meta["ending_epoch"] - 1
+
+    def before_backward_pass(self, model, epoch, minibatch_id, minibatches_per_epoch, loss, zeros_mask_dict,
+                             optimizer=None):
+        regularizer_loss = torch.zeros((), dtype=loss.dtype, device=loss.device)
+        for name, param in self._params(model):
+            regularizer_loss = self.regularizer.loss(param, name, regularizer_loss, zeros_mask_dict)
+        component = LossComponent(f"{type(self.regularizer).__name__}_loss", regularizer_loss)
+        return PolicyLoss(loss + regularizer_loss, [component])
+
+    def on_minibatch_end(self, model, epoch, minibatch_id, minibatches_per_epoch, zeros_mask_dict, optimizer):
+        if self.regularizer.threshold_criteria is None:
+            return
+        keep = self.keep_mask and self.is_last_epoch and minibatch_id == minibatches_per_epoch - 1
+        for name, param in self._params(model):
+            self.regularizer.threshold(param, name, zeros_mask_dict)
+            masker = zeros_mask_dict[name]
+            masker.is_regularization_mask = not keep
+            masker.apply_mask(param)
+        if keep:
+            msglogger.info("%s: keeping the regularization masks", self.regularizer.name)
+
+    def state_dict(self):
+        return {"regularizer": self.regularizer.state_dict()}
+
+    def load_state_dict(self, state):
+        self.regularizer.load_state_dict(state.get("regularizer", {}))
+
+
+class QuantizationPolicy(ScheduledTrainingPolicy):
+    """Quantization-aware training: prepares the model once, re-quantizes weights after each step.
+
+    When attached to a scheduler, records ``{'kind': 'quantization', 'quantizer': quantizer.state_dict()}``
+    in ``scheduler.model_transforms`` (unless an identical record is already there, as on resume), so
+    ``load_checkpoint`` can rebuild the quantized model before loading its weights.
+    """
+
+    def __init__(self, quantizer):
+        super().__init__()
+        self.quantizer = quantizer
+        self.quantizer.prepare_model()
+        self.quantizer.quantize_params()
+
+    def attach(self, scheduler):
+        record = {"kind": "quantization", "quantizer": self.quantizer.state_dict()}
+        if record not in scheduler.model_transforms:
+            scheduler.model_transforms.append(record)
+
+    def on_minibatch_end(self, model, epoch, minibatch_id, minibatches_per_epoch, zeros_mask_dict, optimizer):
+        # Quantize after every step, so the model is quantized at validation time and at the end.
+        self.quantizer.quantize_params()
+
+
+class LRPolicy(ScheduledTrainingPolicy):
+    """Steps a ``torch.optim.lr_scheduler`` at each scheduled epoch's end.
+
+    ``ReduceLROnPlateau`` is fed from ``on_epoch_end(..., metrics={'min': val_loss, 'max': top1})``:
+    its ``mode`` picks the metric.
+    """
+
+    def __init__(self, lr_scheduler):
+        super().__init__()
+        self.lr_scheduler = lr_scheduler
+
+    def on_epoch_end(self, model, zeros_mask_dict, meta, **kwargs):
+        if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            metrics = kwargs.get("metrics")
+            if not metrics or self.lr_scheduler.mode not in metrics:
+                raise ValueError("ReduceLROnPlateau needs on_epoch_end(..., metrics={'min': loss, 'max': top1}) "
+                                 f"with a '{self.lr_scheduler.mode}' entry")
+            self.lr_scheduler.step(metrics[self.lr_scheduler.mode])
+        else:
+            self.lr_scheduler.step()
+
+    def state_dict(self):
+        return {"lr_scheduler": self.lr_scheduler.state_dict()}
+
+    def load_state_dict(self, state):
+        if "lr_scheduler" not in state:
+            return
+        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        # Re-creating the LR scheduler reset the optimizer's learning rates: put back the resumed ones.
+        for group, lr in zip(self.lr_scheduler.optimizer.param_groups, self.lr_scheduler.get_last_lr()):
+            group["lr"] = lr
