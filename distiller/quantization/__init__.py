@@ -1,1 +1,17 @@
-"""(filled in by its owner)"""
+"""Quantization: the Quantizer framework, linear quantization primitives, quantization-aware training.
+
+Each method is a :class:`Quantizer` subclass; the ones usable from a YAML ``quantizers:`` section are
+registered in :data:`distiller.registry.QUANTIZERS`.
+"""
+from . import replay  # noqa: F401  (registers the 'quantization' model-transform replayer)
+from .base import FP_BKP_PREFIX, ParamToQuant, QBits, Quantizer
+from .q_utils import (ClipMode, LinearQuantMode, LinearQuantizeSTE, ModuleQuantMode,
+                      approx_scale_as_mult_and_shift, asymmetric_linear_quantization_params,
+                      get_quantized_range, linear_dequantize, linear_quantize, linear_quantize_clamp,
+                      symmetric_linear_quantization_params)
+
+__all__ = ["Quantizer", "QBits", "ParamToQuant", "FP_BKP_PREFIX",
+           "LinearQuantMode", "ClipMode", "ModuleQuantMode", "LinearQuantizeSTE",
+           "symmetric_linear_quantization_params", "asymmetric_linear_quantization_params",
+           "linear_quantize", "linear_quantize_clamp", "linear_dequantize", "get_quantized_range",
+           "approx_scale_as_mult_and_shift"]

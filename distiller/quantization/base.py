@@ -1,0 +1,445 @@
+"""The :class:`Quantizer`: turns a float model into a quantized one by replacing modules in place.
+
+A quantization method subclasses :class:`Quantizer` and fills in
+
+* ``replacement_factory``: module type -> ``fn(module, name, qbits_map, **layer_overrides)`` returning the
+  replacement module, or None / the module itself to keep it (``default_replacement_fn`` applies to leaf
+  modules of other types);
+* ``param_quantization_fn``: ``fn(float_tensor, param_meta) -> quantized tensor`` for the weights and
+  biases of the layer types in ``quantizable_weight_types``; ``param_meta`` is a :class:`ParamToQuant`.
+
+:meth:`Quantizer.prepare_model` validates everything first (bit widths, override patterns and keys),
+then replaces modules (names never change) and, with ``train_with_fp_copy``, moves each quantized
+``weight`` to a ``float_weight`` Parameter and keeps the quantized value in a ``weight`` buffer, refreshed
+from ``float_weight`` at every forward so gradients reach the float copy through the quantizer (the
+"straight-through" training of Courbariaux et al. 2015 / Hubara et al. 2016).
+
+Per-layer settings come from ``overrides``: an ordered mapping (YAML mapping, OrderedDict or list of
+``[pattern, settings]`` pairs) of module names / full-match regular expressions to dicts with
+``bits_activations`` / ``bits_weights`` / ``bits_bias`` and method-specific keys. The first pattern
+that matches a module, or one of its ancestors (so ``layer1`` covers ``layer1.0.conv1``), wins.
+``module.`` prefixes are ignored; a pattern matching no module is an error.
+"""
+import copy
+import enum
+import inspect
+import logging
+import weakref
+from collections import OrderedDict, namedtuple
+
+import torch
+import torch.nn as nn
+
+from ..utils import match_names, model_is_parallel
+from .q_utils import ModuleQuantMode, validate_num_bits
+
+__all__ = ["Quantizer", "QBits", "ParamToQuant", "FP_BKP_PREFIX"]
+
+msglogger = logging.getLogger(__name__)
+
+#: Bit widths of one module's activations, weights and bias (None = not quantized).
+QBits = namedtuple("QBits", ["acts", "wts", "bias"])
+
+#: A parameter to quantize: the module owning it, its name, the attribute holding the float value, the
+#: attribute receiving the quantized value (equal without ``train_with_fp_copy``), and the bit width.
+ParamToQuant = namedtuple("ParamToQuant", ["module", "module_name", "fp_attr_name", "q_attr_name", "num_bits"])
+
+#: Prefix of the full-precision copy of a quantized parameter (``weight`` -> ``float_weight``).
+FP_BKP_PREFIX = "float_"
+
+_BITS_KEYS = {"bits_activations": "acts", "bits_weights": "wts", "bits_bias": "bias"}
+
+# model -> what prepare_model did to it; lets an identical quantizer adopt a replayed model (resume).
+_PREPARED_MODELS = weakref.WeakKeyDictionary()
+
+
+def _plain(value, what):
+    """Converts a constructor argument to checkpoint-safe plain data (enum values become their names)."""
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, ModuleQuantMode):
+        return {"activations": _plain(value.activations, what), "weights": _plain(value.weights, what)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v, f"{what}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{what}[{i}]") for i, v in enumerate(value)]
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return value
+    raise TypeError(f"quantizer argument {what} = {value!r} cannot be recorded in a checkpoint: "
+                    f"use plain data (numbers, strings, lists, dicts) or enum names")
+
+
+def _normalize_overrides(overrides):
+    """Returns the overrides as a list of (pattern, settings dict), validating bit widths."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, dict):
+        items = list(overrides.items())
+    elif isinstance(overrides, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2
+                                                      for p in overrides):
+        items = [tuple(p) for p in overrides]
+    else:
+        raise ValueError("overrides must be an ordered mapping {pattern: {setting: value}} or a list of "
+                         f"[pattern, settings] pairs, got {type(overrides).__name__}")
+    result = []
+    for pattern, settings in items:
+        if not isinstance(pattern, str):
+            raise ValueError(f"override pattern {pattern!r} must be a string (module name or regex)")
+        if not isinstance(settings, dict):
+            raise ValueError(f"overrides['{pattern}'] must be a mapping of settings (e.g. "
+                             f"{{bits_weights: 4}}), got {settings!r}")
+        for key in _BITS_KEYS:
+            if key in settings:
+                validate_num_bits(settings[key], f"overrides['{pattern}'].{key}")
+        result.append((pattern, dict(settings)))
+    return result
+
+
+class Quantizer:
+    """Base class of quantizers (see the module docstring for the contract with subclasses).
+
+    Args:
+        model: the model to quantize (modified in place by :meth:`prepare_model`).
+        optimizer: the optimizer training ``model``; its parameter groups are updated for the float
+            copies and any new learned parameters. None when not training.
+        bits_activations, bits_weights, bits_bias: default bit widths, an int in 1..32 or None for
+            "not quantized".
+        overrides: per-layer settings, first match wins (see module docstring).
+        train_with_fp_copy: keep a full-precision copy of the quantized parameters for training.
+    Raises:
+        ValueError: a bit width that is not None or an int in 1..32 (the message names it), malformed
+            overrides.
+        distiller.errors.UnmatchedNameError: an override pattern that matches no module.
+    """
+
+    #: Layer types whose ``weight`` / ``bias`` are quantized through ``param_quantization_fn``.
+    quantizable_weight_types = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.Embedding)
+
+    def __new__(cls, *args, **kwargs):
+        # Record the constructor arguments of the concrete class, for state_dict() and checkpoint replay.
+        self = super().__new__(cls)
+        bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+        bound.apply_defaults()
+        params = inspect.signature(cls.__init__).parameters
+        self._init_args = {}
+        for name, value in list(bound.arguments.items())[1:]:
+            if params[name].kind == inspect.Parameter.VAR_KEYWORD:
+                self._init_args.update(value)
+            elif name not in ("model", "optimizer"):
+                self._init_args[name] = value
+        return self
+
+    def __init__(self, model, optimizer=None, bits_activations=None, bits_weights=None, bits_bias=None,
+                 overrides=None, train_with_fp_copy=False):
+        self.default_qbits = QBits(validate_num_bits(bits_activations, "bits_activations"),
+                                   validate_num_bits(bits_weights, "bits_weights"),
+                                   validate_num_bits(bits_bias, "bits_bias"))
+        self.overrides = _normalize_overrides(overrides)
+        self.model = model
+        self.optimizer = optimizer
+        self.train_with_fp_copy = bool(train_with_fp_copy)
+        self.replacement_factory = OrderedDict()
+        self.default_replacement_fn = None
+        self.replacement_blacklist = []
+        self.param_quantization_fn = None
+        self.params_to_quantize = []
+        self.prepared = False
+        names = [name for name, _ in model.named_modules() if name]
+        self._override_matches = {pattern: set(hits) for pattern, hits in
+                                  match_names([p for p, _ in self.overrides], names, kind="module").items()}
+        self.module_qbits_map, self.module_overrides_map = self._resolve_layer_settings(model)
+
+    # ------------------------------------------------------------------------------ per-layer settings
+    def _override_for(self, name):
+        """(pattern, settings) of the first override matching ``name`` or an ancestor; (None, {}) if none."""
+        candidates = {name}
+        parts = name.split(".")
+        candidates.update(".".join(parts[:i]) for i in range(1, len(parts)))
+        for pattern, settings in self.overrides:
+            if candidates.intersection(self._override_matches[pattern]):
+                return pattern, settings
+        return None, {}
+
+    def _resolve_layer_settings(self, model):
+        qbits_map, overrides_map = {}, {}
+        for name, module in model.named_modules():
+            _, settings = self._override_for(name) if name else (None, {})
+            bits = self.default_qbits._replace(**{_BITS_KEYS[k]: v for k, v in settings.items() if k in _BITS_KEYS})
+            if not isinstance(module, self.quantizable_weight_types):
+                bits = bits._replace(wts=None, bias=None)
+            qbits_map[name] = bits
+            overrides_map[name] = {k: v for k, v in settings.items() if k not in _BITS_KEYS}
+        return qbits_map, overrides_map
+
+    # ----------------------------------------------------------------------------------- preparation
+    def prepare_model(self, dummy_input=None):
+        """Replaces modules, sets up the float copies and updates the optimizer (see module docstring).
+
+        Calling it on a model already prepared by an identically configured quantizer (e.g. the one that
+        ``load_checkpoint`` replayed) adopts that model: nothing is replaced again, only this quantizer's
+        bookkeeping and the optimizer groups are rebuilt.
+
+        Args:
+            dummy_input: an example input, for subclasses that need to run or trace the model.
+        Raises:
+            RuntimeError: called twice on this quantizer, or the model was prepared with another
+                configuration.
+            ValueError: an override setting that no replaced module accepts (before anything changes).
+        """
+        if self.prepared:
+            raise RuntimeError(f"{type(self).__name__}.prepare_model() was already called on this quantizer")
+        self._dummy_input_spec = _input_spec(dummy_input)
+        key = self._model_key()
+        previous = _PREPARED_MODELS.get(key)
+        if previous is not None:
+            if previous["record"] != self.state_dict():
+                raise RuntimeError(f"the model was already prepared by {previous['record']['class']} with "
+                                   f"other settings ({previous['record']['args']}); build a fresh model")
+            replaced = previous["replaced"]
+            for handle in previous["hooks"]:
+                handle.remove()
+        else:
+            if any(name.rsplit(".", 1)[-1].startswith(FP_BKP_PREFIX) for name, _ in self.model.named_parameters()):
+                raise RuntimeError("the model already holds quantization float copies (float_* parameters) from "
+                                   "another quantizer; build a fresh model")
+            self._plan_replacements(skip=set())  # validates every setting before anything changes
+            replaced = set(self._pre_prepare_model(dummy_input) or ())
+            if replaced:
+                self.module_qbits_map, self.module_overrides_map = self._resolve_layer_settings(self.model)
+            replaced |= self._apply_replacements(self._plan_replacements(skip=replaced))
+        self.params_to_quantize = self._collect_params_to_quantize(replaced)
+        hooks = self._setup_fp_copies() if self.train_with_fp_copy else []
+        self._update_optimizer()
+        if previous is None:
+            self._post_prepare_model()
+        _PREPARED_MODELS[key] = {"record": self.state_dict(), "replaced": replaced, "hooks": hooks}
+        self.prepared = True
+        msglogger.info("%s prepared the model: %d modules replaced, %d parameters quantized",
+                       type(self).__name__, len(replaced), len(self.params_to_quantize))
+
+    def _model_key(self):
+        return self.model.module if model_is_parallel(self.model) else self.model
+
+    def _pre_prepare_model(self, dummy_input):
+        """Hook for subclasses: structural changes before module replacement (e.g. BN folding).
+
+        Returns:
+            the names of the modules it replaced (they are treated like replacements: not visited again,
+            their parameters not quantized by the base class), or None.
+        """
+
+    def _post_prepare_model(self):
+        """Hook for subclasses: runs once after the first preparation (e.g. registering buffers)."""
+
+    def _replacement_fn(self, module):
+        if isinstance(module, tuple(self.replacement_blacklist)):
+            return None
+        fn = self.replacement_factory.get(type(module))
+        if fn is None and not any(True for _ in module.children()):
+            fn = self.default_replacement_fn
+        return fn
+
+    def _plan_replacements(self, skip):
+        """Decides every replacement and checks its override settings, without touching the model.
+
+        Args:
+            skip: names of modules already replaced (not visited).
+        Returns:
+            list of (parent, child attribute name, full name, module, fn, layer overrides).
+        Raises:
+            ValueError: a setting the replacement function does not take, or that no replaced module uses.
+        """
+        plan, used_patterns = [], set()
+
+        def visit(container, prefix):
+            for child_name, module in container.named_children():
+                full_name = prefix + child_name
+                if full_name in skip:
+                    continue
+                qbits, extra = self.module_qbits_map[full_name], self.module_overrides_map[full_name]
+                fn = self._replacement_fn(module)
+                if fn is not None and (qbits.acts is not None or qbits.wts is not None or extra):
+                    self._check_override_keys(fn, full_name, type(module), extra)
+                    used_patterns.add(self._override_for(full_name)[0])
+                    plan.append((container, child_name, full_name, module, fn, extra))
+                else:
+                    visit(module, full_name + ".")
+
+        visit(self.model, "")
+        for pattern, settings in self.overrides:
+            extra = sorted(set(settings) - set(_BITS_KEYS))
+            if extra and pattern not in used_patterns:
+                raise ValueError(f"overrides['{pattern}'] sets {extra}, but {type(self).__name__} replaces none of "
+                                 f"the modules it matches; remove the setting or fix the pattern")
+        return plan
+
+    def _check_override_keys(self, fn, full_name, module_type, extra):
+        params = inspect.signature(fn).parameters
+        if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return
+        unknown = sorted(set(extra) - set(params))
+        if unknown:
+            valid = sorted(set(params) - {"module", "name", "qbits_map"}) + sorted(_BITS_KEYS)
+            raise ValueError(f"override setting(s) {unknown} for module '{full_name}' ({module_type.__name__}) are "
+                             f"not understood by {type(self).__name__}; valid settings: {valid}")
+
+    def _apply_replacements(self, plan):
+        """Performs the planned replacements; a module shared under several names is replaced once."""
+        done, replaced = {}, set()
+        for container, child_name, full_name, module, fn, extra in plan:
+            if id(module) not in done:
+                new_module = fn(module, full_name, self.module_qbits_map, **extra)
+                done[id(module)] = module if new_module is None else new_module
+            new_module = done[id(module)]
+            if new_module is not module:
+                setattr(container, child_name, new_module)
+                replaced.add(full_name)
+                msglogger.debug("quantizer: %s -> %s", full_name, type(new_module).__name__)
+        return replaced
+
+    def _collect_params_to_quantize(self, replaced):
+        """Weights/biases of unreplaced quantizable layers with a bit width (replacements own theirs)."""
+        result = []
+        for name, module in self.model.named_modules():
+            if name in replaced or any(name.startswith(r + ".") for r in replaced):
+                continue
+            if name not in self.module_qbits_map or not isinstance(module, self.quantizable_weight_types):
+                continue
+            qbits = self.module_qbits_map[name]
+            for attr, bits in (("weight", qbits.wts), ("bias", qbits.bias)):
+                has_copy = FP_BKP_PREFIX + attr in module._parameters
+                if bits is None or (getattr(module, attr, None) is None and not has_copy):
+                    continue
+                fp_attr = FP_BKP_PREFIX + attr if self.train_with_fp_copy else attr
+                result.append(ParamToQuant(module, name, fp_attr, attr, bits))
+        return result
+
+    def _setup_fp_copies(self):
+        """Moves each quantized parameter to ``float_<name>`` and registers the quantized-value buffer."""
+        by_module = OrderedDict()
+        for ptq in self.params_to_quantize:
+            module = ptq.module
+            if ptq.fp_attr_name not in module._parameters:
+                param = module._parameters.pop(ptq.q_attr_name)
+                module.register_parameter(ptq.fp_attr_name, param)  # same object: optimizer state stays valid
+                module.register_buffer(ptq.q_attr_name, param.detach().clone())
+            by_module.setdefault(module, []).append(ptq)
+        return [self._register_refresh_hooks(module, ptqs) for module, ptqs in by_module.items()]
+
+    def _register_refresh_hooks(self, module, ptqs):
+        """Recomputes the quantized buffers from the float copies for each forward, inside autograd, and
+        stores detached values afterwards (so the module stays deep-copyable and checkpoints hold values)."""
+        def quantize_before_forward(mod, args):
+            for ptq in ptqs:
+                setattr(mod, ptq.q_attr_name,
+                        self.param_quantization_fn(getattr(mod, ptq.fp_attr_name), ptq._replace(module=mod)))
+
+        def detach_after_forward(mod, args, output):
+            for ptq in ptqs:
+                mod._buffers[ptq.q_attr_name] = mod._buffers[ptq.q_attr_name].detach()
+
+        return _HookPair(module.register_forward_pre_hook(quantize_before_forward),
+                         module.register_forward_hook(detach_after_forward))
+
+    def quantize_params(self):
+        """Quantizes every parameter in ``params_to_quantize`` now (into the buffer with a float copy,
+        in place otherwise)."""
+        if self.param_quantization_fn is None:
+            return
+        with torch.no_grad():
+            for ptq in self.params_to_quantize:
+                quantized = self.param_quantization_fn(getattr(ptq.module, ptq.fp_attr_name), ptq)
+                if self.train_with_fp_copy:
+                    ptq.module._buffers[ptq.q_attr_name] = quantized
+                else:
+                    getattr(ptq.module, ptq.q_attr_name).copy_(quantized)
+
+    # ------------------------------------------------------------------------------------- optimizer
+    def _get_updated_optimizer_params_groups(self):
+        """The optimizer's parameter groups after preparation.
+
+        Default: the existing groups (with their hyper-parameters) restricted to parameters still in the
+        model, plus one group with optimizer defaults for model parameters no group holds yet. Subclasses
+        adding learned parameters override it (see PACTQuantizer).
+
+        Returns:
+            list of dicts as accepted by ``torch.optim.Optimizer.add_param_group``.
+        """
+        model_params = list(self.model.parameters())
+        alive = {id(p) for p in model_params}
+        groups, seen = [], set()
+        for group in self.optimizer.param_groups:
+            params = [p for p in group["params"] if id(p) in alive]
+            seen.update(id(p) for p in params)
+            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": params})
+        new = [p for p in model_params if id(p) not in seen]
+        if new:
+            groups.append({"params": new})
+        return groups
+
+    def _update_optimizer(self):
+        if self.optimizer is None:
+            return
+        groups = [g for g in self._get_updated_optimizer_params_groups() if g["params"]]
+        current = [[id(p) for p in g["params"]] for g in self.optimizer.param_groups]
+        if current == [[id(p) for p in g["params"]] for g in groups]:
+            return
+        self.optimizer.param_groups.clear()
+        for group in groups:
+            self.optimizer.add_param_group(group)
+
+    # ------------------------------------------------------------------------------------------ state
+    def state_dict(self):
+        """Plain-data description (class name, constructor arguments) that re-creates this quantizer.
+
+        ``overrides`` is stored as a list of ``[pattern, settings]`` pairs and enum values by name, so the
+        record loads with ``torch.load(weights_only=True)``; :mod:`distiller.quantization.replay` uses it.
+        """
+        args = {}
+        for name, value in self._init_args.items():
+            if name == "overrides":
+                value = [[pattern, settings] for pattern, settings in _normalize_overrides(value)]
+            args[name] = _plain(copy.copy(value), name)
+        state = {"class": type(self).__name__, "args": args}
+        spec = getattr(self, "_dummy_input_spec", None)
+        if spec is not None:
+            state["dummy_input"] = spec
+        return state
+
+    def load_state_dict(self, state):
+        """Nothing to restore: the quantizer's learned state lives in the model's parameters and buffers."""
+
+    def __repr__(self):
+        return (f"{type(self).__name__}(bits_activations={self.default_qbits.acts}, bits_weights="
+                f"{self.default_qbits.wts}, bits_bias={self.default_qbits.bias}, overrides={len(self.overrides)})")
+
+
+class _HookPair:
+    """Removes a forward pre-hook and forward hook together."""
+
+    def __init__(self, *handles):
+        self.handles = handles
+
+    def remove(self):
+        for handle in self.handles:
+            handle.remove()
+
+
+def _input_spec(dummy_input):
+    """Shape/dtype description of an example input, enough to rebuild a stand-in when replaying."""
+    if dummy_input is None:
+        return None
+    if isinstance(dummy_input, torch.Tensor):
+        return {"shape": list(dummy_input.shape), "dtype": str(dummy_input.dtype).replace("torch.", "")}
+    if isinstance(dummy_input, (list, tuple)):
+        return [_input_spec(x) for x in dummy_input]
+    raise TypeError(f"dummy_input must be a tensor or a tuple of tensors, got {type(dummy_input).__name__}")
+
+
+def input_from_spec(spec, device=None):
+    """Builds a zero tensor (or tuple) matching a spec from :func:`_input_spec`."""
+    if spec is None:
+        return None
+    if isinstance(spec, list):
+        return tuple(input_from_spec(s, device) for s in spec)
+    return torch.zeros(spec["shape"], dtype=getattr(torch, spec["dtype"]), device=device)

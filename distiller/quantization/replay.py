@@ -1,0 +1,42 @@
+"""Replays a quantizer recorded in ``CompressionScheduler.model_transforms`` on a freshly built model.
+
+``QuantizationPolicy`` records ``{'kind': 'quantization', 'quantizer': quantizer.state_dict()}``;
+``distiller.apputils.load_checkpoint`` calls :func:`replay_quantization` with that record before loading
+the weights, so the quantized model (float copies, clip values, EMA statistics) receives them. A later
+``prepare_model`` by an identically configured quantizer (the schedule re-applied on resume) adopts the
+replayed model instead of quantizing it twice.
+"""
+import inspect
+
+from ..registry import QUANTIZERS, register_model_transform
+from ..utils import model_device
+from .base import input_from_spec
+
+__all__ = ["replay_quantization", "quantizer_from_state"]
+
+
+def quantizer_from_state(model, state, optimizer=None):
+    """Re-creates the quantizer described by ``Quantizer.state_dict()`` (not yet applied to ``model``).
+
+    Raises:
+        KeyError: the recorded class is not registered (import the module defining it first).
+    """
+    cls = QUANTIZERS.get(state["class"])
+    kwargs = dict(state["args"])
+    if optimizer is not None and "optimizer" in inspect.signature(cls.__init__).parameters:
+        kwargs["optimizer"] = optimizer
+    return cls(model, **kwargs)
+
+
+@register_model_transform("quantization")
+def replay_quantization(model, record, optimizer=None):
+    """Prepares ``model`` in place with the quantizer in ``record['quantizer']``; returns the quantizer.
+
+    Pass the optimizer that will load the checkpoint's optimizer state: methods adding learned
+    parameters (PACT) put them in its parameter groups first, so the saved state fits.
+    """
+    state = record["quantizer"]
+    quantizer = quantizer_from_state(model, state, optimizer)
+    quantizer.prepare_model(input_from_spec(state.get("dummy_input"), model_device(model)))
+    quantizer.quantize_params()
+    return quantizer
