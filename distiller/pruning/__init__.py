@@ -11,6 +11,18 @@ from .masks import (create_mask_level_criterion, create_mask_sensitivity_criteri
 from .rnn import BaiduRNNPruner, baidu_rnn_threshold
 from .sensitivity import SensitivityPruner
 from .splicing import SplicingPruner
+from .activation_ranked import (ActivationAPoZRankedFilterPruner, ActivationMeanRankedFilterPruner,
+                                ActivationRankedFilterPruner)
+from .activation_stats import ActivationStatsCollector
+from .fm_reconstruction import FMReconstructionChannelPruner
+from .random_ranked import BernoulliFilterPruner, RandomLevelStructureParameterPruner, RandomRankedFilterPruner
+from .ranked import (GradientRankedFilterPruner, L1RankedStructureParameterPruner,
+                     L2RankedStructureParameterPruner, RankedStructureParameterPruner)
+from .ranked_agp import (ActivationAPoZRankedFilterPruner_AGP, ActivationMeanRankedFilterPruner_AGP,
+                         BernoulliFilterPruner_AGP, GradientRankedFilterPruner_AGP,
+                         L1RankedStructureParameterPruner_AGP, L2RankedStructureParameterPruner_AGP,
+                         RandomRankedFilterPruner_AGP, StructureRankedAGP)
+from .structure import StructureParameterPruner
 
 __all__ = [
     "ParameterPruner",
@@ -26,4 +38,26 @@ __all__ = [
     "create_mask_threshold_criterion",
     "create_mask_level_criterion",
     "create_mask_sensitivity_criterion",
+    # structure pruning (ranked, activation-ranked, random, threshold, reconstruction, AGP)
+    "RankedStructureParameterPruner",
+    "L1RankedStructureParameterPruner",
+    "L2RankedStructureParameterPruner",
+    "GradientRankedFilterPruner",
+    "ActivationRankedFilterPruner",
+    "ActivationAPoZRankedFilterPruner",
+    "ActivationMeanRankedFilterPruner",
+    "ActivationStatsCollector",
+    "RandomRankedFilterPruner",
+    "BernoulliFilterPruner",
+    "RandomLevelStructureParameterPruner",
+    "StructureParameterPruner",
+    "FMReconstructionChannelPruner",
+    "StructureRankedAGP",
+    "L1RankedStructureParameterPruner_AGP",
+    "L2RankedStructureParameterPruner_AGP",
+    "GradientRankedFilterPruner_AGP",
+    "RandomRankedFilterPruner_AGP",
+    "BernoulliFilterPruner_AGP",
+    "ActivationAPoZRankedFilterPruner_AGP",
+    "ActivationMeanRankedFilterPruner_AGP",
 ]

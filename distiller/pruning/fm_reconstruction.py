@@ -1,0 +1,155 @@
+"""Channel pruning with feature-map reconstruction.
+
+He, Zhang & Sun 2017, "Channel Pruning for Accelerating Very Deep Neural Networks" (arXiv:1707.06168):
+choose the input channels of a layer to remove, then refit the remaining weights by least squares so
+that the layer's outputs on real inputs change as little as possible. Inputs are sampled at random
+positions (``positions_per_image`` per image, as in the paper) by a forward pre-hook.
+
+Channel choice: a channel's importance is its contribution to the outputs on the sampled inputs,
+``||X_c W_c^T||_F`` (a data-driven, greedy stand-in for the paper's LASSO selection); the least important
+are pruned. Reconstruction: ``W' = argmin ||X_kept W'^T - X W^T||`` with ``torch.linalg.lstsq``.
+
+Unlike the other pruners this one also rewrites the kept weights (the reconstruction is the method).
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..norms import num_structures_to_prune, structure_view
+from ..registry import register_pruner
+from ..utils import find_module_by_fq_name
+from .activation_ranked import owning_module_name
+from .ranked import RankedStructureParameterPruner
+
+
+def sample_layer_inputs(module, inputs, positions_per_image, generator=None):
+    """Rows of the layer's unfolded input, ``positions_per_image`` random positions per sample.
+
+    Returns:
+        ``[rows, in_channels * kh * kw]`` for a Conv2d, ``[rows, in_features]`` for a Linear layer.
+    """
+    x = inputs.detach()
+    if isinstance(module, torch.nn.Conv2d):
+        patches = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)
+        rows = patches.transpose(1, 2)                        # [N, L, C*kh*kw]
+    else:
+        rows = x.reshape(x.shape[0], -1, x.shape[-1])        # [N, positions, in_features]
+    count = min(rows.shape[1], positions_per_image)
+    picks = torch.rand(rows.shape[:2], generator=generator, device=rows.device).argsort(dim=1)[:, :count]
+    return rows.gather(1, picks.unsqueeze(-1).expand(-1, -1, rows.shape[2])).reshape(-1, rows.shape[2])
+
+
+@register_pruner
+class FMReconstructionChannelPruner(RankedStructureParameterPruner):
+    """Prunes ``desired_sparsity`` of the input channels of each weight and reconstructs the rest.
+
+    Args:
+        name: instance name.
+        desired_sparsity: fraction of input channels to prune, in [0, 1).
+        weights: Conv2d (``groups=1``, zero padding) or Linear weights.
+        group_size, rounding_fn: as :class:`~distiller.pruning.L1RankedStructureParameterPruner`.
+        ranking_noise: relative Gaussian noise added to the channel ranking.
+        max_samples: the most input rows kept per layer (the newest are kept).
+        positions_per_image: input positions sampled per image at each forward pass.
+        model: the model (given automatically by the YAML schedule): the input hooks are installed at
+            once; otherwise at the first mask.
+
+    Raises:
+        RuntimeError: at a mask that prunes channels before any forward pass was recorded, or with fewer
+            sampled rows than kept weights per filter.
+
+    YAML::
+
+        pruners:
+          channel_reconstruction:
+            class: FMReconstructionChannelPruner
+            desired_sparsity: 0.5
+            weights: [layer2.0.conv2.weight, layer2.1.conv2.weight]
+    """
+
+    def __init__(self, name, desired_sparsity, weights, group_size=1, rounding_fn=math.floor, ranking_noise=0.0,
+                 max_samples=8192, positions_per_image=10, model=None):
+        super().__init__(name, "Channels", desired_sparsity, weights, None, None, ranking_noise, group_size,
+                         rounding_fn)
+        for label, value in (("max_samples", max_samples), ("positions_per_image", positions_per_image)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: {label}={value!r} must be a positive integer")
+        self.max_samples = max_samples
+        self.positions_per_image = positions_per_image
+        self._samples = {}
+        self._handles = None
+        if model is not None:
+            self.attach(model)
+
+    def attach(self, model):
+        """Installs the input-sampling hooks on the layers of the targeted weights (once)."""
+        if self._handles is not None:
+            return
+        layers = {}
+        for param_name, _ in self._targeted_params(model):
+            module_name = owning_module_name(param_name)
+            module = find_module_by_fq_name(model, module_name)
+            conv_ok = isinstance(module, torch.nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
+            if not (conv_ok or isinstance(module, torch.nn.Linear)) or param_name.rsplit(".", 1)[-1] != "weight":
+                raise ValueError(f"{self.name}: '{param_name}' is not the weight of a Linear or Conv2d layer with "
+                                 f"groups=1 and zero padding; feature-map reconstruction cannot handle it")
+            layers[module_name] = module
+        self._handles = [module.register_forward_pre_hook(self._make_hook(name)) for name, module in layers.items()]
+
+    def _make_hook(self, module_name):
+        def hook(module, inputs):
+            rows = sample_layer_inputs(module, inputs[0], self.positions_per_image)
+            previous = self._samples.get(module_name)
+            stacked = rows if previous is None else torch.cat([previous, rows])
+            self._samples[module_name] = stacked[-self.max_samples:]
+        return hook
+
+    def _inputs(self, param, param_name):
+        rows = self._samples.get(owning_module_name(param_name))
+        if rows is None:
+            raise RuntimeError(f"{self.name}: no inputs of '{param_name}' were recorded yet: feature-map "
+                               f"reconstruction needs forward passes first; start the pruning policy at a "
+                               f"later epoch or run some batches through the model before pruning")
+        return rows.to(device=param.device, dtype=param.dtype)
+
+    def importance(self, param, param_name, model):
+        x = self._inputs(param, param_name)
+        out_ch, in_ch = param.shape[:2]
+        x = x.reshape(x.shape[0], in_ch, -1)
+        w = param.detach().reshape(out_ch, in_ch, -1)
+        gram = torch.einsum("sck,scl->ckl", x, x)            # per-channel input Gram matrices
+        return torch.einsum("ock,ckl,ocl->c", w, gram, w).clamp_min(0).sqrt()
+
+    def prune_to_target_sparsity(self, param, param_name, zeros_mask_dict, target_sparsity, model, step=None):
+        self.attach(model)
+        in_ch = param.shape[1]
+        if num_structures_to_prune(in_ch, target_sparsity, self.group_size, self.rounding_fn) == 0:
+            zeros_mask_dict[param_name].mask = torch.ones_like(param)
+            return
+        super().prune_to_target_sparsity(param, param_name, zeros_mask_dict, target_sparsity, model, step)
+        keep = structure_view(zeros_mask_dict[param_name].mask, "Channels")[:, 0] > 0
+        with torch.no_grad():
+            param.copy_(self.reconstructed_weight(param, param_name, keep))
+
+    def reconstructed_weight(self, param, param_name, keep):
+        """Least-squares refit of the kept input channels to the layer's original outputs."""
+        x = self._inputs(param, param_name)
+        out_ch, in_ch = param.shape[:2]
+        w = param.detach().reshape(out_ch, -1)
+        kept_columns = keep.repeat_interleave(w.shape[1] // in_ch)
+        x_kept = x[:, kept_columns]
+        if x_kept.shape[0] < x_kept.shape[1]:
+            raise RuntimeError(f"{self.name}: '{param_name}' has {x_kept.shape[0]} sampled input rows for "
+                               f"{x_kept.shape[1]} unknowns per filter; run more forward passes or raise "
+                               f"max_samples / positions_per_image")
+        solution = torch.linalg.lstsq(x_kept, x @ w.t()).solution          # [kept columns, out]
+        refit = torch.zeros_like(w)
+        refit[:, kept_columns] = solution.t()
+        return refit.reshape(param.shape)
+
+    def remove_hooks(self):
+        """Removes the input-sampling hooks and frees the samples."""
+        for handle in self._handles or ():
+            handle.remove()
+        self._handles, self._samples = None, {}

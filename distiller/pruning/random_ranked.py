@@ -1,0 +1,102 @@
+"""Random structure pruners: baselines for ranking criteria, exploration, and DropFilter-style training.
+
+Random ranking is the control experiment for every importance criterion (Mittal et al. 2018, "Recovering
+from Random Pruning: On the Plasticity of Deep Convolutional Neural Networks"). Bernoulli dropping of
+filters at every mini-batch is a structured form of dropout (Park & Kwak 2016, "Analysis on the Dropout
+Effect in Convolutional Neural Networks"; Gomez et al. 2019, "Learning Sparse Networks Using Targeted
+Dropout").
+"""
+import math
+import random
+
+import torch
+
+from ..norms import structure_view
+from ..registry import register_pruner
+from .ranked import L1RankedStructureParameterPruner, RankedStructureParameterPruner
+
+
+@register_pruner
+class RandomRankedFilterPruner(RankedStructureParameterPruner):
+    """Prunes ``desired_sparsity`` of the structures chosen uniformly at random (a fresh draw per mask).
+
+    Arguments as :class:`~distiller.pruning.L1RankedStructureParameterPruner`.
+
+    YAML::
+
+        pruners:
+          random_filters:
+            class: RandomRankedFilterPruner
+            group_type: Filters
+            desired_sparsity: 0.5
+            weights: [layer1.0.conv1.weight]
+    """
+
+    def importance(self, param, param_name, model):
+        count = structure_view(param.detach(), self.group_type, self.block_shape).shape[0]
+        return torch.rand(count, device=param.device)
+
+
+@register_pruner
+class BernoulliFilterPruner(RandomRankedFilterPruner):
+    """Drops each structure independently with probability ``desired_sparsity`` (a fresh draw per mask).
+
+    The number dropped varies around ``desired_sparsity * n`` (``group_size`` and ``rounding_fn`` do not
+    apply); at least one structure always survives. Scheduled every mini-batch with soft masks it is
+    DropFilter-style regularization, see ``examples/drop_filter/``.
+
+    YAML::
+
+        pruners:
+          drop_filters:
+            class: BernoulliFilterPruner
+            group_type: Filters
+            desired_sparsity: 0.1
+            weights: [layer1.0.conv1.weight, layer1.1.conv1.weight]
+    """
+
+    def structure_keep_mask(self, param, param_name, fraction, model):
+        draws = self.importance(param, param_name, model)
+        keep = draws >= fraction
+        keep[draws.argmax()] = True
+        return keep
+
+
+@register_pruner
+class RandomLevelStructureParameterPruner(L1RankedStructureParameterPruner):
+    """L1-ranked structure pruning at a random sparsity level, drawn uniformly from ``sparsity_range``
+    once per pruning step (all weights of the step share it).
+
+    Args:
+        name, group_type, weights, group_dependency, kwargs, noise, group_size, rounding_fn, logging_fn:
+            as :class:`~distiller.pruning.L1RankedStructureParameterPruner`.
+        sparsity_range: ``[low, high]`` with ``0 <= low <= high < 1``.
+
+    YAML::
+
+        pruners:
+          random_level:
+            class: RandomLevelStructureParameterPruner
+            group_type: Filters
+            sparsity_range: [0.1, 0.5]
+            weights: [layer2.0.conv1.weight]
+    """
+
+    def __init__(self, name, group_type, sparsity_range, weights, group_dependency=None, kwargs=None,
+                 noise=0.0, group_size=1, rounding_fn=math.floor, logging_fn=None):
+        try:
+            low, high = (float(bound) for bound in sparsity_range)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: sparsity_range={sparsity_range!r} must be a pair [low, high]") from None
+        if not 0.0 <= low <= high < 1.0:
+            raise ValueError(f"{name}: sparsity_range={sparsity_range!r} must satisfy 0 <= low <= high < 1")
+        super().__init__(name, group_type, high, weights, group_dependency, kwargs, noise, group_size,
+                         rounding_fn, logging_fn)
+        self.sparsity_range = (low, high)
+        self._level = None       # (step, sparsity) drawn for the current step
+
+    def set_param_mask(self, param, param_name, zeros_mask_dict, meta):
+        step = meta.get("current_epoch")
+        if step is None or self._level is None or self._level[0] != step:
+            self._level = (step, random.uniform(*self.sparsity_range))
+        self.prune_to_target_sparsity(param, param_name, zeros_mask_dict, self._level[1], meta["model"], step=step)

@@ -1,0 +1,98 @@
+"""Masks from thresholds: element-wise and per structure (kernels, rows, columns, filters, channels, layers).
+
+Used by :class:`~distiller.pruning.StructureParameterPruner` and by the regularizers' optional
+thresholding (Wen et al. 2016, "Learning Structured Sparsity in Deep Neural Networks": groups driven to
+near zero by group lasso are then removed). Structures are those of :mod:`distiller.norms`.
+"""
+import torch
+
+from .norms import canonical_group_type, expand_structure_mask, structure_view
+
+THRESHOLD_CRITERIA = ("Mean_Abs", "Max")
+
+
+def threshold_mask(weights, threshold):
+    """0/1 mask (``weights``' dtype and device) keeping the elements whose magnitude exceeds ``threshold``."""
+    return (weights.detach().abs() > threshold).to(weights.dtype)
+
+
+def group_scores(param, group_type, threshold_criteria, block_shape=None):
+    """Per-structure magnitude: mean (``'Mean_Abs'``) or largest (``'Max'``) absolute value.
+
+    Args:
+        param: conv or Linear weight.
+        group_type: ``'2D'``, ``'Rows'``, ``'Cols'``, ``'3D'``/``'Filters'``, ``'4D'``, ``'Channels'``
+            or ``'Blocks'``.
+        threshold_criteria: ``'Mean_Abs'`` or ``'Max'``.
+        block_shape: for ``'Blocks'``.
+    Returns:
+        1D tensor, one score per structure, ordered as :func:`distiller.norms.structure_view`.
+    Raises:
+        ValueError: for an unknown criterion or structure type.
+    """
+    if threshold_criteria not in THRESHOLD_CRITERIA:
+        raise ValueError(f"unknown threshold_criteria {threshold_criteria!r}; expected one of "
+                         f"{list(THRESHOLD_CRITERIA)}")
+    magnitudes = structure_view(param.detach(), group_type, block_shape).abs()
+    return magnitudes.mean(dim=1) if threshold_criteria == "Mean_Abs" else magnitudes.amax(dim=1)
+
+
+def group_threshold_mask(param, group_type, threshold, threshold_criteria, block_shape=None):
+    """Mask that zeroes every structure whose magnitude score is at or below ``threshold``.
+
+    A structure survives when its ``threshold_criteria`` score (see :func:`group_scores`) is strictly
+    greater than ``threshold``; for ``'4D'`` the whole tensor survives or goes.
+
+    Args:
+        param: conv ``[out, in, kh, kw]`` or Linear ``[out, in]`` weight.
+        group_type: the structure type.
+        threshold: a number, or a tensor broadcastable to one value per structure.
+        threshold_criteria: ``'Mean_Abs'`` or ``'Max'``.
+        block_shape: for ``'Blocks'``.
+    Returns:
+        0/1 tensor of ``param``'s shape, dtype and device.
+
+    Example:
+        >>> mask = group_threshold_mask(conv.weight, 'Filters', 1e-3, 'Mean_Abs')
+    """
+    group_type = canonical_group_type(group_type)
+    keep = group_scores(param, group_type, threshold_criteria, block_shape) > torch.as_tensor(
+        threshold, device=param.device)
+    return expand_structure_mask(keep, param.shape, group_type, block_shape).to(param.dtype)
+
+
+def parse_regims(owner, reg_regims, group_types=None):
+    """Validates a ``reg_regims`` mapping: parameter name / regex -> value or ``[value, group_type]``.
+
+    Args:
+        owner: the instance name, for messages.
+        reg_regims: the mapping from the schedule.
+        group_types: when given, every entry must be ``[value, group_type]`` with a group type from
+            this collection; otherwise every entry must be a plain number.
+    Returns:
+        dict name -> ``(float value, group_type or None)``.
+    Raises:
+        ValueError: naming the offending entry.
+    """
+    if not isinstance(reg_regims, dict) or not reg_regims:
+        raise ValueError(f"{owner}: reg_regims must be a non-empty mapping of parameter name -> "
+                         f"{'[value, group_type]' if group_types else 'value'}, got {reg_regims!r}")
+    parsed = {}
+    for key, entry in reg_regims.items():
+        where = f"{owner}: reg_regims[{key!r}]"
+        if group_types is None:
+            value, group_type = entry, None
+        elif isinstance(entry, (list, tuple)) and len(entry) == 2:
+            value, group_type = entry
+            if group_type not in group_types:
+                raise ValueError(f"{where}: unknown group type {group_type!r}; expected one of {sorted(group_types)}")
+        else:
+            raise ValueError(f"{where}={entry!r} must be [value, group_type], e.g. [0.0002, Filters]")
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: {value!r} is not a number") from None
+        if not value >= 0:
+            raise ValueError(f"{where}: {value} must be >= 0")
+        parsed[key] = (value, group_type)
+    return parsed
