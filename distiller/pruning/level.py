@@ -32,5 +32,10 @@ class SparsityLevelParameterPruner(PerParameterValuePruner):
     def levels(self):
         return self.values
 
+    @levels.setter
+    def levels(self, levels):
+        # PruningPolicy's ``levels`` argument overrides the pruner's levels through this setter.
+        self.values = self.checked_values(levels)
+
     def set_param_mask(self, param, param_name, zeros_mask_dict, meta):
         zeros_mask_dict[param_name].mask = create_mask_level_criterion(param, self.value_for(param_name))

@@ -75,16 +75,21 @@ class PerParameterValuePruner(ParameterPruner):
 
     def __init__(self, name, arg_name, values, minimum=None, below=None):
         super().__init__(name)
+        self.arg_name = arg_name
+        self.value_range = (minimum, below)
+        self.values = self.checked_values(values)
+
+    def checked_values(self, values):
+        """Returns ``values`` validated, with numbers as floats (see the class docstring)."""
         if not isinstance(values, dict) or not values:
-            raise ValueError(f"{name}: '{arg_name}' must be a non-empty mapping from parameter names "
-                             f"(or regexes, or '*') to numbers, got {values!r}")
+            raise ValueError(f"{self.name}: '{self.arg_name}' must be a non-empty mapping from parameter "
+                             f"names (or regexes, or '*') to numbers, got {values!r}")
         checked = {}
         for key, value in values.items():
             if not isinstance(key, str) or not key:
-                raise ValueError(f"{name}: {arg_name} key {key!r} is not a parameter name or regex")
-            checked[key] = as_number(name, f"{arg_name}[{key!r}]", value, minimum, below)
-        self.arg_name = arg_name
-        self.values = checked
+                raise ValueError(f"{self.name}: {self.arg_name} key {key!r} is not a parameter name or regex")
+            checked[key] = as_number(self.name, f"{self.arg_name}[{key!r}]", value, *self.value_range)
+        return checked
 
     def targets(self):
         return list(self.values)

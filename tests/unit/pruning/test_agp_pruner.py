@@ -1,0 +1,121 @@
+"""Element-wise AGP: targets per epoch against the closed-form schedule of Zhu & Gupta 2017."""
+import math
+
+import pytest
+import torch
+
+from distiller.policy import PruningPolicy
+from distiller.pruning import agp_target_sparsity
+from distiller.registry import PRUNERS
+from distiller.scheduler import CompressionScheduler
+
+SCHEDULES = [  # (initial, final, starting_epoch, ending_epoch, frequency)
+    (0.05, 0.80, 0, 30, 2),   # Distiller's documentation example
+    (0.0, 0.5, 5, 16, 1),
+    (0.2, 0.9, 2, 12, 3),
+    (0.1, 0.6, 0, 8, 4),
+]
+
+
+def closed_form_targets(initial, final, start, end, freq):
+    """s_t = s_f + (s_i - s_f) * (1 - (t - t_0) / (n * dt))**3 over the pruning epochs t_0, t_0 + dt, ..."""
+    epochs = list(range(start, end, freq))
+    n_dt = epochs[-1] - epochs[0]
+    return {t: final + (initial - final) * (1 - (t - start) / n_dt) ** 3 for t in epochs}
+
+
+def test_distiller_example_hand_values():
+    targets = closed_form_targets(0.05, 0.80, 0, 30, 2)
+    assert targets[0] == pytest.approx(0.05)
+    assert targets[14] == pytest.approx(0.80 - 0.75 * 0.5 ** 3)
+    assert targets[28] == pytest.approx(0.80)
+    assert max(targets) == 28
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_agp_target_sparsity_matches_closed_form(schedule):
+    initial, final, start, end, freq = schedule
+    for epoch, expected in closed_form_targets(*schedule).items():
+        assert agp_target_sparsity(initial, final, start, end, freq, epoch) == pytest.approx(expected, abs=1e-12)
+
+
+class TinyNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(8, 16, 3, padding=1)
+        self.fc = torch.nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.conv1(x))
+        x = torch.relu(self.conv2(x))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def agp_scheduler(model, initial, final, start, end, freq, weights=("conv1.weight", "conv2.weight", "fc.weight")):
+    pruner = PRUNERS.get("AutomatedGradualPruner")(name="agp", initial_sparsity=initial, final_sparsity=final,
+                                                   weights=list(weights))
+    scheduler = CompressionScheduler(model)
+    scheduler.add_policy(PruningPolicy(pruner, None), starting_epoch=start, ending_epoch=end, frequency=freq)
+    return scheduler
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_agp_pruner_reaches_exact_target_at_each_epoch(schedule):
+    torch.manual_seed(0)
+    model = TinyNet()
+    scheduler = agp_scheduler(model, *schedule)
+    targets = closed_form_targets(*schedule)
+    current = {name: 0.0 for name in ("conv1.weight", "conv2.weight", "fc.weight")}
+    for epoch in range(schedule[3] + 2):
+        scheduler.on_epoch_begin(epoch)
+        for name, param in model.named_parameters():
+            if name not in current:
+                assert torch.count_nonzero(param) == param.numel(), f"{name} must not be pruned"
+                continue
+            if epoch in targets:
+                current[name] = targets[epoch]
+            assert int((param == 0).sum()) == math.floor(current[name] * param.numel() + 1e-9), (epoch, name)
+
+
+def test_agp_regex_weights_are_resolved_by_the_policy():
+    model = TinyNet()
+    scheduler = agp_scheduler(model, 0.5, 0.75, 0, 3, 1, weights=[r"conv\d\.weight"])
+    scheduler.on_epoch_begin(0)
+    assert int((model.conv1.weight == 0).sum()) == math.floor(0.5 * model.conv1.weight.numel())
+    assert int((model.conv2.weight == 0).sum()) == math.floor(0.5 * model.conv2.weight.numel())
+    assert torch.count_nonzero(model.fc.weight) == model.fc.weight.numel()
+
+
+def test_agp_custom_pruning_fn_receives_target():
+    calls = []
+    pruner = PRUNERS.get("AutomatedGradualPruner")(
+        name="agp", initial_sparsity=0.1, final_sparsity=0.5, weights=["w"],
+        pruning_fn=lambda param, name, masks, target, model: calls.append((name, target)))
+    meta = {"starting_epoch": 0, "ending_epoch": 3, "frequency": 1, "current_epoch": 1, "model": None}
+    pruner.set_param_mask(torch.ones(4), "w", {}, meta)
+    assert calls == [("w", pytest.approx(0.5 + (0.1 - 0.5) * 0.5 ** 3))]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"initial_sparsity": 1.0, "final_sparsity": 0.5}, "initial_sparsity=1.0 is outside"),
+    ({"initial_sparsity": 0.1, "final_sparsity": 1.0}, "final_sparsity=1.0 is outside"),
+    ({"initial_sparsity": 0.5, "final_sparsity": 0.2}, "final_sparsity=0.2 is below initial_sparsity"),
+    ({"initial_sparsity": "x", "final_sparsity": 0.2}, "initial_sparsity='x' is not a number"),
+    ({"weights": []}, "'weights' must be a non-empty list"),
+    ({"weights": None}, "'weights' must be a non-empty list"),
+    ({"pruning_fn": "prune_level"}, "pruning_fn='prune_level' is not callable"),
+])
+def test_agp_bad_arguments_name_the_instance(kwargs, message):
+    args = {"initial_sparsity": 0.05, "final_sparsity": 0.5, "weights": ["w"], **kwargs}
+    with pytest.raises(ValueError, match=message) as info:
+        PRUNERS.get("AutomatedGradualPruner")(name="my_agp", **args)
+    assert str(info.value).startswith("my_agp: ")
+
+
+def test_agp_without_room_for_two_pruning_epochs_names_the_instance():
+    pruner = PRUNERS.get("AutomatedGradualPruner")(name="my_agp", initial_sparsity=0.1, final_sparsity=0.5,
+                                                   weights=["w"])
+    meta = {"starting_epoch": 0, "ending_epoch": 2, "frequency": 2, "current_epoch": 0, "model": None}
+    with pytest.raises(ValueError, match="my_agp: AGP needs at least two pruning epochs"):
+        pruner.set_param_mask(torch.ones(4), "w", {}, meta)
