@@ -4,3 +4,8 @@ from .logger import (CsvLogger, DataLogger, PythonLogger, TensorBoardLogger, log
 
 __all__ = ["DataLogger", "PythonLogger", "TensorBoardLogger", "CsvLogger", "weights_sparsity_rows",
            "log_training_progress", "log_weights_sparsity", "log_activation_statistics"]
+from .collector import (STATS_FILE_NAME, QuantCalibrationStatsCollector, collect_quant_stats, load_quant_stats,
+                        save_quant_stats)
+
+__all__ += ["QuantCalibrationStatsCollector", "collect_quant_stats", "save_quant_stats", "load_quant_stats",
+            "STATS_FILE_NAME"]

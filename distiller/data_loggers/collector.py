@@ -1,0 +1,283 @@
+"""Calibration statistics for post-training quantization: per-layer input/output ranges and moments.
+
+``collect_quant_stats(model, test_fn)`` runs ``test_fn`` twice with hooks on every leaf module and
+returns (and optionally saves as YAML) a mapping::
+
+    conv1:
+      inputs:
+        0: {min: -2.1, max: 2.6, avg_min: -1.9, avg_max: 2.4, mean: 0.01, std: 1.0, b: 0.8,
+            shape: [1, 3, 32, 32], total_numel: 3145728}
+      output: {min: ..., max: ..., ...}
+
+``min``/``max`` are the extremes over all batches; ``avg_min``/``avg_max`` average the per-sample
+extremes over all samples; ``mean``/``std`` are over all elements; ``b`` is the mean absolute deviation
+from the mean (the maximum-likelihood scale of a Laplace distribution, used by ACIQ clipping, Banner et
+al. 2019), computed in the second pass once the mean is known. Inputs are recorded before the module
+runs, so in-place modules do not corrupt their own input statistics.
+"""
+import copy
+import logging
+import math
+import os
+from collections import OrderedDict
+
+import torch
+import yaml
+
+from ..modules import convert_functional_ops
+from ..utils import match_names
+
+__all__ = ["QuantCalibrationStatsCollector", "collect_quant_stats", "save_quant_stats", "load_quant_stats",
+           "STATS_FILE_NAME"]
+
+logger = logging.getLogger(__name__)
+
+#: File name ``collect_quant_stats`` writes into ``save_dir`` (Distiller's name).
+STATS_FILE_NAME = "acts_quantization_stats.yaml"
+_STAT_KEYS = ("min", "max", "avg_min", "avg_max", "mean", "std", "b")
+
+
+class _RunningStats:
+    """Accumulates the statistics of one tensor position (an input index or the output) of a module."""
+
+    def __init__(self):
+        self.min, self.max = math.inf, -math.inf
+        self.sum_avg_min = self.sum_avg_max = 0.0
+        self.samples = 0
+        self.sum = self.sum_sq = self.sum_abs_dev = 0.0
+        self.numel = 0
+        self.shape = None
+
+    def update(self, tensor):
+        t = tensor.detach()
+        flat = t.reshape(t.size(0), -1) if t.dim() > 1 else t.reshape(1, -1)
+        if flat.numel() == 0:
+            return
+        per_sample_min, per_sample_max = torch.aminmax(flat.float(), dim=1)
+        self.min = min(self.min, per_sample_min.min().item())
+        self.max = max(self.max, per_sample_max.max().item())
+        self.sum_avg_min += per_sample_min.double().sum().item()
+        self.sum_avg_max += per_sample_max.double().sum().item()
+        self.samples += flat.size(0)
+        as_double = flat.double()
+        self.sum += as_double.sum().item()
+        self.sum_sq += as_double.square().sum().item()
+        self.numel += flat.numel()
+        self.shape = [1] + list(t.shape[1:]) if t.dim() > 1 else list(t.shape)
+
+    def update_abs_dev(self, tensor):
+        self.sum_abs_dev += (tensor.detach().double() - self.mean).abs().sum().item()
+
+    @property
+    def mean(self):
+        return self.sum / self.numel
+
+    def as_dict(self, with_b):
+        variance = max(self.sum_sq / self.numel - self.mean ** 2, 0.0)
+        record = {"min": float(self.min), "max": float(self.max),
+                  "avg_min": self.sum_avg_min / self.samples, "avg_max": self.sum_avg_max / self.samples,
+                  "mean": float(self.mean), "std": math.sqrt(variance)}
+        if with_b:
+            record["b"] = self.sum_abs_dev / self.numel
+        record.update(shape=self.shape, total_numel=int(self.numel))
+        return record
+
+
+def _tensor_items(values):
+    return [(i, v) for i, v in enumerate(values) if isinstance(v, torch.Tensor) and v.is_floating_point()]
+
+
+class QuantCalibrationStatsCollector:
+    """Hooks the leaf modules of ``model`` and gathers the statistics described in the module docstring.
+
+    Usage: ``start()``, run batches, ``start_second_pass()``, run the same batches, ``stop()``;
+    ``value()`` returns the statistics, ``save(path)`` writes them as YAML.
+
+    Args:
+        model: the model (its module names become the keys).
+        classes: module types to collect (default: every leaf module).
+        inplace_runtime_check: raise if a module returns one of its inputs (an in-place op).
+        disable_inplace_attrs: set the attributes in ``inplace_attr_names`` to False on every module.
+        inplace_attr_names: attribute names marking in-place modules (``ReLU(inplace=True)``).
+        modules_to_collect: module names / regular expressions to restrict collection to.
+    Raises:
+        distiller.errors.UnmatchedNameError: a name in ``modules_to_collect`` matches no module.
+    """
+
+    stat_name = "quant_calibration_stats"
+
+    def __init__(self, model, classes=None, inplace_runtime_check=False, disable_inplace_attrs=False,
+                 inplace_attr_names=("inplace",), modules_to_collect=None):
+        self.model = model
+        self.inplace_runtime_check = inplace_runtime_check
+        leaves = [(n, m) for n, m in model.named_modules() if n and not any(True for _ in m.children())]
+        if classes is not None:
+            leaves = [(n, m) for n, m in leaves if isinstance(m, tuple(classes))]
+        if modules_to_collect is not None:
+            wanted = {n for names in match_names(modules_to_collect, [n for n, _ in model.named_modules() if n],
+                                                 kind="module").values() for n in names}
+            leaves = [(n, m) for n, m in leaves if n in wanted]
+        self._modules = leaves
+        if disable_inplace_attrs:
+            for _, module in model.named_modules():
+                for attr in inplace_attr_names:
+                    if getattr(module, attr, None) is True:
+                        setattr(module, attr, False)
+        self._stats = OrderedDict((name, {"inputs": {}, "output": None}) for name, _ in leaves)
+        self._handles = []
+        self._second_pass = False
+
+    def start(self):
+        """Installs the hooks (first pass: ranges and moments)."""
+        self.stop()
+        for name, module in self._modules:
+            self._handles.append(module.register_forward_pre_hook(self._input_hook(name)))
+            self._handles.append(module.register_forward_hook(self._output_hook(name)))
+        return self
+
+    def start_second_pass(self):
+        """Switches to the second pass, which needs the first pass's means (for ``b``)."""
+        self._second_pass = True
+        return self.start()
+
+    def stop(self):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def reset(self):
+        self.stop()
+        self._stats = OrderedDict((name, {"inputs": {}, "output": None}) for name, _ in self._modules)
+        self._second_pass = False
+
+    def _update(self, stats, tensor):
+        if not self._second_pass:
+            stats.update(tensor)
+        elif stats.numel:
+            stats.update_abs_dev(tensor)
+
+    def _input_hook(self, name):
+        def hook(module, inputs):
+            record = self._stats[name]["inputs"]
+            for index, tensor in _tensor_items(inputs):
+                if self._second_pass and index not in record:
+                    continue
+                self._update(record.setdefault(index, _RunningStats()), tensor)
+        return hook
+
+    def _output_hook(self, name):
+        def hook(module, inputs, output):
+            if not isinstance(output, torch.Tensor) or not output.is_floating_point():
+                return
+            if self.inplace_runtime_check and any(output is t for t in inputs):
+                raise RuntimeError(f"module '{name}' ({type(module).__name__}) ran in place, returning its input; "
+                                   f"pass disable_inplace_attrs=True or build it with inplace=False")
+            entry = self._stats[name]
+            if entry["output"] is None:
+                if self._second_pass:
+                    return
+                entry["output"] = _RunningStats()
+            self._update(entry["output"], output)
+        return hook
+
+    def value(self):
+        """The statistics as plain data (modules that never ran are omitted)."""
+        result = OrderedDict()
+        for name, entry in self._stats.items():
+            inputs = {i: s.as_dict(self._second_pass) for i, s in sorted(entry["inputs"].items()) if s.numel}
+            output = entry["output"]
+            if not inputs and (output is None or not output.numel):
+                continue
+            result[name] = {"inputs": inputs}
+            if output is not None and output.numel:
+                result[name]["output"] = output.as_dict(self._second_pass)
+        return result
+
+    def save(self, fname):
+        """Writes ``value()`` to the YAML file ``fname``; returns its path."""
+        return save_quant_stats(self.value(), fname)
+
+
+def save_quant_stats(stats, fname):
+    """Writes calibration statistics to a YAML file (plain types only, loadable with ``yaml.safe_load``)."""
+    def plain(value):
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+    directory = os.path.dirname(os.path.abspath(fname))
+    os.makedirs(directory, exist_ok=True)
+    with open(fname, "w") as stream:
+        yaml.safe_dump({name: plain(entry) for name, entry in stats.items()}, stream, sort_keys=False)
+    return fname
+
+
+def load_quant_stats(stats_or_path):
+    """Returns the statistics from a YAML file path (or validates an already loaded mapping).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the content is not a ``{module: {inputs: {i: stats}, output: stats}}`` mapping, or a
+            statistics record lacks one of min/max/avg_min/avg_max/mean/std.
+    """
+    source = "calibration statistics"
+    if isinstance(stats_or_path, (str, os.PathLike)):
+        source = os.fspath(stats_or_path)
+        if not os.path.isfile(source):
+            raise FileNotFoundError(f"calibration statistics file '{source}' does not exist")
+        with open(source) as stream:
+            stats_or_path = yaml.safe_load(stream)
+    if not isinstance(stats_or_path, dict):
+        raise ValueError(f"{source}: expected a mapping of module names to statistics")
+    for name, entry in stats_or_path.items():
+        if not isinstance(entry, dict) or not ({"inputs", "output"} & set(entry)):
+            raise ValueError(f"{source}: entry '{name}' must have 'inputs' and/or 'output' statistics")
+        records = [(f"{name}.inputs.{i}", r) for i, r in (entry.get("inputs") or {}).items()]
+        if entry.get("output") is not None:
+            records.append((f"{name}.output", entry["output"]))
+        for where, record in records:
+            missing = [k for k in _STAT_KEYS[:-1] if not isinstance(record, dict) or k not in record]
+            if missing:
+                raise ValueError(f"{source}: '{where}' lacks {missing}; re-collect with collect_quant_stats")
+    return stats_or_path
+
+
+def collect_quant_stats(model, test_fn, save_dir=None, classes=None, inplace_runtime_check=False,
+                        disable_inplace_attrs=False, inplace_attr_names=("inplace",), modules_to_collect=None):
+    """Collects calibration statistics of ``model`` by running ``test_fn(model)`` twice.
+
+    Statistics are gathered on a copy of ``model`` in which functional adds/concats/products were turned
+    into ``distiller.modules`` (:func:`distiller.modules.convert_functional_ops`), so they include the
+    layers that :class:`PostTrainLinearQuantizer` quantizes; ``model`` itself is not modified.
+
+    Args:
+        model: the float model.
+        test_fn: ``fn(model)`` running the calibration batches (e.g. a fraction of the test set).
+        save_dir: if given, the statistics are also written to ``save_dir/acts_quantization_stats.yaml``.
+        classes, inplace_runtime_check, disable_inplace_attrs, inplace_attr_names, modules_to_collect:
+            see :class:`QuantCalibrationStatsCollector`.
+    Returns:
+        The statistics mapping.
+    Example:
+        >>> stats = collect_quant_stats(model, lambda m: evaluate(m, calib_loader), save_dir=run_dir)
+    """
+    calibrated = convert_functional_ops(copy.deepcopy(model))
+    collector = QuantCalibrationStatsCollector(calibrated, classes, inplace_runtime_check, disable_inplace_attrs,
+                                               inplace_attr_names, modules_to_collect)
+    was_training = calibrated.training
+    calibrated.eval()
+    with torch.no_grad():
+        collector.start()
+        test_fn(calibrated)
+        collector.start_second_pass()
+        test_fn(calibrated)
+        collector.stop()
+    calibrated.train(was_training)
+    stats = collector.value()
+    if not stats:
+        raise RuntimeError("collect_quant_stats: no module ran during test_fn; check that it runs the model")
+    if save_dir is not None:
+        path = save_quant_stats(stats, os.path.join(save_dir, STATS_FILE_NAME))
+        logger.info("Saved quantization calibration statistics of %d modules to %s", len(stats), path)
+    return stats

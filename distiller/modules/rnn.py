@@ -1,0 +1,189 @@
+"""A quantization-friendly LSTM: every gate matmul, add, product and activation is its own module.
+
+``torch.nn.LSTM`` is one fused kernel, so a quantizer cannot give its gates their own ranges.
+``DistillerLSTM`` computes the same function (Hochreiter & Schmidhuber 1997, with the gate layout of
+``torch.nn.LSTM``) from ``nn.Linear``, ``EltwiseAdd``/``EltwiseMult`` and activation modules, so each
+gate is wrapped, calibrated and quantized separately.
+"""
+import torch
+from torch import nn
+
+from .eltwise import EltwiseAdd, EltwiseMult
+from .tensor_ops import Chunk, Concat
+
+
+class DistillerLSTMCell(nn.Module):
+    """One LSTM step, gate order (input, forget, cell, output) as in ``torch.nn.LSTMCell``.
+
+    Args:
+        input_size: features of the input ``x``.
+        hidden_size: features of the hidden and cell states.
+        bias: add the input and hidden biases.
+    """
+
+    def __init__(self, input_size, hidden_size, bias=True):
+        super().__init__()
+        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+        self.fc_gate_x = nn.Linear(input_size, 4 * hidden_size, bias=bias)
+        self.fc_gate_h = nn.Linear(hidden_size, 4 * hidden_size, bias=bias)
+        self.eltwiseadd_gate = EltwiseAdd()
+        self.chunk_gates = Chunk(4, dim=1)
+        self.act_i, self.act_f, self.act_o = nn.Sigmoid(), nn.Sigmoid(), nn.Sigmoid()
+        self.act_g = nn.Tanh()
+        self.eltwisemult_cell_forget = EltwiseMult()
+        self.eltwisemult_cell_input = EltwiseMult()
+        self.eltwiseadd_cell = EltwiseAdd()
+        self.act_h = nn.Tanh()
+        self.eltwisemult_hidden = EltwiseMult()
+
+    def forward(self, x, h=None):
+        """Returns ``(h, c)`` after one step; ``h`` is the ``(h, c)`` state (zeros when None)."""
+        h_prev, c_prev = h if h is not None else self.init_hidden(x.size(0), x)
+        gates = self.eltwiseadd_gate(self.fc_gate_x(x), self.fc_gate_h(h_prev))
+        i, f, g, o = self.chunk_gates(gates)
+        i, f, g, o = self.act_i(i), self.act_f(f), self.act_g(g), self.act_o(o)
+        c = self.eltwiseadd_cell(self.eltwisemult_cell_forget(f, c_prev), self.eltwisemult_cell_input(i, g))
+        h = self.eltwisemult_hidden(o, self.act_h(c))
+        return h, c
+
+    def init_hidden(self, batch_size, like):
+        zeros = like.new_zeros(batch_size, self.hidden_size)
+        return zeros, zeros.clone()
+
+    @classmethod
+    def from_pytorch_impl(cls, cell):
+        """Builds a cell with the weights of a ``torch.nn.LSTMCell``."""
+        new = cls(cell.input_size, cell.hidden_size, cell.bias)
+        _copy_gate_weights(new, cell.weight_ih, cell.weight_hh,
+                           getattr(cell, "bias_ih", None), getattr(cell, "bias_hh", None))
+        return new.to(cell.weight_ih.device)
+
+    def to_pytorch_impl(self):
+        """Returns an equivalent ``torch.nn.LSTMCell``."""
+        cell = nn.LSTMCell(self.input_size, self.hidden_size, self.bias).to(self.fc_gate_x.weight.device)
+        with torch.no_grad():
+            cell.weight_ih.copy_(self.fc_gate_x.weight)
+            cell.weight_hh.copy_(self.fc_gate_h.weight)
+            if self.bias:
+                cell.bias_ih.copy_(self.fc_gate_x.bias)
+                cell.bias_hh.copy_(self.fc_gate_h.bias)
+        return cell
+
+
+def _copy_gate_weights(cell, weight_ih, weight_hh, bias_ih, bias_hh):
+    with torch.no_grad():
+        cell.fc_gate_x.weight.copy_(weight_ih)
+        cell.fc_gate_h.weight.copy_(weight_hh)
+        if cell.bias:
+            cell.fc_gate_x.bias.copy_(bias_ih)
+            cell.fc_gate_h.bias.copy_(bias_hh)
+
+
+class DistillerLSTM(nn.Module):
+    """Multi-layer, optionally bidirectional LSTM with the interface of ``torch.nn.LSTM``.
+
+    Args:
+        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional: as in
+            ``torch.nn.LSTM`` (``proj_size`` and packed sequences are not supported).
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"DistillerLSTM: num_layers must be >= 1, got {num_layers}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.bidirectional = bias, batch_first, bidirectional
+        self.dropout = dropout
+        directions = 2 if bidirectional else 1
+        self.cells = nn.ModuleList(
+            DistillerLSTMCell(input_size if layer == 0 else hidden_size * directions, hidden_size, bias)
+            for layer in range(num_layers))
+        self.cells_reverse = nn.ModuleList(
+            DistillerLSTMCell(input_size if layer == 0 else hidden_size * directions, hidden_size, bias)
+            for layer in range(num_layers)) if bidirectional else None
+        self.concat_directions = Concat(dim=2) if bidirectional else None
+        self.dropout_layer = nn.Dropout(dropout)
+
+    def forward(self, x, h=None):
+        """Returns ``(output, (h_n, c_n))`` with the shapes of ``torch.nn.LSTM``."""
+        if isinstance(x, nn.utils.rnn.PackedSequence):
+            raise TypeError("DistillerLSTM does not accept PackedSequence inputs; pad the batch instead")
+        if self.batch_first:
+            x = x.transpose(0, 1)
+        directions = 2 if self.bidirectional else 1
+        if h is None:
+            zeros = x.new_zeros(self.num_layers * directions, x.size(1), self.hidden_size)
+            h = (zeros, zeros.clone())
+        h_all, c_all = [], []
+        for layer in range(self.num_layers):
+            index = layer * directions
+            out, (h_n, c_n) = self._run_direction(self.cells[layer], x, h[0][index], h[1][index], reverse=False)
+            h_all.append(h_n)
+            c_all.append(c_n)
+            if self.bidirectional:
+                out_r, (h_r, c_r) = self._run_direction(self.cells_reverse[layer], x, h[0][index + 1],
+                                                        h[1][index + 1], reverse=True)
+                h_all.append(h_r)
+                c_all.append(c_r)
+                out = self.concat_directions(out, out_r)
+            x = self.dropout_layer(out) if layer < self.num_layers - 1 else out
+        output = x.transpose(0, 1) if self.batch_first else x
+        return output, (torch.stack(h_all), torch.stack(c_all))
+
+    @staticmethod
+    def _run_direction(cell, x, h, c, reverse):
+        steps = range(x.size(0) - 1, -1, -1) if reverse else range(x.size(0))
+        outputs = [None] * x.size(0)
+        for t in steps:
+            h, c = cell(x[t], (h, c))
+            outputs[t] = h
+        return torch.stack(outputs), (h, c)
+
+    @classmethod
+    def from_pytorch_impl(cls, lstm):
+        """Builds a DistillerLSTM with the weights of a ``torch.nn.LSTM``."""
+        if isinstance(lstm, nn.LSTM) and getattr(lstm, "proj_size", 0):
+            raise ValueError("DistillerLSTM does not support nn.LSTM with proj_size > 0")
+        new = cls(lstm.input_size, lstm.hidden_size, lstm.num_layers, lstm.bias, lstm.batch_first,
+                  lstm.dropout, lstm.bidirectional)
+        for layer in range(lstm.num_layers):
+            for suffix, cells in (("", new.cells), ("_reverse", new.cells_reverse)):
+                if cells is None:
+                    continue
+                names = [f"{kind}_{part}_l{layer}{suffix}" for kind, part in
+                         (("weight", "ih"), ("weight", "hh"), ("bias", "ih"), ("bias", "hh"))]
+                _copy_gate_weights(cells[layer], *(getattr(lstm, name, None) for name in names))
+        return new.to(lstm.weight_ih_l0.device)
+
+    def to_pytorch_impl(self):
+        """Returns an equivalent ``torch.nn.LSTM``."""
+        lstm = nn.LSTM(self.input_size, self.hidden_size, self.num_layers, self.bias, self.batch_first,
+                       self.dropout, self.bidirectional).to(self.cells[0].fc_gate_x.weight.device)
+        with torch.no_grad():
+            for layer in range(self.num_layers):
+                for suffix, cells in (("", self.cells), ("_reverse", self.cells_reverse)):
+                    if cells is None:
+                        continue
+                    cell = cells[layer]
+                    getattr(lstm, f"weight_ih_l{layer}{suffix}").copy_(cell.fc_gate_x.weight)
+                    getattr(lstm, f"weight_hh_l{layer}{suffix}").copy_(cell.fc_gate_h.weight)
+                    if self.bias:
+                        getattr(lstm, f"bias_ih_l{layer}{suffix}").copy_(cell.fc_gate_x.bias)
+                        getattr(lstm, f"bias_hh_l{layer}{suffix}").copy_(cell.fc_gate_h.bias)
+        return lstm
+
+
+def convert_model_to_distiller_lstm(model):
+    """Replaces every ``nn.LSTM``/``nn.LSTMCell`` in ``model`` by its Distiller equivalent, in place.
+
+    Returns:
+        The model (a new object only when ``model`` itself is an LSTM).
+    """
+    if isinstance(model, nn.LSTM):
+        return DistillerLSTM.from_pytorch_impl(model)
+    if isinstance(model, nn.LSTMCell):
+        return DistillerLSTMCell.from_pytorch_impl(model)
+    for name, child in model.named_children():
+        setattr(model, name, convert_model_to_distiller_lstm(child))
+    return model
