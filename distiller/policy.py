@@ -204,6 +204,10 @@ class RegularizationPolicy(ScheduledTrainingPolicy):
     def on_epoch_begin(self, model, zeros_mask_dict, meta, **kwargs):
         self.is_last_epoch = meta["current_epoch"] == meta["ending_epoch"] - 1
 
+    def on_minibatch_begin(self, model, epoch, minibatch_id, minibatches_per_epoch, zeros_mask_dict, meta,
+                           optimizer=None):
+        self.regularizer.on_minibatch_begin(model, zeros_mask_dict)
+
     def before_backward_pass(self, model, epoch, minibatch_id, minibatches_per_epoch, loss, zeros_mask_dict,
                              optimizer=None):
         regularizer_loss = torch.zeros((), dtype=loss.dtype, device=loss.device)

@@ -1,1 +1,19 @@
-"""(filled in by its owner)"""
+"""Regularizers: loss terms (and optional thresholding) that induce element-wise or structured sparsity.
+
+Importing this package registers every regularizer under its class name, for YAML ``class:`` lookups.
+"""
+from .base import Regularizer
+from .drop_filter import DropFilterRegularizer
+from .group_lasso import GROUP_TYPES, GroupLassoRegularizer, group_l2_norms
+from .group_variance import GroupVarianceRegularizer
+from .l1 import L1Regularizer
+
+__all__ = [
+    "Regularizer",
+    "L1Regularizer",
+    "GroupLassoRegularizer",
+    "GroupVarianceRegularizer",
+    "DropFilterRegularizer",
+    "group_l2_norms",
+    "GROUP_TYPES",
+]

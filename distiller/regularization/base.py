@@ -27,6 +27,9 @@ class Regularizer(abc.ABC):
     def loss(self, param, param_name, regularizer_loss, zeros_mask_dict):
         """Returns ``regularizer_loss`` plus this regularizer's term for ``param``."""
 
+    def on_minibatch_begin(self, model, zeros_mask_dict):
+        """Called before the forward pass of every scheduled mini-batch (default: nothing)."""
+
     def threshold(self, param, param_name, zeros_mask_dict):
         """Sets ``zeros_mask_dict[param_name].mask`` from ``threshold_criteria`` (default: no-op when None)."""
 

@@ -1,0 +1,97 @@
+"""DropFilter: dropout of whole convolution filters during training.
+
+Pan et al. 2018, "DropFilter: Towards Thinking of Dropout in Convolutional Neural Networks"
+(arXiv:1811.06783): at every training mini-batch each filter's output feature map is suppressed with
+probability ``p`` (the kept ones are scaled by ``1 / (1 - p)``, as in inverted dropout), which
+regularizes like dropout and prepares the network for filter pruning. Weights are never modified and
+evaluation is unaffected.
+
+Mechanics: before each scheduled mini-batch the policy calls :meth:`DropFilterRegularizer.on_minibatch_begin`,
+which draws one keep-mask per layer; a forward hook on the layer applies it during that mini-batch's
+training forward pass; :meth:`~DropFilterRegularizer.loss` (after the forward pass) retires the masks.
+Outside the policy's epochs nothing is drawn, so nothing is dropped.
+"""
+import torch
+
+from ..registry import register_regularizer
+from ..thresholding import parse_regims
+from ..utils import find_module_by_fq_name, match_names, pattern_lookup
+from .base import Regularizer
+
+
+def _owning_module_name(param_name):
+    return param_name.rsplit(".", 1)[0] if "." in param_name else ""
+
+
+@register_regularizer
+class DropFilterRegularizer(Regularizer):
+    """Drops each output filter of the targeted layers with probability ``p`` at every training mini-batch.
+
+    Args:
+        name: instance name.
+        model: the model (given automatically by the YAML schedule): forward hooks are installed on the
+            layers that own the targeted weights.
+        reg_regims: weight name / regex -> drop probability ``p`` in [0, 1).
+        threshold_criteria: must be left out (DropFilter does not threshold).
+
+    YAML::
+
+        regularizers:
+          drop_filter:
+            class: DropFilterRegularizer
+            reg_regims:
+              layer1.0.conv1.weight: 0.1
+              'layer2\\..*\\.conv1\\.weight': 0.1
+
+        policies:
+          - regularizer: {instance_name: drop_filter}
+            starting_epoch: 0
+            ending_epoch: 20
+            frequency: 1
+    """
+
+    def __init__(self, name, model, reg_regims, threshold_criteria=None):
+        if threshold_criteria is not None:
+            raise ValueError(f"{name}: DropFilterRegularizer does not threshold; remove threshold_criteria")
+        regims = parse_regims(name, reg_regims)
+        bad = [key for key, (p, _) in regims.items() if p >= 1.0]
+        if bad:
+            raise ValueError(f"{name}: reg_regims[{bad[0]!r}]: the drop probability must be below 1")
+        super().__init__(name, model, reg_regims, threshold_criteria)
+        self.drop_probabilities = {key: p for key, (p, _) in regims.items()}
+        self._layers = {}                # module name -> (module, drop probability)
+        names = [n for n, _ in model.named_parameters()]
+        for hits in match_names(list(regims), names).values():
+            for param_name in hits:
+                layer = _owning_module_name(param_name)
+                self._layers[layer] = (find_module_by_fq_name(model, layer),
+                                       pattern_lookup(self.drop_probabilities, param_name))
+        self._keep = {}                  # module name -> keep-mask for the current mini-batch
+        self._handles = [module.register_forward_hook(self._make_hook(layer))
+                         for layer, (module, _) in self._layers.items()]
+
+    def _make_hook(self, layer):
+        def hook(module, inputs, output):
+            keep = self._keep.get(layer)
+            if keep is None or not module.training:
+                return None
+            scale = keep.to(output.dtype) / (1.0 - self._layers[layer][1])
+            return output * scale.to(output.device).view([1, -1] + [1] * (output.dim() - 2))
+        return hook
+
+    def on_minibatch_begin(self, model, zeros_mask_dict):
+        """Draws this mini-batch's filter keep-masks."""
+        for layer, (module, probability) in self._layers.items():
+            filters = module.weight.shape[0]
+            self._keep[layer] = torch.rand(filters, device=module.weight.device) >= probability
+
+    def loss(self, param, param_name, regularizer_loss, zeros_mask_dict):
+        """Retires the mini-batch's masks (the forward pass is over); DropFilter adds no loss term."""
+        self._keep.pop(_owning_module_name(param_name), None)
+        return regularizer_loss
+
+    def remove_hooks(self):
+        """Removes the forward hooks from the model."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []

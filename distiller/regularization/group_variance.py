@@ -1,0 +1,34 @@
+"""Group variance regularization: spreads the group norms apart so that weak groups can be removed.
+
+After Torfi et al. 2018, "Attention-Based Guided Structured Sparsity of Deep Neural Networks"
+(arXiv:1802.09902), which adds to group lasso a term rewarding a large variance of the group norms, so a
+few groups carry the layer and the rest shrink. Here the term is the negative squared coefficient of
+variation of the group L2 norms, ``-Var(n) / mean(n)^2``: scale-free, so it cannot be lowered by merely
+growing the weights, and bounded (by ``-(groups - 1)``).
+"""
+from ..registry import register_regularizer
+from .group_lasso import GroupLassoRegularizer
+
+_EPS = 1e-12
+
+
+@register_regularizer
+class GroupVarianceRegularizer(GroupLassoRegularizer):
+    """Adds ``-strength * Var(n) / mean(n)^2`` over the group L2 norms ``n`` of each weight.
+
+    Arguments, group types and thresholding as :class:`~distiller.regularization.GroupLassoRegularizer`.
+    Usually combined with a group lasso (or thresholding) that then removes the weakened groups.
+
+    YAML::
+
+        regularizers:
+          filter_variance:
+            class: GroupVarianceRegularizer
+            reg_regims:
+              layer1.0.conv1.weight: [0.01, Filters]
+    """
+
+    def group_term(self, norms):
+        if norms.numel() < 2:
+            return norms.sum() * 0.0
+        return -norms.var() / (norms.mean().square() + _EPS)
