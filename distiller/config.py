@@ -331,6 +331,8 @@ def describe_schedule(model, filename, optimizer=None):
         ``epochs`` (e.g. ``0..29 every 2``); print it with ``df.to_markdown()``.
     """
     sched, source = load_schedule_file(filename)
+    if optimizer is None:  # LR schedulers need one to be built; a throwaway never touches the model
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     instances, plans = _validate(model, optimizer, sched, source)
     names = [n for n, _ in model.named_parameters()]
     rows = []

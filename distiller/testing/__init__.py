@@ -1,1 +1,4 @@
-"""(filled in by its owner)"""
+"""Tiny models and a minimal training loop shared by tests, notebooks and docs."""
+from .models import TinyCNN, TinyResidualNet, train_with_scheduler
+
+__all__ = ["TinyCNN", "TinyResidualNet", "train_with_scheduler"]

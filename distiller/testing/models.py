@@ -1,0 +1,72 @@
+"""Tiny models (fast on CPU) and the canonical six-callback training loop."""
+import torch
+from torch import nn
+
+
+class TinyCNN(nn.Module):
+    """conv1-bn1-relu -> conv2-bn2-relu -> global pool -> fc, for 3x8x8 inputs (any size works)."""
+
+    def __init__(self, num_classes=10, width=8):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(2 * width)
+        self.fc = nn.Linear(2 * width, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = torch.relu(self.bn2(self.conv2(x)))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+class TinyResidualNet(nn.Module):
+    """A stem and one residual block (functional add), to exercise coupled channels."""
+
+    def __init__(self, num_classes=10, width=8):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.block_conv1 = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.block_bn1 = nn.BatchNorm2d(width)
+        self.block_conv2 = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.block_bn2 = nn.BatchNorm2d(width)
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        out = torch.relu(self.block_bn1(self.block_conv1(x)))
+        out = self.block_bn2(self.block_conv2(out))
+        x = torch.relu(out + x)
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def train_with_scheduler(model, optimizer, scheduler, batches, epochs, start_epoch=0, criterion=None):
+    """Runs ``epochs`` epochs over ``batches`` (a list of (input, target)) calling all six callbacks.
+
+    The batch order of epoch ``e`` is a fixed permutation seeded by ``e``, so a run resumed at any epoch
+    sees the same data as an uninterrupted one. Returns the last loss.
+    """
+    criterion = criterion or nn.CrossEntropyLoss()
+    loss = None
+    for epoch in range(start_epoch, start_epoch + epochs):
+        order = torch.randperm(len(batches), generator=torch.Generator().manual_seed(epoch)).tolist()
+        if scheduler is not None:
+            scheduler.on_epoch_begin(epoch, optimizer)
+        for step, index in enumerate(order):
+            inputs, target = batches[index]
+            if scheduler is not None:
+                scheduler.on_minibatch_begin(epoch, step, len(batches), optimizer)
+            loss = criterion(model(inputs), target)
+            if scheduler is not None:
+                loss = scheduler.before_backward_pass(epoch, step, len(batches), loss, optimizer)
+            optimizer.zero_grad()
+            loss.backward()
+            if scheduler is not None:
+                scheduler.before_parameter_optimization(epoch, step, len(batches), optimizer)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.on_minibatch_end(epoch, step, len(batches), optimizer)
+        if scheduler is not None:
+            scheduler.on_epoch_end(epoch, optimizer, metrics={"min": loss.item(), "max": -loss.item()})
+    return loss

@@ -1,0 +1,26 @@
+"""Shared fixtures: tiny data and models (tests must each run well under a second on CPU)."""
+import pytest
+import torch
+
+from distiller.testing import TinyCNN
+
+
+def pytest_collection_modifyitems(config, items):
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in items:
+            if "cuda" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def batches():
+    generator = torch.Generator().manual_seed(0)
+    return [(torch.randn(8, 3, 8, 8, generator=generator), torch.randint(0, 10, (8,), generator=generator))
+            for _ in range(3)]
+
+
+@pytest.fixture
+def tiny_model():
+    torch.manual_seed(0)
+    return TinyCNN()
