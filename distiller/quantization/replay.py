@@ -23,7 +23,7 @@ def quantizer_from_state(model, state, optimizer=None):
     """
     cls = QUANTIZERS.get(state["class"])
     kwargs = dict(state["args"])
-    if optimizer is not None and "optimizer" in inspect.signature(cls.__init__).parameters:
+    if "optimizer" in inspect.signature(cls.__init__).parameters:
         kwargs["optimizer"] = optimizer
     return cls(model, **kwargs)
 

@@ -1,0 +1,190 @@
+"""Range-based linear quantization-aware training (Jacob et al. 2018, https://arxiv.org/abs/1712.05877).
+
+Weights are quantized for every forward pass from a full-precision copy (``float_weight``) with a range
+taken from the weights themselves (per tensor or per output channel). Activations are fake-quantized after
+each activation module (``nn.ReLU``, ``nn.ReLU6``) and, optionally, at the model input, with ranges tracked
+by an exponential moving average of the observed min/max. Gradients pass straight through the rounding.
+With ``fold_bn`` the BatchNorm layers that follow convolution/linear layers are folded into their weights
+during training (:class:`~distiller.quantization.bn_fold.SimulatedFoldedBatchNorm`).
+"""
+import torch
+import torch.nn as nn
+
+from ...registry import register_quantizer
+from ..base import Quantizer
+from ..bn_fold import fold_batchnorm_pairs
+from ..q_utils import (LinearQuantMode, LinearQuantizeSTE, get_tensor_min_max, linear_dequantize,
+                       linear_quant_params_from_min_max, linear_quant_params_from_tensor,
+                       quantized_range_for_mode, validate_num_bits, verify_quant_mode)
+
+__all__ = ["FakeLinearQuantization", "FakeQuantizationWrapper", "QuantAwareTrainRangeLinearQuantizer",
+           "ACTIVATION_TYPES"]
+
+#: Activation modules after which activations are fake-quantized.
+ACTIVATION_TYPES = (nn.ReLU, nn.ReLU6)
+
+
+class FakeLinearQuantization(nn.Module):
+    """Fake-quantizes a tensor with a range tracked by an exponential moving average of its min/max.
+
+    The averages are bias-corrected (as in Adam) so the first batches are not pulled towards 0. In eval
+    mode the tracked range is used as is; a module that has never seen a training batch quantizes with
+    the range of the current batch.
+
+    Args:
+        num_bits: bit width.
+        mode: a :class:`~distiller.quantization.LinearQuantMode` (or its name / CLI alias).
+        ema_decay: decay of the moving averages.
+        dequantize: return real values (fake quantization) instead of integers.
+    """
+
+    def __init__(self, num_bits=8, mode=LinearQuantMode.SYMMETRIC, ema_decay=0.999, dequantize=True):
+        super().__init__()
+        self.num_bits = validate_num_bits(num_bits, "num_bits", allow_none=False)
+        self.mode = verify_quant_mode(mode).activations
+        if not 0 < ema_decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay!r}")
+        self.ema_decay, self.dequantize = ema_decay, dequantize
+        for name in ("tracked_min_biased", "tracked_max_biased", "tracked_min", "tracked_max", "zero_point"):
+            self.register_buffer(name, torch.zeros(1))
+        self.register_buffer("scale", torch.ones(1))
+        self.register_buffer("iter_count", torch.zeros(1, dtype=torch.long))
+
+    @torch.no_grad()
+    def _update_range(self, input):
+        current_min, current_max = get_tensor_min_max(input)
+        self.iter_count += 1
+        correction = 1 - self.ema_decay ** self.iter_count.float()
+        for biased, unbiased, current in ((self.tracked_min_biased, self.tracked_min, current_min),
+                                          (self.tracked_max_biased, self.tracked_max, current_max)):
+            biased.mul_(self.ema_decay).add_((1 - self.ema_decay) * current)
+            unbiased.copy_(biased / correction)
+        scale, zero_point = linear_quant_params_from_min_max(self.num_bits, self.mode, self.tracked_min,
+                                                             self.tracked_max)
+        self.scale.copy_(scale)
+        self.zero_point.copy_(zero_point)
+
+    def forward(self, input):
+        if self.training:
+            self._update_range(input)
+            scale, zero_point = self.scale, self.zero_point
+        elif self.iter_count.item() == 0:
+            scale, zero_point = linear_quant_params_from_min_max(self.num_bits, self.mode, *get_tensor_min_max(input))
+        else:
+            scale, zero_point = self.scale, self.zero_point
+        qmin, qmax = quantized_range_for_mode(self.num_bits, self.mode)
+        real_min = linear_dequantize(torch.tensor(float(qmin), device=scale.device), scale, zero_point)
+        real_max = linear_dequantize(torch.tensor(float(qmax), device=scale.device), scale, zero_point)
+        input = torch.clamp(input, real_min, real_max)  # zero gradient where the range saturates
+        return LinearQuantizeSTE.apply(input, scale, zero_point, self.dequantize, False)
+
+    def extra_repr(self):
+        return f"num_bits={self.num_bits}, mode={self.mode.name}, ema_decay={self.ema_decay}"
+
+
+class FakeQuantizationWrapper(nn.Module):
+    """Runs ``wrapped_module`` and fake-quantizes its output with :class:`FakeLinearQuantization`."""
+
+    def __init__(self, wrapped_module, num_bits, quant_mode, ema_decay):
+        super().__init__()
+        self.wrapped_module = wrapped_module
+        self.fake_q = FakeLinearQuantization(num_bits, quant_mode, ema_decay, dequantize=True)
+
+    def forward(self, *input):
+        return self.fake_q(self.wrapped_module(*input))
+
+
+def _quantize_model_inputs(model, args):
+    """Forward pre-hook: fake-quantizes the model's first positional input with ``model.inputs_quant``."""
+    if not args:
+        return None
+    return (model.inputs_quant(args[0]),) + tuple(args[1:])
+
+
+@register_quantizer
+class QuantAwareTrainRangeLinearQuantizer(Quantizer):
+    """Range-linear quantization-aware training.
+
+    Args:
+        model, optimizer, bits_activations, bits_weights, bits_bias, overrides: see
+            :class:`~distiller.quantization.Quantizer` (``train_with_fp_copy`` is always on).
+        mode: LinearQuantMode (or name / 'sym', 'sym_restr', 'asym_s', 'asym_u'), or
+            ``{'activations': mode, 'weights': mode}``.
+        ema_decay: decay of the activation range moving averages.
+        per_channel_wts: one weight range per output channel (not for ``nn.Embedding``).
+        quantize_inputs: also fake-quantize the model's input.
+        num_bits_inputs: bit width of the input (default: ``bits_activations``).
+        fold_bn: fold BatchNorm layers into the preceding conv/linear weights during training (needs a
+            model that ``torch.fx`` can trace).
+        freeze_bn_delay: with ``fold_bn``, training steps after which BN statistics are frozen.
+
+    Example YAML::
+
+        quantizers:
+          linear_quantizer:
+            class: QuantAwareTrainRangeLinearQuantizer
+            bits_activations: 8
+            bits_weights: 4
+            bits_bias: 32
+            mode: ASYMMETRIC_UNSIGNED
+            ema_decay: 0.999
+            per_channel_wts: true
+            overrides:
+              conv1: {bits_weights: null, bits_activations: null}
+              fc: {bits_weights: null}
+    """
+
+    def __init__(self, model, optimizer=None, bits_activations=32, bits_weights=32, bits_bias=32, overrides=None,
+                 mode=LinearQuantMode.SYMMETRIC, ema_decay=0.999, per_channel_wts=False, quantize_inputs=True,
+                 num_bits_inputs=None, fold_bn=False, freeze_bn_delay=200000):
+        super().__init__(model, optimizer=optimizer, bits_activations=bits_activations, bits_weights=bits_weights,
+                         bits_bias=bits_bias, overrides=overrides, train_with_fp_copy=True)
+        self.mode = verify_quant_mode(mode)
+        if not 0 < ema_decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay!r}")
+        if not isinstance(freeze_bn_delay, int) or freeze_bn_delay < 0:
+            raise ValueError(f"freeze_bn_delay must be a non-negative number of steps, got {freeze_bn_delay!r}")
+        self.ema_decay, self.per_channel_wts = ema_decay, bool(per_channel_wts)
+        self.quantize_inputs, self.fold_bn, self.freeze_bn_delay = bool(quantize_inputs), bool(fold_bn), freeze_bn_delay
+        self.num_bits_inputs = validate_num_bits(bits_activations if num_bits_inputs is None else num_bits_inputs,
+                                                 "num_bits_inputs")
+        self.param_quantization_fn = self._quantize_param
+        for activation_type in ACTIVATION_TYPES:
+            self.replacement_factory[activation_type] = self._wrap_activation
+
+    def _wrap_activation(self, module, name, qbits_map):
+        bits = qbits_map[name].acts
+        return None if bits is None else FakeQuantizationWrapper(module, bits, self.mode.activations, self.ema_decay)
+
+    def _weight_quant_params(self, param_fp, param_meta):
+        # Embedding rows feed later layers as activations, which are quantized per tensor.
+        per_channel = (self.per_channel_wts and param_fp.dim() > 1
+                       and not isinstance(param_meta.module, nn.Embedding))
+        return linear_quant_params_from_tensor(param_fp.detach(), param_meta.num_bits, self.mode.weights,
+                                               per_channel=per_channel)
+
+    def _quantize_param(self, param_fp, param_meta):
+        """Quantizes with the parameter's own range; records scale/zero point in ``<name>_scale`` buffers."""
+        with torch.no_grad():
+            scale, zero_point = self._weight_quant_params(param_fp, param_meta)
+            buffers = param_meta.module._buffers
+            if param_meta.q_attr_name + "_scale" in buffers:
+                buffers[param_meta.q_attr_name + "_scale"] = scale
+                buffers[param_meta.q_attr_name + "_zero_point"] = zero_point
+        return LinearQuantizeSTE.apply(param_fp, scale, zero_point, True, False)
+
+    def _pre_prepare_model(self, dummy_input):
+        if not self.fold_bn:
+            return None
+        return fold_batchnorm_pairs(self.model, self.module_qbits_map, self.param_quantization_fn,
+                                    self.freeze_bn_delay)
+
+    def _post_prepare_model(self):
+        for ptq in self.params_to_quantize:
+            scale, zero_point = self._weight_quant_params(getattr(ptq.module, ptq.fp_attr_name), ptq)
+            ptq.module.register_buffer(ptq.q_attr_name + "_scale", scale)
+            ptq.module.register_buffer(ptq.q_attr_name + "_zero_point", zero_point)
+        if self.quantize_inputs and self.num_bits_inputs is not None:
+            model = self._model_key()
+            model.inputs_quant = FakeLinearQuantization(self.num_bits_inputs, self.mode.activations, self.ema_decay)
+            model.register_forward_pre_hook(_quantize_model_inputs)
