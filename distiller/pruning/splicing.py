@@ -22,9 +22,10 @@ class SplicingPruner(PerParameterValuePruner):
     With ``sensitivity_multiplier > 0`` the sensitivity grows linearly with the epoch:
     ``sensitivity * (1 + sensitivity_multiplier * (current_epoch - starting_epoch))``.
 
-    Re-splicing only helps when masked weights keep being updated, so schedule this pruner with
-    ``mask_on_forward_only: True`` (optionally ``use_double_copies: True``) and
-    ``mini_batch_pruning_frequency``, as in the YAML below.
+    Re-splicing needs masked weights that keep being updated, as in the paper: schedule this pruner
+    with ``mask_on_forward_only: True`` and ``use_double_copies: True`` (the loss sees masked weights,
+    the optimizer updates the full ones) and prune every few mini-batches, as in the YAML below.
+    With ``mask_on_forward_only`` alone, masked weights restart from zero at every forward pass.
 
     Args:
         name: instance name.
@@ -52,6 +53,7 @@ class SplicingPruner(PerParameterValuePruner):
                 keep_mask: True
                 mini_batch_pruning_frequency: 1
                 mask_on_forward_only: True
+                use_double_copies: True
             starting_epoch: 0
             ending_epoch: 47
             frequency: 1
