@@ -14,6 +14,8 @@ import math
 
 import torch
 
+from ..thresholding import threshold_mask
+
 # Tolerance absorbed when turning ``sparsity * numel`` into an element count, so that float error in
 # e.g. 0.29 * 100 = 28.999999999999996 does not lose an element.
 _COUNT_EPSILON = 1e-6
@@ -35,8 +37,7 @@ def create_mask_threshold_criterion(tensor, threshold):
         ``(|tensor| > threshold)`` as 0/1 in ``tensor``'s dtype and device.
     """
     _check_float_tensor(tensor, "create_mask_threshold_criterion")
-    with torch.no_grad():
-        return torch.gt(tensor.abs(), threshold).to(tensor.dtype)
+    return threshold_mask(tensor, threshold)
 
 
 def pruned_element_count(numel, desired_sparsity):
