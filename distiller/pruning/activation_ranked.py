@@ -14,9 +14,6 @@ target.
 """
 import math
 
-import torch
-
-from ..norms import num_structures_to_prune, structure_view
 from ..registry import register_pruner
 from .activation_stats import ActivationStatsCollector
 from .ranked import RankedStructureParameterPruner
@@ -60,9 +57,6 @@ class ActivationRankedFilterPruner(RankedStructureParameterPruner):
 
     def structure_keep_mask(self, param, param_name, fraction, model):
         self.attach(model)
-        count = structure_view(param, self.group_type).shape[0]
-        if num_structures_to_prune(count, fraction, self.group_size, self.rounding_fn) == 0:
-            return param.new_ones(count, dtype=torch.bool)    # nothing to prune: no statistics needed
         return super().structure_keep_mask(param, param_name, fraction, model)
 
     def collected(self, param, param_name):

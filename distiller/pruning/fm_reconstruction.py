@@ -16,7 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..norms import num_structures_to_prune, structure_view
+from ..norms import structure_view
 from ..registry import register_pruner
 from ..utils import find_module_by_fq_name
 from .activation_ranked import owning_module_name
@@ -123,12 +123,10 @@ class FMReconstructionChannelPruner(RankedStructureParameterPruner):
 
     def prune_to_target_sparsity(self, param, param_name, zeros_mask_dict, target_sparsity, model, step=None):
         self.attach(model)
-        in_ch = param.shape[1]
-        if num_structures_to_prune(in_ch, target_sparsity, self.group_size, self.rounding_fn) == 0:
-            zeros_mask_dict[param_name].mask = torch.ones_like(param)
-            return
         super().prune_to_target_sparsity(param, param_name, zeros_mask_dict, target_sparsity, model, step)
         keep = structure_view(zeros_mask_dict[param_name].mask, "Channels")[:, 0] > 0
+        if keep.all():
+            return                       # nothing pruned, nothing to reconstruct
         with torch.no_grad():
             param.copy_(self.reconstructed_weight(param, param_name, keep))
 

@@ -12,8 +12,8 @@ import math
 
 import torch
 
-from ..norms import (canonical_group_type, expand_structure_mask, ranked_structure_mask, structure_view,
-                     structures_lp_norm)
+from ..norms import (canonical_group_type, expand_structure_mask, num_structures_to_prune, ranked_structure_mask,
+                     structure_view, structures_lp_norm)
 from ..registry import register_pruner
 from ..utils import match_names
 from .base import ParameterPruner
@@ -91,7 +91,14 @@ class RankedStructureParameterPruner(ParameterPruner):
         """Returns a 1D tensor with one score per structure of ``param`` (higher = keep)."""
 
     def structure_keep_mask(self, param, param_name, fraction, model):
-        """Bool keep-mask over the structures of ``param`` that prunes ``fraction`` of them."""
+        """Bool keep-mask over the structures of ``param`` that prunes ``fraction`` of them.
+
+        When ``fraction`` prunes nothing, importance is not computed (so no gradients or statistics are
+        needed yet, e.g. at an AGP start of 0%).
+        """
+        count = structure_view(param.detach(), self.group_type, self.block_shape).shape[0]
+        if num_structures_to_prune(count, fraction, self.group_size, self.rounding_fn) == 0:
+            return torch.ones(count, dtype=torch.bool, device=param.device)
         return ranked_structure_mask(self.importance(param, param_name, model), fraction, self.group_size,
                                      self.rounding_fn, self.noise)
 
