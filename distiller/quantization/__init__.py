@@ -23,3 +23,15 @@ __all__ = ["Quantizer", "QBits", "ParamToQuant", "FP_BKP_PREFIX",
            "LearnedClippedLinearQuantization",
            "QuantAwareTrainRangeLinearQuantizer", "FakeLinearQuantization", "FakeQuantizationWrapper",
            "SimulatedFoldedBatchNorm"]
+
+# Post-training quantization, FP8, integer deployment and LAPQ (owned by the PTQ part).
+from .fp8 import FP8LinearWrapper
+from .range_linear import (FP16Wrapper, PostTrainLinearQuantizer, RangeLinearEmbeddingWrapper,
+                           RangeLinearFakeQuantWrapper, RangeLinearQuantConcatWrapper,
+                           RangeLinearQuantEltwiseAddWrapper, RangeLinearQuantEltwiseMultWrapper,
+                           RangeLinearQuantMatmulWrapper, RangeLinearQuantParamLayerWrapper, RangeLinearQuantWrapper)
+
+__all__ += ["PostTrainLinearQuantizer", "RangeLinearQuantWrapper", "RangeLinearQuantParamLayerWrapper",
+            "RangeLinearQuantMatmulWrapper", "RangeLinearQuantEltwiseAddWrapper", "RangeLinearQuantEltwiseMultWrapper",
+            "RangeLinearQuantConcatWrapper", "RangeLinearEmbeddingWrapper", "RangeLinearFakeQuantWrapper",
+            "FP16Wrapper", "FP8LinearWrapper"]

@@ -1,0 +1,156 @@
+"""Range-linear wrappers of layers that multiply: convolutions, linear layers, matmuls, embeddings.
+
+Weights are quantized once, when wrapping (the module's ``weight`` then holds the integers ``q``, and
+``w_scale`` / ``w_zero_point`` buffers hold their parameters); the bias is quantized at the
+accumulator's scale (``input scale * weight scale``) to ``num_bits_accum`` bits. Integer accumulation
+is simulated exactly: in float32 when every partial sum fits its 24-bit mantissa, in float64 otherwise.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..q_utils import (ClipMode, LinearQuantMode, linear_dequantize, linear_quant_params_from_tensor,
+                       linear_quantize_clamp, parse_linear_quant_mode, quantized_range_for_mode,
+                       validate_num_bits)
+from .wrappers import RangeLinearQuantWrapper
+
+__all__ = ["RangeLinearQuantParamLayerWrapper", "RangeLinearQuantMatmulWrapper", "RangeLinearEmbeddingWrapper"]
+
+_FLOAT32_EXACT = 2 ** 24
+
+
+def _accumulation_dtype(fan_in, bits_a, bits_b):
+    """float32 if any sum of ``fan_in`` products of such integers is exact in float32, else float64."""
+    return torch.float32 if fan_in * 2 ** (bits_a + bits_b) < _FLOAT32_EXACT else torch.float64
+
+
+def _quantize_weight_in_place(module, num_bits, mode, per_channel, save_fp_weights):
+    """Replaces ``module.weight`` by its integers; returns (scale, zero_point)."""
+    weight = module.weight.detach()
+    if save_fp_weights:
+        module.register_buffer("float_weight", weight.clone())
+    scale, zero_point = linear_quant_params_from_tensor(weight, num_bits, mode, per_channel=per_channel)
+    scale, zero_point = scale.to(weight.device), zero_point.to(weight.device)
+    with torch.no_grad():
+        module.weight.copy_(linear_quantize_clamp(weight, scale, zero_point, *quantized_range_for_mode(num_bits, mode)))
+    module.weight.requires_grad_(False)
+    return scale, zero_point
+
+
+class RangeLinearQuantParamLayerWrapper(RangeLinearQuantWrapper):
+    """Quantized ``Conv1d/2d/3d`` or ``Linear``: integer weights, integer accumulation, requantized output.
+
+    Args:
+        wrapped_module: the float layer (its weight is replaced by integers).
+        num_bits_acts: bits of input and output; None quantizes only the weights (float activations).
+        num_bits_params: bits of the weights.
+        per_channel_wts: one weight scale per output channel.
+        save_fp_weights: keep the float weights in a ``float_weight`` buffer of the wrapped module.
+        Other arguments: see :class:`RangeLinearQuantWrapper`.
+    """
+
+    def __init__(self, wrapped_module, num_bits_acts, num_bits_params, num_bits_accum=32,
+                 mode=LinearQuantMode.SYMMETRIC, clip_acts=ClipMode.NONE, per_channel_wts=False,
+                 activation_stats=None, clip_n_stds=None, clip_half_range=False, scale_approx_mult_bits=None,
+                 save_fp_weights=False):
+        if not isinstance(wrapped_module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+            raise TypeError(f"{type(self).__name__} wraps Conv1d/2d/3d and Linear, not {type(wrapped_module).__name__}")
+        super().__init__(wrapped_module, num_bits_acts, num_bits_accum, mode, clip_acts, activation_stats,
+                         clip_n_stds, clip_half_range, scale_approx_mult_bits, num_inputs=1)
+        self.num_bits_params = validate_num_bits(num_bits_params, "num_bits_params", allow_none=False)
+        self.per_channel_wts = per_channel_wts
+        self.save_fp_weights = save_fp_weights
+        scale, zero_point = _quantize_weight_in_place(wrapped_module, self.num_bits_params, self.mode.weights,
+                                                      per_channel_wts, save_fp_weights)
+        self.register_buffer("w_scale", scale)
+        self.register_buffer("w_zero_point", zero_point)
+        fan_in = wrapped_module.weight[0].numel()
+        self._acc_dtype = _accumulation_dtype(fan_in, self.num_bits_acts or 32, self.num_bits_params)
+
+    def _per_output_channel(self, tensor):
+        """Views a per-channel (or scalar) tensor so it broadcasts over the layer's output."""
+        if tensor.numel() == 1:
+            return tensor.reshape(())
+        if isinstance(self.wrapped_module, nn.Linear):
+            return tensor.reshape(-1)
+        return tensor.reshape(-1, *([1] * (self.wrapped_module.weight.dim() - 2)))
+
+    def _layer(self, input, weight, bias):
+        if isinstance(self.wrapped_module, nn.Linear):
+            return F.linear(input, weight, bias)
+        return self.wrapped_module._conv_forward(input, weight, bias)
+
+    def integer_weight(self):
+        """The weight integers plus their zero point (the values the accumulator multiplies)."""
+        return self.wrapped_module.weight + self.w_zero_point
+
+    def dequantized_weight(self):
+        return linear_dequantize(self.wrapped_module.weight, self.w_scale, self.w_zero_point)
+
+    def forward(self, input):
+        bias = self.wrapped_module.bias
+        if self.num_bits_acts is None:
+            return self._layer(input, self.dequantized_weight().to(input.dtype), bias)
+        q, in_scale, in_zero_point = self.quantize_input(0, input)
+        acc_scale = (in_scale * self.w_scale.reshape(-1)).to(self._acc_dtype)  # per output channel, or (1,)
+        acc = self._layer((q + in_zero_point).to(self._acc_dtype), self.integer_weight().to(self._acc_dtype), None)
+        if bias is not None:
+            q_bias = linear_quantize_clamp(bias.detach().to(self._acc_dtype), acc_scale, 0, *self.accum_qrange)
+            acc = acc + self._per_output_channel(q_bias)
+        acc = acc.clamp(*self.accum_qrange)
+        return self.dequantize_output(acc, self._per_output_channel(acc_scale), input.dtype)
+
+    def extra_repr(self):
+        return (super().extra_repr() + f", num_bits_params={self.num_bits_params}, "
+                f"per_channel_wts={self.per_channel_wts}")
+
+
+class RangeLinearQuantMatmulWrapper(RangeLinearQuantWrapper):
+    """Quantized ``distiller.modules.Matmul`` / ``BatchMatmul``: both operands are activations."""
+
+    def __init__(self, wrapped_module, num_bits_acts, num_bits_accum=32, mode=LinearQuantMode.SYMMETRIC,
+                 clip_acts=ClipMode.NONE, activation_stats=None, clip_n_stds=None, clip_half_range=False,
+                 scale_approx_mult_bits=None):
+        super().__init__(wrapped_module, num_bits_acts, num_bits_accum, mode, clip_acts, activation_stats,
+                         clip_n_stds, clip_half_range, scale_approx_mult_bits, num_inputs=2)
+
+    def forward(self, a, b):
+        qa, sa, za = self.quantize_input(0, a)
+        qb, sb, zb = self.quantize_input(1, b)
+        dtype = _accumulation_dtype(a.size(-1), self.num_bits_acts, self.num_bits_acts)
+        acc = self.wrapped_module((qa + za).to(dtype), (qb + zb).to(dtype)).clamp(*self.accum_qrange)
+        return self.dequantize_output(acc, (sa * sb).to(dtype), a.dtype)
+
+
+class RangeLinearEmbeddingWrapper(nn.Module):
+    """Quantized ``nn.Embedding``: integer table, output dequantized with the table's parameters.
+
+    Args:
+        wrapped_module: the embedding (its weight is replaced by integers).
+        num_bits: bits of the table.
+        mode: LinearQuantMode (or name) of the table.
+        per_channel_wts: one scale per embedding row.
+        save_fp_weights: keep the float table in a ``float_weight`` buffer.
+    """
+
+    def __init__(self, wrapped_module, num_bits, mode=LinearQuantMode.SYMMETRIC, per_channel_wts=False,
+                 save_fp_weights=False):
+        super().__init__()
+        if not isinstance(wrapped_module, nn.Embedding):
+            raise TypeError(f"{type(self).__name__} wraps nn.Embedding, not {type(wrapped_module).__name__}")
+        self.wrapped_module = wrapped_module
+        self.num_bits = validate_num_bits(num_bits, "num_bits", allow_none=False)
+        self.mode = parse_linear_quant_mode(mode)
+        scale, zero_point = _quantize_weight_in_place(wrapped_module, self.num_bits, self.mode, per_channel_wts,
+                                                      save_fp_weights)
+        self.register_buffer("w_scale", scale)
+        self.register_buffer("w_zero_point", zero_point)
+
+    def forward(self, input):
+        table = linear_dequantize(self.wrapped_module.weight, self.w_scale, self.w_zero_point)
+        module = self.wrapped_module
+        return F.embedding(input, table, module.padding_idx, module.max_norm, module.norm_type,
+                           module.scale_grad_by_freq, module.sparse)
+
+    def extra_repr(self):
+        return f"num_bits={self.num_bits}, mode={self.mode.name}"

@@ -1,0 +1,363 @@
+"""Post-training range-linear quantization (:class:`PostTrainLinearQuantizer`)."""
+import copy
+import logging
+
+import torch
+from torch import nn
+
+from ... import modules as dm
+from ...data_loggers.collector import load_quant_stats
+from ...errors import suggest
+from ...registry import register_quantizer
+from ...utils import normalize_module_name
+from ..base import Quantizer
+from ..bn_fold import find_batchnorm_pairs
+from ..fp8 import FP8_SCALINGS, FP8LinearWrapper
+from ..q_utils import (ClipMode, LinearQuantMode, parse_clip_mode, validate_num_bits,
+                       verify_quant_mode)
+from .eltwise_wrappers import (RangeLinearQuantConcatWrapper, RangeLinearQuantEltwiseAddWrapper,
+                               RangeLinearQuantEltwiseMultWrapper)
+from .param_wrappers import (RangeLinearEmbeddingWrapper, RangeLinearQuantMatmulWrapper,
+                             RangeLinearQuantParamLayerWrapper)
+from .ptq_graph import (GRID_PRESERVING_MODULES, SAME_RANGE_AS_INPUT_MODULES, QuantizationGraph, analyze_model,
+                        fold_batch_norm)
+from .wrappers import FP16Wrapper, RangeLinearFakeQuantWrapper, RangeLinearQuantWrapper
+
+__all__ = ["PostTrainLinearQuantizer"]
+
+logger = logging.getLogger(__name__)
+
+_PARAM_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+_MULTI_INPUT_WRAPPERS = {dm.EltwiseAdd: RangeLinearQuantEltwiseAddWrapper,
+                         dm.EltwiseMult: RangeLinearQuantEltwiseMultWrapper,
+                         dm.Concat: RangeLinearQuantConcatWrapper}
+# Modules without a range of their own: kept float (their outputs stay on the input's grid).
+_KEEP_TYPES = GRID_PRESERVING_MODULES + (dm.Split, dm.Chunk, dm.View)
+_OVERRIDE_KEYS = ("bits_accum", "mode", "clip_acts", "clip_n_stds", "clip_half_range", "per_channel_wts",
+                  "scale_approx_mult_bits", "fp16", "fp8", "fp8_scaling")
+# Decisions whose wrapper uses static activation ranges (and so needs calibration statistics).
+_STATIC_KINDS = ("param", "matmul", "multi", "fake")
+
+
+def _relu_clipped(stats):
+    """Statistics of ReLU(x) approximated from those of x (for a functional ReLU with no stats)."""
+    clipped = dict(stats)
+    for key in ("min", "max", "avg_min", "avg_max"):
+        clipped[key] = max(stats[key], 0.0)
+    return clipped
+
+
+@register_quantizer
+class PostTrainLinearQuantizer(Quantizer):
+    """Quantizes a trained model for inference with range-linear integer arithmetic, no retraining.
+
+    ``prepare_model()`` turns functional adds/concats into ``distiller.modules`` (already done by the
+    constructor), folds BatchNorm layers into the convolution/linear layer before them, fuses ReLUs into
+    their producer's output range and wraps: conv/linear -> :class:`RangeLinearQuantParamLayerWrapper`,
+    ``Matmul``/``BatchMatmul`` -> :class:`RangeLinearQuantMatmulWrapper`, ``EltwiseAdd``/``EltwiseMult``/
+    ``Concat`` -> their wrappers, ``nn.Embedding`` -> :class:`RangeLinearEmbeddingWrapper`, other layers
+    with a range of their own -> :class:`RangeLinearFakeQuantWrapper`; ReLU, max-pooling, reshapes and
+    dropout keep their input's grid and stay as they are.
+
+    Args:
+        model: the float model (modified in place).
+        bits_activations, bits_parameters, bits_accum: bit widths (None: not quantized).
+        overrides: per-layer settings, first matching pattern wins (see :class:`Quantizer`); keys:
+            ``bits_activations``, ``bits_weights``, ``bits_accum``, ``mode``, ``clip_acts``, ``clip_n_stds``,
+            ``clip_half_range``, ``per_channel_wts``, ``scale_approx_mult_bits``, ``fp16``, ``fp8``,
+            ``fp8_scaling``.
+        mode: LinearQuantMode, its name, 'sym' / 'sym_restr' / 'asym_s' / 'asym_u', or
+            ``{'activations': mode, 'weights': mode}``.
+        clip_acts: ClipMode or its name (NONE, AVG, N_STD, GAUSS, LAPLACE).
+        per_channel_wts: one weight range per output channel.
+        model_activation_stats: calibration statistics (dict or YAML path from ``collect_quant_stats``);
+            None quantizes activations with ranges measured on each batch (dynamic).
+        fp16: simulate float16 for every layer instead of integers.
+        clip_n_stds: standard deviations for ``clip_acts: N_STD``.
+        clip_half_range: clip only the upper end of activation ranges.
+        scale_approx_mult_bits: approximate requantization factors by integer multiply + shift.
+        inputs_quant_auto_fallback: a layer input produced by a quantized layer (possibly through ReLU,
+            max-pool, reshape, dropout) reuses that layer's output parameters, and needs no statistics
+            of its own. False: each layer quantizes its inputs with its own statistics.
+        save_fp_weights: keep float weights in ``float_weight`` buffers (to re-quantize later).
+        fp8: quantize ``nn.Linear`` layers to FP8 E4M3 (see :mod:`distiller.quantization.fp8`).
+        fp8_scaling: ``'per_tensor'`` or ``'per_row'`` FP8 scales.
+    Raises:
+        ValueError: bit widths outside 1..32, unknown mode/clip strings, statistics naming modules the
+            model does not have, overrides matching nothing (UnmatchedNameError).
+
+    Example YAML (``--qe-config-file``)::
+
+        quantizers:
+          post_train_quantizer:
+            class: PostTrainLinearQuantizer
+            bits_activations: 8
+            bits_parameters: 8
+            bits_accum: 32
+            mode: {activations: ASYMMETRIC_UNSIGNED, weights: SYMMETRIC}
+            per_channel_wts: true
+            clip_acts: AVG
+            model_activation_stats: stats/acts_quantization_stats.yaml
+            overrides:
+              fc: {clip_acts: NONE}
+              conv1: {bits_activations: null, bits_weights: null}
+    """
+
+    def __init__(self, model, bits_activations=8, bits_parameters=8, bits_accum=32, overrides=None,
+                 mode=LinearQuantMode.SYMMETRIC, clip_acts=ClipMode.NONE, per_channel_wts=False,
+                 model_activation_stats=None, fp16=False, clip_n_stds=None, clip_half_range=False,
+                 scale_approx_mult_bits=None, inputs_quant_auto_fallback=True, save_fp_weights=False,
+                 fp8=False, fp8_scaling="per_tensor"):
+        self.mode = verify_quant_mode(mode)
+        self.clip_acts = parse_clip_mode(clip_acts)
+        self.bits_accum = validate_num_bits(bits_accum, "bits_accum", allow_none=False)
+        self.scale_approx_mult_bits = validate_num_bits(scale_approx_mult_bits, "scale_approx_mult_bits")
+        if self.clip_acts == ClipMode.N_STD and clip_n_stds is None:
+            raise ValueError("clip_acts N_STD needs clip_n_stds (the number of standard deviations)")
+        if fp8_scaling not in FP8_SCALINGS:
+            raise ValueError(f"unknown fp8_scaling {fp8_scaling!r}; valid values: {', '.join(FP8_SCALINGS)}")
+        for pattern, settings in (overrides.items() if isinstance(overrides, dict) else overrides or []):
+            self._validate_override_values(pattern, settings)
+        self.model_activation_stats = None
+        if model_activation_stats is not None:
+            self.model_activation_stats = {normalize_module_name(name): entry for name, entry in
+                                           load_quant_stats(model_activation_stats).items()}
+        inner = model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
+        dm.convert_functional_ops(inner)
+        if self.model_activation_stats is not None:
+            self._check_stats_names(inner)
+        super().__init__(model, bits_activations=bits_activations, bits_weights=bits_parameters,
+                         bits_bias=self.bits_accum, overrides=overrides)
+        self.inputs_quant_auto_fallback, self.save_fp_weights = inputs_quant_auto_fallback, save_fp_weights
+        self._defaults = dict(bits_accum=self.bits_accum, mode=self.mode, clip_acts=self.clip_acts,
+                              clip_n_stds=clip_n_stds, clip_half_range=clip_half_range,
+                              per_channel_wts=per_channel_wts, scale_approx_mult_bits=self.scale_approx_mult_bits,
+                              fp16=fp16, fp8=fp8, fp8_scaling=fp8_scaling)
+        self._stats, self._graph, self._decisions = None, QuantizationGraph(), {}
+        self.default_replacement_fn = self._replace
+        for layer_type in _PARAM_LAYERS + (dm.Matmul, dm.BatchMatmul, nn.Embedding) + tuple(_MULTI_INPUT_WRAPPERS):
+            self.replacement_factory[layer_type] = self._replace
+
+    # ----------------------------------------------------------------------------------- validation
+    @staticmethod
+    def _validate_override_values(pattern, settings):
+        if not isinstance(settings, dict):
+            return  # the base class reports malformed overrides
+        where = f"overrides['{pattern}']"
+        unknown = sorted(set(settings) - set(_OVERRIDE_KEYS) - {"bits_activations", "bits_weights", "bits_bias"})
+        if unknown:
+            raise ValueError(f"{where}: unknown setting(s) {unknown}; valid settings: bits_activations, "
+                             f"bits_weights, {', '.join(_OVERRIDE_KEYS)}")
+        try:
+            if "mode" in settings:
+                verify_quant_mode(settings["mode"])
+            if "clip_acts" in settings:
+                parse_clip_mode(settings["clip_acts"])
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+        for key in ("bits_accum", "scale_approx_mult_bits"):
+            if key in settings:
+                validate_num_bits(settings[key], f"{where}.{key}", allow_none=key != "bits_accum")
+        if settings.get("fp8_scaling", "per_tensor") not in FP8_SCALINGS:
+            raise ValueError(f"{where}.fp8_scaling: unknown value {settings['fp8_scaling']!r}; valid values: "
+                             f"{', '.join(FP8_SCALINGS)}")
+
+    def _check_stats_names(self, model):
+        names = [name for name, _ in model.named_modules() if name]
+        unknown = [name for name in self.model_activation_stats if name not in set(names)]
+        if unknown:
+            hints = [f"'{n}'" + (f" (did you mean {suggest(n, names)}?)" if suggest(n, names) else "")
+                     for n in unknown[:5]]
+            raise ValueError(f"calibration statistics name {len(unknown)} module(s) that the model does not have: "
+                             f"{', '.join(hints)}{' ...' if len(unknown) > 5 else ''}. Collect the statistics on "
+                             f"this model with distiller.data_loggers.collect_quant_stats")
+
+    # ------------------------------------------------------------------------------ preparation
+    def _pre_prepare_model(self, dummy_input):
+        """Plans every layer and checks the statistics (raising before any change), then folds BatchNorms.
+
+        Returns:
+            the names of the folded BatchNorm layers (now ``nn.Identity``).
+        """
+        inner = self._model_key()
+        if any(isinstance(m, _WRAPPER_TYPES) for m in inner.modules()):
+            raise RuntimeError("the model already holds post-training quantization wrappers; build a fresh model")
+        prefix = "module." if inner is not self.model else ""
+        pairs = self._batchnorm_pairs(inner)
+        folded = {bn for _, bn in pairs}
+        self._graph = analyze_model(inner, pass_through=folded)
+        self._stats = self._effective_stats(pairs)
+        self._decisions = {}
+        for _, _, full_name, module, _, extra in self._plan_replacements(skip=set()):
+            name = normalize_module_name(full_name)
+            if name not in folded:
+                self._decisions[name] = self._decide(module, full_name, self.module_qbits_map, **extra)
+        self._check_static_coverage()
+        for layer_name, bn_name in pairs:
+            fold_batch_norm(inner.get_submodule(layer_name), inner.get_submodule(bn_name))
+            parent, _, child = bn_name.rpartition(".")
+            setattr(inner.get_submodule(parent) if parent else inner, child, nn.Identity())
+        logger.info("PostTrainLinearQuantizer: folded %d BatchNorm layer(s); %s activation ranges", len(pairs),
+                    "static" if self._stats is not None else "dynamic")
+        return {prefix + bn for bn in folded}
+
+    def _post_prepare_model(self):
+        if self.inputs_quant_auto_fallback:
+            self._share_producer_params(self._model_key())
+
+    def _batchnorm_pairs(self, model):
+        try:
+            return find_batchnorm_pairs(model)
+        except ValueError as err:
+            logger.warning("BatchNorm layers are not folded: %s", err)
+            return []
+
+    def _effective_stats(self, pairs):
+        """Calibration statistics as the prepared layers see them: a folded layer's output is its BN's,
+        a layer followed only by a ReLU has the ReLU's output range."""
+        if self.model_activation_stats is None:
+            return None
+        stats = {name: {"inputs": {int(i): rec for i, rec in (entry.get("inputs") or {}).items()},
+                        "output": entry.get("output")}
+                 for name, entry in copy.deepcopy(self.model_activation_stats).items()}
+        for layer, bn in pairs:
+            if layer in stats and stats.get(bn, {}).get("output"):
+                stats[layer]["output"] = stats[bn]["output"]
+        for name, relu in self._graph.relu_after.items():
+            if name in stats and stats[name]["output"]:
+                relu_out = stats.get(relu, {}).get("output") if relu else None
+                stats[name]["output"] = relu_out or _relu_clipped(stats[name]["output"])
+        return stats
+
+    # ------------------------------------------------------------------------------- decisions
+    def _decide(self, module, name, qbits_map, **layer_overrides):
+        """Returns (kind, settings): how layer ``name`` is quantized. Raises on impossible settings."""
+        o = {**self._defaults, **layer_overrides}
+        bits = qbits_map[name]
+        if isinstance(module, _KEEP_TYPES):
+            return "keep", None
+        if o["fp8"] and (isinstance(module, nn.Linear) or "fp8" in layer_overrides):
+            if not isinstance(module, nn.Linear):
+                raise ValueError(f"fp8 quantization applies to nn.Linear layers; '{name}' is {type(module).__name__} "
+                                 f"(restrict the override pattern)")
+            return "fp8", {"scaling": o["fp8_scaling"]}
+        if o["fp16"]:
+            return "fp16", None
+        if isinstance(module, nn.Embedding):
+            return ("embedding", {"num_bits": bits.wts, "mode": verify_quant_mode(o["mode"]).weights,
+                                  "per_channel_wts": o["per_channel_wts"]}) if bits.wts is not None else ("keep", None)
+        settings = dict(num_bits_acts=bits.acts, num_bits_accum=o["bits_accum"], mode=o["mode"],
+                        clip_acts=o["clip_acts"], clip_n_stds=o["clip_n_stds"], clip_half_range=o["clip_half_range"],
+                        scale_approx_mult_bits=o["scale_approx_mult_bits"])
+        if parse_clip_mode(settings["clip_acts"]) == ClipMode.N_STD and settings["clip_n_stds"] is None:
+            raise ValueError(f"layer '{name}': clip_acts N_STD needs clip_n_stds")
+        if isinstance(module, _PARAM_LAYERS) and bits.wts is not None:
+            return "param", dict(settings, num_bits_params=bits.wts, per_channel_wts=o["per_channel_wts"])
+        if bits.acts is None:
+            return "keep", None
+        if isinstance(module, (dm.Matmul, dm.BatchMatmul)):
+            return "matmul", settings
+        return ("multi" if type(module) in _MULTI_INPUT_WRAPPERS else "fake"), settings
+
+    def _needs_stats(self, kind, settings):
+        return self._stats is not None and kind in _STATIC_KINDS and settings["num_bits_acts"] is not None
+
+    def _gives_static_output(self, name, like):
+        kind, settings = self._decisions.get(name, ("keep", None))
+        return (self._needs_stats(kind, settings) and settings["num_bits_acts"] == like["num_bits_acts"]
+                and verify_quant_mode(settings["mode"]).activations == verify_quant_mode(like["mode"]).activations)
+
+    def _check_static_coverage(self):
+        """Every statically quantized layer has the statistics it needs (or a producer to take them from)."""
+        problems = []
+        for name, (kind, settings) in self._decisions.items():
+            if not self._needs_stats(kind, settings):
+                continue
+            stats = self._stats.get(name)
+            if stats is None:
+                if not self._graph.traced or name in self._graph.order:
+                    problems.append(f"'{name}' (no statistics at all)")
+                continue
+            if not stats["output"]:
+                problems.append(f"'{name}' output")
+            if kind == "fake":
+                continue
+            count = self._graph.num_inputs.get(name, len(stats["inputs"]) or 1)
+            sources = self._graph.input_sources.get(name, {})
+            for index in range(count):
+                shared = (self.inputs_quant_auto_fallback and index in sources
+                          and self._gives_static_output(sources[index], settings))
+                if index not in stats["inputs"] and not shared:
+                    problems.append(f"'{name}' input {index}")
+        if problems:
+            raise ValueError(f"calibration statistics are missing for {', '.join(problems[:8])}"
+                             f"{' ...' if len(problems) > 8 else ''}; collect them on this model with "
+                             f"distiller.data_loggers.collect_quant_stats, or exclude these layers with "
+                             f"overrides {{<name>: {{bits_activations: null}}}}")
+
+    def _replace(self, module, name, qbits_map, **layer_overrides):
+        kind, settings = (self._decisions.get(normalize_module_name(name))
+                          or self._decide(module, name, qbits_map, **layer_overrides))
+        name = normalize_module_name(name)
+        if kind == "keep":
+            return None
+        if kind == "fp8":
+            return FP8LinearWrapper(module, settings["scaling"], self._stats.get(name) if self._stats else None)
+        if kind == "fp16":
+            return FP16Wrapper(module)
+        if kind == "embedding":
+            return RangeLinearEmbeddingWrapper(module, save_fp_weights=self.save_fp_weights, **settings)
+        stats = self._stats.get(name) if self._needs_stats(kind, settings) else None
+        if self._stats is not None and stats is None and settings["num_bits_acts"] is not None:
+            logger.info("'%s' did not run during calibration; it stays float", name)
+            return None
+        if kind == "param":
+            return RangeLinearQuantParamLayerWrapper(module, activation_stats=stats,
+                                                     save_fp_weights=self.save_fp_weights, **settings)
+        if kind == "matmul":
+            return RangeLinearQuantMatmulWrapper(module, activation_stats=stats, **settings)
+        if kind == "multi":
+            return _MULTI_INPUT_WRAPPERS[type(module)](module, activation_stats=stats,
+                                                       num_inputs=self._graph.num_inputs.get(name), **settings)
+        return RangeLinearFakeQuantWrapper(module, activation_stats=stats, **settings)
+
+    def _share_producer_params(self, model):
+        """Inputs reached unchanged from a quantized layer take its output parameters; average pooling
+        keeps its input's parameters (as integer kernels do)."""
+        modules = dict(model.named_modules())
+        for name in self._graph.order:
+            wrapper = modules.get(name)
+            if not isinstance(wrapper, RangeLinearQuantWrapper) or not wrapper.preset_act_stats:
+                continue
+            for index, source in self._graph.input_sources.get(name, {}).items():
+                producer = modules.get(source)
+                if not _same_activation_format(producer, wrapper):
+                    continue
+                if isinstance(wrapper, RangeLinearFakeQuantWrapper):
+                    if isinstance(wrapper.wrapped_module, SAME_RANGE_AS_INPUT_MODULES) and index == 0:
+                        wrapper.set_output_quant_params(producer.output_scale, producer.output_zero_point)
+                elif index < len(wrapper.input_scales):
+                    wrapper.set_input_quant_params(index, producer.output_scale, producer.output_zero_point)
+        missing = [f"'{n}' {what}" for n, m in modules.items() if isinstance(m, RangeLinearQuantWrapper)
+                   for what in m.missing_static_params()]
+        if missing:
+            raise RuntimeError(f"quantization parameters could not be set for {', '.join(missing)}")
+
+    def state_dict(self):
+        """As :meth:`Quantizer.state_dict`, with the calibration statistics themselves (not a file path), so
+        a quantized checkpoint is self-contained."""
+        state = super().state_dict()
+        if self.model_activation_stats is not None:
+            state["args"]["model_activation_stats"] = copy.deepcopy(
+                {name: {"inputs": {str(i): r for i, r in (e.get("inputs") or {}).items()}, "output": e.get("output")}
+                 for name, e in self.model_activation_stats.items()})
+        return state
+
+
+def _same_activation_format(producer, consumer):
+    return (isinstance(producer, RangeLinearQuantWrapper) and producer.preset_act_stats and producer.has_output_stats
+            and producer.num_bits_acts == consumer.num_bits_acts
+            and producer.mode.activations == consumer.mode.activations)
+
+
+_WRAPPER_TYPES = (RangeLinearQuantWrapper, RangeLinearEmbeddingWrapper, FP16Wrapper, FP8LinearWrapper)

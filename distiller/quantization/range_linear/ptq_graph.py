@@ -1,0 +1,159 @@
+"""Data-flow facts that post-training quantization needs, read from the model's torch.fx graph.
+
+* which module produced each input of a module, looking through operations that keep values on the
+  producer's quantization grid (ReLU, max-pooling, reshapes, dropout, identity): such an input is
+  quantized with the producer's output parameters, so no value is quantized twice (and an integer
+  deployment needs no requantization there);
+* which modules feed a ReLU as their only consumer: their output range is the ReLU's ("activation
+  fusion"), which doubles the resolution of a symmetric range and matches fused conv+ReLU kernels;
+* BatchNorm layers that can be folded into the convolution/linear layer before them (the graph, not
+  module names or order, decides; see :func:`distiller.quantization.bn_fold.find_batchnorm_pairs`).
+"""
+import logging
+import operator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from ... import modules as distiller_modules
+from ...graph import GraphCaptureError, trace_model
+
+__all__ = ["QuantizationGraph", "analyze_model", "fold_batch_norm", "GRID_PRESERVING_MODULES",
+           "SAME_RANGE_AS_INPUT_MODULES"]
+
+logger = logging.getLogger(__name__)
+
+#: Modules whose output values lie on their input's quantization grid.
+GRID_PRESERVING_MODULES = (nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Identity, nn.Dropout,
+                           nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Flatten, nn.Unflatten)
+#: Modules that integer kernels run with the input's quantization parameters for the output.
+SAME_RANGE_AS_INPUT_MODULES = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
+                               nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
+GRID_PRESERVING_FUNCTIONS = {torch.relu, F.relu, torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze,
+                             torch.transpose, torch.permute, F.max_pool1d, F.max_pool2d, F.max_pool3d, F.dropout,
+                             operator.getitem}
+GRID_PRESERVING_METHODS = {"relu", "relu_", "view", "reshape", "flatten", "squeeze", "unsqueeze", "transpose",
+                           "permute", "contiguous"}
+_RELU_FUNCTIONS = {torch.relu, F.relu}
+_RELU_METHODS = {"relu", "relu_"}
+_PASS_THROUGH_MODULES = (nn.Identity, nn.Dropout)
+
+_DISTILLER_MODULE_TYPES = tuple(cls for cls in vars(distiller_modules).values()
+                                if isinstance(cls, type) and issubclass(cls, nn.Module))
+
+
+@dataclass
+class QuantizationGraph:
+    """What :func:`analyze_model` found (module names as in ``model.named_modules()``).
+
+    Attributes:
+        traced: False when torch.fx could not trace the model (all other fields are then empty).
+        order: called modules in execution order.
+        num_inputs: module -> number of positional inputs.
+        input_sources: module -> {input index: producing module}.
+        relu_after: module -> the ReLU module that is its only consumer (None for a functional ReLU).
+    """
+    traced: bool = False
+    order: list = field(default_factory=list)
+    num_inputs: dict = field(default_factory=dict)
+    input_sources: dict = field(default_factory=dict)
+    relu_after: dict = field(default_factory=dict)
+
+
+def _is_grid_preserving(node, modules, pass_through):
+    if node.op == "call_module":
+        return node.target in pass_through or isinstance(modules[node.target], GRID_PRESERVING_MODULES)
+    if node.op == "call_function":
+        return node.target in GRID_PRESERVING_FUNCTIONS
+    return node.op == "call_method" and node.target in GRID_PRESERVING_METHODS
+
+
+def _is_relu(node, modules):
+    if node.op == "call_module":
+        return isinstance(modules[node.target], nn.ReLU)
+    return ((node.op == "call_function" and node.target in _RELU_FUNCTIONS)
+            or (node.op == "call_method" and node.target in _RELU_METHODS))
+
+
+def _producer(node, modules, calls, pass_through):
+    """The module whose output reaches ``node`` through grid-preserving operations, or None."""
+    while isinstance(node, fx.Node):
+        preserving = _is_grid_preserving(node, modules, pass_through)
+        if node.op == "call_module" and not preserving:
+            return node.target if calls[node.target] == 1 else None
+        if not preserving or not node.args:
+            return None
+        node = node.args[0]
+    return None
+
+
+def _single_relu_consumer(node, modules, pass_through):
+    """(True, relu name or None) if ``node``'s only consumer (through identities) is a ReLU."""
+    while len(node.users) == 1:
+        (user,) = node.users
+        if _is_relu(user, modules):
+            return True, user.target if user.op == "call_module" else None
+        if not (user.op == "call_module" and (user.target in pass_through
+                                              or isinstance(modules[user.target], _PASS_THROUGH_MODULES))):
+            break
+        node = user
+    return False, None
+
+
+def analyze_model(model, pass_through=()):
+    """Traces ``model`` (leaves: torch layers, ``distiller.modules``, childless modules) and returns the
+    :class:`QuantizationGraph`; an untraceable model gives ``traced=False`` and a logged reason.
+
+    Args:
+        pass_through: names of modules to treat as identities (BatchNorms about to be folded).
+    """
+    pass_through = set(pass_through)
+    leaves = [name for name, module in model.named_modules() if name and not any(True for _ in module.children())]
+    try:
+        graph = trace_model(model, leaf_modules=leaves + list(_DISTILLER_MODULE_TYPES)).graph
+    except GraphCaptureError as err:
+        logger.warning("Post-training quantization: %s. Layers will quantize their inputs with their own ranges "
+                       "and no activation fusion or integer conversion is available.", err)
+        return QuantizationGraph()
+    modules = dict(model.named_modules())
+    calls = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    result = QuantizationGraph(traced=True)
+    for node in graph.nodes:
+        if node.op != "call_module":
+            continue
+        name = node.target
+        args = node.args[0] if len(node.args) == 1 and isinstance(node.args[0], (list, tuple)) else node.args
+        result.order.append(name)
+        result.num_inputs[name] = len(args)
+        if calls[name] > 1:
+            continue
+        sources = {i: _producer(arg, modules, calls, pass_through) for i, arg in enumerate(args)}
+        result.input_sources[name] = {i: src for i, src in sources.items() if src is not None}
+        fused, relu = _single_relu_consumer(node, modules, pass_through)
+        if fused:
+            result.relu_after[name] = relu
+    return result
+
+
+def fold_batch_norm(layer, bn):
+    """Folds ``bn`` (eval statistics) into the conv/linear ``layer`` that feeds it, in place.
+
+    ``W' = W * gamma / sqrt(var + eps)`` per output channel and ``b' = (b - mean) * gamma / sqrt(var + eps)
+    + beta`` (Jacob et al. 2018, section 3.2). The layer gains a bias if it had none.
+    """
+    with torch.no_grad():
+        gamma = bn.weight if bn.affine else torch.ones_like(bn.running_var)
+        beta = bn.bias if bn.affine else torch.zeros_like(bn.running_var)
+        factor = gamma / torch.sqrt(bn.running_var + bn.eps)
+        layer.weight.mul_(factor.reshape(-1, *([1] * (layer.weight.dim() - 1))).to(layer.weight.dtype))
+        bias = layer.bias if layer.bias is not None else torch.zeros_like(bn.running_mean)
+        folded_bias = (bias - bn.running_mean) * factor + beta
+        if layer.bias is None:
+            layer.bias = nn.Parameter(folded_bias.to(layer.weight.dtype), requires_grad=layer.weight.requires_grad)
+        else:
+            layer.bias.copy_(folded_bias)

@@ -1,0 +1,246 @@
+"""Post-training range-linear quantization wrappers: integer arithmetic simulated in floating point.
+
+Each wrapper quantizes its inputs to integers ``q = round(scale * x) - zero_point`` (Distiller's
+convention, see :mod:`distiller.quantization.q_utils`), computes with the integers (convolutions and
+matrix products accumulate ``q + zero_point`` exactly, at the product of the input scales), requantizes
+the result to the output range and returns the dequantized value, so the surrounding float model runs
+unchanged (Jacob et al., "Quantization and Training of Neural Networks for Efficient
+Integer-Arithmetic-Only Inference", CVPR 2018).
+
+Ranges are *static* (from calibration statistics, the ``activation_stats`` of the module as collected by
+:func:`distiller.data_loggers.collect_quant_stats`) or *dynamic* (from each batch). Static parameters
+live in buffers (``input_scales``, ``input_zero_points``, ``output_scale``, ``output_zero_point``), so
+a quantized checkpoint holds them and :mod:`distiller.quantization.export` reuses them unchanged.
+"""
+import math
+
+import torch
+from torch import nn
+
+from ..q_utils import (ClipMode, LinearQuantMode, aciq_clip_multiplier, approx_scale_as_mult_and_shift,
+                       get_tensor_aciq_min_max, get_tensor_avg_min_max, get_tensor_mean_n_stds_min_max,
+                       get_tensor_min_max, linear_dequantize, linear_quant_params_from_min_max,
+                       linear_quantize_clamp, parse_clip_mode, quantized_range_for_mode,
+                       validate_num_bits, verify_quant_mode)
+
+__all__ = ["RangeLinearQuantWrapper", "RangeLinearFakeQuantWrapper", "FP16Wrapper", "saturation_range_from_stats",
+           "UNSET"]
+
+#: Marks a static input scale that the quantizer must still fill in (from the producing layer).
+UNSET = float("nan")
+
+
+def saturation_range_from_stats(stats, clip_mode, num_bits, clip_n_stds=None, clip_half_range=False):
+    """The (min, max) range to quantize a tensor to, from its calibration statistics.
+
+    Args:
+        stats: a statistics record (``min``, ``max``, ``avg_min``, ``avg_max``, ``mean``, ``std``, ``b``).
+        clip_mode: NONE (actual range), AVG (averaged per-sample extremes), N_STD (mean -/+ n stds),
+            GAUSS / LAPLACE (ACIQ: mean -/+ the MSE-optimal multiple of std / b, Banner et al. 2019).
+        clip_half_range: clip only the upper end; the lower end stays the actual minimum (for tensors
+            with a one-sided distribution, e.g. after ReLU).
+    Returns:
+        (float, float), never beyond the actual min/max.
+    """
+    clip_mode = parse_clip_mode(clip_mode)
+    lo, hi = stats["min"], stats["max"]
+    if clip_mode == ClipMode.AVG:
+        lo, hi = stats["avg_min"], stats["avg_max"]
+    elif clip_mode == ClipMode.N_STD:
+        if clip_n_stds is None:
+            raise ValueError("clip_acts N_STD needs clip_n_stds (the number of standard deviations)")
+        lo, hi = stats["mean"] - clip_n_stds * stats["std"], stats["mean"] + clip_n_stds * stats["std"]
+    elif clip_mode in (ClipMode.GAUSS, ClipMode.LAPLACE):
+        spread = stats["std"] if clip_mode == ClipMode.GAUSS else stats.get("b")
+        if spread is None:
+            raise ValueError("LAPLACE clipping needs the 'b' statistic; re-collect stats with collect_quant_stats")
+        alpha = aciq_clip_multiplier(clip_mode, num_bits) * spread
+        lo, hi = stats["mean"] - alpha, stats["mean"] + alpha
+    lo, hi = max(lo, stats["min"]), min(hi, stats["max"])
+    if clip_half_range:
+        lo = stats["min"]
+    return float(lo), float(hi)
+
+
+def _dynamic_range(tensor, clip_mode, num_bits, clip_n_stds, clip_half_range):
+    """(min, max) tensors for quantizing ``tensor`` with a range measured on the tensor itself."""
+    if clip_mode == ClipMode.AVG:
+        lo, hi = get_tensor_avg_min_max(tensor, across_dim=0 if tensor.dim() > 1 else None)
+    elif clip_mode == ClipMode.N_STD:
+        lo, hi = get_tensor_mean_n_stds_min_max(tensor, n_stds=clip_n_stds)
+    elif clip_mode in (ClipMode.GAUSS, ClipMode.LAPLACE):
+        lo, hi = get_tensor_aciq_min_max(tensor, clip_mode, num_bits)
+    else:
+        lo, hi = get_tensor_min_max(tensor)
+    if clip_half_range:
+        lo = tensor.min()
+    return lo, hi
+
+
+class RangeLinearQuantWrapper(nn.Module):
+    """Base of the range-linear wrappers: input quantization and output requantization.
+
+    Args:
+        wrapped_module: the float module.
+        num_bits_acts: bits of inputs and output (None only for weight-only parameter layers).
+        num_bits_accum: bits of the integer accumulator (results are clamped to its signed range).
+        mode: LinearQuantMode (or its name), or ``{'activations': m, 'weights': m}``.
+        clip_acts: ClipMode (or its name) choosing the activation ranges.
+        activation_stats: ``{'inputs': {i: stats}, 'output': stats}`` of this module; None = dynamic.
+        clip_n_stds: standard deviations for ClipMode.N_STD.
+        clip_half_range: see :func:`saturation_range_from_stats`.
+        scale_approx_mult_bits: approximate the requantization factor by an integer multiplier of this
+            many bits and a shift (None: exact float factor).
+        num_inputs: how many tensor inputs the module takes (default: as many as the stats describe).
+    """
+
+    def __init__(self, wrapped_module, num_bits_acts, num_bits_accum=32, mode=LinearQuantMode.SYMMETRIC,
+                 clip_acts=ClipMode.NONE, activation_stats=None, clip_n_stds=None, clip_half_range=False,
+                 scale_approx_mult_bits=None, num_inputs=None):
+        super().__init__()
+        self.wrapped_module = wrapped_module
+        self.num_bits_acts = validate_num_bits(num_bits_acts, "num_bits_acts")
+        self.num_bits_accum = validate_num_bits(num_bits_accum, "num_bits_accum", allow_none=False)
+        self.mode = verify_quant_mode(mode)
+        self.clip_acts = parse_clip_mode(clip_acts)
+        self.clip_n_stds = clip_n_stds
+        self.clip_half_range = clip_half_range
+        self.scale_approx_mult_bits = validate_num_bits(scale_approx_mult_bits, "scale_approx_mult_bits")
+        if self.clip_acts == ClipMode.N_STD and clip_n_stds is None:
+            raise ValueError("clip_acts N_STD needs clip_n_stds (the number of standard deviations)")
+        self.acts_qrange = (quantized_range_for_mode(self.num_bits_acts, self.mode.activations)
+                            if self.num_bits_acts is not None else None)
+        accum_max = 2 ** (self.num_bits_accum - 1)
+        self.accum_qrange = (-accum_max, accum_max - 1)
+        self.preset_act_stats = activation_stats is not None and self.num_bits_acts is not None
+        if self.preset_act_stats:
+            self._init_static_params(activation_stats, num_inputs)
+
+    # -------------------------------------------------------------------------------- static ranges
+    def _params_from_stats(self, stats):
+        lo, hi = saturation_range_from_stats(stats, self.clip_acts, self.num_bits_acts, self.clip_n_stds,
+                                             self.clip_half_range)
+        scale, zero_point = linear_quant_params_from_min_max(self.num_bits_acts, self.mode.activations,
+                                                             torch.tensor(lo), torch.tensor(hi))
+        return float(scale), float(zero_point)
+
+    def _init_static_params(self, stats, num_inputs):
+        inputs = {int(i): s for i, s in (stats.get("inputs") or {}).items()}
+        count = num_inputs if num_inputs is not None else (max(inputs) + 1 if inputs else 1)
+        params = [self._params_from_stats(inputs[i]) if i in inputs else (UNSET, UNSET) for i in range(count)]
+        self.register_buffer("input_scales", torch.tensor([p[0] for p in params]))
+        self.register_buffer("input_zero_points", torch.tensor([p[1] for p in params]))
+        if self.has_output_stats:
+            out = self._params_from_stats(stats["output"]) if stats.get("output") else (UNSET, UNSET)
+            self.register_buffer("output_scale", torch.tensor(out[0]))
+            self.register_buffer("output_zero_point", torch.tensor(out[1]))
+
+    #: Whether the output has its own range (False for wrappers whose output uses the input's range).
+    has_output_stats = True
+
+    def set_input_quant_params(self, index, scale, zero_point):
+        """Quantizes input ``index`` with the given (static) parameters, e.g. those of its producer."""
+        self.input_scales[index] = float(scale)
+        self.input_zero_points[index] = float(zero_point)
+
+    def set_output_quant_params(self, scale, zero_point):
+        self.output_scale.fill_(float(scale))
+        self.output_zero_point.fill_(float(zero_point))
+
+    def missing_static_params(self):
+        """Names of static parameters still unset (inputs without statistics nor producer)."""
+        if not self.preset_act_stats:
+            return []
+        missing = [f"input {i}" for i, s in enumerate(self.input_scales.tolist()) if math.isnan(s)]
+        if self.has_output_stats and math.isnan(self.output_scale.item()):
+            missing.append("output")
+        return missing
+
+    # -------------------------------------------------------------------------------------- helpers
+    def input_quant_params(self, index, tensor):
+        """(scale, zero_point) of input ``index``: static buffers, or measured on ``tensor``."""
+        if self.preset_act_stats:
+            return self.input_scales[index], self.input_zero_points[index]
+        return self._dynamic_params(tensor)
+
+    def _dynamic_params(self, tensor):
+        lo, hi = _dynamic_range(tensor.detach(), self.clip_acts, self.num_bits_acts, self.clip_n_stds,
+                                self.clip_half_range)
+        return linear_quant_params_from_min_max(self.num_bits_acts, self.mode.activations, lo, hi)
+
+    def quantize_input(self, index, tensor):
+        """Returns (integers, scale, zero_point) of input ``index`` (integers as float values)."""
+        scale, zero_point = self.input_quant_params(index, tensor)
+        q = linear_quantize_clamp(tensor, scale, zero_point, *self.acts_qrange)
+        return q, scale, zero_point
+
+    def requantize_output(self, accumulator, accumulator_scale, float_output=None):
+        """Requantizes an integer ``accumulator`` at ``accumulator_scale`` to the output range.
+
+        Returns:
+            (integers, output scale, output zero point).
+        """
+        if self.preset_act_stats:
+            scale, zero_point = self.output_scale, self.output_zero_point
+        else:
+            reference = float_output if float_output is not None else accumulator / accumulator_scale
+            scale, zero_point = self._dynamic_params(reference)
+        factor = scale / accumulator_scale
+        if self.scale_approx_mult_bits is not None:
+            factor = approx_scale_as_mult_and_shift(factor, self.scale_approx_mult_bits)
+        q = linear_quantize_clamp(accumulator * factor, 1.0, zero_point, *self.acts_qrange)
+        return q, scale, zero_point
+
+    def dequantize_output(self, accumulator, accumulator_scale, dtype, float_output=None):
+        """Requantizes ``accumulator`` (see :meth:`requantize_output`) and returns real values in ``dtype``."""
+        q, scale, zero_point = self.requantize_output(accumulator, accumulator_scale, float_output)
+        return linear_dequantize(q, scale, zero_point).to(dtype)
+
+    def extra_repr(self):
+        mode = (f"mode={self.mode.activations.name}" if self.mode.activations == self.mode.weights else
+                f"mode_acts={self.mode.activations.name}, mode_wts={self.mode.weights.name}")
+        return (f"{mode}, num_bits_acts={self.num_bits_acts}, num_bits_accum={self.num_bits_accum}, "
+                f"clip_acts={self.clip_acts.name}, preset_activation_stats={self.preset_act_stats}, "
+                f"scale_approx_mult_bits={self.scale_approx_mult_bits}")
+
+
+class RangeLinearFakeQuantWrapper(RangeLinearQuantWrapper):
+    """Runs the wrapped module in float and quantizes its output (for layers without integer math:
+    activations, pooling, normalisation, ...). Its inputs come from quantized producers already."""
+
+    def __init__(self, wrapped_module, num_bits_acts, num_bits_accum=32, mode=LinearQuantMode.SYMMETRIC,
+                 clip_acts=ClipMode.NONE, activation_stats=None, clip_n_stds=None, clip_half_range=False,
+                 scale_approx_mult_bits=None):
+        super().__init__(wrapped_module, num_bits_acts, num_bits_accum, mode, clip_acts, activation_stats,
+                         clip_n_stds, clip_half_range, scale_approx_mult_bits, num_inputs=0)
+
+    def forward(self, *inputs):
+        output = self.wrapped_module(*inputs)
+        if self.preset_act_stats:
+            scale, zero_point = self.output_scale, self.output_zero_point
+        else:
+            scale, zero_point = self._dynamic_params(output)
+        q = linear_quantize_clamp(output, scale, zero_point, *self.acts_qrange)
+        return linear_dequantize(q, scale, zero_point)
+
+
+class FP16Wrapper(nn.Module):
+    """Simulates half-precision storage: inputs, weights and outputs rounded to float16.
+
+    Arithmetic stays in the input dtype (CPUs lack fast float16 kernels), so this measures the effect
+    of float16 rounding, not its speed. ``fp16=True`` in :class:`PostTrainLinearQuantizer` uses it.
+    """
+
+    def __init__(self, wrapped_module):
+        super().__init__()
+        self.wrapped_module = wrapped_module
+        with torch.no_grad():
+            for param in wrapped_module.parameters(recurse=False):
+                param.copy_(param.half().to(param.dtype))
+
+    def forward(self, *inputs):
+        rounded = [x.half().to(x.dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+                   for x in inputs]
+        output = self.wrapped_module(*rounded)
+        return output.half().to(output.dtype) if isinstance(output, torch.Tensor) else output
+
