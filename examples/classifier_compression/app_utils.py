@@ -1,0 +1,256 @@
+"""Building blocks of the image-classification sample applications: resolving the command line into a
+dataset, an architecture and a device, building the experiment (model, optimizer, schedule, loaders,
+resumed state), scoring, and turning user errors into a short message and exit status 2.
+
+Other example applications reuse these functions (add this directory to ``sys.path``).
+"""
+import contextlib
+import logging
+import os
+import random
+import sys
+import traceback
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+import distiller
+from distiller.apputils.checkpoint import load_checkpoint, read_checkpoint
+from distiller.apputils.data_loaders import load_data
+from distiller.errors import ScheduleError
+from distiller.models import check_dataset, create_model, dataset_num_classes, datasets_of_arch
+from distiller.models.create import CPU
+
+msglogger = logging.getLogger(__name__)
+
+#: The architecture used when neither --arch nor a checkpoint names one.
+DEFAULT_ARCH = {"digits": "resnet20_cifar", "cifar10": "resnet20_cifar", "mnist": "simplenet_mnist",
+                "imagenet": "resnet18"}
+#: Dataset names recognised in a DATASET_DIR path (lower case, without '-' and '_').
+_DIR_HINTS = {"cifar10": "cifar10", "mnist": "mnist", "imagenet": "imagenet", "ilsvrc": "imagenet"}
+#: Errors that, raised while the experiment is being set up, mean bad input rather than a bug.
+SETUP_USER_ERRORS = (ValueError, OSError, RuntimeError)
+
+
+class UserInputError(Exception):
+    """Bad command-line input: reported in one line, exit status 2."""
+
+
+@contextlib.contextmanager
+def user_input_errors(types=SETUP_USER_ERRORS):
+    """Re-raises exceptions of ``types`` as :class:`UserInputError` (keeping the original as cause)."""
+    try:
+        yield
+    except types as err:
+        raise UserInputError(str(err)) from err
+
+
+def run_cli(main, parser, argv=None):
+    """Parses ``argv`` and runs ``main(args)``; returns the process exit status.
+
+    User errors (:class:`UserInputError`, :class:`~distiller.errors.ScheduleError`) print one short
+    message on stderr and return 2; the traceback is printed only with ``--verbose``.
+    """
+    args = parser.parse_args(argv)
+    try:
+        main(args)
+    except (UserInputError, ScheduleError) as err:
+        if args.verbose:
+            traceback.print_exc()
+        sys.stderr.write(f"{parser.prog}: error: {err}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{parser.prog}: interrupted; resume with --resume-from <run dir>/checkpoint.pth.tar\n")
+        return 130
+    return 0
+
+
+def resolve_dataset(args, checkpoint_arch=None):
+    """The dataset to use: ``--dataset``, else ``digits`` without DATASET_DIR, else a dataset named in the
+    DATASET_DIR path, else the one the architecture is built for.
+
+    Raises:
+        ValueError: unknown dataset, DATASET_DIR given for ``digits``, or nothing tells the dataset.
+    """
+    if args.dataset:
+        dataset = check_dataset(args.dataset)
+        if dataset == "digits" and args.data:
+            raise ValueError(f"the digits dataset is embedded in distiller and takes no DATASET_DIR; drop "
+                             f"'{args.data}' or pass the dataset it holds with --dataset")
+        return dataset
+    if not args.data:
+        return "digits"
+    path = os.path.abspath(args.data).lower().replace("-", "").replace("_", "")
+    named = {dataset for hint, dataset in _DIR_HINTS.items() if hint in path}
+    if len(named) == 1:
+        return named.pop()
+    arch = args.arch or checkpoint_arch
+    candidates = [d for d in datasets_of_arch(arch) if d != "digits"] if arch else []
+    if len(candidates) == 1:
+        return candidates[0]
+    raise ValueError(f"cannot tell which dataset '{args.data}' holds; pass --dataset cifar10, mnist or imagenet")
+
+
+def resolve_device_ids(args):
+    """``distiller.models.create_model``'s ``device_ids``: -1 for the CPU, else the --gpus list (None: all)."""
+    if args.cpu:
+        return CPU
+    if not torch.cuda.is_available():
+        if args.gpus is not None:
+            raise ValueError(f"--gpus {','.join(map(str, args.gpus))}: CUDA is not available on this machine; "
+                             "drop --gpus (the CPU is used)")
+        return CPU
+    return args.gpus
+
+
+def resolve_seed(args, checkpoint_extras):
+    """--seed, else the resumed checkpoint's seed, else 0 with --deterministic, else a random seed."""
+    if args.seed is not None:
+        return args.seed
+    if checkpoint_extras.get("seed") is not None:
+        return int(checkpoint_extras["seed"])
+    return 0 if args.deterministic else random.SystemRandom().randrange(2 ** 31)
+
+
+@dataclass
+class Experiment:
+    """Everything a run needs, built from the command line by :func:`build_experiment`."""
+    arch: str
+    dataset: str
+    seed: int
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: distiller.CompressionScheduler
+    dummy_input: torch.Tensor
+    num_classes: int
+    start_epoch: int = 0
+    train_loader: Optional[object] = None
+    valid_loader: Optional[object] = None
+    test_loader: Optional[object] = None
+    score_history: list = field(default_factory=list)
+
+    @property
+    def device(self):
+        return distiller.model_device(self.model)
+
+
+def _checkpoint_info(args):
+    """(path, arch, extras) of the checkpoint named by --resume-from/--exp-load-weights-from."""
+    path = args.resume_from or args.exp_load_weights_from
+    if path is None:
+        return None, None, {}
+    checkpoint = read_checkpoint(path)
+    return path, checkpoint.get("arch"), dict(checkpoint.get("extras") or {})
+
+
+def _check_flag_combinations(args):
+    if args.evaluate and args.compress:
+        raise ValueError("--compress has no effect with --evaluate (a checkpoint's masks and compressed weights "
+                         "load with it); drop --compress or --evaluate")
+    if args.reset_optimizer and not args.resume_from:
+        raise ValueError("--reset-optimizer applies to --resume-from; add --resume-from PATH or drop it")
+    if getattr(args, "thinnify", False) and args.evaluate and not (args.resume_from or args.exp_load_weights_from):
+        raise ValueError("--thinnify with --evaluate thins a loaded model: add --resume-from PATH")
+
+
+def build_experiment(args):
+    """Resolves and builds everything the run needs, validating all user input before any training.
+
+    Returns:
+        an :class:`Experiment`.
+    Raises:
+        ValueError, OSError, RuntimeError, ScheduleError: bad input (see :data:`SETUP_USER_ERRORS`).
+    """
+    _check_flag_combinations(args)
+    checkpoint_path, checkpoint_arch, extras = _checkpoint_info(args)
+    dataset = resolve_dataset(args, checkpoint_arch)
+    arch = args.arch or checkpoint_arch or DEFAULT_ARCH[dataset]
+    seed = resolve_seed(args, extras)
+    if args.deterministic:
+        distiller.set_deterministic(seed)
+    else:
+        distiller.set_seed(seed)
+    msglogger.info("dataset %s, architecture %s, seed %d", dataset, arch, seed)
+    train_loader, valid_loader, test_loader, input_shape = load_data(
+        dataset, args.data, args.batch_size, args.workers, validation_split=args.validation_split,
+        deterministic=args.deterministic, effective_train_size=args.effective_train_size,
+        effective_valid_size=args.effective_valid_size, effective_test_size=args.effective_test_size,
+        test_only=args.evaluate, seed=seed)
+    model = create_model(args.pretrained, dataset, arch, parallel=not args.load_serialized,
+                         device_ids=resolve_device_ids(args))
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
+                                weight_decay=args.weight_decay)
+    scheduler, start_epoch = _load_start_point(args, model, optimizer, checkpoint_path, arch)
+    if args.compress:
+        scheduler = distiller.file_config(model, optimizer, args.compress, scheduler,
+                                          resumed_epoch=start_epoch - 1 if start_epoch > 0 else None)
+        _warn_unreached_policies(scheduler, args.epochs)
+    if valid_loader is None and not args.evaluate:
+        msglogger.warning("no validation set (--validation-split 0): the test set ranks the epochs")
+        valid_loader = test_loader
+    return Experiment(arch, dataset, seed, model, optimizer, scheduler,
+                      torch.zeros(input_shape, device=distiller.model_device(model)), dataset_num_classes(dataset),
+                      start_epoch, train_loader, valid_loader, test_loader,
+                      list(extras.get("score_history", [])) if start_epoch > 0 else [])
+
+
+def _load_start_point(args, model, optimizer, checkpoint_path, arch):
+    """Loads the checkpoint (if any) into ``model``/``optimizer``; returns ``(scheduler, start_epoch)``."""
+    device = distiller.model_device(model)
+    if checkpoint_path is None:
+        return distiller.CompressionScheduler(model), 0
+    lean = args.exp_load_weights_from is not None
+    _, loaded, _, start_epoch = load_checkpoint(model, checkpoint_path, optimizer=None if args.reset_optimizer
+                                                else optimizer, model_device=device, lean_checkpoint=lean,
+                                                expected_arch=arch)
+    if lean or loaded is None:
+        return distiller.CompressionScheduler(model), 0
+    if not args.reset_optimizer:
+        return loaded, start_epoch
+    # Fresh optimizer and policies from epoch 0; the pruning masks and structural changes stay.
+    scheduler = distiller.CompressionScheduler(model)
+    scheduler.init_from_masks_dict({name: masker.mask for name, masker in loaded.zeros_mask_dict.items()})
+    scheduler.model_transforms = list(loaded.model_transforms)
+    msglogger.info("--reset-optimizer: new optimizer, training restarts at epoch 0")
+    return scheduler, 0
+
+
+def _warn_unreached_policies(scheduler, epochs):
+    last = max(scheduler.policies, default=-1)
+    if last >= epochs:
+        msglogger.warning("the schedule has policies up to epoch %d but --epochs is %d: the policies of epochs "
+                          "%d..%d will not run (raise --epochs to at least %d)", last, epochs, epochs, last,
+                          last + 1)
+
+
+class RunningScores:
+    """Accumulates loss and top-1/top-5 accuracy over batches (synchronising only when read)."""
+
+    def __init__(self, num_classes):
+        self.topk = min(5, num_classes)
+        self.samples, self.loss_sum, self.top1_hits, self.topk_hits = 0, 0.0, 0, 0
+
+    def update(self, output, target, loss):
+        with torch.no_grad():
+            hits = output.topk(self.topk, dim=1).indices.eq(target.unsqueeze(1))
+            self.top1_hits += hits[:, 0].sum()
+            self.topk_hits += hits.any(dim=1).sum()
+            self.loss_sum += loss.detach() * target.size(0)
+        self.samples += target.size(0)
+
+    def values(self):
+        """``{'Loss', 'Top1', 'Top5'}`` (accuracies in percent)."""
+        n = max(self.samples, 1)
+        return {"Loss": float(self.loss_sum) / n, "Top1": 100.0 * float(self.top1_hits) / n,
+                "Top5": 100.0 * float(self.topk_hits) / n}
+
+
+def rank_key(score):
+    """Distiller's ranking of epochs: the sparsest model first, then top-1, top-5, and the later epoch."""
+    return (-score["params_nonzero"], score["top1"], score["top5"], score["epoch"])
+
+
+def best_scores(score_history, n):
+    """The ``n`` best entries of ``score_history`` (dicts with epoch, top1, top5, sparsity, params_nonzero)."""
+    return sorted(score_history, key=rank_key, reverse=True)[:n]

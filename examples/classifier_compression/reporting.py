@@ -1,0 +1,90 @@
+"""What a classifier run reports: model size/compute statistics, the confusion matrix, ``summary.json``
+and the ONNX export of the float model."""
+import importlib.util
+import json
+import logging
+import os
+
+import numpy as np
+import onnx
+import torch
+from sklearn.metrics import confusion_matrix
+from tabulate import tabulate
+
+from distiller.metrics import model_params_stats
+from distiller.summaries.compute import model_macs
+
+msglogger = logging.getLogger(__name__)
+
+#: onnxruntime is optional: without it the exported file is checked but not run.
+HAS_ONNXRUNTIME = importlib.util.find_spec("onnxruntime") is not None
+
+
+def weight_statistics(model):
+    """``{'sparsity', 'params_nonzero', 'params_total'}`` over the conv and linear weights of ``model``
+    (2D/4D tensors, see :func:`distiller.metrics.model_params_stats`); sparsity in percent."""
+    sparsity, total, nonzero = model_params_stats(model, param_types=("weight",))
+    return {"sparsity": sparsity, "params_nonzero": int(nonzero), "params_total": int(total)}
+
+
+def model_statistics(model, dummy_input):
+    """:func:`weight_statistics` plus ``macs``: the dense-equivalent multiply-accumulates of one forward
+    pass of ``dummy_input`` (a thinned model has fewer, a masked one does not)."""
+    return {**weight_statistics(model), "macs": int(model_macs(model, dummy_input))}
+
+
+def confusion_table(targets, predictions, num_classes):
+    """The confusion matrix (rows: true class, columns: predicted class) as a text table."""
+    matrix = confusion_matrix(targets, predictions, labels=list(range(num_classes)))
+    rows = [[f"true {label}", *counts] for label, counts in enumerate(matrix.tolist())]
+    return tabulate(rows, headers=["", *(f"pred {label}" for label in range(num_classes))], tablefmt="psql")
+
+
+def write_summary(run_dir, summary):
+    """Writes ``summary`` (plain data) to ``<run_dir>/summary.json``; returns the path."""
+    path = os.path.join(run_dir, "summary.json")
+    with open(path, "w") as f:
+        json.dump(summary, f, indent=2)
+    msglogger.info("Summary: %s", json.dumps(summary))
+    return path
+
+
+def export_onnx(model, dummy_input, path):
+    """Exports ``model`` (float, eval mode) to ONNX with a dynamic batch dimension and checks the file.
+
+    The file must pass :func:`onnx.checker.check_model`; when onnxruntime is installed it is also run once
+    on ``dummy_input`` and its output compared with PyTorch's.
+
+    Uses the TorchScript-based exporter (``dynamo=False``): the torch.export-based one needs the
+    ``onnxscript`` package, which distiller does not require.
+
+    Returns:
+        the largest absolute difference between ONNX Runtime's and PyTorch's outputs, or None without
+        onnxruntime.
+    Raises:
+        RuntimeError: ONNX Runtime's output differs from PyTorch's.
+    """
+    network = model.module if isinstance(model, torch.nn.DataParallel) else model
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.no_grad():
+            expected = network(dummy_input).cpu().numpy()
+        torch.onnx.export(network, (dummy_input,), path, dynamo=False, input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    finally:
+        network.train(was_training)
+    onnx.checker.check_model(onnx.load(path))
+    msglogger.info("Exported the model to ONNX: %s (passes the ONNX checker)", path)
+    if not HAS_ONNXRUNTIME:
+        msglogger.info("onnxruntime is not installed: the exported model was not run")
+        return None
+    import onnxruntime
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    actual = session.run(None, {"input": dummy_input.cpu().numpy()})[0]
+    difference = float(np.max(np.abs(actual - expected)))
+    if difference > 1e-3 * max(1.0, float(np.max(np.abs(expected)))):
+        raise RuntimeError(f"ONNX Runtime's output differs from PyTorch's by {difference:.3g}: the export of "
+                           f"{type(network).__name__} is wrong")
+    msglogger.info("ONNX Runtime reproduces PyTorch's output (max abs difference %.2e)", difference)
+    return difference

@@ -1,0 +1,55 @@
+"""Fixtures that run the classifier compression sample application in-process."""
+import contextlib
+import io
+import json
+import logging
+import os
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+APP_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "examples", "classifier_compression"))
+
+
+@pytest.fixture(scope="session")
+def classifier_app():
+    """The ``compress_classifier`` module (imported from examples/classifier_compression)."""
+    sys.path.insert(0, APP_DIR)
+    import compress_classifier
+    return compress_classifier
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_determinism():
+    """``--deterministic`` switches torch to deterministic algorithms process-wide: switch back after."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    yield
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+@pytest.fixture(scope="session")
+def run_classifier(classifier_app):
+    """Runs the app in-process with the given command-line arguments.
+
+    Returns:
+        a namespace with ``status`` (exit status), ``stderr``, ``run_dir`` and ``summary`` (the parsed
+        summary.json, or None).
+    """
+    import app_utils
+
+    def run(*argv):
+        logging.getLogger().logdir = None
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            status = app_utils.run_cli(classifier_app.main, classifier_app.get_args_parser(), [str(a) for a in argv])
+        run_dir = getattr(logging.getLogger(), "logdir", None)
+        summary_path = os.path.join(run_dir, "summary.json") if run_dir else ""
+        summary = None
+        if os.path.isfile(summary_path):
+            with open(summary_path) as f:
+                summary = json.load(f)
+        return SimpleNamespace(status=status, stderr=stderr.getvalue(), run_dir=run_dir, summary=summary)
+    return run
