@@ -3,7 +3,9 @@ import math
 
 import pytest
 import torch
+import yaml
 
+from distiller.config import dict_config
 from distiller.policy import PruningPolicy
 from distiller.pruning import agp_target_sparsity
 from distiller.registry import PRUNERS
@@ -119,3 +121,36 @@ def test_agp_without_room_for_two_pruning_epochs_names_the_instance():
     meta = {"starting_epoch": 0, "ending_epoch": 2, "frequency": 2, "current_epoch": 0, "model": None}
     with pytest.raises(ValueError, match="my_agp: AGP needs at least two pruning epochs"):
         pruner.set_param_mask(torch.ones(4), "w", {}, meta)
+
+
+def test_distiller_style_yaml_schedule_prunes_to_target():
+    """A Distiller schedule (DataParallel ``module.`` names, YAML strings) loads unchanged."""
+    schedule = """
+version: 1
+pruners:
+  conv_pruner:
+    class: AutomatedGradualPruner
+    initial_sparsity: 0.05
+    final_sparsity: 0.80
+    weights: [module.conv1.weight, module.conv2.weight]
+  fc_pruner:
+    class: SparsityLevelParameterPruner
+    levels:
+      module.fc.weight: 0.5
+policies:
+  - pruner:
+      instance_name: conv_pruner
+    starting_epoch: 0
+    ending_epoch: 30
+    frequency: 2
+  - pruner:
+      instance_name: fc_pruner
+    epochs: [0]
+"""
+    torch.manual_seed(0)
+    model = TinyNet()
+    scheduler = dict_config(model, None, yaml.safe_load(schedule))
+    for epoch in range(30):
+        scheduler.on_epoch_begin(epoch)
+    assert int((model.conv2.weight == 0).sum()) == math.floor(0.8 * model.conv2.weight.numel())
+    assert int((model.fc.weight == 0).sum()) == 80
