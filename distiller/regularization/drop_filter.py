@@ -27,6 +27,8 @@ def _owning_module_name(param_name):
 class DropFilterRegularizer(Regularizer):
     """Drops each output filter of the targeted layers with probability ``p`` at every training mini-batch.
 
+    At least one filter of each layer is always kept.
+
     Args:
         name: instance name.
         model: the model (given automatically by the YAML schedule): forward hooks are installed on the
@@ -82,8 +84,10 @@ class DropFilterRegularizer(Regularizer):
     def on_minibatch_begin(self, model, zeros_mask_dict):
         """Draws this mini-batch's filter keep-masks."""
         for layer, (module, probability) in self._layers.items():
-            filters = module.weight.shape[0]
-            self._keep[layer] = torch.rand(filters, device=module.weight.device) >= probability
+            draws = torch.rand(module.weight.shape[0], device=module.weight.device)
+            keep = draws >= probability
+            keep[draws.argmax()] = True          # never drop every filter of a layer
+            self._keep[layer] = keep
 
     def loss(self, param, param_name, regularizer_loss, zeros_mask_dict):
         """Retires the mini-batch's masks (the forward pass is over); DropFilter adds no loss term."""
