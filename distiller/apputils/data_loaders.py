@@ -1,0 +1,332 @@
+"""Data loaders for the image-classification datasets of the sample applications.
+
+``load_data`` returns ``(train_loader, valid_loader, test_loader, input_shape)`` for:
+
+* ``digits``: scikit-learn's bundled handwritten digits (1,797 real 8x8 grey images, no download), resized
+  to 32x32 and replicated to 3 channels, so every CIFAR-10 architecture runs on it unchanged. A fixed
+  stratified split gives 1,437 training and 360 test images; ``data_dir`` is ignored.
+* ``cifar10``: the CIFAR-10 python batches (``<data_dir>/cifar-10-batches-py/``), read by torchvision.
+* ``mnist``: torchvision's MNIST layout (``<data_dir>/MNIST/raw/*-ubyte``).
+* ``imagenet``: ``<data_dir>/train/`` and ``<data_dir>/val/`` in ``torchvision.datasets.ImageFolder`` layout.
+
+Nothing is downloaded: a missing file is reported with the path that was expected and where to get it.
+
+The validation set is carved out of the training set and uses the evaluation transforms (no augmentation).
+Every loader samples with an ``EpochSubsetSampler``, whose order in epoch ``e`` depends only on
+``(seed, e)``: a training loop that resumes at epoch ``e`` calls ``loader.sampler.set_epoch(e)`` to see the
+same batches as the interrupted run.
+"""
+import functools
+import logging
+import os
+import random
+from typing import NamedTuple, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+import torchvision.transforms as T
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+
+from ..models.registry import check_dataset, dataset_input_shape, dataset_num_classes, datasets_of_arch
+
+msglogger = logging.getLogger(__name__)
+
+__all__ = ["EpochSubsetSampler", "load_data", "classification_dataset_str_from_arch",
+           "classification_get_input_shape", "classification_num_classes"]
+
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
+MNIST_RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                   "t10k-labels-idx1-ubyte")
+MNIST_PROCESSED_FILES = ("training.pt", "test.pt")
+DIGITS_TEST_FRACTION = 0.2
+DIGITS_SPLIT_SEED = 0
+DIGITS_MAX_SHIFT = 2
+
+
+def load_data(dataset, data_dir, batch_size, workers, validation_split=0.1, deterministic=False,
+              effective_train_size=1., effective_valid_size=1., effective_test_size=1., fixed_subset=False,
+              sequential=False, test_only=False, seed=None):
+    """Creates the training, validation and test loaders of ``dataset``.
+
+    Args:
+        dataset: ``'digits'``, ``'cifar10'``, ``'mnist'`` or ``'imagenet'`` (case-insensitive).
+        data_dir: the dataset's directory (ignored for ``digits``; may be None there).
+        batch_size: images per batch.
+        workers: number of loader worker processes (``digits`` lives in memory and always uses 0).
+        validation_split: fraction of the training set held out for validation, in [0, 1); with 0 the
+            validation loader is None. The split is fixed for ``digits``, and a function of ``seed`` otherwise.
+        deterministic: also seed the loader workers (``worker_init_fn``), for reproducible augmentation.
+        effective_train_size, effective_valid_size, effective_test_size: fraction in (0, 1] of each set
+            sampled per epoch (a new random subset each epoch unless ``fixed_subset``).
+        fixed_subset: sample the same subset in every epoch.
+        sequential: iterate over the training set in index order instead of shuffling.
+        test_only: build only the test loader (the others are None).
+        seed: seed of the validation split, the shuffling and the subsets (default: ``torch.initial_seed()``,
+            i.e. the seed given to ``torch.manual_seed`` / ``distiller.utils.set_seed``).
+    Returns:
+        ``(train_loader, valid_loader, test_loader, input_shape)``; ``input_shape`` is a batch-of-one shape
+        such as ``(1, 3, 32, 32)``.
+    Raises:
+        ValueError: unknown dataset (with close matches) or an argument out of range.
+        FileNotFoundError: dataset files missing (naming the expected paths and how to get them).
+        RuntimeError: dataset files present but unreadable or corrupted.
+
+    Example:
+        >>> train, valid, test, shape = load_data('digits', None, batch_size=64, workers=0)
+        >>> len(train.sampler), len(valid.sampler), len(test.sampler), shape
+        (1293, 144, 360, (1, 3, 32, 32))
+    """
+    dataset = check_dataset(dataset)
+    _check_arguments(batch_size, workers, validation_split, effective_train_size=effective_train_size,
+                     effective_valid_size=effective_valid_size, effective_test_size=effective_test_size)
+    if dataset != "digits" and data_dir is None:
+        raise ValueError(f"the {dataset} dataset needs a data directory (data_dir is None); only 'digits' is "
+                         "embedded in distiller")
+    if seed is None:
+        seed = torch.initial_seed()
+    sources = _SOURCES[dataset](data_dir, test_only)
+    if dataset == "digits":
+        workers = 0  # in-memory tensors: worker processes would only add start-up time
+    make_loader = functools.partial(_make_loader, batch_size=batch_size, workers=workers, seed=seed,
+                                    deterministic=deterministic, fixed_subset=fixed_subset)
+    test_loader = make_loader(sources.test, range(len(sources.test)), effective_test_size, shuffle=False)
+    if test_only:
+        return None, None, test_loader, dataset_input_shape(dataset)
+    train_indices, valid_indices = _split_validation(
+        len(sources.train), validation_split,
+        DIGITS_SPLIT_SEED if dataset == "digits" else seed % 2 ** 32, sources.stratify)
+    train_loader = make_loader(sources.train, train_indices, effective_train_size, shuffle=not sequential)
+    valid_loader = None
+    if len(valid_indices):
+        valid_loader = make_loader(sources.valid, valid_indices, effective_valid_size, shuffle=False)
+    msglogger.debug("%s: %d training, %d validation, %d test images", dataset, len(train_indices),
+                    len(valid_indices), len(sources.test))
+    return train_loader, valid_loader, test_loader, dataset_input_shape(dataset)
+
+
+class EpochSubsetSampler(Sampler):
+    """Samples a fraction of a fixed list of dataset indices; epoch ``e``'s samples and order depend only on
+    ``(seed, e)``, like ``DistributedSampler``.
+
+    Each ``iter()`` uses the current epoch and then advances it by one; ``set_epoch(e)`` jumps to epoch
+    ``e`` (call it at the start of every epoch of a resumable training loop).
+
+    Args:
+        indices: the dataset indices to draw from.
+        fraction: portion of ``indices`` drawn per epoch, in (0, 1].
+        shuffle: random order; otherwise ascending index order.
+        fixed_subset: draw the same subset in every epoch (only the order changes).
+        seed: an integer seed.
+    """
+
+    def __init__(self, indices, fraction=1.0, shuffle=True, fixed_subset=False, seed=0):
+        super().__init__()
+        self.indices = torch.as_tensor(list(indices), dtype=torch.int64)
+        self.num_samples = max(1, int(len(self.indices) * fraction)) if len(self.indices) else 0
+        self.shuffle, self.fixed_subset, self.seed = shuffle, fixed_subset, int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        """Makes the next iteration produce epoch ``epoch``'s samples."""
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return self.num_samples
+
+    def __iter__(self):
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        chosen = self.indices
+        if self.num_samples < len(self.indices):
+            subset_generator = _generator(self.seed, 1, 0 if self.fixed_subset else epoch)
+            positions = torch.randperm(len(self.indices), generator=subset_generator)[:self.num_samples]
+            chosen = self.indices[positions.sort().values]
+        if self.shuffle:
+            chosen = chosen[torch.randperm(len(chosen), generator=_generator(self.seed, 0, epoch))]
+        return iter(chosen.tolist())
+
+
+def _generator(*entropy):
+    """A torch.Generator seeded from non-negative integers, mixed by NumPy's SeedSequence."""
+    state = np.random.SeedSequence([abs(int(e)) for e in entropy]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def _check_arguments(batch_size, workers, validation_split, **fractions):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
+    if not 0 <= validation_split < 1:
+        raise ValueError(f"validation_split must be in [0, 1) (a fraction of the training set), "
+                         f"got {validation_split!r}")
+    for name, value in fractions.items():
+        if not 0 < value <= 1:
+            raise ValueError(f"{name} must be a fraction in (0, 1], got {value!r}")
+
+
+def _split_validation(size, validation_split, random_state, stratify=None):
+    """Returns (train_indices, valid_indices) of a training set of ``size`` images."""
+    indices = np.arange(size)
+    if validation_split == 0:
+        return indices, indices[:0]
+    train, valid = train_test_split(indices, test_size=validation_split, random_state=random_state,
+                                    stratify=stratify)
+    return np.sort(train), np.sort(valid)
+
+
+def _make_loader(dataset, indices, fraction, shuffle, *, batch_size, workers, seed, deterministic,
+                 fixed_subset):
+    sampler = EpochSubsetSampler(indices, fraction, shuffle, fixed_subset, seed)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+                      worker_init_fn=_seed_worker if deterministic else None,
+                      generator=torch.Generator().manual_seed(seed % 2 ** 63) if deterministic else None)
+
+
+def _seed_worker(worker_id):
+    """Seeds NumPy and ``random`` in a loader worker from the seed torch gave it (PyTorch's recipe)."""
+    worker_seed = torch.initial_seed() % 2 ** 32
+    np.random.seed(worker_seed)
+    random.seed(worker_seed)
+
+
+class _Sources(NamedTuple):
+    """A dataset's training set with augmentation (``train``), the same images with evaluation transforms
+    (``valid``), the test set, and the labels to stratify the validation split by (or None)."""
+    train: Optional[Dataset]
+    valid: Optional[Dataset]
+    test: Dataset
+    stratify: Optional[np.ndarray] = None
+
+
+class _Transformed(Dataset):
+    """A view of ``base`` whose images pass through ``transform``."""
+
+    def __init__(self, base, transform):
+        self.base, self.transform = base, transform
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, index):
+        image, label = self.base[index]
+        return self.transform(image), label
+
+
+def _sources_from(base_train, base_test, train_transform, eval_transform):
+    test = _Transformed(base_test, eval_transform)
+    if base_train is None:
+        return _Sources(None, None, test)
+    return _Sources(_Transformed(base_train, train_transform), _Transformed(base_train, eval_transform), test)
+
+
+def _missing(paths):
+    return [path for path in paths if not os.path.isfile(path)]
+
+
+def _cifar10(data_dir, test_only):
+    folder = os.path.join(data_dir, torchvision.datasets.CIFAR10.base_folder)
+    missing = _missing([os.path.join(folder, name) for name in CIFAR10_FILES])
+    if missing:
+        raise FileNotFoundError(
+            f"CIFAR-10 not found in '{data_dir}': missing {', '.join(missing)}. Download "
+            f"{torchvision.datasets.CIFAR10.url} and extract it into '{data_dir}' (it creates "
+            f"{torchvision.datasets.CIFAR10.base_folder}/), or use the embedded 'digits' dataset")
+    try:
+        base_test = torchvision.datasets.CIFAR10(data_dir, train=False, download=False)
+        base_train = None if test_only else torchvision.datasets.CIFAR10(data_dir, train=True, download=False)
+    except RuntimeError as err:
+        raise RuntimeError(f"the CIFAR-10 files in '{folder}' failed torchvision's integrity (MD5) check "
+                           f"({err}); download and extract {torchvision.datasets.CIFAR10.url} again") from err
+    normalize = T.Normalize(CIFAR10_MEAN, CIFAR10_STD)
+    return _sources_from(base_train, base_test,
+                         T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                                    normalize]),
+                         T.Compose([T.ToTensor(), normalize]))
+
+
+def _mnist(data_dir, test_only):
+    raw = [os.path.join(data_dir, "MNIST", "raw", name) for name in MNIST_RAW_FILES]
+    processed = [os.path.join(data_dir, "MNIST", "processed", name) for name in MNIST_PROCESSED_FILES]
+    missing = _missing(raw)
+    if missing and _missing(processed):
+        gzipped = [path for path in missing if os.path.isfile(path + ".gz")]
+        raise FileNotFoundError(
+            f"MNIST not found in '{data_dir}': missing {', '.join(missing)}. "
+            + (f"Decompress {', '.join(p + '.gz' for p in gzipped)} (gunzip). " if gzipped else
+               "Download the four idx files of http://yann.lecun.com/exdb/mnist/ (or torchvision's mirrors) "
+               f"and decompress them into '{os.path.join(data_dir, 'MNIST', 'raw')}'. ")
+            + "Or use the embedded 'digits' dataset")
+    try:
+        base_test = torchvision.datasets.MNIST(data_dir, train=False, download=False)
+        base_train = None if test_only else torchvision.datasets.MNIST(data_dir, train=True, download=False)
+    except (RuntimeError, ValueError, TypeError, AssertionError) as err:
+        raise RuntimeError(f"the MNIST files in '{data_dir}/MNIST' are not valid idx files ({err!r}); "
+                           "download them again") from err
+    transform = T.Compose([T.ToTensor(), T.Normalize(MNIST_MEAN, MNIST_STD)])
+    return _sources_from(base_train, base_test, transform, transform)
+
+
+def _imagenet(data_dir, test_only):
+    folders = {split: os.path.join(data_dir, split) for split in (("val",) if test_only else ("train", "val"))}
+    missing = [path for path in folders.values() if not os.path.isdir(path)]
+    if missing:
+        raise FileNotFoundError(
+            f"ImageNet not found in '{data_dir}': missing directory {', '.join(missing)}. Expected "
+            "train/<class>/*.JPEG and val/<class>/*.JPEG (torchvision ImageFolder layout; the official "
+            "validation images must be sorted into class folders)")
+    base = {split: torchvision.datasets.ImageFolder(path) for split, path in folders.items()}
+    normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    return _sources_from(base.get("train"), base["val"],
+                         T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(),
+                                    normalize]),
+                         T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), normalize]))
+
+
+@functools.lru_cache(maxsize=1)
+def digits_tensors():
+    """scikit-learn's digits as normalised 3x32x32 float tensors, split 80/20 (stratified, fixed seed).
+
+    Returns:
+        ``(train_images, train_labels, test_images, test_labels)``; the images are bilinearly upsampled from
+        8x8, replicated to 3 channels and normalised with the training set's mean and standard deviation.
+    """
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    images = F.interpolate(images, size=(32, 32), mode="bilinear", align_corners=False)
+    labels = torch.tensor(digits.target, dtype=torch.int64)
+    train, test = train_test_split(np.arange(len(labels)), test_size=DIGITS_TEST_FRACTION,
+                                   random_state=DIGITS_SPLIT_SEED, stratify=digits.target)
+    mean, std = images[train].mean(), images[train].std()
+    images = ((images - mean) / std).expand(-1, 3, -1, -1).contiguous()
+    return images[train], labels[train], images[test], labels[test]
+
+
+def _digits(data_dir, test_only):
+    train_images, train_labels, test_images, test_labels = digits_tensors()
+    test = TensorDataset(test_images, test_labels)
+    if test_only:
+        return _Sources(None, None, test)
+    train = TensorDataset(train_images, train_labels)
+    background = float(train_images.min())  # the normalised value of a blank (0) pixel
+    shift = T.RandomCrop(32, padding=DIGITS_MAX_SHIFT, fill=background)
+    return _Sources(_Transformed(train, shift), train, test, stratify=train_labels.numpy())
+
+
+_SOURCES = {"cifar10": _cifar10, "digits": _digits, "imagenet": _imagenet, "mnist": _mnist}
+
+
+def classification_dataset_str_from_arch(arch):
+    """The (first) dataset that architecture ``arch`` is built for (Distiller's name)."""
+    return datasets_of_arch(arch)[0]
+
+
+classification_num_classes = dataset_num_classes
+classification_get_input_shape = dataset_input_shape

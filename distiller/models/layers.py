@@ -1,0 +1,52 @@
+"""Building blocks shared by the model zoo's architectures."""
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def conv3x3(in_channels, out_channels, stride=1):
+    """A 3x3 convolution with padding 1 and no bias (a batch-norm layer follows it)."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_channels, out_channels, stride=1):
+    """A 1x1 convolution with no bias (projection shortcuts, bottlenecks)."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False)
+
+
+def projection_shortcut(in_channels, out_channels, stride):
+    """The 1x1 convolution + batch-norm shortcut of He et al. 2016 (option B), or None when the block keeps
+    its input's shape (an identity shortcut)."""
+    if stride == 1 and in_channels == out_channels:
+        return None
+    return nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
+
+
+class ZeroPadShortcut(nn.Module):
+    """The parameter-free shortcut of He et al. 2016 (option A): subsamples the feature map by ``stride``
+    and pads the new channels with zeros."""
+
+    def __init__(self, in_channels, out_channels, stride):
+        super().__init__()
+        self.stride = stride
+        self.pad_before = (out_channels - in_channels) // 2
+        self.pad_after = out_channels - in_channels - self.pad_before
+
+    def forward(self, x):
+        x = x[:, :, ::self.stride, ::self.stride]
+        return F.pad(x, (0, 0, 0, 0, self.pad_before, self.pad_after))
+
+    def extra_repr(self):
+        return f"stride={self.stride}, pad=({self.pad_before}, {self.pad_after})"
+
+
+def init_weights(model):
+    """He et al. 2015 (Kaiming normal, fan-out) initialisation of convolutions, unit/zero batch-norm affine
+    parameters; linear layers keep PyTorch's default initialisation."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)

@@ -1,0 +1,7 @@
+"""Architectures for 28x28 grey-scale images with 10 classes (the ``mnist`` dataset).
+
+Importing this package registers every builder in ``distiller.models.registry``.
+"""
+from .simplenet_mnist import SimpleNetMnist, simplenet_mnist, simplenet_v2_mnist
+
+__all__ = ["SimpleNetMnist", "simplenet_mnist", "simplenet_v2_mnist"]

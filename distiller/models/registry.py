@@ -1,0 +1,123 @@
+"""The model registry: which architectures exist and which datasets each one is built for.
+
+Each architecture belongs to a *family* of datasets that share an input format:
+
+==========  ========================  =================  =======
+family      datasets                  input shape        classes
+==========  ========================  =================  =======
+cifar10     ``cifar10``, ``digits``   (1, 3, 32, 32)     10
+mnist       ``mnist``                 (1, 1, 28, 28)     10
+imagenet    ``imagenet``              (1, 3, 224, 224)   1000
+==========  ========================  =================  =======
+
+``digits`` (scikit-learn's handwritten digits resized to 32x32 RGB) has CIFAR-10's format, so every
+CIFAR-10 architecture runs on it unchanged.
+
+Example:
+    Register your own architecture so that ``create_model`` and the sample application find it::
+
+        from distiller.models import register_model
+
+        @register_model("cifar10")
+        def tiny_cifar(num_classes=10):
+            return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, num_classes))
+"""
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from ..errors import suggest
+
+_FAMILY_OF_DATASET = {"cifar10": "cifar10", "digits": "cifar10", "mnist": "mnist", "imagenet": "imagenet"}
+_INPUT_SHAPE = {"cifar10": (1, 3, 32, 32), "mnist": (1, 1, 28, 28), "imagenet": (1, 3, 224, 224)}
+_NUM_CLASSES = {"cifar10": 10, "mnist": 10, "imagenet": 1000}
+
+DATASETS = tuple(sorted(_FAMILY_OF_DATASET))
+"""The dataset names known to the model zoo and to ``distiller.apputils.load_data``."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered architecture: ``build()`` returns a randomly initialised model, ``build_pretrained()``
+    (None when no weights are published) one with pretrained weights."""
+    name: str
+    family: str
+    build: Callable
+    build_pretrained: Optional[Callable] = None
+
+    @property
+    def datasets(self):
+        return tuple(d for d in DATASETS if _FAMILY_OF_DATASET[d] == self.family)
+
+
+_MODELS = {}
+
+
+def register_model(family, name=None, build_pretrained=None):
+    """Returns a decorator that registers a model builder under ``name`` (default: the function's name).
+
+    Args:
+        family: ``'cifar10'``, ``'mnist'`` or ``'imagenet'``: the input format the model expects.
+        name: the architecture name (``--arch``); defaults to the builder's ``__name__``.
+        build_pretrained: optional callable returning the model with pretrained weights.
+    Raises:
+        ValueError: unknown family, or a name that is already registered by another builder.
+    """
+    if family not in _INPUT_SHAPE:
+        raise ValueError(f"unknown model family '{family}'; use one of {sorted(_INPUT_SHAPE)}")
+
+    def add(builder):
+        key = name or builder.__name__
+        existing = _MODELS.get(key)
+        if existing is not None and existing.build is not builder:
+            raise ValueError(f"architecture name '{key}' is already registered (family '{existing.family}')")
+        _MODELS[key] = ModelEntry(key, family, builder, build_pretrained)
+        return builder
+    return add
+
+
+def list_models(dataset=None):
+    """The sorted names of all registered architectures, or of those built for ``dataset``."""
+    if dataset is None:
+        return sorted(_MODELS)
+    family = _FAMILY_OF_DATASET[check_dataset(dataset)]
+    return sorted(name for name, entry in _MODELS.items() if entry.family == family)
+
+
+def check_dataset(dataset):
+    """Returns the canonical (lower-case) dataset name; raises ValueError naming close matches."""
+    name = str(dataset).lower()
+    if name not in _FAMILY_OF_DATASET:
+        hint = suggest(name, DATASETS)
+        raise ValueError(f"unknown dataset '{dataset}'" + (f"; did you mean {hint}?" if hint else "")
+                         + f" (supported datasets: {', '.join(DATASETS)})")
+    return name
+
+
+def model_entry(arch):
+    """Returns the ``ModelEntry`` of ``arch``; raises ValueError naming close matches for unknown names."""
+    try:
+        return _MODELS[arch]
+    except KeyError:
+        hint = suggest(arch, _MODELS)
+        raise ValueError(f"unknown architecture '{arch}'" + (f"; did you mean {hint}?" if hint else "")
+                         + " (see distiller.models.ALL_MODEL_NAMES for all names)") from None
+
+
+def datasets_of_arch(arch):
+    """The datasets that architecture ``arch`` is built for, e.g. ``('cifar10', 'digits')``."""
+    return model_entry(arch).datasets
+
+
+def is_model_for_dataset(arch, dataset):
+    """True when architecture ``arch`` accepts the input format of ``dataset``."""
+    return check_dataset(dataset) in datasets_of_arch(arch)
+
+
+def dataset_input_shape(dataset):
+    """The input shape (batch of one) of ``dataset``'s images, e.g. ``(1, 3, 32, 32)`` for ``'digits'``."""
+    return _INPUT_SHAPE[_FAMILY_OF_DATASET[check_dataset(dataset)]]
+
+
+def dataset_num_classes(dataset):
+    """The number of classes of ``dataset`` (10 for cifar10, digits and mnist; 1000 for imagenet)."""
+    return _NUM_CLASSES[_FAMILY_OF_DATASET[check_dataset(dataset)]]
