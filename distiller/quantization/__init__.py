@@ -35,3 +35,6 @@ __all__ += ["PostTrainLinearQuantizer", "RangeLinearQuantWrapper", "RangeLinearQ
             "RangeLinearQuantMatmulWrapper", "RangeLinearQuantEltwiseAddWrapper", "RangeLinearQuantEltwiseMultWrapper",
             "RangeLinearQuantConcatWrapper", "RangeLinearEmbeddingWrapper", "RangeLinearFakeQuantWrapper",
             "FP16Wrapper", "FP8LinearWrapper"]
+from .export import ExportError, convert_distiller_ptq_model_to_pytorch, export_onnx_qdq, parity_check
+
+__all__ += ["convert_distiller_ptq_model_to_pytorch", "export_onnx_qdq", "parity_check", "ExportError"]

@@ -118,9 +118,9 @@ class Quantizer:
     def __new__(cls, *args, **kwargs):
         # Record the constructor arguments of the concrete class, for state_dict() and checkpoint replay.
         self = super().__new__(cls)
+        params = inspect.signature(cls.__init__).parameters
         bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
         bound.apply_defaults()
-        params = inspect.signature(cls.__init__).parameters
         self._init_args = {}
         for name, value in list(bound.arguments.items())[1:]:
             if params[name].kind == inspect.Parameter.VAR_KEYWORD:
@@ -128,6 +128,12 @@ class Quantizer:
             elif name not in ("model", "optimizer"):
                 self._init_args[name] = value
         return self
+
+    def __init_subclass__(cls, **kwargs):
+        # inspect.signature(cls) would otherwise report __new__'s (*args, **kwargs), hiding the real
+        # arguments from the schedule validation in distiller.config.
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = _init_signature(cls)
 
     def __init__(self, model, optimizer=None, bits_activations=None, bits_weights=None, bits_bias=None,
                  overrides=None, train_with_fp_copy=False):
@@ -144,7 +150,7 @@ class Quantizer:
         self.param_quantization_fn = None
         self.params_to_quantize = []
         self.prepared = False
-        names = [name for name, _ in model.named_modules() if name]
+        names = [name for name, _ in model.named_modules(remove_duplicate=False) if name]
         self._override_matches = {pattern: set(hits) for pattern, hits in
                                   match_names([p for p, _ in self.overrides], names, kind="module").items()}
         self.module_qbits_map, self.module_overrides_map = self._resolve_layer_settings(model)
@@ -162,7 +168,7 @@ class Quantizer:
 
     def _resolve_layer_settings(self, model):
         qbits_map, overrides_map = {}, {}
-        for name, module in model.named_modules():
+        for name, module in model.named_modules(remove_duplicate=False):
             _, settings = self._override_for(name) if name else (None, {})
             bits = self.default_qbits._replace(**{_BITS_KEYS[k]: v for k, v in settings.items() if k in _BITS_KEYS})
             if not isinstance(module, self.quantizable_weight_types):
@@ -252,9 +258,9 @@ class Quantizer:
         plan, used_patterns = [], set()
 
         def visit(container, prefix):
-            for child_name, module in container.named_children():
+            for child_name, module in container._modules.items():  # shared modules: every name
                 full_name = prefix + child_name
-                if full_name in skip:
+                if module is None or full_name in skip:
                     continue
                 qbits, extra = self.module_qbits_map[full_name], self.module_overrides_map[full_name]
                 fn = self._replacement_fn(module)
@@ -412,6 +418,14 @@ class Quantizer:
     def __repr__(self):
         return (f"{type(self).__name__}(bits_activations={self.default_qbits.acts}, bits_weights="
                 f"{self.default_qbits.wts}, bits_bias={self.default_qbits.bias}, overrides={len(self.overrides)})")
+
+
+def _init_signature(cls):
+    signature = inspect.signature(cls.__init__)
+    return signature.replace(parameters=list(signature.parameters.values())[1:])
+
+
+Quantizer.__signature__ = _init_signature(Quantizer)
 
 
 class _HookPair:

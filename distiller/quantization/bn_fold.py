@@ -95,7 +95,9 @@ class SimulatedFoldedBatchNorm(nn.Module):
         dims = [d for d in range(float_out.dim()) if d != 1]
         batch_mean = float_out.mean(dims)
         batch_var = float_out.var(dims, unbiased=False)
-        self._update_running_stats(batch_mean.detach(), batch_var.detach(), float_out.numel() // float_out.shape[1])
+        # The BN sees the layer's output including its bias: its running mean does too.
+        self._update_running_stats((batch_mean + conv_bias).detach(), batch_var.detach(),
+                                   float_out.numel() // float_out.shape[1])
         sigma_running = torch.sqrt(self.bn.running_var + self.bn.eps)
         sigma_batch = torch.sqrt(batch_var + self.bn.eps)
         out = self._run(x, self._folded_weight(gamma, sigma_running), None)

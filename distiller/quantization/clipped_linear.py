@@ -81,7 +81,7 @@ class LearnedClippedLinearQuantization(nn.Module):
 def _binarize(param_fp):
     """mean(|w|) * sign(w), with a straight-through gradient (DoReFa's 1-bit weights)."""
     binary = torch.where(param_fp >= 0, 1.0, -1.0) * param_fp.abs().mean()
-    return param_fp + (binary - param_fp).detach()
+    return binary.detach() + (param_fp - param_fp.detach())  # exact values forward, identity gradient
 
 
 def dorefa_quantize_param(param_fp, param_meta):

@@ -1,0 +1,65 @@
+"""Agreement between a simulated quantized model and its deployed forms (PyTorch int8, ONNX Runtime)."""
+import numpy as np
+import torch
+
+from ...utils import model_device
+
+__all__ = ["parity_check"]
+
+
+def _inputs_of(batch):
+    return batch[0] if isinstance(batch, (list, tuple)) else batch
+
+
+def _compare(reference, outputs):
+    reference, outputs = torch.cat(reference), torch.cat(outputs)
+    return {"top1_agreement": (reference.argmax(1) == outputs.argmax(1)).float().mean().item(),
+            "max_abs_diff": (reference - outputs).abs().max().item()}
+
+
+def parity_check(sim_model, data, converted_model=None, onnx_path=None, max_batches=None):
+    """Runs the same batches through the simulated model and its deployed forms and compares outputs.
+
+    Args:
+        sim_model: the model prepared by :class:`PostTrainLinearQuantizer`.
+        data: an iterable of batches: input tensors or ``(input, target, ...)`` tuples (a DataLoader).
+        converted_model: the result of :func:`convert_distiller_ptq_model_to_pytorch` (runs on CPU).
+        onnx_path: an ONNX file from :func:`export_onnx_qdq`, run with ONNX Runtime on CPU.
+        max_batches: stop after this many batches.
+    Returns:
+        ``{'samples': n, 'pytorch_int8': {'top1_agreement': a, 'max_abs_diff': d}, 'onnxruntime': {...}}``
+        (entries only for the forms given); agreement is the fraction of samples whose arg-max output
+        matches the simulated model's, the difference is the largest absolute output difference.
+    Raises:
+        ValueError: neither ``converted_model`` nor ``onnx_path`` given, or ``data`` yields no batch.
+    """
+    if converted_model is None and onnx_path is None:
+        raise ValueError("parity_check needs converted_model and/or onnx_path to compare with")
+    session = None
+    if onnx_path is not None:
+        import onnxruntime
+        session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        input_name = session.get_inputs()[0].name
+    device = model_device(sim_model)
+    reference, converted, ort = [], [], []
+    was_training = sim_model.training
+    sim_model.eval()
+    with torch.no_grad():
+        for index, batch in enumerate(data):
+            if max_batches is not None and index >= max_batches:
+                break
+            x = _inputs_of(batch)
+            reference.append(sim_model(x.to(device)).float().cpu())
+            if converted_model is not None:
+                converted.append(converted_model(x.cpu()).float())
+            if session is not None:
+                ort.append(torch.from_numpy(np.asarray(session.run(None, {input_name: x.cpu().numpy()})[0])).float())
+    sim_model.train(was_training)
+    if not reference:
+        raise ValueError("parity_check: data yielded no batch")
+    result = {"samples": sum(len(r) for r in reference)}
+    if converted:
+        result["pytorch_int8"] = _compare(reference, converted)
+    if ort:
+        result["onnxruntime"] = _compare(reference, ort)
+    return result
