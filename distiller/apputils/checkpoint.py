@@ -115,13 +115,15 @@ def read_checkpoint(chkpt_file):
     return checkpoint
 
 
-def _replay_model_transforms(model, transforms):
+def _replay_model_transforms(model, transforms, optimizer=None):
     for record in transforms:
         kind = record.get("kind")
         if kind not in MODEL_TRANSFORMS:
             raise ValueError(f"the checkpoint records a '{kind}' model transform, but nothing is registered to "
                              f"replay it (known: {sorted(MODEL_TRANSFORMS)}); import the module that provides it")
-        MODEL_TRANSFORMS[kind](model, record)
+        # the optimizer (when given) receives parameters a transform adds (e.g. PACT clip values) before
+        # its saved state is loaded
+        MODEL_TRANSFORMS[kind](model, record, optimizer=optimizer)
 
 
 def _load_model_state(model, state_dict, strict, chkpt_file, arch):
@@ -181,7 +183,7 @@ def load_checkpoint(model, chkpt_file, optimizer=None, model_device=None, lean_c
                          f"'{expected_arch}': pass --arch {arch} or another checkpoint")
     sched_state = None if lean_checkpoint else checkpoint.get("compression_sched")
     if sched_state is not None:
-        _replay_model_transforms(model, sched_state.get("model_transforms", []))
+        _replay_model_transforms(model, sched_state.get("model_transforms", []), optimizer)
     _load_model_state(model, checkpoint["state_dict"], strict, chkpt_file, arch)
     if model_device is not None:
         model.to(model_device)
