@@ -16,7 +16,7 @@ import logging
 
 import torch
 
-from ..utils import find_module_by_fq_name, normalize_module_name
+from ..utils import find_module_by_fq_name, model_is_parallel, normalize_module_name
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class ActivationStatsCollector:
         if missing:
             raise ValueError(f"activation statistics: no module named {missing[0]!r} in the model")
         try:
-            traced = torch.fx.symbolic_trace(model)
+            traced = torch.fx.symbolic_trace(model.module if model_is_parallel(model) else model)
         except Exception as err:  # noqa: BLE001 - any tracing failure means "use the fallback"
             logger.info("activation statistics: the model cannot be traced with torch.fx (%s); measuring "
                         "the convolution outputs, counting non-positive values as zeros", err)
@@ -103,7 +103,9 @@ class ActivationStatsCollector:
         def hook(module, inputs, output):
             activations = torch.relu(output) if rectified else output
             summed, count = per_channel_statistic(activations, self.statistic)
-            self._sums[name] = self._sums[name] + summed if name in self._sums else summed
+            if name in self._sums:       # (DataParallel replicas report from several devices)
+                summed = self._sums[name] + summed.to(self._sums[name].device)
+            self._sums[name] = summed
             self._counts[name] = self._counts.get(name, 0) + count
         return hook
 

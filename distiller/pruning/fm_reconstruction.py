@@ -101,7 +101,7 @@ class FMReconstructionChannelPruner(RankedStructureParameterPruner):
         def hook(module, inputs):
             rows = sample_layer_inputs(module, inputs[0], self.positions_per_image)
             previous = self._samples.get(module_name)
-            stacked = rows if previous is None else torch.cat([previous, rows])
+            stacked = rows if previous is None else torch.cat([previous, rows.to(previous.device)])
             self._samples[module_name] = stacked[-self.max_samples:]
         return hook
 

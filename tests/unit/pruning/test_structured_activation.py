@@ -134,3 +134,11 @@ def test_activation_pruners_reject_non_filter_groups(model):
         ActivationStatsCollector(model, ["conv1"], "median")
     with pytest.raises(ValueError, match="no module named 'conv9'"):
         ActivationStatsCollector(model, ["conv9"], "apoz")
+
+
+def test_dataparallel_wrapped_model_is_traced_through(model):
+    wrapped = nn.DataParallel(model)
+    pruner = PRUNERS.get("ActivationAPoZRankedFilterPruner")(
+        name="apoz", group_type="Filters", desired_sparsity=0.125, weights=["module.conv1.weight"], model=wrapped)
+    forward_some(wrapped)
+    assert kept_filters(mask_of(pruner, wrapped, "module.conv1.weight")) == [i != 2 for i in range(8)]
