@@ -277,7 +277,18 @@ class Quantizer:
             if extra and pattern not in used_patterns:
                 raise ValueError(f"overrides['{pattern}'] sets {extra}, but {type(self).__name__} replaces none of "
                                  f"the modules it matches; remove the setting or fix the pattern")
+        self._check_activations_reachable(plan)
         return plan
+
+    def _check_activations_reachable(self, plan):
+        """Activation bit widths that no replacement can honour are an error, not float activations."""
+        wanted = any(q.acts is not None for q in self.module_qbits_map.values())
+        if wanted and not any(self.module_qbits_map[full_name].acts is not None for _, _, full_name, *_ in plan):
+            types = ", ".join(sorted(t.__name__ for t in self.replacement_factory)) or "none"
+            raise ValueError(f"{type(self).__name__}: activation bit widths are set, but the model has no module "
+                             f"whose activations it quantizes (it replaces: {types}); functional calls such as "
+                             f"torch.relu are invisible to it: use modules (see distiller.modules) or set "
+                             f"bits_activations: null")
 
     def _check_override_keys(self, fn, full_name, module_type, extra):
         params = inspect.signature(fn).parameters

@@ -6,7 +6,8 @@ All three replace each ``nn.ReLU`` that has an activation bit width with a modul
 (Bengio et al. 2013) and are zero where the clipping saturates.
 
 Activations are only quantized where the model uses ``nn.ReLU`` modules; functional ``torch.relu`` calls
-and additions are not seen (convert them to modules, e.g. with ``distiller.modules``).
+and additions are not seen (convert them to modules, e.g. with ``distiller.modules``). Asking for
+activation bits on a model without any ReLU module is an error rather than silently float activations.
 """
 import torch
 import torch.nn as nn

@@ -202,3 +202,14 @@ def test_state_dict_is_plain_data_and_replays(relu_cnn):
     assert [(n, type(m)) for n, m in fresh.named_modules()] == [(n, type(m)) for n, m in relu_cnn.named_modules()]
     assert list(fresh.state_dict()) == list(relu_cnn.state_dict())
     assert fresh.relu2.scale == 0.5
+
+
+def test_activation_bits_on_a_model_without_activation_modules_is_an_error():
+    from distiller.testing import TinyCNN  # torch.relu calls, no nn.ReLU modules
+
+    model = TinyCNN()
+    with pytest.raises(ValueError, match="no module whose activations it quantizes.*replaces: ReLU.*bits_activations: null"):
+        ToyQuantizer(model).prepare_model()
+    assert not any(name.endswith("float_weight") for name, _ in model.named_parameters())  # nothing applied
+    ToyQuantizer(model, bits_activations=None).prepare_model()  # weights only: fine
+    assert isinstance(model.conv1.float_weight, nn.Parameter)
