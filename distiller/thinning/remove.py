@@ -1,0 +1,147 @@
+"""Thinning after structure pruning: physically remove zero filters and unused channels.
+
+``remove_filters`` removes channels whose filters are zero, ``remove_channels`` channels that no layer
+reads (zero input-channel weights), ``contract_model`` both. A channel tied to others (a residual sum,
+a concatenation feeding one layer, the convolutions around a depthwise one, a squeeze-excitation gate...)
+goes only when it is zero or unused in all of them. Channels that cannot go (the model's input or output,
+an op whose channel mapping is unknown, a view with a hard-coded size) stay, and the reason is logged.
+
+Distiller-compatible signatures; ``dummy_input`` is new (graphs come from an example input), and so are
+``scheduler``, ``round_to``, ``strict`` and ``leaf_modules``. Returns the :class:`ThinningRecipe`.
+"""
+import collections
+import logging
+
+import torch
+
+from ..graph import SummaryGraph
+from ..summaries.compute import model_params
+from ..utils import model_device, normalize_module_name
+from .plan import ChannelSpace, ThinningError, make_plan
+from .recipe import ThinningRecipe
+from .surgery import apply_edits
+
+msglogger = logging.getLogger(__name__)
+
+__all__ = ["remove_filters", "remove_channels", "contract_model", "example_input", "mask_lookup"]
+
+
+def example_input(model, dummy_input, dataset):
+    """``dummy_input``, or zeros shaped like ``dataset``'s images.
+
+    Raises:
+        ThinningError: when neither is given.
+    """
+    if dummy_input is not None:
+        return dummy_input
+    if dataset is not None:
+        from ..models import dataset_input_shape
+        return torch.zeros(dataset_input_shape(dataset), device=model_device(model))
+    raise ThinningError("thinning captures the model's graph from an example input: pass "
+                        "dummy_input=torch.randn(1, C, H, W) (a batch of one is enough) or dataset=<name>")
+
+
+def mask_lookup(zeros_mask_dict):
+    """``fn(module_name, module) -> tensor``: the module weight's mask when it has one, else the weight."""
+    masks = {normalize_module_name(name): masker for name, masker in (zeros_mask_dict or {}).items()}
+
+    def weight_of(module_name, module):
+        masker = masks.get(normalize_module_name(f"{module_name}.weight"))
+        mask = getattr(masker, "mask", None)
+        return (mask if mask is not None else module.weight).detach()
+    return weight_of
+
+
+def _warn_constants(space, plan):
+    """Removed zero filters whose BatchNorm still emits a constant: the thinned model's outputs shift."""
+    removed = collections.Counter()
+    worst = {}
+    keep = {key: torch.zeros(space.analysis.usages[key].numel(), dtype=torch.bool).index_fill_(0, idx, True)
+            for key, idx in plan.items()}
+    for note in space.analysis.norm_constants:
+        kept = keep.get((note.module_name, "num_features"))
+        if kept is None:
+            continue
+        gone = ~kept & (note.input_zero if note.input_zero is not None else True) & (note.constant.abs() > 1e-6)
+        if bool(gone.any()):
+            removed[note.module_name] += int(gone.sum())
+            worst[note.module_name] = float(note.constant[gone].abs().max())
+    if removed:
+        names = ", ".join(f"'{n}' ({c} ch, max |c|={worst[n]:.3g})" for n, c in removed.most_common(5))
+        msglogger.warning("Thinning removed zero filters whose BatchNorm outputs a non-zero constant (%s%s): "
+                          "the thinned model's outputs differ from the masked model's by that bias. Prune "
+                          "the BatchNorm weight and bias with the filters for an exact result.",
+                          names, ", ..." if len(removed) > 5 else "")
+
+
+def thin_by(model, zeros_mask_dict, group_type, dummy_input=None, dataset=None, optimizer=None, scheduler=None,
+            round_to=1, strict=False, leaf_modules=()):
+    """Removes the channels that are zero (``'Filters'``), unused (``'Channels'``) or either (``'Both'``)."""
+    inputs = example_input(model, dummy_input, dataset)
+    graph = SummaryGraph(model, inputs, leaf_modules)
+    space = ChannelSpace(graph, mask_lookup(zeros_mask_dict), track_zeros=group_type != "Channels")
+    importance = space.importance("Channels" if group_type == "Channels" else "Filters")
+    plan = make_plan(space, lambda s: s.dead(group_type), importance, round_to, strict)
+    recipe = ThinningRecipe.from_plan(plan)
+    if not recipe:
+        msglogger.info("Thinning: nothing to remove")
+        return recipe
+    if group_type != "Channels":
+        _warn_constants(space, plan)
+    mask_dicts = [d for d in (zeros_mask_dict, getattr(scheduler, "zeros_mask_dict", None)) if d is not None]
+    before = model_params(model)
+    apply_edits(model, recipe.modules, optimizer, list({id(d): d for d in mask_dicts}.values()))
+    if scheduler is not None:
+        scheduler.model_transforms.append(recipe.to_record())
+    msglogger.info("Thinning shrank %d modules: %d -> %d parameters", len(recipe), before, model_params(model))
+    return recipe
+
+
+def remove_filters(model, zeros_mask_dict, arch=None, dataset=None, optimizer=None, dummy_input=None,
+                   scheduler=None, round_to=1, strict=False, leaf_modules=()):
+    """Removes the filters whose mask (or weight, without a mask) is all zero, with everything that reads
+    their channels (BatchNorm channels, input channels of the next layers, Linear features).
+
+    Args:
+        model: the model, changed in place (DataParallel wrappers are fine).
+        zeros_mask_dict: name -> ParameterMasker (e.g. ``scheduler.zeros_mask_dict``), or None to look at the
+            weights; masks of the remaining channels are sliced.
+        arch: unused, kept for Distiller compatibility (the graph comes from ``dummy_input``).
+        dataset: a dataset name whose image shape serves as example input when ``dummy_input`` is None.
+        optimizer: optional; its per-parameter state (momentum, Adam moments...) is sliced.
+        dummy_input: example input (tensor or tuple) to capture the graph.
+        scheduler: optional CompressionScheduler: the recipe is appended to its ``model_transforms`` (so
+            ``load_checkpoint`` rebuilds the thinned shapes) and its masks are sliced.
+        round_to: keep output channel counts multiples of this (keeping the strongest extra channels).
+        strict: raise ThinningError instead of logging when zero filters cannot be removed.
+        leaf_modules: module names/classes to treat as opaque when tracing.
+    Returns:
+        the :class:`ThinningRecipe` applied (empty when nothing could be removed).
+    Raises:
+        ThinningError: without an example input, or (``strict``) when zero filters must stay.
+
+    Example:
+        >>> recipe = remove_filters(model, scheduler.zeros_mask_dict, optimizer=optimizer,
+        ...                         dummy_input=torch.randn(1, 3, 32, 32), scheduler=scheduler)
+    """
+    del arch
+    return thin_by(model, zeros_mask_dict, "Filters", dummy_input, dataset, optimizer, scheduler, round_to, strict,
+                   leaf_modules)
+
+
+def remove_channels(model, zeros_mask_dict, arch=None, dataset=None, optimizer=None, dummy_input=None,
+                    scheduler=None, round_to=1, strict=False, leaf_modules=()):
+    """Removes the channels whose input weights are zero in every layer that reads them, with the filters
+    (and BatchNorm channels) that produce them. Arguments and result as :func:`remove_filters`."""
+    del arch
+    return thin_by(model, zeros_mask_dict, "Channels", dummy_input, dataset, optimizer, scheduler, round_to, strict,
+                   leaf_modules)
+
+
+def contract_model(model, zeros_mask_dict, arch=None, dataset=None, optimizer=None, dummy_input=None,
+                   scheduler=None, round_to=1, strict=False, leaf_modules=()):
+    """Removes zero filters and unused channels in one pass (a channel goes when, at every layer reading
+    it, it is zero or read with zero weights). Arguments and result as :func:`remove_filters`."""
+    del arch
+    return thin_by(model, zeros_mask_dict, "Both", dummy_input, dataset, optimizer, scheduler, round_to, strict,
+                   leaf_modules)

@@ -1,0 +1,156 @@
+"""Physical removal of channels: shrink modules, parameters, gradients, optimizer state and masks.
+
+Parameters are shrunk in place (``param.data = ...``), so the optimizer's references stay valid; every
+optimizer state tensor shaped like the parameter (SGD's ``momentum_buffer``, Adam's ``exp_avg`` and
+``exp_avg_sq``, ...) and every mask is sliced the same way. All checks run before the first change, so a
+rejected request leaves the model untouched.
+"""
+import torch
+from torch import nn
+
+from ..utils import normalize_module_name
+from .plan import ThinningError
+
+__all__ = ["DIMENSIONS", "check_edits", "apply_edits"]
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,
+         nn.InstanceNorm3d)
+
+#: module class -> the dimension attributes thinning can shrink.
+DIMENSIONS = {_CONV: ("in_channels", "out_channels"), nn.Linear: ("in_features", "out_features"),
+              _NORM: ("num_features",), nn.PReLU: ("num_parameters",)}
+
+
+def _dims_of(module):
+    for classes, attrs in DIMENSIONS.items():
+        if isinstance(module, classes):
+            return attrs
+    return ()
+
+
+def _select(dim, keep):
+    return lambda t: t.index_select(dim, keep.to(t.device))
+
+
+def _grouped_input_select(module, keep):
+    """Picks, for each group of a grouped conv, that group's kept input channels (weight dim 1)."""
+    per_group = module.in_channels // module.groups
+    local = (keep % per_group).reshape(module.groups, -1)
+
+    def select(weight):
+        index = local.to(weight.device).repeat_interleave(weight.shape[0] // module.groups, dim=0)
+        index = index.reshape(index.shape + (1,) * (weight.dim() - 2)).expand(-1, -1, *weight.shape[2:])
+        return weight.gather(1, index)
+    return select
+
+
+def _tensor_edits(module, attr, keep):
+    """[(tensor attribute name, fn old tensor -> new tensor)] and the module attributes to set."""
+    count = int(keep.numel())
+    if attr in ("out_channels", "out_features", "num_features", "num_parameters"):
+        names = ("weight", "bias", "running_mean", "running_var")
+        return [(n, _select(0, keep)) for n in names if getattr(module, n, None) is not None], {attr: count}
+    if isinstance(module, nn.Linear):
+        return [("weight", _select(1, keep))], {attr: count}
+    if module.groups == 1:
+        return [("weight", _select(1, keep))], {attr: count}
+    if module.groups == module.in_channels:  # depthwise: the output channels carry the selection
+        return [], {"in_channels": count, "groups": count}
+    return [("weight", _grouped_input_select(module, keep))], {attr: count}
+
+
+def check_edits(model, modules):
+    """Validates ``{module_name: {attr: keep indices}}`` against ``model``; returns [(name, module, attr, keep)].
+
+    Raises:
+        ThinningError: for an unknown module or dimension, or indices that do not fit.
+    """
+    edits = []
+    by_name = {normalize_module_name(name): module for name, module in model.named_modules()}
+    for name, dims in modules.items():
+        module = by_name.get(normalize_module_name(name))
+        if module is None:
+            raise ThinningError(f"thinning names module '{name}', which the model does not have: was the "
+                                f"recipe made for another architecture?")
+        for attr, keep in dims.items():
+            if attr not in _dims_of(module):
+                raise ThinningError(f"cannot thin '{attr}' of '{name}' ({type(module).__name__}); thinnable "
+                                    f"dimensions: {list(_dims_of(module))}")
+            keep = torch.as_tensor(keep, dtype=torch.long).reshape(-1)
+            size = getattr(module, attr)
+            if keep.numel() == 0 or keep[0] < 0 or keep[-1] >= size or not bool((keep[1:] > keep[:-1]).all()):
+                raise ThinningError(f"kept indices of '{name}.{attr}' must be increasing, within [0, {size}) "
+                                    f"and not empty; got {keep.numel()} indices: is the recipe applied twice?")
+            groups = getattr(module, "groups", 1)
+            if 1 < groups < getattr(module, "in_channels", 0):
+                counts = torch.bincount(keep // (size // groups), minlength=groups)
+                if not bool((counts == counts[0]).all()):
+                    raise ThinningError(f"'{name}' has {groups} groups: it must keep the same number of "
+                                        f"'{attr}' in each group, got {counts.tolist()}")
+            edits.append((name, module, attr, keep))
+    return edits
+
+
+class _Surgeon:
+    def __init__(self, model, optimizer, mask_dicts):
+        self.optimizer = optimizer
+        self.masks = [{normalize_module_name(k): m for k, m in d.items()} for d in mask_dicts]
+
+    def check_optimizer(self, params):
+        if self.optimizer is None:
+            return
+        for param in params:
+            for key, value in self.optimizer.state.get(param, {}).items():
+                if isinstance(value, torch.Tensor) and value.numel() > 1 and value.shape != param.shape:
+                    raise ThinningError(f"{type(self.optimizer).__name__} state '{key}' has shape "
+                                        f"{tuple(value.shape)}, unlike its parameter {tuple(param.shape)}: "
+                                        f"thinning cannot slice it; thin before creating the optimizer state")
+
+    def edit(self, module_name, module, tensor_name, fn):
+        tensor = getattr(module, tensor_name)
+        if not isinstance(tensor, nn.Parameter):
+            setattr(module, tensor_name, fn(tensor))
+            return
+        old_shape = tensor.shape
+        with torch.no_grad():
+            grad = fn(tensor.grad) if tensor.grad is not None else None
+            tensor.data = fn(tensor.data)
+            tensor.grad = grad
+            if self.optimizer is not None:
+                state = self.optimizer.state.get(tensor, {})
+                for key, value in state.items():
+                    if isinstance(value, torch.Tensor) and value.shape == old_shape:
+                        state[key] = fn(value)
+        full_name = normalize_module_name(f"{module_name}.{tensor_name}")
+        for masks in self.masks:
+            masker = masks.get(full_name)
+            if masker is None:
+                continue
+            if masker.mask is not None and masker.mask.shape == old_shape:
+                masker.mask = fn(masker.mask)
+            if getattr(masker, "unmasked_copy", None) is not None:
+                masker.unmasked_copy = fn(masker.unmasked_copy)
+
+
+def apply_edits(model, modules, optimizer=None, mask_dicts=()):
+    """Shrinks ``model`` in place: ``modules`` maps module names to ``{attr: kept indices}``.
+
+    Args:
+        model: the model (DataParallel prefixes in names are ignored).
+        modules: e.g. ``{'conv1': {'out_channels': [0, 2, 3]}, 'bn1': {'num_features': [0, 2, 3]}}``.
+        optimizer: optional; its per-parameter state is sliced along with the parameters.
+        mask_dicts: name -> ParameterMasker dicts whose masks are sliced too.
+    Raises:
+        ThinningError: before any change, for a request that does not fit the model or its optimizer.
+    """
+    edits = check_edits(model, modules)
+    surgeon = _Surgeon(model, optimizer, mask_dicts)
+    surgeon.check_optimizer([p for _, module, _, _ in edits for p in module.parameters(recurse=False)])
+    # Input dims first: a grouped conv's input selection uses the per-group output count.
+    for name, module, attr, keep in sorted(edits, key=lambda e: e[2] not in ("in_channels", "in_features")):
+        tensor_edits, attributes = _tensor_edits(module, attr, keep)
+        for tensor_name, fn in tensor_edits:
+            surgeon.edit(name, module, tensor_name, fn)
+        for key, value in attributes.items():
+            setattr(module, key, value)
