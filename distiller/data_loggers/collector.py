@@ -53,20 +53,22 @@ class _RunningStats:
         flat = t.reshape(t.size(0), -1) if t.dim() > 1 else t.reshape(1, -1)
         if flat.numel() == 0:
             return
-        per_sample_min, per_sample_max = torch.aminmax(flat.float(), dim=1)
-        self.min = min(self.min, per_sample_min.min().item())
-        self.max = max(self.max, per_sample_max.max().item())
-        self.sum_avg_min += per_sample_min.double().sum().item()
-        self.sum_avg_max += per_sample_max.double().sum().item()
+        flat = flat.float()
+        per_sample_min, per_sample_max = torch.aminmax(flat, dim=1)
+        # one transfer for all numbers; torch's pairwise summation keeps float32 sums accurate
+        values = torch.stack([per_sample_min.min(), per_sample_max.max(), per_sample_min.sum(),
+                              per_sample_max.sum(), flat.sum(), torch.linalg.vector_norm(flat) ** 2]).tolist()
+        self.min, self.max = min(self.min, values[0]), max(self.max, values[1])
+        self.sum_avg_min += values[2]
+        self.sum_avg_max += values[3]
+        self.sum += values[4]
+        self.sum_sq += values[5]
         self.samples += flat.size(0)
-        as_double = flat.double()
-        self.sum += as_double.sum().item()
-        self.sum_sq += as_double.square().sum().item()
         self.numel += flat.numel()
         self.shape = [1] + list(t.shape[1:]) if t.dim() > 1 else list(t.shape)
 
     def update_abs_dev(self, tensor):
-        self.sum_abs_dev += (tensor.detach().double() - self.mean).abs().sum().item()
+        self.sum_abs_dev += (tensor.detach().float() - self.mean).abs().sum().item()
 
     @property
     def mean(self):
