@@ -5,7 +5,7 @@ Importing it has no side effects beyond registering the library's classes in
 """
 from ._version import __version__
 from . import (apputils, data_loggers, graph, lr_schedulers, metrics, models, modules, norms, pruning, quantization,
-               registry, regularization, summaries, thresholding, utils)
+               registry, regularization, summaries, thinning, thresholding, utils)
 from .config import describe_schedule, dict_config, file_config
 from .errors import ScheduleError, UnmatchedNameError
 from .metrics import (density, density_2D, density_3D, density_ch, density_cols, density_rows, model_numel,
@@ -23,7 +23,7 @@ __all__ = [
     "__version__",
     # subpackages
     "apputils", "data_loggers", "graph", "lr_schedulers", "metrics", "models", "modules", "norms", "pruning",
-    "quantization", "registry", "regularization", "summaries", "thresholding", "utils",
+    "quantization", "registry", "regularization", "summaries", "thinning", "thresholding", "utils",
     # scheduling
     "CompressionScheduler", "ParameterMasker", "create_model_masks_dict",
     "ScheduledTrainingPolicy", "PruningPolicy", "RegularizationPolicy", "QuantizationPolicy", "LRPolicy",
