@@ -16,6 +16,7 @@ from typing import Optional
 import torch
 
 import distiller
+import distiller.thinning  # registers the 'thinning' replayer that load_checkpoint needs for thinned models
 from distiller.apputils.checkpoint import load_checkpoint, read_checkpoint
 from distiller.apputils.data_loaders import load_data
 from distiller.errors import ScheduleError

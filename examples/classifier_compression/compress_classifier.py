@@ -22,6 +22,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 import distiller
 import distiller.cli
+import distiller.thinning
 from distiller.apputils import save_checkpoint
 from distiller.apputils.execution_env import config_pylogger, log_execution_env_state
 from distiller.data_loggers import (CsvLogger, PythonLogger, TensorBoardLogger, log_training_progress,
@@ -115,10 +116,10 @@ def train_and_validate(args, exp, criterion, loggers, run_dir):
         if hasattr(exp.train_loader.sampler, "set_epoch"):
             exp.train_loader.sampler.set_epoch(epoch)
         exp.scheduler.on_epoch_begin(epoch, exp.optimizer)
-        start = time.time()
+        start, start_cpu = time.time(), time.process_time()
         train = train_one_epoch(exp.model, criterion, exp.optimizer, exp.train_loader, epoch, exp.scheduler,
                                 exp.num_classes, loggers, args.print_freq)
-        train_seconds = time.time() - start
+        train_seconds, train_cpu_seconds = time.time() - start, time.process_time() - start_cpu
         valid = evaluate(exp.model, criterion, exp.valid_loader, exp.num_classes)
         lr = exp.optimizer.param_groups[0]["lr"]
         exp.scheduler.on_epoch_end(epoch, exp.optimizer, metrics={"min": valid["Loss"], "max": valid["Top1"]})
@@ -129,7 +130,8 @@ def train_and_validate(args, exp, criterion, loggers, run_dir):
         epoch_stats = OrderedDict([("train_loss", train["Loss"]), ("train_top1", train["Top1"]),
                                    ("valid_loss", valid["Loss"]), ("valid_top1", valid["Top1"]),
                                    ("valid_top5", valid["Top5"]), ("sparsity", stats["sparsity"]),
-                                   ("lr", lr), ("train_seconds", train_seconds)])
+                                   ("lr", lr), ("train_seconds", train_seconds),
+                                   ("train_cpu_seconds", train_cpu_seconds)])
         file_loggers = loggers[1:]
         log_training_progress(("Epoch/", epoch_stats), None, epoch, 0, 1, 1, file_loggers)
         log_weights_sparsity(exp.model, epoch, file_loggers)
@@ -172,14 +174,15 @@ def _finish(args, exp, criterion, loggers, run_dir, started):
                "best_epoch": best[0]["epoch"] if best else None,
                **reporting.model_statistics(exp.model, exp.dummy_input),
                "epochs": exp.start_epoch if args.evaluate else max(exp.start_epoch, args.epochs),
-               "seed": exp.seed, "wall_seconds": round(time.time() - started, 2), "run_dir": run_dir}
+               "seed": exp.seed, "wall_seconds": round(time.time() - started[0], 2),
+               "cpu_seconds": round(time.process_time() - started[1], 2), "run_dir": run_dir}
     reporting.write_summary(run_dir, summary)
     return summary
 
 
 def main(args):
     """Runs the application; returns the run's summary (None when it only exports to ONNX)."""
-    started = time.time()
+    started = time.time(), time.process_time()
     config_pylogger(None, args.name, args.output_dir, args.verbose)
     run_dir = msglogger.logdir
     with app_utils.user_input_errors():
