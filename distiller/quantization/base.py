@@ -198,14 +198,16 @@ class Quantizer:
         key = self._model_key()
         previous = _PREPARED_MODELS.get(key)
         if previous is not None:
-            if previous["record"] != self.state_dict():
+            mine = self.state_dict()
+            if (previous["record"]["class"], previous["record"]["args"]) != (mine["class"], mine["args"]):
                 raise RuntimeError(f"the model was already prepared by {previous['record']['class']} with "
                                    f"other settings ({previous['record']['args']}); build a fresh model")
             replaced = previous["replaced"]
             for handle in previous["hooks"]:
                 handle.remove()
         else:
-            if any(name.rsplit(".", 1)[-1].startswith(FP_BKP_PREFIX) for name, _ in self.model.named_parameters()):
+            fp_copies = {FP_BKP_PREFIX + "weight", FP_BKP_PREFIX + "bias"}
+            if any(name.rsplit(".", 1)[-1] in fp_copies for name, _ in self.model.named_parameters()):
                 raise RuntimeError("the model already holds quantization float copies (float_* parameters) from "
                                    "another quantizer; build a fresh model")
             self._plan_replacements(skip=set())  # validates every setting before anything changes

@@ -208,7 +208,8 @@ def test_activation_bits_on_a_model_without_activation_modules_is_an_error():
     from distiller.testing import TinyCNN  # torch.relu calls, no nn.ReLU modules
 
     model = TinyCNN()
-    with pytest.raises(ValueError, match="no module whose activations it quantizes.*replaces: ReLU.*bits_activations: null"):
+    message = "no module whose activations it quantizes.*replaces: ReLU.*bits_activations: null"
+    with pytest.raises(ValueError, match=message):
         ToyQuantizer(model).prepare_model()
     assert not any(name.endswith("float_weight") for name, _ in model.named_parameters())  # nothing applied
     ToyQuantizer(model, bits_activations=None).prepare_model()  # weights only: fine
