@@ -108,3 +108,17 @@ def test_yaml_schedule_and_state_record(relu_cnn):
         distiller.config.dict_config(relu_cnn, optimizer, {
             "quantizers": {"linear": {"class": "QuantAwareTrainRangeLinearQuantizer", "bits_weight": 4}},
             "policies": [{"quantizer": {"instance_name": "linear"}, "starting_epoch": 0, "ending_epoch": 5}]})
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("cls_name", ["QuantAwareTrainRangeLinearQuantizer", "DorefaQuantizer", "PACTQuantizer",
+                                      "WRPNQuantizer"])
+def test_qat_on_cuda_follows_the_model_device(cls_name, relu_cnn, learnable_batches, train_steps):
+    model = relu_cnn.cuda()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    quantizer = distiller.registry.QUANTIZERS.get(cls_name)(model, optimizer, bits_activations=8, bits_weights=4,
+                                                            overrides={"fc": {"bits_weights": None}})
+    quantizer.prepare_model()
+    losses = train_steps(model, optimizer, quantizer, [(x.cuda(), y.cuda()) for x, y in learnable_batches], 4)
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert model.conv2.weight.is_cuda and model.conv2.weight.unique().numel() <= 16
