@@ -1,4 +1,4 @@
-"""The structure-pruning example schedules load on resnet20_cifar and run their first and last active epochs."""
+"""The structure-pruning example schedules load on resnet20_cifar and run their first, last and thinning epochs."""
 import glob
 import os
 
@@ -6,6 +6,8 @@ import pytest
 import torch
 
 import distiller
+import distiller.regularization  # noqa: F401 - registers the regularizers
+import distiller.thinning  # noqa: F401 - registers the thinning extensions
 from distiller.models import create_model
 from distiller.testing import train_with_scheduler
 
@@ -21,13 +23,22 @@ def test_the_example_schedules_exist():
     assert len(SCHEDULES) >= 12
 
 
-@pytest.mark.parametrize("path", SCHEDULES, ids=[os.path.relpath(p, ROOT) for p in SCHEDULES])
+# Thinning replaces parameter data while the last mini-batch's loss still holds the old autograd graph, so
+# the next backward fails ("ConvolutionBackward0 returned an invalid gradient"); only schedules that keep
+# training after thinning hit it. Remove the marker once distiller.thinning replaces the Parameter objects.
+THINNING_THEN_TRAINING = pytest.mark.xfail(strict=True, raises=RuntimeError,
+                                           reason="thinning with a live autograd graph (see comment)")
+PARAMS = [pytest.param(p, marks=THINNING_THEN_TRAINING) if "hybrid" in p else p for p in SCHEDULES]
+
+
+@pytest.mark.parametrize("path", PARAMS, ids=[os.path.relpath(p, ROOT) for p in SCHEDULES])
 def test_example_schedule_runs_on_resnet20(path):
     with open(path) as text:
         header = text.read()
     assert "compress_classifier.py --arch resnet20_cifar" in header and "# Result on digits:" in header
     torch.manual_seed(0)
     model = create_model(False, "cifar10", "resnet20_cifar", device_ids=-1)
+    params_before = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     scheduler = distiller.file_config(model, optimizer, path)
     compression = [epoch for epoch, policies in scheduler.policies.items()
@@ -35,11 +46,16 @@ def test_example_schedule_runs_on_resnet20(path):
     generator = torch.Generator().manual_seed(0)
     batches = [(torch.randn(4, 3, 32, 32, generator=generator), torch.randint(0, 10, (4,), generator=generator))
                for _ in range(2)]
-    for epoch in sorted({min(compression), max(compression)}):
+    thinning = [epoch for epoch, policies in scheduler.policies.items()
+                if any(isinstance(p, distiller.thinning.StructureRemover) for p in policies)]
+    for epoch in sorted({min(compression), max(compression), *thinning}):
         loss = train_with_scheduler(model, optimizer, scheduler, batches, epochs=1, start_epoch=epoch)
         assert torch.isfinite(loss)
     pruned = [masker.mask for masker in scheduler.zeros_mask_dict.values() if masker.mask is not None]
     assert all(mask.shape == param.shape for (name, param) in model.named_parameters()
                for mask in [scheduler.zeros_mask_dict[name].mask] if mask is not None)
     if "Ranked" in header:       # ranked pruners prune at their first step (thresholds may not, yet)
-        assert pruned and any((mask == 0).any() for mask in pruned), "the schedule pruned nothing"
+        if "class: FilterRemover" in header:
+            assert sum(p.numel() for p in model.parameters()) < params_before, "nothing was thinned"
+        else:
+            assert any((mask == 0).any() for mask in pruned), "the schedule pruned nothing"
