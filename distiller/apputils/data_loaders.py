@@ -92,16 +92,16 @@ def load_data(dataset, data_dir, batch_size, workers, validation_split=0.1, dete
     if seed is None:
         seed = torch.initial_seed()
     sources = _SOURCES[dataset](data_dir, test_only)
-    if dataset == "digits":
-        workers = 0  # in-memory tensors: worker processes would only add start-up time
+    if sources.in_memory:
+        workers = 0  # worker processes would only add start-up time
     make_loader = functools.partial(_make_loader, batch_size=batch_size, workers=workers, seed=seed,
                                     deterministic=deterministic, fixed_subset=fixed_subset)
     test_loader = make_loader(sources.test, range(len(sources.test)), effective_test_size, shuffle=False)
     if test_only:
         return None, None, test_loader, dataset_input_shape(dataset)
-    train_indices, valid_indices = _split_validation(
-        len(sources.train), validation_split,
-        DIGITS_SPLIT_SEED if dataset == "digits" else seed % 2 ** 32, sources.stratify)
+    split_seed = seed % 2 ** 32 if sources.split_seed is None else sources.split_seed
+    train_indices, valid_indices = _split_validation(len(sources.train), validation_split, split_seed,
+                                                     sources.stratify)
     train_loader = make_loader(sources.train, train_indices, effective_train_size, shuffle=not sequential)
     valid_loader = None
     if len(valid_indices):
@@ -199,11 +199,14 @@ def _seed_worker(worker_id):
 
 class _Sources(NamedTuple):
     """A dataset's training set with augmentation (``train``), the same images with evaluation transforms
-    (``valid``), the test set, and the labels to stratify the validation split by (or None)."""
+    (``valid``) and the test set; the labels to stratify the validation split by and the split's fixed seed
+    (None: no stratification / the caller's seed); ``in_memory``: loading needs no worker processes."""
     train: Optional[Dataset]
     valid: Optional[Dataset]
     test: Dataset
     stratify: Optional[np.ndarray] = None
+    split_seed: Optional[int] = None
+    in_memory: bool = False
 
 
 class _Transformed(Dataset):
@@ -313,11 +316,12 @@ def _digits(data_dir, test_only):
     train_images, train_labels, test_images, test_labels = digits_tensors()
     test = TensorDataset(test_images, test_labels)
     if test_only:
-        return _Sources(None, None, test)
+        return _Sources(None, None, test, in_memory=True)
     train = TensorDataset(train_images, train_labels)
     background = float(train_images.min())  # the normalised value of a blank (0) pixel
     shift = T.RandomCrop(32, padding=DIGITS_MAX_SHIFT, fill=background)
-    return _Sources(_Transformed(train, shift), train, test, stratify=train_labels.numpy())
+    return _Sources(_Transformed(train, shift), train, test, stratify=train_labels.numpy(),
+                    split_seed=DIGITS_SPLIT_SEED, in_memory=True)
 
 
 _SOURCES = {"cifar10": _cifar10, "digits": _digits, "imagenet": _imagenet, "mnist": _mnist}

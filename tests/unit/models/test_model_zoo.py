@@ -130,8 +130,11 @@ def test_mnist_models(arch):
                                   "squeezenet1_1"])
 def test_imagenet_models_at_small_input(arch):
     model = models.create_model(False, "imagenet", arch, device_ids=-1).eval()
+    x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        assert model(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
+        logits = model(x)
+        assert logits.shape == (1, 1000)
+        torch.testing.assert_close(torch.fx.symbolic_trace(model)(x), logits)
 
 
 def test_mobilenet_width_multiplier_scales_channels():
