@@ -37,28 +37,32 @@ def group_scores(param, group_type, threshold_criteria, block_shape=None):
     return magnitudes.mean(dim=1) if threshold_criteria == "Mean_Abs" else magnitudes.amax(dim=1)
 
 
-def group_threshold_mask(param, group_type, threshold, threshold_criteria, block_shape=None):
-    """Mask that zeroes every structure whose magnitude score is at or below ``threshold``.
-
-    A structure survives when its ``threshold_criteria`` score (see :func:`group_scores`) is strictly
-    greater than ``threshold``; for ``'4D'`` the whole tensor survives or goes.
+def group_threshold_binary_map(param, group_type, threshold, threshold_criteria, block_shape=None):
+    """One 0/1 entry per structure (``param``'s dtype): 1 where the structure's ``threshold_criteria``
+    score (see :func:`group_scores`) is strictly greater than ``threshold``.
 
     Args:
         param: conv ``[out, in, kh, kw]`` or Linear ``[out, in]`` weight.
-        group_type: the structure type.
+        group_type: ``'2D'``, ``'Rows'``, ``'Cols'``, ``'3D'``/``'Filters'``, ``'4D'``, ``'Channels'``, ``'Blocks'``.
         threshold: a number, or a tensor broadcastable to one value per structure.
         threshold_criteria: ``'Mean_Abs'`` or ``'Max'``.
         block_shape: for ``'Blocks'``.
-    Returns:
-        0/1 tensor of ``param``'s shape, dtype and device.
+    """
+    scores = group_scores(param, group_type, threshold_criteria, block_shape)
+    return (scores > torch.as_tensor(threshold, device=param.device)).to(param.dtype)
+
+
+def group_threshold_mask(param, group_type, threshold, threshold_criteria, block_shape=None):
+    """Mask (``param``'s shape, dtype and device) that zeroes every structure whose magnitude score is at
+    or below ``threshold``; for ``'4D'`` the whole tensor survives or goes. Arguments as
+    :func:`group_threshold_binary_map`.
 
     Example:
         >>> mask = group_threshold_mask(conv.weight, 'Filters', 1e-3, 'Mean_Abs')
     """
     group_type = canonical_group_type(group_type)
-    keep = group_scores(param, group_type, threshold_criteria, block_shape) > torch.as_tensor(
-        threshold, device=param.device)
-    return expand_structure_mask(keep, param.shape, group_type, block_shape).to(param.dtype)
+    binary_map = group_threshold_binary_map(param, group_type, threshold, threshold_criteria, block_shape)
+    return expand_structure_mask(binary_map, param.shape, group_type, block_shape).contiguous()
 
 
 def parse_regims(owner, reg_regims, group_types=None):

@@ -21,7 +21,7 @@ from .ranked import (GradientRankedFilterPruner, L1RankedStructureParameterPrune
 from .ranked_agp import (ActivationAPoZRankedFilterPruner_AGP, ActivationMeanRankedFilterPruner_AGP,
                          BernoulliFilterPruner_AGP, GradientRankedFilterPruner_AGP,
                          L1RankedStructureParameterPruner_AGP, L2RankedStructureParameterPruner_AGP,
-                         RandomRankedFilterPruner_AGP, StructureRankedAGP)
+                         RandomRankedFilterPruner_AGP, StructuredAGP)
 from .structure import StructureParameterPruner
 
 __all__ = [
@@ -52,7 +52,7 @@ __all__ = [
     "RandomLevelStructureParameterPruner",
     "StructureParameterPruner",
     "FMReconstructionChannelPruner",
-    "StructureRankedAGP",
+    "StructuredAGP",
     "L1RankedStructureParameterPruner_AGP",
     "L2RankedStructureParameterPruner_AGP",
     "GradientRankedFilterPruner_AGP",

@@ -194,8 +194,17 @@ class L1RankedStructureParameterPruner(LpRankedStructureParameterPruner):
 
 @register_pruner
 class L2RankedStructureParameterPruner(LpRankedStructureParameterPruner):
-    """Prunes the structures with the smallest L2 norm; arguments and YAML as
-    :class:`L1RankedStructureParameterPruner` (``class: L2RankedStructureParameterPruner``)."""
+    """Prunes the structures with the smallest L2 norm; arguments as :class:`L1RankedStructureParameterPruner`.
+
+    YAML::
+
+        pruners:
+          channel_pruner:
+            class: L2RankedStructureParameterPruner
+            group_type: Channels
+            desired_sparsity: 0.25
+            weights: [layer2.0.conv2.weight]
+    """
 
     p = 2
 

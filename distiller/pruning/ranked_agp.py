@@ -29,7 +29,7 @@ from .random_ranked import BernoulliFilterPruner, RandomRankedFilterPruner
 from .ranked import GradientRankedFilterPruner, L1RankedStructureParameterPruner, L2RankedStructureParameterPruner
 
 
-class StructureRankedAGP(AutomatedGradualPrunerBase):
+class StructuredAGP(AutomatedGradualPrunerBase):
     """AGP schedule whose structures are chosen by a ``ranker_class`` pruner.
 
     Args:
@@ -66,42 +66,97 @@ class StructureRankedAGP(AutomatedGradualPrunerBase):
 
 
 @register_pruner
-class L1RankedStructureParameterPruner_AGP(StructureRankedAGP):  # noqa: N801 - Distiller's YAML name
-    """AGP over structures ranked by L1 norm (see the module docstring for the YAML block)."""
+class L1RankedStructureParameterPruner_AGP(StructuredAGP):  # noqa: N801 - Distiller's YAML name
+    """AGP over structures ranked by L1 norm (see the module docstring for all arguments).
+
+    YAML::
+
+        pruners:
+          l1_filters_agp:
+            class: L1RankedStructureParameterPruner_AGP
+            initial_sparsity: 0.05
+            final_sparsity: 0.50
+            group_type: Filters
+            weights: [layer1.0.conv1.weight, layer1.1.conv1.weight]
+    """
 
     ranker_class = L1RankedStructureParameterPruner
 
 
 @register_pruner
-class L2RankedStructureParameterPruner_AGP(StructureRankedAGP):  # noqa: N801
-    """AGP over structures ranked by L2 norm."""
+class L2RankedStructureParameterPruner_AGP(StructuredAGP):  # noqa: N801
+    """AGP over structures ranked by L2 norm.
+
+    YAML::
+
+        pruners:
+          l2_filters_agp:
+            class: L2RankedStructureParameterPruner_AGP
+            initial_sparsity: 0.05
+            final_sparsity: 0.50
+            group_type: Filters
+            weights: [layer1.0.conv1.weight, layer1.1.conv1.weight]
+    """
 
     ranker_class = L2RankedStructureParameterPruner
 
 
 @register_pruner
-class GradientRankedFilterPruner_AGP(StructureRankedAGP):  # noqa: N801
-    """AGP over structures ranked by the Taylor term ``|w * grad|`` (needs gradients at pruning time)."""
+class GradientRankedFilterPruner_AGP(StructuredAGP):  # noqa: N801
+    """AGP over structures ranked by the Taylor term ``|w * grad|`` (needs gradients at pruning time).
+
+    YAML::
+
+        pruners:
+          taylor_filters_agp:
+            class: GradientRankedFilterPruner_AGP
+            initial_sparsity: 0.05
+            final_sparsity: 0.50
+            group_type: Filters
+            weights: [layer1.0.conv1.weight, layer1.1.conv1.weight]
+    """
 
     ranker_class = GradientRankedFilterPruner
 
 
 @register_pruner
-class RandomRankedFilterPruner_AGP(StructureRankedAGP):  # noqa: N801
-    """AGP over structures chosen at random at each step."""
+class RandomRankedFilterPruner_AGP(StructuredAGP):  # noqa: N801
+    """AGP over structures chosen at random at each step.
+
+    YAML::
+
+        pruners:
+          random_filters_agp:
+            class: RandomRankedFilterPruner_AGP
+            initial_sparsity: 0.05
+            final_sparsity: 0.50
+            group_type: Filters
+            weights: [layer1.0.conv1.weight, layer1.1.conv1.weight]
+    """
 
     ranker_class = RandomRankedFilterPruner
 
 
 @register_pruner
-class BernoulliFilterPruner_AGP(StructureRankedAGP):  # noqa: N801
+class BernoulliFilterPruner_AGP(StructuredAGP):  # noqa: N801
     """AGP drop probability; each structure is dropped independently (DropFilter-style when scheduled
-    every mini-batch with soft masks, see ``examples/drop_filter/``)."""
+    every mini-batch with soft masks, see ``examples/drop_filter/``).
+
+    YAML::
+
+        pruners:
+          drop_filters_agp:
+            class: BernoulliFilterPruner_AGP
+            initial_sparsity: 0.05
+            final_sparsity: 0.50
+            group_type: Filters
+            weights: [layer1.0.conv1.weight, layer1.1.conv1.weight]
+    """
 
     ranker_class = BernoulliFilterPruner
 
 
-class ActivationRankedAGP(StructureRankedAGP):
+class ActivationRankedAGP(StructuredAGP):
     """AGP over activation-ranked filters; ``model`` (given by the YAML schedule) lets the hooks collect
     statistics from the first training batch."""
 
@@ -115,13 +170,35 @@ class ActivationRankedAGP(StructureRankedAGP):
 
 @register_pruner
 class ActivationAPoZRankedFilterPruner_AGP(ActivationRankedAGP):  # noqa: N801
-    """AGP over filters ranked by Average Percentage of Zeros (Hu et al. 2016, "Network Trimming")."""
+    """AGP over filters ranked by Average Percentage of Zeros (Hu et al. 2016, "Network Trimming").
+
+    YAML::
+
+        pruners:
+          apoz_filters_agp:
+            class: ActivationAPoZRankedFilterPruner_AGP
+            initial_sparsity: 0.05
+            final_sparsity: 0.50
+            group_type: Filters
+            weights: [layer1.0.conv1.weight, layer1.1.conv1.weight]
+    """
 
     ranker_class = ActivationAPoZRankedFilterPruner
 
 
 @register_pruner
 class ActivationMeanRankedFilterPruner_AGP(ActivationRankedAGP):  # noqa: N801
-    """AGP over filters ranked by mean activation (Molchanov et al. 2016)."""
+    """AGP over filters ranked by mean activation (Molchanov et al. 2016).
+
+    YAML::
+
+        pruners:
+          mean_act_filters_agp:
+            class: ActivationMeanRankedFilterPruner_AGP
+            initial_sparsity: 0.05
+            final_sparsity: 0.50
+            group_type: Filters
+            weights: [layer1.0.conv1.weight, layer1.1.conv1.weight]
+    """
 
     ranker_class = ActivationMeanRankedFilterPruner

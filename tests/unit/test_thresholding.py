@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from distiller.thresholding import group_scores, group_threshold_mask, parse_regims, threshold_mask
+from distiller.thresholding import (group_scores, group_threshold_binary_map, group_threshold_mask, parse_regims,
+                                   threshold_mask)
 
 
 def test_threshold_mask_keeps_strictly_larger_magnitudes():
@@ -31,6 +32,11 @@ def test_filters_mean_abs_versus_max(spiky_filters):
 def test_group_scores_are_per_structure(spiky_filters):
     assert torch.allclose(group_scores(spiky_filters, "Filters", "Mean_Abs"), torch.tensor([(1 + 7 * 0.01) / 8, 0.2]))
     assert torch.allclose(group_scores(spiky_filters, "2D", "Max"), torch.tensor([1.0, 0.01, 0.2, 0.2]))
+
+
+def test_binary_map_has_one_entry_per_structure(spiky_filters):
+    assert group_threshold_binary_map(spiky_filters, "2D", 0.1, "Max").tolist() == [1.0, 0.0, 1.0, 1.0]
+    assert group_threshold_binary_map(spiky_filters, "4D", 0.5, "Mean_Abs").tolist() == [0.0]
 
 
 def test_kernels_channels_and_layer(spiky_filters):
