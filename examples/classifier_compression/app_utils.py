@@ -180,9 +180,7 @@ def build_experiment(args):
         test_only=args.evaluate, seed=seed)
     model = create_model(args.pretrained, dataset, arch, parallel=not args.load_serialized,
                          device_ids=resolve_device_ids(args))
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
-                                weight_decay=args.weight_decay)
-    scheduler, start_epoch = _load_start_point(args, model, optimizer, checkpoint_path, arch)
+    scheduler, optimizer, start_epoch = _load_start_point(args, model, checkpoint_path, arch)
     if args.compress:
         scheduler = distiller.file_config(model, optimizer, args.compress, scheduler,
                                           resumed_epoch=start_epoch - 1 if start_epoch > 0 else None)
@@ -196,25 +194,38 @@ def build_experiment(args):
                       list(extras.get("score_history", [])) if start_epoch > 0 else [])
 
 
-def _load_start_point(args, model, optimizer, checkpoint_path, arch):
-    """Loads the checkpoint (if any) into ``model``/``optimizer``; returns ``(scheduler, start_epoch)``."""
-    device = distiller.model_device(model)
+def _new_optimizer(model, args):
+    return torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+
+
+def _load_start_point(args, model, checkpoint_path, arch):
+    """Loads the checkpoint (if any) into ``model``; returns ``(scheduler, optimizer, start_epoch)``.
+
+    The optimizer is created after the checkpoint is loaded, since loading may first replay structural
+    changes (thinning) that replace the model's parameters. A resumed run continues with the checkpoint's
+    optimizer (its learning rate, momentum buffers...); other runs get a new SGD optimizer from the
+    command line.
+    """
     if checkpoint_path is None:
-        return distiller.CompressionScheduler(model), 0
+        return distiller.CompressionScheduler(model), _new_optimizer(model, args), 0
     lean = args.exp_load_weights_from is not None
-    _, loaded, _, start_epoch = load_checkpoint(model, checkpoint_path, optimizer=None if args.reset_optimizer
-                                                else optimizer, model_device=device, lean_checkpoint=lean,
-                                                expected_arch=arch)
+    _, loaded, optimizer, start_epoch = load_checkpoint(model, checkpoint_path, lean_checkpoint=lean,
+                                                        model_device=distiller.model_device(model),
+                                                        expected_arch=arch)
     if lean or loaded is None:
-        return distiller.CompressionScheduler(model), 0
+        return distiller.CompressionScheduler(model), _new_optimizer(model, args), 0
     if not args.reset_optimizer:
-        return loaded, start_epoch
+        if optimizer is None:
+            return loaded, _new_optimizer(model, args), start_epoch
+        msglogger.info("Resumed the checkpoint's optimizer (lr %g): --lr, --momentum and --weight-decay apply to "
+                       "new optimizers only (see --reset-optimizer)", optimizer.param_groups[0]["lr"])
+        return loaded, optimizer, start_epoch
     # Fresh optimizer and policies from epoch 0; the pruning masks and structural changes stay.
     scheduler = distiller.CompressionScheduler(model)
     scheduler.init_from_masks_dict({name: masker.mask for name, masker in loaded.zeros_mask_dict.items()})
     scheduler.model_transforms = list(loaded.model_transforms)
     msglogger.info("--reset-optimizer: new optimizer, training restarts at epoch 0")
-    return scheduler, 0
+    return scheduler, _new_optimizer(model, args), 0
 
 
 def _warn_unreached_policies(scheduler, epochs):

@@ -128,6 +128,7 @@ def train_and_validate(args, exp, criterion, loggers, run_dir):
                        "sparsity %.2f%% | lr %.4g | %.1fs", epoch, args.epochs - 1, train["Loss"], train["Top1"],
                        valid["Loss"], valid["Top1"], valid["Top5"], stats["sparsity"], lr, train_seconds)
         epoch_stats = OrderedDict([("train_loss", train["Loss"]), ("train_top1", train["Top1"]),
+                                   ("train_top5", train["Top5"]),
                                    ("valid_loss", valid["Loss"]), ("valid_top1", valid["Top1"]),
                                    ("valid_top5", valid["Top5"]), ("sparsity", stats["sparsity"]),
                                    ("lr", lr), ("train_seconds", train_seconds),
@@ -146,14 +147,19 @@ def train_and_validate(args, exp, criterion, loggers, run_dir):
                                              "score_history": exp.score_history})
 
 
+def _completed_epochs(args, exp):
+    """The number of training epochs the final model went through."""
+    return exp.start_epoch if args.evaluate else max(exp.start_epoch, args.epochs)
+
+
 def _thinnify(args, exp, run_dir):
     """Removes the all-zero filters from the model, saves it and reports the size change."""
     before = reporting.model_statistics(exp.model, exp.dummy_input)
     distiller.thinning.remove_filters(exp.model, exp.scheduler.zeros_mask_dict, optimizer=exp.optimizer,
                                       dummy_input=exp.dummy_input, scheduler=exp.scheduler)
     after = reporting.model_statistics(exp.model, exp.dummy_input)
-    path = save_checkpoint(max(exp.start_epoch, args.epochs) - 1, exp.arch, exp.model, exp.optimizer,
-                           exp.scheduler, name="thinned", dir=run_dir, extras={"seed": exp.seed, "dataset": exp.dataset})
+    path = save_checkpoint(_completed_epochs(args, exp) - 1, exp.arch, exp.model, exp.optimizer, exp.scheduler,
+                           name="thinned", dir=run_dir, extras={"seed": exp.seed, "dataset": exp.dataset})
     msglogger.info("Thinned the model: weights %d -> %d, MACs %d -> %d; saved %s",
                    before["params_total"], after["params_total"], before["macs"], after["macs"], path)
 
@@ -162,18 +168,19 @@ def _finish(args, exp, criterion, loggers, run_dir, started):
     """Tests the final model and writes ``summary.json``; returns the summary."""
     test = evaluate(exp.model, criterion, exp.test_loader, exp.num_classes, collect_predictions=args.confusion)
     msglogger.info("Test: loss %.4f  top1 %.2f  top5 %.2f", test["Loss"], test["Top1"], test["Top5"])
+    epochs = _completed_epochs(args, exp)
     log_training_progress(("Performance/Test/", {k: test[k] for k in ("Loss", "Top1", "Top5")}), None, -1,
-                          max(exp.start_epoch, args.epochs), 1, 1, loggers[1:])
+                          epochs, 1, 1, loggers[1:])
     if args.confusion:
         msglogger.info("Confusion matrix (test set):\n%s",
                        reporting.confusion_table(test["targets"], test["predictions"], exp.num_classes))
-    loggers[0].log_weights_sparsity(exp.model, max(exp.start_epoch, args.epochs) - 1)
+    loggers[0].log_weights_sparsity(exp.model, epochs - 1)
     best = app_utils.best_scores(exp.score_history, 1)
     summary = {"arch": exp.arch, "dataset": exp.dataset, "top1": test["Top1"], "top5": test["Top5"],
                "loss": test["Loss"], "best_top1": best[0]["top1"] if best else None,
                "best_epoch": best[0]["epoch"] if best else None,
                **reporting.model_statistics(exp.model, exp.dummy_input),
-               "epochs": exp.start_epoch if args.evaluate else max(exp.start_epoch, args.epochs),
+               "epochs": epochs,
                "seed": exp.seed, "wall_seconds": round(time.time() - started[0], 2),
                "cpu_seconds": round(time.process_time() - started[1], 2), "run_dir": run_dir}
     reporting.write_summary(run_dir, summary)

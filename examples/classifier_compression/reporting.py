@@ -45,7 +45,11 @@ def write_summary(run_dir, summary):
     path = os.path.join(run_dir, "summary.json")
     with open(path, "w") as f:
         json.dump(summary, f, indent=2)
-    msglogger.info("Summary: %s", json.dumps(summary))
+    msglogger.info("Result: test top-1 %.2f%% top-5 %.2f%% | weight sparsity %.2f%% (%d of %d weights non-zero) | "
+                   "%.1fM MACs | %d epochs in %.0f s", summary["top1"], summary["top5"], summary["sparsity"],
+                   summary["params_nonzero"], summary["params_total"], summary["macs"] / 1e6, summary["epochs"],
+                   summary["wall_seconds"])
+    msglogger.info("Summary: %s", path)
     return path
 
 

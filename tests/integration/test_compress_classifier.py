@@ -188,6 +188,11 @@ def test_thinnify_removes_zero_filters_of_a_loaded_checkpoint(run_classifier, tm
     expected_macs = 651720 - 28 * 28 * 75 * 3 - 10 * 10 * (25 * 6 * 16 - 25 * 3 * 8) - 120 * 200
     assert result.summary["macs"] == expected_macs
     thinned = os.path.join(result.run_dir, "thinned_checkpoint.pth.tar")
+    assert load_weights_only(thinned)["epoch"] == 4 and result.summary["epochs"] == 5
     fresh = create_model(False, "digits", "simplenet_cifar", device_ids=-1)
     load_checkpoint(fresh, thinned)  # replays the thinning recorded in the checkpoint's schedule
     assert fresh.conv2.weight.shape == (8, 3, 5, 5) and fresh.fc1.weight.shape == (120, 200)
+    # Training resumes on the thinned model: its optimizer is rebuilt over the thinned parameters.
+    resumed = run_classifier(*FAST, "--epochs", 6, "--resume-from", thinned, "-o", tmp_path)
+    assert resumed.status == 0, resumed.stderr
+    assert resumed.summary["macs"] == expected_macs and resumed.summary["epochs"] == 6

@@ -26,7 +26,8 @@ def test_distiller_aliases(parser):
                               "-n", "exp", "-p", "5", "-j", "0", "-b", "32", "-e", "-v"])
     assert (args.data, args.arch, args.validation_split) == ("DIR", "resnet20_cifar", 0.2)
     assert (args.effective_train_size, args.effective_valid_size, args.effective_test_size) == (0.5, 0.25, 0.75)
-    assert (args.deterministic, args.weight_decay, args.lr, args.output_dir, args.name) == (True, 5e-4, 0.3, "out", "exp")
+    assert (args.deterministic, args.weight_decay, args.lr) == (True, 5e-4, 0.3)
+    assert (args.output_dir, args.name) == ("out", "exp")
     assert (args.print_freq, args.workers, args.batch_size, args.evaluate, args.verbose) == (5, 0, 32, True, True)
 
 

@@ -65,7 +65,8 @@ def test_csv_logger_weights_sparsity_and_activations(tmp_path, half_sparse_model
     assert {r["epoch"] for r in rows} == {"4"}
     logger.log_activation_statistic("valid", "sparsity", {"conv1": 0.5, "fc": 0.0}, 2)
     rows = read_csv(tmp_path / "activations_sparsity.csv")
-    assert [(r["layer"], r["sparsity"], r["phase"]) for r in rows] == [("conv1", "0.5", "valid"), ("fc", "0.0", "valid")]
+    assert [(r["layer"], r["sparsity"], r["phase"]) for r in rows] == [("conv1", "0.5", "valid"),
+                                                                       ("fc", "0.0", "valid")]
 
 
 def test_python_logger_lines_and_tables(caplog, half_sparse_model):
