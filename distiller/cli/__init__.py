@@ -7,3 +7,6 @@ from .pruning import add_thinning_args
 __all__ = ["ArgumentParser", "add_common_args", "add_dataset_args", "add_model_args", "add_training_args",
            "add_optimizer_args", "add_resume_args", "add_device_args", "add_output_args", "add_thinning_args",
            "positive_int", "non_negative_int", "positive_float", "fraction", "gpu_ids"]
+from .quantization import add_post_train_quant_args
+
+__all__ += ["add_post_train_quant_args"]

@@ -38,3 +38,6 @@ __all__ += ["PostTrainLinearQuantizer", "RangeLinearQuantWrapper", "RangeLinearQ
 from .export import ExportError, convert_distiller_ptq_model_to_pytorch, export_onnx_qdq, parity_check
 
 __all__ += ["convert_distiller_ptq_model_to_pytorch", "export_onnx_qdq", "parity_check", "ExportError"]
+from .lapq import ptq_coordinate_search
+
+__all__ += ["ptq_coordinate_search"]

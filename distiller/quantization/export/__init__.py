@@ -1,8 +1,8 @@
 """Deployment of post-training-quantized models: PyTorch int8 kernels, ONNX QDQ, parity checks."""
 from .onnx_qdq import build_qdq_model, export_onnx_qdq
-from .parity import parity_check
+from .parity import OnnxRuntimeModule, parity_check
 from .pytorch_int8 import BACKENDS, convert_distiller_ptq_model_to_pytorch
 from .walk import ExportError, QParams
 
-__all__ = ["convert_distiller_ptq_model_to_pytorch", "export_onnx_qdq", "build_qdq_model", "parity_check",
+__all__ = ["convert_distiller_ptq_model_to_pytorch", "export_onnx_qdq", "build_qdq_model", "parity_check", "OnnxRuntimeModule",
            "BACKENDS", "ExportError", "QParams"]

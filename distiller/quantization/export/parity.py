@@ -4,7 +4,7 @@ import torch
 
 from ...utils import model_device
 
-__all__ = ["parity_check"]
+__all__ = ["parity_check", "OnnxRuntimeModule"]
 
 
 def _inputs_of(batch):
@@ -35,11 +35,7 @@ def parity_check(sim_model, data, converted_model=None, onnx_path=None, max_batc
     """
     if converted_model is None and onnx_path is None:
         raise ValueError("parity_check needs converted_model and/or onnx_path to compare with")
-    session = None
-    if onnx_path is not None:
-        import onnxruntime
-        session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        input_name = session.get_inputs()[0].name
+    onnx_model = OnnxRuntimeModule(onnx_path) if onnx_path is not None else None
     device = model_device(sim_model)
     reference, converted, ort = [], [], []
     was_training = sim_model.training
@@ -52,8 +48,8 @@ def parity_check(sim_model, data, converted_model=None, onnx_path=None, max_batc
             reference.append(sim_model(x.to(device)).float().cpu())
             if converted_model is not None:
                 converted.append(converted_model(x.cpu()).float())
-            if session is not None:
-                ort.append(torch.from_numpy(np.asarray(session.run(None, {input_name: x.cpu().numpy()})[0])).float())
+            if onnx_model is not None:
+                ort.append(onnx_model(x.cpu()).float())
     sim_model.train(was_training)
     if not reference:
         raise ValueError("parity_check: data yielded no batch")
@@ -63,3 +59,21 @@ def parity_check(sim_model, data, converted_model=None, onnx_path=None, max_batc
     if ort:
         result["onnxruntime"] = _compare(reference, ort)
     return result
+
+
+class OnnxRuntimeModule(torch.nn.Module):
+    """An ONNX file run by ONNX Runtime on the CPU, usable like a model: ``forward(x)`` returns the first
+    output as a tensor on ``x``'s device (for evaluating an exported model with the same loop)."""
+
+    def __init__(self, path, threads=None):
+        super().__init__()
+        import onnxruntime
+        options = onnxruntime.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def forward(self, x):
+        output = self.session.run(None, {self.input_name: x.detach().cpu().numpy()})[0]
+        return torch.from_numpy(np.asarray(output)).to(x.device)

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..q_utils import (ClipMode, LinearQuantMode, linear_dequantize, linear_quant_params_from_tensor,
-                       linear_quantize_clamp, parse_linear_quant_mode, quantized_range_for_mode,
+from ..q_utils import (ClipMode, LinearQuantMode, get_tensor_min_max, linear_dequantize,
+                       linear_quant_params_from_min_max, linear_quant_params_from_tensor, linear_quantize_clamp, parse_linear_quant_mode, quantized_range_for_mode,
                        validate_num_bits)
 from .wrappers import RangeLinearQuantWrapper
 
@@ -66,6 +66,22 @@ class RangeLinearQuantParamLayerWrapper(RangeLinearQuantWrapper):
         self.register_buffer("w_zero_point", zero_point)
         fan_in = wrapped_module.weight[0].numel()
         self._acc_dtype = _accumulation_dtype(fan_in, self.num_bits_acts or 32, self.num_bits_params)
+
+    def requantize_weights(self, range_multiplier=1.0):
+        """Re-quantizes the weights from ``float_weight`` with their range scaled by ``range_multiplier``
+        (values outside are clipped). Needs ``save_fp_weights=True``."""
+        float_weight = getattr(self.wrapped_module, "float_weight", None)
+        if float_weight is None:
+            raise RuntimeError("re-quantizing weights needs the float weights: quantize with save_fp_weights=True")
+        lo, hi = get_tensor_min_max(float_weight, per_dim=0 if self.per_channel_wts else None)
+        scale, zero_point = linear_quant_params_from_min_max(self.num_bits_params, self.mode.weights,
+                                                             lo * range_multiplier, hi * range_multiplier)
+        with torch.no_grad():
+            self.w_scale.copy_(scale.reshape(self.w_scale.shape))
+            self.w_zero_point.copy_(zero_point.reshape(self.w_zero_point.shape))
+            self.wrapped_module.weight.copy_(linear_quantize_clamp(
+                float_weight, self.w_scale, self.w_zero_point,
+                *quantized_range_for_mode(self.num_bits_params, self.mode.weights)))
 
     def _per_output_channel(self, tensor):
         """Views a per-channel (or scalar) tensor so it broadcasts over the layer's output."""

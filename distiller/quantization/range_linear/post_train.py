@@ -134,6 +134,8 @@ class PostTrainLinearQuantizer(Quantizer):
                               per_channel_wts=per_channel_wts, scale_approx_mult_bits=self.scale_approx_mult_bits,
                               fp16=fp16, fp8=fp8, fp8_scaling=fp8_scaling)
         self._stats, self._graph, self._decisions = None, QuantizationGraph(), {}
+        #: (layer, input index) -> the producing layer whose output parameters that input reuses.
+        self.shared_inputs = {}
         self.default_replacement_fn = self._replace
         for layer_type in _PARAM_LAYERS + (dm.Matmul, dm.BatchMatmul, nn.Embedding) + tuple(_MULTI_INPUT_WRAPPERS):
             self.replacement_factory[layer_type] = self._replace
@@ -203,7 +205,7 @@ class PostTrainLinearQuantizer(Quantizer):
 
     def _post_prepare_model(self):
         if self.inputs_quant_auto_fallback:
-            self._share_producer_params(self._model_key())
+            self.share_producer_quant_params()
 
     def _batchnorm_pairs(self, model):
         try:
@@ -321,10 +323,16 @@ class PostTrainLinearQuantizer(Quantizer):
                                                        num_inputs=self._graph.num_inputs.get(name), **settings)
         return RangeLinearFakeQuantWrapper(module, activation_stats=stats, **settings)
 
-    def _share_producer_params(self, model):
+    def layer_activation_stats(self, name):
+        """The statistics layer ``name`` was quantized with (after BN folding and ReLU fusion), or None."""
+        return None if self._stats is None else self._stats.get(normalize_module_name(name))
+
+    def share_producer_quant_params(self):
         """Inputs reached unchanged from a quantized layer take its output parameters; average pooling
-        keeps its input's parameters (as integer kernels do)."""
-        modules = dict(model.named_modules())
+        keeps its input's parameters (as integer kernels do). Called by ``prepare_model`` (with
+        ``inputs_quant_auto_fallback``); call it again after changing output parameters (LAPQ does)."""
+        modules = dict(self._model_key().named_modules())
+        self.shared_inputs = {}
         for name in self._graph.order:
             wrapper = modules.get(name)
             if not isinstance(wrapper, RangeLinearQuantWrapper) or not wrapper.preset_act_stats:
@@ -338,6 +346,7 @@ class PostTrainLinearQuantizer(Quantizer):
                         wrapper.set_output_quant_params(producer.output_scale, producer.output_zero_point)
                 elif index < len(wrapper.input_scales):
                     wrapper.set_input_quant_params(index, producer.output_scale, producer.output_zero_point)
+                    self.shared_inputs[(name, index)] = source
         missing = [f"'{n}' {what}" for n, m in modules.items() if isinstance(m, RangeLinearQuantWrapper)
                    for what in m.missing_static_params()]
         if missing:

@@ -138,6 +138,12 @@ class RangeLinearQuantWrapper(nn.Module):
     #: Whether the output has its own range (False for wrappers whose output uses the input's range).
     has_output_stats = True
 
+    def quant_params_for_range(self, lo, hi):
+        """Distiller (scale, zero_point) of this wrapper's activation format for the real range [lo, hi]."""
+        scale, zero_point = linear_quant_params_from_min_max(self.num_bits_acts, self.mode.activations,
+                                                             torch.tensor(float(lo)), torch.tensor(float(hi)))
+        return float(scale), float(zero_point)
+
     def set_input_quant_params(self, index, scale, zero_point):
         """Quantizes input ``index`` with the given (static) parameters, e.g. those of its producer."""
         self.input_scales[index] = float(scale)

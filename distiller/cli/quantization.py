@@ -1,0 +1,303 @@
+"""Command-line flags for post-training quantization (``--quantize-eval``, ``--qe-*``, ``--lapq-*``) and the
+quantized evaluation they drive in the sample applications.
+
+Usage in an application::
+
+    distiller.cli.add_post_train_quant_args(parser)
+    ...
+    if args.quantize_eval:
+        results = distiller.cli.quantization.quantize_and_evaluate(model, args, test_loader, test_fn,
+                                                                   dummy_input, run_dir, arch=arch)
+"""
+import argparse
+import inspect
+import itertools
+import logging
+import math
+import os
+
+import torch
+
+from ..errors import ScheduleError, suggest
+from ..quantization.fp8 import FP8_SCALINGS
+from ..quantization.lapq import LAPQ_INIT_MODES
+from ..quantization.q_utils import ClipMode, parse_clip_mode, parse_linear_quant_mode
+
+__all__ = ["add_post_train_quant_args", "quantizer_from_args", "quantize_and_evaluate", "QUANTIZED_CHECKPOINT_NAME"]
+
+msglogger = logging.getLogger(__name__)
+
+#: ``save_checkpoint(name=...)`` prefix of the quantized model's checkpoint (``quantized_checkpoint.pth.tar``).
+QUANTIZED_CHECKPOINT_NAME = "quantized"
+#: Fraction of the test set used for calibration when no statistics source is given.
+DEFAULT_CALIBRATION_FRACTION = 0.1
+
+
+def _argparse_type(parse, what):
+    def convert(text):
+        try:
+            parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        return text
+    convert.__name__ = what
+    return convert
+
+
+def _bits(text):
+    value = int(text)
+    if not 0 <= value <= 32:
+        raise argparse.ArgumentTypeError(f"must be between 0 (do not quantize) and 32, got {text}")
+    return value
+
+
+def _portion(text):
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], got {text}")
+    return value
+
+
+def add_post_train_quant_args(argparser, add_lapq_args=True):
+    """Adds Distiller's post-training quantization flags (and the LAPQ group) to ``argparser``."""
+    mode = _argparse_type(parse_linear_quant_mode, "mode")
+    group = argparser.add_argument_group("Post-Training Quantization Arguments")
+    group.add_argument("--quantize-eval", "--qe", action="store_true",
+                       help="Apply linear quantization to model before evaluation. Applicable only if --evaluate "
+                            "is also set")
+    group.add_argument("--qe-mode", "--qem", type=mode, default="sym",
+                       help="Default linear quantization mode (for weights and activations). "
+                            "Choices: sym | sym_restr | asym_s | asym_u")
+    group.add_argument("--qe-mode-acts", "--qema", type=mode, default=None,
+                       help="Linear quantization mode for activations. Overrides --qe-mode")
+    group.add_argument("--qe-mode-wts", "--qemw", type=mode, default=None,
+                       help="Linear quantization mode for weights. Overrides --qe-mode")
+    group.add_argument("--qe-bits-acts", "--qeba", type=_bits, default=8, metavar="NUM_BITS",
+                       help="Number of bits for quantization of activations. Use 0 to not quantize activations")
+    group.add_argument("--qe-bits-wts", "--qebw", type=_bits, default=8, metavar="NUM_BITS",
+                       help="Number of bits for quantization of weights. Use 0 to not quantize weights")
+    group.add_argument("--qe-bits-accum", type=_bits, default=32, metavar="NUM_BITS",
+                       help="Number of bits for quantization of the accumulator")
+    group.add_argument("--qe-clip-acts", "--qeca", type=_argparse_type(parse_clip_mode, "clip mode"),
+                       default="none", help="Activations clipping mode. Choices: none | avg | n_std | gauss | laplace")
+    group.add_argument("--qe-clip-n-stds", type=float, default=None,
+                       help="When --qe-clip-acts is 'n_std', the number of standard deviations to use")
+    group.add_argument("--qe-no-clip-layers", "--qencl", nargs="+", metavar="LAYER_NAME", default=[],
+                       help="List of layer names for which not to clip activations")
+    group.add_argument("--qe-no-quant-layers", "--qenql", nargs="+", metavar="LAYER_NAME", default=[],
+                       help="List of layer names for which to skip quantization")
+    group.add_argument("--qe-per-channel", "--qepc", action="store_true",
+                       help="Enable per-channel quantization of weights (per output channel)")
+    group.add_argument("--qe-scale-approx-bits", "--qesab", type=_bits, default=None, metavar="NUM_BITS",
+                       help="Enables scale factor approximation using integer multiply + bit shift, using this "
+                            "number of bits the integer multiplier")
+    group.add_argument("--qe-save-fp-weights", action="store_true", help="Allow weights requantization")
+    group.add_argument("--qe-convert-pytorch", "--qept", action="store_true",
+                       help="Convert the model to PyTorch native integer modules and evaluate it too")
+    group.add_argument("--qe-pytorch-backend", default="x86", choices=("x86", "fbgemm", "qnnpack", "onednn"),
+                       help="When --qe-convert-pytorch is set, the PyTorch quantization backend to use")
+    group.add_argument("--qe-export-onnx", action="store_true",
+                       help="Also export the quantized model as QDQ ONNX (quantized_qdq.onnx in the run "
+                            "directory) and evaluate it with ONNX Runtime")
+    group.add_argument("--qe-fp8", choices=FP8_SCALINGS, default=None,
+                       help="Quantize Linear layers to FP8 E4M3 with per_tensor or per_row scales (the FP8 "
+                            "GPU kernels where available, a simulation elsewhere)")
+    stats = group.add_mutually_exclusive_group()
+    stats.add_argument("--qe-stats-file", metavar="PATH", help="Path to YAML file with pre-made calibration stats")
+    stats.add_argument("--qe-dynamic", action="store_true", help="Apply dynamic quantization")
+    stats.add_argument("--qe-calibration", type=_portion, metavar="PORTION_OF_TEST_SET", default=None,
+                       help="Run the model in evaluation mode on the specified portion of the test dataset and "
+                            f"collect statistics (default when no other source is given: "
+                            f"{DEFAULT_CALIBRATION_FRACTION})")
+    stats.add_argument("--qe-config-file", metavar="PATH",
+                       help="Path to YAML file containing configuration for PostTrainLinearQuantizer (if present, "
+                            "all other --qe* arguments are ignored)")
+    group.add_argument("--qe-lapq", "--qe-coordinate-search", action="store_true",
+                       help="Optimize post-training quantization parameters using LAPQ method")
+    if add_lapq_args:
+        _add_lapq_args(argparser)
+
+
+def _add_lapq_args(argparser):
+    group = argparser.add_argument_group("Post-Training Quantization Auto-Optimization (LAPQ) Arguments")
+    group.add_argument("--lapq-maxiter", type=int, default=None, help="Max iteration for minimization method")
+    group.add_argument("--lapq-maxfev", type=int, default=None,
+                       help="Max function evaluations for minimization method")
+    group.add_argument("--lapq-method", default="Powell", help="Minimization method used by scipy.optimize.minimize")
+    group.add_argument("--lapq-basinhopping", "--lapq-bh", action="store_true",
+                       help="Use scipy.optimize.basinhopping stochastic global minimum search")
+    group.add_argument("--lapq-basinhopping-niter", "--lapq-bh-niter", type=int, default=100,
+                       help="Number of iterations for the basinhopping algorithm")
+    group.add_argument("--lapq-init-mode", default="NONE", type=str.upper, choices=LAPQ_INIT_MODES,
+                       help="The mode of quant initialization. Choices: " + "|".join(LAPQ_INIT_MODES))
+    group.add_argument("--lapq-init-method", default="Powell",
+                       help="If --lapq-init-mode is L1/L2/L3, the method of minimization")
+    group.add_argument("--lapq-eval-size", type=_portion, default=1.0,
+                       help="Portion of test dataset to use for the evaluation (loss) function")
+    group.add_argument("--lapq-eval-memoize-dataloader", action="store_true",
+                       help="Stores the input batches in memory to optimize performance")
+    group.add_argument("--lapq-search-clipping", action="store_true",
+                       help="Search on clipping values instead of scale/zero_point")
+
+
+def _quantizer_from_config_file(model, path):
+    from ..config import load_schedule_file
+    from ..quantization import PostTrainLinearQuantizer
+
+    sched, _ = load_schedule_file(path)
+    entries = [(name, spec) for name, spec in ((sched or {}).get("quantizers") or {}).items()
+               if isinstance(spec, dict) and spec.get("class") == "PostTrainLinearQuantizer"]
+    if len(entries) != 1:
+        raise ScheduleError(f"expected exactly one PostTrainLinearQuantizer in the 'quantizers' section, found "
+                            f"{len(entries)}", filename=path, path="quantizers")
+    name, spec = entries[0]
+    args = {k: v for k, v in spec.items() if k != "class"}
+    valid = [p for p in inspect.signature(PostTrainLinearQuantizer).parameters if p != "model"]
+    for key in args:
+        if key not in valid:
+            hint = suggest(key, valid)
+            raise ScheduleError(f"PostTrainLinearQuantizer has no argument '{key}'" + (f"; did you mean {hint}?"
+                                if hint else ""), filename=path, path=f"quantizers.{name}.{key}")
+    stats = args.get("model_activation_stats")
+    if isinstance(stats, str) and not os.path.isfile(stats):
+        beside = os.path.join(os.path.dirname(os.path.abspath(path)), stats)
+        if os.path.isfile(beside):
+            args["model_activation_stats"] = beside
+    try:
+        return PostTrainLinearQuantizer(model, **args)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        raise ScheduleError(str(err), filename=path, path=f"quantizers.{name}") from None
+
+
+def quantizer_from_args(model, args, stats=None):
+    """Builds the :class:`PostTrainLinearQuantizer` described by the ``--qe-*`` flags (or ``--qe-config-file``).
+
+    Args:
+        stats: calibration statistics (dict or YAML path) when collected by the caller; by default
+            ``--qe-stats-file``, or None (dynamic ranges).
+    """
+    from ..quantization import PostTrainLinearQuantizer
+
+    if args.qe_config_file:
+        return _quantizer_from_config_file(model, args.qe_config_file)
+    overrides = {}
+    for layer in args.qe_no_quant_layers:
+        overrides[layer] = {"bits_activations": None, "bits_weights": None}
+    for layer in args.qe_no_clip_layers:
+        overrides.setdefault(layer, {})["clip_acts"] = "NONE"
+    mode = {"activations": args.qe_mode_acts or args.qe_mode, "weights": args.qe_mode_wts or args.qe_mode}
+    if stats is None and not args.qe_dynamic:
+        stats = args.qe_stats_file
+    return PostTrainLinearQuantizer(
+        model, bits_activations=args.qe_bits_acts or None, bits_parameters=args.qe_bits_wts or None,
+        bits_accum=args.qe_bits_accum, overrides=overrides or None, mode=mode, clip_acts=args.qe_clip_acts,
+        per_channel_wts=args.qe_per_channel, model_activation_stats=stats, clip_n_stds=args.qe_clip_n_stds,
+        scale_approx_mult_bits=args.qe_scale_approx_bits,
+        save_fp_weights=args.qe_save_fp_weights or getattr(args, "qe_lapq", False),
+        fp8=args.qe_fp8 is not None, fp8_scaling=args.qe_fp8 or "per_tensor")
+
+
+def _first_batches(loader, portion):
+    """The first ``portion`` of ``loader``'s batches (at least one)."""
+    count = max(1, math.ceil(portion * len(loader)))
+    return list(itertools.islice(iter(loader), count))
+
+
+class _LoaderPortion:
+    """The first ``count`` batches of a loader, re-read from the loader at every iteration."""
+
+    def __init__(self, loader, count):
+        self.loader, self.count = loader, count
+
+    def __iter__(self):
+        return itertools.islice(iter(self.loader), self.count)
+
+    def __len__(self):
+        return self.count
+
+
+def _calibration_stats(model, args, test_loader, test_fn, run_dir):
+    """Collects statistics on a portion of the test set unless another source is configured."""
+    from ..data_loggers import collect_quant_stats
+
+    if args.qe_config_file or args.qe_dynamic or args.qe_stats_file:
+        return None
+    portion = args.qe_calibration or DEFAULT_CALIBRATION_FRACTION
+    batches = _first_batches(test_loader, portion)
+    msglogger.info("Collecting quantization calibration statistics on %d batches (%.0f%% of the test set)",
+                   len(batches), 100 * portion)
+    return collect_quant_stats(model, lambda m: test_fn(m, batches), save_dir=run_dir)
+
+
+def _run_lapq(quantizer, args, test_loader, test_fn, dummy_input):
+    from ..quantization.lapq import ptq_coordinate_search
+
+    count = max(1, math.ceil(args.lapq_eval_size * len(test_loader)))
+    batches = _first_batches(test_loader, args.lapq_eval_size) if args.lapq_eval_memoize_dataloader \
+        else _LoaderPortion(test_loader, count)
+    ptq_coordinate_search(quantizer, dummy_input, lambda m: test_fn(m, batches)["Loss"],
+                          method=args.lapq_method, maxiter=args.lapq_maxiter, maxfev=args.lapq_maxfev,
+                          basinhopping=args.lapq_basinhopping, basinhopping_niter=args.lapq_basinhopping_niter,
+                          init_mode=args.lapq_init_mode, init_method=args.lapq_init_method,
+                          search_clipping=args.lapq_search_clipping)
+
+
+def _save_quantized_checkpoint(model, quantizer, arch, scheduler, run_dir, epoch, extras):
+    from ..apputils import save_checkpoint
+    from ..scheduler import CompressionScheduler
+
+    scheduler = scheduler if scheduler is not None else CompressionScheduler(model)
+    record = {"kind": "quantization", "quantizer": quantizer.state_dict()}
+    if record not in scheduler.model_transforms:
+        scheduler.model_transforms.append(record)
+    return save_checkpoint(epoch, arch, model, scheduler=scheduler, name=QUANTIZED_CHECKPOINT_NAME, dir=run_dir,
+                           extras=extras)
+
+
+def quantize_and_evaluate(model, args, test_loader, test_fn, dummy_input, run_dir, arch=None, scheduler=None,
+                          epoch=0):
+    """Quantizes ``model`` in place as the ``--qe-*`` flags say, evaluates it and saves the checkpoint.
+
+    Calibrates on ``--qe-calibration`` of the test set (default 0.1) unless ``--qe-stats-file``,
+    ``--qe-dynamic`` or ``--qe-config-file`` is given, optionally runs LAPQ (``--qe-lapq``), evaluates,
+    saves ``quantized_checkpoint.pth.tar`` in ``run_dir`` (it reloads with ``load_checkpoint`` on a fresh
+    model), and with ``--qe-convert-pytorch`` / ``--qe-export-onnx`` converts/exports the model, evaluates
+    the integer versions and checks their agreement with the simulated model on the whole test set.
+
+    Args:
+        model: the trained float model (quantized in place).
+        test_fn: ``fn(model, loader) -> {'Top1': ..., 'Loss': ...}``, the application's evaluation.
+        dummy_input: an example input batch.
+        scheduler: the run's CompressionScheduler, if any (the quantization record is added to it).
+    Returns:
+        ``{'quantized': {...}, 'pytorch_int8': {...}, 'onnxruntime': {...}, 'parity': {...},
+        'checkpoint': path}`` (the integer entries only when requested).
+    """
+    from ..quantization.export import OnnxRuntimeModule, convert_distiller_ptq_model_to_pytorch, export_onnx_qdq
+    from ..quantization.export import parity_check
+
+    stats = _calibration_stats(model, args, test_loader, test_fn, run_dir)
+    quantizer = quantizer_from_args(model, args, stats)
+    if args.qe_lapq:
+        _run_lapq(quantizer, args, test_loader, test_fn, dummy_input)
+    else:
+        quantizer.prepare_model(dummy_input)
+    msglogger.info("Quantized model:\n%s", model)
+    results = {"quantized": test_fn(model, test_loader)}
+    msglogger.info("Quantized (simulated) model: top1 %.2f  loss %.4f", results["quantized"]["Top1"],
+                   results["quantized"]["Loss"])
+    results["checkpoint"] = _save_quantized_checkpoint(model, quantizer, arch, scheduler, run_dir, epoch,
+                                                       {"quantized_top1": results["quantized"]["Top1"]})
+    converted = onnx_path = None
+    if args.qe_convert_pytorch:
+        converted = convert_distiller_ptq_model_to_pytorch(model, dummy_input, backend=args.qe_pytorch_backend)
+        results["pytorch_int8"] = test_fn(converted, test_loader)
+        msglogger.info("PyTorch int8 (%s) model: top1 %.2f", args.qe_pytorch_backend, results["pytorch_int8"]["Top1"])
+    if args.qe_export_onnx:
+        onnx_path = export_onnx_qdq(model, dummy_input, os.path.join(run_dir, "quantized_qdq.onnx"))
+        results["onnxruntime"] = test_fn(OnnxRuntimeModule(onnx_path), test_loader)
+        msglogger.info("ONNX Runtime QDQ model (%s): top1 %.2f", onnx_path, results["onnxruntime"]["Top1"])
+    if converted is not None or onnx_path is not None:
+        results["parity"] = parity_check(model, test_loader, converted, onnx_path)
+        msglogger.info("Agreement with the simulated model: %s", results["parity"])
+    return results

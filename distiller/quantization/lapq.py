@@ -1,0 +1,191 @@
+"""Loss-aware post-training quantization (LAPQ): searches quantization ranges that minimise the loss.
+
+Nahshan et al., "Loss Aware Post-training Quantization", 2019 (arXiv:1911.07190): the network loss is
+a non-separable function of the per-layer quantization steps, so instead of choosing each range
+independently (min/max, ACIQ, L_p minimisation), LAPQ starts from a per-tensor L_p-optimal initial
+guess and jointly optimises all of them on a small calibration set with Powell's derivative-free
+coordinate search (optionally inside basin hopping).
+
+Here every quantized activation tensor (each wrapper output, and each wrapper input that does not reuse
+its producer's output parameters) contributes its range (``search_clipping=True``: its clipping min/max;
+default: its scale and zero point) and every weight tensor one range multiplier, all expressed relative
+to the initial guess so that the search starts at the vector of ones.
+"""
+import logging
+
+import numpy as np
+import scipy.optimize
+import torch
+
+from .q_utils import ClipMode, LinearQuantMode, parse_clip_mode
+from .range_linear.param_wrappers import RangeLinearQuantParamLayerWrapper
+from .range_linear.post_train import PostTrainLinearQuantizer
+from .range_linear.wrappers import RangeLinearQuantWrapper, saturation_range_from_stats
+
+__all__ = ["ptq_coordinate_search", "LAPQ_INIT_MODES", "lp_optimal_weight_multiplier"]
+
+logger = logging.getLogger(__name__)
+
+#: Initial range choices: the clip modes (from calibration statistics) or L_p error minimisation.
+LAPQ_INIT_MODES = ("NONE", "AVG", "LAPLACE", "GAUSS", "L1", "L2", "L3")
+_BOUNDS = (0.02, 4.0)
+
+
+def lp_optimal_weight_multiplier(wrapper, p, method="Powell"):
+    """The range multiplier in (0, 1] minimising ``||W - Q(W)||_p`` for a layer's float weights."""
+    def error(multiplier):
+        wrapper.requantize_weights(float(np.clip(np.asarray(multiplier).reshape(-1)[0], *_BOUNDS)))
+        difference = wrapper.dequantized_weight() - wrapper.wrapped_module.float_weight
+        return difference.abs().pow(p).sum().item()
+    if method.lower() == "bounded":
+        found = scipy.optimize.minimize_scalar(error, bounds=(0.05, 1.0), method="bounded").x
+    else:
+        found = scipy.optimize.minimize(error, x0=np.array([1.0]), method=method, bounds=[(0.05, 1.0)]).x[0]
+    return float(found)
+
+
+class _SearchSpace:
+    """Maps a vector of multipliers to the quantization parameters of the model's wrappers."""
+
+    def __init__(self, quantizer, init_mode, init_method, search_clipping):
+        self.quantizer, self.search_clipping = quantizer, search_clipping
+        model = quantizer._model_key()
+        self.modules = dict(model.named_modules())
+        self.entries = []  # (wrapper name, 'output' | input index | 'weight', initial (lo, hi) or multiplier)
+        lp = int(init_mode[1]) if init_mode.startswith("L") else None
+        clip = ClipMode.LAPLACE if lp else parse_clip_mode(init_mode)
+        if lp:
+            logger.info("LAPQ: activations start from ACIQ Laplace ranges, weights from L%d-optimal ranges", lp)
+        for name, wrapper in self.modules.items():
+            if not isinstance(wrapper, RangeLinearQuantWrapper) or not wrapper.preset_act_stats:
+                continue
+            stats = quantizer.layer_activation_stats(name)
+            if wrapper.has_output_stats and stats.get("output"):
+                self.entries.append((name, "output", self._range(stats["output"], clip, wrapper)))
+            for index in range(len(wrapper.input_scales)):
+                if (name, index) not in quantizer.shared_inputs and index in stats["inputs"]:
+                    self.entries.append((name, index, self._range(stats["inputs"][index], clip, wrapper)))
+            if isinstance(wrapper, RangeLinearQuantParamLayerWrapper) and hasattr(wrapper.wrapped_module,
+                                                                                   "float_weight"):
+                self.entries.append((name, "weight", lp_optimal_weight_multiplier(wrapper, lp, init_method)
+                                     if lp else 1.0))
+
+    @staticmethod
+    def _range(stats, clip, wrapper):
+        return saturation_range_from_stats(stats, clip, wrapper.num_bits_acts, 2.0, wrapper.clip_half_range)
+
+    def _asymmetric(self, name):
+        return self.modules[name].mode.activations != LinearQuantMode.SYMMETRIC and \
+            self.modules[name].mode.activations != LinearQuantMode.SYMMETRIC_RESTRICTED
+
+    def initial_vector(self):
+        sizes = [1 if kind == "weight" or not self._asymmetric(name) else 2 for name, kind, _ in self.entries]
+        return np.ones(sum(sizes))
+
+    def _params(self, wrapper, initial, values):
+        lo, hi = initial
+        if self.search_clipping or len(values) == 1:
+            lo, hi = (lo * values[0], hi * values[-1]) if len(values) == 2 else (lo * values[0], hi * values[0])
+            return wrapper.quant_params_for_range(lo, hi)
+        scale, zero_point = wrapper.quant_params_for_range(lo, hi)  # scale multiplier, zero-point shift
+        levels = 2 ** wrapper.num_bits_acts - 1
+        offset = 0 if wrapper.mode.activations == LinearQuantMode.ASYMMETRIC_UNSIGNED else (levels + 1) // 2
+        zero_point = min(max(round(zero_point + (values[1] - 1.0) * 10.0), offset - levels), offset)
+        return scale / values[0], float(zero_point)
+
+    def apply(self, vector):
+        vector = np.clip(np.asarray(vector, dtype=np.float64), *_BOUNDS)
+        position = 0
+        for name, kind, initial in self.entries:
+            wrapper = self.modules[name]
+            if kind == "weight":
+                wrapper.requantize_weights(initial * vector[position])
+                position += 1
+                continue
+            size = 2 if self._asymmetric(name) else 1
+            params = self._params(wrapper, initial, vector[position:position + size])
+            position += size
+            if kind == "output":
+                wrapper.set_output_quant_params(*params)
+            else:
+                wrapper.set_input_quant_params(kind, *params)
+        if self.quantizer.inputs_quant_auto_fallback:
+            self.quantizer.share_producer_quant_params()
+
+    def describe(self):
+        result = {}
+        for name, kind, _ in self.entries:
+            wrapper = self.modules[name]
+            if kind == "weight":
+                result.setdefault(name, {})["w_scale"] = wrapper.w_scale.detach().cpu().reshape(-1).tolist()
+            elif kind == "output":
+                result.setdefault(name, {})["output"] = [wrapper.output_scale.item(), wrapper.output_zero_point.item()]
+            else:
+                result.setdefault(name, {})[f"input_{kind}"] = [wrapper.input_scales[kind].item(),
+                                                                 wrapper.input_zero_points[kind].item()]
+        return result
+
+
+def ptq_coordinate_search(quantizer, dummy_input, eval_fn, test_fn=None, method="Powell", maxiter=None,
+                          maxfev=None, basinhopping=False, basinhopping_niter=100, init_mode="NONE",
+                          init_method="Powell", search_clipping=False, minimizer_kwargs=None):
+    """Optimises the quantization ranges of a post-training quantizer for the loss (LAPQ).
+
+    Args:
+        quantizer: a :class:`PostTrainLinearQuantizer` with calibration statistics, prepared or not (it is
+            prepared with ``dummy_input`` if needed). Weights are searched only when it keeps float weights
+            (``save_fp_weights=True``, as ``--qe-lapq`` sets).
+        dummy_input: an example input for ``prepare_model``.
+        eval_fn: ``fn(model) -> float`` loss on the calibration set (lower is better).
+        test_fn: optional ``fn(model)`` logged before and after the search (e.g. top-1 on a test subset).
+        method: ``scipy.optimize.minimize`` method (Powell is the paper's).
+        maxiter, maxfev: iteration / function-evaluation limits passed to the method.
+        basinhopping: wrap the search in ``scipy.optimize.basinhopping`` (``basinhopping_niter`` hops).
+        init_mode: initial ranges: a clip mode from the statistics (NONE, AVG, LAPLACE, GAUSS) or L1/L2/L3
+            (L_p-optimal weight ranges; activations then start from Laplace ranges).
+        init_method: scipy method for the L_p initialisation ('Powell', or 'bounded' for a scalar search).
+        search_clipping: search clipping ranges (min/max) instead of scale and zero point.
+        minimizer_kwargs: extra keyword arguments of ``scipy.optimize.minimize``.
+    Returns:
+        ``(model, best_params)``: the quantized model with the best ranges found (never worse than the
+        initial ones on ``eval_fn``) and a ``{layer: {'output': [scale, zero_point], ...}}`` summary.
+    Raises:
+        ValueError: not a PostTrainLinearQuantizer with calibration statistics, unknown ``init_mode``.
+    """
+    if not isinstance(quantizer, PostTrainLinearQuantizer) or quantizer.model_activation_stats is None:
+        raise ValueError("LAPQ needs a PostTrainLinearQuantizer built with calibration statistics "
+                         "(model_activation_stats)")
+    mode_name = init_mode.name if isinstance(init_mode, ClipMode) else str(init_mode).upper()
+    if mode_name not in LAPQ_INIT_MODES:
+        raise ValueError(f"unknown LAPQ init_mode {init_mode!r}; valid values: {', '.join(LAPQ_INIT_MODES)}")
+    if not quantizer.prepared:
+        quantizer.prepare_model(dummy_input)
+    model = quantizer._model_key()
+    space = _SearchSpace(quantizer, mode_name, init_method, search_clipping)
+    x0 = space.initial_vector()
+    evaluations = []
+
+    def objective(vector):
+        space.apply(vector)
+        with torch.no_grad():
+            loss = float(eval_fn(model))
+        evaluations.append(loss)
+        return loss
+
+    initial_loss = objective(x0)
+    if test_fn is not None:
+        logger.info("LAPQ initial (%s ranges): loss %.5f, test %s", mode_name, initial_loss, test_fn(model))
+    options = {k: v for k, v in (("maxiter", maxiter), ("maxfev", maxfev)) if v is not None}
+    kwargs = dict(method=method, options=options, **(minimizer_kwargs or {}))
+    if method.lower() in ("powell", "l-bfgs-b", "tnc", "slsqp", "nelder-mead", "trust-constr"):
+        kwargs.setdefault("bounds", [_BOUNDS] * len(x0))
+    if basinhopping:
+        result = scipy.optimize.basinhopping(objective, x0, niter=basinhopping_niter, minimizer_kwargs=kwargs)
+    else:
+        result = scipy.optimize.minimize(objective, x0, **kwargs)
+    best_vector, best_loss = (result.x, float(result.fun)) if float(result.fun) <= initial_loss else (x0, initial_loss)
+    space.apply(best_vector)
+    logger.info("LAPQ: loss %.5f -> %.5f after %d evaluations", initial_loss, best_loss, len(evaluations))
+    if test_fn is not None:
+        logger.info("LAPQ final: test %s", test_fn(model))
+    return model, space.describe()
