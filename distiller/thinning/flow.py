@@ -302,18 +302,23 @@ class _Interpreter:
         if isinstance(labels, torch.Tensor):
             self._check_layout(op, labels)
             return Flow(labels, zeros)
-        if op.type == "chunk":
-            self._chunk_constraint(op, args, kwargs)
+        if op.type in ("chunk", "split"):
+            self._equal_pieces(op, args, kwargs)
         pieces = zeros if zeros is not None else [None] * len(labels)
         return type(labels)(Flow(l, z) for l, z in zip(labels, pieces))
 
-    def _chunk_constraint(self, op, args, kwargs):
+    def _equal_pieces(self, op, args, kwargs):
+        """``chunk(n)`` and ``split(size)`` cut equal pieces: every piece must keep as many channels."""
         x = args[0]
-        chunks = args[1] if len(args) > 1 else kwargs["chunks"]
+        count = args[1] if len(args) > 1 else kwargs.get("chunks", kwargs.get("split_size_or_sections",
+                                                                              kwargs.get("split_size")))
         dim = args[2] if len(args) > 2 else kwargs.get("dim", 0)
+        if not isinstance(count, int):
+            return  # explicit piece sizes: the layout check keeps the channels if they change
         profile = channel_profile(x.labels, dim)
         if profile is not None:
-            self.ledger.uniform_blocks(profile, math.ceil(profile.numel() / chunks))
+            size = math.ceil(profile.numel() / count) if op.type == "chunk" else count
+            self.ledger.uniform_blocks(profile, size)
 
     def _check_layout(self, op, labels):
         """A moved tensor must carry its channels along one dim; a view splitting the channels into a
