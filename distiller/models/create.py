@@ -32,6 +32,7 @@ def create_model(pretrained, dataset, arch, parallel=True, device_ids=None):
         RuntimeError: the pretrained weights could not be downloaded.
 
     Example:
+        >>> from distiller.models import create_model, dataset_input_shape
         >>> model = create_model(False, 'digits', 'resnet20_cifar', device_ids=-1)
         >>> model(torch.zeros(dataset_input_shape('digits'))).shape
         torch.Size([1, 10])
