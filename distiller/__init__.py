@@ -15,6 +15,7 @@ from .policy import (LossComponent, LRPolicy, PolicyLoss, PruningPolicy, Quantiz
                      ScheduledTrainingPolicy)
 from .scheduler import CompressionScheduler, ParameterMasker, create_model_masks_dict
 from .summaries import model_macs, model_params, model_performance_summary
+from .thresholding import group_threshold_mask, threshold_mask
 from .utils import (denormalize_module_name, find_module_by_fq_name, model_device, model_find_module,
                     model_find_module_name, model_find_param, model_find_param_name, normalize_module_name,
                     set_deterministic, set_seed, volume)
@@ -33,7 +34,7 @@ __all__ = [
     "sparsity", "density", "sparsity_2D", "density_2D", "sparsity_3D", "density_3D", "sparsity_ch", "density_ch",
     "sparsity_rows", "density_rows", "sparsity_cols", "density_cols", "sparsity_blocks", "model_sparsity",
     "model_numel", "model_params_size", "model_params_stats", "model_performance_summary", "model_macs",
-    "model_params",
+    "model_params", "threshold_mask", "group_threshold_mask",
     # utilities
     "set_seed", "set_deterministic", "normalize_module_name", "denormalize_module_name", "find_module_by_fq_name",
     "model_find_module", "model_find_module_name", "model_find_param", "model_find_param_name", "model_device",

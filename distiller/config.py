@@ -318,7 +318,7 @@ def _configure(model, optimizer, sched, scheduler, resumed_epoch, source):
             _fast_forward(instance, resumed_epoch)
         try:
             scheduler.add_policy(_make_policy(kind, instance, args), **epochs)
-        except UnmatchedNameError as err:
+        except (ValueError, TypeError) as err:  # e.g. a quantizer that cannot prepare this model
             raise source.error(str(err), ("policies", index)) from None
     return scheduler
 

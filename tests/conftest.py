@@ -4,6 +4,10 @@ import torch
 
 from distiller.testing import TinyCNN
 
+# Tests use tiny tensors: one intra-op thread each is much faster than oversubscribing the cores that
+# pytest-xdist workers already share.
+torch.set_num_threads(1)
+
 
 def pytest_collection_modifyitems(config, items):
     if not torch.cuda.is_available():

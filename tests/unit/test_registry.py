@@ -52,6 +52,7 @@ EXAMPLES = {
         "DorefaQuantizer": {"bits_activations": 8, "bits_weights": 4},
         "PACTQuantizer": {"bits_activations": 8, "bits_weights": 4},
         "WRPNQuantizer": {"bits_activations": 8, "bits_weights": 4},
+        "PostTrainLinearQuantizer": {"bits_activations": 8, "bits_parameters": 8, "mode": "ASYMMETRIC_UNSIGNED"},
     },
     "lr_schedulers": {
         "ConstantLR": {"factor": 0.5, "total_iters": 1},
@@ -96,6 +97,14 @@ def test_registered_class_builds_from_yaml_and_runs(section, class_name, batches
     if section == "pruners":
         masks = [scheduler.zeros_mask_dict[name].mask for name in policy.param_names]
         assert all(mask is not None for mask in masks), "pruner set no mask"
+    elif section == "regularizers" and class_name == "DropFilterRegularizer":
+        # DropFilter adds no loss term: it zeroes random filters' outputs during training forward passes.
+        outputs = []
+        model.conv2.register_forward_hook(lambda module, inputs, output: outputs.append(output))
+        model.train()
+        scheduler.on_minibatch_begin(1, 0, 1, optimizer)
+        model(batches[0][0])
+        assert (outputs[-1].abs().sum(dim=(0, 2, 3)) == 0).any(), "no filter was dropped"
     elif section == "regularizers":
         loss = scheduler.before_backward_pass(1, 0, 1, torch.tensor(0.0), return_loss_components=True)
         assert float(loss.loss_components[0].value) > 0, "regularizer added no loss"
