@@ -185,6 +185,8 @@ def build_experiment(args):
         scheduler = distiller.file_config(model, optimizer, args.compress, scheduler,
                                           resumed_epoch=start_epoch - 1 if start_epoch > 0 else None)
         _warn_unreached_policies(scheduler, args.epochs)
+    if args.evaluate or args.export_onnx is not None:
+        scheduler.mask_all_weights()  # a checkpoint saved during soft pruning holds unmasked weights
     if valid_loader is None and not args.evaluate:
         msglogger.warning("no validation set (--validation-split 0): the test set ranks the epochs")
         valid_loader = test_loader
@@ -234,6 +236,27 @@ def _warn_unreached_policies(scheduler, epochs):
         msglogger.warning("the schedule has policies up to epoch %d but --epochs is %d: the policies of epochs "
                           "%d..%d will not run (raise --epochs to at least %d)", last, epochs, epochs, last,
                           last + 1)
+
+
+@contextlib.contextmanager
+def soft_masks_applied(model, scheduler):
+    """Within the block the model's weights are those its training forward passes see: masks applied on
+    the forward pass only (``mask_on_forward_only``, ``use_double_copies``) are multiplied in, and the
+    unmasked weights are restored on exit, so evaluation and sparsity statistics describe the pruned
+    model without disturbing soft pruning."""
+    params = dict(model.named_parameters())
+    soft = [(params[name], masker.mask) for name, masker in scheduler.zeros_mask_dict.items()
+            if name in params and masker.mask is not None and masker.is_soft]
+    saved = [param.detach().clone() for param, _ in soft]
+    with torch.no_grad():
+        for param, mask in soft:
+            param.mul_(mask)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for (param, _), unmasked in zip(soft, saved):
+                param.copy_(unmasked)
 
 
 class RunningScores:

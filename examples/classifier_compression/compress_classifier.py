@@ -119,23 +119,15 @@ def train_and_validate(args, exp, criterion, loggers, run_dir):
         start, start_cpu = time.time(), time.process_time()
         train = train_one_epoch(exp.model, criterion, exp.optimizer, exp.train_loader, epoch, exp.scheduler,
                                 exp.num_classes, loggers, args.print_freq)
-        train_seconds, train_cpu_seconds = time.time() - start, time.process_time() - start_cpu
-        valid = evaluate(exp.model, criterion, exp.valid_loader, exp.num_classes)
+        train.update(seconds=time.time() - start, cpu_seconds=time.process_time() - start_cpu)
+        with app_utils.soft_masks_applied(exp.model, exp.scheduler):
+            valid = evaluate(exp.model, criterion, exp.valid_loader, exp.num_classes)
         lr = exp.optimizer.param_groups[0]["lr"]
         exp.scheduler.on_epoch_end(epoch, exp.optimizer, metrics={"min": valid["Loss"], "max": valid["Top1"]})
-        stats = reporting.weight_statistics(exp.model)
-        msglogger.info("Epoch %d/%d  train loss %.4f top1 %.2f | valid loss %.4f top1 %.2f top5 %.2f | "
-                       "sparsity %.2f%% | lr %.4g | %.1fs", epoch, args.epochs - 1, train["Loss"], train["Top1"],
-                       valid["Loss"], valid["Top1"], valid["Top5"], stats["sparsity"], lr, train_seconds)
-        epoch_stats = OrderedDict([("train_loss", train["Loss"]), ("train_top1", train["Top1"]),
-                                   ("train_top5", train["Top5"]),
-                                   ("valid_loss", valid["Loss"]), ("valid_top1", valid["Top1"]),
-                                   ("valid_top5", valid["Top5"]), ("sparsity", stats["sparsity"]),
-                                   ("lr", lr), ("train_seconds", train_seconds),
-                                   ("train_cpu_seconds", train_cpu_seconds)])
-        file_loggers = loggers[1:]
-        log_training_progress(("Epoch/", epoch_stats), None, epoch, 0, 1, 1, file_loggers)
-        log_weights_sparsity(exp.model, epoch, file_loggers)
+        with app_utils.soft_masks_applied(exp.model, exp.scheduler):
+            stats = reporting.weight_statistics(exp.model)
+            log_weights_sparsity(exp.model, epoch, loggers[1:])
+        _log_epoch(args, epoch, train, valid, stats, lr, loggers[1:])
         exp.score_history.append({"epoch": epoch, "top1": valid["Top1"], "top5": valid["Top5"],
                                   "sparsity": stats["sparsity"], "params_nonzero": stats["params_nonzero"]})
         ranked = app_utils.best_scores(exp.score_history, args.num_best_scores)
@@ -145,6 +137,19 @@ def train_and_validate(args, exp, criterion, loggers, run_dir):
         save_checkpoint(epoch, exp.arch, exp.model, exp.optimizer, exp.scheduler, is_best=ranked[0]["epoch"] == epoch,
                         dir=run_dir, extras={"seed": exp.seed, "dataset": exp.dataset, "current_top1": valid["Top1"],
                                              "score_history": exp.score_history})
+
+
+def _log_epoch(args, epoch, train, valid, stats, lr, file_loggers):
+    """One console line per epoch, and a row of ``epoch.csv`` / TensorBoard ``Epoch/*`` scalars."""
+    msglogger.info("Epoch %d/%d  train loss %.4f top1 %.2f | valid loss %.4f top1 %.2f top5 %.2f | "
+                   "sparsity %.2f%% | lr %.4g | %.1fs", epoch, args.epochs - 1, train["Loss"], train["Top1"],
+                   valid["Loss"], valid["Top1"], valid["Top5"], stats["sparsity"], lr, train["seconds"])
+    epoch_stats = OrderedDict([
+        ("train_loss", train["Loss"]), ("train_top1", train["Top1"]), ("train_top5", train["Top5"]),
+        ("valid_loss", valid["Loss"]), ("valid_top1", valid["Top1"]), ("valid_top5", valid["Top5"]),
+        ("sparsity", stats["sparsity"]), ("lr", lr), ("train_seconds", train["seconds"]),
+        ("train_cpu_seconds", train["cpu_seconds"])])
+    log_training_progress(("Epoch/", epoch_stats), None, epoch, 0, 1, 1, file_loggers)
 
 
 def _completed_epochs(args, exp):
@@ -208,7 +213,8 @@ def main(args):
                 train_and_validate(args, exp, criterion, loggers, run_dir)
             if args.thinnify:
                 _thinnify(args, exp, run_dir)
-            return _finish(args, exp, criterion, loggers, run_dir, started)
+            with app_utils.soft_masks_applied(exp.model, exp.scheduler):
+                return _finish(args, exp, criterion, loggers, run_dir, started)
     finally:
         for logger in loggers:
             logger.close()

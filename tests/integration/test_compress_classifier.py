@@ -196,3 +196,35 @@ def test_thinnify_removes_zero_filters_of_a_loaded_checkpoint(run_classifier, tm
     resumed = run_classifier(*FAST, "--epochs", 6, "--resume-from", thinned, "-o", tmp_path)
     assert resumed.status == 0, resumed.stderr
     assert resumed.summary["macs"] == expected_macs and resumed.summary["epochs"] == 6
+
+
+SPLICING_SCHEDULE = """
+version: 1
+pruners:
+  surgery:
+    class: SplicingPruner
+    low_thresh_mult: 0.9
+    hi_thresh_mult: 1.1
+    sensitivities: {fc1.weight: 0.8}
+policies:
+  - pruner:
+      instance_name: surgery
+      args: {mini_batch_pruning_frequency: 1, mask_on_forward_only: True, use_double_copies: True}
+    starting_epoch: 0
+    ending_epoch: 4
+    frequency: 1
+"""
+
+
+def test_soft_pruning_is_evaluated_with_masks_but_keeps_unmasked_weights(run_classifier, tmp_path):
+    schedule = tmp_path / "splicing.yaml"
+    schedule.write_text(SPLICING_SCHEDULE)
+    result = run_classifier(*FAST, "--epochs", 1, "--compress", schedule, "-o", tmp_path)
+    assert result.status == 0, result.stderr
+    checkpoint = load_weights_only(os.path.join(result.run_dir, "checkpoint.pth.tar"))
+    mask = checkpoint["compression_sched"]["masks_dict"]["fc1.weight"]
+    weight = checkpoint["state_dict"]["fc1.weight"]
+    assert 0.3 < 1 - mask.mean().item() < 0.9  # |w| below ~0.8 std is masked
+    assert torch.count_nonzero(weight) == weight.numel()  # double copies: the stored weights stay unmasked
+    # ... but the reported model is the masked one that the forward passes saw
+    assert result.summary["params_nonzero"] == result.summary["params_total"] - int((mask == 0).sum())
