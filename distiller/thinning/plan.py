@@ -117,15 +117,16 @@ class ChannelSpace:
 
     def importance(self, group_type, p=1):
         """Per-channel importance: the sum over the coupled layers of each layer's Lp norms of the channel's
-        filters (``'Filters'``) or input weights (``'Channels'``), each layer's norms divided by their mean."""
+        filters (``'Filters'``) or input weights (``'Channels'``), each layer's norms divided by their mean.
+        The weights themselves are ranked (not their masks), so soft-masked structures keep their rank."""
         importance = torch.zeros(self.size, dtype=torch.float64)
         for (module_name, attr), slots in self.analysis.usages.items():
             module = self.analysis.modules[module_name]
+            weight = module.weight.detach()
             if group_type == "Filters" and attr in OUT_ATTRS:
-                weight = self.weight_of(module_name, module)
                 layer = norms.filters_lp_norm(weight.reshape(weight.shape[0], -1), p)
             elif group_type == "Channels" and attr in IN_ATTRS and not _is_depthwise(module):
-                layer = input_channel_norms(module, self.weight_of(module_name, module), p)
+                layer = input_channel_norms(module, weight, p)
             else:
                 continue
             layer = layer.detach().double().cpu()

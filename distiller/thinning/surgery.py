@@ -1,9 +1,9 @@
 """Physical removal of channels: shrink modules, parameters, gradients, optimizer state and masks.
 
-Parameters are shrunk in place (``param.data = ...``), so the optimizer's references stay valid; every
-optimizer state tensor shaped like the parameter (SGD's ``momentum_buffer``, Adam's ``exp_avg`` and
-``exp_avg_sq``, ...) and every mask is sliced the same way. All checks run before the first change, so a
-rejected request leaves the model untouched.
+Parameters are shrunk in place (``param.set_(...)``), so the optimizer's references and gradient hooks
+stay valid; every optimizer state tensor shaped like the parameter (SGD's ``momentum_buffer``, Adam's
+``exp_avg`` and ``exp_avg_sq``, ...) and every mask is sliced the same way. All checks run before the
+first change, so a rejected request leaves the model untouched.
 """
 import torch
 from torch import nn
@@ -115,7 +115,9 @@ class _Surgeon:
         old_shape = tensor.shape
         with torch.no_grad():
             grad = fn(tensor.grad) if tensor.grad is not None else None
-            tensor.data = fn(tensor.data)
+            # set_ (unlike assigning .data) also renews autograd's cached gradient accumulator, whose
+            # recorded shape would otherwise clash with the new one while an old graph (a loss) is alive.
+            tensor.set_(fn(tensor.detach()))
             tensor.grad = grad
             if self.optimizer is not None:
                 state = self.optimizer.state.get(tensor, {})
