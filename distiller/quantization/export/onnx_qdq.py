@@ -120,7 +120,7 @@ def _fold_constant_quantize(model):
     """QuantizeLinear of a constant (weights) -> an integer initializer feeding the DequantizeLinear."""
     from onnx import numpy_helper
     graph, constants = model.graph, _Constants(model.graph)
-    kept = []
+    kept, renamed = [], {}
     for node in graph.node:
         value = constants.get(node.input[0]) if node.op_type == "QuantizeLinear" else None
         if value is None or value.dtype.kind != "f":
@@ -128,7 +128,11 @@ def _fold_constant_quantize(model):
             continue
         axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
         quantized = _quantize_array(value, constants.get(node.input[1]), constants.get(node.input[2]), axis)
-        graph.initializer.append(numpy_helper.from_array(quantized, node.output[0]))
+        renamed[node.output[0]] = node.input[0] + "_quantized"  # e.g. conv1.weight_quantized
+        graph.initializer.append(numpy_helper.from_array(quantized, renamed[node.output[0]]))
+    for node in kept:
+        for index, name in enumerate(node.input):
+            node.input[index] = renamed.get(name, name)
     del graph.node[:]
     graph.node.extend(kept)
 

@@ -343,7 +343,7 @@ class PostTrainLinearQuantizer(Quantizer):
                     continue
                 if isinstance(wrapper, RangeLinearFakeQuantWrapper):
                     if isinstance(wrapper.wrapped_module, SAME_RANGE_AS_INPUT_MODULES) and index == 0:
-                        wrapper.set_output_quant_params(producer.output_scale, producer.output_zero_point)
+                        wrapper.use_input_grid(producer.output_scale, producer.output_zero_point)
                 elif index < len(wrapper.input_scales):
                     wrapper.set_input_quant_params(index, producer.output_scale, producer.output_zero_point)
                     self.shared_inputs[(name, index)] = source

@@ -212,15 +212,31 @@ class RangeLinearQuantWrapper(nn.Module):
 
 class RangeLinearFakeQuantWrapper(RangeLinearQuantWrapper):
     """Runs the wrapped module in float and quantizes its output (for layers without integer math:
-    activations, pooling, normalisation, ...). Its inputs come from quantized producers already."""
+    activations, pooling, normalisation, ...). Its inputs come from quantized producers already.
+
+    After :meth:`use_input_grid` (average pooling whose input has the output's parameters, as integer
+    kernels run it) the module runs on the input's integers and the result is rounded once, as an
+    integer kernel does, instead of on float values whose rounding ties would fall either way.
+    """
 
     def __init__(self, wrapped_module, num_bits_acts, num_bits_accum=32, mode=LinearQuantMode.SYMMETRIC,
                  clip_acts=ClipMode.NONE, activation_stats=None, clip_n_stds=None, clip_half_range=False,
                  scale_approx_mult_bits=None):
         super().__init__(wrapped_module, num_bits_acts, num_bits_accum, mode, clip_acts, activation_stats,
                          clip_n_stds, clip_half_range, scale_approx_mult_bits, num_inputs=0)
+        self.on_input_grid = False
+
+    def use_input_grid(self, scale, zero_point):
+        """The input is quantized with ``(scale, zero_point)``; the output keeps them."""
+        self.set_output_quant_params(scale, zero_point)
+        self.on_input_grid = True
 
     def forward(self, *inputs):
+        if self.on_input_grid:
+            scale, zero_point = self.output_scale, self.output_zero_point
+            integers = torch.round(inputs[0] * scale)  # q + zero_point, exactly
+            q = linear_quantize_clamp(self.wrapped_module(integers), 1.0, zero_point, *self.acts_qrange)
+            return linear_dequantize(q, scale, zero_point)
         output = self.wrapped_module(*inputs)
         if self.preset_act_stats:
             scale, zero_point = self.output_scale, self.output_zero_point

@@ -1,0 +1,95 @@
+"""A tiny model with the structures post-training quantization must handle, and calibration fixtures."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from distiller.data_loggers import collect_quant_stats
+
+
+class Block(nn.Module):
+    """A residual block whose add is functional (``out + x``), as in the model zoo."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.conv1 = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.relu2 = nn.ReLU()
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        return self.relu2(out + x)
+
+
+class ResidualConcatNet(nn.Module):
+    """stem (conv-bn-relu, max-pool) -> residual block -> two conv branches joined by ``torch.cat`` ->
+    average pool -> fc."""
+
+    def __init__(self, width=8, num_classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.block = Block(width)
+        self.branch_a = nn.Conv2d(width, width, 1)
+        self.branch_b = nn.Conv2d(width, width, 3, padding=1)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2 * width, num_classes)
+
+    def forward(self, x):
+        x = self.block(self.pool(self.relu(self.bn1(self.conv1(x)))))
+        x = torch.cat([torch.relu(self.branch_a(x)), torch.relu(self.branch_b(x))], 1)
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def randomize_batchnorms(model, generator):
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.3, 0.3, generator=generator)
+                module.running_var.uniform_(0.5, 1.5, generator=generator)
+                module.weight.uniform_(0.5, 1.5, generator=generator)
+                module.bias.uniform_(-0.3, 0.3, generator=generator)
+
+
+@pytest.fixture
+def float_model():
+    torch.manual_seed(0)
+    model = ResidualConcatNet().eval()
+    randomize_batchnorms(model, torch.Generator().manual_seed(1))
+    return model
+
+
+@pytest.fixture
+def calib_batches():
+    generator = torch.Generator().manual_seed(2)
+    return [torch.randn(16, 3, 8, 8, generator=generator) for _ in range(3)]
+
+
+@pytest.fixture
+def test_batch():
+    return torch.randn(64, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+
+
+@pytest.fixture
+def stats(float_model, calib_batches):
+    return collect_quant_stats(float_model, lambda model: [model(x) for x in calib_batches])
+
+
+@pytest.fixture
+def quantize(float_model, stats):
+    """``quantize(**quantizer_kwargs) -> (quantizer, simulated model)`` on a copy of ``float_model``."""
+    from distiller.quantization import PostTrainLinearQuantizer
+
+    def build(**kwargs):
+        kwargs.setdefault("model_activation_stats", stats)
+        model = copy.deepcopy(float_model)
+        quantizer = PostTrainLinearQuantizer(model, **kwargs)
+        quantizer.prepare_model(torch.randn(1, 3, 8, 8))
+        return quantizer, model
+    return build
