@@ -1,0 +1,58 @@
+"""Compute summary: per-layer MACs and shapes (hand-computed), totals, parameter counts."""
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from distiller.summaries import SUMMARY_COLUMNS, model_macs, model_params, model_performance_summary
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Layers(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)                    # 8 x 8x8 outputs x 3*9 MACs
+        self.grouped = nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=2)  # 8 x 4x4 x 4*9
+        self.depthwise = nn.Conv2d(8, 16, 3, padding=1, groups=8)    # 16 x 4x4 x 1*9
+        self.up = nn.ConvTranspose2d(16, 4, 2, stride=2)             # 16 x 4x4 inputs x 4*4
+        self.fc = nn.Linear(8, 5)                                    # 4 tokens x 8 x 5
+
+    def forward(self, x):
+        x = self.up(self.depthwise(self.grouped(self.conv(x))))
+        return self.fc(x.flatten(2).transpose(1, 2)[:, :4, :].repeat(1, 1, 2))
+
+
+def test_layer_rows_have_hand_computed_macs_and_shapes():
+    df = model_performance_summary(Layers(), torch.randn(1, 3, 8, 8))
+    assert list(df.columns) == SUMMARY_COLUMNS
+    assert df["Name"].tolist() == ["conv", "grouped", "depthwise", "up", "fc"]
+    assert df["MACs"].tolist() == [8 * 64 * 27, 8 * 16 * 36, 16 * 16 * 9, 16 * 16 * 16, 4 * 8 * 5]
+    row = df.set_index("Name").loc["grouped"]
+    assert row["IFM"] == (1, 8, 8, 8) and row["OFM"] == (1, 8, 4, 4) and row["OFM volume"] == 128
+    assert row["Weights volume"] == 8 * 4 * 9 and row["Attrs"] == "k=3x3, s=2x2, g=2"
+
+
+def test_counts_are_per_sample_and_the_model_is_left_as_it_was():
+    model = Layers().train()
+    single = model_performance_summary(model, torch.randn(1, 3, 8, 8))
+    batch = model_performance_summary(model, torch.randn(4, 3, 8, 8))
+    assert single["MACs"].tolist() == batch["MACs"].tolist()
+    assert single["IFM volume"].tolist() == batch["IFM volume"].tolist()
+    assert model.training and not any(m._forward_hooks for m in model.modules())
+
+
+def test_resnet18_total_matches_the_published_count():
+    assert model_macs(torchvision.models.resnet18(), torch.randn(1, 3, 224, 224)) == 1_814_073_344
+
+
+def test_model_params_counts_shared_parameters_once():
+    shared = nn.Linear(4, 4)
+    model = nn.Sequential(shared, nn.ReLU(), shared)
+    assert model_params(model) == 20
