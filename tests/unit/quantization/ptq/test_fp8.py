@@ -1,0 +1,83 @@
+"""FP8 (E4M3) Linear quantization: simulation error bounds, the scaled-matmul path, quantizer integration."""
+import copy
+import logging
+
+import pytest
+import torch
+from torch import nn
+
+from distiller.quantization import FP8LinearWrapper, PostTrainLinearQuantizer, fp8
+from distiller.quantization.fp8 import FP8_E4M3_MAX, fp8_scaled_matmul, quantize_to_fp8
+
+
+def test_quantize_to_fp8_relative_error_is_that_of_three_mantissa_bits():
+    x = torch.randn(64, 32) * torch.logspace(-2, 2, 32)
+    q, scale = quantize_to_fp8(x, per_row=False)
+    assert q.dtype == torch.float8_e4m3fn and q.float().abs().max() <= FP8_E4M3_MAX
+    back = q.float() * scale
+    normal = back.abs() > 2 ** -6 * scale  # E4M3 normal numbers: relative error <= 2^-4
+    assert ((back - x).abs() <= x.abs() * 2 ** -4 + 1e-12)[normal].all()
+
+
+def test_per_row_scales_track_rows_of_different_magnitude():
+    torch.manual_seed(0)
+    weights = torch.randn(8, 16) * torch.logspace(-3, 1, 8).unsqueeze(1)
+    errors = {}
+    linear = nn.Linear(16, 8, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(weights)
+    for scaling in ("per_tensor", "per_row"):
+        wrapper = FP8LinearWrapper(linear, scaling)
+        errors[scaling] = ((wrapper.weight_fp8.float() * wrapper.weight_scale - weights).abs() /
+                           weights.abs().clamp(min=1e-8))[0].median()
+    assert errors["per_row"] < errors["per_tensor"]
+
+
+@pytest.mark.parametrize("scaling", ["per_tensor", "per_row"])
+def test_fp8_linear_simulation_close_to_float_and_logged_once(scaling, caplog):
+    torch.manual_seed(1)
+    linear = nn.Linear(32, 16)
+    x = torch.randn(4, 5, 32)
+    wrapper = FP8LinearWrapper(copy.deepcopy(linear), scaling)
+    fp8._logged_simulation.clear()
+    with caplog.at_level(logging.INFO, logger="distiller.quantization.fp8"):
+        out, again = wrapper(x), wrapper(x)
+    assert out.shape == (4, 5, 16) and torch.equal(out, again)
+    expected = linear(x)
+    assert ((out - expected).abs().max() / expected.abs().max()).item() < 0.06
+    assert sum("simulated" in r.message for r in caplog.records) == 1
+
+
+def test_simulation_equals_torch_scaled_mm():
+    torch.manual_seed(2)
+    x_fp8, x_scale = quantize_to_fp8(torch.randn(16, 32), per_row=True)
+    w_fp8, w_scale = quantize_to_fp8(torch.randn(48, 32), per_row=True)
+    try:
+        kernel = fp8_scaled_matmul(x_fp8, x_scale, w_fp8, w_scale, torch.float32)
+    except (RuntimeError, NotImplementedError):
+        pytest.skip("torch._scaled_mm is not available on this device")
+    simulated = (x_fp8.float() * x_scale) @ (w_fp8.float() * w_scale).t()
+    assert torch.allclose(kernel, simulated, rtol=1e-5, atol=1e-5)
+
+
+def test_quantizer_fp8_applies_to_linear_layers_only(float_model, stats):
+    quantizer = PostTrainLinearQuantizer(copy.deepcopy(float_model), model_activation_stats=stats, fp8=True,
+                                         fp8_scaling="per_row")
+    quantizer.prepare_model()
+    assert isinstance(quantizer.model.fc, FP8LinearWrapper) and quantizer.model.fc.scaling == "per_row"
+    assert not isinstance(quantizer.model.conv1, FP8LinearWrapper)
+    with pytest.raises(ValueError, match="'conv1' is Conv2d"):
+        PostTrainLinearQuantizer(copy.deepcopy(float_model), overrides={"conv1": {"fp8": True}}).prepare_model()
+    with pytest.raises(ValueError, match="fp8_scaling"):
+        PostTrainLinearQuantizer(copy.deepcopy(float_model), fp8=True, fp8_scaling="per_block")
+
+
+@pytest.mark.cuda
+def test_fp8_linear_on_cuda_uses_the_fp8_kernel_when_supported():
+    if not fp8.fp8_scaled_mm_supported("cuda"):
+        pytest.skip("needs a GPU of compute capability >= 8.9")
+    torch.manual_seed(3)
+    linear = nn.Linear(64, 32).cuda()
+    x = torch.randn(16, 64, device="cuda")
+    out = FP8LinearWrapper(copy.deepcopy(linear), "per_row")(x)
+    assert ((out - linear(x)).abs().max() / linear(x).abs().max()).item() < 0.06
