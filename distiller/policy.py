@@ -20,6 +20,12 @@ PolicyLoss = namedtuple("PolicyLoss", ["overall_loss", "loss_components"])
 LossComponent = namedtuple("LossComponent", ["name", "value"])
 
 
+def is_last_scheduled_epoch(meta):
+    """True at the last epoch the policy runs (``ending_epoch - 1`` is skipped when ``frequency > 1``)."""
+    start, end, frequency = meta["starting_epoch"], meta["ending_epoch"], meta["frequency"] or 1
+    return meta["current_epoch"] == start + ((end - 1 - start) // frequency) * frequency
+
+
 class ScheduledTrainingPolicy:
     """Base class of all policies: every callback is a no-op.
 
@@ -76,6 +82,11 @@ class ScheduledTrainingPolicy:
         resolved = match_names(patterns, names, kind)
         return list(dict.fromkeys(n for hits in resolved.values() for n in hits))
 
+    def _params(self, model):
+        """(name, parameter) for each of ``self.param_names`` still in the model, in that order."""
+        params = dict(model.named_parameters())
+        return [(name, params[name]) for name in self.param_names if name in params]
+
 
 class PruningPolicy(ScheduledTrainingPolicy):
     """Runs a pruner: sets masks at the scheduled epochs (and optionally every few mini-batches).
@@ -103,6 +114,10 @@ class PruningPolicy(ScheduledTrainingPolicy):
             setattr(self, key, args.get(key, default))
         if self.mini_batch_pruning_frequency < 0:
             raise ValueError(f"mini_batch_pruning_frequency must be >= 0, got {self.mini_batch_pruning_frequency}")
+        if self.levels is not None:  # before the targets are resolved: the override may name other weights
+            if not hasattr(pruner, "levels"):
+                raise ValueError(f"pruner '{pruner.name}' ({type(pruner).__name__}) has no 'levels' to override")
+            pruner.levels = self.levels
         self.pruner = pruner
         self.param_names = None
         self.is_last_epoch = False
@@ -112,9 +127,6 @@ class PruningPolicy(ScheduledTrainingPolicy):
     def attach(self, scheduler):
         self.param_names = self._scoped_param_names(scheduler.model, self.pruner.targets(), "parameter")
 
-    def _params(self, model):
-        params = dict(model.named_parameters())
-        return [(name, params[name]) for name in self.param_names if name in params]
 
     def _init_maskers(self, model, zeros_mask_dict):
         for name, param in self._params(model):
@@ -133,9 +145,7 @@ class PruningPolicy(ScheduledTrainingPolicy):
                 masker.mask_tensor(param)
 
     def on_epoch_begin(self, model, zeros_mask_dict, meta, **kwargs):
-        self.is_last_epoch = meta["current_epoch"] == meta["ending_epoch"] - 1
-        if self.levels is not None:
-            self.pruner.levels = self.levels
+        self.is_last_epoch = is_last_scheduled_epoch(meta)
         if not self._maskers_ready:
             self._init_maskers(model, zeros_mask_dict)
         if not self._started:
@@ -197,12 +207,9 @@ class RegularizationPolicy(ScheduledTrainingPolicy):
     def attach(self, scheduler):
         self.param_names = self._scoped_param_names(scheduler.model, self.regularizer.targets(), "parameter")
 
-    def _params(self, model):
-        params = dict(model.named_parameters())
-        return [(name, params[name]) for name in self.param_names if name in params]
 
     def on_epoch_begin(self, model, zeros_mask_dict, meta, **kwargs):
-        self.is_last_epoch = meta["current_epoch"] == meta["ending_epoch"] - 1
+        self.is_last_epoch = is_last_scheduled_epoch(meta)
 
     def on_minibatch_begin(self, model, epoch, minibatch_id, minibatches_per_epoch, zeros_mask_dict, meta,
                            optimizer=None):

@@ -153,3 +153,25 @@ def test_before_backward_pass_returns_components(tiny_model, batches):
     result = scheduler.before_backward_pass(0, 0, 1, torch.tensor(2.0), return_loss_components=True)
     assert float(result.overall_loss) == 3.0 and result.loss_components[0].name == "one"
     assert float(scheduler.before_backward_pass(1, 0, 1, torch.tensor(2.0))) == 2.0
+
+
+def test_keep_mask_hardens_at_last_scheduled_epoch_with_frequency(tiny_model, batches):
+    """Epochs 0..3 every 2 run on 0 and 2: the masks harden at epoch 2 (ending_epoch - 1 never runs)."""
+    optimizer = torch.optim.SGD(tiny_model.parameters(), lr=0.1)
+    scheduler = distiller.CompressionScheduler(tiny_model)
+    scheduler.add_policy(_level_policy(tiny_model, mask_on_forward_only=True, keep_mask=True),
+                         starting_epoch=0, ending_epoch=4, frequency=2)
+    train_with_scheduler(tiny_model, optimizer, scheduler, batches, epochs=4)
+    assert not scheduler.zeros_mask_dict["conv2.weight"].is_soft
+
+
+def test_levels_override_retargets_the_pruner(tiny_model):
+    pruner = SparsityLevelParameterPruner("level", levels={"conv1.weight": 0.5})
+    policy = distiller.PruningPolicy(pruner, {"levels": {"conv2.weight": 0.25}})
+    scheduler = distiller.CompressionScheduler(tiny_model)
+    scheduler.add_policy(policy, epochs=[0])
+    scheduler.on_epoch_begin(0)
+    assert policy.param_names == ["conv2.weight"]
+    assert float((tiny_model.conv2.weight == 0).float().mean()) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="has no 'levels'"):
+        distiller.PruningPolicy(AutomatedGradualPruner("agp", 0.1, 0.5, ["conv1.weight"]), {"levels": {"x": 0.1}})
