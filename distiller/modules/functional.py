@@ -126,9 +126,11 @@ def _rewrite(module, graph, replacements):
     ``forward`` is the code torch.fx generates for the rewritten graph.
     """
     taken = set()
-    for node, (base, new_module, args) in replacements:
+    for node, (base, new_module, _) in replacements:
         name = _unique_name(module, base, taken)
         module.add_module(name, new_module)
+        # re-read the arguments: earlier replacements may have rewired them
+        args = _replacement_for(node, {})[2] if node.target is torch.cat else node.args
         with graph.inserting_before(node):
             call = graph.call_module(name, args=tuple(args))
         node.replace_all_uses_with(call)
