@@ -9,7 +9,6 @@ an op whose channel mapping is unknown, a view with a hard-coded size) stay, and
 Distiller-compatible signatures; ``dummy_input`` is new (graphs come from an example input), and so are
 ``scheduler``, ``round_to``, ``strict`` and ``leaf_modules``. Returns the :class:`ThinningRecipe`.
 """
-import collections
 import logging
 
 import torch
@@ -17,7 +16,7 @@ import torch
 from ..graph import SummaryGraph
 from ..summaries.compute import model_params
 from ..utils import model_device, normalize_module_name
-from .plan import ChannelSpace, ThinningError, make_plan
+from .plan import OUT_ATTRS, ChannelSpace, ThinningError, make_plan
 from .recipe import ThinningRecipe
 from .surgery import apply_edits
 
@@ -52,26 +51,36 @@ def mask_lookup(zeros_mask_dict):
     return weight_of
 
 
-def _warn_constants(space, plan):
-    """Removed zero filters whose BatchNorm still emits a constant: the thinned model's outputs shift."""
-    removed = collections.Counter()
-    worst = {}
-    keep = {key: torch.zeros(space.analysis.usages[key].numel(), dtype=torch.bool).index_fill_(0, idx, True)
-            for key, idx in plan.items()}
-    for note in space.analysis.norm_constants:
-        kept = keep.get((note.module_name, "num_features"))
-        if kept is None:
-            continue
-        gone = ~kept & (note.input_zero if note.input_zero is not None else True) & (note.constant.abs() > 1e-6)
+def _warn_constants(space, plan, unused):
+    """Warns about removed zero filters whose channel still carries a constant (the conv's bias or its
+    BatchNorm's shift): the thinned model's outputs then differ from the masked model's, as in Distiller.
+    Channels that no layer reads (``unused``, a root mask) go without any change of the outputs."""
+    offenders = {}
+
+    def check(name, slots, constant, gone):
+        gone = gone & (constant.abs() > 1e-6) & ~unused[space.table[slots]]
         if bool(gone.any()):
-            removed[note.module_name] += int(gone.sum())
-            worst[note.module_name] = float(note.constant[gone].abs().max())
-    if removed:
-        names = ", ".join(f"'{n}' ({c} ch, max |c|={worst[n]:.3g})" for n, c in removed.most_common(5))
-        msglogger.warning("Thinning removed zero filters whose BatchNorm outputs a non-zero constant (%s%s): "
-                          "the thinned model's outputs differ from the masked model's by that bias. Prune "
-                          "the BatchNorm weight and bias with the filters for an exact result.",
-                          names, ", ..." if len(removed) > 5 else "")
+            offenders[name] = (int(gone.sum()), float(constant[gone].abs().max()))
+
+    for (name, attr), keep in plan.items():
+        bias = getattr(space.analysis.modules[name], "bias", None)
+        if attr in OUT_ATTRS and bias is not None:
+            slots = space.analysis.usages[(name, attr)]
+            check(name, slots, bias.detach().cpu(), _removed(keep, slots.numel()))
+    for note in space.analysis.norm_constants:
+        keep = plan.get((note.module_name, "num_features"))
+        if keep is not None and note.input_zero is not None:
+            check(note.module_name, note.slots, note.constant, _removed(keep, note.slots.numel()) & note.input_zero)
+    if offenders:
+        names = ", ".join(f"'{n}' ({count} ch, max |c|={c:.3g})" for n, (count, c) in list(offenders.items())[:5])
+        msglogger.warning("Thinning removed zero filters whose channels still carry a constant (bias or BatchNorm "
+                          "shift) in %s%s: the thinned model's outputs differ from the masked model's by that "
+                          "constant's contribution. Prune the bias / BatchNorm weight and bias with the filters for "
+                          "an exact result.", names, ", ..." if len(offenders) > 5 else "")
+
+
+def _removed(keep, size):
+    return torch.ones(size, dtype=torch.bool).index_fill_(0, keep, False)
 
 
 def thin_by(model, zeros_mask_dict, group_type, dummy_input=None, dataset=None, optimizer=None, scheduler=None,
@@ -87,7 +96,8 @@ def thin_by(model, zeros_mask_dict, group_type, dummy_input=None, dataset=None, 
         msglogger.info("Thinning: nothing to remove")
         return recipe
     if group_type != "Channels":
-        _warn_constants(space, plan)
+        _warn_constants(space, plan, space.dead("Channels") if group_type == "Both"
+                        else torch.zeros_like(space.in_usage))
     mask_dicts = [d for d in (zeros_mask_dict, getattr(scheduler, "zeros_mask_dict", None)) if d is not None]
     before = model_params(model)
     apply_edits(model, recipe.modules, optimizer, list({id(d): d for d in mask_dicts}.values()))

@@ -169,3 +169,18 @@ def test_unused_channels_go_with_their_producers():
 def test_missing_example_input_is_a_clear_error():
     with pytest.raises(ThinningError, match="dummy_input"):
         remove_filters(Concat(), None)
+
+
+@pytest.mark.parametrize("shift,warned", [(0.5, True), (0.0, False)])
+def test_removing_zero_filters_with_a_constant_shift_is_warned_about(shift, warned, caplog):
+    model = nn.Sequential(nn.Conv2d(3, 4, 1, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1)).eval()
+    with torch.no_grad():
+        model[0].weight[1] = 0
+        model[1].bias.fill_(shift)
+    x = torch.randn(1, 3, 2, 2)
+    expected = model(x)
+    with caplog.at_level(logging.WARNING, logger="distiller.thinning"):
+        remove_filters(model, None, dummy_input=x)
+    assert model[1].num_features == 3
+    assert ("'1' (1 ch, max |c|=0.5)" in caplog.text) is warned
+    assert torch.allclose(model(x), expected) is not warned
