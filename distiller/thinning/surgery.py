@@ -147,6 +147,12 @@ def apply_edits(model, modules, optimizer=None, mask_dicts=()):
         ThinningError: before any change, for a request that does not fit the model or its optimizer.
     """
     edits = check_edits(model, modules)
+    owners = {}
+    for name, module, _, _ in edits:
+        for param in module.parameters(recurse=False):
+            if owners.setdefault(id(param), name) != name:
+                raise ThinningError(f"'{name}' and '{owners[id(param)]}' share a parameter: thinning cannot "
+                                    f"shrink tied weights")
     surgeon = _Surgeon(model, optimizer, mask_dicts)
     surgeon.check_optimizer([p for _, module, _, _ in edits for p in module.parameters(recurse=False)])
     # Input dims first: a grouped conv's input selection uses the per-group output count.

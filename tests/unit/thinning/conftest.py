@@ -51,10 +51,12 @@ def randomize_batchnorm(model, generator):
     gives a zero channel and removing it is exact), in eval mode."""
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            def uniform(low, high):
+                return torch.empty(module.num_features).uniform_(low, high, generator=generator)
             with torch.no_grad():
-                module.running_mean.uniform_(-1, 1, generator=generator)
-                module.running_var.uniform_(0.5, 2, generator=generator)
-                module.weight.uniform_(0.5, 1.5, generator=generator)
+                module.running_mean.copy_(uniform(-1, 1))
+                module.running_var.copy_(uniform(0.5, 2))
+                module.weight.copy_(uniform(0.5, 1.5))
                 module.bias.copy_(module.weight * module.running_mean / torch.sqrt(module.running_var + module.eps))
 
 
@@ -67,7 +69,7 @@ def prune_randomly(model, fraction, structure, generator, skip=()):
             continue
         weight = module.weight
         size = weight.shape[0] if structure == "Filters" else weight.shape[1]
-        zero = torch.rand(size, generator=generator) < fraction
+        zero = (torch.rand(size, generator=generator) < fraction).to(weight.device)
         mask = torch.ones_like(weight)
         if structure == "Filters":
             mask[zero] = 0

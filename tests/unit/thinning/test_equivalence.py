@@ -84,3 +84,19 @@ def test_thinning_unused_channels_keeps_outputs(kit, name, build, size):
 @pytest.mark.parametrize("structure,optimizer_name", [("Filters", "adam"), ("Channels", "sgd"), ("Both", "sgd")])
 def test_functional_model_with_cat_split_shuffle_and_gates(kit, structure, optimizer_name):
     _check_equivalence(kit, kit.BranchyNet, 16, structure, optimizer_name)
+
+
+@pytest.mark.cuda
+def test_thinning_on_the_gpu_follows_the_model_device(kit):
+    model = kit.BranchyNet().cuda()
+    inputs = torch.randn(2, 3, 16, 16, device="cuda")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    kit.train_step(model, optimizer, inputs)
+    kit.randomize_batchnorm(model, kit.generator)
+    masks = kit.prune_randomly(model, 0.4, "Filters", kit.generator)
+    with torch.no_grad():
+        expected = model(inputs)
+    assert remove_filters(model, masks, optimizer=optimizer, dummy_input=inputs[:1])
+    with torch.no_grad():
+        assert (model(inputs) - expected).abs().max().item() <= 1e-4
+    kit.train_step(model, optimizer, inputs)

@@ -148,3 +148,12 @@ def test_dataparallel_wrapped_models_thin_with_plain_names():
         model.module.conv1.bias[2] = 0
     recipe = remove_filters(model, None, dummy_input=torch.randn(1, 3, 5, 5))
     assert set(recipe.modules) == {"conv1", "bn", "conv2"} and model.module.conv2.in_channels == 5
+
+
+def test_tied_weights_are_rejected():
+    first, second = nn.Linear(4, 4), nn.Linear(4, 4)
+    second.weight = first.weight
+    model = nn.Sequential(first, second)
+    with pytest.raises(ThinningError, match="share a parameter"):
+        apply_thinning_recipe(model, ThinningRecipe({"0": {"out_features": [0, 1]}, "1": {"in_features": [0, 1]}}))
+    assert first.weight.shape == (4, 4)
