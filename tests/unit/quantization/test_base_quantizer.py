@@ -204,10 +204,20 @@ def test_state_dict_is_plain_data_and_replays(relu_cnn):
     assert fresh.relu2.scale == 0.5
 
 
-def test_activation_bits_on_a_model_without_activation_modules_is_an_error():
-    from distiller.testing import TinyCNN  # torch.relu calls, no nn.ReLU modules
+class FunctionalReluNet(nn.Module):
+    """Calls torch.relu: no activation module for a quantizer to replace."""
 
-    model = TinyCNN()
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv1(x)).mean((2, 3)))
+
+
+def test_activation_bits_on_a_model_without_activation_modules_is_an_error():
+    model = FunctionalReluNet()
     message = "no module whose activations it quantizes.*replaces: ReLU.*bits_activations: null"
     with pytest.raises(ValueError, match=message):
         ToyQuantizer(model).prepare_model()
