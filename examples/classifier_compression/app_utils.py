@@ -149,6 +149,9 @@ def _check_flag_combinations(args):
     if args.evaluate and args.compress:
         raise ValueError("--compress has no effect with --evaluate (a checkpoint's masks and compressed weights "
                          "load with it); drop --compress or --evaluate")
+    if getattr(args, "quantize_eval", False) and not args.evaluate:
+        raise ValueError("--quantize-eval quantizes a trained model for evaluation: add --evaluate (-e) and "
+                         "--resume-from PATH")
     if args.reset_optimizer and not args.resume_from:
         raise ValueError("--reset-optimizer applies to --resume-from; add --resume-from PATH or drop it")
     if getattr(args, "thinnify", False) and args.evaluate and not (args.resume_from or args.exp_load_weights_from):

@@ -22,6 +22,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 import distiller
 import distiller.cli
+import distiller.cli.quantization
 import distiller.thinning
 from distiller.apputils import save_checkpoint
 from distiller.apputils.execution_env import config_pylogger, log_execution_env_state
@@ -39,6 +40,7 @@ def get_args_parser():
     parser = distiller.cli.ArgumentParser(description="distiller image classification model compression")
     distiller.cli.add_common_args(parser)
     distiller.cli.add_thinning_args(parser)
+    distiller.cli.add_post_train_quant_args(parser)
     return parser
 
 
@@ -169,8 +171,8 @@ def _thinnify(args, exp, run_dir):
                    before["params_total"], after["params_total"], before["macs"], after["macs"], path)
 
 
-def _finish(args, exp, criterion, loggers, run_dir, started):
-    """Tests the final model and writes ``summary.json``; returns the summary."""
+def _test_and_summarize(args, exp, criterion, loggers, run_dir):
+    """Tests the final model; returns the summary."""
     test = evaluate(exp.model, criterion, exp.test_loader, exp.num_classes, collect_predictions=args.confusion)
     msglogger.info("Test: loss %.4f  top1 %.2f  top5 %.2f", test["Loss"], test["Top1"], test["Top5"])
     epochs = _completed_epochs(args, exp)
@@ -185,11 +187,15 @@ def _finish(args, exp, criterion, loggers, run_dir, started):
                "loss": test["Loss"], "best_top1": best[0]["top1"] if best else None,
                "best_epoch": best[0]["epoch"] if best else None,
                **reporting.model_statistics(exp.model, exp.dummy_input),
-               "epochs": epochs,
-               "seed": exp.seed, "wall_seconds": round(time.time() - started[0], 2),
-               "cpu_seconds": round(time.process_time() - started[1], 2), "run_dir": run_dir}
-    reporting.write_summary(run_dir, summary)
+               "epochs": epochs, "seed": exp.seed, "run_dir": run_dir}
     return summary
+
+
+def _quantize_and_evaluate(args, exp, criterion, run_dir):
+    """Post-training quantization of the final model (``--quantize-eval``, see distiller.cli.quantization)."""
+    return distiller.cli.quantization.quantize_and_evaluate(
+        exp.model, args, exp.test_loader, lambda model, loader: evaluate(model, criterion, loader, exp.num_classes),
+        exp.dummy_input, run_dir, arch=exp.arch, scheduler=exp.scheduler, epoch=_completed_epochs(args, exp) - 1)
 
 
 def main(args):
@@ -214,10 +220,17 @@ def main(args):
             if args.thinnify:
                 _thinnify(args, exp, run_dir)
             with app_utils.soft_masks_applied(exp.model, exp.scheduler):
-                return _finish(args, exp, criterion, loggers, run_dir, started)
+                summary = _test_and_summarize(args, exp, criterion, loggers, run_dir)
+            if args.quantize_eval:
+                with app_utils.user_input_errors((ValueError, OSError)):
+                    summary["quantized"] = _quantize_and_evaluate(args, exp, criterion, run_dir)
     finally:
         for logger in loggers:
             logger.close()
+    summary.update(wall_seconds=round(time.time() - started[0], 2),
+                   cpu_seconds=round(time.process_time() - started[1], 2))
+    reporting.write_summary(run_dir, summary)
+    return summary
 
 
 if __name__ == "__main__":

@@ -228,3 +228,16 @@ def test_soft_pruning_is_evaluated_with_masks_but_keeps_unmasked_weights(run_cla
     assert torch.count_nonzero(weight) == weight.numel()  # double copies: the stored weights stay unmasked
     # ... but the reported model is the masked one that the forward passes saw
     assert result.summary["params_nonzero"] == result.summary["params_total"] - int((mask == 0).sum())
+
+
+def test_quantize_eval_quantizes_the_loaded_model(run_classifier, agp_runs, tmp_path):
+    full, _, _ = agp_runs
+    result = run_classifier(*FAST, "-e", "--quantize-eval", "--qe-per-channel", "-o", tmp_path,
+                            "--resume-from", os.path.join(full.run_dir, "checkpoint.pth.tar"))
+    assert result.status == 0, result.stderr
+    quantized = result.summary["quantized"]
+    assert result.summary["top1"] == full.summary["top1"]  # the float model is tested first
+    assert abs(quantized["quantized"]["Top1"] - result.summary["top1"]) <= 10
+    assert os.path.isfile(quantized["checkpoint"])
+    assert load_weights_only(quantized["checkpoint"])["compression_sched"]["model_transforms"][-1]["kind"] == \
+        "quantization"

@@ -86,6 +86,7 @@ def test_missing_checkpoint(run_classifier, tmp_path):
 def test_conflicting_flags(run_classifier, tmp_path):
     assert_user_error(run_classifier("-e", "--compress", "x.yaml", "-o", tmp_path), "--compress", "--evaluate")
     assert_user_error(run_classifier("--reset-optimizer", "-o", tmp_path), "--resume-from")
+    assert_user_error(run_classifier("--quantize-eval", "-o", tmp_path), "--evaluate")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given without CUDA")
