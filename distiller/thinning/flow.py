@@ -19,7 +19,7 @@ from torch import fx
 from .rules import binary_kind, classify
 from .slots import channel_profile, squeeze_constant_dims
 
-__all__ = ["Flow", "run_flow"]
+__all__ = ["Flow", "run_flow", "norm_constant"]
 
 Flow = collections.namedtuple("Flow", ["labels", "zeros"])
 Flow.__doc__ = "A tensor followed by the analysis: slot labels and (optionally) which elements are zero."
@@ -61,9 +61,18 @@ def _per_channel_zero(zeros, dim=1):
     return small.movedim(dim, 0).reshape(small.shape[dim], -1).all(dim=1).expand(zeros.shape[dim])
 
 
+def norm_constant(module):
+    """What a BatchNorm outputs (eval mode) for an all-zero channel, per channel; None when it cannot shift."""
+    if module.running_mean is None or not module.affine:
+        return None
+    with torch.no_grad():
+        scale = module.weight / torch.sqrt(module.running_var + module.eps)
+        return (module.bias - module.running_mean * scale).detach().cpu()
+
+
 class _Interpreter:
-    def __init__(self, graph, ledger, zero_filters):
-        self.graph, self.ledger, self.zero_filters = graph, ledger, zero_filters
+    def __init__(self, graph, ledger, zero_filters, exact):
+        self.graph, self.ledger, self.zero_filters, self.exact = graph, ledger, zero_filters, exact
         self.track_zeros = zero_filters is not None
 
     def run(self):
@@ -225,9 +234,14 @@ class _Interpreter:
         x = args[0]
         profile = self._profile(op, x, 1, "input")
         self.ledger.usage(op, "num_features", profile)
-        if self.track_zeros:
-            self.ledger.norm_constant(op, profile, _per_channel_zero(x.zeros))
-        return x
+        if not self.track_zeros:
+            return x
+        constant = norm_constant(op.module)
+        if constant is not None:
+            self.ledger.norm_constant(op, profile, constant, _per_channel_zero(x.zeros))
+        if constant is None or not self.exact:
+            return x  # by convention (Distiller's), a zero filter's channel stays zero through its BatchNorm
+        return Flow(x.labels, x.zeros & along(constant == 0, x.zeros.shape, 1))
 
     def _prelu(self, op, args, kwargs):
         self.ledger.usage(op, "num_parameters", self._profile(op, args[0], 1, "input"))
@@ -364,7 +378,7 @@ def _pad_touches_channels(op, x):
     return len(pad) > 2 * (x.labels.dim() - 2)
 
 
-def run_flow(graph, ledger, zero_filters=None):
+def run_flow(graph, ledger, zero_filters=None, exact=False):
     """Runs ``graph`` on label tensors, reporting to ``ledger``.
 
     Args:
@@ -373,6 +387,8 @@ def run_flow(graph, ledger, zero_filters=None):
             :class:`~distiller.thinning.ledger.Verification`.
         zero_filters: ``fn(module_name, module) -> BoolTensor`` telling which output channels of a conv or
             linear layer are zero; None to skip zero tracking.
+        exact: a BatchNorm keeps a zero channel zero only when its shift is zero (by default it always does,
+            as a zero filter's BatchNorm is removed with it).
     """
-    _Interpreter(graph, ledger, zero_filters).run()
+    _Interpreter(graph, ledger, zero_filters, exact).run()
     return ledger

@@ -70,13 +70,7 @@ class Analysis:
     def uniform_blocks(self, slots, block_size):
         self.uniform.append((slots.clone(), block_size))
 
-    def norm_constant(self, op, slots, input_zero):
-        module = op.module
-        if module.running_mean is None or not module.affine:
-            return
-        with torch.no_grad():
-            scale = module.weight / torch.sqrt(module.running_var + module.eps)
-            constant = (module.bias - module.running_mean * scale).detach().cpu()
+    def norm_constant(self, op, slots, constant, input_zero):
         self.norm_constants.append(NormConstant(op.module_name, slots.clone(), constant, input_zero))
 
     def union(self, a, b):

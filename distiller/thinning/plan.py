@@ -60,6 +60,7 @@ class ChannelSpace:
     def __init__(self, graph, weight_of, track_zeros):
         self.graph, self.weight_of = graph, weight_of
         self._zero_filter_cache = {}
+        self._exact = None
         zero_filters = self._zero_filters if track_zeros else None
         self.analysis = run_flow(graph, Analysis(), zero_filters)
         self.table = self.analysis.slots.roots_table()
@@ -69,6 +70,18 @@ class ChannelSpace:
         for slots in self.analysis.usages.values():
             self.in_usage[self.table[slots]] = True
         self.in_usage[-1] = False
+
+    def _exact_zero_filters(self, module_name, module):
+        zero = self._zero_filters(module_name, module)
+        bias = getattr(module, "bias", None)
+        return zero if bias is None else zero & (bias.detach() == 0).cpu()
+
+    def _exact_analysis(self):
+        """The analysis where biases and BatchNorm shifts keep zero filters' channels alive (computed once).
+        Slots are allocated in the same order, so its contractions line up with :attr:`analysis`'s."""
+        if self._exact is None:
+            self._exact = run_flow(self.graph, Analysis(), self._exact_zero_filters, exact=True)
+        return self._exact
 
     def _zero_filters(self, module_name, module):
         if module_name not in self._zero_filter_cache:
@@ -90,13 +103,19 @@ class ChannelSpace:
             mask[list(self.blocked)] = True
         return mask
 
-    def dead(self, group_type):
+    def dead(self, group_type, exact=False):
         """Channels that are zero (``'Filters'``) or unused (``'Channels'``) wherever a layer reads them;
         ``'Both'``: either, per reading layer. A channel no layer reads qualifies when its filters are zero
-        (``'Filters'``/``'Both'``), so that zeroed channels reaching the model output are reported."""
+        (``'Filters'``/``'Both'``), so that zeroed channels reaching the model output are reported.
+
+        By default a zero filter's channel counts as zero even where its bias or BatchNorm shift makes it a
+        constant (Distiller's convention: they are removed together); ``exact=True`` counts it as non-zero.
+        """
+        analysis = self._exact_analysis() if exact and group_type != "Channels" else self.analysis
+        zero_filters = self._exact_zero_filters if exact else self._zero_filters
         dead = self.in_usage.clone()
         read = torch.zeros(self.size, dtype=torch.bool)
-        for c in self.analysis.contractions:
+        for c in analysis.contractions:
             roots = self.table[c.slots]
             read[roots] = True
             zero = torch.zeros(roots.numel(), dtype=torch.bool)
@@ -108,12 +127,12 @@ class ChannelSpace:
             dead[roots[~zero]] = False
         if group_type == "Channels":
             return dead & read
-        zero_filters = self.in_usage.clone()
+        filters_zero = self.in_usage.clone()
         for (module_name, attr), slots in self.analysis.usages.items():
             if attr in OUT_ATTRS:
                 module = self.analysis.modules[module_name]
-                zero_filters[self.table[slots][~self._zero_filters(module_name, module)]] = False
-        return dead & (read | zero_filters)
+                filters_zero[self.table[slots][~zero_filters(module_name, module)]] = False
+        return dead & (read | filters_zero)
 
     def importance(self, group_type, p=1):
         """Per-channel importance: the sum over the coupled layers of each layer's Lp norms of the channel's

@@ -51,32 +51,30 @@ def mask_lookup(zeros_mask_dict):
     return weight_of
 
 
-def _warn_constants(space, plan, unused):
-    """Warns about removed zero filters whose channel still carries a constant (the conv's bias or its
-    BatchNorm's shift): the thinned model's outputs then differ from the masked model's, as in Distiller.
-    Channels that no layer reads (``unused``, a root mask) go without any change of the outputs."""
-    offenders = {}
-
-    def check(name, slots, constant, gone):
-        gone = gone & (constant.abs() > 1e-6) & ~unused[space.table[slots]]
-        if bool(gone.any()):
-            offenders[name] = (int(gone.sum()), float(constant[gone].abs().max()))
-
-    for (name, attr), keep in plan.items():
+def _warn_constants(space, plan, group_type):
+    """Warns when removed zero filters' channels still carry a constant (their conv's bias or their
+    BatchNorm's shift) into a layer that reads them: the thinned model's outputs then differ from the
+    masked model's, as with Distiller's thinning."""
+    removed = torch.zeros(space.size, dtype=torch.bool)
+    for key, keep in plan.items():
+        removed[space.roots(key)[_removed(keep, space.roots(key).numel())]] = True
+    drifting = removed & ~space.dead(group_type, exact=True)
+    if not bool(drifting.any()):
+        return
+    sources = {}
+    for (name, attr), slots in space.analysis.usages.items():
         bias = getattr(space.analysis.modules[name], "bias", None)
         if attr in OUT_ATTRS and bias is not None:
-            slots = space.analysis.usages[(name, attr)]
-            check(name, slots, bias.detach().cpu(), _removed(keep, slots.numel()))
+            shifted = drifting[space.table[slots]] & (bias.detach().cpu() != 0)
+            sources[name] = int(shifted.sum())
     for note in space.analysis.norm_constants:
-        keep = plan.get((note.module_name, "num_features"))
-        if keep is not None and note.input_zero is not None:
-            check(note.module_name, note.slots, note.constant, _removed(keep, note.slots.numel()) & note.input_zero)
-    if offenders:
-        names = ", ".join(f"'{n}' ({count} ch, max |c|={c:.3g})" for n, (count, c) in list(offenders.items())[:5])
-        msglogger.warning("Thinning removed zero filters whose channels still carry a constant (bias or BatchNorm "
-                          "shift) in %s%s: the thinned model's outputs differ from the masked model's by that "
-                          "constant's contribution. Prune the bias / BatchNorm weight and bias with the filters for "
-                          "an exact result.", names, ", ..." if len(offenders) > 5 else "")
+        sources[note.module_name] = int((drifting[space.table[note.slots]] & (note.constant != 0)).sum())
+    names = [f"'{name}' ({count} ch)" for name, count in sources.items() if count]
+    msglogger.warning("Thinning removed %d zero-filter channel(s) that still carry a constant (bias or BatchNorm "
+                      "shift: %s%s) into the layers reading them: the thinned model's outputs differ from the "
+                      "masked model's by that constant. Prune the bias / BatchNorm weight and bias with the "
+                      "filters for an exact result.", int(drifting.sum()), ", ".join(names[:5]),
+                      ", ..." if len(names) > 5 else "")
 
 
 def _removed(keep, size):
@@ -96,8 +94,7 @@ def thin_by(model, zeros_mask_dict, group_type, dummy_input=None, dataset=None, 
         msglogger.info("Thinning: nothing to remove")
         return recipe
     if group_type != "Channels":
-        _warn_constants(space, plan, space.dead("Channels") if group_type == "Both"
-                        else torch.zeros_like(space.in_usage))
+        _warn_constants(space, plan, group_type)
     mask_dicts = [d for d in (zeros_mask_dict, getattr(scheduler, "zeros_mask_dict", None)) if d is not None]
     before = model_params(model)
     apply_edits(model, recipe.modules, optimizer, list({id(d): d for d in mask_dicts}.values()))

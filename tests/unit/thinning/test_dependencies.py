@@ -182,5 +182,6 @@ def test_removing_zero_filters_with_a_constant_shift_is_warned_about(shift, warn
     with caplog.at_level(logging.WARNING, logger="distiller.thinning"):
         remove_filters(model, None, dummy_input=x)
     assert model[1].num_features == 3
-    assert ("'1' (1 ch, max |c|=0.5)" in caplog.text) is warned
+    assert ("1 zero-filter channel(s) that still carry a constant (bias or BatchNorm shift: '1' (1 ch))"
+            in caplog.text) is warned
     assert torch.allclose(model(x), expected) is not warned
