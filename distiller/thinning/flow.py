@@ -197,6 +197,8 @@ class _Interpreter:
             zeros = None
             if self.track_zeros:
                 filter_zero = self.zero_filters(op.module_name, module) | in_zero.repeat_interleave(repeat)
+                if self.exact and module.bias is not None:
+                    filter_zero &= (module.bias.detach() == 0).cpu()
                 zeros = along(filter_zero, out.shape, 1)
             return Flow(out, zeros)
         self.ledger.usage(op, "in_channels", profile)
