@@ -9,6 +9,8 @@ import torch
 from distiller.apputils import save_checkpoint
 from distiller.models import create_model
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def simplenet_checkpoint(tmp_path_factory):

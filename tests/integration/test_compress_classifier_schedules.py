@@ -10,6 +10,8 @@ import torch
 import distiller
 from distiller.models import create_model, datasets_of_arch
 
+pytestmark = pytest.mark.slow
+
 EXAMPLES = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "examples"))
 SCHEDULE_DIRS = ("agp-pruning", "baseline_networks", "sensitivity-pruning", "network_surgery")
 # Structure-pruning schedules (``*filters*``, ``*channels*``) are tested with the thinning code.
