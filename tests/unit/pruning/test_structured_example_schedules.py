@@ -23,15 +23,7 @@ def test_the_example_schedules_exist():
     assert len(SCHEDULES) >= 12
 
 
-# Thinning replaces parameter data while the last mini-batch's loss still holds the old autograd graph, so
-# the next backward fails ("ConvolutionBackward0 returned an invalid gradient"); only schedules that keep
-# training after thinning hit it. Remove the marker once distiller.thinning replaces the Parameter objects.
-THINNING_THEN_TRAINING = pytest.mark.xfail(strict=True, raises=RuntimeError,
-                                           reason="thinning with a live autograd graph (see comment)")
-PARAMS = [pytest.param(p, marks=THINNING_THEN_TRAINING) if "hybrid" in p else p for p in SCHEDULES]
-
-
-@pytest.mark.parametrize("path", PARAMS, ids=[os.path.relpath(p, ROOT) for p in SCHEDULES])
+@pytest.mark.parametrize("path", SCHEDULES, ids=[os.path.relpath(p, ROOT) for p in SCHEDULES])
 def test_example_schedule_runs_on_resnet20(path):
     with open(path) as text:
         header = text.read()
