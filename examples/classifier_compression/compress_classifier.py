@@ -3,14 +3,13 @@
 
 AGP pruning of ResNet-20 on the embedded ``digits`` dataset (no download), from the repository root::
 
-    python examples/classifier_compression/compress_classifier.py --arch resnet20_cifar \\
-        --compress examples/agp-pruning/resnet20_digits.schedule_agp.yaml --epochs 30 -b 64 --lr 0.1 --det
+    python examples/classifier_compression/compress_classifier.py -a resnet20_cifar --epochs 20 -b 64 --lr 0.1 \\
+        --det -n resnet20_digits_agp --compress examples/agp-pruning/resnet20_digits.schedule_agp.yaml
 
 Each run writes to ``<out-dir>/<name>___<timestamp>/``: the log file, TensorBoard events, CSVs of the
 training progress, ``checkpoint.pth.tar`` / ``best.pth.tar`` and, at the end, ``summary.json``.
 Resume an interrupted run with ``--resume-from <run dir>/checkpoint.pth.tar`` (and the same schedule).
 """
-import importlib.util
 import logging
 import os
 import time
