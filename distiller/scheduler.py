@@ -18,6 +18,7 @@ epoch and keeps the pruning masks applied::
 Masks are re-applied after every optimizer step (momentum and weight decay would otherwise revive
 pruned weights) with one fused in-place multiply over all masked parameters.
 """
+import contextlib
 import logging
 
 import torch
@@ -251,6 +252,29 @@ class CompressionScheduler:
         if params:
             with torch.no_grad():
                 torch._foreach_mul_(params, masks)
+
+    @contextlib.contextmanager
+    def soft_masks_applied(self):
+        """Within the block, weights are what training forward passes see: forward-only masks
+        (``mask_on_forward_only``, ``use_double_copies``) are multiplied in and the unmasked weights are
+        restored on exit. Use it around evaluation and sparsity statistics of a soft-pruned model::
+
+            with scheduler.soft_masks_applied():
+                top1 = evaluate(model, test_loader)
+        """
+        params = dict(self.model.named_parameters())
+        soft = [(params[name], masker.mask) for name, masker in self.zeros_mask_dict.items()
+                if name in params and masker.mask is not None and masker.is_soft]
+        saved = [param.detach().clone() for param, _ in soft]
+        with torch.no_grad():
+            for param, mask in soft:
+                param.mul_(mask)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for (param, _), unmasked in zip(soft, saved):
+                    param.copy_(unmasked)
 
     def _apply_soft_masks(self):
         for name, param in self.model.named_parameters():

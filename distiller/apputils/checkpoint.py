@@ -8,6 +8,7 @@ temporary file and renamed, so a run killed mid-save never leaves a corrupt chec
 """
 import logging
 import os
+import pickle
 import shutil
 import tempfile
 
@@ -107,9 +108,13 @@ def read_checkpoint(chkpt_file):
         raise FileNotFoundError(f"checkpoint file not found: '{chkpt_file}'")
     try:
         checkpoint = torch.load(chkpt_file, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types (UnpicklingError, RuntimeError, EOFError, ...)
-        raise ValueError(f"'{chkpt_file}' is not a readable distiller checkpoint (corrupt, truncated, or "
-                         f"holding pickled classes): {str(err).splitlines()[0]}") from None
+    except pickle.UnpicklingError:
+        # torch's own message suggests weights_only=False: unsafe for files of unknown origin, so not repeated.
+        raise ValueError(f"'{chkpt_file}' is not a readable distiller checkpoint: it is corrupt, or it pickles "
+                         f"Python classes (as Distiller's checkpoints did), which is never loaded") from None
+    except Exception as err:  # torch raises several other types (RuntimeError, EOFError, zipfile errors)
+        raise ValueError(f"'{chkpt_file}' is not a readable distiller checkpoint (corrupt or truncated): "
+                         f"{str(err).splitlines()[0]}") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"'{chkpt_file}' is not a distiller checkpoint: it has no 'state_dict' entry")
     return checkpoint
@@ -170,7 +175,9 @@ def load_checkpoint(model, chkpt_file, optimizer=None, model_device=None, lean_c
         optimizer: optional optimizer whose state is restored; when None and the checkpoint holds an
             optimizer, one of the saved type is created over the model's parameters.
         model_device: where to move the model (default: stay).
-        lean_checkpoint: load the weights only (no scheduler, no optimizer, start epoch 0).
+        lean_checkpoint: load the weights only: no masks, policies or optimizer, start epoch 0; the
+            returned scheduler is None unless the checkpoint records structural transforms, which it then
+            carries (and nothing else) so that checkpoints of the loaded model stay loadable.
         strict: require the checkpoint's entries to match the model's exactly.
         expected_arch: when given, a checkpoint of another architecture is an error naming both.
     Returns:
@@ -181,15 +188,19 @@ def load_checkpoint(model, chkpt_file, optimizer=None, model_device=None, lean_c
     if expected_arch is not None and arch is not None and arch != expected_arch:
         raise ValueError(f"'{chkpt_file}' holds a '{arch}' model but the requested architecture is "
                          f"'{expected_arch}': pass --arch {arch} or another checkpoint")
-    sched_state = None if lean_checkpoint else checkpoint.get("compression_sched")
-    if sched_state is not None:
+    sched_state = checkpoint.get("compression_sched")
+    if sched_state is not None:  # even for lean loads: the weights only fit the transformed structure
         _replay_model_transforms(model, sched_state.get("model_transforms", []), optimizer)
     _load_model_state(model, checkpoint["state_dict"], strict, chkpt_file, arch)
     if model_device is not None:
         model.to(model_device)
-    if lean_checkpoint:
-        return model, None, None, 0
     scheduler = None
+    if lean_checkpoint:
+        if sched_state and sched_state.get("model_transforms"):
+            # Only the structural record: later checkpoints of this model must stay loadable.
+            scheduler = CompressionScheduler(model, device=model_device)
+            scheduler.model_transforms = list(sched_state["model_transforms"])
+        return model, scheduler, None, 0
     if sched_state is not None:
         scheduler = CompressionScheduler(model, device=model_device)
         scheduler.load_state_dict(sched_state, normalize_dataparallel_keys=True)

@@ -217,8 +217,8 @@ def _load_start_point(args, model, checkpoint_path, arch):
     _, loaded, optimizer, start_epoch = load_checkpoint(model, checkpoint_path, lean_checkpoint=lean,
                                                         model_device=distiller.model_device(model),
                                                         expected_arch=arch)
-    if lean or loaded is None:
-        return distiller.CompressionScheduler(model), _new_optimizer(model, args), 0
+    if lean or loaded is None:  # a lean load returns a scheduler only to carry structural transforms
+        return loaded or distiller.CompressionScheduler(model), _new_optimizer(model, args), 0
     if not args.reset_optimizer:
         if optimizer is None:
             return loaded, _new_optimizer(model, args), start_epoch
@@ -239,27 +239,6 @@ def _warn_unreached_policies(scheduler, epochs):
         msglogger.warning("the schedule has policies up to epoch %d but --epochs is %d: the policies of epochs "
                           "%d..%d will not run (raise --epochs to at least %d)", last, epochs, epochs, last,
                           last + 1)
-
-
-@contextlib.contextmanager
-def soft_masks_applied(model, scheduler):
-    """Within the block the model's weights are those its training forward passes see: masks applied on
-    the forward pass only (``mask_on_forward_only``, ``use_double_copies``) are multiplied in, and the
-    unmasked weights are restored on exit, so evaluation and sparsity statistics describe the pruned
-    model without disturbing soft pruning."""
-    params = dict(model.named_parameters())
-    soft = [(params[name], masker.mask) for name, masker in scheduler.zeros_mask_dict.items()
-            if name in params and masker.mask is not None and masker.is_soft]
-    saved = [param.detach().clone() for param, _ in soft]
-    with torch.no_grad():
-        for param, mask in soft:
-            param.mul_(mask)
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for (param, _), unmasked in zip(soft, saved):
-                param.copy_(unmasked)
 
 
 class RunningScores:

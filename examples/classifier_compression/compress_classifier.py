@@ -121,11 +121,11 @@ def train_and_validate(args, exp, criterion, loggers, run_dir):
         train = train_one_epoch(exp.model, criterion, exp.optimizer, exp.train_loader, epoch, exp.scheduler,
                                 exp.num_classes, loggers, args.print_freq)
         train.update(seconds=time.time() - start, cpu_seconds=time.process_time() - start_cpu)
-        with app_utils.soft_masks_applied(exp.model, exp.scheduler):
+        with exp.scheduler.soft_masks_applied():
             valid = evaluate(exp.model, criterion, exp.valid_loader, exp.num_classes)
         lr = exp.optimizer.param_groups[0]["lr"]
         exp.scheduler.on_epoch_end(epoch, exp.optimizer, metrics={"min": valid["Loss"], "max": valid["Top1"]})
-        with app_utils.soft_masks_applied(exp.model, exp.scheduler):
+        with exp.scheduler.soft_masks_applied():
             stats = reporting.weight_statistics(exp.model)
             log_weights_sparsity(exp.model, epoch, loggers[1:])
         _log_epoch(args, epoch, train, valid, stats, lr, loggers[1:])
@@ -218,7 +218,7 @@ def main(args):
                 train_and_validate(args, exp, criterion, loggers, run_dir)
             if args.thinnify:
                 _thinnify(args, exp, run_dir)
-            with app_utils.soft_masks_applied(exp.model, exp.scheduler):
+            with exp.scheduler.soft_masks_applied():
                 summary = _test_and_summarize(args, exp, criterion, loggers, run_dir)
             if args.quantize_eval:
                 with app_utils.user_input_errors((ValueError, OSError)):

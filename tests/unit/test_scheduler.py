@@ -175,3 +175,16 @@ def test_levels_override_retargets_the_pruner(tiny_model):
     assert float((tiny_model.conv2.weight == 0).float().mean()) == pytest.approx(0.25)
     with pytest.raises(ValueError, match="has no 'levels'"):
         distiller.PruningPolicy(AutomatedGradualPruner("agp", 0.1, 0.5, ["conv1.weight"]), {"levels": {"x": 0.1}})
+
+
+def test_soft_masks_applied_masks_for_evaluation_then_restores(tiny_model, batches):
+    optimizer = torch.optim.SGD(tiny_model.parameters(), lr=0.1)
+    scheduler = distiller.CompressionScheduler(tiny_model)
+    scheduler.add_policy(_level_policy(tiny_model, mask_on_forward_only=True, use_double_copies=True), epochs=[0])
+    train_with_scheduler(tiny_model, optimizer, scheduler, batches, epochs=1)
+    mask = scheduler.zeros_mask_dict["conv2.weight"].mask
+    unmasked = tiny_model.conv2.weight.detach().clone()
+    assert unmasked[mask == 0].abs().sum() > 0
+    with scheduler.soft_masks_applied():
+        assert torch.all(tiny_model.conv2.weight[mask == 0] == 0)
+    assert torch.equal(tiny_model.conv2.weight, unmasked)

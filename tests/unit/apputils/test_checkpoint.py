@@ -104,8 +104,9 @@ def test_bad_checkpoint_files_give_clear_errors(tmp_path):
         load_checkpoint(model, str(tmp_path / "missing.pth.tar"))
     corrupt = tmp_path / "corrupt.pth.tar"
     corrupt.write_bytes(b"this is not a checkpoint")
-    with pytest.raises(ValueError, match="not a readable distiller checkpoint"):
+    with pytest.raises(ValueError, match="not a readable distiller checkpoint") as info:
         load_checkpoint(model, str(corrupt))
+    assert "weights_only" not in str(info.value)  # never advise the unsafe loader
     foreign = tmp_path / "foreign.pth.tar"
     torch.save({"weights": torch.zeros(2)}, foreign)
     with pytest.raises(ValueError, match="no 'state_dict'"):
@@ -124,3 +125,21 @@ def test_lean_checkpoint_loads_weights_only(tmp_path, batches):
     loaded, sched, opt, epoch = load_checkpoint(TinyCNN(), path, lean_checkpoint=True)
     assert (sched, opt, epoch) == (None, None, 0)
     assert torch.equal(loaded.fc.weight, model.fc.weight)
+
+
+def test_thinned_checkpoint_loads_into_fresh_model_also_lean(tmp_path, batches):
+    model, optimizer = _setup()
+    scheduler = distiller.CompressionScheduler(model)
+    mask = torch.ones_like(model.conv1.weight)
+    mask[:3] = 0
+    scheduler.zeros_mask_dict["conv1.weight"].mask = mask
+    scheduler.mask_all_weights()
+    distiller.thinning.remove_filters(model, scheduler.zeros_mask_dict, optimizer=optimizer,
+                                      dummy_input=batches[0][0], scheduler=scheduler)
+    assert model.conv1.out_channels == 5
+    path = save_checkpoint(0, "tiny", model, optimizer, scheduler, dir=str(tmp_path))
+    for lean in (False, True):
+        fresh, loaded_sched, _, _ = load_checkpoint(TinyCNN(), path, lean_checkpoint=lean)
+        assert fresh.conv1.out_channels == 5 and fresh.conv2.in_channels == 5
+        assert torch.equal(fresh(batches[0][0]), model(batches[0][0]))
+        assert loaded_sched.model_transforms == scheduler.model_transforms
