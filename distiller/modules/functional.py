@@ -128,7 +128,7 @@ def _rewrite(module, graph, replacements):
     taken = set()
     for node, (base, new_module, _) in replacements:
         name = _unique_name(module, base, taken)
-        module.add_module(name, new_module)
+        module.add_module(name, new_module.train(module.training))
         # re-read the arguments: earlier replacements may have rewired them
         args = _replacement_for(node, {})[2] if node.target is torch.cat else node.args
         with graph.inserting_before(node):

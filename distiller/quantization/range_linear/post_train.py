@@ -298,6 +298,10 @@ class PostTrainLinearQuantizer(Quantizer):
                              f"overrides {{<name>: {{bits_activations: null}}}}")
 
     def _replace(self, module, name, qbits_map, **layer_overrides):
+        replacement = self._build_replacement(module, name, qbits_map, **layer_overrides)
+        return replacement.train(module.training) if replacement is not None else None
+
+    def _build_replacement(self, module, name, qbits_map, **layer_overrides):
         kind, settings = (self._decisions.get(normalize_module_name(name))
                           or self._decide(module, name, qbits_map, **layer_overrides))
         name = normalize_module_name(name)

@@ -77,6 +77,13 @@ def _dynamic_range(tensor, clip_mode, num_bits, clip_n_stds, clip_half_range):
     return lo, hi
 
 
+def _inference_only(module, inputs):
+    if module.training and torch.is_grad_enabled():
+        raise RuntimeError(f"{type(module).__name__}: post-training quantization is for inference (integer "
+                           f"arithmetic has no gradients); call model.eval() or torch.no_grad(), or train with "
+                           f"QuantAwareTrainRangeLinearQuantizer")
+
+
 class RangeLinearQuantWrapper(nn.Module):
     """Base of the range-linear wrappers: input quantization and output requantization.
 
@@ -115,6 +122,7 @@ class RangeLinearQuantWrapper(nn.Module):
         self.preset_act_stats = activation_stats is not None and self.num_bits_acts is not None
         if self.preset_act_stats:
             self._init_static_params(activation_stats, num_inputs)
+        self.register_forward_pre_hook(_inference_only)
 
     # -------------------------------------------------------------------------------- static ranges
     def _params_from_stats(self, stats):

@@ -32,7 +32,7 @@ def test_param_wrapper_error_within_a_few_quantization_steps(mode, per_channel):
     expected = conv(x).detach()
     stats = {"inputs": {0: _stats_of(x)}, "output": _stats_of(expected)}
     wrapper = RangeLinearQuantParamLayerWrapper(copy.deepcopy(conv), 8, 8, mode=mode, per_channel_wts=per_channel,
-                                                activation_stats=stats)
+                                                activation_stats=stats).eval()
     output = wrapper(x)
     step = 1 / wrapper.output_scale.item()
     # input, weight and output rounding: a few output steps at most, far less than the output range
@@ -45,7 +45,7 @@ def test_param_wrapper_simulation_equals_integer_arithmetic():
     conv = nn.Conv2d(3, 5, 3, padding=1)
     x = torch.randn(2, 3, 5, 5)
     stats = {"inputs": {0: _stats_of(x)}, "output": _stats_of(conv(x).detach())}
-    wrapper = RangeLinearQuantParamLayerWrapper(conv, 8, 8, mode="asym_u", activation_stats=stats)
+    wrapper = RangeLinearQuantParamLayerWrapper(conv, 8, 8, mode="asym_u", activation_stats=stats).eval()
     s_in, zp_in = wrapper.input_scales[0].double(), wrapper.input_zero_points[0].double()
     s_w, s_out, zp_out = wrapper.w_scale.double(), wrapper.output_scale.double(), wrapper.output_zero_point.double()
     # integer pipeline in int64: quantize input, integer conv, int32 bias, requantize, dequantize
@@ -66,14 +66,14 @@ def test_eltwise_and_concat_wrappers_close_to_float():
                                           (distiller.modules.EltwiseMult(), RangeLinearQuantEltwiseMultWrapper, a * b),
                                           (Concat(dim=1), RangeLinearQuantConcatWrapper, torch.cat([a, b], 1))):
         stats = {"inputs": {0: _stats_of(a), 1: _stats_of(b)}, "output": _stats_of(expected)}
-        wrapper = wrapper_cls(module, 8, mode="asym_u", activation_stats=stats)
+        wrapper = wrapper_cls(module, 8, mode="asym_u", activation_stats=stats).eval()
         step = 1 / wrapper.output_scale.item()
         assert (wrapper(a, b) - expected).abs().max().item() <= 2.5 * step, wrapper_cls.__name__
 
 
 def test_dynamic_ranges_follow_each_batch():
     torch.manual_seed(3)
-    wrapper = RangeLinearQuantParamLayerWrapper(nn.Linear(6, 4), 8, 8)
+    wrapper = RangeLinearQuantParamLayerWrapper(nn.Linear(6, 4), 8, 8).eval()
     for scale in (0.01, 100.0):  # no stored range could fit both batches
         x = torch.randn(16, 6) * scale
         expected = F.linear(x, wrapper.dequantized_weight(), wrapper.wrapped_module.bias)
@@ -87,6 +87,15 @@ def test_clipped_ranges_are_inside_the_actual_range(clip):
     assert -10.0 <= lo < 0 < hi <= 12.0
     assert (lo, hi) != (-10.0, 12.0)
     assert saturation_range_from_stats(stats, clip, 8, clip_n_stds=3, clip_half_range=True)[0] == -10.0
+
+
+def test_training_a_post_training_quantized_model_is_a_clear_error(quantize, test_batch):
+    _, model = quantize()
+    model.train()
+    with pytest.raises(RuntimeError, match="for inference.*QuantAwareTrainRangeLinearQuantizer"):
+        model(test_batch)
+    with torch.no_grad():
+        model(test_batch)  # forward-only use in training mode is fine
 
 
 def test_fp16_wrapper_rounds_to_half_precision():
