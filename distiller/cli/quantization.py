@@ -111,7 +111,8 @@ def add_post_train_quant_args(argparser, add_lapq_args=True):
                             f"{DEFAULT_CALIBRATION_FRACTION})")
     stats.add_argument("--qe-config-file", metavar="PATH",
                        help="Path to YAML file containing configuration for PostTrainLinearQuantizer (if present, "
-                            "all other --qe* arguments are ignored)")
+                            "all other --qe* arguments are ignored; without model_activation_stats in it, "
+                            "statistics are collected on part of the test set)")
     group.add_argument("--qe-lapq", "--qe-coordinate-search", action="store_true",
                        help="Optimize post-training quantization parameters using LAPQ method")
     if add_lapq_args:
@@ -140,7 +141,8 @@ def _add_lapq_args(argparser):
                        help="Search on clipping values instead of scale/zero_point")
 
 
-def _quantizer_from_config_file(model, path):
+def _config_file_quantizer_args(path):
+    """(instance name, arguments) of the one PostTrainLinearQuantizer in a YAML file's ``quantizers``."""
     from ..config import load_schedule_file
     from ..quantization import PostTrainLinearQuantizer
 
@@ -163,6 +165,15 @@ def _quantizer_from_config_file(model, path):
         beside = os.path.join(os.path.dirname(os.path.abspath(path)), stats)
         if os.path.isfile(beside):
             args["model_activation_stats"] = beside
+    return name, args
+
+
+def _quantizer_from_config_file(model, path, stats):
+    from ..quantization import PostTrainLinearQuantizer
+
+    name, args = _config_file_quantizer_args(path)
+    if stats is not None and "model_activation_stats" not in args:
+        args["model_activation_stats"] = stats
     try:
         return PostTrainLinearQuantizer(model, **args)
     except (ValueError, TypeError, FileNotFoundError) as err:
@@ -174,12 +185,13 @@ def quantizer_from_args(model, args, stats=None):
 
     Args:
         stats: calibration statistics (dict or YAML path) when collected by the caller; by default
-            ``--qe-stats-file``, or None (dynamic ranges).
+            ``--qe-stats-file``, or None (dynamic ranges). A config file's own ``model_activation_stats``
+            takes precedence.
     """
     from ..quantization import PostTrainLinearQuantizer
 
     if args.qe_config_file:
-        return _quantizer_from_config_file(model, args.qe_config_file)
+        return _quantizer_from_config_file(model, args.qe_config_file, stats)
     overrides = {}
     for layer in args.qe_no_quant_layers:
         overrides[layer] = {"bits_activations": None, "bits_weights": None}
@@ -220,7 +232,9 @@ def _calibration_stats(model, args, test_loader, test_fn, run_dir):
     """Collects statistics on a portion of the test set unless another source is configured."""
     from ..data_loggers import collect_quant_stats
 
-    if args.qe_config_file or args.qe_dynamic or args.qe_stats_file:
+    if args.qe_dynamic or args.qe_stats_file:
+        return None
+    if args.qe_config_file and "model_activation_stats" in _config_file_quantizer_args(args.qe_config_file)[1]:
         return None
     portion = args.qe_calibration or DEFAULT_CALIBRATION_FRACTION
     batches = _first_batches(test_loader, portion)
@@ -259,7 +273,7 @@ def quantize_and_evaluate(model, args, test_loader, test_fn, dummy_input, run_di
     """Quantizes ``model`` in place as the ``--qe-*`` flags say, evaluates it and saves the checkpoint.
 
     Calibrates on ``--qe-calibration`` of the test set (default 0.1) unless ``--qe-stats-file``,
-    ``--qe-dynamic`` or ``--qe-config-file`` is given, optionally runs LAPQ (``--qe-lapq``), evaluates,
+    ``--qe-dynamic`` or a ``--qe-config-file`` with ``model_activation_stats`` is given, optionally runs LAPQ (``--qe-lapq``), evaluates,
     saves ``quantized_checkpoint.pth.tar`` in ``run_dir`` (it reloads with ``load_checkpoint`` on a fresh
     model), and with ``--qe-convert-pytorch`` / ``--qe-export-onnx`` converts/exports the model, evaluates
     the integer versions and checks their agreement with the simulated model on the whole test set.

@@ -9,7 +9,7 @@ from ... import modules as dm
 from ...data_loggers.collector import load_quant_stats
 from ...errors import suggest
 from ...registry import register_quantizer
-from ...utils import normalize_module_name
+from ...utils import model_is_parallel, normalize_module_name
 from ..base import Quantizer
 from ..bn_fold import find_batchnorm_pairs
 from ..fp8 import FP8_SCALINGS, FP8LinearWrapper
@@ -108,6 +108,8 @@ class PostTrainLinearQuantizer(Quantizer):
                  model_activation_stats=None, fp16=False, clip_n_stds=None, clip_half_range=False,
                  scale_approx_mult_bits=None, inputs_quant_auto_fallback=True, save_fp_weights=False,
                  fp8=False, fp8_scaling="per_tensor"):
+        validate_num_bits(bits_activations, "bits_activations")  # before the constructor touches the model
+        validate_num_bits(bits_parameters, "bits_parameters")
         self.mode = verify_quant_mode(mode)
         self.clip_acts = parse_clip_mode(clip_acts)
         self.bits_accum = validate_num_bits(bits_accum, "bits_accum", allow_none=False)
@@ -122,7 +124,7 @@ class PostTrainLinearQuantizer(Quantizer):
         if model_activation_stats is not None:
             self.model_activation_stats = {normalize_module_name(name): entry for name, entry in
                                            load_quant_stats(model_activation_stats).items()}
-        inner = model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
+        inner = model.module if model_is_parallel(model) else model
         dm.convert_functional_ops(inner)
         if self.model_activation_stats is not None:
             self._check_stats_names(inner)

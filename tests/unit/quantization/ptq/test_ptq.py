@@ -183,7 +183,7 @@ def test_quantized_checkpoint_round_trip(float_model, quantize, test_batch, tmp_
 
 # ------------------------------------------------------------------------------------------ errors
 def test_bad_bit_widths_mode_and_clip_strings_are_named(float_model):
-    for kwargs, words in (({"bits_activations": 0}, "bits_activations"), ({"bits_parameters": 33}, "bits_weights"),
+    for kwargs, words in (({"bits_activations": 0}, "bits_activations"), ({"bits_parameters": 33}, "bits_parameters"),
                           ({"bits_accum": 0}, "bits_accum"), ({"mode": "symmetrical"}, "symmetrical"),
                           ({"clip_acts": "median"}, "median"), ({"clip_acts": "N_STD"}, "clip_n_stds"),
                           ({"overrides": {"fc": {"mode": "bogus"}}}, "overrides['fc']"),
