@@ -9,6 +9,7 @@ from collections import namedtuple
 
 import torch
 
+from .quantization.range_linear.post_train import PostTrainLinearQuantizer
 from .utils import match_names
 
 msglogger = logging.getLogger(__name__)
@@ -252,6 +253,10 @@ class QuantizationPolicy(ScheduledTrainingPolicy):
 
     def __init__(self, quantizer):
         super().__init__()
+        if isinstance(quantizer, PostTrainLinearQuantizer):
+            raise ValueError(f"{type(quantizer).__name__} quantizes trained models for inference and cannot be "
+                             "trained: use it with --quantize-eval / --qe-config-file, or schedule a "
+                             "quantization-aware quantizer (e.g. QuantAwareTrainRangeLinearQuantizer)")
         self.quantizer = quantizer
         self.quantizer.prepare_model()
         self.quantizer.quantize_params()

@@ -90,6 +90,10 @@ def test_registered_class_builds_from_yaml_and_runs(section, class_name, batches
              section: {"instance": dict({"class": class_name}, **EXAMPLES[section][class_name])},
              "policies": [{POLICY_KEY[section]: {"instance_name": "instance"}, "epochs": [1, 2]}]}
     modules_before = {name: type(module) for name, module in model.named_modules()}
+    if class_name == "PostTrainLinearQuantizer":  # inference only: a training schedule is refused up front
+        with pytest.raises(distiller.ScheduleError, match="cannot be trained"):
+            distiller.config.dict_config(model, optimizer, sched)
+        return
     scheduler = distiller.config.dict_config(model, optimizer, sched)
     train_with_scheduler(model, optimizer, scheduler, batches, epochs=3)
 
