@@ -10,8 +10,7 @@ import torchvision
 import distiller.models as models
 from distiller.models import create, registry
 
-CIFAR_ARCHS = [pytest.param(a, marks=pytest.mark.slow) if "110" in a else a
-               for a in models.list_models("cifar10") if a != "resnet1202_cifar"]
+CIFAR_ARCHS = [a for a in models.list_models("cifar10") if a != "resnet1202_cifar"]
 REQUIRED = (
     ["simplenet_cifar", "plain20_cifar", "plain20_cifar_nobn", "simplenet_mnist", "simplenet_v2_mnist",
      "alexnet_bn", "mobilenet", "mobilenet_025", "mobilenet_050", "mobilenet_075"]
