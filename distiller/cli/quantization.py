@@ -16,12 +16,10 @@ import logging
 import math
 import os
 
-import torch
-
 from ..errors import ScheduleError, suggest
 from ..quantization.fp8 import FP8_SCALINGS
 from ..quantization.lapq import LAPQ_INIT_MODES
-from ..quantization.q_utils import ClipMode, parse_clip_mode, parse_linear_quant_mode
+from ..quantization.q_utils import parse_clip_mode, parse_linear_quant_mode
 
 __all__ = ["add_post_train_quant_args", "quantizer_from_args", "quantize_and_evaluate", "QUANTIZED_CHECKPOINT_NAME"]
 

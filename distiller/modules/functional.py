@@ -14,7 +14,6 @@ import operator
 
 import torch
 import torch.fx as fx
-from torch import nn
 
 from .eltwise import EltwiseAdd, EltwiseDiv, EltwiseMult
 from .matmul import BatchMatmul, Matmul

@@ -2,7 +2,6 @@
 import copy
 import logging
 
-import torch
 from torch import nn
 
 from ... import modules as dm

@@ -12,7 +12,6 @@ Example (ResNet-20 trained on the embedded ``digits`` dataset)::
     python examples/quantization/post_train_quant/ptq_classifier.py --resume-from best.pth.tar \\
         --qe-mode-acts asym_u --qe-mode-wts sym --qe-per-channel --qe-convert-pytorch --qe-export-onnx
 """
-import argparse
 import json
 import logging
 import os
