@@ -103,8 +103,14 @@ class ActivationStatsCollector:
         def hook(module, inputs, output):
             activations = torch.relu(output) if rectified else output
             summed, count = per_channel_statistic(activations, self.statistic)
-            if name in self._sums:       # (DataParallel replicas report from several devices)
-                summed = self._sums[name] + summed.to(self._sums[name].device)
+            previous = self._sums.get(name)
+            if previous is not None and previous.shape != summed.shape:
+                # Thinning changed the channel count: statistics of the old channels no longer apply.
+                self._sums.pop(name)
+                self._counts.pop(name, None)
+                self._last.pop(name, None)
+            elif previous is not None:   # (DataParallel replicas report from several devices)
+                summed = previous + summed.to(previous.device)
             self._sums[name] = summed
             self._counts[name] = self._counts.get(name, 0) + count
         return hook

@@ -142,3 +142,20 @@ def test_dataparallel_wrapped_model_is_traced_through(model):
         name="apoz", group_type="Filters", desired_sparsity=0.125, weights=["module.conv1.weight"], model=wrapped)
     forward_some(wrapped)
     assert kept_filters(mask_of(pruner, wrapped, "module.conv1.weight")) == [i != 2 for i in range(8)]
+
+
+def test_statistics_restart_when_thinning_changes_the_channel_count(model):
+    import distiller
+    collector = ActivationStatsCollector(model, ["conv1"], "apoz")
+    forward_some(model)
+    assert collector.statistic_of("conv1").shape == (8,)
+    forward_some(model, batches=1)  # a partial accumulation over 8 channels is pending
+    masks = create_model_masks_dict(model)
+    mask = torch.ones_like(model.conv1.weight)
+    mask[:3] = 0
+    masks["conv1.weight"].mask = mask
+    with torch.no_grad():
+        model.conv1.weight.mul_(mask)
+    distiller.thinning.remove_filters(model, masks, dummy_input=torch.randn(1, 3, 8, 8))
+    forward_some(model)
+    assert collector.statistic_of("conv1").shape == (5,)
