@@ -13,6 +13,12 @@ from ..registry import register_model
 STAGE_WIDTHS = (16, 32, 64)
 
 
+def conv3x3_maybe_bn(in_channels, out_channels, stride, batch_norm):
+    """A 3x3 convolution (with a bias when there is no batch-norm) and its batch-norm (or an identity)."""
+    conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=not batch_norm)
+    return conv, nn.BatchNorm2d(out_channels) if batch_norm else nn.Identity()
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 conv-BN layers with a shortcut around them: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + x)``."""
 
@@ -49,14 +55,20 @@ def make_stages(block, blocks_per_stage, in_channels=STAGE_WIDTHS[0]):
 
 
 class ResNetCifar(nn.Module):
-    """A CIFAR ResNet of depth ``6 * blocks_per_stage + 2``."""
+    """A CIFAR network of depth ``6 * blocks_per_stage + 2`` built from ``block`` (residual by default).
 
-    def __init__(self, blocks_per_stage, num_classes=10):
+    Args:
+        blocks_per_stage: n in the depth 6n+2.
+        num_classes: classifier outputs.
+        block: ``block(in_channels, channels, stride)`` builds one block of a stage.
+        batch_norm: False replaces the stem's batch-norm with an identity and gives its convolution a bias.
+    """
+
+    def __init__(self, blocks_per_stage, num_classes=10, block=None, batch_norm=True):
         super().__init__()
-        self.conv1 = conv3x3(3, STAGE_WIDTHS[0])
-        self.bn1 = nn.BatchNorm2d(STAGE_WIDTHS[0])
+        self.conv1, self.bn1 = conv3x3_maybe_bn(3, STAGE_WIDTHS[0], 1, batch_norm)
         self.relu = nn.ReLU()
-        self.layer1, self.layer2, self.layer3 = make_stages(BasicBlock, blocks_per_stage)
+        self.layer1, self.layer2, self.layer3 = make_stages(block or BasicBlock, blocks_per_stage)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(STAGE_WIDTHS[-1], num_classes)
         init_weights(self)
