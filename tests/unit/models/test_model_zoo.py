@@ -244,3 +244,10 @@ def test_register_model_adds_an_architecture(monkeypatch):
         models.register_model("cifar10", name="resnet20_cifar")(linear_mnist)
     with pytest.raises(ValueError, match="unknown model family 'svhn'"):
         models.register_model("svhn")
+
+
+@pytest.mark.parametrize("arch, size", [("googlenet", 64), ("inception_v3", 80)])
+def test_torchvision_models_with_auxiliary_heads_return_plain_logits_in_training(arch, size):
+    model = models.create_model(False, "imagenet", arch, parallel=False, device_ids=-1).train()
+    output = model(torch.randn(2, 3, size, size))
+    assert isinstance(output, torch.Tensor) and output.shape == (2, 1000)
