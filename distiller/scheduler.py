@@ -262,9 +262,7 @@ class CompressionScheduler:
             with scheduler.soft_masks_applied():
                 top1 = evaluate(model, test_loader)
         """
-        params = dict(self.model.named_parameters())
-        soft = [(params[name], masker.mask) for name, masker in self.zeros_mask_dict.items()
-                if name in params and masker.mask is not None and masker.is_soft]
+        soft = [(param, masker.mask) for param, masker in self._soft_maskers()]
         saved = [param.detach().clone() for param, _ in soft]
         with torch.no_grad():
             for param, mask in soft:
@@ -276,11 +274,16 @@ class CompressionScheduler:
                 for (param, _), unmasked in zip(soft, saved):
                     param.copy_(unmasked)
 
-    def _apply_soft_masks(self):
+    def _soft_maskers(self):
+        """(parameter, masker) for every parameter with a forward-only mask."""
         for name, param in self.model.named_parameters():
             masker = self.zeros_mask_dict.get(name)
             if masker is not None and masker.mask is not None and masker.is_soft:
-                masker.apply_mask(param)
+                yield param, masker
+
+    def _apply_soft_masks(self):
+        for param, masker in self._soft_maskers():
+            masker.apply_mask(param)
 
     # ------------------------------------------------------------------------------------- state
     def state_dict(self):

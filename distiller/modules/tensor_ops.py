@@ -7,6 +7,13 @@ import torch
 from torch import nn
 
 
+def _as_tensors(inputs):
+    """The tensors of a call given either as separate arguments or as one list/tuple."""
+    if len(inputs) == 1 and isinstance(inputs[0], (list, tuple)):
+        return tuple(inputs[0])
+    return inputs
+
+
 class Concat(nn.Module):
     """``torch.cat(inputs, dim)``; accepts the tensors as separate arguments or one list/tuple."""
 
@@ -15,8 +22,7 @@ class Concat(nn.Module):
         self.dim = dim
 
     def forward(self, *inputs):
-        if len(inputs) == 1 and isinstance(inputs[0], (list, tuple)):
-            inputs = tuple(inputs[0])
+        inputs = _as_tensors(inputs)
         return torch.cat(inputs, dim=self.dim)
 
 
@@ -28,8 +34,7 @@ class Stack(nn.Module):
         self.dim = dim
 
     def forward(self, *inputs):
-        if len(inputs) == 1 and isinstance(inputs[0], (list, tuple)):
-            inputs = tuple(inputs[0])
+        inputs = _as_tensors(inputs)
         return torch.stack(inputs, dim=self.dim)
 
 
