@@ -7,7 +7,8 @@ from ._version import __version__
 from . import (apputils, data_loggers, graph, lr_schedulers, metrics, models, modules, norms, pruning, quantization,
                registry, regularization, summaries, thinning, thresholding, utils)
 from .config import describe_schedule, dict_config, file_config
-from .errors import ScheduleError, UnmatchedNameError
+from .errors import (ArgumentError, CheckpointError, InputFileError, MissingDependencyError, ScheduleError,
+                     UnmatchedNameError, UserError)
 from .metrics import (density, density_2D, density_3D, density_ch, density_cols, density_rows, model_numel,
                       model_params_size, model_params_stats, model_sparsity, sparsity, sparsity_2D, sparsity_3D,
                       sparsity_blocks, sparsity_ch, sparsity_cols, sparsity_rows)
@@ -29,7 +30,10 @@ __all__ = [
     "CompressionScheduler", "ParameterMasker", "create_model_masks_dict",
     "ScheduledTrainingPolicy", "PruningPolicy", "RegularizationPolicy", "QuantizationPolicy", "LRPolicy",
     "PolicyLoss", "LossComponent",
-    "file_config", "dict_config", "describe_schedule", "ScheduleError", "UnmatchedNameError",
+    "file_config", "dict_config", "describe_schedule",
+    # the user-error family (bad input; applications exit with status 2)
+    "UserError", "ScheduleError", "ArgumentError", "InputFileError", "CheckpointError", "MissingDependencyError",
+    "UnmatchedNameError",
     # metrics and summaries
     "sparsity", "density", "sparsity_2D", "density_2D", "sparsity_3D", "density_3D", "sparsity_ch", "density_ch",
     "sparsity_rows", "density_rows", "sparsity_cols", "density_cols", "sparsity_blocks", "model_sparsity",

@@ -1,15 +1,35 @@
-"""Exception types raised for user errors (bad schedules, names that match nothing, ...)."""
+"""The user-error family: exceptions that mean *bad input*, never a bug in the library.
+
+Every error raised where user input is checked (a schedule, a command-line value, a file, a checkpoint)
+is a :class:`UserError`. Applications map exactly this family to a one-line message and exit status 2;
+anything else is a library bug and keeps its traceback (exit status 1). Each class also derives from
+the built-in type that Python code would expect (``ValueError``, ``FileNotFoundError``), so existing
+``except ValueError`` handlers keep working.
+"""
+from __future__ import annotations
+
 import difflib
+from collections.abc import Iterable
+from os import PathLike
+from typing import Any, Optional, Union
+
+__all__ = ["UserError", "ScheduleError", "ArgumentError", "InputFileError", "CheckpointError",
+           "UnmatchedNameError", "MissingDependencyError", "suggest", "summarize_names"]
 
 
-class ScheduleError(ValueError):
+class UserError(Exception):
+    """Base of the user-error family: the input is wrong and the message says how to fix it."""
+
+
+class ScheduleError(UserError, ValueError):
     """A compression schedule (YAML file or dict) that cannot be applied.
 
     The message names the file, the YAML path (e.g. ``pruners.conv_pruner.weights[2]``) and, where
     known, the line, so the user can fix the schedule before any training starts.
     """
 
-    def __init__(self, message, *, filename=None, path=None, line=None):
+    def __init__(self, message: str, *, filename: Optional[Union[str, PathLike]] = None,
+                 path: Optional[str] = None, line: Optional[int] = None) -> None:
         self.filename, self.path, self.line, self.reason = filename, path, line, message
         where = ", ".join(part for part in (
             str(filename) if filename else None,
@@ -18,10 +38,27 @@ class ScheduleError(ValueError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
-class UnmatchedNameError(ValueError):
+class ArgumentError(UserError, ValueError):
+    """A bad argument value given to a library function, a schedulable class or a command-line flag."""
+
+
+class InputFileError(UserError, FileNotFoundError):
+    """A file or directory named by the user does not exist or cannot be read as what it should be."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that does not fit the model, the architecture or the run it is loaded into."""
+
+
+class MissingDependencyError(UserError, ImportError):
+    """An optional package that the requested feature needs is not installed; the message says which
+    ``pip install`` brings it."""
+
+
+class UnmatchedNameError(UserError, ValueError):
     """A parameter/module name or regular expression that matches nothing in the model."""
 
-    def __init__(self, pattern, candidates, kind="parameter"):
+    def __init__(self, pattern: str, candidates: Iterable[Any], kind: str = "parameter") -> None:
         self.pattern = pattern
         candidates = list(candidates)
         hint = suggest(pattern, candidates)
@@ -29,7 +66,14 @@ class UnmatchedNameError(ValueError):
                          + (f"; did you mean {hint}?" if hint else ""))
 
 
-def suggest(name, candidates, n=3):
+def suggest(name: Any, candidates: Iterable[Any], n: int = 3) -> str:
     """Returns the closest matches of ``name`` among ``candidates`` as a quoted, comma-separated string."""
     matches = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=n, cutoff=0.5)
     return ", ".join(f"'{m}'" for m in matches)
+
+
+def summarize_names(names: Iterable[str], first: int = 5) -> str:
+    """``'a', 'b', 'c' and 7 more``: the first few of ``names`` and how many were left out."""
+    names = list(names)
+    shown = ", ".join(f"'{n}'" for n in names[:first])
+    return shown + (f" and {len(names) - first} more" if len(names) > first else "")

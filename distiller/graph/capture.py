@@ -13,13 +13,14 @@ from torch import fx
 from torch.fx.passes.shape_prop import ShapeProp
 
 from ..utils import model_device
+from ..errors import UserError
 
 msglogger = logging.getLogger(__name__)
 
 __all__ = ["GraphCaptureError", "trace_model", "propagate_shapes", "eval_mode", "as_input_tuple"]
 
 
-class GraphCaptureError(ValueError):
+class GraphCaptureError(UserError, ValueError):
     """The model's forward pass cannot be captured as a graph."""
 
 

@@ -16,6 +16,7 @@ import scipy.sparse.csgraph
 import torch
 
 from .. import norms
+from ..errors import UserError
 from .flow import run_flow
 from .ledger import Analysis, Verification
 
@@ -27,7 +28,7 @@ OUT_ATTRS = ("out_channels", "out_features")
 IN_ATTRS = ("in_channels", "in_features")
 
 
-class ThinningError(ValueError):
+class ThinningError(UserError, ValueError):
     """Channels that should be removed cannot be (raised with ``strict=True``), or bad thinning input."""
 
 

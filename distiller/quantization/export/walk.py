@@ -19,6 +19,7 @@ from torch import fx, nn
 
 from ... import modules as dm
 from ...graph import GraphCaptureError, trace_model
+from ...errors import UserError
 from ..fp8 import FP8LinearWrapper
 from ..q_utils import LinearQuantMode
 from ..range_linear.eltwise_wrappers import (RangeLinearQuantConcatWrapper, RangeLinearQuantEltwiseAddWrapper,
@@ -38,7 +39,7 @@ _LEAF_TYPES = (RangeLinearQuantWrapper, RangeLinearEmbeddingWrapper, FP16Wrapper
     cls for cls in vars(dm).values() if isinstance(cls, type) and issubclass(cls, nn.Module))
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """The quantized model has a layer or setting the target format cannot represent."""
 
 
