@@ -39,7 +39,16 @@ class ScheduleError(UserError, ValueError):
 
 
 class ArgumentError(UserError, ValueError):
-    """A bad argument value given to a library function, a schedulable class or a command-line flag."""
+    """A bad argument value given to a library function, a schedulable class or a command-line flag.
+
+    Attributes:
+        argument: the argument's name, when known (:mod:`distiller.config` turns it into a YAML path).
+        location: where inside the argument's value the problem is, e.g. ``('thresholds', 'fc.weight')``.
+    """
+
+    def __init__(self, message: str, *, argument: Optional[str] = None, location: tuple[Any, ...] = ()) -> None:
+        super().__init__(message)
+        self.argument, self.location = argument, tuple(location)
 
 
 class InputFileError(UserError, FileNotFoundError):

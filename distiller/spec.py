@@ -1,0 +1,206 @@
+"""Typed arguments: the one place where argument values of schedulable classes are checked.
+
+A schedulable constructor declares what it accepts in its annotations, e.g.
+``final_sparsity: Annotated[float, Range(0, 1, hi_open=True)]``, and is decorated with
+:func:`validated`. Every call, from a YAML schedule or from Python, then goes through the same check:
+values are validated (and YAML quirks normalised: PyYAML reads ``1e-3`` as a string) by pydantic from
+the annotations, and a bad value raises :class:`~distiller.errors.ArgumentError` naming the class, the
+argument, where inside the value the problem is, what was expected and what was given.
+:mod:`distiller.config` adds the schedule file, YAML path and line to that error.
+
+pydantic (not hand-written checks over ``dataclasses``) does the validation because it already knows
+every typing construct we use (``Optional``, unions, ``Literal``, nested containers, ``Annotated``
+bounds) and reports *where* inside a value a check failed, which is what the YAML path needs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any, Optional, TypeVar, Union
+
+import annotated_types
+import pydantic
+from pydantic import BeforeValidator, TypeAdapter, ValidationError
+
+from .errors import ArgumentError
+
+__all__ = ["Range", "Real", "Fraction", "PositiveInt", "NonNegativeInt", "BitWidth", "NamePatterns",
+           "validated", "check_value", "describe_type"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_CONFIG = pydantic.ConfigDict(strict=True, arbitrary_types_allowed=True)
+
+
+def Range(lo: Optional[float] = None, hi: Optional[float] = None, *, lo_open: bool = False,  # noqa: N802
+          hi_open: bool = False) -> annotated_types.Interval:
+    """A bound for ``Annotated[float, Range(0, 1, hi_open=True)]``: ``lo <= x <= hi`` (``<`` when open)."""
+    return annotated_types.Interval(gt=lo if lo_open else None, ge=None if lo_open else lo,
+                                    lt=hi if hi_open else None, le=None if hi_open else hi)
+
+
+def _yaml_real(value: Any) -> Any:
+    """Numbers as YAML gives them: ``'1e-3'`` (PyYAML's reading of an exponent without a dot) becomes
+    0.001; booleans are refused (``True`` is no sparsity level)."""
+    if isinstance(value, bool):
+        raise ValueError("a number is expected, not a boolean")
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value  # pydantic reports the type error
+    return value
+
+
+def _compiles(patterns: Sequence[str]) -> Sequence[str]:
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            raise ValueError(f"'{pattern}' is not a valid regular expression ({err})") from None
+    return patterns
+
+
+#: A real number; numeric strings from YAML are accepted, booleans are not.
+Real = Annotated[float, BeforeValidator(_yaml_real)]
+#: A fraction of a tensor, e.g. a sparsity level: ``0 <= x < 1``.
+Fraction = Annotated[float, Range(0, 1, hi_open=True)]
+PositiveInt = Annotated[int, annotated_types.Gt(0)]
+NonNegativeInt = Annotated[int, annotated_types.Ge(0)]
+#: A quantization bit width.
+BitWidth = Annotated[int, Range(1, 32)]
+#: Parameter or module names, each an exact name or a regular expression.
+NamePatterns = Annotated[Sequence[str], pydantic.AfterValidator(_compiles)]
+
+
+def _with_yaml_numbers(hint: Any) -> Any:
+    """``hint`` with every bare ``float`` replaced by :data:`Real`, so all real-valued arguments accept
+    YAML's numeric strings the same way."""
+    if hint is float:
+        return Real
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if not args or origin is typing.Literal:
+        return hint
+    if origin is Annotated:
+        base, *metadata = args
+        return Annotated[(_with_yaml_numbers(base), *metadata)]
+    converted = tuple(_with_yaml_numbers(arg) for arg in args)
+    if origin in (Union, types.UnionType):
+        return Union[converted]
+    return origin[converted if len(converted) > 1 else converted[0]]
+
+
+@functools.lru_cache(maxsize=None)
+def _adapter(hint: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(_with_yaml_numbers(hint), config=_CONFIG)
+
+
+def describe_type(hint: Any) -> str:
+    """A reader's name for an annotation: ``a number in [0, 1)``, ``a list of str``, ``'Max' or 'Mean_Abs'``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is float:
+        return "a number"
+    if origin is Annotated:
+        base, *metadata = args
+        bounds = [m for m in metadata if isinstance(m, (annotated_types.Interval, annotated_types.Gt,
+                                                        annotated_types.Ge, annotated_types.Lt, annotated_types.Le))]
+        return describe_type(base) + "".join(_describe_bound(b) for b in bounds)
+    if origin is typing.Literal:
+        return " or ".join(repr(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return " or ".join("None" if a is type(None) else describe_type(a) for a in args)
+    if origin is not None and isinstance(origin, type) and issubclass(origin, Mapping):
+        return f"a mapping of {_bare(describe_type(args[0]))} to {_bare(describe_type(args[1]))}" if args else "a mapping"
+    if origin is not None and isinstance(origin, type) and issubclass(origin, Sequence):
+        return f"a list of {_bare(describe_type(args[0]))}" if args else "a list"
+    if isinstance(hint, type):
+        return {int: "an integer", bool: "true or false", str: "a string"}.get(hint, f"a {hint.__name__}")
+    return str(hint)
+
+
+def _bare(description: str) -> str:
+    """``'a number in [0, 1)'`` -> ``'number in [0, 1)'``, for use inside a container's description."""
+    return re.sub(r"^an? ", "", description)
+
+
+def _describe_bound(bound: Any) -> str:
+    if isinstance(bound, annotated_types.Interval):
+        low = "(" if bound.gt is not None else "["
+        high = ")" if bound.lt is not None else "]"
+        lo = bound.gt if bound.gt is not None else bound.ge
+        hi = bound.lt if bound.lt is not None else bound.le
+        return f" in {low}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{high}"
+    symbol = {annotated_types.Gt: ">", annotated_types.Ge: ">=", annotated_types.Lt: "<", annotated_types.Le: "<="}
+    value = getattr(bound, dataclasses.fields(bound)[0].name)
+    return f" {symbol[type(bound)]} {value}"
+
+
+def check_value(owner: str, argument: str, hint: Any, value: Any) -> Any:
+    """Validates ``value`` against ``hint``; returns it normalised (``'1e-3'`` -> 0.001).
+
+    Raises:
+        ArgumentError: naming ``owner``, ``argument``, the place inside the value, the expected type and
+            the value given; ``.argument`` and ``.location`` tell :mod:`distiller.config` the YAML path.
+    """
+    try:
+        return _adapter(hint).validate_python(value)
+    except ValidationError as err:
+        first = err.errors()[0]
+        location = tuple(part for part in first["loc"] if not isinstance(part, str) or not _is_type_tag(part))
+        where = "".join(f"[{p!r}]" if isinstance(p, str) else f"[{p}]" for p in location)
+        given = _dig(value, location)
+        detail = first["msg"][0].lower() + first["msg"][1:]
+        raise ArgumentError(f"{owner}: argument '{argument}{where}' expects {describe_type(hint)}, got {given!r} "
+                            f"({detail})", argument=argument, location=location) from None
+
+
+def _is_type_tag(part: str) -> bool:
+    """pydantic puts union-member tags (``'float'``, ``'function-before[...]'``) in error locations."""
+    return part in {"int", "float", "str", "bool", "list", "tuple", "dict", "none", "literal"} or "[" in part
+
+
+def _dig(value: Any, location: tuple[Any, ...]) -> Any:
+    for part in location:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            break
+    return value
+
+
+def validated(func: _F) -> _F:
+    """Decorator: checks every annotated argument of ``func`` (usually an ``__init__``) on each call.
+
+    Arguments without an annotation, and ``self``, are passed through unchecked. A wrong *number* or
+    *name* of arguments is Python's own ``TypeError``, as for any call.
+    """
+    signature = inspect.signature(func)
+    owner = func.__qualname__.split(".")[0] if func.__name__ == "__init__" else func.__qualname__
+    hints: dict[str, Any] = {}
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not hints:  # resolved on first call: annotations may name classes defined after the function
+            hints.update((name, hint) for name, hint in typing.get_type_hints(func, include_extras=True).items()
+                         if name != "return")
+            hints.setdefault("", None)
+        bound = signature.bind(*args, **kwargs)
+        for name, value in bound.arguments.items():
+            hint = hints.get(name)
+            if hint is None:
+                continue
+            kind = signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                bound.arguments[name] = tuple(check_value(owner, f"{name}[{i}]", hint, v) for i, v in enumerate(value))
+            elif kind is inspect.Parameter.VAR_KEYWORD:
+                bound.arguments[name] = {k: check_value(owner, k, hint, v) for k, v in value.items()}
+            else:
+                bound.arguments[name] = check_value(owner, name, hint, value)
+        return func(*bound.args, **bound.kwargs)
+
+    wrapper.__signature__ = signature  # type: ignore[attr-defined]  # inspect.signature(cls) sees the real one
+    return typing.cast(_F, wrapper)
