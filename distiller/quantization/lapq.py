@@ -17,6 +17,7 @@ import numpy as np
 import scipy.optimize
 import torch
 
+from ..errors import ArgumentError
 from .q_utils import ClipMode, LinearQuantMode, parse_clip_mode
 from .range_linear.param_wrappers import RangeLinearQuantParamLayerWrapper
 from .range_linear.post_train import PostTrainLinearQuantizer
@@ -28,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 #: Initial range choices: the clip modes (from calibration statistics) or L_p error minimisation.
 LAPQ_INIT_MODES = ("NONE", "AVG", "LAPLACE", "GAUSS", "L1", "L2", "L3")
+#: The L_p init modes and their p.
+_LP_INIT_MODES = {"L1": 1, "L2": 2, "L3": 3}
 _BOUNDS = (0.02, 4.0)
 
 
@@ -52,7 +55,7 @@ class _SearchSpace:
         model = quantizer._model_key()
         self.modules = dict(model.named_modules())
         self.entries = []  # (wrapper name, 'output' | input index | 'weight', initial (lo, hi) or multiplier)
-        lp = int(init_mode[1]) if init_mode.startswith("L") else None
+        lp = _LP_INIT_MODES.get(init_mode)
         clip = ClipMode.LAPLACE if lp else parse_clip_mode(init_mode)
         if lp:
             logger.info("LAPQ: activations start from ACIQ Laplace ranges, weights from L%d-optimal ranges", lp)
@@ -138,7 +141,8 @@ def ptq_coordinate_search(quantizer, dummy_input, eval_fn, test_fn=None, method=
         dummy_input: an example input for ``prepare_model``.
         eval_fn: ``fn(model) -> float`` loss on the calibration set (lower is better).
         test_fn: optional ``fn(model)`` logged before and after the search (e.g. top-1 on a test subset).
-        method: ``scipy.optimize.minimize`` method (Powell is the paper's).
+        method: ``scipy.optimize.minimize`` method: a name (Powell is the paper's) or a callable custom
+            minimizer as scipy accepts it.
         maxiter, maxfev: iteration / function-evaluation limits passed to the method.
         basinhopping: wrap the search in ``scipy.optimize.basinhopping`` (``basinhopping_niter`` hops).
         init_mode: initial ranges: a clip mode from the statistics (NONE, AVG, LAPLACE, GAUSS) or L1/L2/L3
@@ -150,14 +154,15 @@ def ptq_coordinate_search(quantizer, dummy_input, eval_fn, test_fn=None, method=
         ``(model, best_params)``: the quantized model with the best ranges found (never worse than the
         initial ones on ``eval_fn``) and a ``{layer: {'output': [scale, zero_point], ...}}`` summary.
     Raises:
-        ValueError: not a PostTrainLinearQuantizer with calibration statistics, unknown ``init_mode``.
+        distiller.errors.ArgumentError: not a PostTrainLinearQuantizer with calibration statistics,
+            unknown ``init_mode``.
     """
     if not isinstance(quantizer, PostTrainLinearQuantizer) or quantizer.model_activation_stats is None:
-        raise ValueError("LAPQ needs a PostTrainLinearQuantizer built with calibration statistics "
-                         "(model_activation_stats)")
+        raise ArgumentError("LAPQ needs a PostTrainLinearQuantizer built with calibration statistics "
+                            "(model_activation_stats)")
     mode_name = init_mode.name if isinstance(init_mode, ClipMode) else str(init_mode).upper()
     if mode_name not in LAPQ_INIT_MODES:
-        raise ValueError(f"unknown LAPQ init_mode {init_mode!r}; valid values: {', '.join(LAPQ_INIT_MODES)}")
+        raise ArgumentError(f"unknown LAPQ init_mode {init_mode!r}; valid values: {', '.join(LAPQ_INIT_MODES)}")
     if not quantizer.prepared:
         quantizer.prepare_model(dummy_input)
     model = quantizer._model_key()
@@ -177,7 +182,7 @@ def ptq_coordinate_search(quantizer, dummy_input, eval_fn, test_fn=None, method=
         logger.info("LAPQ initial (%s ranges): loss %.5f, test %s", mode_name, initial_loss, test_fn(model))
     options = {k: v for k, v in (("maxiter", maxiter), ("maxfev", maxfev)) if v is not None}
     kwargs = dict(method=method, options=options, **(minimizer_kwargs or {}))
-    if method.lower() in ("powell", "l-bfgs-b", "tnc", "slsqp", "nelder-mead", "trust-constr"):
+    if isinstance(method, str) and method.lower() in ("powell", "l-bfgs-b", "tnc", "slsqp", "nelder-mead", "trust-constr"):
         kwargs.setdefault("bounds", [_BOUNDS] * len(x0))
     if basinhopping:
         result = scipy.optimize.basinhopping(objective, x0, niter=basinhopping_niter, minimizer_kwargs=kwargs)
@@ -185,7 +190,8 @@ def ptq_coordinate_search(quantizer, dummy_input, eval_fn, test_fn=None, method=
         result = scipy.optimize.minimize(objective, x0, **kwargs)
     best_vector, best_loss = (result.x, float(result.fun)) if float(result.fun) <= initial_loss else (x0, initial_loss)
     space.apply(best_vector)
-    logger.info("LAPQ: loss %.5f -> %.5f after %d evaluations", initial_loss, best_loss, len(evaluations))
+    logger.info("LAPQ (%s initial ranges): loss %.5f -> %.5f after %d evaluations", mode_name, initial_loss, best_loss,
+                len(evaluations))
     if test_fn is not None:
         logger.info("LAPQ final: test %s", test_fn(model))
     return model, space.describe()
