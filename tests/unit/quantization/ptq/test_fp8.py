@@ -1,4 +1,5 @@
-"""FP8 (E4M3) Linear quantization: simulation error bounds, the scaled-matmul path, quantizer integration."""
+"""FP8 (E4M3) Linear quantization: simulation error bounds, when the scaled-matmul kernel runs, static input
+scales, quantizer integration."""
 import copy
 import logging
 
@@ -7,7 +8,7 @@ import torch
 from torch import nn
 
 from distiller.quantization import FP8LinearWrapper, PostTrainLinearQuantizer, fp8
-from distiller.quantization.fp8 import FP8_E4M3_MAX, fp8_scaled_matmul, quantize_to_fp8
+from distiller.quantization.fp8 import FP8_E4M3_MAX, FP8_SCALINGS, fp8_scaled_matmul, quantize_to_fp8
 
 
 def test_quantize_to_fp8_relative_error_is_that_of_three_mantissa_bits():
@@ -72,12 +73,69 @@ def test_quantizer_fp8_applies_to_linear_layers_only(float_model, stats):
         PostTrainLinearQuantizer(copy.deepcopy(float_model), fp8=True, fp8_scaling="per_block")
 
 
+@pytest.fixture
+def scaled_mm_calls(monkeypatch):
+    """Records the calls of ``torch._scaled_mm`` (which still runs)."""
+    calls, kernel = [], torch._scaled_mm
+
+    def spy(a, b, *args, **kwargs):
+        calls.append((tuple(a.shape), tuple(b.shape)))
+        return kernel(a, b, *args, **kwargs)
+    monkeypatch.setattr(torch, "_scaled_mm", spy)
+    return calls
+
+
+@pytest.mark.parametrize("scaling", FP8_SCALINGS)
+def test_fp8_kernel_is_used_where_supported_and_the_shape_allows(scaling, scaled_mm_calls, monkeypatch):
+    # torch._scaled_mm also runs on CPU: pretend the platform supports FP8 matrix units to test the dispatch
+    torch.manual_seed(4)
+    linear, x = nn.Linear(32, 16), torch.randn(2, 4, 32)
+    simulated = FP8LinearWrapper(copy.deepcopy(linear), scaling)(x)
+    assert scaled_mm_calls == []
+    monkeypatch.setattr(fp8, "fp8_scaled_mm_supported", lambda device: True)
+    out = FP8LinearWrapper(copy.deepcopy(linear), scaling)(x)
+    assert scaled_mm_calls == [((8, 32), (32, 16))]
+    assert out.dtype == x.dtype and out.shape == (2, 4, 16)
+    assert torch.allclose(out, simulated, rtol=1e-2, atol=1e-2)  # per_row accumulates in bfloat16
+    FP8LinearWrapper(nn.Linear(20, 12), scaling)(torch.randn(3, 20))  # not multiples of 16: simulated
+    assert len(scaled_mm_calls) == 1
+
+
 @pytest.mark.cuda
-def test_fp8_linear_on_cuda_uses_the_fp8_kernel_when_supported():
-    if not fp8.fp8_scaled_mm_supported("cuda"):
+def test_fp8_linear_on_cuda_uses_the_fp8_kernel_when_supported(scaled_mm_calls):
+    if not torch.cuda.is_available() or not fp8.fp8_scaled_mm_supported("cuda"):
         pytest.skip("needs a GPU of compute capability >= 8.9")
     torch.manual_seed(3)
     linear = nn.Linear(64, 32).cuda()
     x = torch.randn(16, 64, device="cuda")
     out = FP8LinearWrapper(copy.deepcopy(linear), "per_row")(x)
+    assert scaled_mm_calls == [((16, 64), (64, 32))]
     assert ((out - linear(x)).abs().max() / linear(x).abs().max()).item() < 0.06
+
+
+@pytest.mark.parametrize("input_index", [0, "0"])  # statistics from Python or read back from YAML
+def test_static_input_scale_saturates_at_the_calibrated_range(input_index):
+    torch.manual_seed(5)
+    linear = nn.Linear(16, 8)
+    wrapper = FP8LinearWrapper(copy.deepcopy(linear), "per_tensor", {"inputs": {input_index: {"min": -2.0, "max": 1.0}}})
+    assert wrapper.input_scale.item() == pytest.approx(2.0 / FP8_E4M3_MAX)
+    assert "static_input_scale=True" in repr(wrapper)
+    x = torch.randn(4, 16).clamp(-1, 1)
+    beyond, at_limit = x.clone(), x.clone()
+    beyond[0, 0], at_limit[0, 0] = 50.0, 2.0
+    assert torch.equal(wrapper(beyond), wrapper(at_limit))  # clipped to the calibrated max |x|
+    dynamic = FP8LinearWrapper(copy.deepcopy(linear), "per_tensor")
+    assert not torch.equal(dynamic(beyond), dynamic(at_limit))
+    assert torch.allclose(wrapper(x), linear(x), atol=0.05)
+
+
+def test_quantizer_gives_fp8_layers_static_input_scales_from_statistics(float_model, stats):
+    per_tensor = PostTrainLinearQuantizer(copy.deepcopy(float_model), model_activation_stats=stats, fp8=True)
+    per_tensor.prepare_model()
+    fc_input = stats["fc"]["inputs"][0]
+    expected = max(abs(fc_input["min"]), abs(fc_input["max"])) / FP8_E4M3_MAX
+    assert per_tensor.model.fc.input_scale.item() == pytest.approx(expected)
+    per_row = PostTrainLinearQuantizer(copy.deepcopy(float_model), model_activation_stats=stats, fp8=True,
+                                       fp8_scaling="per_row")
+    per_row.prepare_model()
+    assert torch.isnan(per_row.model.fc.input_scale)  # one scale per token, measured on each batch
