@@ -230,14 +230,30 @@ def test_soft_pruning_is_evaluated_with_masks_but_keeps_unmasked_weights(run_cla
     assert result.summary["params_nonzero"] == result.summary["params_total"] - int((mask == 0).sum())
 
 
-def test_quantize_eval_quantizes_the_loaded_model(run_classifier, agp_runs, tmp_path):
-    full, _, _ = agp_runs
-    result = run_classifier(*FAST, "-e", "--quantize-eval", "--qe-per-channel", "-o", tmp_path,
-                            "--resume-from", os.path.join(full.run_dir, "checkpoint.pth.tar"))
+# A dense simplenet_cifar trained on all of digits' 1,293 training images: 94.4-95.3% test top-1 over seeds 0-5.
+DENSE = ["-a", "simplenet_cifar", "-b", "32", "--lr", "0.01", "--epochs", "5", "--det", "--seed", "3", "-p", "1000"]
+
+
+@pytest.fixture(scope="module")
+def dense_run(run_classifier, tmp_path_factory):
+    result = run_classifier(*DENSE, "-n", "dense", "-o", tmp_path_factory.mktemp("dense"))
+    assert result.status == 0, result.stderr
+    return result
+
+
+@pytest.mark.parametrize("per_channel", [[], ["--qe-per-channel"]], ids=["per_tensor", "per_channel"])
+def test_quantize_eval_quantizes_the_loaded_model_at_float_accuracy(run_classifier, dense_run, per_channel, tmp_path):
+    result = run_classifier(*DENSE, "-e", "--quantize-eval", *per_channel, "-o", tmp_path,
+                            "--resume-from", os.path.join(dense_run.run_dir, "checkpoint.pth.tar"))
     assert result.status == 0, result.stderr
     quantized = result.summary["quantized"]
-    assert result.summary["top1"] == full.summary["top1"]  # the float model is tested first
-    assert abs(quantized["quantized"]["Top1"] - result.summary["top1"]) <= 10
+    assert result.summary["top1"] == dense_run.summary["top1"] > 90  # the float model, tested first, is trained
+    # 8-bit PTQ of this model, measured over seeds 0-5 (per tensor and per channel, all 360 test images):
+    # top-1 changed by -0.28 to +0.56 points (-1 to +2 images), the test loss by at most 0.0021. The bounds
+    # allow 1 point (3 images) and 0.005 of loss; 5-bit activations exceed the loss bound (+0.0052 per
+    # channel, +0.0083 per tensor on seed 3).
+    assert abs(quantized["quantized"]["Top1"] - result.summary["top1"]) <= 1.0
+    assert abs(quantized["quantized"]["Loss"] - result.summary["loss"]) <= 0.005
     assert os.path.isfile(quantized["checkpoint"])
     assert load_weights_only(quantized["checkpoint"])["compression_sched"]["model_transforms"][-1]["kind"] == \
         "quantization"
