@@ -12,7 +12,9 @@ A quantization method subclasses :class:`Quantizer` and fills in
 then replaces modules (names never change) and, with ``train_with_fp_copy``, moves each quantized
 ``weight`` to a ``float_weight`` Parameter and keeps the quantized value in a ``weight`` buffer, refreshed
 from ``float_weight`` at every forward so gradients reach the float copy through the quantizer (the
-"straight-through" training of Courbariaux et al. 2015 / Hubara et al. 2016).
+"straight-through" training of Courbariaux et al. 2015 / Hubara et al. 2016). Every tensor the
+preparation added ends on the device and dtype of the float module it belongs to
+(:mod:`distiller.quantization.placement`), so replacement functions may create tensors with torch's defaults.
 
 Per-layer settings come from ``overrides``: an ordered mapping (YAML mapping, OrderedDict or list of
 ``[pattern, settings]`` pairs) of module names / full-match regular expressions to dicts with
@@ -31,6 +33,7 @@ import torch
 import torch.nn as nn
 
 from ..utils import match_names, model_is_parallel
+from .placement import place_added_tensors
 from .q_utils import ModuleQuantMode, validate_num_bits
 
 __all__ = ["Quantizer", "QBits", "ParamToQuant", "FP_BKP_PREFIX"]
@@ -195,6 +198,7 @@ class Quantizer:
         if self.prepared:
             raise RuntimeError(f"{type(self).__name__}.prepare_model() was already called on this quantizer")
         self._dummy_input_spec = _input_spec(dummy_input)
+        existing = [*self.model.parameters(), *self.model.buffers()]
         key = self._model_key()
         previous = _PREPARED_MODELS.get(key)
         if previous is not None:
@@ -217,9 +221,10 @@ class Quantizer:
             replaced |= self._apply_replacements(self._plan_replacements(skip=replaced))
         self.params_to_quantize = self._collect_params_to_quantize(replaced)
         hooks = self._setup_fp_copies() if self.train_with_fp_copy else []
-        self._update_optimizer()
         if previous is None:
             self._post_prepare_model()
+        place_added_tensors(self.model, existing)
+        self._update_optimizer()
         _PREPARED_MODELS[key] = {"record": self.state_dict(), "replaced": replaced, "hooks": hooks}
         self.prepared = True
         msglogger.info("%s prepared the model: %d modules replaced, %d parameters quantized",

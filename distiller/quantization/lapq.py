@@ -32,6 +32,8 @@ LAPQ_INIT_MODES = ("NONE", "AVG", "LAPLACE", "GAUSS", "L1", "L2", "L3")
 #: The L_p init modes and their p.
 _LP_INIT_MODES = {"L1": 1, "L2": 2, "L3": 3}
 _BOUNDS = (0.02, 4.0)
+#: scipy.optimize.minimize methods that take bounds.
+_BOUNDED_METHODS = ("powell", "l-bfgs-b", "tnc", "slsqp", "nelder-mead", "trust-constr")
 
 
 def lp_optimal_weight_multiplier(wrapper, p, method="Powell"):
@@ -182,7 +184,7 @@ def ptq_coordinate_search(quantizer, dummy_input, eval_fn, test_fn=None, method=
         logger.info("LAPQ initial (%s ranges): loss %.5f, test %s", mode_name, initial_loss, test_fn(model))
     options = {k: v for k, v in (("maxiter", maxiter), ("maxfev", maxfev)) if v is not None}
     kwargs = dict(method=method, options=options, **(minimizer_kwargs or {}))
-    if isinstance(method, str) and method.lower() in ("powell", "l-bfgs-b", "tnc", "slsqp", "nelder-mead", "trust-constr"):
+    if isinstance(method, str) and method.lower() in _BOUNDED_METHODS:
         kwargs.setdefault("bounds", [_BOUNDS] * len(x0))
     if basinhopping:
         result = scipy.optimize.basinhopping(objective, x0, niter=basinhopping_niter, minimizer_kwargs=kwargs)

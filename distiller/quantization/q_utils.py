@@ -142,7 +142,10 @@ def quantized_range_for_mode(num_bits, mode):
 
 
 def _as_float_tensor(value):
-    return value.float() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+    """``value`` as a tensor of at least float32 precision (float64 stays float64)."""
+    if not isinstance(value, torch.Tensor):
+        return torch.tensor(float(value))
+    return value.to(torch.promote_types(value.dtype, torch.float32)) if value.is_floating_point() else value.float()
 
 
 def _maybe_scalar(template, *tensors):

@@ -117,7 +117,8 @@ def test_fp8_linear_on_cuda_uses_the_fp8_kernel_when_supported(scaled_mm_calls):
 def test_static_input_scale_saturates_at_the_calibrated_range(input_index):
     torch.manual_seed(5)
     linear = nn.Linear(16, 8)
-    wrapper = FP8LinearWrapper(copy.deepcopy(linear), "per_tensor", {"inputs": {input_index: {"min": -2.0, "max": 1.0}}})
+    stats = {"inputs": {input_index: {"min": -2.0, "max": 1.0}}}
+    wrapper = FP8LinearWrapper(copy.deepcopy(linear), "per_tensor", stats)
     assert wrapper.input_scale.item() == pytest.approx(2.0 / FP8_E4M3_MAX)
     assert "static_input_scale=True" in repr(wrapper)
     x = torch.randn(4, 16).clamp(-1, 1)
