@@ -16,6 +16,7 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..graph.cost import register_layer_wrapper
 from ..utils import model_is_parallel
 from .base import ParamToQuant
 
@@ -25,6 +26,7 @@ _FOLDABLE = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Conv3d: nn
              nn.Linear: nn.BatchNorm1d}
 
 
+@register_layer_wrapper("param_module")
 class SimulatedFoldedBatchNorm(nn.Module):
     """A conv/linear layer and the BatchNorm after it, trained as their folded (and quantized) equivalent.
 

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..graph.cost import register_layer_wrapper
+
 __all__ = ["FP8LinearWrapper", "FP8_E4M3_MAX", "FP8_SCALINGS", "fp8_scaled_mm_supported", "quantize_to_fp8",
            "fp8_scaled_matmul"]
 
@@ -50,12 +52,13 @@ def fp8_scaled_matmul(x_fp8, x_scale, w_fp8, w_scale, out_dtype):
     """``(x_fp8 * x_scale) @ (w_fp8 * w_scale).T`` with ``torch._scaled_mm``.
 
     Args:
-        x_fp8: (M, K) E4M3 activations; x_scale: 0-d or (M, 1) float32.
+        x_fp8: (M, K) E4M3 activations; x_scale: 0-d or (M, 1) scales (the kernel gets them in float32).
         w_fp8: (N, K) E4M3 weights (row-major, so ``w_fp8.t()`` is the column-major operand the kernel
-            wants); w_scale: 0-d or (N, 1) float32.
+            wants); w_scale: 0-d or (N, 1) scales.
     """
     scale_b = w_scale.reshape(1, -1) if w_scale.dim() else w_scale
-    return torch._scaled_mm(x_fp8.contiguous(), w_fp8.t(), scale_a=x_scale, scale_b=scale_b, out_dtype=out_dtype)
+    return torch._scaled_mm(x_fp8.contiguous(), w_fp8.t(), scale_a=x_scale.float(), scale_b=scale_b.float(),
+                            out_dtype=out_dtype)
 
 
 def _log_simulation_once(device, reason):
@@ -65,6 +68,7 @@ def _log_simulation_once(device, reason):
         logger.info("FP8 matrix products on %s are simulated (cast to float8_e4m3fn and back): %s", device, reason)
 
 
+@register_layer_wrapper("wrapped_module")
 class FP8LinearWrapper(nn.Module):
     """An ``nn.Linear`` computing with E4M3 weights and activations.
 

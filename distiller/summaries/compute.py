@@ -1,7 +1,8 @@
 """Compute summaries: per-layer feature-map shapes, weight volumes and MACs, measured with forward hooks.
 
 MACs are dense-equivalent (zero weights still count) and per sample; only convolutions and fully
-connected layers are counted, as in Distiller's ``--summary=compute``.
+connected layers are counted, as in Distiller's ``--summary=compute``. Quantized layers count as the layer
+they wrap (see :func:`distiller.graph.cost.counted_layer`), so a quantized model has its float MACs.
 """
 import math
 
@@ -9,7 +10,7 @@ import pandas as pd
 import torch
 
 from ..graph.capture import as_input_tuple, eval_mode
-from ..graph.cost import COUNTED_LAYERS, module_macs
+from ..graph.cost import counted_layer, module_macs
 from ..utils import model_device, model_is_parallel
 
 __all__ = ["model_performance_summary", "model_macs", "model_params", "SUMMARY_COLUMNS"]
@@ -42,7 +43,8 @@ def model_performance_summary(model, dummy_input, batch_size=1):
         batch_size: kept for Distiller compatibility; feature-map volumes and MACs are per sample.
     Returns:
         pandas.DataFrame with one row per layer call and the columns :data:`SUMMARY_COLUMNS`: ``IFM``/``OFM``
-        are shapes (batch first), volumes and ``MACs`` are per sample.
+        are shapes (batch first), volumes and ``MACs`` are per sample. A quantized layer's row has the
+        wrapper's name and type and the wrapped layer's attributes, weights and MACs.
 
     Example:
         >>> df = model_performance_summary(torchvision.models.resnet18(), torch.randn(1, 3, 224, 224))
@@ -58,12 +60,13 @@ def model_performance_summary(model, dummy_input, batch_size=1):
         ifm, ofm = _first_tensor(inputs), output if isinstance(output, torch.Tensor) else _first_tensor(output)
         if ifm is None or ofm is None:
             return
-        rows.append([names[module], type(module).__name__, _attrs(module), tuple(ifm.shape),
+        layer = counted_layer(module)
+        rows.append([names[module], type(module).__name__, _attrs(layer), tuple(ifm.shape),
                      math.prod(ifm.shape[1:]), tuple(ofm.shape), math.prod(ofm.shape[1:]),
-                     module.weight.numel(), module_macs(module, tuple(ifm.shape), tuple(ofm.shape))])
+                     layer.weight.numel(), module_macs(layer, tuple(ifm.shape), tuple(ofm.shape))])
 
     for module in names:
-        if isinstance(module, COUNTED_LAYERS):
+        if counted_layer(module) is not None:
             handles.append(module.register_forward_hook(record))
     try:
         with eval_mode(model), torch.no_grad():

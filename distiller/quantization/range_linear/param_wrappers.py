@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...graph.cost import register_layer_wrapper
 from ..q_utils import (ClipMode, LinearQuantMode, get_tensor_min_max, linear_dequantize,
-                       linear_quant_params_from_min_max, linear_quant_params_from_tensor, linear_quantize_clamp, parse_linear_quant_mode, quantized_range_for_mode,
-                       validate_num_bits)
+                       linear_quant_params_from_min_max, linear_quant_params_from_tensor, linear_quantize_clamp,
+                       parse_linear_quant_mode, quantized_range_for_mode, validate_num_bits)
 from .wrappers import RangeLinearQuantWrapper
 
 __all__ = ["RangeLinearQuantParamLayerWrapper", "RangeLinearQuantMatmulWrapper", "RangeLinearEmbeddingWrapper"]
@@ -37,6 +38,7 @@ def _quantize_weight_in_place(module, num_bits, mode, per_channel, save_fp_weigh
     return scale, zero_point
 
 
+@register_layer_wrapper("wrapped_module")
 class RangeLinearQuantParamLayerWrapper(RangeLinearQuantWrapper):
     """Quantized ``Conv1d/2d/3d`` or ``Linear``: integer weights, integer accumulation, requantized output.
 

@@ -1,10 +1,13 @@
-"""Compute summary: per-layer MACs and shapes (hand-computed), totals, parameter counts."""
+"""Compute summary: per-layer MACs and shapes (hand-computed), totals, parameter counts, quantized models."""
 import pytest
 import torch
 import torchvision
 from torch import nn
 
+from distiller.data_loggers import collect_quant_stats
+from distiller.quantization import PACTQuantizer, PostTrainLinearQuantizer, QuantAwareTrainRangeLinearQuantizer
 from distiller.summaries import SUMMARY_COLUMNS, model_macs, model_params, model_performance_summary
+from distiller.testing import TinyCNN
 
 
 @pytest.fixture(autouse=True)
@@ -56,3 +59,27 @@ def test_model_params_counts_shared_parameters_once():
     shared = nn.Linear(4, 4)
     model = nn.Sequential(shared, nn.ReLU(), shared)
     assert model_params(model) == 20
+
+
+QUANTIZERS = {
+    "post_train": lambda model, stats: PostTrainLinearQuantizer(model, model_activation_stats=stats),
+    "post_train_weights_only": lambda model, stats: PostTrainLinearQuantizer(model, bits_activations=None),
+    "post_train_fp8": lambda model, stats: PostTrainLinearQuantizer(model, model_activation_stats=stats, fp8=True),
+    "qat": lambda model, stats: QuantAwareTrainRangeLinearQuantizer(model, bits_activations=8, bits_weights=4),
+    "qat_fold_bn": lambda model, stats: QuantAwareTrainRangeLinearQuantizer(model, bits_activations=8,
+                                                                            bits_weights=4, fold_bn=True),
+    "pact": lambda model, stats: PACTQuantizer(model, None, bits_activations=4, bits_weights=4),
+}
+
+
+@pytest.mark.parametrize("make_quantizer", QUANTIZERS.values(), ids=QUANTIZERS.keys())
+def test_quantized_layers_count_as_the_layers_they_wrap(make_quantizer):
+    torch.manual_seed(0)
+    model, x = TinyCNN().eval(), torch.randn(2, 3, 8, 8)
+    before = model_performance_summary(model, x)
+    stats = collect_quant_stats(model, lambda m: m(x))
+    make_quantizer(model, stats).prepare_model(x)
+    after = model_performance_summary(model, x)
+    assert model_macs(model, x) == int(before["MACs"].sum()) > 0
+    columns = ["Name", "Attrs", "IFM", "OFM", "Weights volume", "MACs"]
+    assert after[columns].values.tolist() == before[columns].values.tolist()
