@@ -1,13 +1,15 @@
 """Channel-flow interpreter: runs a captured graph on *label tensors* instead of activations.
 
 Each tensor is replaced by a :class:`Flow`: an int64 label tensor of the same shape whose elements name
-the channel slot they belong to (see :mod:`distiller.thinning.slots`), and optionally a bool tensor telling
+the channel slot they belong to (see :mod:`distiller.graph.slots`), and optionally a bool tensor telling
 which elements are exactly zero (for finding removable zero filters). Data-movement ops (view, cat,
 split, transpose...) are run natively on the labels, so channels are followed through any reshaping;
-convolutions and linear layers consume channels and create new ones; elementwise ops tie channels
-together. What the interpreter learns is written to a *ledger*: :class:`~distiller.thinning.ledger.Analysis`
-on the first run, :class:`~distiller.thinning.ledger.Verification` when it re-runs the graph with the
-thinned shapes to prove that every op still sees the same channels in the same order.
+modules with a :class:`~distiller.graph.layer_rules.LayerRule` (convolutions, linear layers, norms...)
+say through a :class:`LayerCall` which channels they read, create or pass on; elementwise ops tie
+channels together. What the interpreter learns is written to a *ledger*:
+:class:`~distiller.graph.channel_ledger.Analysis` on the first run,
+:class:`~distiller.graph.channel_ledger.Verification` when it re-runs the graph with the thinned shapes to
+prove that every op still sees the same channels in the same order.
 """
 import collections
 import math
@@ -15,11 +17,13 @@ import operator
 
 import torch
 from torch import fx
+from torch.fx.passes.shape_prop import TensorMetadata
 
-from .rules import binary_kind, classify
+from .channel_rules import binary_kind, classify
+from .layer_rules import layer_rule_for
 from .slots import channel_profile, squeeze_constant_dims
 
-__all__ = ["Flow", "run_flow", "norm_constant"]
+__all__ = ["Flow", "LayerCall", "run_flow", "along"]
 
 Flow = collections.namedtuple("Flow", ["labels", "zeros"])
 Flow.__doc__ = "A tensor followed by the analysis: slot labels and (optionally) which elements are zero."
@@ -61,13 +65,83 @@ def _per_channel_zero(zeros, dim=1):
     return small.movedim(dim, 0).reshape(small.shape[dim], -1).all(dim=1).expand(zeros.shape[dim])
 
 
-def norm_constant(module):
-    """What a BatchNorm outputs (eval mode) for an all-zero channel, per channel; None when it cannot shift."""
-    if module.running_mean is None or not module.affine:
-        return None
-    with torch.no_grad():
-        scale = module.weight / torch.sqrt(module.running_var + module.eps)
-        return (module.bias - module.running_mean * scale).detach().cpu()
+class LayerCall:
+    """One call of a module with a :class:`~distiller.graph.layer_rules.LayerRule`, as its rule sees it.
+
+    Channels are named by *slots* (int64 tensors, one slot per position along a dimension). A rule reads
+    the slots of its input with :meth:`channels`, records which slots each position of its dimension
+    attributes holds (:meth:`uses`, :meth:`reads`, :meth:`creates`) and returns its output, usually built
+    with :meth:`output` or one of its inputs passed on unchanged.
+
+    Attributes:
+        op: the graph :class:`~distiller.graph.Op`; ``module``: the called module.
+        inputs: the call's positional arguments (flows for tensors); ``kwargs``: its keyword arguments.
+        tracking_zeros: whether the analysis follows exactly-zero channels (finding zero filters).
+        exact: a channel is zero only when exactly zero (a norm's shift or a bias makes it a constant).
+    """
+
+    def __init__(self, interpreter, op, args, kwargs):
+        self._interpreter, self._ledger = interpreter, interpreter.ledger
+        self.op, self.module, self.inputs, self.kwargs = op, op.module, args, kwargs
+        self.tracking_zeros, self.exact = interpreter.track_zeros, interpreter.exact
+
+    def channels(self, flow, dim, role="input"):
+        """The slots along ``dim`` of ``flow``; when its channels are mixed over several dimensions they are
+        blocked and fresh, fixed slots stand for them."""
+        return self._interpreter._profile(self.op, flow, dim, role)
+
+    def uses(self, attr, slots):
+        """Records that the positions of dimension ``attr`` hold ``slots`` (a second call of the same module
+        unites them with the first call's); returns the recorded slots."""
+        return self._ledger.usage(self.op, attr, slots)
+
+    def reads(self, attr, slots, flow, dim):
+        """Like :meth:`uses`, for the input dimension of a layer that sums over it (conv, linear): a channel
+        can go only when it is zero or read with zero weights here."""
+        self._ledger.usage(self.op, attr, slots)
+        self._ledger.contraction(self.op, attr, slots, self.input_zero(flow, dim))
+
+    def creates(self, attr, count):
+        """New channels for the ``count`` positions of ``attr`` (a layer's outputs); returns their slots."""
+        return self._ledger.usage(self.op, attr, None, count)
+
+    def unite(self, a, b):
+        """Ties ``a[i]`` to ``b[i]``: the channels go together (e.g. the channels of one GroupNorm group)."""
+        self._ledger.union(a, b)
+
+    def same_count(self, slots, block_size):
+        """Every block of ``block_size`` consecutive ``slots`` must keep as many channels (grouped layers)."""
+        self._ledger.uniform_blocks(slots, block_size)
+
+    def shifts(self, slots, constant, flow, dim):
+        """Records that a zero input channel leaves this layer as ``constant`` (a norm's shift), per slot."""
+        self._ledger.norm_constant(self.op, slots, constant, self.input_zero(flow, dim))
+
+    def input_zero(self, flow, dim):
+        """Bool per position along ``dim``: all elements of ``flow`` there are zero (None without tracking)."""
+        return _per_channel_zero(flow.zeros, dim)
+
+    def zero_filters(self, attr):
+        """Bool per position of ``attr``: this module's weights there are all zero (its zero filters)."""
+        return self._interpreter.zero_filters(self.op.module_name, self.module, attr)
+
+    def output(self, slots, dim, zeros=None):
+        """The call's output: its traced shape (with the batch of the first input) holding ``slots`` along
+        ``dim``; ``zeros`` per position (default, when tracking: the zero filters of the rule's ``'out'``
+        dimension)."""
+        shape = self._interpreter._shape(self.op, self.inputs[0], slots.numel(), dim)
+        if self.tracking_zeros:
+            zeros = along(zeros if zeros is not None else self._zero_outputs(), shape, dim)
+        return Flow(along(slots, shape, dim), zeros)
+
+    def with_zeros(self, flow, keep_zero, dim):
+        """``flow`` where only the positions along ``dim`` with ``keep_zero`` stay zero."""
+        return Flow(flow.labels, flow.zeros & along(keep_zero, flow.zeros.shape, dim))
+
+    def _zero_outputs(self):
+        rule = layer_rule_for(self.module)
+        attr = next(a for a, role in rule.dims.items() if role == "out")
+        return self.zero_filters(attr)
 
 
 class _Interpreter:
@@ -162,6 +236,7 @@ class _Interpreter:
             self.ledger.block(flow.labels, "it reaches the model output")
 
     def _opaque(self, op, args, kwargs):
+        self.ledger.opaque_call(op, _map_flows((args, kwargs), lambda flow: None))
         for flow in _flows_in((args, kwargs)):
             self.ledger.block(flow.labels, f"it is consumed by '{op.name}' ({op.type}), whose channel "
                                            f"mapping thinning does not know")
@@ -169,10 +244,13 @@ class _Interpreter:
             return None
         slots = self.ledger.fixed_slots(op, 1, f"it comes out of '{op.name}' ({op.type}), an op thinning "
                                                f"does not know")
-        flows = [Flow(along(slots, shape, 0), self._no_zeros(shape)) for shape in op.output_shapes]
-        return flows[0] if op.shape is not None else tuple(flows)
+        # The output mirrors the traced structure (e.g. attention's ``(output, None)``).
+        return _mirror(op.node.meta["tensor_meta"], lambda shape: Flow(along(slots, shape, 0), self._no_zeros(shape)))
 
     # ----------------------------------------------------------------------------------- layers
+    def _layer(self, op, args, kwargs):
+        return layer_rule_for(op.module).flow(LayerCall(self, op, args, kwargs))
+
     def _profile(self, op, flow, dim, role):
         """Slots of the channels along ``dim`` of an op's input; blocks them when they are mixed."""
         profile = channel_profile(flow.labels, dim)
@@ -184,46 +262,6 @@ class _Interpreter:
                                               key=f"{op.name}:{role}")
         return profile
 
-    def _conv(self, op, args, kwargs):
-        module, x = op.module, args[0]
-        channels = x.labels.shape[1]
-        profile = self._profile(op, x, 1, "input")
-        in_zero = _per_channel_zero(x.zeros)
-        if module.groups == channels and module.groups > 1:  # depthwise: out channel o reads channel o // k
-            repeat = module.out_channels // module.groups
-            self.ledger.usage(op, "in_channels", profile)
-            slots = self.ledger.usage(op, "out_channels", profile.repeat_interleave(repeat))
-            out = along(slots, self._shape(op, x, slots.numel()), 1)
-            zeros = None
-            if self.track_zeros:
-                filter_zero = self.zero_filters(op.module_name, module) | in_zero.repeat_interleave(repeat)
-                if self.exact and module.bias is not None:
-                    filter_zero &= (module.bias.detach() == 0).cpu()
-                zeros = along(filter_zero, out.shape, 1)
-            return Flow(out, zeros)
-        self.ledger.usage(op, "in_channels", profile)
-        self.ledger.contraction(op, "in_channels", profile, in_zero)
-        if module.groups > 1:
-            self.ledger.uniform_blocks(profile, channels // module.groups)
-        slots = self.ledger.usage(op, "out_channels", None, module.out_channels)
-        if module.groups > 1:
-            self.ledger.uniform_blocks(slots, module.out_channels // module.groups)
-        return self._produced(op, x, slots, 1)
-
-    def _linear(self, op, args, kwargs):
-        module, x = op.module, args[0]
-        profile = self._profile(op, x, -1, "input")
-        self.ledger.usage(op, "in_features", profile)
-        self.ledger.contraction(op, "in_features", profile, _per_channel_zero(x.zeros, -1))
-        slots = self.ledger.usage(op, "out_features", None, module.out_features)
-        return self._produced(op, x, slots, -1)
-
-    def _produced(self, op, x, slots, dim):
-        shape = self._shape(op, x, slots.numel(), dim)
-        out = along(slots, shape, dim)
-        zeros = along(self.zero_filters(op.module_name, op.module), shape, dim) if self.track_zeros else None
-        return Flow(out, zeros)
-
     @staticmethod
     def _shape(op, x, channels, dim=1):
         """The op's traced output shape with the batch of ``x`` and ``channels`` along ``dim``."""
@@ -231,23 +269,6 @@ class _Interpreter:
         shape[0] = x.labels.shape[0]
         shape[dim] = channels
         return shape
-
-    def _norm(self, op, args, kwargs):
-        x = args[0]
-        profile = self._profile(op, x, 1, "input")
-        self.ledger.usage(op, "num_features", profile)
-        if not self.track_zeros:
-            return x
-        constant = norm_constant(op.module)
-        if constant is not None:
-            self.ledger.norm_constant(op, profile, constant, _per_channel_zero(x.zeros))
-        if constant is None or not self.exact:
-            return x  # by convention (Distiller's), a zero filter's channel stays zero through its BatchNorm
-        return Flow(x.labels, x.zeros & along(constant == 0, x.zeros.shape, 1))
-
-    def _prelu(self, op, args, kwargs):
-        self.ledger.usage(op, "num_parameters", self._profile(op, args[0], 1, "input"))
-        return args[0]
 
     # ------------------------------------------------------------------------------ elementwise
     def _zero_preserving(self, op, args, kwargs):
@@ -318,6 +339,8 @@ class _Interpreter:
         if isinstance(labels, torch.Tensor):
             self._check_layout(op, labels)
             return Flow(labels, zeros)
+        if not isinstance(labels, (tuple, list)):  # e.g. a None picked out of a tuple
+            return labels
         if op.type in ("chunk", "split"):
             self._equal_pieces(op, args, kwargs)
         pieces = zeros if zeros is not None else [None] * len(labels)
@@ -353,6 +376,16 @@ class _Interpreter:
         self.ledger.block(labels, f"'{op.name}' ({op.type}) spreads channels over dimensions {varying}")
 
 
+def _mirror(meta, make):
+    """``meta`` (a node's traced tensor metadata, possibly nested in tuples and lists) with every tensor's
+    metadata replaced by ``make(shape)``."""
+    if isinstance(meta, TensorMetadata):
+        return make(meta.shape)
+    if isinstance(meta, (tuple, list)):
+        return type(meta)(_mirror(item, make) for item in meta)
+    return meta
+
+
 def _contiguous(flow):
     """Materializes expanded labels for ``view`` (a view of an expanded tensor is often impossible)."""
     zeros = flow.zeros.contiguous() if flow.zeros is not None else None
@@ -385,12 +418,12 @@ def run_flow(graph, ledger, zero_filters=None, exact=False):
 
     Args:
         graph: a :class:`~distiller.graph.SummaryGraph`.
-        ledger: an :class:`~distiller.thinning.ledger.Analysis` or
-            :class:`~distiller.thinning.ledger.Verification`.
-        zero_filters: ``fn(module_name, module) -> BoolTensor`` telling which output channels of a conv or
-            linear layer are zero; None to skip zero tracking.
-        exact: a BatchNorm keeps a zero channel zero only when its shift is zero (by default it always does,
-            as a zero filter's BatchNorm is removed with it).
+        ledger: an :class:`~distiller.graph.channel_ledger.Analysis` or
+            :class:`~distiller.graph.channel_ledger.Verification`.
+        zero_filters: ``fn(module_name, module, attr) -> BoolTensor`` telling which positions of a layer's
+            dimension ``attr`` have all-zero weights (its zero filters); None to skip zero tracking.
+        exact: a norm keeps a zero channel zero only when its shift is zero (by default it always does, as a
+            zero filter's norm parameters are removed with it).
     """
     _Interpreter(graph, ledger, zero_filters, exact).run()
     return ledger

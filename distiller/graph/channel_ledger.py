@@ -14,7 +14,7 @@ import logging
 
 import torch
 
-from .flow import Flow
+from .channel_flow import Flow
 from .slots import SlotUnion, channel_profile, squeeze_constant_dims
 
 msglogger = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ class Analysis:
         self.norm_constants = []
         self.fixed = {}
         self.recorded = {}
+        self.opaque = set()
+        self.opaque_values = {}
 
     def fixed_slots(self, op, count, reason, key=None):
         slots = self.slots.new(count)
@@ -87,7 +89,12 @@ class Analysis:
 
     def failed(self, op, err, fallback):
         msglogger.debug("channel flow: '%s' (%s) cannot run on labels: %s", op.name, op.type, err)
+        self.opaque.add(op.name)
         return fallback()
+
+    def opaque_call(self, op, values):
+        """Records the arguments of an opaque op other than tensors (sizes, ...)."""
+        self.opaque_values[op.name] = values
 
     def after_node(self, op, value):
         flows = _flows(value)
@@ -105,6 +112,7 @@ class Verification:
         keep_slot: bool tensor indexed by slot (last entry: neutral labels), True for kept channels.
     Attributes:
         blamed: root -> reason, for the channels that must stay.
+        failed_op: the name of the first op that failed the check, or None.
     """
 
     def __init__(self, analysis, keep_slot):
@@ -112,6 +120,7 @@ class Verification:
         self.table = analysis.slots.roots_table()
         self.keep_slot = keep_slot
         self.blamed = {}
+        self.failed_op = None
 
     def fixed_slots(self, op, count, reason, key=None):
         return self.analysis.fixed[key or op.name]
@@ -130,10 +139,22 @@ class Verification:
     def canonical(self, labels):
         return self.table[labels]
 
+    def opaque_call(self, op, values):
+        """An opaque op computes its output from its arguments; a size among them that changes with the
+        thinning (``x.repeat(1, y.shape[1])``) would change its output."""
+        try:
+            same = bool(values == self.analysis.opaque_values.get(op.name))
+        except Exception:  # values that do not compare (tensors): assume they changed
+            same = False
+        if not same:
+            self._substitute(op, f"'{op.name}' ({op.type}) gets other arguments after thinning")
+
     def canonical_profile(self, labels, dim):
         return channel_profile(self.canonical(labels), dim)
 
     def failed(self, op, err, fallback):
+        if op.name in self.analysis.opaque:  # it failed on the labels already: its channels are blocked
+            return fallback()
         return self._substitute(op, f"'{op.name}' ({op.type}) fails on the thinned shapes ({err})")
 
     def after_node(self, op, value):
@@ -165,6 +186,7 @@ class Verification:
 
     def _substitute(self, op, reason):
         """Blames the channels around ``op`` and returns its expected thinned output, to go on checking."""
+        self.failed_op = self.failed_op or op.name
         for name in [op.name] + list(op.inputs):
             for compressed, _ in self.analysis.recorded.get(name, ()):
                 for root in torch.unique(self.table[compressed]).tolist():

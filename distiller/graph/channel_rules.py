@@ -1,13 +1,17 @@
 """How each kind of operation moves channels: the tables the channel-flow analysis dispatches on.
 
-An operation the tables do not know is *opaque*: the channels it reads are left whole, with a logged
-reason naming it. Extend a table to teach thinning a new operation.
+Modules with a :class:`~distiller.graph.layer_rules.LayerRule` (convolutions, linear layers, norms, ...;
+open to user rules) are ``'layer'`` ops; elementwise modules and functions, pooling, reductions and data
+movement are classified by the tables below. An operation the tables do not know is *opaque*: the
+channels it reads are left whole, with a logged reason naming it.
 """
 import operator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .layer_rules import layer_rule_for
 
 __all__ = ["classify", "binary_kind"]
 
@@ -55,9 +59,6 @@ for _name in _BINARY:
     _FUNCTION_KINDS[_name] = "binary"
 _KNOWN_CALLABLES = _functions(*_FUNCTION_KINDS) | {getattr, len}
 
-_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,
-         nn.InstanceNorm3d)
 _ZERO_PRESERVING_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.SiLU, nn.GELU, nn.Hardswish, nn.Tanh, nn.ELU,
                             nn.SELU, nn.CELU, nn.Mish, nn.Softsign, nn.Softshrink, nn.Hardshrink, nn.Tanhshrink,
                             nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
@@ -71,15 +72,8 @@ _MOVEMENT_MODULES = (nn.Flatten, nn.Unflatten, nn.PixelShuffle, nn.PixelUnshuffl
 
 
 def _module_kind(module):
-    if isinstance(module, _CONV):
-        return "conv"
-    if isinstance(module, nn.Linear):
-        return "linear"
-    if isinstance(module, _NORM):
-        per_channel = module.affine or module.track_running_stats
-        return "norm" if per_channel else "zero_preserving"
-    if isinstance(module, nn.PReLU):
-        return "prelu" if module.num_parameters > 1 else "zero_preserving"
+    if layer_rule_for(module) is not None:
+        return "layer"
     if isinstance(module, nn.Hardtanh):
         return "zero_preserving" if module.min_val <= 0 <= module.max_val else "nonzero"
     if isinstance(module, _ZERO_PRESERVING_MODULES) or type(module).__name__ == "StochasticDepth":
@@ -97,7 +91,7 @@ def classify(op):
     """The channel-flow kind of a graph op.
 
     Returns:
-        one of ``'input'``, ``'attribute'``, ``'output'``, ``'conv'``, ``'linear'``, ``'norm'``, ``'prelu'``,
+        one of ``'input'``, ``'attribute'``, ``'output'``, ``'layer'`` (a module with a layer rule),
         ``'zero_preserving'`` / ``'nonzero'`` (elementwise, keeping zeros or not), ``'binary'`` (add/sub,
         mul, div: see :func:`binary_kind`), ``'spatial'`` (per-channel pooling/resampling/padding),
         ``'reduction'``, ``'movement'`` (pure data movement: view, cat, split...), ``'constant'``,

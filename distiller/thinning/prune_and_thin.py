@@ -6,6 +6,7 @@ the sum over the group's layers of its filters' Lp norm (Li et al., "Pruning Fil
 ConvNets", ICLR 2017), each layer's norms divided by their mean so that layers of different scales count
 alike. Each group then loses ``fraction`` of its channels.
 """
+import collections
 import dataclasses
 import logging
 import math
@@ -13,11 +14,11 @@ import math
 import torch
 
 from ..errors import UnmatchedNameError
-from ..graph import SummaryGraph
+from ..graph import DependencyGraph
 from ..norms import canonical_group_type
 from ..summaries.compute import model_params
 from ..utils import match_names
-from .plan import IN_ATTRS, OUT_ATTRS, ChannelSpace, ThinningError, make_plan
+from .plan import ROLE_OF_GROUP_TYPE, ThinningError, make_plan, weight_importance
 from .recipe import ThinningRecipe
 from .surgery import apply_edits
 
@@ -33,7 +34,9 @@ class ThinningReport:
     """Sizes before and after :func:`prune_and_thin` and the recipe applied.
 
     MACs are dense, per sample (the same count as :func:`distiller.summaries.model_macs`, computed from the
-    captured graph); ``channels_removed`` sums the output channels removed over all layers.
+    captured graph); ``channels_removed`` sums the output channels removed over all layers; ``blocked`` maps
+    each reason that kept channels whole (they reach the model output, an op thinning does not know...) to
+    the number of filters (output channels, over all layers) it kept.
     """
     params_before: int
     params_after: int
@@ -41,6 +44,7 @@ class ThinningReport:
     macs_after: int
     channels_removed: int
     recipe: ThinningRecipe
+    blocked: dict = dataclasses.field(default_factory=dict)
 
     def __str__(self):
         return (f"params {self.params_before:,} -> {self.params_after:,} "
@@ -60,24 +64,21 @@ def _check_arguments(fraction, group_type, ranking):
     return group_type
 
 
-def _block_excluded(space, graph, exclude, group_type):
+def _block_excluded(deps, exclude, group_type):
     if not exclude:
         return
-    names = graph.layers_topological_order()
     try:
-        matched = match_names(exclude, names, "module")
+        matched = match_names(exclude, deps.graph.layers_topological_order(), "module")
     except UnmatchedNameError as err:
         raise ThinningError(f"exclude: {err}") from None
-    attrs = OUT_ATTRS if group_type == "Filters" else IN_ATTRS
-    for pattern, hits in matched.items():
-        for name in hits:
-            for attr in attrs:
-                if (name, attr) in space.analysis.usages:
-                    space.block(space.roots((name, attr)), f"it belongs to excluded layer '{name}' ({pattern})")
+    excluded = {name: pattern for pattern, hits in matched.items() for name in hits}
+    for name, attr in deps.members:
+        if name in excluded and deps.role(name, attr) == ROLE_OF_GROUP_TYPE[group_type]:
+            deps.block(deps.channels(name, attr), f"it belongs to excluded layer '{name}' ({excluded[name]})")
 
 
-def _ranked_selection(space, fraction, importance):
-    groups = [torch.tensor(group) for group in space.groups()]
+def _ranked_selection(deps, fraction, importance):
+    groups = [torch.tensor(group.channels) for group in deps.groups()]
 
     def select(current):
         blocked = current.blocked_mask()
@@ -117,15 +118,22 @@ def prune_and_thin(model, example_inputs, fraction, group_type="Filters", rankin
         >>> print(report)   # params 25,557,032 -> ... MACs ... -> ...
     """
     group_type = _check_arguments(fraction, group_type, ranking)
-    graph = SummaryGraph(model, example_inputs)
-    space = ChannelSpace(graph, lambda name, module: module.weight.detach(), track_zeros=False)
-    _block_excluded(space, graph, exclude, group_type)
-    importance = space.importance(group_type, _RANKING_P[ranking])
-    plan = make_plan(space, _ranked_selection(space, fraction, importance), importance, round_to)
+    deps = DependencyGraph(model, example_inputs)
+    _block_excluded(deps, exclude, group_type)
+    importance = weight_importance(deps, group_type, _RANKING_P[ranking])
+    plan = make_plan(deps, _ranked_selection(deps, fraction, importance), importance, round_to)
     recipe = ThinningRecipe.from_plan(plan)
-    params_before, macs_before = model_params(model), graph.total_macs()
-    removed = sum(space.roots(key).numel() - keep.numel() for key, keep in plan.items() if key[1] in OUT_ATTRS)
+    params_before, macs_before = model_params(model), deps.graph.total_macs()
+    removed = sum(deps.channels(*key).numel() - keep.numel() for key, keep in plan.items()
+                  if deps.role(*key) == "out")
     apply_edits(model, recipe.modules, optimizer)
-    report = ThinningReport(params_before, model_params(model), macs_before, graph.total_macs(), removed, recipe)
+    blocked = collections.Counter()
+    for key in deps.members:
+        if deps.role(*key) == "out":
+            blocked.update(deps.blocked[c] for c in deps.channels(*key).tolist() if c in deps.blocked)
+    report = ThinningReport(params_before, model_params(model), macs_before, deps.graph.total_macs(), removed,
+                            recipe, dict(blocked.most_common()))
     msglogger.info("prune_and_thin: %s", report)
+    for reason, count in report.blocked.items():
+        msglogger.info("prune_and_thin: %d filter(s) left whole because %s", count, reason)
     return model, report

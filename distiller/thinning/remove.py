@@ -13,10 +13,10 @@ import logging
 
 import torch
 
-from ..graph import SummaryGraph
+from ..graph import DependencyGraph
 from ..summaries.compute import model_params
 from ..utils import model_device, normalize_module_name
-from .plan import OUT_ATTRS, ChannelSpace, ThinningError, make_plan
+from .plan import ThinningError, dead_channels, make_plan, weight_importance
 from .recipe import ThinningRecipe
 from .surgery import apply_edits
 
@@ -51,24 +51,25 @@ def mask_lookup(zeros_mask_dict):
     return weight_of
 
 
-def _warn_constants(space, plan, group_type):
+def _warn_constants(deps, plan, group_type):
     """Warns when removed zero filters' channels still carry a constant (their conv's bias or their
     BatchNorm's shift) into a layer that reads them: the thinned model's outputs then differ from the
     masked model's, as with Distiller's thinning."""
-    removed = torch.zeros(space.size, dtype=torch.bool)
+    removed = torch.zeros(deps.size, dtype=torch.bool)
     for key, keep in plan.items():
-        removed[space.roots(key)[_removed(keep, space.roots(key).numel())]] = True
-    drifting = removed & ~space.dead(group_type, exact=True)
+        channels = deps.channels(*key)
+        removed[channels[_removed(keep, channels.numel())]] = True
+    drifting = removed & ~dead_channels(deps, group_type, exact=True)
     if not bool(drifting.any()):
         return
     sources = {}
-    for (name, attr), slots in space.analysis.usages.items():
-        bias = getattr(space.analysis.modules[name], "bias", None)
-        if attr in OUT_ATTRS and bias is not None:
-            shifted = drifting[space.table[slots]] & (bias.detach().cpu() != 0)
+    for (name, attr), slots in deps.analysis.usages.items():
+        bias = getattr(deps.module(name), "bias", None)
+        if deps.role(name, attr) == "out" and bias is not None:
+            shifted = drifting[deps.table[slots]] & (bias.detach().cpu() != 0)
             sources[name] = int(shifted.sum())
-    for note in space.analysis.norm_constants:
-        sources[note.module_name] = int((drifting[space.table[note.slots]] & (note.constant != 0)).sum())
+    for note in deps.analysis.norm_constants:
+        sources[note.module_name] = int((drifting[deps.table[note.slots]] & (note.constant != 0)).sum())
     names = [f"'{name}' ({count} ch)" for name, count in sources.items() if count]
     msglogger.warning("Thinning removed %d zero-filter channel(s) that still carry a constant (bias or BatchNorm "
                       "shift: %s%s) into the layers reading them: the thinned model's outputs differ from the "
@@ -85,16 +86,16 @@ def thin_by(model, zeros_mask_dict, group_type, dummy_input=None, dataset=None, 
             round_to=1, strict=False, leaf_modules=()):
     """Removes the channels that are zero (``'Filters'``), unused (``'Channels'``) or either (``'Both'``)."""
     inputs = example_input(model, dummy_input, dataset)
-    graph = SummaryGraph(model, inputs, leaf_modules)
-    space = ChannelSpace(graph, mask_lookup(zeros_mask_dict), track_zeros=group_type != "Channels")
-    importance = space.importance("Channels" if group_type == "Channels" else "Filters")
-    plan = make_plan(space, lambda s: s.dead(group_type), importance, round_to, strict)
+    deps = DependencyGraph(model, inputs, leaf_modules, mask_lookup(zeros_mask_dict),
+                           track_zeros=group_type != "Channels")
+    importance = weight_importance(deps, "Channels" if group_type == "Channels" else "Filters")
+    plan = make_plan(deps, lambda d: dead_channels(d, group_type), importance, round_to, strict)
     recipe = ThinningRecipe.from_plan(plan)
     if not recipe:
         msglogger.info("Thinning: nothing to remove")
         return recipe
     if group_type != "Channels":
-        _warn_constants(space, plan, group_type)
+        _warn_constants(deps, plan, group_type)
     mask_dicts = [d for d in (zeros_mask_dict, getattr(scheduler, "zeros_mask_dict", None)) if d is not None]
     before = model_params(model)
     apply_edits(model, recipe.modules, optimizer, list({id(d): d for d in mask_dicts}.values()))

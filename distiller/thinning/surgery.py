@@ -8,56 +8,17 @@ first change, so a rejected request leaves the model untouched.
 import torch
 from torch import nn
 
+from ..graph.layer_rules import layer_rule_for
 from ..utils import normalize_module_name
 from .plan import ThinningError
 
-__all__ = ["DIMENSIONS", "check_edits", "apply_edits"]
-
-_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,
-         nn.InstanceNorm3d)
-
-#: module class -> the dimension attributes thinning can shrink.
-DIMENSIONS = {_CONV: ("in_channels", "out_channels"), nn.Linear: ("in_features", "out_features"),
-              _NORM: ("num_features",), nn.PReLU: ("num_parameters",)}
+__all__ = ["check_edits", "apply_edits", "dimensions_of"]
 
 
-def _dims_of(module):
-    for classes, attrs in DIMENSIONS.items():
-        if isinstance(module, classes):
-            return attrs
-    return ()
-
-
-def _select(dim, keep):
-    return lambda t: t.index_select(dim, keep.to(t.device))
-
-
-def _grouped_input_select(module, keep):
-    """Picks, for each group of a grouped conv, that group's kept input channels (weight dim 1)."""
-    per_group = module.in_channels // module.groups
-    local = (keep % per_group).reshape(module.groups, -1)
-
-    def select(weight):
-        index = local.to(weight.device).repeat_interleave(weight.shape[0] // module.groups, dim=0)
-        index = index.reshape(index.shape + (1,) * (weight.dim() - 2)).expand(-1, -1, *weight.shape[2:])
-        return weight.gather(1, index)
-    return select
-
-
-def _tensor_edits(module, attr, keep):
-    """[(tensor attribute name, fn old tensor -> new tensor)] and the module attributes to set."""
-    count = int(keep.numel())
-    if attr in ("out_channels", "out_features", "num_features", "num_parameters"):
-        names = ("weight", "bias", "running_mean", "running_var")
-        return [(n, _select(0, keep)) for n in names if getattr(module, n, None) is not None], {attr: count}
-    if isinstance(module, nn.Linear):
-        return [("weight", _select(1, keep))], {attr: count}
-    if module.groups == 1:
-        return [("weight", _select(1, keep))], {attr: count}
-    if module.groups == module.in_channels:  # depthwise: the output channels carry the selection
-        return [], {"in_channels": count, "groups": count}
-    return [("weight", _grouped_input_select(module, keep))], {attr: count}
+def dimensions_of(module):
+    """The dimension attributes thinning can shrink in ``module`` (from its layer rule)."""
+    rule = layer_rule_for(module)
+    return tuple(rule.dims) if rule is not None else ()
 
 
 def check_edits(model, modules):
@@ -74,20 +35,17 @@ def check_edits(model, modules):
             raise ThinningError(f"thinning names module '{name}', which the model does not have: was the "
                                 f"recipe made for another architecture?")
         for attr, keep in dims.items():
-            if attr not in _dims_of(module):
+            if attr not in dimensions_of(module):
                 raise ThinningError(f"cannot thin '{attr}' of '{name}' ({type(module).__name__}); thinnable "
-                                    f"dimensions: {list(_dims_of(module))}")
+                                    f"dimensions: {list(dimensions_of(module))}")
             keep = torch.as_tensor(keep, dtype=torch.long).reshape(-1)
             size = getattr(module, attr)
             if keep.numel() == 0 or keep[0] < 0 or keep[-1] >= size or not bool((keep[1:] > keep[:-1]).all()):
                 raise ThinningError(f"kept indices of '{name}.{attr}' must be increasing, within [0, {size}) "
                                     f"and not empty; got {keep.numel()} indices: is the recipe applied twice?")
-            groups = getattr(module, "groups", 1)
-            if 1 < groups < getattr(module, "in_channels", 0):
-                counts = torch.bincount(keep // (size // groups), minlength=groups)
-                if not bool((counts == counts[0]).all()):
-                    raise ThinningError(f"'{name}' has {groups} groups: it must keep the same number of "
-                                        f"'{attr}' in each group, got {counts.tolist()}")
+            problem = layer_rule_for(module).check(module, attr, keep)
+            if problem:
+                raise ThinningError(f"cannot keep {keep.numel()} of the {size} '{attr}' of '{name}': {problem}")
             edits.append((name, module, attr, keep))
     return edits
 
@@ -155,9 +113,9 @@ def apply_edits(model, modules, optimizer=None, mask_dicts=()):
                                     f"shrink tied weights")
     surgeon = _Surgeon(model, optimizer, mask_dicts)
     surgeon.check_optimizer([p for _, module, _, _ in edits for p in module.parameters(recurse=False)])
-    # Input dims first: a grouped conv's input selection uses the per-group output count.
-    for name, module, attr, keep in sorted(edits, key=lambda e: e[2] not in ("in_channels", "in_features")):
-        tensor_edits, attributes = _tensor_edits(module, attr, keep)
+    # Input dims first: a grouped layer's selections assume the per-group counts of the other dimension.
+    for name, module, attr, keep in sorted(edits, key=lambda e: layer_rule_for(e[1]).dims[e[2]] != "in"):
+        tensor_edits, attributes = layer_rule_for(module).edits(module, attr, keep)
         for tensor_name, fn in tensor_edits:
             surgeon.edit(name, module, tensor_name, fn)
         for key, value in attributes.items():
