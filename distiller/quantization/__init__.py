@@ -8,13 +8,14 @@ from .base import FP_BKP_PREFIX, ParamToQuant, QBits, Quantizer
 from .bn_fold import SimulatedFoldedBatchNorm
 from .clipped_linear import (ClippedLinearQuantization, DorefaQuantizer, LearnedClippedLinearQuantization,
                              PACTQuantizer, WRPNQuantizer)
+from .overrides import OverrideError
 from .q_utils import (ClipMode, LinearQuantMode, LinearQuantizeSTE, ModuleQuantMode,
                       approx_scale_as_mult_and_shift, asymmetric_linear_quantization_params,
                       get_quantized_range, linear_dequantize, linear_quantize, linear_quantize_clamp,
                       symmetric_linear_quantization_params)
 from .range_linear.qat import FakeLinearQuantization, FakeQuantizationWrapper, QuantAwareTrainRangeLinearQuantizer
 
-__all__ = ["Quantizer", "QBits", "ParamToQuant", "FP_BKP_PREFIX",
+__all__ = ["Quantizer", "QBits", "ParamToQuant", "FP_BKP_PREFIX", "OverrideError",
            "LinearQuantMode", "ClipMode", "ModuleQuantMode", "LinearQuantizeSTE",
            "symmetric_linear_quantization_params", "asymmetric_linear_quantization_params",
            "linear_quantize", "linear_quantize_clamp", "linear_dequantize", "get_quantized_range",

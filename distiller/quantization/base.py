@@ -32,11 +32,13 @@ from collections import OrderedDict, namedtuple
 import torch
 import torch.nn as nn
 
+from ..errors import ArgumentError
 from ..utils import match_names, model_is_parallel
+from .overrides import BITS_KEYS, OverrideError, normalize_overrides
 from .placement import place_added_tensors
 from .q_utils import ModuleQuantMode, validate_num_bits
 
-__all__ = ["Quantizer", "QBits", "ParamToQuant", "FP_BKP_PREFIX"]
+__all__ = ["Quantizer", "QBits", "ParamToQuant", "FP_BKP_PREFIX", "OverrideError"]
 
 msglogger = logging.getLogger(__name__)
 
@@ -50,7 +52,6 @@ ParamToQuant = namedtuple("ParamToQuant", ["module", "module_name", "fp_attr_nam
 #: Prefix of the full-precision copy of a quantized parameter (``weight`` -> ``float_weight``).
 FP_BKP_PREFIX = "float_"
 
-_BITS_KEYS = {"bits_activations": "acts", "bits_weights": "wts", "bits_bias": "bias"}
 
 # model -> what prepare_model did to it; lets an identical quantizer adopt a replayed model (resume).
 _PREPARED_MODELS = weakref.WeakKeyDictionary()
@@ -72,32 +73,6 @@ def _plain(value, what):
                     f"use plain data (numbers, strings, lists, dicts) or enum names")
 
 
-def _normalize_overrides(overrides):
-    """Returns the overrides as a list of (pattern, settings dict), validating bit widths."""
-    if overrides is None:
-        return []
-    if isinstance(overrides, dict):
-        items = list(overrides.items())
-    elif isinstance(overrides, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2
-                                                      for p in overrides):
-        items = [tuple(p) for p in overrides]
-    else:
-        raise ValueError("overrides must be an ordered mapping {pattern: {setting: value}} or a list of "
-                         f"[pattern, settings] pairs, got {type(overrides).__name__}")
-    result = []
-    for pattern, settings in items:
-        if not isinstance(pattern, str):
-            raise ValueError(f"override pattern {pattern!r} must be a string (module name or regex)")
-        if not isinstance(settings, dict):
-            raise ValueError(f"overrides['{pattern}'] must be a mapping of settings (e.g. "
-                             f"{{bits_weights: 4}}), got {settings!r}")
-        for key in _BITS_KEYS:
-            if key in settings:
-                validate_num_bits(settings[key], f"overrides['{pattern}'].{key}")
-        result.append((pattern, dict(settings)))
-    return result
-
-
 class Quantizer:
     """Base class of quantizers (see the module docstring for the contract with subclasses).
 
@@ -110,8 +85,8 @@ class Quantizer:
         overrides: per-layer settings, first match wins (see module docstring).
         train_with_fp_copy: keep a full-precision copy of the quantized parameters for training.
     Raises:
-        ValueError: a bit width that is not None or an int in 1..32 (the message names it), malformed
-            overrides.
+        distiller.errors.ArgumentError: a bit width that is not None or an int in 1..32 (the message names
+            it); :class:`OverrideError` for a malformed override.
         distiller.errors.UnmatchedNameError: an override pattern that matches no module.
     """
 
@@ -143,7 +118,7 @@ class Quantizer:
         self.default_qbits = QBits(validate_num_bits(bits_activations, "bits_activations"),
                                    validate_num_bits(bits_weights, "bits_weights"),
                                    validate_num_bits(bits_bias, "bits_bias"))
-        self.overrides = _normalize_overrides(overrides)
+        self.overrides = normalize_overrides(overrides)
         self.model = model
         self.optimizer = optimizer
         self.train_with_fp_copy = bool(train_with_fp_copy)
@@ -173,11 +148,11 @@ class Quantizer:
         qbits_map, overrides_map = {}, {}
         for name, module in model.named_modules(remove_duplicate=False):
             _, settings = self._override_for(name) if name else (None, {})
-            bits = self.default_qbits._replace(**{_BITS_KEYS[k]: v for k, v in settings.items() if k in _BITS_KEYS})
+            bits = self.default_qbits._replace(**{BITS_KEYS[k]: v for k, v in settings.items() if k in BITS_KEYS})
             if not isinstance(module, self.quantizable_weight_types):
                 bits = bits._replace(wts=None, bias=None)
             qbits_map[name] = bits
-            overrides_map[name] = {k: v for k, v in settings.items() if k not in _BITS_KEYS}
+            overrides_map[name] = {k: v for k, v in settings.items() if k not in BITS_KEYS}
         return qbits_map, overrides_map
 
     # ----------------------------------------------------------------------------------- preparation
@@ -193,7 +168,8 @@ class Quantizer:
         Raises:
             RuntimeError: called twice on this quantizer, or the model was prepared with another
                 configuration.
-            ValueError: an override setting that no replaced module accepts (before anything changes).
+            distiller.errors.ArgumentError: a setting that cannot be applied (see :meth:`check_settings`),
+                before anything changes.
         """
         if self.prepared:
             raise RuntimeError(f"{type(self).__name__}.prepare_model() was already called on this quantizer")
@@ -214,7 +190,7 @@ class Quantizer:
             if any(name.rsplit(".", 1)[-1] in fp_copies for name, _ in self.model.named_parameters()):
                 raise RuntimeError("the model already holds quantization float copies (float_* parameters) from "
                                    "another quantizer; build a fresh model")
-            self._plan_replacements(skip=set())  # validates every setting before anything changes
+            self.check_settings()
             replaced = set(self._pre_prepare_model(dummy_input) or ())
             if replaced:
                 self.module_qbits_map, self.module_overrides_map = self._resolve_layer_settings(self.model)
@@ -229,6 +205,19 @@ class Quantizer:
         self.prepared = True
         msglogger.info("%s prepared the model: %d modules replaced, %d parameters quantized",
                        type(self).__name__, len(replaced), len(self.params_to_quantize))
+
+    def check_settings(self):
+        """Validates every per-layer setting against the model, without changing anything.
+
+        :meth:`prepare_model` runs it first; call it alone to reject a configuration before spending time on
+        anything else (e.g. calibration).
+
+        Raises:
+            OverrideError: an override setting that the replacement of a module it matches does not take,
+                or that no replaced module uses.
+            distiller.errors.ArgumentError: activation bit widths on a model without modules to quantize them.
+        """
+        self._plan_replacements(skip=set())
 
     def _model_key(self):
         return self.model.module if model_is_parallel(self.model) else self.model
@@ -260,7 +249,7 @@ class Quantizer:
         Returns:
             list of (parent, child attribute name, full name, module, fn, layer overrides).
         Raises:
-            ValueError: a setting the replacement function does not take, or that no replaced module uses.
+            OverrideError: a setting the replacement function does not take, or that no replaced module uses.
         """
         plan, used_patterns = [], set()
 
@@ -280,10 +269,11 @@ class Quantizer:
 
         visit(self.model, "")
         for pattern, settings in self.overrides:
-            extra = sorted(set(settings) - set(_BITS_KEYS))
+            extra = sorted(set(settings) - set(BITS_KEYS))
             if extra and pattern not in used_patterns:
-                raise ValueError(f"overrides['{pattern}'] sets {extra}, but {type(self).__name__} replaces none of "
-                                 f"the modules it matches; remove the setting or fix the pattern")
+                raise OverrideError(pattern, f"overrides['{pattern}'] sets {extra}, but {type(self).__name__} "
+                                             f"replaces none of the modules it matches; remove the setting or fix "
+                                             f"the pattern")
         self._check_activations_reachable(plan)
         return plan
 
@@ -292,10 +282,10 @@ class Quantizer:
         wanted = any(q.acts is not None for q in self.module_qbits_map.values())
         if wanted and not any(self.module_qbits_map[full_name].acts is not None for _, _, full_name, *_ in plan):
             types = ", ".join(sorted(t.__name__ for t in self.replacement_factory)) or "none"
-            raise ValueError(f"{type(self).__name__}: activation bit widths are set, but the model has no module "
-                             f"whose activations it quantizes (it replaces: {types}); functional calls such as "
-                             f"torch.relu are invisible to it: use modules (see distiller.modules) or set "
-                             f"bits_activations: null")
+            raise ArgumentError(f"{type(self).__name__}: activation bit widths are set, but the model has no module "
+                                f"whose activations it quantizes (it replaces: {types}); functional calls such as "
+                                f"torch.relu are invisible to it: use modules (see distiller.modules) or set "
+                                f"bits_activations: null")
 
     def _check_override_keys(self, fn, full_name, module_type, extra):
         params = inspect.signature(fn).parameters
@@ -303,9 +293,11 @@ class Quantizer:
             return
         unknown = sorted(set(extra) - set(params))
         if unknown:
-            valid = sorted(set(params) - {"module", "name", "qbits_map"}) + sorted(_BITS_KEYS)
-            raise ValueError(f"override setting(s) {unknown} for module '{full_name}' ({module_type.__name__}) are "
-                             f"not understood by {type(self).__name__}; valid settings: {valid}")
+            valid = sorted(set(params) - {"module", "name", "qbits_map"}) + sorted(BITS_KEYS)
+            pattern = self._override_for(full_name)[0]
+            raise OverrideError(pattern, f"overrides['{pattern}']: setting(s) {unknown} for module '{full_name}' "
+                                         f"({module_type.__name__}) are not understood by {type(self).__name__}; "
+                                         f"valid settings: {valid}")
 
     def _apply_replacements(self, plan):
         """Performs the planned replacements; a module shared under several names is replaced once."""
@@ -422,7 +414,7 @@ class Quantizer:
         args = {}
         for name, value in self._init_args.items():
             if name == "overrides":
-                value = [[pattern, settings] for pattern, settings in _normalize_overrides(value)]
+                value = [[pattern, settings] for pattern, settings in normalize_overrides(value)]
             args[name] = _plain(copy.copy(value), name)
         state = {"class": type(self).__name__, "args": args}
         spec = getattr(self, "_dummy_input_spec", None)

@@ -16,6 +16,7 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..graph.capture import GraphCaptureError
 from ..graph.cost import register_layer_wrapper
 from ..utils import model_is_parallel
 from .base import ParamToQuant
@@ -115,13 +116,13 @@ def find_batchnorm_pairs(model):
     """Names of (layer, BatchNorm) pairs where the BN is the only consumer of a foldable layer's output.
 
     Raises:
-        ValueError: the model cannot be traced by ``torch.fx``.
+        distiller.graph.capture.GraphCaptureError: the model cannot be traced by ``torch.fx``.
     """
     try:
         graph = torch.fx.symbolic_trace(model).graph
     except Exception as err:  # fx raises many types for untraceable Python control flow
-        raise ValueError(f"BatchNorm folding needs a model that torch.fx can trace; tracing "
-                         f"{type(model).__name__} failed: {str(err).splitlines()[0]}") from None
+        raise GraphCaptureError(f"BatchNorm folding needs a model that torch.fx can trace; tracing "
+                                f"{type(model).__name__} failed: {str(err).splitlines()[0]}") from None
     modules = dict(model.named_modules())
     calls = {}
     for node in graph.nodes:

@@ -12,6 +12,7 @@ activation bits on a model without any ReLU module is an error rather than silen
 import torch
 import torch.nn as nn
 
+from ..errors import ArgumentError
 from ..registry import register_quantizer
 from .base import Quantizer
 from .q_utils import LinearQuantizeSTE, asymmetric_linear_quantization_params, symmetric_linear_quantization_params
@@ -114,8 +115,8 @@ class _ClippedReLUQuantizer(Quantizer):
 
     def __init__(self, model, optimizer, bits_activations, bits_weights, bits_bias, overrides, param_fn):
         if bits_bias is not None:
-            raise ValueError(f"{type(self).__name__} does not quantize biases: bits_bias must be None "
-                             f"(got {bits_bias!r})")
+            raise ArgumentError(f"{type(self).__name__} does not quantize biases: bits_bias must be None "
+                                f"(got {bits_bias!r})")
         super().__init__(model, optimizer=optimizer, bits_activations=bits_activations,
                          bits_weights=bits_weights, bits_bias=None, overrides=overrides, train_with_fp_copy=True)
         self.param_quantization_fn = param_fn
@@ -209,9 +210,9 @@ class PACTQuantizer(_ClippedReLUQuantizer):
     def __init__(self, model, optimizer, bits_activations=32, bits_weights=32, bits_bias=None, overrides=None,
                  act_clip_init_val=8.0, act_clip_decay=None):
         if not isinstance(act_clip_init_val, (int, float)) or act_clip_init_val <= 0:
-            raise ValueError(f"act_clip_init_val must be a positive number, got {act_clip_init_val!r}")
+            raise ArgumentError(f"act_clip_init_val must be a positive number, got {act_clip_init_val!r}")
         if act_clip_decay is not None and (not isinstance(act_clip_decay, (int, float)) or act_clip_decay < 0):
-            raise ValueError(f"act_clip_decay must be None or a non-negative number, got {act_clip_decay!r}")
+            raise ArgumentError(f"act_clip_decay must be None or a non-negative number, got {act_clip_decay!r}")
         self.act_clip_init_val, self.act_clip_decay = float(act_clip_init_val), act_clip_decay
         super().__init__(model, optimizer, bits_activations, bits_weights, bits_bias, overrides,
                          dorefa_quantize_param)

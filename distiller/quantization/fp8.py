@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ArgumentError
 from ..graph.cost import register_layer_wrapper
 
 __all__ = ["FP8LinearWrapper", "FP8_E4M3_MAX", "FP8_SCALINGS", "fp8_scaled_mm_supported", "quantize_to_fp8",
@@ -80,7 +81,7 @@ class FP8LinearWrapper(nn.Module):
             Per-row activation scales are always measured on the batch (one per token).
     Raises:
         TypeError: ``wrapped_module`` is not an ``nn.Linear``.
-        ValueError: unknown ``scaling``.
+        distiller.errors.ArgumentError: unknown ``scaling``.
     """
 
     def __init__(self, wrapped_module, scaling="per_tensor", activation_stats=None):
@@ -88,7 +89,7 @@ class FP8LinearWrapper(nn.Module):
         if not isinstance(wrapped_module, nn.Linear):
             raise TypeError(f"FP8 quantization applies to nn.Linear layers, not {type(wrapped_module).__name__}")
         if scaling not in FP8_SCALINGS:
-            raise ValueError(f"unknown fp8_scaling {scaling!r}; valid values: {', '.join(FP8_SCALINGS)}")
+            raise ArgumentError(f"unknown fp8_scaling {scaling!r}; valid values: {', '.join(FP8_SCALINGS)}")
         self.wrapped_module = wrapped_module
         self.scaling = scaling
         weight_fp8, weight_scale = quantize_to_fp8(wrapped_module.weight, per_row=scaling == "per_row")

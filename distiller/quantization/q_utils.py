@@ -21,6 +21,8 @@ from collections import namedtuple
 
 import torch
 
+from ..errors import ArgumentError
+
 __all__ = ["LinearQuantMode", "ClipMode", "ModuleQuantMode", "parse_linear_quant_mode", "parse_clip_mode",
            "verify_quant_mode", "validate_num_bits", "get_quantized_range", "quantized_range_for_mode",
            "symmetric_linear_quantization_params", "asymmetric_linear_quantization_params",
@@ -77,7 +79,7 @@ def _parse_enum(enum_cls, value, aliases, what):
         if key.upper() in enum_cls.__members__:
             return enum_cls[key.upper()]
     valid = sorted(aliases) + list(enum_cls.__members__)
-    raise ValueError(f"unknown {what} {value!r}; valid values: {', '.join(valid)}")
+    raise ArgumentError(f"unknown {what} {value!r}; valid values: {', '.join(valid)}")
 
 
 def parse_linear_quant_mode(value):
@@ -96,15 +98,15 @@ def verify_quant_mode(mode):
     Returns:
         ModuleQuantMode(activations, weights) of LinearQuantMode values.
     Raises:
-        ValueError: unknown mode strings or dict keys.
+        distiller.errors.ArgumentError: unknown mode strings or dict keys.
     """
     if isinstance(mode, ModuleQuantMode):
         return ModuleQuantMode(*(parse_linear_quant_mode(m) for m in mode))
     if isinstance(mode, dict):
         unknown = set(mode) - {"activations", "weights"}
         if unknown or len(mode) != 2:
-            raise ValueError(f"a per-tensor quantization mode needs exactly the keys 'activations' and "
-                             f"'weights', got {sorted(mode)}")
+            raise ArgumentError(f"a per-tensor quantization mode needs exactly the keys 'activations' and "
+                                f"'weights', got {sorted(mode)}")
         return ModuleQuantMode(parse_linear_quant_mode(mode["activations"]),
                                parse_linear_quant_mode(mode["weights"]))
     mode = parse_linear_quant_mode(mode)
@@ -115,14 +117,14 @@ def validate_num_bits(num_bits, what="num_bits", allow_none=True):
     """Checks that a bit width is None (no quantization, if allowed) or an int in 1..32; returns it.
 
     Raises:
-        ValueError: naming ``what`` for anything else (0, 33, -1, 2.5, '8', True, ...).
+        distiller.errors.ArgumentError: naming ``what`` for anything else (0, 33, -1, 2.5, '8', True, ...).
     """
     if num_bits is None and allow_none:
         return None
     if isinstance(num_bits, bool) or not isinstance(num_bits, int) or not 1 <= num_bits <= 32:
         hint = " (use null/None for 'do not quantize')" if num_bits == 0 or num_bits is None else ""
-        raise ValueError(f"{what} must be an integer between 1 and 32{' or None' if allow_none else ''}, "
-                         f"got {num_bits!r}{hint}")
+        raise ArgumentError(f"{what} must be an integer between 1 and 32{' or None' if allow_none else ''}, "
+                            f"got {num_bits!r}{hint}")
     return num_bits
 
 
@@ -163,10 +165,11 @@ def symmetric_linear_quantization_params(num_bits, saturation_val, restrict_qran
     A saturation value of 0 gives scale 1.
 
     Raises:
-        ValueError: ``num_bits`` < 2 (a symmetric signed range needs two bits) or negative saturation.
+        distiller.errors.ArgumentError: ``num_bits`` < 2 (a symmetric signed range needs two bits).
+        ValueError: negative saturation.
     """
     if not isinstance(num_bits, int) or num_bits < 2:
-        raise ValueError(f"symmetric quantization needs at least 2 bits, got {num_bits!r}")
+        raise ArgumentError(f"symmetric quantization needs at least 2 bits, got {num_bits!r}")
     sat = _as_float_tensor(saturation_val)
     if (sat < 0).any():
         raise ValueError("symmetric saturation values must be non-negative (pass max |x|)")
@@ -220,7 +223,7 @@ def linear_quant_params_from_tensor(tensor, num_bits, mode, per_channel=False, c
 
     Args:
         clip: ClipMode.NONE (actual range), N_STD (needs ``num_stds``), GAUSS or LAPLACE. AVG needs
-            several batches and is meaningless for a single tensor: ValueError.
+            several batches and is meaningless for a single tensor: ArgumentError.
     """
     clip = parse_clip_mode(clip)
     dim = 0 if per_channel else None
@@ -228,12 +231,12 @@ def linear_quant_params_from_tensor(tensor, num_bits, mode, per_channel=False, c
         sat_min, sat_max = get_tensor_min_max(tensor, per_dim=dim)
     elif clip == ClipMode.N_STD:
         if num_stds is None:
-            raise ValueError("ClipMode.N_STD needs num_stds")
+            raise ArgumentError("ClipMode.N_STD needs num_stds")
         sat_min, sat_max = get_tensor_mean_n_stds_min_max(tensor, dim=dim, n_stds=num_stds)
     elif clip in (ClipMode.GAUSS, ClipMode.LAPLACE):
         sat_min, sat_max = get_tensor_aciq_min_max(tensor, clip, num_bits, per_dim=dim)
     else:
-        raise ValueError(f"{clip} needs statistics over several batches; use NONE, N_STD, GAUSS or LAPLACE")
+        raise ArgumentError(f"{clip} needs statistics over several batches; use NONE, N_STD, GAUSS or LAPLACE")
     scale, zero_point = linear_quant_params_from_min_max(num_bits, mode, sat_min, sat_max)
     if per_channel:
         shape = (-1,) + (1,) * (tensor.dim() - 1)
@@ -349,7 +352,7 @@ def aciq_clip_multiplier(clip_mode, num_bits):
 
     clip_mode = parse_clip_mode(clip_mode)
     if clip_mode not in (ClipMode.GAUSS, ClipMode.LAPLACE):
-        raise ValueError(f"analytical clipping exists for ClipMode.GAUSS and ClipMode.LAPLACE, not {clip_mode}")
+        raise ArgumentError(f"analytical clipping exists for ClipMode.GAUSS and ClipMode.LAPLACE, not {clip_mode}")
     validate_num_bits(num_bits, allow_none=False)
     result = minimize_scalar(_aciq_expected_mse, bounds=(1e-3, 60.0), args=(num_bits, clip_mode),
                              method="bounded", options={"xatol": 1e-6})
@@ -364,7 +367,7 @@ def get_tensor_aciq_min_max(t, clip_mode, num_bits, per_dim=None):
     """
     clip_mode = parse_clip_mode(clip_mode)
     if per_dim not in (None, 0):
-        raise ValueError(f"per_dim must be None or 0, got {per_dim!r}")
+        raise ArgumentError(f"per_dim must be None or 0, got {per_dim!r}")
     t = t.float()
     mean = _reduce(t, per_dim, torch.mean)
     centred = t - (mean if per_dim is None else mean.view((-1,) + (1,) * (t.dim() - 1)))

@@ -2,6 +2,7 @@
 import numpy as np
 import torch
 
+from ...errors import ArgumentError
 from ...utils import model_device
 
 __all__ = ["parity_check", "OnnxRuntimeModule"]
@@ -34,7 +35,7 @@ def parity_check(sim_model, data, converted_model=None, onnx_path=None, max_batc
         ValueError: neither ``converted_model`` nor ``onnx_path`` given, or ``data`` yields no batch.
     """
     if converted_model is None and onnx_path is None:
-        raise ValueError("parity_check needs converted_model and/or onnx_path to compare with")
+        raise ArgumentError("parity_check needs converted_model and/or onnx_path to compare with")
     onnx_model = OnnxRuntimeModule(onnx_path) if onnx_path is not None else None
     device = model_device(sim_model)
     reference, converted, ort = [], [], []
@@ -52,7 +53,7 @@ def parity_check(sim_model, data, converted_model=None, onnx_path=None, max_batc
                 ort.append(onnx_model(x.cpu()).float())
     sim_model.train(was_training)
     if not reference:
-        raise ValueError("parity_check: data yielded no batch")
+        raise ArgumentError("parity_check: data yielded no batch")
     result = {"samples": sum(len(r) for r in reference)}
     if converted:
         result["pytorch_int8"] = _compare(reference, converted)

@@ -13,6 +13,7 @@ from torch import nn
 from torch.ao.nn import quantized as nnq
 from torch.ao.nn.intrinsic import quantized as nniq
 
+from ...errors import ArgumentError
 from .walk import Emitter, ExportError, cpu_model, walk_quantized_model
 
 __all__ = ["convert_distiller_ptq_model_to_pytorch", "BACKENDS"]
@@ -112,8 +113,8 @@ def convert_distiller_ptq_model_to_pytorch(model, dummy_input, backend="x86"):
         >>> int8_model = convert_distiller_ptq_model_to_pytorch(quantized_model, torch.randn(1, 3, 32, 32))
     """
     if backend not in BACKENDS or backend not in torch.backends.quantized.supported_engines:
-        raise ValueError(f"quantization backend {backend!r} is not available; this torch build supports "
-                         f"{', '.join(e for e in torch.backends.quantized.supported_engines if e != 'none')}")
+        raise ArgumentError(f"quantization backend {backend!r} is not available; this torch build supports "
+                            f"{', '.join(e for e in torch.backends.quantized.supported_engines if e != 'none')}")
     torch.backends.quantized.engine = backend
     converted = walk_quantized_model(cpu_model(model), PyTorchInt8Emitter).eval()
     inputs = dummy_input if isinstance(dummy_input, (tuple, list)) else (dummy_input,)

@@ -6,10 +6,12 @@ from torch import nn
 
 from ... import modules as dm
 from ...data_loggers.collector import load_quant_stats
-from ...errors import suggest
+from ...errors import ArgumentError, suggest
+from ...graph.capture import GraphCaptureError
 from ...registry import register_quantizer
 from ...utils import model_is_parallel, normalize_module_name
 from ..base import Quantizer
+from ..overrides import BITS_KEYS, OverrideError, normalize_overrides
 from ..bn_fold import find_batchnorm_pairs
 from ..fp8 import FP8_SCALINGS, FP8LinearWrapper
 from ..q_utils import (ClipMode, LinearQuantMode, parse_clip_mode, validate_num_bits,
@@ -82,8 +84,10 @@ class PostTrainLinearQuantizer(Quantizer):
         fp8: quantize ``nn.Linear`` layers to FP8 E4M3 (see :mod:`distiller.quantization.fp8`).
         fp8_scaling: ``'per_tensor'`` or ``'per_row'`` FP8 scales.
     Raises:
-        ValueError: bit widths outside 1..32, unknown mode/clip strings, statistics naming modules the
-            model does not have, overrides matching nothing (UnmatchedNameError).
+        distiller.errors.ArgumentError: bit widths outside 1..32, unknown mode/clip strings, statistics
+            naming modules the model does not have; :class:`~distiller.quantization.OverrideError` for a bad
+            override; :class:`~distiller.errors.UnmatchedNameError` for an override matching nothing.
+        distiller.errors.InputFileError: a statistics file that does not exist.
 
     Example YAML (``--qe-config-file``)::
 
@@ -114,10 +118,10 @@ class PostTrainLinearQuantizer(Quantizer):
         self.bits_accum = validate_num_bits(bits_accum, "bits_accum", allow_none=False)
         self.scale_approx_mult_bits = validate_num_bits(scale_approx_mult_bits, "scale_approx_mult_bits")
         if self.clip_acts == ClipMode.N_STD and clip_n_stds is None:
-            raise ValueError("clip_acts N_STD needs clip_n_stds (the number of standard deviations)")
+            raise ArgumentError("clip_acts N_STD needs clip_n_stds (the number of standard deviations)")
         if fp8_scaling not in FP8_SCALINGS:
-            raise ValueError(f"unknown fp8_scaling {fp8_scaling!r}; valid values: {', '.join(FP8_SCALINGS)}")
-        for pattern, settings in (overrides.items() if isinstance(overrides, dict) else overrides or []):
+            raise ArgumentError(f"unknown fp8_scaling {fp8_scaling!r}; valid values: {', '.join(FP8_SCALINGS)}")
+        for pattern, settings in normalize_overrides(overrides):
             self._validate_override_values(pattern, settings)
         self.model_activation_stats = None
         if model_activation_stats is not None:
@@ -144,26 +148,30 @@ class PostTrainLinearQuantizer(Quantizer):
     # ----------------------------------------------------------------------------------- validation
     @staticmethod
     def _validate_override_values(pattern, settings):
-        if not isinstance(settings, dict):
-            return  # the base class reports malformed overrides
         where = f"overrides['{pattern}']"
-        unknown = sorted(set(settings) - set(_OVERRIDE_KEYS) - {"bits_activations", "bits_weights", "bits_bias"})
+        unknown = sorted(set(settings) - set(_OVERRIDE_KEYS) - set(BITS_KEYS))
         if unknown:
-            raise ValueError(f"{where}: unknown setting(s) {unknown}; valid settings: bits_activations, "
-                             f"bits_weights, {', '.join(_OVERRIDE_KEYS)}")
+            raise OverrideError(pattern, f"{where}: unknown setting(s) {unknown}; valid settings: bits_activations, "
+                                         f"bits_weights, {', '.join(_OVERRIDE_KEYS)}")
         try:
             if "mode" in settings:
                 verify_quant_mode(settings["mode"])
             if "clip_acts" in settings:
                 parse_clip_mode(settings["clip_acts"])
-        except ValueError as err:
-            raise ValueError(f"{where}: {err}") from None
-        for key in ("bits_accum", "scale_approx_mult_bits"):
-            if key in settings:
-                validate_num_bits(settings[key], f"{where}.{key}", allow_none=key != "bits_accum")
+            for key in ("bits_accum", "scale_approx_mult_bits"):
+                if key in settings:
+                    validate_num_bits(settings[key], key, allow_none=key != "bits_accum")
+        except ArgumentError as err:
+            raise OverrideError(pattern, f"{where}: {err}") from None
         if settings.get("fp8_scaling", "per_tensor") not in FP8_SCALINGS:
-            raise ValueError(f"{where}.fp8_scaling: unknown value {settings['fp8_scaling']!r}; valid values: "
-                             f"{', '.join(FP8_SCALINGS)}")
+            raise OverrideError(pattern, f"{where}.fp8_scaling: unknown value {settings['fp8_scaling']!r}; valid "
+                                         f"values: {', '.join(FP8_SCALINGS)}")
+
+    def _layer_error(self, name, message):
+        """The error for a setting of layer ``name``: an :class:`OverrideError` naming the override that gave
+        it, or an ``ArgumentError`` when it comes from the constructor's defaults."""
+        pattern = self._override_for(name)[0]
+        return ArgumentError(message) if pattern is None else OverrideError(pattern, message)
 
     def _check_stats_names(self, model):
         names = [name for name, _ in model.named_modules() if name]
@@ -171,9 +179,16 @@ class PostTrainLinearQuantizer(Quantizer):
         if unknown:
             hints = [f"'{n}'" + (f" (did you mean {suggest(n, names)}?)" if suggest(n, names) else "")
                      for n in unknown[:5]]
-            raise ValueError(f"calibration statistics name {len(unknown)} module(s) that the model does not have: "
-                             f"{', '.join(hints)}{' ...' if len(unknown) > 5 else ''}. Collect the statistics on "
-                             f"this model with distiller.data_loggers.collect_quant_stats")
+            raise ArgumentError(f"calibration statistics name {len(unknown)} module(s) that the model does not have: "
+                                f"{', '.join(hints)}{' ...' if len(unknown) > 5 else ''}. Collect the statistics on "
+                                f"this model with distiller.data_loggers.collect_quant_stats")
+
+    def check_settings(self):
+        """As :meth:`Quantizer.check_settings`, and decides how every layer is quantized, which rejects e.g.
+        ``fp8`` on a layer that is not ``nn.Linear`` or ``clip_acts: N_STD`` without ``clip_n_stds``.
+        Calibration statistics are checked against the layers by :meth:`prepare_model`."""
+        for _, _, full_name, module, _, extra in self._plan_replacements(skip=set()):
+            self._decide(module, full_name, self.module_qbits_map, **extra)
 
     # ------------------------------------------------------------------------------ preparation
     def _pre_prepare_model(self, dummy_input):
@@ -211,7 +226,7 @@ class PostTrainLinearQuantizer(Quantizer):
     def _batchnorm_pairs(self, model):
         try:
             return find_batchnorm_pairs(model)
-        except ValueError as err:
+        except GraphCaptureError as err:
             logger.warning("BatchNorm layers are not folded: %s", err)
             return []
 
@@ -241,8 +256,8 @@ class PostTrainLinearQuantizer(Quantizer):
             return "keep", None
         if o["fp8"] and (isinstance(module, nn.Linear) or "fp8" in layer_overrides):
             if not isinstance(module, nn.Linear):
-                raise ValueError(f"fp8 quantization applies to nn.Linear layers; '{name}' is {type(module).__name__} "
-                                 f"(restrict the override pattern)")
+                raise self._layer_error(name, f"fp8 quantization applies to nn.Linear layers; '{name}' is "
+                                              f"{type(module).__name__} (restrict the override pattern)")
             return "fp8", {"scaling": o["fp8_scaling"]}
         if o["fp16"]:
             return "fp16", None
@@ -253,7 +268,7 @@ class PostTrainLinearQuantizer(Quantizer):
                         clip_acts=o["clip_acts"], clip_n_stds=o["clip_n_stds"], clip_half_range=o["clip_half_range"],
                         scale_approx_mult_bits=o["scale_approx_mult_bits"])
         if parse_clip_mode(settings["clip_acts"]) == ClipMode.N_STD and settings["clip_n_stds"] is None:
-            raise ValueError(f"layer '{name}': clip_acts N_STD needs clip_n_stds")
+            raise self._layer_error(name, f"layer '{name}': clip_acts N_STD needs clip_n_stds")
         if isinstance(module, _PARAM_LAYERS) and bits.wts is not None:
             return "param", dict(settings, num_bits_params=bits.wts, per_channel_wts=o["per_channel_wts"])
         if bits.acts is None:
@@ -293,10 +308,10 @@ class PostTrainLinearQuantizer(Quantizer):
                 if index not in stats["inputs"] and not shared:
                     problems.append(f"'{name}' input {index}")
         if problems:
-            raise ValueError(f"calibration statistics are missing for {', '.join(problems[:8])}"
-                             f"{' ...' if len(problems) > 8 else ''}; collect them on this model with "
-                             f"distiller.data_loggers.collect_quant_stats, or exclude these layers with "
-                             f"overrides {{<name>: {{bits_activations: null}}}}")
+            raise ArgumentError(f"calibration statistics are missing for {', '.join(problems[:8])}"
+                                f"{' ...' if len(problems) > 8 else ''}; collect them on this model with "
+                                f"distiller.data_loggers.collect_quant_stats, or exclude these layers with "
+                                f"overrides {{<name>: {{bits_activations: null}}}}")
 
     def _replace(self, module, name, qbits_map, **layer_overrides):
         replacement = self._build_replacement(module, name, qbits_map, **layer_overrides)

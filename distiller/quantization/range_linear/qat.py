@@ -10,6 +10,7 @@ during training (:class:`~distiller.quantization.bn_fold.SimulatedFoldedBatchNor
 import torch
 import torch.nn as nn
 
+from ...errors import ArgumentError
 from ...registry import register_quantizer
 from ..base import Quantizer
 from ..bn_fold import fold_batchnorm_pairs
@@ -43,7 +44,7 @@ class FakeLinearQuantization(nn.Module):
         self.num_bits = validate_num_bits(num_bits, "num_bits", allow_none=False)
         self.mode = verify_quant_mode(mode).activations
         if not 0 < ema_decay < 1:
-            raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay!r}")
+            raise ArgumentError(f"ema_decay must be in (0, 1), got {ema_decay!r}")
         self.ema_decay, self.dequantize = ema_decay, dequantize
         for name in ("tracked_min_biased", "tracked_max_biased", "tracked_min", "tracked_max", "zero_point"):
             self.register_buffer(name, torch.zeros(1))
@@ -141,9 +142,9 @@ class QuantAwareTrainRangeLinearQuantizer(Quantizer):
                          bits_bias=bits_bias, overrides=overrides, train_with_fp_copy=True)
         self.mode = verify_quant_mode(mode)
         if not 0 < ema_decay < 1:
-            raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay!r}")
+            raise ArgumentError(f"ema_decay must be in (0, 1), got {ema_decay!r}")
         if not isinstance(freeze_bn_delay, int) or freeze_bn_delay < 0:
-            raise ValueError(f"freeze_bn_delay must be a non-negative number of steps, got {freeze_bn_delay!r}")
+            raise ArgumentError(f"freeze_bn_delay must be a non-negative number of steps, got {freeze_bn_delay!r}")
         self.ema_decay, self.per_channel_wts = ema_decay, bool(per_channel_wts)
         self.quantize_inputs, self.fold_bn, self.freeze_bn_delay = bool(quantize_inputs), bool(fold_bn), freeze_bn_delay
         self.num_bits_inputs = validate_num_bits(bits_activations if num_bits_inputs is None else num_bits_inputs,

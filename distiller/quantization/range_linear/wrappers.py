@@ -17,6 +17,7 @@ import math
 import torch
 from torch import nn
 
+from ...errors import ArgumentError
 from ..q_utils import (ClipMode, LinearQuantMode, aciq_clip_multiplier, approx_scale_as_mult_and_shift,
                        get_tensor_aciq_min_max, get_tensor_avg_min_max, get_tensor_mean_n_stds_min_max,
                        get_tensor_min_max, linear_dequantize, linear_quant_params_from_min_max,
@@ -48,12 +49,12 @@ def saturation_range_from_stats(stats, clip_mode, num_bits, clip_n_stds=None, cl
         lo, hi = stats["avg_min"], stats["avg_max"]
     elif clip_mode == ClipMode.N_STD:
         if clip_n_stds is None:
-            raise ValueError("clip_acts N_STD needs clip_n_stds (the number of standard deviations)")
+            raise ArgumentError("clip_acts N_STD needs clip_n_stds (the number of standard deviations)")
         lo, hi = stats["mean"] - clip_n_stds * stats["std"], stats["mean"] + clip_n_stds * stats["std"]
     elif clip_mode in (ClipMode.GAUSS, ClipMode.LAPLACE):
         spread = stats["std"] if clip_mode == ClipMode.GAUSS else stats.get("b")
         if spread is None:
-            raise ValueError("LAPLACE clipping needs the 'b' statistic; re-collect stats with collect_quant_stats")
+            raise ArgumentError("LAPLACE clipping needs the 'b' statistic; re-collect stats with collect_quant_stats")
         alpha = aciq_clip_multiplier(clip_mode, num_bits) * spread
         lo, hi = stats["mean"] - alpha, stats["mean"] + alpha
     lo, hi = max(lo, stats["min"]), min(hi, stats["max"])
@@ -114,7 +115,7 @@ class RangeLinearQuantWrapper(nn.Module):
         self.clip_half_range = clip_half_range
         self.scale_approx_mult_bits = validate_num_bits(scale_approx_mult_bits, "scale_approx_mult_bits")
         if self.clip_acts == ClipMode.N_STD and clip_n_stds is None:
-            raise ValueError("clip_acts N_STD needs clip_n_stds (the number of standard deviations)")
+            raise ArgumentError("clip_acts N_STD needs clip_n_stds (the number of standard deviations)")
         self.acts_qrange = (quantized_range_for_mode(self.num_bits_acts, self.mode.activations)
                             if self.num_bits_acts is not None else None)
         accum_max = 2 ** (self.num_bits_accum - 1)
