@@ -53,10 +53,11 @@ _INJECTED = ("name", "model", "optimizer")
 
 
 class _Source:
-    """Where a schedule came from: the file name and the line of each YAML path."""
+    """Where a schedule came from: the file name, the line of each YAML path and the YAML text (None when
+    the schedule cannot be written as YAML)."""
 
-    def __init__(self, filename=None, lines=None):
-        self.filename, self.lines = filename, lines or {}
+    def __init__(self, filename=None, lines=None, text=None):
+        self.filename, self.lines, self.text = filename, lines or {}, text
 
     def error(self, message, path=()):
         path = tuple(path)
@@ -102,7 +103,7 @@ def load_schedule_file(filename):
     lines = {}
     if root is not None:
         _node_lines(root, (), lines)
-    return sched, _Source(filename, lines)
+    return sched, _Source(filename, lines, text)
 
 
 def file_config(model, optimizer, filename, scheduler=None, resumed_epoch=None):
@@ -113,7 +114,11 @@ def file_config(model, optimizer, filename, scheduler=None, resumed_epoch=None):
 
 def dict_config(model, optimizer, sched_dict, scheduler=None, resumed_epoch=None):
     """Builds (or extends) a :class:`CompressionScheduler` from an already-parsed schedule dict."""
-    return _configure(model, optimizer, sched_dict, scheduler, resumed_epoch, _Source())
+    try:
+        text = yaml.safe_dump(sched_dict, sort_keys=False)
+    except yaml.YAMLError:  # values YAML cannot write (Python objects): the schedule is not stored
+        text = None
+    return _configure(model, optimizer, sched_dict, scheduler, resumed_epoch, _Source(text=text))
 
 
 # ------------------------------------------------------------------------------------ validation
@@ -312,6 +317,7 @@ def _configure(model, optimizer, sched, scheduler, resumed_epoch, source):
     instances, plans = _validate(model, optimizer, sched, source)
     if scheduler is None:
         scheduler = CompressionScheduler(model)
+    previous_yaml = scheduler.schedule_yaml if scheduler.policies else ""
     for index, (kind, name, args, epochs) in enumerate(plans):
         instance = instances[POLICY_KINDS[kind]][name]
         if kind == "lr_scheduler" and resumed_epoch is not None:
@@ -320,7 +326,16 @@ def _configure(model, optimizer, sched, scheduler, resumed_epoch, source):
             scheduler.add_policy(_make_policy(kind, instance, args), **epochs)
         except (ValueError, TypeError) as err:  # e.g. a quantizer that cannot prepare this model
             raise source.error(str(err), ("policies", index)) from None
+    scheduler.schedule_yaml = _append_yaml_document(previous_yaml, source.text)
     return scheduler
+
+
+def _append_yaml_document(stream, text):
+    """``stream`` (YAML documents) followed by ``text`` as one more document; None when either is unknown
+    (policies added without a schedule, or values YAML cannot write)."""
+    if stream is None or text is None:
+        return None
+    return f"{stream.rstrip()}\n---\n{text}" if stream else text
 
 
 def describe_schedule(model, filename, optimizer=None):

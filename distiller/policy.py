@@ -262,9 +262,7 @@ class QuantizationPolicy(ScheduledTrainingPolicy):
         self.quantizer.quantize_params()
 
     def attach(self, scheduler):
-        record = {"kind": "quantization", "quantizer": self.quantizer.state_dict()}
-        if record not in scheduler.model_transforms:
-            scheduler.model_transforms.append(record)
+        scheduler.record_model_transform({"kind": "quantization", "quantizer": self.quantizer.state_dict()})
 
     def on_minibatch_end(self, model, epoch, minibatch_id, minibatches_per_epoch, zeros_mask_dict, optimizer):
         # Quantize after every step, so the model is quantized at validation time and at the end.

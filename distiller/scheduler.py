@@ -135,8 +135,14 @@ class CompressionScheduler:
             zeros_mask_dict = _MaskDict(zeros_mask_dict)
         self.zeros_mask_dict = zeros_mask_dict
         #: Ordered plain-data records of structural changes (thinning, quantization), replayed by
-        #: ``load_checkpoint`` on a freshly built model before its weights are loaded.
+        #: ``load_checkpoint`` on a freshly built model before its weights are loaded. Add records with
+        #: :meth:`record_model_transform`, which also moves masks to the parameters' new names.
         self.model_transforms = []
+        #: The YAML text of the schedule(s) the policies were built from (set by ``file_config`` /
+        #: ``dict_config``; several schedules are separate YAML documents), saved in checkpoints so a
+        #: resumed run can rebuild the same policies. None when the policies did not come from a schedule.
+        self.schedule_yaml = None
+        self._params_by_mask_name = dict(model.named_parameters())
         self._ordered_policies = []
         self._pending_policy_states = []
         self._fused_cache = None
@@ -285,13 +291,42 @@ class CompressionScheduler:
         for param, masker in self._soft_maskers():
             masker.apply_mask(param)
 
+    # --------------------------------------------------------------------------- structural changes
+    def record_model_transform(self, record):
+        """Logs a structural change just made to the model, and keeps the masks on their parameters.
+
+        ``record`` (plain data, ``{'kind': ..., ...}``) is appended to :attr:`model_transforms` unless an
+        identical record is there already (a schedule re-applied on resume). Masks follow their parameter
+        object to its new name: a quantizer wrapping ``conv1`` turns ``conv1.weight`` into
+        ``conv1.wrapped_module.weight``, quantization-aware training into ``conv1.float_weight``. So the
+        masks keep applying, and checkpoints name them as the transformed model does, which is the model
+        ``load_checkpoint`` rebuilds by replaying the records in order.
+        """
+        if record not in self.model_transforms:
+            self.model_transforms.append(record)
+        current = {id(param): name for name, param in self.model.named_parameters()}
+        existing = set(current.values())
+        for old_name, param in self._params_by_mask_name.items():
+            if old_name in existing or old_name not in self.zeros_mask_dict:
+                continue  # the name still exists (thinning swaps tensors but keeps names)
+            masker = self.zeros_mask_dict.pop(old_name)
+            new_name = current.get(id(param))
+            if new_name is not None:  # else the parameter is gone, e.g. a BatchNorm folded into its conv
+                masker.param_name = new_name
+                self.zeros_mask_dict[new_name] = masker
+        self._params_by_mask_name = dict(self.model.named_parameters())
+        self._fused_cache = None
+
     # ------------------------------------------------------------------------------------- state
     def state_dict(self):
-        """Plain-data state: masks, each policy's own state (in scheduling order), model transforms."""
+        """Plain-data state: masks, each policy's own state (in scheduling order, followed by the saved
+        states no policy has claimed yet), model transforms and the schedule's YAML text."""
         return {
             "masks_dict": {name: masker.mask for name, masker in self.zeros_mask_dict.items()},
-            "policies": [{"class": type(p).__name__, "state": p.state_dict()} for p in self._ordered_policies],
+            "policies": [{"class": type(p).__name__, "state": p.state_dict()} for p in self._ordered_policies]
+            + list(self._pending_policy_states),
             "model_transforms": list(self.model_transforms),
+            "schedule_yaml": self.schedule_yaml,
         }
 
     def load_state_dict(self, state, normalize_dataparallel_keys=False):
@@ -303,6 +338,7 @@ class CompressionScheduler:
         """
         self.init_from_masks_dict(state.get("masks_dict", {}), normalize_dataparallel_keys)
         self.model_transforms = list(state.get("model_transforms", []))
+        self.schedule_yaml = state.get("schedule_yaml")
         saved = list(state.get("policies", []))
         for policy in self._ordered_policies:
             if saved:

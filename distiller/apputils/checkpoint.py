@@ -15,9 +15,10 @@ import tempfile
 import torch
 
 from .._version import __version__
-from ..registry import MODEL_TRANSFORMS
+from ..errors import CheckpointError, InputFileError, summarize_names
 from ..scheduler import CompressionScheduler
 from ..utils import model_is_parallel, normalize_module_name, normalize_state_dict_keys
+from .checkpoint_fit import StateFit, architecture_name, mask_fit, replay_model_transforms, state_fit, transformed_copy
 
 msglogger = logging.getLogger(__name__)
 
@@ -69,14 +70,13 @@ def save_checkpoint(epoch, arch, model, optimizer=None, scheduler=None, extras=N
         extras: a dict of plain data (e.g. best top-1) stored as-is.
         is_best: also copy the file to ``best.pth.tar`` (``<name>_best.pth.tar``).
         name: optional file-name prefix.
-        dir: target directory (must exist).
+        dir: target directory (created if missing).
     Returns:
         the checkpoint's path.
     Raises:
         TypeError: when something to save is not plain data (it would need pickled classes).
     """
-    if not os.path.isdir(dir):
-        raise FileNotFoundError(f"checkpoint directory '{dir}' does not exist")
+    os.makedirs(dir, exist_ok=True)
     prefix = f"{name}_" if name else ""
     path = os.path.join(dir, f"{prefix}checkpoint.pth.tar")
     checkpoint = {"epoch": epoch, "arch": arch, "state_dict": normalize_state_dict_keys(model.state_dict()),
@@ -101,50 +101,83 @@ def read_checkpoint(chkpt_file):
     """Loads a checkpoint file safely (``weights_only=True``, on CPU) and checks it is one of ours.
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file is corrupt, pickles classes, or is not a distiller checkpoint.
+        InputFileError: the file does not exist.
+        CheckpointError: the file is corrupt, pickles classes, or is not a distiller checkpoint.
     """
     if not os.path.isfile(chkpt_file):
-        raise FileNotFoundError(f"checkpoint file not found: '{chkpt_file}'")
+        raise InputFileError(f"checkpoint file not found: '{chkpt_file}'")
     try:
         checkpoint = torch.load(chkpt_file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         # torch's own message suggests weights_only=False: unsafe for files of unknown origin, so not repeated.
-        raise ValueError(f"'{chkpt_file}' is not a readable distiller checkpoint: it is corrupt, or it pickles "
-                         f"Python classes (as Distiller's checkpoints did), which is never loaded") from None
+        raise CheckpointError(f"'{chkpt_file}' is not a readable distiller checkpoint: it is corrupt, or it pickles "
+                              f"Python classes (as Distiller's checkpoints did), which is never loaded") from None
     except Exception as err:  # torch raises several other types (RuntimeError, EOFError, zipfile errors)
-        raise ValueError(f"'{chkpt_file}' is not a readable distiller checkpoint (corrupt or truncated): "
-                         f"{str(err).splitlines()[0]}") from None
+        raise CheckpointError(f"'{chkpt_file}' is not a readable distiller checkpoint (corrupt or truncated): "
+                              f"{str(err).splitlines()[0]}") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"'{chkpt_file}' is not a distiller checkpoint: it has no 'state_dict' entry")
+        raise CheckpointError(f"'{chkpt_file}' is not a distiller checkpoint: it has no 'state_dict' entry")
     return checkpoint
 
 
-def _replay_model_transforms(model, transforms, optimizer=None):
-    for record in transforms:
-        kind = record.get("kind")
-        if kind not in MODEL_TRANSFORMS:
-            raise ValueError(f"the checkpoint records a '{kind}' model transform, but nothing is registered to "
-                             f"replay it (known: {sorted(MODEL_TRANSFORMS)}); import the module that provides it")
-        # the optimizer (when given) receives parameters a transform adds (e.g. PACT clip values) before
-        # its saved state is loaded
-        MODEL_TRANSFORMS[kind](model, record, optimizer=optimizer)
+def _check_architecture(chkpt_file, arch, expected_arch, strict):
+    if expected_arch is None or arch is None or arch == expected_arch:
+        return
+    message = f"'{chkpt_file}' holds a '{arch}' model but the requested architecture is '{expected_arch}'"
+    if strict:
+        raise CheckpointError(f"{message}: pass --arch {arch}, or another checkpoint (or load the matching "
+                              f"entries only: strict=False, --load-non-strict in the sample apps)")
+    msglogger.warning("%s: loading the entries that match", message)
 
 
-def _load_model_state(model, state_dict, strict, chkpt_file, arch):
-    target_parallel = model_is_parallel(model)
-    state_dict = normalize_state_dict_keys(state_dict, add_prefix=target_parallel)
-    try:
-        result = model.load_state_dict(state_dict, strict=strict)
-    except RuntimeError as err:
-        raise ValueError(f"the weights in '{chkpt_file}' (arch '{arch}') do not fit this model: "
-                         f"{str(err).splitlines()[0]} ...") from None
-    if result.missing_keys:
-        msglogger.warning("checkpoint lacks %d model entries, e.g. %s", len(result.missing_keys),
-                          result.missing_keys[:3])
-    if result.unexpected_keys:
-        msglogger.warning("checkpoint has %d entries the model lacks, e.g. %s", len(result.unexpected_keys),
-                          result.unexpected_keys[:3])
+def _check_optimizer_groups(model, optimizer, checkpoint, chkpt_file):
+    """The optimizer (passed, or rebuilt when None) must have the saved optimizer's parameter groups, or
+    the saved state would be attached to the wrong parameters."""
+    saved = [len(group["params"]) for group in checkpoint["optimizer_state_dict"]["param_groups"]]
+    if optimizer is not None:
+        own = [len(group["params"]) for group in optimizer.param_groups]
+        if own != saved:
+            raise CheckpointError(f"the optimizer passed has parameter groups of sizes {own}, but the one saved in "
+                                  f"'{chkpt_file}' has {saved}: build it over the same parameter groups, or pass "
+                                  f"optimizer=None to rebuild the saved optimizer")
+        return
+    params = {normalize_module_name(name) for name, _ in model.named_parameters()}
+    stale = [name for names in checkpoint.get("optimizer_param_names") or [] for name in names if name not in params]
+    if stale:
+        named = [name for name in stale if name]  # unnamed: no longer in the model when it was saved
+        raise CheckpointError(f"the optimizer saved in '{chkpt_file}' holds {len(stale)} parameters the model does "
+                              f"not have{f' ({summarize_names(named)})' if named else ''}: it was saved after a "
+                              f"change of the model that it did not follow; load the weights only "
+                              f"(lean_checkpoint=True, --exp-load-weights-from)")
+
+
+def _mismatch_message(chkpt_file, arch, model, expected_arch, weights, masks):
+    problems = "; ".join(part for part in (weights.describe(), masks.describe(("mask", "masks"))) if part)
+    return (f"'{chkpt_file}' (a '{arch}' checkpoint) does not fit {architecture_name(model, expected_arch)} model: "
+            f"it {problems}. Load it into a '{arch}' model, or load the matching entries only (strict=False; "
+            f"--load-non-strict in the sample apps)")
+
+
+def _report_partial_load(chkpt_file, weights, masks, drops_optimizer):
+    """Says what a non-strict load left at initial values, ignored and dropped."""
+    if weights.left_initial:
+        msglogger.warning("'%s' lacks %d model entries (missing or of another shape), left at their initial values: "
+                          "%s", chkpt_file, len(weights.left_initial), summarize_names(weights.left_initial))
+    if weights.unexpected:
+        msglogger.warning("ignored %d entries of '%s' that the model lacks: %s", len(weights.unexpected),
+                          chkpt_file, summarize_names(weights.unexpected))
+    if not masks.exact:
+        dropped = sorted(masks.skipped)
+        msglogger.warning("dropped %d mask(s) of '%s' that fit no parameter: %s", len(dropped), chkpt_file,
+                          summarize_names(dropped))
+    if drops_optimizer:
+        msglogger.warning("the optimizer state of '%s' is not restored: the model only partly fits it", chkpt_file)
+
+
+def _fitting(entries, fit):
+    """``entries`` without those ``fit`` found unusable (names normalised)."""
+    return {normalize_module_name(name): value for name, value in entries.items()
+            if normalize_module_name(name) not in fit.skipped}
 
 
 def _rebuild_optimizer(model, checkpoint):
@@ -162,12 +195,14 @@ def _rebuild_optimizer(model, checkpoint):
     return optimizer
 
 
-def load_checkpoint(model, chkpt_file, optimizer=None, model_device=None, lean_checkpoint=False, strict=False,
+def load_checkpoint(model, chkpt_file, optimizer=None, model_device=None, lean_checkpoint=False, strict=True,
                     expected_arch=None):
     """Loads a checkpoint into ``model`` and rebuilds its compression scheduler and optimizer.
 
-    Structural changes recorded by the scheduler (thinning, quantization) are replayed on ``model``
-    first, so a freshly built original architecture receives the compressed weights.
+    Structural changes recorded by the scheduler (thinning, quantization) are replayed on ``model`` first,
+    in the order they happened, so a freshly built original architecture receives the compressed weights;
+    the masks are named as in the transformed model. Everything is checked before anything changes: when
+    an error is raised, ``model`` and ``optimizer`` are untouched.
 
     Args:
         model: a freshly built model of the checkpoint's architecture.
@@ -178,33 +213,64 @@ def load_checkpoint(model, chkpt_file, optimizer=None, model_device=None, lean_c
         lean_checkpoint: load the weights only: no masks, policies or optimizer, start epoch 0; the
             returned scheduler is None unless the checkpoint records structural transforms, which it then
             carries (and nothing else) so that checkpoints of the loaded model stay loadable.
-        strict: require the checkpoint's entries to match the model's exactly.
+        strict: refuse a checkpoint whose model entries or masks do not match the model exactly (missing,
+            unexpected or of another shape), naming the first few of each and both architectures.
+            Distiller's default was ``False``: it only warned and returned a partly random model; the
+            default is now ``True`` (a fix). With ``False``, the matching entries load, the others stay at
+            their initial values and a warning lists them, masks that fit no parameter are dropped, a
+            checkpoint of another ``expected_arch`` is loaded too, and the optimizer state is restored only
+            when the whole model fits.
         expected_arch: when given, a checkpoint of another architecture is an error naming both.
     Returns:
-        ``(model, compression_scheduler or None, optimizer or None, start_epoch)``.
+        ``(model, compression_scheduler or None, optimizer or None, start_epoch)``; the scheduler holds the
+        masks, the pending policy states and the schedule's YAML text (see
+        :func:`~distiller.apputils.resume_schedule`).
+    Raises:
+        InputFileError: the file does not exist.
+        CheckpointError: the file is not a readable distiller checkpoint, it does not fit the model (with
+            ``strict``), its structural changes cannot be replayed, or ``optimizer`` has other parameter
+            groups than the saved one.
+
+    Example:
+        >>> model, scheduler, optimizer, start_epoch = load_checkpoint(create_model(False, "cifar10", "resnet20_cifar"),
+        ...                                                            "logs/run/checkpoint.pth.tar")
     """
     checkpoint = read_checkpoint(chkpt_file)
     arch = checkpoint.get("arch")
-    if expected_arch is not None and arch is not None and arch != expected_arch:
-        raise ValueError(f"'{chkpt_file}' holds a '{arch}' model but the requested architecture is "
-                         f"'{expected_arch}': pass --arch {arch} or another checkpoint")
+    _check_architecture(chkpt_file, arch, expected_arch, strict)
     sched_state = checkpoint.get("compression_sched")
-    if sched_state is not None:  # even for lean loads: the weights only fit the transformed structure
-        _replay_model_transforms(model, sched_state.get("model_transforms", []), optimizer)
-    _load_model_state(model, checkpoint["state_dict"], strict, chkpt_file, arch)
+    transforms = list((sched_state or {}).get("model_transforms", []))
+    probe_model, probe_optimizer = transformed_copy(model, optimizer, transforms, chkpt_file)
+    weights = state_fit(probe_model.state_dict(), checkpoint["state_dict"])
+    masks = StateFit() if lean_checkpoint or sched_state is None else mask_fit(probe_model,
+                                                                               sched_state.get("masks_dict", {}))
+    if strict and not (weights.exact and masks.exact):
+        raise CheckpointError(_mismatch_message(chkpt_file, arch, model, expected_arch, weights, masks))
+    restore_optimizer = not lean_checkpoint and "optimizer_state_dict" in checkpoint and weights.exact
+    if restore_optimizer:
+        _check_optimizer_groups(probe_model, probe_optimizer, checkpoint, chkpt_file)
+
+    # Every check passed: change the model.
+    replay_model_transforms(model, transforms, optimizer)
+    model.load_state_dict(normalize_state_dict_keys(_fitting(checkpoint["state_dict"], weights),
+                                                    add_prefix=model_is_parallel(model)), strict=False)
+    if not (weights.exact and masks.exact):
+        _report_partial_load(chkpt_file, weights, masks,
+                             drops_optimizer=not lean_checkpoint and "optimizer_state_dict" in checkpoint)
     if model_device is not None:
         model.to(model_device)
     scheduler = None
     if lean_checkpoint:
-        if sched_state and sched_state.get("model_transforms"):
+        if transforms:
             # Only the structural record: later checkpoints of this model must stay loadable.
             scheduler = CompressionScheduler(model, device=model_device)
-            scheduler.model_transforms = list(sched_state["model_transforms"])
+            scheduler.model_transforms = transforms
         return model, scheduler, None, 0
     if sched_state is not None:
         scheduler = CompressionScheduler(model, device=model_device)
-        scheduler.load_state_dict(sched_state, normalize_dataparallel_keys=True)
-    if "optimizer_state_dict" in checkpoint:
+        scheduler.load_state_dict(dict(sched_state, masks_dict=_fitting(sched_state.get("masks_dict", {}), masks)),
+                                  normalize_dataparallel_keys=True)
+    if restore_optimizer:
         if optimizer is None:
             optimizer = _rebuild_optimizer(model, checkpoint)
         if optimizer is not None:

@@ -259,9 +259,7 @@ def _save_quantized_checkpoint(model, quantizer, arch, scheduler, run_dir, epoch
     from ..scheduler import CompressionScheduler
 
     scheduler = scheduler if scheduler is not None else CompressionScheduler(model)
-    record = {"kind": "quantization", "quantizer": quantizer.state_dict()}
-    if record not in scheduler.model_transforms:
-        scheduler.model_transforms.append(record)
+    scheduler.record_model_transform({"kind": "quantization", "quantizer": quantizer.state_dict()})
     return save_checkpoint(epoch, arch, model, scheduler=scheduler, name=QUANTIZED_CHECKPOINT_NAME, dir=run_dir,
                            extras=extras)
 

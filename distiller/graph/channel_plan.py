@@ -3,10 +3,6 @@
 Used by :meth:`DependencyGraph.removable <distiller.graph.DependencyGraph.removable>`; thinning and
 structured pruning both go through it, so every channel a pruner zeros is one thinning can remove.
 """
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Callable
-
 import torch
 
 from .channel_flow import run_flow
@@ -14,11 +10,8 @@ from .channel_ledger import Verification
 
 __all__ = ["verified_keep"]
 
-if TYPE_CHECKING:
-    from .dependency import DependencyGraph
 
-
-def _add_back(keep: torch.Tensor, candidates: torch.Tensor, importance: torch.Tensor, count: int = 1) -> bool:
+def _add_back(keep, candidates, importance, count=1):
     """Keeps the ``count`` most important of ``candidates`` (channels currently removed)."""
     removed = candidates[~keep[candidates]].unique()
     if removed.numel():
@@ -27,7 +20,7 @@ def _add_back(keep: torch.Tensor, candidates: torch.Tensor, importance: torch.Te
     return bool(removed.numel())
 
 
-def _satisfy_uniform(deps: DependencyGraph, keep: torch.Tensor, importance: torch.Tensor) -> bool:
+def _satisfy_uniform(deps, keep, importance):
     changed = False
     for slots, block_size in deps.analysis.uniform:
         channels = deps.table[slots]
@@ -43,7 +36,7 @@ def _satisfy_uniform(deps: DependencyGraph, keep: torch.Tensor, importance: torc
     return changed
 
 
-def _satisfy_sizes(deps: DependencyGraph, keep: torch.Tensor, importance: torch.Tensor, round_to: int) -> bool:
+def _satisfy_sizes(deps, keep, importance, round_to):
     changed = False
     for (module_name, attr), slots in deps.analysis.usages.items():
         channels = deps.table[slots]
@@ -56,14 +49,13 @@ def _satisfy_sizes(deps: DependencyGraph, keep: torch.Tensor, importance: torch.
     return changed
 
 
-def _constrain(deps: DependencyGraph, keep: torch.Tensor, importance: torch.Tensor,
-               round_to: int) -> torch.Tensor:
+def _constrain(deps, keep, importance, round_to):
     while _satisfy_uniform(deps, keep, importance) | _satisfy_sizes(deps, keep, importance, round_to):
         pass
     return keep
 
 
-def _upstream_removed(deps: DependencyGraph, op_name: str, keep: torch.Tensor) -> set[int]:
+def _upstream_removed(deps, op_name, keep):
     """Removed channels recorded anywhere upstream of ``op_name`` (they may reach it through sizes)."""
     found, seen, stack = set(), set(), [op_name]
     while stack:
@@ -77,8 +69,7 @@ def _upstream_removed(deps: DependencyGraph, op_name: str, keep: torch.Tensor) -
     return found
 
 
-def verified_keep(deps: DependencyGraph, select: Callable[[DependencyGraph], torch.Tensor],
-                  importance: torch.Tensor, round_to: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def verified_keep(deps, select, importance, round_to=1):
     """See :meth:`DependencyGraph.removable <distiller.graph.DependencyGraph.removable>`."""
     while True:
         wanted = select(deps) & deps.in_use

@@ -30,19 +30,10 @@ statistics mix the channels, so removing channels changes the others' outputs a 
         def edits(self, module, attr, keep):
             return [("weight", select(0, keep)), ("bias", select(0, keep))], {"num_channels": keep.numel()}
 """
-from __future__ import annotations
-
 import logging
-from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 from torch import nn
-
-if TYPE_CHECKING:
-    from .channel_flow import Flow, LayerCall
-
-TensorEdit = tuple[str, Callable[[torch.Tensor], torch.Tensor]]
-Edits = tuple[list[TensorEdit], dict]
 
 msglogger = logging.getLogger(__name__)
 
@@ -65,9 +56,9 @@ class LayerRule:
             'out_channels': 'out'}``. Thinning shrinks these attributes.
     """
 
-    dims: dict[str, str] = {}
+    dims = {}
 
-    def flow(self, call: LayerCall) -> Flow:
+    def flow(self, call):
         """Tells the analysis how the call moves channels; returns the output (a flow from ``call``).
 
         Args:
@@ -75,7 +66,7 @@ class LayerRule:
         """
         raise NotImplementedError
 
-    def edits(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Edits:
+    def edits(self, module, attr, keep):
         """How ``module`` shrinks when dimension ``attr`` keeps the positions ``keep``.
 
         Args:
@@ -89,17 +80,17 @@ class LayerRule:
         """
         raise NotImplementedError
 
-    def channel_weights(self, module: nn.Module, attr: str, weight: torch.Tensor) -> Optional[torch.Tensor]:
+    def channel_weights(self, module, attr, weight):
         """``weight`` (the module's weight, its mask or its gradient) as ``[positions of attr, elements]``:
         the weights that belong to each position. None when the dimension owns no weights of its own."""
         return None
 
-    def check(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Optional[str]:
+    def check(self, module, attr, keep):
         """Why keeping ``keep`` along ``attr`` does not fit ``module`` (a sentence), or None when it fits."""
         return None
 
 
-def register_layer_rule(*module_types: type) -> Callable[[type], type]:
+def register_layer_rule(*module_types):
     """Class decorator registering a :class:`LayerRule` subclass (instantiated once) for ``module_types``.
 
     A later registration for the same type replaces the earlier one (so a user may override a built-in
@@ -112,7 +103,7 @@ def register_layer_rule(*module_types: type) -> Callable[[type], type]:
         if not (isinstance(module_type, type) and issubclass(module_type, nn.Module)):
             raise TypeError(f"register_layer_rule takes nn.Module subclasses, got {module_type!r}")
 
-    def add(rule_class: type) -> type:
+    def add(rule_class):
         rule = rule_class()
         for module_type in module_types:
             if module_type in _RULES:
@@ -122,7 +113,7 @@ def register_layer_rule(*module_types: type) -> Callable[[type], type]:
     return add
 
 
-def layer_rule_for(module: nn.Module) -> Optional[LayerRule]:
+def layer_rule_for(module):
     """The rule of ``module``'s class or of its nearest registered base class, or None."""
     for klass in type(module).__mro__:
         rule = _RULES.get(klass)
@@ -131,17 +122,17 @@ def layer_rule_for(module: nn.Module) -> Optional[LayerRule]:
     return None
 
 
-def registered_layer_types() -> tuple[type, ...]:
+def registered_layer_types():
     """The module classes that have a rule (kept whole when tracing)."""
     return tuple(_RULES)
 
 
-def select(dim: int, keep: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+def select(dim, keep):
     """``fn(tensor) -> tensor.index_select(dim, keep)`` (on the tensor's device)."""
     return lambda t: t.index_select(dim, keep.to(t.device))
 
 
-def zero_input_output(module: nn.Module) -> Optional[torch.Tensor]:
+def zero_input_output(module):
     """What a norm layer outputs (eval mode) for an all-zero input channel, per channel; None when that is
     zero (no affine shift)."""
     if not getattr(module, "affine", False) or module.bias is None:
@@ -153,7 +144,7 @@ def zero_input_output(module: nn.Module) -> Optional[torch.Tensor]:
         return (module.bias - module.running_mean * scale).detach().cpu()
 
 
-def _grouped_columns(weight: torch.Tensor, groups: int) -> torch.Tensor:
+def _grouped_columns(weight, groups):
     """``weight`` ``[groups * a, b, ...]`` as ``[groups * b, a * ...]``: row ``g * b + j`` holds column ``j``
     of group ``g``'s rows (the input channels of a grouped conv; the outputs of a grouped transposed one)."""
     rows, columns = weight.shape[:2]
@@ -161,20 +152,19 @@ def _grouped_columns(weight: torch.Tensor, groups: int) -> torch.Tensor:
     return grid.reshape(groups * columns, -1)
 
 
-def _grouped_column_select(per_group: int, groups: int,
-                           keep: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+def _grouped_column_select(per_group, groups, keep):
     """Gathers along dim 1 the kept columns ``keep`` (global positions, ``per_group`` per group) of a weight
     whose rows split into ``groups`` groups (each group keeps as many columns)."""
     local = (keep % per_group).reshape(groups, -1)
 
-    def gather(weight: torch.Tensor) -> torch.Tensor:
+    def gather(weight):
         index = local.to(weight.device).repeat_interleave(weight.shape[0] // groups, dim=0)
         index = index.reshape(index.shape + (1,) * (weight.dim() - 2)).expand(-1, -1, *weight.shape[2:])
         return weight.gather(1, index)
     return gather
 
 
-def _uneven_groups(module: nn.Module, attr: str, keep: torch.Tensor, groups: int) -> Optional[str]:
+def _uneven_groups(module, attr, keep, groups):
     size = getattr(module, attr)
     counts = torch.bincount(keep // (size // groups), minlength=groups)
     if bool((counts == counts[0]).all()):
@@ -182,11 +172,11 @@ def _uneven_groups(module: nn.Module, attr: str, keep: torch.Tensor, groups: int
     return f"it has {groups} groups and must keep the same number of '{attr}' in each, got {counts.tolist()}"
 
 
-def _is_depthwise(module: nn.Module) -> bool:
+def _is_depthwise(module):
     return module.groups > 1 and module.groups == module.in_channels
 
 
-def _depthwise_output(call: LayerCall, x: Flow, in_slots: torch.Tensor, repeat: int) -> Flow:
+def _depthwise_output(call, x, in_slots, repeat):
     """Output of a depthwise layer: output channel ``o`` is input channel ``o // repeat``."""
     call.uses("in_channels", in_slots)
     slots = call.uses("out_channels", in_slots.repeat_interleave(repeat))
@@ -206,7 +196,7 @@ class ConvRule(LayerRule):
 
     dims = {"in_channels": "in", "out_channels": "out"}
 
-    def flow(self, call: LayerCall) -> Flow:
+    def flow(self, call):
         module, x = call.module, call.inputs[0]
         in_slots = call.channels(x, 1)
         if _is_depthwise(module):
@@ -218,12 +208,12 @@ class ConvRule(LayerRule):
             call.same_count(out_slots, module.out_channels // module.groups)
         return call.output(out_slots, 1)
 
-    def channel_weights(self, module: nn.Module, attr: str, weight: torch.Tensor) -> Optional[torch.Tensor]:
+    def channel_weights(self, module, attr, weight):
         if attr == "out_channels":
             return weight.reshape(weight.shape[0], -1)
         return None if _is_depthwise(module) else _grouped_columns(weight, module.groups)
 
-    def edits(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Edits:
+    def edits(self, module, attr, keep):
         if attr == "out_channels":
             return [(n, select(0, keep)) for n in ("weight", "bias") if getattr(module, n) is not None], \
                 {attr: keep.numel()}
@@ -234,7 +224,7 @@ class ConvRule(LayerRule):
         gather = _grouped_column_select(module.in_channels // module.groups, module.groups, keep)
         return [("weight", gather)], {attr: keep.numel()}
 
-    def check(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Optional[str]:
+    def check(self, module, attr, keep):
         if module.groups > 1 and not _is_depthwise(module):
             return _uneven_groups(module, attr, keep, module.groups)
         return None
@@ -247,7 +237,7 @@ class ConvTransposeRule(LayerRule):
 
     dims = {"in_channels": "in", "out_channels": "out"}
 
-    def flow(self, call: LayerCall) -> Flow:
+    def flow(self, call):
         module, x = call.module, call.inputs[0]
         in_slots = call.channels(x, 1)
         if _is_depthwise(module):
@@ -259,14 +249,14 @@ class ConvTransposeRule(LayerRule):
             call.same_count(out_slots, module.out_channels // module.groups)
         return call.output(out_slots, 1)
 
-    def channel_weights(self, module: nn.Module, attr: str, weight: torch.Tensor) -> Optional[torch.Tensor]:
+    def channel_weights(self, module, attr, weight):
         if attr == "in_channels":
             return None if _is_depthwise(module) else weight.reshape(weight.shape[0], -1)
         if _is_depthwise(module):
             return weight.reshape(module.out_channels, -1)
         return _grouped_columns(weight, module.groups)
 
-    def edits(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Edits:
+    def edits(self, module, attr, keep):
         count = keep.numel()
         if attr == "in_channels":
             attributes = {"in_channels": count, "groups": count} if _is_depthwise(module) else {attr: count}
@@ -278,7 +268,7 @@ class ConvTransposeRule(LayerRule):
             edits.append(("weight", _grouped_column_select(module.out_channels // module.groups, module.groups, keep)))
         return edits, {attr: count}
 
-    def check(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Optional[str]:
+    def check(self, module, attr, keep):
         if module.groups > 1 and not _is_depthwise(module):
             return _uneven_groups(module, attr, keep, module.groups)
         return None
@@ -290,27 +280,26 @@ class LinearRule(LayerRule):
 
     dims = {"in_features": "in", "out_features": "out"}
 
-    def flow(self, call: LayerCall) -> Flow:
+    def flow(self, call):
         x = call.inputs[0]
         call.reads("in_features", call.channels(x, -1), x, -1)
         return call.output(call.creates("out_features", call.module.out_features), -1)
 
-    def channel_weights(self, module: nn.Module, attr: str, weight: torch.Tensor) -> Optional[torch.Tensor]:
+    def channel_weights(self, module, attr, weight):
         return weight if attr == "out_features" else weight.t()
 
-    def edits(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Edits:
+    def edits(self, module, attr, keep):
         if attr == "out_features":
             return [(n, select(0, keep)) for n in ("weight", "bias") if getattr(module, n) is not None], \
                 {attr: keep.numel()}
         return [("weight", select(1, keep))], {attr: keep.numel()}
 
 
-def _per_channel_edits(module: nn.Module, attr: str, keep: torch.Tensor,
-                       names: tuple[str, ...] = ("weight", "bias", "running_mean", "running_var")) -> Edits:
+def _per_channel_edits(module, attr, keep, names=("weight", "bias", "running_mean", "running_var")):
     return [(n, select(0, keep)) for n in names if getattr(module, n, None) is not None], {attr: keep.numel()}
 
 
-def _shifted(call: LayerCall, x: Flow, slots: torch.Tensor) -> Flow:
+def _shifted(call, x, slots):
     """A norm's output for input ``x``: a zero channel stays zero unless its shift makes it a constant
     (which, by Distiller's convention, counts as zero unless ``call.exact``: the shift goes with it)."""
     if not call.tracking_zeros:
@@ -329,13 +318,13 @@ class BatchNormRule(LayerRule):
 
     dims = {"num_features": "param"}
 
-    def flow(self, call: LayerCall) -> Flow:
+    def flow(self, call):
         x = call.inputs[0]
         slots = call.channels(x, 1)
         call.uses("num_features", slots)
         return _shifted(call, x, slots)
 
-    def edits(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Edits:
+    def edits(self, module, attr, keep):
         return _per_channel_edits(module, attr, keep)
 
 
@@ -345,7 +334,7 @@ class GroupNormRule(LayerRule):
 
     dims = {"num_channels": "param"}
 
-    def flow(self, call: LayerCall) -> Flow:
+    def flow(self, call):
         module, x = call.module, call.inputs[0]
         slots = call.channels(x, 1)
         groups = slots.reshape(-1, module.num_channels // module.num_groups)
@@ -353,16 +342,15 @@ class GroupNormRule(LayerRule):
         call.uses("num_channels", slots)
         return _shifted(call, x, slots)
 
-    def edits(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Edits:
+    def edits(self, module, attr, keep):
         edits, attributes = _per_channel_edits(module, attr, keep, ("weight", "bias"))
         attributes["num_groups"] = keep.numel() // (module.num_channels // module.num_groups)
         return edits, attributes
 
-    def check(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Optional[str]:
+    def check(self, module, attr, keep):
         size = module.num_channels // module.num_groups
         rows = keep.reshape(-1, size) if keep.numel() % size == 0 else None
-        if rows is not None and bool((rows - rows[:, :1] == torch.arange(size)).all()) and \
-                bool((rows[:, 0] % size == 0).all()):
+        if rows is not None and bool((rows - rows[:, :1] == torch.arange(size)).all() and (rows[:, 0] % size == 0).all()):
             return None
         return f"a GroupNorm keeps whole groups of {size} channels"
 
@@ -373,11 +361,11 @@ class PReLURule(LayerRule):
 
     dims = {"num_parameters": "param"}
 
-    def flow(self, call: LayerCall) -> Flow:
+    def flow(self, call):
         x = call.inputs[0]
         if call.module.num_parameters > 1:
             call.uses("num_parameters", call.channels(x, 1))
         return x
 
-    def edits(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Edits:
+    def edits(self, module, attr, keep):
         return _per_channel_edits(module, attr, keep, ("weight",))

@@ -6,6 +6,7 @@ import torch
 
 import distiller
 from distiller.apputils import load_checkpoint, save_checkpoint
+from distiller.errors import CheckpointError
 from distiller.testing import TinyCNN, train_with_scheduler
 
 SCHEDULE = {
@@ -114,7 +115,8 @@ def test_bad_checkpoint_files_give_clear_errors(tmp_path):
     path = save_checkpoint(0, "tiny", model, dir=str(tmp_path))
     with pytest.raises(ValueError, match="holds a 'tiny' model but the requested architecture is 'resnet20_cifar'"):
         load_checkpoint(model, path, expected_arch="resnet20_cifar")
-    with pytest.raises(ValueError, match="do not fit this model"):
+    with pytest.raises(CheckpointError, match=r"\(a 'tiny' checkpoint\) does not fit the given TinyCNN model: it "
+                       r"has 11 entries of another shape \['conv1.weight': 8x3x3x3 in the checkpoint, 4x3x3x3 in"):
         load_checkpoint(TinyCNN(width=4), path)
 
 
