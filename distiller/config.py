@@ -25,7 +25,10 @@ schedules them by epoch. Distiller's format loads unchanged::
 
 Every user error (unknown class or argument, a weight name that matches nothing, a policy naming an
 undefined instance, bad epochs, malformed YAML) raises :class:`~distiller.errors.ScheduleError` naming
-the file, the YAML path and line, before the model or optimizer is touched.
+the file, the YAML path and line, before the model or optimizer is touched. So do schedules that would
+do nothing (empty, or instances without policies) and schedules with more than one quantizer. Only the
+user-error family (:class:`~distiller.errors.UserError`) raised by a class's own input checks becomes a
+ScheduleError; any other exception from a constructor is a bug and propagates unchanged.
 """
 import inspect
 import logging
@@ -36,7 +39,7 @@ import torch
 import yaml
 
 from . import registry
-from .errors import ScheduleError, UnmatchedNameError, suggest
+from .errors import ScheduleError, UnmatchedNameError, UserError, suggest
 from .policy import LRPolicy, PruningPolicy, QuantizationPolicy, RegularizationPolicy
 from .scheduler import CompressionScheduler
 from .utils import match_names
@@ -324,7 +327,7 @@ def _configure(model, optimizer, sched, scheduler, resumed_epoch, source):
             _fast_forward(instance, resumed_epoch)
         try:
             scheduler.add_policy(_make_policy(kind, instance, args), **epochs)
-        except (ValueError, TypeError) as err:  # e.g. a quantizer that cannot prepare this model
+        except UserError as err:  # e.g. a quantizer that cannot prepare this model
             raise source.error(str(err), ("policies", index)) from None
     scheduler.schedule_yaml = _append_yaml_document(previous_yaml, source.text)
     return scheduler

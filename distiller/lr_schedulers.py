@@ -10,6 +10,7 @@ import math
 
 from torch.optim import lr_scheduler as torch_lr
 
+from .errors import ArgumentError
 from .registry import LR_SCHEDULERS, register_lr_scheduler
 
 __all__ = ["MultiStepMultiGammaLR", "PolynomialLR"]
@@ -38,9 +39,9 @@ class MultiStepMultiGammaLR(torch_lr.LRScheduler):
 
     def __init__(self, optimizer, milestones, gammas, last_epoch=-1):
         if len(milestones) != len(gammas):
-            raise ValueError(f"milestones ({len(milestones)}) and gammas ({len(gammas)}) must have the same length")
+            raise ArgumentError(f"milestones ({len(milestones)}) and gammas ({len(gammas)}) must have the same length")
         if list(milestones) != sorted(milestones):
-            raise ValueError(f"milestones must be increasing, got {list(milestones)}")
+            raise ArgumentError(f"milestones must be increasing, got {list(milestones)}")
         self.milestones = list(milestones)
         self.gammas = [float(g) for g in gammas]
         super().__init__(optimizer, last_epoch)
@@ -65,7 +66,7 @@ class PolynomialLR(torch_lr.PolynomialLR):
 
     def __init__(self, optimizer, total_iters=None, power=1.0, last_epoch=-1, T_max=None):
         if (total_iters is None) == (T_max is None):
-            raise ValueError("PolynomialLR needs exactly one of total_iters or T_max (Distiller's name)")
+            raise ArgumentError("PolynomialLR needs exactly one of total_iters or T_max (Distiller's name)")
         super().__init__(optimizer, total_iters=total_iters if T_max is None else T_max, power=power,
                          last_epoch=last_epoch)
 

@@ -24,6 +24,8 @@ import math
 
 import torch
 
+from .errors import ArgumentError
+
 GROUP_TYPE_ALIASES = {"3D": "Filters", "Filters": "Filters", "Channels": "Channels", "Rows": "Rows",
                       "Cols": "Cols", "2D": "2D", "Kernels": "2D", "Blocks": "Blocks", "4D": "4D"}
 
@@ -37,14 +39,14 @@ def canonical_group_type(group_type):
     try:
         return GROUP_TYPE_ALIASES[group_type]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown group_type {group_type!r}; expected one of "
-                         f"{sorted(GROUP_TYPE_ALIASES)}") from None
+        raise ArgumentError(f"unknown group_type {group_type!r}; expected one of "
+                            f"{sorted(GROUP_TYPE_ALIASES)}") from None
 
 
 def _check_weight(weight, group_type):
     if weight.dim() not in (2, 4) and group_type not in ("4D", "Blocks"):
-        raise ValueError(f"group_type {group_type!r} needs a 2D (Linear) or 4D (Conv2d) weight, "
-                         f"got shape {tuple(weight.shape)}")
+        raise ArgumentError(f"group_type {group_type!r} needs a 2D (Linear) or 4D (Conv2d) weight, "
+                            f"got shape {tuple(weight.shape)}")
 
 
 def _check_block_shape(weight_shape, block_shape):
@@ -52,11 +54,11 @@ def _check_block_shape(weight_shape, block_shape):
     if len(block_shape) == 4 and len(weight_shape) == 2 and block_shape[2:] == [1, 1]:
         block_shape = block_shape[:2]          # Distiller's 4-element block shape on a Linear weight
     if len(block_shape) != len(weight_shape) or any(b <= 0 for b in block_shape):
-        raise ValueError(f"block_shape {block_shape} does not fit a weight of shape {tuple(weight_shape)}: "
-                         f"give one positive size per weight dimension, e.g. [1, 4, 1, 1] for a conv")
+        raise ArgumentError(f"block_shape {block_shape} does not fit a weight of shape {tuple(weight_shape)}: "
+                            f"give one positive size per weight dimension, e.g. [1, 4, 1, 1] for a conv")
     if any(s % b for s, b in zip(weight_shape, block_shape)):
-        raise ValueError(f"block_shape {block_shape} does not tile weight shape {tuple(weight_shape)}: "
-                         f"each weight dimension must be a multiple of the block dimension")
+        raise ArgumentError(f"block_shape {block_shape} does not tile weight shape {tuple(weight_shape)}: "
+                            f"each weight dimension must be a multiple of the block dimension")
     return block_shape
 
 
@@ -95,7 +97,7 @@ def structure_view(weight, group_type, block_shape=None):
     if group_type == "4D":
         return weight.reshape(1, -1)
     if block_shape is None:
-        raise ValueError("group_type 'Blocks' needs a block_shape, e.g. [1, 4, 1, 1]")
+        raise ArgumentError("group_type 'Blocks' needs a block_shape, e.g. [1, 4, 1, 1]")
     block_shape = _check_block_shape(weight.shape, block_shape)
     split = [size for dim, b in zip(weight.shape, block_shape) for size in (dim // b, b)]
     to_grid, _ = _block_permutations(weight.dim())
@@ -152,8 +154,8 @@ def structures_lp_norm(weight, group_type, p=1, group_len=1, length_normalized=F
     view = structure_view(weight.detach(), group_type, block_shape)
     count, length = view.shape
     if group_len < 1 or count % group_len:
-        raise ValueError(f"group_len={group_len} must be a positive divisor of the {count} "
-                         f"{group_type} structures of a weight of shape {tuple(weight.shape)}")
+        raise ArgumentError(f"group_len={group_len} must be a positive divisor of the {count} "
+                            f"{group_type} structures of a weight of shape {tuple(weight.shape)}")
     grouped = view.reshape(count // group_len, group_len * length)
     norms = torch.linalg.vector_norm(grouped, ord=p, dim=1)
     return norms / grouped.shape[1] if length_normalized else norms
@@ -218,9 +220,9 @@ def num_structures_to_prune(num_structures, fraction, group_size=1, rounding_fn=
         ValueError: for a ``fraction`` outside [0, 1] or a ``group_size`` below 1.
     """
     if not 0.0 <= float(fraction) <= 1.0:
-        raise ValueError(f"fraction to prune {fraction} is outside [0, 1]")
+        raise ArgumentError(f"fraction to prune {fraction} is outside [0, 1]")
     if int(group_size) < 1:
-        raise ValueError(f"group_size={group_size} must be at least 1")
+        raise ArgumentError(f"group_size={group_size} must be at least 1")
     count = int(rounding_fn(fraction * num_structures / group_size)) * int(group_size)
     return max(0, min(count, num_structures - 1))
 
@@ -241,7 +243,7 @@ def ranked_structure_mask(importance, fraction, group_size=1, rounding_fn=math.f
         bool tensor shaped like ``importance``: True = keep. Ties are broken by index (lower pruned first).
     """
     if importance.dim() != 1:
-        raise ValueError(f"importance must be 1D (one score per structure), got shape {tuple(importance.shape)}")
+        raise ArgumentError(f"importance must be 1D (one score per structure), got shape {tuple(importance.shape)}")
     count = num_structures_to_prune(importance.numel(), fraction, group_size, rounding_fn)
     scores = importance.detach().float()
     if noise > 0 and scores.numel() > 1:

@@ -9,6 +9,7 @@ from collections import namedtuple
 
 import torch
 
+from .errors import ArgumentError
 from .quantization.range_linear.post_train import PostTrainLinearQuantizer
 from .utils import match_names
 
@@ -110,14 +111,14 @@ class PruningPolicy(ScheduledTrainingPolicy):
         args = dict(pruner_args or {})
         unknown = sorted(set(args) - set(self.ARGS))
         if unknown:
-            raise ValueError(f"unknown pruning-policy argument(s) {unknown}; valid: {sorted(self.ARGS)}")
+            raise ArgumentError(f"unknown pruning-policy argument(s) {unknown}; valid: {sorted(self.ARGS)}")
         for key, default in self.ARGS.items():
             setattr(self, key, args.get(key, default))
         if self.mini_batch_pruning_frequency < 0:
-            raise ValueError(f"mini_batch_pruning_frequency must be >= 0, got {self.mini_batch_pruning_frequency}")
+            raise ArgumentError(f"mini_batch_pruning_frequency must be >= 0, got {self.mini_batch_pruning_frequency}")
         if self.levels is not None:  # before the targets are resolved: the override may name other weights
             if not hasattr(pruner, "levels"):
-                raise ValueError(f"pruner '{pruner.name}' ({type(pruner).__name__}) has no 'levels' to override")
+                raise ArgumentError(f"pruner '{pruner.name}' ({type(pruner).__name__}) has no 'levels' to override")
             pruner.levels = self.levels
         self.pruner = pruner
         self.param_names = None
@@ -254,9 +255,9 @@ class QuantizationPolicy(ScheduledTrainingPolicy):
     def __init__(self, quantizer):
         super().__init__()
         if isinstance(quantizer, PostTrainLinearQuantizer):
-            raise ValueError(f"{type(quantizer).__name__} quantizes trained models for inference and cannot be "
-                             "trained: use it with --quantize-eval / --qe-config-file, or schedule a "
-                             "quantization-aware quantizer (e.g. QuantAwareTrainRangeLinearQuantizer)")
+            raise ArgumentError(f"{type(quantizer).__name__} quantizes trained models for inference and cannot be "
+                                "trained: use it with --quantize-eval / --qe-config-file, or schedule a "
+                                "quantization-aware quantizer (e.g. QuantAwareTrainRangeLinearQuantizer)")
         self.quantizer = quantizer
         self.quantizer.prepare_model()
         self.quantizer.quantize_params()
@@ -284,8 +285,8 @@ class LRPolicy(ScheduledTrainingPolicy):
         if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             metrics = kwargs.get("metrics")
             if not metrics or self.lr_scheduler.mode not in metrics:
-                raise ValueError("ReduceLROnPlateau needs on_epoch_end(..., metrics={'min': loss, 'max': top1}) "
-                                 f"with a '{self.lr_scheduler.mode}' entry")
+                raise ArgumentError("ReduceLROnPlateau needs on_epoch_end(..., metrics={'min': loss, 'max': top1}) "
+                                    f"with a '{self.lr_scheduler.mode}' entry")
             self.lr_scheduler.step(metrics[self.lr_scheduler.mode])
         else:
             self.lr_scheduler.step()

@@ -9,7 +9,7 @@ users register their own classes the same way, before loading a schedule::
     class MyPruner(distiller.pruning.ParameterPruner):
         ...
 """
-from .errors import suggest
+from .errors import ArgumentError, suggest
 
 
 class Registry:
@@ -25,8 +25,8 @@ class Registry:
             key = name or klass.__name__
             existing = self._classes.get(key)
             if existing is not None and existing is not klass:
-                raise ValueError(f"{self.section}: class name '{key}' is already registered by "
-                                 f"{existing.__module__}.{existing.__qualname__}")
+                raise ArgumentError(f"{self.section}: class name '{key}' is already registered by "
+                                    f"{existing.__module__}.{existing.__qualname__}")
             self._classes[key] = klass
             return klass
         return add(cls) if cls is not None else add
@@ -85,7 +85,7 @@ def register_model_transform(kind):
     """Registers the replay function for model-transform records of ``kind``. Usable as a decorator."""
     def add(fn):
         if MODEL_TRANSFORMS.get(kind, fn) is not fn:
-            raise ValueError(f"a model transform replayer for '{kind}' is already registered")
+            raise ArgumentError(f"a model transform replayer for '{kind}' is already registered")
         MODEL_TRANSFORMS[kind] = fn
         return fn
     return add

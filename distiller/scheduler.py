@@ -23,6 +23,7 @@ import logging
 
 import torch
 
+from .errors import ArgumentError
 from .policy import LossComponent, PolicyLoss
 from .utils import model_device, normalize_module_name
 
@@ -157,15 +158,15 @@ class CompressionScheduler:
         """
         if epochs is None:
             if ending_epoch <= starting_epoch:
-                raise ValueError(f"ending_epoch ({ending_epoch}) must be greater than starting_epoch "
-                                 f"({starting_epoch})")
+                raise ArgumentError(f"ending_epoch ({ending_epoch}) must be greater than starting_epoch "
+                                    f"({starting_epoch})")
             if frequency is None or frequency < 1:
-                raise ValueError(f"frequency must be a positive integer, got {frequency}")
+                raise ArgumentError(f"frequency must be a positive integer, got {frequency}")
             epochs = list(range(starting_epoch, ending_epoch, frequency))
         else:
             epochs = sorted(set(int(e) for e in epochs))
             if not epochs:
-                raise ValueError("epochs must list at least one epoch")
+                raise ArgumentError("epochs must list at least one epoch")
             starting_epoch, ending_epoch, frequency = epochs[0], epochs[-1] + 1, None
         policy.attach(self)
         for epoch in epochs:

@@ -6,6 +6,7 @@ near zero by group lasso are then removed). Structures are those of :mod:`distil
 """
 import torch
 
+from .errors import ArgumentError
 from .norms import canonical_group_type, expand_structure_mask, structure_view
 
 THRESHOLD_CRITERIA = ("Mean_Abs", "Max")
@@ -31,8 +32,8 @@ def group_scores(param, group_type, threshold_criteria, block_shape=None):
         ValueError: for an unknown criterion or structure type.
     """
     if threshold_criteria not in THRESHOLD_CRITERIA:
-        raise ValueError(f"unknown threshold_criteria {threshold_criteria!r}; expected one of "
-                         f"{list(THRESHOLD_CRITERIA)}")
+        raise ArgumentError(f"unknown threshold_criteria {threshold_criteria!r}; expected one of "
+                            f"{list(THRESHOLD_CRITERIA)}")
     magnitudes = structure_view(param.detach(), group_type, block_shape).abs()
     return magnitudes.mean(dim=1) if threshold_criteria == "Mean_Abs" else magnitudes.amax(dim=1)
 
@@ -79,8 +80,8 @@ def parse_regims(owner, reg_regims, group_types=None):
         ValueError: naming the offending entry.
     """
     if not isinstance(reg_regims, dict) or not reg_regims:
-        raise ValueError(f"{owner}: reg_regims must be a non-empty mapping of parameter name -> "
-                         f"{'[value, group_type]' if group_types else 'value'}, got {reg_regims!r}")
+        raise ArgumentError(f"{owner}: reg_regims must be a non-empty mapping of parameter name -> "
+                            f"{'[value, group_type]' if group_types else 'value'}, got {reg_regims!r}")
     parsed = {}
     for key, entry in reg_regims.items():
         where = f"{owner}: reg_regims[{key!r}]"
@@ -89,14 +90,15 @@ def parse_regims(owner, reg_regims, group_types=None):
         elif isinstance(entry, (list, tuple)) and len(entry) == 2:
             value, group_type = entry
             if group_type not in group_types:
-                raise ValueError(f"{where}: unknown group type {group_type!r}; expected one of {sorted(group_types)}")
+                raise ArgumentError(f"{where}: unknown group type {group_type!r}; expected one of "
+                                    f"{sorted(group_types)}")
         else:
-            raise ValueError(f"{where}={entry!r} must be [value, group_type], e.g. [0.0002, Filters]")
+            raise ArgumentError(f"{where}={entry!r} must be [value, group_type], e.g. [0.0002, Filters]")
         try:
             value = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{where}: {value!r} is not a number") from None
+            raise ArgumentError(f"{where}: {value!r} is not a number") from None
         if not value >= 0:
-            raise ValueError(f"{where}: {value} must be >= 0")
+            raise ArgumentError(f"{where}: {value} must be >= 0")
         parsed[key] = (value, group_type)
     return parsed

@@ -31,6 +31,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
+from ..errors import ArgumentError, InputFileError
 from ..models.registry import check_dataset, dataset_input_shape, dataset_num_classes, datasets_of_arch
 
 msglogger = logging.getLogger(__name__)
@@ -74,9 +75,9 @@ def load_data(dataset, data_dir, batch_size, workers, validation_split=0.1, dete
         ``(train_loader, valid_loader, test_loader, input_shape)``; ``input_shape`` is a batch-of-one shape
         such as ``(1, 3, 32, 32)``.
     Raises:
-        ValueError: unknown dataset (with close matches) or an argument out of range.
-        FileNotFoundError: dataset files missing (naming the expected paths and how to get them).
-        RuntimeError: dataset files present but unreadable or corrupted.
+        ArgumentError: unknown dataset (with close matches) or an argument out of range.
+        InputFileError: dataset files missing (naming the expected paths and how to get them), or present
+            but unreadable or corrupted.
 
     Example:
         >>> train, valid, test, shape = load_data('digits', None, batch_size=64, workers=0)
@@ -87,8 +88,8 @@ def load_data(dataset, data_dir, batch_size, workers, validation_split=0.1, dete
     _check_arguments(batch_size, workers, validation_split, effective_train_size=effective_train_size,
                      effective_valid_size=effective_valid_size, effective_test_size=effective_test_size)
     if dataset != "digits" and data_dir is None:
-        raise ValueError(f"the {dataset} dataset needs a data directory (data_dir is None); only 'digits' is "
-                         "embedded in distiller")
+        raise ArgumentError(f"the {dataset} dataset needs a data directory (data_dir is None); only 'digits' is "
+                            "embedded in distiller")
     if seed is None:
         seed = torch.initial_seed()
     sources = _SOURCES[dataset](data_dir, test_only)
@@ -160,15 +161,15 @@ def _generator(*entropy):
 
 def _check_arguments(batch_size, workers, validation_split, **fractions):
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise ArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
+        raise ArgumentError(f"workers must be a non-negative integer, got {workers!r}")
     if not 0 <= validation_split < 1:
-        raise ValueError(f"validation_split must be in [0, 1) (a fraction of the training set), "
+        raise ArgumentError(f"validation_split must be in [0, 1) (a fraction of the training set), "
                          f"got {validation_split!r}")
     for name, value in fractions.items():
         if not 0 < value <= 1:
-            raise ValueError(f"{name} must be a fraction in (0, 1], got {value!r}")
+            raise ArgumentError(f"{name} must be a fraction in (0, 1], got {value!r}")
 
 
 def _split_validation(size, validation_split, random_state, stratify=None):
@@ -238,7 +239,7 @@ def _cifar10(data_dir, test_only):
     folder = os.path.join(data_dir, torchvision.datasets.CIFAR10.base_folder)
     missing = _missing([os.path.join(folder, name) for name in CIFAR10_FILES])
     if missing:
-        raise FileNotFoundError(
+        raise InputFileError(
             f"CIFAR-10 not found in '{data_dir}': missing {', '.join(missing)}. Download "
             f"{torchvision.datasets.CIFAR10.url} and extract it into '{data_dir}' (it creates "
             f"{torchvision.datasets.CIFAR10.base_folder}/), or use the embedded 'digits' dataset")
@@ -246,8 +247,8 @@ def _cifar10(data_dir, test_only):
         base_test = torchvision.datasets.CIFAR10(data_dir, train=False, download=False)
         base_train = None if test_only else torchvision.datasets.CIFAR10(data_dir, train=True, download=False)
     except RuntimeError as err:
-        raise RuntimeError(f"the CIFAR-10 files in '{folder}' failed torchvision's integrity (MD5) check "
-                           f"({err}); download and extract {torchvision.datasets.CIFAR10.url} again") from err
+        raise InputFileError(f"the CIFAR-10 files in '{folder}' failed torchvision's integrity (MD5) check "
+                             f"({err}); download and extract {torchvision.datasets.CIFAR10.url} again") from err
     normalize = T.Normalize(CIFAR10_MEAN, CIFAR10_STD)
     return _sources_from(base_train, base_test,
                          T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
@@ -261,7 +262,7 @@ def _mnist(data_dir, test_only):
     missing = _missing(raw)
     if missing and _missing(processed):
         gzipped = [path for path in missing if os.path.isfile(path + ".gz")]
-        raise FileNotFoundError(
+        raise InputFileError(
             f"MNIST not found in '{data_dir}': missing {', '.join(missing)}. "
             + (f"Decompress {', '.join(p + '.gz' for p in gzipped)} (gunzip). " if gzipped else
                "Download the four idx files of http://yann.lecun.com/exdb/mnist/ (or torchvision's mirrors) "
@@ -271,8 +272,8 @@ def _mnist(data_dir, test_only):
         base_test = torchvision.datasets.MNIST(data_dir, train=False, download=False)
         base_train = None if test_only else torchvision.datasets.MNIST(data_dir, train=True, download=False)
     except (RuntimeError, ValueError, TypeError, AssertionError) as err:
-        raise RuntimeError(f"the MNIST files in '{data_dir}/MNIST' are not valid idx files ({err!r}); "
-                           "download them again") from err
+        raise InputFileError(f"the MNIST files in '{data_dir}/MNIST' are not valid idx files ({err!r}); "
+                             "download them again") from err
     transform = T.Compose([T.ToTensor(), T.Normalize(MNIST_MEAN, MNIST_STD)])
     return _sources_from(base_train, base_test, transform, transform)
 
@@ -281,11 +282,15 @@ def _imagenet(data_dir, test_only):
     folders = {split: os.path.join(data_dir, split) for split in (("val",) if test_only else ("train", "val"))}
     missing = [path for path in folders.values() if not os.path.isdir(path)]
     if missing:
-        raise FileNotFoundError(
+        raise InputFileError(
             f"ImageNet not found in '{data_dir}': missing directory {', '.join(missing)}. Expected "
             "train/<class>/*.JPEG and val/<class>/*.JPEG (torchvision ImageFolder layout; the official "
             "validation images must be sorted into class folders)")
-    base = {split: torchvision.datasets.ImageFolder(path) for split, path in folders.items()}
+    try:
+        base = {split: torchvision.datasets.ImageFolder(path) for split, path in folders.items()}
+    except FileNotFoundError as err:  # ImageFolder: no class folder, or no image in them
+        raise InputFileError(f"ImageNet in '{data_dir}' has no images in the ImageFolder layout ({err}); "
+                             "expected train/<class>/*.JPEG and val/<class>/*.JPEG") from err
     normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     return _sources_from(base.get("train"), base["val"],
                          T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(),

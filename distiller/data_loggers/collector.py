@@ -24,6 +24,7 @@ from collections import OrderedDict
 import torch
 import yaml
 
+from ..errors import ArgumentError, InputFileError
 from ..modules import convert_functional_ops
 from ..utils import match_names
 
@@ -227,21 +228,21 @@ def load_quant_stats(stats_or_path):
     if isinstance(stats_or_path, (str, os.PathLike)):
         source = os.fspath(stats_or_path)
         if not os.path.isfile(source):
-            raise FileNotFoundError(f"calibration statistics file '{source}' does not exist")
+            raise InputFileError(f"calibration statistics file '{source}' does not exist")
         with open(source) as stream:
             stats_or_path = yaml.safe_load(stream)
     if not isinstance(stats_or_path, dict):
-        raise ValueError(f"{source}: expected a mapping of module names to statistics")
+        raise ArgumentError(f"{source}: expected a mapping of module names to statistics")
     for name, entry in stats_or_path.items():
         if not isinstance(entry, dict) or not ({"inputs", "output"} & set(entry)):
-            raise ValueError(f"{source}: entry '{name}' must have 'inputs' and/or 'output' statistics")
+            raise ArgumentError(f"{source}: entry '{name}' must have 'inputs' and/or 'output' statistics")
         records = [(f"{name}.inputs.{i}", r) for i, r in (entry.get("inputs") or {}).items()]
         if entry.get("output") is not None:
             records.append((f"{name}.output", entry["output"]))
         for where, record in records:
             missing = [k for k in _STAT_KEYS[:-1] if not isinstance(record, dict) or k not in record]
             if missing:
-                raise ValueError(f"{source}: '{where}' lacks {missing}; re-collect with collect_quant_stats")
+                raise ArgumentError(f"{source}: '{where}' lacks {missing}; re-collect with collect_quant_stats")
     return stats_or_path
 
 

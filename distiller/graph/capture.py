@@ -12,8 +12,8 @@ import torch
 from torch import fx
 from torch.fx.passes.shape_prop import ShapeProp
 
-from ..utils import model_device
 from ..errors import UserError
+from ..utils import model_device
 
 msglogger = logging.getLogger(__name__)
 

@@ -11,9 +11,13 @@ channels together. What the interpreter learns is written to a *ledger*:
 :class:`~distiller.graph.channel_ledger.Verification` when it re-runs the graph with the thinned shapes to
 prove that every op still sees the same channels in the same order.
 """
+from __future__ import annotations
+
 import collections
+import functools
 import math
 import operator
+from typing import Callable, Optional
 
 import torch
 from torch import fx
@@ -48,7 +52,7 @@ def _flows_in(value):
     return found
 
 
-def along(slots, shape, dim):
+def along(slots: torch.Tensor, shape, dim: int) -> torch.Tensor:
     """A tensor of ``shape`` holding ``slots`` along ``dim`` (one slot: everywhere), as an expanded view."""
     view = [1] * len(shape)
     if len(shape):
@@ -80,52 +84,52 @@ class LayerCall:
         exact: a channel is zero only when exactly zero (a norm's shift or a bias makes it a constant).
     """
 
-    def __init__(self, interpreter, op, args, kwargs):
+    def __init__(self, interpreter: _Interpreter, op, args: tuple, kwargs: dict) -> None:
         self._interpreter, self._ledger = interpreter, interpreter.ledger
         self.op, self.module, self.inputs, self.kwargs = op, op.module, args, kwargs
         self.tracking_zeros, self.exact = interpreter.track_zeros, interpreter.exact
 
-    def channels(self, flow, dim, role="input"):
+    def channels(self, flow: Flow, dim: int, role: str = "input") -> torch.Tensor:
         """The slots along ``dim`` of ``flow``; when its channels are mixed over several dimensions they are
         blocked and fresh, fixed slots stand for them."""
         return self._interpreter._profile(self.op, flow, dim, role)
 
-    def uses(self, attr, slots):
+    def uses(self, attr: str, slots: torch.Tensor) -> torch.Tensor:
         """Records that the positions of dimension ``attr`` hold ``slots`` (a second call of the same module
         unites them with the first call's); returns the recorded slots."""
         return self._ledger.usage(self.op, attr, slots)
 
-    def reads(self, attr, slots, flow, dim):
+    def reads(self, attr: str, slots: torch.Tensor, flow: Flow, dim: int) -> None:
         """Like :meth:`uses`, for the input dimension of a layer that sums over it (conv, linear): a channel
         can go only when it is zero or read with zero weights here."""
         self._ledger.usage(self.op, attr, slots)
         self._ledger.contraction(self.op, attr, slots, self.input_zero(flow, dim))
 
-    def creates(self, attr, count):
+    def creates(self, attr: str, count: int) -> torch.Tensor:
         """New channels for the ``count`` positions of ``attr`` (a layer's outputs); returns their slots."""
         return self._ledger.usage(self.op, attr, None, count)
 
-    def unite(self, a, b):
+    def unite(self, a: torch.Tensor, b: torch.Tensor) -> None:
         """Ties ``a[i]`` to ``b[i]``: the channels go together (e.g. the channels of one GroupNorm group)."""
         self._ledger.union(a, b)
 
-    def same_count(self, slots, block_size):
+    def same_count(self, slots: torch.Tensor, block_size: int) -> None:
         """Every block of ``block_size`` consecutive ``slots`` must keep as many channels (grouped layers)."""
         self._ledger.uniform_blocks(slots, block_size)
 
-    def shifts(self, slots, constant, flow, dim):
+    def shifts(self, slots: torch.Tensor, constant: torch.Tensor, flow: Flow, dim: int) -> None:
         """Records that a zero input channel leaves this layer as ``constant`` (a norm's shift), per slot."""
         self._ledger.norm_constant(self.op, slots, constant, self.input_zero(flow, dim))
 
-    def input_zero(self, flow, dim):
+    def input_zero(self, flow: Flow, dim: int) -> Optional[torch.Tensor]:
         """Bool per position along ``dim``: all elements of ``flow`` there are zero (None without tracking)."""
         return _per_channel_zero(flow.zeros, dim)
 
-    def zero_filters(self, attr):
+    def zero_filters(self, attr: str) -> torch.Tensor:
         """Bool per position of ``attr``: this module's weights there are all zero (its zero filters)."""
         return self._interpreter.zero_filters(self.op.module_name, self.module, attr)
 
-    def output(self, slots, dim, zeros=None):
+    def output(self, slots: torch.Tensor, dim: int, zeros: Optional[torch.Tensor] = None) -> Flow:
         """The call's output: its traced shape (with the batch of the first input) holding ``slots`` along
         ``dim``; ``zeros`` per position (default, when tracking: the zero filters of the rule's ``'out'``
         dimension)."""
@@ -134,11 +138,11 @@ class LayerCall:
             zeros = along(zeros if zeros is not None else self._zero_outputs(), shape, dim)
         return Flow(along(slots, shape, dim), zeros)
 
-    def with_zeros(self, flow, keep_zero, dim):
+    def with_zeros(self, flow: Flow, keep_zero: torch.Tensor, dim: int) -> Flow:
         """``flow`` where only the positions along ``dim`` with ``keep_zero`` stay zero."""
         return Flow(flow.labels, flow.zeros & along(keep_zero, flow.zeros.shape, dim))
 
-    def _zero_outputs(self):
+    def _zero_outputs(self) -> torch.Tensor:
         rule = layer_rule_for(self.module)
         attr = next(a for a, role in rule.dims.items() if role == "out")
         return self.zero_filters(attr)
@@ -160,7 +164,7 @@ class _Interpreter:
             try:
                 value = self.visit(op, args, kwargs)
             except Exception as err:  # an op that cannot run on labels (or on the thinned shapes)
-                value = self.ledger.failed(op, err, lambda: self._opaque(op, args, kwargs))
+                value = self.ledger.failed(op, err, functools.partial(self._opaque, op, args, kwargs))
             value = self.ledger.after_node(op, value)
             env[op.node] = value
             in_place = op.type in _IN_PLACE or (op.kind == "method" and op.type.endswith("_"))
@@ -413,7 +417,7 @@ def _pad_touches_channels(op, x):
     return len(pad) > 2 * (x.labels.dim() - 2)
 
 
-def run_flow(graph, ledger, zero_filters=None, exact=False):
+def run_flow(graph, ledger, zero_filters: Optional[Callable] = None, exact: bool = False):
     """Runs ``graph`` on label tensors, reporting to ``ledger``.
 
     Args:

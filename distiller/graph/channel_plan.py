@@ -3,6 +3,10 @@
 Used by :meth:`DependencyGraph.removable <distiller.graph.DependencyGraph.removable>`; thinning and
 structured pruning both go through it, so every channel a pruner zeros is one thinning can remove.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
 import torch
 
 from .channel_flow import run_flow
@@ -10,8 +14,11 @@ from .channel_ledger import Verification
 
 __all__ = ["verified_keep"]
 
+if TYPE_CHECKING:
+    from .dependency import DependencyGraph
 
-def _add_back(keep, candidates, importance, count=1):
+
+def _add_back(keep: torch.Tensor, candidates: torch.Tensor, importance: torch.Tensor, count: int = 1) -> bool:
     """Keeps the ``count`` most important of ``candidates`` (channels currently removed)."""
     removed = candidates[~keep[candidates]].unique()
     if removed.numel():
@@ -20,7 +27,7 @@ def _add_back(keep, candidates, importance, count=1):
     return bool(removed.numel())
 
 
-def _satisfy_uniform(deps, keep, importance):
+def _satisfy_uniform(deps: DependencyGraph, keep: torch.Tensor, importance: torch.Tensor) -> bool:
     changed = False
     for slots, block_size in deps.analysis.uniform:
         channels = deps.table[slots]
@@ -36,7 +43,7 @@ def _satisfy_uniform(deps, keep, importance):
     return changed
 
 
-def _satisfy_sizes(deps, keep, importance, round_to):
+def _satisfy_sizes(deps: DependencyGraph, keep: torch.Tensor, importance: torch.Tensor, round_to: int) -> bool:
     changed = False
     for (module_name, attr), slots in deps.analysis.usages.items():
         channels = deps.table[slots]
@@ -49,13 +56,14 @@ def _satisfy_sizes(deps, keep, importance, round_to):
     return changed
 
 
-def _constrain(deps, keep, importance, round_to):
+def _constrain(deps: DependencyGraph, keep: torch.Tensor, importance: torch.Tensor,
+               round_to: int) -> torch.Tensor:
     while _satisfy_uniform(deps, keep, importance) | _satisfy_sizes(deps, keep, importance, round_to):
         pass
     return keep
 
 
-def _upstream_removed(deps, op_name, keep):
+def _upstream_removed(deps: DependencyGraph, op_name: str, keep: torch.Tensor) -> set[int]:
     """Removed channels recorded anywhere upstream of ``op_name`` (they may reach it through sizes)."""
     found, seen, stack = set(), set(), [op_name]
     while stack:
@@ -69,7 +77,8 @@ def _upstream_removed(deps, op_name, keep):
     return found
 
 
-def verified_keep(deps, select, importance, round_to=1):
+def verified_keep(deps: DependencyGraph, select: Callable[[DependencyGraph], torch.Tensor],
+                  importance: torch.Tensor, round_to: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """See :meth:`DependencyGraph.removable <distiller.graph.DependencyGraph.removable>`."""
     while True:
         wanted = select(deps) & deps.in_use

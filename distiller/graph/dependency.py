@@ -20,8 +20,11 @@ Example:
     >>> deps.groups()[0].members[:3]
     (('conv1', 'out_channels'), ('bn1', 'num_features'), ('layer1.0.conv1', 'in_channels'))
 """
+from __future__ import annotations
+
 import collections
 import dataclasses
+from typing import Callable, Optional, Sequence
 
 import numpy
 import scipy.sparse
@@ -33,6 +36,8 @@ from .channel_ledger import Analysis
 from .channel_plan import verified_keep
 from .layer_rules import layer_rule_for, registered_layer_types
 from .summary_graph import SummaryGraph
+
+Score = Callable[[str, str], Optional[torch.Tensor]]
 
 __all__ = ["DependencyGraph", "DependencyGroup"]
 
@@ -50,10 +55,10 @@ class DependencyGroup:
     members: tuple
     blocked: dict
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.channels)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         names = ", ".join(f"{name}.{attr}" for name, attr in self.members[:4])
         more = f", ... ({len(self.members)} in all)" if len(self.members) > 4 else ""
         return f"DependencyGroup({len(self.channels)} channels, {len(self.blocked)} blocked: {names}{more})"
@@ -75,7 +80,9 @@ class DependencyGraph:
         GraphCaptureError: when the model cannot be traced or does not run on ``example_inputs``.
     """
 
-    def __init__(self, model, example_inputs, leaf_modules=(), weight_of=None, track_zeros=True):
+    def __init__(self, model: torch.nn.Module, example_inputs, leaf_modules: Sequence = (),
+                 weight_of: Optional[Callable[[str, torch.nn.Module], torch.Tensor]] = None,
+                 track_zeros: bool = True) -> None:
         self.graph = SummaryGraph(model, example_inputs, tuple(leaf_modules) + registered_layer_types())
         self.weight_of = weight_of
         self._zero_cache = {}
@@ -94,28 +101,29 @@ class DependencyGraph:
 
     # ------------------------------------------------------------------------------------ lookups
     @property
-    def members(self):
+    def members(self) -> list[tuple[str, str]]:
         """``(module_name, attr)`` of every module dimension that holds channels, in graph order."""
         return list(self.analysis.usages)
 
-    def channels(self, module_name, attr):
+    def channels(self, module_name: str, attr: str) -> torch.Tensor:
         """The channel id of every position of ``module_name``'s dimension ``attr`` (LongTensor)."""
         return self.table[self.analysis.usages[(module_name, attr)]]
 
-    def module(self, module_name):
+    def module(self, module_name: str) -> torch.nn.Module:
+        """The module called ``module_name`` (one that holds channels)."""
         return self.analysis.modules[module_name]
 
-    def role(self, module_name, attr):
+    def role(self, module_name: str, attr: str) -> str:
         """``'out'``, ``'in'`` or ``'param'`` (see :data:`~distiller.graph.layer_rules.ROLES`)."""
         return layer_rule_for(self.module(module_name)).dims[attr]
 
-    def channel_weights(self, module_name, attr, tensor):
+    def channel_weights(self, module_name: str, attr: str, tensor: torch.Tensor) -> Optional[torch.Tensor]:
         """``tensor`` (shaped like the module's weight) as ``[positions of attr, elements]``, or None when
         the dimension owns no weights (a depthwise conv's input, a norm)."""
         module = self.module(module_name)
         return layer_rule_for(module).channel_weights(module, attr, tensor)
 
-    def zero_filters(self, module_name, module, attr):
+    def zero_filters(self, module_name: str, module: torch.nn.Module, attr: str) -> torch.Tensor:
         """Bool per position of ``attr``: ``weight_of``'s weights there are all zero (cached)."""
         key = (module_name, attr)
         if key not in self._zero_cache:
@@ -124,12 +132,12 @@ class DependencyGraph:
         return self._zero_cache[key]
 
     # ----------------------------------------------------------------------------------- blocking
-    def block(self, channels, reason):
+    def block(self, channels, reason: str) -> None:
         """Marks ``channels`` (ids) as not removable, with ``reason`` (the first reason wins)."""
         for channel in torch.as_tensor(channels).reshape(-1).tolist():
             self.blocked.setdefault(channel, reason)
 
-    def blocked_mask(self):
+    def blocked_mask(self) -> torch.Tensor:
         """Bool per channel id: blocked."""
         mask = torch.zeros(self.size, dtype=torch.bool)
         if self.blocked:
@@ -137,7 +145,7 @@ class DependencyGraph:
         return mask
 
     # ------------------------------------------------------------------------------------- groups
-    def groups(self):
+    def groups(self) -> list[DependencyGroup]:
         """The dependency groups (see the module docstring), in graph order of their first member."""
         if self._groups is None:
             self._groups = self._connected_groups()
@@ -145,9 +153,9 @@ class DependencyGraph:
                                                                 if c in self.blocked})
                 for group in self._groups]
 
-    def _connected_groups(self):
+    def _connected_groups(self) -> list[DependencyGroup]:
         heads, tails, first_member = [], [], {}
-        for key, slots in self.analysis.usages.items():
+        for slots in self.analysis.usages.values():
             roots = torch.unique(self.table[slots])
             heads.append(roots[:1].expand(roots.numel()))
             tails.append(roots)
@@ -165,7 +173,7 @@ class DependencyGraph:
         return [DependencyGroup(tuple(channels[g]), tuple(members[g]), {}) for g in order]
 
     # ------------------------------------------------------------------------------------ scoring
-    def channel_scores(self, role, score):
+    def channel_scores(self, role: str, score: Score) -> torch.Tensor:
         """Per-channel importance summed over the module dimensions of ``role``.
 
         Each dimension's scores are divided by their mean, so that layers of different scales count alike
@@ -189,7 +197,8 @@ class DependencyGraph:
         return total
 
     # ---------------------------------------------------------------------------------- selection
-    def removable(self, select, importance, round_to=1):
+    def removable(self, select: Callable[[DependencyGraph], torch.Tensor], importance: torch.Tensor,
+                  round_to: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """The channels to keep when removing what ``select`` picks, within the layout constraints.
 
         Blocked channels stay; grouped layers and ``chunk`` keep equal counts per group; no layer loses all
@@ -207,7 +216,7 @@ class DependencyGraph:
         """
         return verified_keep(self, select, importance, round_to)
 
-    def kept_positions(self, keep):
+    def kept_positions(self, keep: torch.Tensor) -> dict[tuple[str, str], torch.Tensor]:
         """``{(module_name, attr): kept positions}`` for the module dimensions that lose positions under
         ``keep`` (bool per channel id)."""
         positions = {}

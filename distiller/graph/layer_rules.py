@@ -30,10 +30,19 @@ statistics mix the channels, so removing channels changes the others' outputs a 
         def edits(self, module, attr, keep):
             return [("weight", select(0, keep)), ("bias", select(0, keep))], {"num_channels": keep.numel()}
 """
+from __future__ import annotations
+
 import logging
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from .channel_flow import Flow, LayerCall
+
+TensorEdit = tuple[str, Callable[[torch.Tensor], torch.Tensor]]
+Edits = tuple[list[TensorEdit], dict]
 
 msglogger = logging.getLogger(__name__)
 
@@ -56,9 +65,9 @@ class LayerRule:
             'out_channels': 'out'}``. Thinning shrinks these attributes.
     """
 
-    dims = {}
+    dims: dict[str, str] = {}
 
-    def flow(self, call):
+    def flow(self, call: LayerCall) -> Flow:
         """Tells the analysis how the call moves channels; returns the output (a flow from ``call``).
 
         Args:
@@ -66,7 +75,7 @@ class LayerRule:
         """
         raise NotImplementedError
 
-    def edits(self, module, attr, keep):
+    def edits(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Edits:
         """How ``module`` shrinks when dimension ``attr`` keeps the positions ``keep``.
 
         Args:
@@ -80,17 +89,17 @@ class LayerRule:
         """
         raise NotImplementedError
 
-    def channel_weights(self, module, attr, weight):
+    def channel_weights(self, module: nn.Module, attr: str, weight: torch.Tensor) -> Optional[torch.Tensor]:
         """``weight`` (the module's weight, its mask or its gradient) as ``[positions of attr, elements]``:
         the weights that belong to each position. None when the dimension owns no weights of its own."""
         return None
 
-    def check(self, module, attr, keep):
+    def check(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Optional[str]:
         """Why keeping ``keep`` along ``attr`` does not fit ``module`` (a sentence), or None when it fits."""
         return None
 
 
-def register_layer_rule(*module_types):
+def register_layer_rule(*module_types: type) -> Callable[[type], type]:
     """Class decorator registering a :class:`LayerRule` subclass (instantiated once) for ``module_types``.
 
     A later registration for the same type replaces the earlier one (so a user may override a built-in
@@ -103,7 +112,7 @@ def register_layer_rule(*module_types):
         if not (isinstance(module_type, type) and issubclass(module_type, nn.Module)):
             raise TypeError(f"register_layer_rule takes nn.Module subclasses, got {module_type!r}")
 
-    def add(rule_class):
+    def add(rule_class: type) -> type:
         rule = rule_class()
         for module_type in module_types:
             if module_type in _RULES:
@@ -113,7 +122,7 @@ def register_layer_rule(*module_types):
     return add
 
 
-def layer_rule_for(module):
+def layer_rule_for(module: nn.Module) -> Optional[LayerRule]:
     """The rule of ``module``'s class or of its nearest registered base class, or None."""
     for klass in type(module).__mro__:
         rule = _RULES.get(klass)
@@ -122,17 +131,17 @@ def layer_rule_for(module):
     return None
 
 
-def registered_layer_types():
+def registered_layer_types() -> tuple[type, ...]:
     """The module classes that have a rule (kept whole when tracing)."""
     return tuple(_RULES)
 
 
-def select(dim, keep):
+def select(dim: int, keep: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     """``fn(tensor) -> tensor.index_select(dim, keep)`` (on the tensor's device)."""
     return lambda t: t.index_select(dim, keep.to(t.device))
 
 
-def zero_input_output(module):
+def zero_input_output(module: nn.Module) -> Optional[torch.Tensor]:
     """What a norm layer outputs (eval mode) for an all-zero input channel, per channel; None when that is
     zero (no affine shift)."""
     if not getattr(module, "affine", False) or module.bias is None:
@@ -144,7 +153,7 @@ def zero_input_output(module):
         return (module.bias - module.running_mean * scale).detach().cpu()
 
 
-def _grouped_columns(weight, groups):
+def _grouped_columns(weight: torch.Tensor, groups: int) -> torch.Tensor:
     """``weight`` ``[groups * a, b, ...]`` as ``[groups * b, a * ...]``: row ``g * b + j`` holds column ``j``
     of group ``g``'s rows (the input channels of a grouped conv; the outputs of a grouped transposed one)."""
     rows, columns = weight.shape[:2]
@@ -152,19 +161,20 @@ def _grouped_columns(weight, groups):
     return grid.reshape(groups * columns, -1)
 
 
-def _grouped_column_select(per_group, groups, keep):
+def _grouped_column_select(per_group: int, groups: int,
+                           keep: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     """Gathers along dim 1 the kept columns ``keep`` (global positions, ``per_group`` per group) of a weight
     whose rows split into ``groups`` groups (each group keeps as many columns)."""
     local = (keep % per_group).reshape(groups, -1)
 
-    def gather(weight):
+    def gather(weight: torch.Tensor) -> torch.Tensor:
         index = local.to(weight.device).repeat_interleave(weight.shape[0] // groups, dim=0)
         index = index.reshape(index.shape + (1,) * (weight.dim() - 2)).expand(-1, -1, *weight.shape[2:])
         return weight.gather(1, index)
     return gather
 
 
-def _uneven_groups(module, attr, keep, groups):
+def _uneven_groups(module: nn.Module, attr: str, keep: torch.Tensor, groups: int) -> Optional[str]:
     size = getattr(module, attr)
     counts = torch.bincount(keep // (size // groups), minlength=groups)
     if bool((counts == counts[0]).all()):
@@ -172,11 +182,11 @@ def _uneven_groups(module, attr, keep, groups):
     return f"it has {groups} groups and must keep the same number of '{attr}' in each, got {counts.tolist()}"
 
 
-def _is_depthwise(module):
+def _is_depthwise(module: nn.Module) -> bool:
     return module.groups > 1 and module.groups == module.in_channels
 
 
-def _depthwise_output(call, x, in_slots, repeat):
+def _depthwise_output(call: LayerCall, x: Flow, in_slots: torch.Tensor, repeat: int) -> Flow:
     """Output of a depthwise layer: output channel ``o`` is input channel ``o // repeat``."""
     call.uses("in_channels", in_slots)
     slots = call.uses("out_channels", in_slots.repeat_interleave(repeat))
@@ -196,7 +206,7 @@ class ConvRule(LayerRule):
 
     dims = {"in_channels": "in", "out_channels": "out"}
 
-    def flow(self, call):
+    def flow(self, call: LayerCall) -> Flow:
         module, x = call.module, call.inputs[0]
         in_slots = call.channels(x, 1)
         if _is_depthwise(module):
@@ -208,12 +218,12 @@ class ConvRule(LayerRule):
             call.same_count(out_slots, module.out_channels // module.groups)
         return call.output(out_slots, 1)
 
-    def channel_weights(self, module, attr, weight):
+    def channel_weights(self, module: nn.Module, attr: str, weight: torch.Tensor) -> Optional[torch.Tensor]:
         if attr == "out_channels":
             return weight.reshape(weight.shape[0], -1)
         return None if _is_depthwise(module) else _grouped_columns(weight, module.groups)
 
-    def edits(self, module, attr, keep):
+    def edits(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Edits:
         if attr == "out_channels":
             return [(n, select(0, keep)) for n in ("weight", "bias") if getattr(module, n) is not None], \
                 {attr: keep.numel()}
@@ -224,7 +234,7 @@ class ConvRule(LayerRule):
         gather = _grouped_column_select(module.in_channels // module.groups, module.groups, keep)
         return [("weight", gather)], {attr: keep.numel()}
 
-    def check(self, module, attr, keep):
+    def check(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Optional[str]:
         if module.groups > 1 and not _is_depthwise(module):
             return _uneven_groups(module, attr, keep, module.groups)
         return None
@@ -237,7 +247,7 @@ class ConvTransposeRule(LayerRule):
 
     dims = {"in_channels": "in", "out_channels": "out"}
 
-    def flow(self, call):
+    def flow(self, call: LayerCall) -> Flow:
         module, x = call.module, call.inputs[0]
         in_slots = call.channels(x, 1)
         if _is_depthwise(module):
@@ -249,14 +259,14 @@ class ConvTransposeRule(LayerRule):
             call.same_count(out_slots, module.out_channels // module.groups)
         return call.output(out_slots, 1)
 
-    def channel_weights(self, module, attr, weight):
+    def channel_weights(self, module: nn.Module, attr: str, weight: torch.Tensor) -> Optional[torch.Tensor]:
         if attr == "in_channels":
             return None if _is_depthwise(module) else weight.reshape(weight.shape[0], -1)
         if _is_depthwise(module):
             return weight.reshape(module.out_channels, -1)
         return _grouped_columns(weight, module.groups)
 
-    def edits(self, module, attr, keep):
+    def edits(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Edits:
         count = keep.numel()
         if attr == "in_channels":
             attributes = {"in_channels": count, "groups": count} if _is_depthwise(module) else {attr: count}
@@ -268,7 +278,7 @@ class ConvTransposeRule(LayerRule):
             edits.append(("weight", _grouped_column_select(module.out_channels // module.groups, module.groups, keep)))
         return edits, {attr: count}
 
-    def check(self, module, attr, keep):
+    def check(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Optional[str]:
         if module.groups > 1 and not _is_depthwise(module):
             return _uneven_groups(module, attr, keep, module.groups)
         return None
@@ -280,26 +290,27 @@ class LinearRule(LayerRule):
 
     dims = {"in_features": "in", "out_features": "out"}
 
-    def flow(self, call):
+    def flow(self, call: LayerCall) -> Flow:
         x = call.inputs[0]
         call.reads("in_features", call.channels(x, -1), x, -1)
         return call.output(call.creates("out_features", call.module.out_features), -1)
 
-    def channel_weights(self, module, attr, weight):
+    def channel_weights(self, module: nn.Module, attr: str, weight: torch.Tensor) -> Optional[torch.Tensor]:
         return weight if attr == "out_features" else weight.t()
 
-    def edits(self, module, attr, keep):
+    def edits(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Edits:
         if attr == "out_features":
             return [(n, select(0, keep)) for n in ("weight", "bias") if getattr(module, n) is not None], \
                 {attr: keep.numel()}
         return [("weight", select(1, keep))], {attr: keep.numel()}
 
 
-def _per_channel_edits(module, attr, keep, names=("weight", "bias", "running_mean", "running_var")):
+def _per_channel_edits(module: nn.Module, attr: str, keep: torch.Tensor,
+                       names: tuple[str, ...] = ("weight", "bias", "running_mean", "running_var")) -> Edits:
     return [(n, select(0, keep)) for n in names if getattr(module, n, None) is not None], {attr: keep.numel()}
 
 
-def _shifted(call, x, slots):
+def _shifted(call: LayerCall, x: Flow, slots: torch.Tensor) -> Flow:
     """A norm's output for input ``x``: a zero channel stays zero unless its shift makes it a constant
     (which, by Distiller's convention, counts as zero unless ``call.exact``: the shift goes with it)."""
     if not call.tracking_zeros:
@@ -318,13 +329,13 @@ class BatchNormRule(LayerRule):
 
     dims = {"num_features": "param"}
 
-    def flow(self, call):
+    def flow(self, call: LayerCall) -> Flow:
         x = call.inputs[0]
         slots = call.channels(x, 1)
         call.uses("num_features", slots)
         return _shifted(call, x, slots)
 
-    def edits(self, module, attr, keep):
+    def edits(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Edits:
         return _per_channel_edits(module, attr, keep)
 
 
@@ -334,7 +345,7 @@ class GroupNormRule(LayerRule):
 
     dims = {"num_channels": "param"}
 
-    def flow(self, call):
+    def flow(self, call: LayerCall) -> Flow:
         module, x = call.module, call.inputs[0]
         slots = call.channels(x, 1)
         groups = slots.reshape(-1, module.num_channels // module.num_groups)
@@ -342,15 +353,16 @@ class GroupNormRule(LayerRule):
         call.uses("num_channels", slots)
         return _shifted(call, x, slots)
 
-    def edits(self, module, attr, keep):
+    def edits(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Edits:
         edits, attributes = _per_channel_edits(module, attr, keep, ("weight", "bias"))
         attributes["num_groups"] = keep.numel() // (module.num_channels // module.num_groups)
         return edits, attributes
 
-    def check(self, module, attr, keep):
+    def check(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Optional[str]:
         size = module.num_channels // module.num_groups
         rows = keep.reshape(-1, size) if keep.numel() % size == 0 else None
-        if rows is not None and bool((rows - rows[:, :1] == torch.arange(size)).all() and (rows[:, 0] % size == 0).all()):
+        if rows is not None and bool((rows - rows[:, :1] == torch.arange(size)).all()) and \
+                bool((rows[:, 0] % size == 0).all()):
             return None
         return f"a GroupNorm keeps whole groups of {size} channels"
 
@@ -361,11 +373,11 @@ class PReLURule(LayerRule):
 
     dims = {"num_parameters": "param"}
 
-    def flow(self, call):
+    def flow(self, call: LayerCall) -> Flow:
         x = call.inputs[0]
         if call.module.num_parameters > 1:
             call.uses("num_parameters", call.channels(x, 1))
         return x
 
-    def edits(self, module, attr, keep):
+    def edits(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Edits:
         return _per_channel_edits(module, attr, keep, ("weight",))

@@ -11,6 +11,7 @@ Example:
 """
 import torch
 
+from ..errors import ArgumentError
 from ..norms import structure_view
 
 
@@ -18,7 +19,7 @@ def _check_tensor(tensor):
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"expected a torch.Tensor, got {type(tensor).__name__}")
     if tensor.numel() == 0:
-        raise ValueError(f"the sparsity of an empty tensor (shape {tuple(tensor.shape)}) is undefined")
+        raise ArgumentError(f"the sparsity of an empty tensor (shape {tuple(tensor.shape)}) is undefined")
 
 
 def density(tensor):
@@ -87,7 +88,7 @@ def sparsity_matrix(tensor, dim):
     the stored matrix; 0 for other ranks."""
     _check_tensor(tensor)
     if dim not in (0, 1):
-        raise ValueError(f"dim must be 0 (rows) or 1 (columns), got {dim}")
+        raise ArgumentError(f"dim must be 0 (rows) or 1 (columns), got {dim}")
     if tensor.dim() != 2:
         return 0.0
     return zero_rows_fraction(tensor if dim == 0 else tensor.t())
@@ -161,8 +162,8 @@ def model_params_stats(model, param_dims=(2, 4), param_types=("weight", "bias"))
         numel += tensor.numel()
         nonzero += torch.count_nonzero(tensor).item()
     if numel == 0:
-        raise ValueError(f"no tensor of the model has a rank in param_dims={list(param_dims)} and a name "
-                         f"ending in param_types={list(param_types)}; widen the selection")
+        raise ArgumentError(f"no tensor of the model has a rank in param_dims={list(param_dims)} and a name "
+                            f"ending in param_types={list(param_types)}; widen the selection")
     return 100.0 * (numel - nonzero) / numel, numel, nonzero
 
 

@@ -3,6 +3,7 @@ import logging
 
 import torch
 
+from ..errors import ArgumentError, InputFileError
 from .registry import check_dataset, model_entry
 
 msglogger = logging.getLogger(__name__)
@@ -26,10 +27,10 @@ def create_model(pretrained, dataset, arch, parallel=True, device_ids=None):
         The model, on ``cuda:<device_ids[0]>`` (or the current CUDA device) when CUDA is available, else on
         the CPU.
     Raises:
-        ValueError: unknown dataset or architecture (with close matches), an architecture that is not built
-            for ``dataset`` (naming the datasets it supports), ``pretrained`` for an architecture without
-            published weights, or device indices that do not exist.
-        RuntimeError: the pretrained weights could not be downloaded.
+        ArgumentError: unknown dataset or architecture (with close matches), an architecture that is not
+            built for ``dataset`` (naming the datasets it supports), ``pretrained`` for an architecture
+            without published weights, or device indices that do not exist.
+        InputFileError: the pretrained weights could not be downloaded (no network access).
 
     Example:
         >>> from distiller.models import create_model, dataset_input_shape
@@ -40,13 +41,13 @@ def create_model(pretrained, dataset, arch, parallel=True, device_ids=None):
     dataset = check_dataset(dataset)
     entry = model_entry(arch)
     if dataset not in entry.datasets:
-        raise ValueError(f"architecture '{arch}' is built for the {' and '.join(entry.datasets)} dataset"
-                         f"{'s' if len(entry.datasets) > 1 else ''}, not for '{dataset}'; choose an "
-                         f"architecture for '{dataset}' (see distiller.models.list_models('{dataset}'))")
+        raise ArgumentError(f"architecture '{arch}' is built for the {' and '.join(entry.datasets)} dataset"
+                            f"{'s' if len(entry.datasets) > 1 else ''}, not for '{dataset}'; choose an "
+                            f"architecture for '{dataset}' (see distiller.models.list_models('{dataset}'))")
     if pretrained and entry.build_pretrained is None:
-        raise ValueError(f"no pretrained weights are available for '{arch}'; pretrained weights exist for "
-                         "the torchvision ImageNet architectures only (drop --pretrained to train from "
-                         "scratch)")
+        raise ArgumentError(f"no pretrained weights are available for '{arch}'; pretrained weights exist for "
+                            "the torchvision ImageNet architectures only (drop --pretrained to train from "
+                            "scratch)")
     devices = _cuda_devices(device_ids)
     model = _download_pretrained(entry) if pretrained else entry.build()
     msglogger.info("=> created a %s%s model for the %s dataset", "pretrained " if pretrained else "", arch,
@@ -69,8 +70,8 @@ def _cuda_devices(device_ids):
     devices = [device_ids] if isinstance(device_ids, int) else list(device_ids)
     wrong = [d for d in devices if not isinstance(d, int) or not 0 <= d < count]
     if not devices or wrong:
-        raise ValueError(f"device_ids {device_ids!r}: {wrong or 'empty list'} not among the {count} CUDA "
-                         f"device(s) 0..{count - 1}; pass valid indices, None for all, or -1 for the CPU")
+        raise ArgumentError(f"device_ids {device_ids!r}: {wrong or 'empty list'} not among the {count} CUDA "
+                            f"device(s) 0..{count - 1}; pass valid indices, None for all, or -1 for the CPU")
     return devices
 
 
@@ -78,7 +79,7 @@ def _download_pretrained(entry):
     try:
         return entry.build_pretrained()
     except OSError as err:  # urllib's URLError/HTTPError and socket errors are all OSErrors
-        raise RuntimeError(
+        raise InputFileError(
             f"could not download the pretrained weights of '{entry.name}' ({err}); pretrained weights need "
             f"network access the first time (torch.hub then caches them in {torch.hub.get_dir()}"
             "/checkpoints), or drop --pretrained to train from scratch") from err

@@ -1,6 +1,5 @@
 """Building blocks shared by the model zoo's architectures."""
 import torch.nn as nn
-import torch.nn.functional as F
 
 
 def conv3x3(in_channels, out_channels, stride=1):
@@ -21,22 +20,12 @@ def projection_shortcut(in_channels, out_channels, stride):
     return nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
 
 
-class ZeroPadShortcut(nn.Module):
-    """The parameter-free shortcut of He et al. 2016 (option A): subsamples the feature map by ``stride``
-    and pads the new channels with zeros."""
-
-    def __init__(self, in_channels, out_channels, stride):
-        super().__init__()
-        self.stride = stride
-        self.pad_before = (out_channels - in_channels) // 2
-        self.pad_after = out_channels - in_channels - self.pad_before
-
-    def forward(self, x):
-        x = x[:, :, ::self.stride, ::self.stride]
-        return F.pad(x, (0, 0, 0, 0, self.pad_before, self.pad_after))
-
-    def extra_repr(self):
-        return f"stride={self.stride}, pad=({self.pad_before}, {self.pad_after})"
+def zero_pad_shortcut(in_channels, out_channels, stride):
+    """The parameter-free shortcut of He et al. 2016 (option A) in Distiller's form: ``stride`` x ``stride``
+    average pooling, then zero channels padded on both sides up to ``out_channels``."""
+    pad_before = (out_channels - in_channels) // 2
+    pad_after = out_channels - in_channels - pad_before
+    return nn.Sequential(nn.AvgPool2d(stride), nn.ConstantPad3d((0, 0, 0, 0, pad_before, pad_after), 0.0))
 
 
 def init_weights(model):

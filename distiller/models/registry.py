@@ -25,7 +25,7 @@ Example:
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from ..errors import suggest
+from ..errors import ArgumentError, suggest
 
 _FAMILY_OF_DATASET = {"cifar10": "cifar10", "digits": "cifar10", "mnist": "mnist", "imagenet": "imagenet"}
 _INPUT_SHAPE = {"cifar10": (1, 3, 32, 32), "mnist": (1, 1, 28, 28), "imagenet": (1, 3, 224, 224)}
@@ -60,16 +60,16 @@ def register_model(family, name=None, build_pretrained=None):
         name: the architecture name (``--arch``); defaults to the builder's ``__name__``.
         build_pretrained: optional callable returning the model with pretrained weights.
     Raises:
-        ValueError: unknown family, or a name that is already registered by another builder.
+        ArgumentError: unknown family, or a name that is already registered by another builder.
     """
     if family not in _INPUT_SHAPE:
-        raise ValueError(f"unknown model family '{family}'; use one of {sorted(_INPUT_SHAPE)}")
+        raise ArgumentError(f"unknown model family '{family}'; use one of {sorted(_INPUT_SHAPE)}")
 
     def add(builder):
         key = name or builder.__name__
         existing = _MODELS.get(key)
         if existing is not None and existing.build is not builder:
-            raise ValueError(f"architecture name '{key}' is already registered (family '{existing.family}')")
+            raise ArgumentError(f"architecture name '{key}' is already registered (family '{existing.family}')")
         _MODELS[key] = ModelEntry(key, family, builder, build_pretrained)
         return builder
     return add
@@ -84,23 +84,23 @@ def list_models(dataset=None):
 
 
 def check_dataset(dataset):
-    """Returns the canonical (lower-case) dataset name; raises ValueError naming close matches."""
+    """Returns the canonical (lower-case) dataset name; raises ArgumentError naming close matches."""
     name = str(dataset).lower()
     if name not in _FAMILY_OF_DATASET:
         hint = suggest(name, DATASETS)
-        raise ValueError(f"unknown dataset '{dataset}'" + (f"; did you mean {hint}?" if hint else "")
-                         + f" (supported datasets: {', '.join(DATASETS)})")
+        raise ArgumentError(f"unknown dataset '{dataset}'" + (f"; did you mean {hint}?" if hint else "")
+                            + f" (supported datasets: {', '.join(DATASETS)})")
     return name
 
 
 def model_entry(arch):
-    """Returns the ``ModelEntry`` of ``arch``; raises ValueError naming close matches for unknown names."""
+    """Returns the ``ModelEntry`` of ``arch``; raises ArgumentError naming close matches for unknown names."""
     try:
         return _MODELS[arch]
     except KeyError:
         hint = suggest(arch, _MODELS)
-        raise ValueError(f"unknown architecture '{arch}'" + (f"; did you mean {hint}?" if hint else "")
-                         + " (see distiller.models.ALL_MODEL_NAMES for all names)") from None
+        raise ArgumentError(f"unknown architecture '{arch}'" + (f"; did you mean {hint}?" if hint else "")
+                            + " (see distiller.models.ALL_MODEL_NAMES for all names)") from None
 
 
 def datasets_of_arch(arch):

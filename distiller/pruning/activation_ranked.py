@@ -14,6 +14,7 @@ target.
 """
 import math
 
+from ..errors import ArgumentError
 from ..registry import register_pruner
 from .activation_stats import ActivationStatsCollector
 from .ranked import RankedStructureParameterPruner
@@ -41,8 +42,8 @@ class ActivationRankedFilterPruner(RankedStructureParameterPruner):
         super().__init__(name, group_type, desired_sparsity, weights, group_dependency, kwargs, noise,
                          group_size, rounding_fn, logging_fn)
         if self.group_type != "Filters":
-            raise ValueError(f"{name}: activation ranking applies to output filters: use group_type 'Filters' "
-                             f"(or '3D'), not {group_type!r}")
+            raise ArgumentError(f"{name}: activation ranking applies to output filters: use group_type 'Filters' "
+                                f"(or '3D'), not {group_type!r}")
         self.collector = None
         self._saved_stats = {}
         if model is not None:
@@ -66,8 +67,8 @@ class ActivationRankedFilterPruner(RankedStructureParameterPruner):
         except RuntimeError as err:
             raise RuntimeError(f"{self.name}: {err}") from None
         if stat.numel() != param.shape[0]:
-            raise ValueError(f"{self.name}: '{param_name}' has {param.shape[0]} filters but its module's output "
-                             f"has {stat.numel()} channels; activation ranking needs the weight's own module")
+            raise ArgumentError(f"{self.name}: '{param_name}' has {param.shape[0]} filters but its module's output "
+                                f"has {stat.numel()} channels; activation ranking needs the weight's own module")
         return stat.to(param.device)
 
     def state_dict(self):

@@ -16,6 +16,7 @@ import logging
 
 import torch
 
+from ..errors import ArgumentError
 from ..utils import find_module_by_fq_name, model_is_parallel, normalize_module_name
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class ActivationStatsCollector:
 
     def __init__(self, model, module_names, statistic):
         if statistic not in STATISTICS:
-            raise ValueError(f"unknown activation statistic {statistic!r}; expected one of {STATISTICS}")
+            raise ArgumentError(f"unknown activation statistic {statistic!r}; expected one of {STATISTICS}")
         self.statistic = statistic
         self._sums, self._counts, self._last = {}, {}, {}
         self._handles = []
@@ -84,7 +85,7 @@ class ActivationStatsCollector:
     def _hook_points(model, names):
         missing = [n for n in names if find_module_by_fq_name(model, n) is None]
         if missing:
-            raise ValueError(f"activation statistics: no module named {missing[0]!r} in the model")
+            raise ArgumentError(f"activation statistics: no module named {missing[0]!r} in the model")
         try:
             traced = torch.fx.symbolic_trace(model.module if model_is_parallel(model) else model)
         except Exception as err:  # noqa: BLE001 - any tracing failure means "use the fallback"

@@ -8,6 +8,7 @@ left to the subclass.
 """
 import abc
 
+from ..errors import ArgumentError
 from ..registry import register_pruner
 from .base import ParameterPruner
 from .magnitude import as_number, as_weights_list
@@ -28,9 +29,9 @@ def agp_target_sparsity(initial_sparsity, final_sparsity, starting_epoch, ending
     frequency = frequency or 1
     span = ((ending_epoch - starting_epoch - 1) // frequency) * frequency
     if span <= 0:
-        raise ValueError(f"AGP needs at least two pruning epochs: starting_epoch={starting_epoch}, "
-                         f"ending_epoch={ending_epoch}, frequency={frequency} give a span of {span}; "
-                         f"increase ending_epoch or lower frequency")
+        raise ArgumentError(f"AGP needs at least two pruning epochs: starting_epoch={starting_epoch}, "
+                            f"ending_epoch={ending_epoch}, frequency={frequency} give a span of {span}; "
+                            f"increase ending_epoch or lower frequency")
     progress = min(max((current_epoch - starting_epoch) / span, 0.0), 1.0)
     return final_sparsity + (initial_sparsity - final_sparsity) * (1.0 - progress) ** 3
 
@@ -49,7 +50,7 @@ class AutomatedGradualPrunerBase(ParameterPruner):
         self.initial_sparsity = as_number(name, "initial_sparsity", initial_sparsity, minimum=0.0, below=1.0)
         self.final_sparsity = as_number(name, "final_sparsity", final_sparsity, minimum=0.0, below=1.0)
         if self.final_sparsity < self.initial_sparsity:
-            raise ValueError(f"{name}: final_sparsity={final_sparsity} is below initial_sparsity={initial_sparsity}")
+            raise ArgumentError(f"{name}: final_sparsity={final_sparsity} is below initial_sparsity={initial_sparsity}")
         self.weights = as_weights_list(name, weights)
 
     def targets(self):
@@ -60,7 +61,7 @@ class AutomatedGradualPrunerBase(ParameterPruner):
             return agp_target_sparsity(self.initial_sparsity, self.final_sparsity, meta["starting_epoch"],
                                        meta["ending_epoch"], meta["frequency"], meta["current_epoch"])
         except ValueError as err:
-            raise ValueError(f"{self.name}: {err}") from None
+            raise ArgumentError(f"{self.name}: {err}") from None
 
     def set_param_mask(self, param, param_name, zeros_mask_dict, meta):
         self.prune_to_target_sparsity(param, param_name, zeros_mask_dict,
@@ -107,8 +108,8 @@ class AutomatedGradualPruner(AutomatedGradualPrunerBase):
     def __init__(self, name, initial_sparsity, final_sparsity, weights, pruning_fn=None):
         super().__init__(name, initial_sparsity, final_sparsity, weights)
         if pruning_fn is not None and not callable(pruning_fn):
-            raise ValueError(f"{name}: pruning_fn={pruning_fn!r} is not callable; pass a function "
-                             f"(param, param_name, zeros_mask_dict, target_sparsity, model) or leave it out")
+            raise ArgumentError(f"{name}: pruning_fn={pruning_fn!r} is not callable; pass a function "
+                                f"(param, param_name, zeros_mask_dict, target_sparsity, model) or leave it out")
         self.pruning_fn = pruning_fn
 
     def prune_to_target_sparsity(self, param, param_name, zeros_mask_dict, target_sparsity, model=None):

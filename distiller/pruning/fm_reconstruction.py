@@ -16,6 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..errors import ArgumentError
 from ..norms import structure_view
 from ..registry import register_pruner
 from ..utils import find_module_by_fq_name
@@ -74,7 +75,7 @@ class FMReconstructionChannelPruner(RankedStructureParameterPruner):
                          rounding_fn)
         for label, value in (("max_samples", max_samples), ("positions_per_image", positions_per_image)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: {label}={value!r} must be a positive integer")
+                raise ArgumentError(f"{name}: {label}={value!r} must be a positive integer")
         self.max_samples = max_samples
         self.positions_per_image = positions_per_image
         self._samples = {}
@@ -92,8 +93,8 @@ class FMReconstructionChannelPruner(RankedStructureParameterPruner):
             module = find_module_by_fq_name(model, module_name)
             conv_ok = isinstance(module, torch.nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
             if not (conv_ok or isinstance(module, torch.nn.Linear)) or param_name.rsplit(".", 1)[-1] != "weight":
-                raise ValueError(f"{self.name}: '{param_name}' is not the weight of a Linear or Conv2d layer with "
-                                 f"groups=1 and zero padding; feature-map reconstruction cannot handle it")
+                raise ArgumentError(f"{self.name}: '{param_name}' is not the weight of a Linear or Conv2d layer with "
+                                    f"groups=1 and zero padding; feature-map reconstruction cannot handle it")
             layers[module_name] = module
         self._handles = [module.register_forward_pre_hook(self._make_hook(name)) for name, module in layers.items()]
 

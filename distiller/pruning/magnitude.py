@@ -6,6 +6,7 @@ such a mapping once, in the constructor, and looks the value of a parameter up a
 """
 import numbers
 
+from ..errors import ArgumentError
 from ..registry import register_pruner
 from ..utils import pattern_lookup
 from .base import ParameterPruner
@@ -36,12 +37,12 @@ def as_number(owner, label, value, minimum=None, below=None):
         except ValueError:
             pass
     if number is None or number != number:
-        raise ValueError(f"{owner}: {label}={value!r} is not a number")
+        raise ArgumentError(f"{owner}: {label}={value!r} is not a number")
     if minimum is not None and number < minimum:
-        raise ValueError(f"{owner}: {label}={value!r} must be at least {minimum}")
+        raise ArgumentError(f"{owner}: {label}={value!r} must be at least {minimum}")
     if below is not None and number >= below:
         range_text = f"[{minimum}, {below})" if minimum is not None else f"below {below}"
-        raise ValueError(f"{owner}: {label}={value!r} is outside {range_text}")
+        raise ArgumentError(f"{owner}: {label}={value!r} is outside {range_text}")
     return number
 
 
@@ -53,11 +54,11 @@ def as_weights_list(owner, weights):
     """
     names = [weights] if isinstance(weights, str) else weights
     if not isinstance(names, (list, tuple)) or not names:
-        raise ValueError(f"{owner}: 'weights' must be a non-empty list of parameter names or regular "
-                         f"expressions, got {weights!r}")
+        raise ArgumentError(f"{owner}: 'weights' must be a non-empty list of parameter names or regular "
+                            f"expressions, got {weights!r}")
     for index, entry in enumerate(names):
         if not isinstance(entry, str) or not entry:
-            raise ValueError(f"{owner}: weights[{index}]={entry!r} is not a parameter name or regex")
+            raise ArgumentError(f"{owner}: weights[{index}]={entry!r} is not a parameter name or regex")
     return list(names)
 
 
@@ -82,12 +83,12 @@ class PerParameterValuePruner(ParameterPruner):
     def checked_values(self, values):
         """Returns ``values`` validated, with numbers as floats (see the class docstring)."""
         if not isinstance(values, dict) or not values:
-            raise ValueError(f"{self.name}: '{self.arg_name}' must be a non-empty mapping from parameter "
-                             f"names (or regexes, or '*') to numbers, got {values!r}")
+            raise ArgumentError(f"{self.name}: '{self.arg_name}' must be a non-empty mapping from parameter "
+                                f"names (or regexes, or '*') to numbers, got {values!r}")
         checked = {}
         for key, value in values.items():
             if not isinstance(key, str) or not key:
-                raise ValueError(f"{self.name}: {self.arg_name} key {key!r} is not a parameter name or regex")
+                raise ArgumentError(f"{self.name}: {self.arg_name} key {key!r} is not a parameter name or regex")
             checked[key] = as_number(self.name, f"{self.arg_name}[{key!r}]", value, *self.value_range)
         return checked
 

@@ -14,6 +14,7 @@ import math
 
 import torch
 
+from ..errors import ArgumentError
 from ..thresholding import threshold_mask
 
 # Tolerance absorbed when turning ``sparsity * numel`` into an element count, so that float error in
@@ -47,7 +48,7 @@ def pruned_element_count(numel, desired_sparsity):
         ValueError: for a sparsity outside [0, 1].
     """
     if not 0.0 <= float(desired_sparsity) <= 1.0:
-        raise ValueError(f"desired_sparsity={desired_sparsity} is outside [0, 1]")
+        raise ArgumentError(f"desired_sparsity={desired_sparsity} is outside [0, 1]")
     return min(numel, math.floor(desired_sparsity * numel + _COUNT_EPSILON))
 
 

@@ -11,6 +11,7 @@ import random
 
 import torch
 
+from ..errors import ArgumentError
 from ..norms import structure_view
 from ..registry import register_pruner
 from .ranked import L1RankedStructureParameterPruner, RankedStructureParameterPruner
@@ -87,9 +88,9 @@ class RandomLevelStructureParameterPruner(L1RankedStructureParameterPruner):
         try:
             low, high = (float(bound) for bound in sparsity_range)
         except (TypeError, ValueError):
-            raise ValueError(f"{name}: sparsity_range={sparsity_range!r} must be a pair [low, high]") from None
+            raise ArgumentError(f"{name}: sparsity_range={sparsity_range!r} must be a pair [low, high]") from None
         if not 0.0 <= low <= high < 1.0:
-            raise ValueError(f"{name}: sparsity_range={sparsity_range!r} must satisfy 0 <= low <= high < 1")
+            raise ArgumentError(f"{name}: sparsity_range={sparsity_range!r} must satisfy 0 <= low <= high < 1")
         super().__init__(name, group_type, high, weights, group_dependency, kwargs, noise, group_size,
                          rounding_fn, logging_fn)
         self.sparsity_range = (low, high)

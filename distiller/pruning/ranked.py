@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from ..errors import ArgumentError
 from ..norms import (canonical_group_type, expand_structure_mask, num_structures_to_prune, ranked_structure_mask,
                      structure_view, structures_lp_norm)
 from ..registry import register_pruner
@@ -32,8 +33,8 @@ def resolve_rounding_fn(rounding_fn):
     try:
         return ROUNDING_FUNCTIONS[rounding_fn]
     except (KeyError, TypeError):
-        raise ValueError(f"rounding_fn {rounding_fn!r} is neither callable nor one of "
-                         f"{sorted(ROUNDING_FUNCTIONS)}") from None
+        raise ArgumentError(f"rounding_fn {rounding_fn!r} is neither callable nor one of "
+                            f"{sorted(ROUNDING_FUNCTIONS)}") from None
 
 
 class RankedStructureParameterPruner(ParameterPruner):
@@ -62,18 +63,18 @@ class RankedStructureParameterPruner(ParameterPruner):
         super().__init__(name)
         self.group_type = canonical_group_type(group_type)
         if group_dependency not in GROUP_DEPENDENCIES:
-            raise ValueError(f"{name}: group_dependency={group_dependency!r} is not one of {GROUP_DEPENDENCIES}")
+            raise ArgumentError(f"{name}: group_dependency={group_dependency!r} is not one of {GROUP_DEPENDENCIES}")
         if group_dependency == "Leader" and self.group_type == "4D":
-            raise ValueError(f"{name}: group_dependency 'Leader' does not apply to group_type '4D'")
+            raise ArgumentError(f"{name}: group_dependency 'Leader' does not apply to group_type '4D'")
         kwargs = dict(kwargs or {})
         unknown = sorted(set(kwargs) - {"block_shape"})
         if unknown:
-            raise ValueError(f"{name}: unknown kwargs {unknown}; the only structure argument is 'block_shape'")
+            raise ArgumentError(f"{name}: unknown kwargs {unknown}; the only structure argument is 'block_shape'")
         self.block_shape = kwargs.get("block_shape")
         if self.group_type == "Blocks" and self.block_shape is None:
-            raise ValueError(f"{name}: group_type 'Blocks' needs kwargs: {{block_shape: [1, k, h, w]}}")
+            raise ArgumentError(f"{name}: group_type 'Blocks' needs kwargs: {{block_shape: [1, k, h, w]}}")
         if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
-            raise ValueError(f"{name}: group_size={group_size} must be a positive integer")
+            raise ArgumentError(f"{name}: group_size={group_size} must be a positive integer")
         self.desired_sparsity = as_number(name, "desired_sparsity", desired_sparsity, minimum=0.0, below=1.0)
         self.weights = as_weights_list(name, weights)
         self.group_dependency = group_dependency
@@ -118,9 +119,9 @@ class RankedStructureParameterPruner(ParameterPruner):
             keep = self._shared(step, target_sparsity, model, self._leader_choice)
             expected = structure_view(param.detach(), self.group_type, self.block_shape).shape[0]
             if keep.numel() != expected:
-                raise ValueError(f"{self.name}: '{param_name}' has {expected} {self.group_type} but the leader "
-                                 f"'{self._targeted_params(model)[0][0]}' has {keep.numel()}; Leader "
-                                 f"dependency needs weights with the same number of structures")
+                raise ArgumentError(f"{self.name}: '{param_name}' has {expected} {self.group_type} but the leader "
+                                    f"'{self._targeted_params(model)[0][0]}' has {keep.numel()}; Leader "
+                                    f"dependency needs weights with the same number of structures")
         else:
             keep = self.structure_keep_mask(param, param_name, target_sparsity, model)
         mask = expand_structure_mask(keep.to(param.device), param.shape, self.group_type, self.block_shape)
@@ -216,8 +217,8 @@ def taylor_importance(param, group_type, block_shape=None):
         ValueError: when ``param.grad`` is None (no backward pass yet).
     """
     if param.grad is None:
-        raise ValueError("gradient ranking needs param.grad: schedule the pruner after a backward pass "
-                         "(e.g. a policy starting at epoch >= 1 or mini-batch pruning), not before training")
+        raise ArgumentError("gradient ranking needs param.grad: schedule the pruner after a backward pass "
+                            "(e.g. a policy starting at epoch >= 1 or mini-batch pruning), not before training")
     taylor = (param.detach() * param.grad.detach()).abs()
     return structure_view(taylor, group_type, block_shape).sum(dim=1)
 
@@ -243,5 +244,5 @@ class GradientRankedFilterPruner(RankedStructureParameterPruner):
         try:
             return taylor_importance(param, self.group_type, self.block_shape)
         except ValueError as err:
-            raise ValueError(f"{self.name}: '{param_name}': {err}") from None
+            raise ArgumentError(f"{self.name}: '{param_name}': {err}") from None
 

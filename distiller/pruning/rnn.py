@@ -1,4 +1,5 @@
 """Gradual magnitude pruning of recurrent networks with a two-slope threshold schedule."""
+from ..errors import ArgumentError
 from ..registry import register_pruner
 from .base import ParameterPruner
 from .magnitude import as_number, as_weights_list
@@ -21,8 +22,8 @@ def baidu_rnn_threshold(q_skip, ramp_epoch_offset, ramp_slope_mult, starting_epo
     frequency = frequency or 1
     ramp_epoch = starting_epoch + ramp_epoch_offset
     if not starting_epoch <= ramp_epoch < ending_epoch:
-        raise ValueError(f"the ramp epoch starting_epoch + ramp_epoch_offset = {ramp_epoch} must lie in "
-                         f"[starting_epoch={starting_epoch}, ending_epoch={ending_epoch}); lower "
+        raise ArgumentError(f"the ramp epoch starting_epoch + ramp_epoch_offset = {ramp_epoch} must lie in "
+                            f"[starting_epoch={starting_epoch}, ending_epoch={ending_epoch}); lower "
                          f"ramp_epoch_offset or extend the policy")
     start_slope = 2.0 * q_skip * frequency / (2.0 * (ramp_epoch - starting_epoch)
                                               + 3.0 * (ending_epoch - ramp_epoch))
@@ -65,7 +66,7 @@ class BaiduRNNPruner(ParameterPruner):
         super().__init__(name)
         self.q_skip = as_number(name, "q_skip", q_skip, minimum=0.0)
         if self.q_skip == 0:
-            raise ValueError(f"{name}: q_skip=0 never prunes anything; give a positive magnitude scale")
+            raise ArgumentError(f"{name}: q_skip=0 never prunes anything; give a positive magnitude scale")
         self.ramp_epoch_offset = as_number(name, "ramp_epoch_offset", ramp_epoch_offset, minimum=0.0)
         self.ramp_slope_mult = as_number(name, "ramp_slope_mult", ramp_slope_mult, minimum=0.0)
         self.weights = as_weights_list(name, weights)
@@ -80,7 +81,7 @@ class BaiduRNNPruner(ParameterPruner):
                                        meta["starting_epoch"], meta["ending_epoch"], meta["frequency"],
                                        meta["current_epoch"])
         except ValueError as err:
-            raise ValueError(f"{self.name}: {err}") from None
+            raise ArgumentError(f"{self.name}: {err}") from None
 
     def set_param_mask(self, param, param_name, zeros_mask_dict, meta):
         zeros_mask_dict[param_name].mask = create_mask_threshold_criterion(param, self.threshold(meta))

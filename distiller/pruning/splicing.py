@@ -1,6 +1,7 @@
 """Dynamic Network Surgery: pruning with splicing (hysteresis between two magnitude thresholds)."""
 import torch
 
+from ..errors import ArgumentError
 from ..registry import register_pruner
 from .magnitude import PerParameterValuePruner, as_number
 from .masks import weights_std
@@ -64,8 +65,8 @@ class SplicingPruner(PerParameterValuePruner):
         self.low_thresh_mult = as_number(name, "low_thresh_mult", low_thresh_mult, minimum=0.0)
         self.hi_thresh_mult = as_number(name, "hi_thresh_mult", hi_thresh_mult, minimum=0.0)
         if self.hi_thresh_mult < self.low_thresh_mult:
-            raise ValueError(f"{name}: hi_thresh_mult={hi_thresh_mult} is below low_thresh_mult="
-                             f"{low_thresh_mult}; the splicing threshold must not be below the pruning one")
+            raise ArgumentError(f"{name}: hi_thresh_mult={hi_thresh_mult} is below low_thresh_mult="
+                                f"{low_thresh_mult}; the splicing threshold must not be below the pruning one")
         self.sensitivity_multiplier = as_number(name, "sensitivity_multiplier", sensitivity_multiplier,
                                                 minimum=0.0)
         self.weight_stats = {}  # param name -> [mean(|w|), std(w)] from the first pruning of that param

@@ -3,6 +3,7 @@
 The structured counterpart of magnitude pruning; with group-lasso training (Wen et al. 2016, "Learning
 Structured Sparsity in Deep Neural Networks") the groups the regularizer drove to near zero are removed.
 """
+from ..errors import ArgumentError
 from ..norms import GROUP_TYPE_ALIASES
 from ..registry import register_pruner
 from ..thresholding import THRESHOLD_CRITERIA, group_threshold_mask, parse_regims
@@ -35,8 +36,8 @@ class StructureParameterPruner(ParameterPruner):
     def __init__(self, name, model, reg_regims, threshold_criteria):
         super().__init__(name)
         if threshold_criteria not in THRESHOLD_CRITERIA:
-            raise ValueError(f"{name}: threshold_criteria={threshold_criteria!r} must be one of "
-                             f"{list(THRESHOLD_CRITERIA)}")
+            raise ArgumentError(f"{name}: threshold_criteria={threshold_criteria!r} must be one of "
+                                f"{list(THRESHOLD_CRITERIA)}")
         self.model = model
         self.reg_regims = parse_regims(name, reg_regims, group_types=set(GROUP_TYPE_ALIASES) - {"Blocks"})
         self.threshold_criteria = threshold_criteria

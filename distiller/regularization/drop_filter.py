@@ -13,6 +13,7 @@ Outside the policy's epochs nothing is drawn, so nothing is dropped.
 """
 import torch
 
+from ..errors import ArgumentError
 from ..registry import register_regularizer
 from ..thresholding import parse_regims
 from ..utils import find_module_by_fq_name, match_names, pattern_lookup
@@ -54,11 +55,11 @@ class DropFilterRegularizer(Regularizer):
 
     def __init__(self, name, model, reg_regims, threshold_criteria=None):
         if threshold_criteria is not None:
-            raise ValueError(f"{name}: DropFilterRegularizer does not threshold; remove threshold_criteria")
+            raise ArgumentError(f"{name}: DropFilterRegularizer does not threshold; remove threshold_criteria")
         regims = parse_regims(name, reg_regims)
         bad = [key for key, (p, _) in regims.items() if p >= 1.0]
         if bad:
-            raise ValueError(f"{name}: reg_regims[{bad[0]!r}]: the drop probability must be below 1")
+            raise ArgumentError(f"{name}: reg_regims[{bad[0]!r}]: the drop probability must be below 1")
         super().__init__(name, model, reg_regims, threshold_criteria)
         self.drop_probabilities = {key: p for key, (p, _) in regims.items()}
         self._layers = {}                # module name -> (module, drop probability)

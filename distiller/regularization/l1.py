@@ -3,6 +3,7 @@
 Tibshirani 1996, "Regression Shrinkage and Selection via the Lasso"; used for network pruning by
 Han et al. 2015, "Learning both Weights and Connections for Efficient Neural Networks".
 """
+from ..errors import ArgumentError
 from ..registry import register_regularizer
 from ..thresholding import THRESHOLD_CRITERIA, parse_regims, threshold_mask
 from ..utils import pattern_lookup
@@ -12,8 +13,8 @@ from .base import Regularizer
 def check_threshold_criteria(name, threshold_criteria):
     """Raises ValueError unless ``threshold_criteria`` is None, ``'Mean_Abs'`` or ``'Max'``."""
     if threshold_criteria is not None and threshold_criteria not in THRESHOLD_CRITERIA:
-        raise ValueError(f"{name}: threshold_criteria={threshold_criteria!r} must be one of "
-                         f"{list(THRESHOLD_CRITERIA)} or left out")
+        raise ArgumentError(f"{name}: threshold_criteria={threshold_criteria!r} must be one of "
+                            f"{list(THRESHOLD_CRITERIA)} or left out")
 
 
 @register_regularizer

@@ -23,7 +23,7 @@ import logging
 
 import torch
 
-from ..errors import suggest
+from ..errors import ArgumentError, suggest
 from ..policy import ScheduledTrainingPolicy
 from ..registry import register_extension
 from .remove import contract_model, remove_channels, remove_filters
@@ -61,8 +61,8 @@ class StructureRemover(ScheduledTrainingPolicy):
         super().__init__()
         if thinning_func_str not in THINNING_FUNCTIONS:
             hint = suggest(thinning_func_str, THINNING_FUNCTIONS)
-            raise ValueError(f"unknown thinning_func_str {thinning_func_str!r}; expected one of "
-                             f"{sorted(THINNING_FUNCTIONS)}" + (f" (did you mean {hint}?)" if hint else ""))
+            raise ArgumentError(f"unknown thinning_func_str {thinning_func_str!r}; expected one of "
+                                f"{sorted(THINNING_FUNCTIONS)}" + (f" (did you mean {hint}?)" if hint else ""))
         self.thinning_func_str = thinning_func_str
         self.thinning_func = THINNING_FUNCTIONS[thinning_func_str]
         self.arch, self.dataset, self.round_to = arch, dataset, round_to

@@ -5,12 +5,16 @@ The channels themselves, their dependency groups and the layout constraints come
 channels that are zero (``'Filters'``) or unused (``'Channels'``) wherever a layer reads them, and turning a
 selection into the kept positions of every module dimension (logging or raising for what must stay).
 """
+from __future__ import annotations
+
 import collections
 import logging
+from typing import Callable
 
 import torch
 
 from ..errors import UserError
+from ..graph import DependencyGraph
 from ..graph.channel_flow import run_flow
 from ..graph.channel_ledger import Analysis
 
@@ -26,15 +30,15 @@ class ThinningError(UserError, ValueError):
     """Channels that should be removed cannot be (raised with ``strict=True``), or bad thinning input."""
 
 
-def _exact_zero_filters(deps):
-    def zero_filters(module_name, module, attr):
+def _exact_zero_filters(deps: DependencyGraph) -> Callable[[str, torch.nn.Module, str], torch.Tensor]:
+    def zero_filters(module_name: str, module: torch.nn.Module, attr: str) -> torch.Tensor:
         zero = deps.zero_filters(module_name, module, attr)
         bias = getattr(module, "bias", None)
         return zero if bias is None else zero & (bias.detach() == 0).cpu()
     return zero_filters
 
 
-def dead_channels(deps, group_type, exact=False):
+def dead_channels(deps: DependencyGraph, group_type: str, exact: bool = False) -> torch.Tensor:
     """Channels that are zero (``'Filters'``) or unused (``'Channels'``) wherever a layer reads them;
     ``'Both'``: either, per reading layer. A channel no layer reads qualifies when its filters are zero
     (``'Filters'``/``'Both'``), so that zeroed channels reaching the model output are reported.
@@ -74,17 +78,18 @@ def dead_channels(deps, group_type, exact=False):
     return dead & (read | filters_zero)
 
 
-def weight_importance(deps, group_type, p=1):
+def weight_importance(deps: DependencyGraph, group_type: str, p: int = 1) -> torch.Tensor:
     """Per-channel importance: the sum over the coupled layers of each layer's Lp norms of the channel's
     filters (``'Filters'``) or input weights (``'Channels'``), each layer's norms divided by their mean.
     The weights themselves are ranked (not their masks), so soft-masked structures keep their rank."""
-    def layer_norms(module_name, attr):
+    def layer_norms(module_name: str, attr: str) -> torch.Tensor | None:
         weights = deps.channel_weights(module_name, attr, deps.module(module_name).weight.detach())
         return None if weights is None else torch.linalg.vector_norm(weights, ord=p, dim=1)
     return deps.channel_scores(ROLE_OF_GROUP_TYPE[group_type], layer_norms)
 
 
-def make_plan(deps, select, importance, round_to=1, strict=False):
+def make_plan(deps: DependencyGraph, select: Callable[[DependencyGraph], torch.Tensor], importance: torch.Tensor,
+              round_to: int = 1, strict: bool = False) -> dict[tuple[str, str], torch.Tensor]:
     """Kept positions per module dimension for the channels ``select`` picks.
 
     Args:
@@ -107,7 +112,7 @@ def make_plan(deps, select, importance, round_to=1, strict=False):
     return deps.kept_positions(keep)
 
 
-def _report_blocked(deps, stuck, strict):
+def _report_blocked(deps: DependencyGraph, stuck: torch.Tensor, strict: bool) -> None:
     if not bool(stuck.any()):
         return
     by_reason = collections.Counter(deps.blocked[c] for c in torch.nonzero(stuck).reshape(-1).tolist())

@@ -15,7 +15,7 @@ from .plan import ThinningError
 __all__ = ["check_edits", "apply_edits", "dimensions_of"]
 
 
-def dimensions_of(module):
+def dimensions_of(module: nn.Module) -> tuple[str, ...]:
     """The dimension attributes thinning can shrink in ``module`` (from its layer rule)."""
     rule = layer_rule_for(module)
     return tuple(rule.dims) if rule is not None else ()

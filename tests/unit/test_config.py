@@ -3,6 +3,7 @@ import textwrap
 
 import pytest
 import torch
+import yaml
 
 import distiller
 from distiller.registry import PRUNERS, register_pruner
@@ -190,3 +191,95 @@ def test_reduce_lr_on_plateau_is_fed_from_epoch_metrics(batches):
     for epoch, top1 in enumerate([50.0, 40.0, 40.0]):
         scheduler.on_epoch_end(epoch, optimizer, metrics={"min": 1.0, "max": top1})
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.025)
+
+
+@pytest.mark.parametrize("text", ["", "version: 1\n", "policies: []\n", "pruners: {}\npolicies:\n"])
+def test_empty_schedule_is_refused(tmp_path, text):
+    message = _schedule_error(tmp_path, text)
+    assert "schedule.yaml" in message and "the schedule is empty" in message and "add 'policies'" in message
+
+
+def test_empty_schedule_dict_is_refused():
+    model = TinyCNN()
+    for sched in ({}, None):
+        with pytest.raises(distiller.ScheduleError, match="the schedule is empty"):
+            distiller.config.dict_config(model, _optimizer(model), sched)
+
+
+def test_sections_without_policies_are_refused(tmp_path):
+    text = _pruner().split("policies:")[0] + "lr_schedulers:\n  decay: {class: ExponentialLR, gamma: 0.9}\n"
+    message = _schedule_error(tmp_path, text)
+    assert "defines pruners.p, lr_schedulers.decay but no policies" in message
+    assert "add a 'policies' list" in message
+
+
+def test_two_quantizers_are_refused_naming_both(tmp_path):
+    text = """\
+    quantizers:
+      linear: {class: QuantAwareTrainRangeLinearQuantizer, bits_activations: 8, bits_weights: 8}
+      dorefa: {class: DorefaQuantizer, bits_activations: 8, bits_weights: 4}
+    policies:
+      - quantizer: {instance_name: linear}
+        starting_epoch: 0
+        ending_epoch: 5
+      - quantizer: {instance_name: dorefa}
+        starting_epoch: 0
+        ending_epoch: 5
+    """
+    model = TinyCNN()
+    modules_before = [type(m) for m in model.modules()]
+    message = _schedule_error(tmp_path, text)
+    assert "defines 2 quantizers ('linear', 'dorefa')" in message and "keep one of them" in message
+    assert "quantizers.dorefa" in message and "line 3" in message
+    assert [type(m) for m in model.modules()] == modules_before
+
+
+@pytest.fixture
+def registered_pruner():
+    """Registers a pruner class under a test name; yields the name and unregisters it afterwards."""
+    names = []
+
+    def register(cls):
+        register_pruner(cls)
+        names.append(cls.__name__)
+        return cls.__name__
+    yield register
+    for name in names:
+        del PRUNERS._classes[name]
+
+
+def _one_pruner_schedule(class_name):
+    return {"pruners": {"p": {"class": class_name, "weights": ["conv1.weight"]}},
+            "policies": [{"pruner": {"instance_name": "p"}, "epochs": [0]}]}
+
+
+@pytest.mark.parametrize("bug", [RuntimeError("boom"), ValueError("boom"), KeyError("boom"), TypeError("boom")])
+def test_a_bug_in_a_constructor_is_not_turned_into_a_schedule_error(registered_pruner, bug):
+    class BuggyPruner:
+        def __init__(self, name, weights):
+            raise bug
+
+    model = TinyCNN()
+    with pytest.raises(type(bug)) as info:
+        distiller.config.dict_config(model, _optimizer(model), _one_pruner_schedule(registered_pruner(BuggyPruner)))
+    assert info.value is bug  # unchanged, with its traceback
+
+
+def test_a_constructor_input_check_becomes_a_schedule_error_with_the_yaml_path(registered_pruner):
+    class PickyPruner:
+        def __init__(self, name, weights):
+            raise distiller.errors.ArgumentError(f"{name}: weights must name biases")
+
+    model = TinyCNN()
+    with pytest.raises(distiller.ScheduleError, match=r"at 'pruners\.p'.*PickyPruner: p: weights must name biases"):
+        distiller.config.dict_config(model, _optimizer(model), _one_pruner_schedule(registered_pruner(PickyPruner)))
+
+
+def test_a_bug_while_adding_a_policy_propagates(monkeypatch):
+    def broken_attach(self, scheduler):
+        raise ValueError("boom")
+    monkeypatch.setattr(distiller.policy.PruningPolicy, "attach", broken_attach)
+    model = TinyCNN()
+    with pytest.raises(ValueError, match="^boom$") as info:
+        distiller.config.dict_config(model, _optimizer(model), yaml.safe_load(AGP_SCHEDULE))
+    assert not isinstance(info.value, distiller.ScheduleError)

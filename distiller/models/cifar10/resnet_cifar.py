@@ -1,46 +1,65 @@
 """ResNets for CIFAR-10 (He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, section 4.2).
 
 A network of depth 6n+2 has a 3x3 stem convolution with 16 filters, three stages of n basic blocks with 16,
-32 and 64 filters (the first block of stages 2 and 3 halves the feature map), global average pooling and a
+32 and 64 filters (the first block of stages 2 and 3 halves the feature map), 8x8 average pooling and a
 linear classifier. A block that changes shape has a 1x1 convolution + batch-norm shortcut (option B).
+
+Module and parameter names are Distiller's (``layer1.0.conv1``, ``layer1.0.relu2``, the residual sum as the
+``EltwiseAdd`` module ``layer1.0.residual_eltwiseadd``), so Distiller's schedules, quantizer overrides and
+checkpoints apply unchanged. Like Distiller's, these networks take 32x32 inputs only.
 """
+from typing import Callable, Optional
+
 import torch
 import torch.nn as nn
 
+from ...modules import EltwiseAdd
 from ..layers import conv3x3, init_weights, projection_shortcut
 from ..registry import register_model
 
 STAGE_WIDTHS = (16, 32, 64)
 
 
-def conv3x3_maybe_bn(in_channels, out_channels, stride, batch_norm):
-    """A 3x3 convolution (with a bias when there is no batch-norm) and its batch-norm (or an identity)."""
-    conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=not batch_norm)
-    return conv, nn.BatchNorm2d(out_channels) if batch_norm else nn.Identity()
+def maybe_apply(module: Optional[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    """``module(x)``, or ``x`` when the layer is absent (e.g. batch-norm in a network built without it)."""
+    return x if module is None else module(x)
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 conv-BN layers with a shortcut around them: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + x)``."""
+    """Two 3x3 conv-BN layers: ``relu2(bn2(conv2(relu1(bn1(conv1(x))))) + shortcut(x))``.
 
-    def __init__(self, in_channels, channels, stride=1):
+    Args:
+        in_channels: input channels.
+        channels: output channels of both convolutions.
+        stride: stride of the first convolution (and of the shortcut).
+        residual: False drops the shortcut and the sum (the "plain" baseline of He et al. 2016).
+        batch_norm: False drops the batch-norm layers.
+    """
+
+    def __init__(self, in_channels: int, channels: int, stride: int = 1, residual: bool = True,
+                 batch_norm: bool = True) -> None:
         super().__init__()
         self.conv1 = conv3x3(in_channels, channels, stride)
-        self.bn1 = nn.BatchNorm2d(channels)
+        self.bn1 = nn.BatchNorm2d(channels) if batch_norm else None
         self.relu1 = nn.ReLU()
         self.conv2 = conv3x3(channels, channels)
-        self.bn2 = nn.BatchNorm2d(channels)
+        self.bn2 = nn.BatchNorm2d(channels) if batch_norm else None
         self.relu2 = nn.ReLU()
-        self.downsample = projection_shortcut(in_channels, channels, stride)
+        self.residual = residual
+        if residual:
+            self.downsample = projection_shortcut(in_channels, channels, stride)
+            self.residual_eltwiseadd = EltwiseAdd()
 
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu1(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        out = out + identity
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu1(maybe_apply(self.bn1, self.conv1(x)))
+        out = maybe_apply(self.bn2, self.conv2(out))
+        if self.residual:
+            out = self.residual_eltwiseadd(out, maybe_apply(self.downsample, x))
         return self.relu2(out)
 
 
-def make_stages(block, blocks_per_stage, in_channels=STAGE_WIDTHS[0]):
+def make_stages(block: Callable[[int, int, int], nn.Module], blocks_per_stage: int,
+                in_channels: int = STAGE_WIDTHS[0]) -> list:
     """Returns the three stages (``nn.Sequential`` of ``block(in_channels, channels, stride)``) of a CIFAR
     ResNet; stages 2 and 3 start with a stride-2 block."""
     stages = []
@@ -55,56 +74,61 @@ def make_stages(block, blocks_per_stage, in_channels=STAGE_WIDTHS[0]):
 
 
 class ResNetCifar(nn.Module):
-    """A CIFAR network of depth ``6 * blocks_per_stage + 2`` built from ``block`` (residual by default).
+    """A CIFAR network of depth ``6 * blocks_per_stage + 2`` built from ``BasicBlock``.
 
     Args:
         blocks_per_stage: n in the depth 6n+2.
         num_classes: classifier outputs.
-        block: ``block(in_channels, channels, stride)`` builds one block of a stage.
-        batch_norm: False replaces the stem's batch-norm with an identity and gives its convolution a bias.
+        residual: False builds the shortcut-free "plain" network.
+        batch_norm: False drops every batch-norm layer (stem included).
     """
 
-    def __init__(self, blocks_per_stage, num_classes=10, block=None, batch_norm=True):
+    def __init__(self, blocks_per_stage: int, num_classes: int = 10, residual: bool = True,
+                 batch_norm: bool = True) -> None:
         super().__init__()
-        self.conv1, self.bn1 = conv3x3_maybe_bn(3, STAGE_WIDTHS[0], 1, batch_norm)
+        self.conv1 = conv3x3(3, STAGE_WIDTHS[0])
+        self.bn1 = nn.BatchNorm2d(STAGE_WIDTHS[0]) if batch_norm else None
         self.relu = nn.ReLU()
-        self.layer1, self.layer2, self.layer3 = make_stages(block or BasicBlock, blocks_per_stage)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
+
+        def block(in_channels: int, channels: int, stride: int) -> BasicBlock:
+            return BasicBlock(in_channels, channels, stride, residual=residual, batch_norm=batch_norm)
+        self.layer1, self.layer2, self.layer3 = make_stages(block, blocks_per_stage)
+        self.avgpool = nn.AvgPool2d(8)
         self.fc = nn.Linear(STAGE_WIDTHS[-1], num_classes)
         init_weights(self)
 
-    def forward(self, x):
-        x = self.relu(self.bn1(self.conv1(x)))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(maybe_apply(self.bn1, self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
         x = torch.flatten(self.avgpool(x), 1)
         return self.fc(x)
 
 
 @register_model("cifar10")
-def resnet20_cifar(num_classes=10):
+def resnet20_cifar(num_classes: int = 10) -> ResNetCifar:
     return ResNetCifar(3, num_classes)
 
 
 @register_model("cifar10")
-def resnet32_cifar(num_classes=10):
+def resnet32_cifar(num_classes: int = 10) -> ResNetCifar:
     return ResNetCifar(5, num_classes)
 
 
 @register_model("cifar10")
-def resnet44_cifar(num_classes=10):
+def resnet44_cifar(num_classes: int = 10) -> ResNetCifar:
     return ResNetCifar(7, num_classes)
 
 
 @register_model("cifar10")
-def resnet56_cifar(num_classes=10):
+def resnet56_cifar(num_classes: int = 10) -> ResNetCifar:
     return ResNetCifar(9, num_classes)
 
 
 @register_model("cifar10")
-def resnet110_cifar(num_classes=10):
+def resnet110_cifar(num_classes: int = 10) -> ResNetCifar:
     return ResNetCifar(18, num_classes)
 
 
 @register_model("cifar10")
-def resnet1202_cifar(num_classes=10):
+def resnet1202_cifar(num_classes: int = 10) -> ResNetCifar:
     return ResNetCifar(200, num_classes)

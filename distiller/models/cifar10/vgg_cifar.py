@@ -1,7 +1,8 @@
 """VGG networks for CIFAR-10 (Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
 Recognition", ICLR 2015): configurations A (VGG-11), B (13), D (16) and E (19) of 3x3 convolutions and five
 2x2 max-pools, which reduce a 32x32 image to 1x1x512, followed by one linear classifier. The ``_bn``
-variants add batch normalisation after every convolution (Ioffe & Szegedy 2015)."""
+variants add batch normalisation after every convolution (Ioffe & Szegedy 2015); as in Distiller, whose
+layer names (``features.N``, ``classifier``) these models share, the convolutions keep their biases."""
 import torch
 import torch.nn as nn
 
@@ -25,7 +26,7 @@ def make_features(config, batch_norm):
         if item == POOL:
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
             continue
-        layers.append(nn.Conv2d(in_channels, item, kernel_size=3, padding=1, bias=not batch_norm))
+        layers.append(nn.Conv2d(in_channels, item, kernel_size=3, padding=1))
         if batch_norm:
             layers.append(nn.BatchNorm2d(item))
         layers.append(nn.ReLU())

@@ -1,20 +1,28 @@
-"""Registers every torchvision image-classification builder (``resnet18``, ``mobilenet_v2``, ``vit_b_16``,
-...) under its torchvision name. Pretrained weights come from torchvision's weights API
-(``weights='DEFAULT'``), which downloads them on first use.
+"""Registers torchvision's image-classification builders.
 
-Every model returns plain logits: GoogLeNet and Inception-v3 are built without their auxiliary classifiers
-(torchvision would otherwise return a tuple in training mode, which no classification loop expects)."""
+Every torchvision model is available as ``torchvision.<name>`` (e.g. ``torchvision.resnet18``), exactly as
+torchvision builds it. The bare name (``resnet18``, ``vit_b_16``, ...) gives the same model, except where
+Distiller defined its own variant under torchvision's name: the ResNets of :mod:`.resnet` and the patched
+``mobilenet_v2``, ``googlenet`` and ``inception_v3`` of :mod:`.torchvision_patched` (same parameters, modules
+that quantizers can see). Pretrained weights come from torchvision's weights API, downloaded on first use.
+
+``torchvision.googlenet`` and ``torchvision.inception_v3`` are built without their auxiliary classifiers, so
+every model returns plain logits (torchvision would otherwise return a tuple in training mode).
+"""
 import functools
 
 import torchvision
 
 from ..registry import register_model
+from .resnet import RESNET_NAMES, resnet_builders
+from .torchvision_patched import PATCHED, patched_builders
 
 TORCHVISION_NAMES = tuple(torchvision.models.list_models(module=torchvision.models))
-
+TORCHVISION_PREFIX = "torchvision."
 
 #: builder keyword arguments that make a model return plain logits
-_LOGITS_ONLY = {"googlenet": {"aux_logits": False, "init_weights": True}, "inception_v3": {"aux_logits": False, "init_weights": True}}
+_LOGITS_ONLY = {"googlenet": {"aux_logits": False, "init_weights": True},
+                "inception_v3": {"aux_logits": False, "init_weights": True}}
 
 
 def _build(name, num_classes=1000):
@@ -26,6 +34,15 @@ def _build_pretrained(name):
     return torchvision.models.get_model(name, weights="DEFAULT", **kwargs)
 
 
-for _name in TORCHVISION_NAMES:
-    register_model("imagenet", name=_name, build_pretrained=functools.partial(_build_pretrained, _name))(
-        functools.partial(_build, _name))
+def _register_all() -> None:
+    for name in TORCHVISION_NAMES:
+        build, build_pretrained = functools.partial(_build, name), functools.partial(_build_pretrained, name)
+        register_model("imagenet", name=TORCHVISION_PREFIX + name, build_pretrained=build_pretrained)(build)
+        if name in RESNET_NAMES:
+            build, build_pretrained = resnet_builders(name)
+        elif name in PATCHED:
+            build, build_pretrained = patched_builders(name)
+        register_model("imagenet", name=name, build_pretrained=build_pretrained)(build)
+
+
+_register_all()

@@ -2,6 +2,6 @@
 
 Importing this package registers every builder in ``distiller.models.registry``.
 """
-from .simplenet_mnist import SimpleNetMnist, simplenet_mnist, simplenet_v2_mnist
+from .simplenet_mnist import SimpleNet, SimpleNetMnist, SimpleNetV2, simplenet_mnist, simplenet_v2_mnist
 
-__all__ = ["SimpleNetMnist", "simplenet_mnist", "simplenet_v2_mnist"]
+__all__ = ["SimpleNet", "SimpleNetMnist", "SimpleNetV2", "simplenet_mnist", "simplenet_v2_mnist"]

@@ -15,6 +15,7 @@ from PIL import Image
 
 from distiller.apputils import data_loaders
 from distiller.apputils.data_loaders import EpochSubsetSampler, load_data
+from distiller.errors import ArgumentError, InputFileError
 
 CIFAR_TRAIN_PER_BATCH, CIFAR_TEST = 4, 6
 
@@ -228,17 +229,17 @@ def test_effective_sizes_and_sequential_in_load_data():
 ])
 def test_bad_arguments_are_rejected(kwargs, message):
     args = dict(dataset="digits", data_dir=None, batch_size=8, workers=0) | kwargs
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ArgumentError, match=message):
         load_data(**args)
 
 
 def test_unknown_dataset_suggests_close_names():
-    with pytest.raises(ValueError, match=r"unknown dataset 'cifar100'.*'cifar10'"):
+    with pytest.raises(ArgumentError, match=r"unknown dataset 'cifar100'.*'cifar10'"):
         load_data("cifar100", "/data", 8, 0)
 
 
 def test_real_datasets_need_a_directory():
-    with pytest.raises(ValueError, match="the cifar10 dataset needs a data directory"):
+    with pytest.raises(ArgumentError, match="the cifar10 dataset needs a data directory"):
         load_data("cifar10", None, 8, 0)
 
 
@@ -288,10 +289,10 @@ def test_cifar10_deterministic_augmentation_with_workers(cifar_dir):
 
 def test_cifar10_missing_files_are_named(cifar_dir, tmp_path):
     root, _ = cifar_dir
-    with pytest.raises(FileNotFoundError, match=r"cifar-10-batches-py/data_batch_1.*cifar-10-python.tar.gz"):
+    with pytest.raises(InputFileError, match=r"cifar-10-batches-py/data_batch_1.*cifar-10-python.tar.gz"):
         load_data("cifar10", str(tmp_path / "nowhere"), 8, 0)
     (root / "cifar-10-batches-py" / "data_batch_3").unlink()
-    with pytest.raises(FileNotFoundError, match=r"missing \S*data_batch_3\. Download"):
+    with pytest.raises(InputFileError, match=r"missing \S*data_batch_3\. Download"):
         load_data("cifar10", str(root), 8, 0)
 
 
@@ -299,7 +300,7 @@ def test_cifar10_corrupted_files_fail_the_integrity_check(cifar_dir):
     root, _ = cifar_dir
     with open(root / "cifar-10-batches-py" / "test_batch", "ab") as f:
         f.write(b"garbage")
-    with pytest.raises(RuntimeError, match="failed torchvision's integrity"):
+    with pytest.raises(InputFileError, match="failed torchvision's integrity"):
         load_data("cifar10", str(root), 8, 0, test_only=True)
 
 
@@ -321,16 +322,16 @@ def test_mnist_missing_or_compressed_files(mnist_dir):
     root, _ = mnist_dir
     raw = root / "MNIST" / "raw"
     (raw / "train-images-idx3-ubyte").rename(raw / "train-images-idx3-ubyte.gz")
-    with pytest.raises(FileNotFoundError, match=r"missing \S*train-images-idx3-ubyte\. Decompress"):
+    with pytest.raises(InputFileError, match=r"missing \S*train-images-idx3-ubyte\. Decompress"):
         load_data("mnist", str(root), 8, 0)
-    with pytest.raises(FileNotFoundError, match=r"MNIST/raw/t10k-images-idx3-ubyte"):
+    with pytest.raises(InputFileError, match=r"MNIST/raw/t10k-images-idx3-ubyte"):
         load_data("mnist", str(root / "empty"), 8, 0)
 
 
 def test_mnist_corrupted_idx_file(mnist_dir):
     root, _ = mnist_dir
     (root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x0d\x01" + b"\x00" * 8)
-    with pytest.raises(RuntimeError, match="not valid idx files"):
+    with pytest.raises(InputFileError, match="not valid idx files"):
         load_data("mnist", str(root), 8, 0, test_only=True)
 
 
@@ -349,5 +350,12 @@ def test_imagenet_reads_image_folders(imagenet_dir):
 def test_imagenet_missing_directory(imagenet_dir):
     import shutil
     shutil.rmtree(imagenet_dir / "val")
-    with pytest.raises(FileNotFoundError, match=r"missing directory \S*val\. Expected train/<class>"):
+    with pytest.raises(InputFileError, match=r"missing directory \S*val\. Expected train/<class>"):
         load_data("imagenet", str(imagenet_dir), 4, 0)
+
+
+def test_imagenet_folders_without_images(imagenet_dir):
+    for image in (imagenet_dir / "val").rglob("*.png"):
+        image.unlink()
+    with pytest.raises(InputFileError, match=r"has no images in the ImageFolder layout"):
+        load_data("imagenet", str(imagenet_dir), 4, 0, test_only=True)

@@ -8,9 +8,10 @@ import torch.nn as nn
 import torchvision
 
 import distiller.models as models
+from distiller.errors import ArgumentError, InputFileError
 from distiller.models import create, registry
 
-CIFAR_ARCHS = [a for a in models.list_models("cifar10") if a != "resnet1202_cifar"]
+CIFAR_ARCHS = [a for a in models.list_models("cifar10") if not a.startswith("resnet1202_cifar")]
 REQUIRED = (
     ["simplenet_cifar", "plain20_cifar", "plain20_cifar_nobn", "simplenet_mnist", "simplenet_v2_mnist",
      "alexnet_bn", "mobilenet", "mobilenet_025", "mobilenet_050", "mobilenet_075"]
@@ -40,8 +41,10 @@ def test_cifar_model_classifies_and_traces(arch):
     model = models.create_model(False, "digits", arch, device_ids=-1).eval()
     x = torch.randn(1, 3, 32, 32)
     logits = model(x)
-    assert logits.shape == (1, 10)
-    assert torch.isfinite(logits).all()
+    # early-exit models return the exits' logits and the final classifier's, in a list
+    for output in logits if arch.endswith("_earlyexit") else [logits]:
+        assert output.shape == (1, 10)
+        assert torch.isfinite(output).all()
     traced = torch.fx.symbolic_trace(model)
     torch.testing.assert_close(traced(x), logits)
 
@@ -75,12 +78,13 @@ def test_preact_option_a_shortcut_has_no_parameters():
     assert params_b - params_a == 16 * 32 + 32 * 64
 
 
-def test_zero_pad_shortcut_subsamples_and_pads():
-    from distiller.models.layers import ZeroPadShortcut
+def test_zero_pad_shortcut_averages_and_pads_channels():
+    from distiller.models.layers import zero_pad_shortcut
     x = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(1, 2, 4, 4)
-    out = ZeroPadShortcut(2, 6, 2)(x)
+    out = zero_pad_shortcut(2, 6, 2)(x)
     assert out.shape == (1, 6, 2, 2)
-    torch.testing.assert_close(out[:, 2:4], x[:, :, ::2, ::2])
+    # Distiller's option-A shortcut: 2x2 average pooling, zero channels on both sides
+    torch.testing.assert_close(out[:, 2:4], torch.nn.functional.avg_pool2d(x, 2))
     assert out[:, :2].abs().sum() == 0 and out[:, 4:].abs().sum() == 0
 
 
@@ -89,7 +93,8 @@ def test_plain20_has_no_shortcut_and_nobn_has_no_batchnorm():
     nobn = models.create_model(False, "cifar10", "plain20_cifar_nobn", device_ids=-1)
     assert count(plain, nn.Conv2d, (1, 1)) == 0 and count(plain, nn.BatchNorm2d) == 19
     assert count(nobn, nn.BatchNorm2d) == 0
-    assert all(m.bias is not None for m in nobn.modules() if isinstance(m, nn.Conv2d))
+    # as in Distiller, dropping batch-norm leaves the convolutions without biases
+    assert all(m.bias is None for m in nobn.modules() if isinstance(m, nn.Conv2d))
     # parameter names are those of resnet20_cifar, so schedules carry over
     resnet = models.create_model(False, "cifar10", "resnet20_cifar", device_ids=-1)
     plain_names = {n for n, _ in plain.named_parameters()}
@@ -121,15 +126,24 @@ def test_mnist_models(arch):
     logits = model(x)
     assert logits.shape == (3, 10)
     torch.testing.assert_close(torch.fx.symbolic_trace(model)(x), logits)
-    pooling = nn.AvgPool2d if arch == "simplenet_v2_mnist" else nn.MaxPool2d
-    assert count(model, pooling) == 2
+    assert count(model, nn.MaxPool2d) == 2
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "mobilenet", "mobilenet_025", "preact_resnet18", "alexnet_bn",
-                                  "squeezenet1_1"])
-def test_imagenet_models_at_small_input(arch):
+def test_simplenet_v2_replaces_the_large_classifier_by_pooling():
+    v1 = models.create_model(False, "mnist", "simplenet_mnist", device_ids=-1)
+    v2 = models.create_model(False, "mnist", "simplenet_v2_mnist", device_ids=-1)
+    assert sum(p.numel() for p in v1.parameters()) == 431_080
+    assert sum(p.numel() for p in v2.parameters()) == 26_080
+    assert count(v2, nn.AvgPool2d) == 1 and count(v2, nn.Linear) == 1
+
+
+# Distiller's own ImageNet models pool over a fixed 7x7 window, as Distiller's did: they take 224x224 only
+@pytest.mark.parametrize("arch, size", [("resnet18", 64), ("torchvision.resnet18", 64), ("mobilenet_v2", 64),
+                                        ("mobilenet_v1_dropout", 64), ("squeezenet1_1", 64),
+                                        ("mobilenet_025", 224), ("preact_resnet18", 224)])
+def test_imagenet_models_classify_and_trace(arch, size):
     model = models.create_model(False, "imagenet", arch, device_ids=-1).eval()
-    x = torch.randn(1, 3, 64, 64)
+    x = torch.randn(1, 3, size, size)
     with torch.no_grad():
         logits = model(x)
         assert logits.shape == (1, 1000)
@@ -165,12 +179,12 @@ def test_dataset_helpers():
 
 
 def test_unknown_arch_suggests_close_names():
-    with pytest.raises(ValueError, match=r"unknown architecture 'resnet21_cifar'.*'resnet20_cifar'"):
+    with pytest.raises(ArgumentError, match=r"unknown architecture 'resnet21_cifar'.*'resnet20_cifar'"):
         models.create_model(False, "cifar10", "resnet21_cifar")
 
 
 def test_unknown_dataset_suggests_close_names():
-    with pytest.raises(ValueError, match=r"unknown dataset 'cifar'.*'cifar10'"):
+    with pytest.raises(ArgumentError, match=r"unknown dataset 'cifar'.*'cifar10'"):
         models.create_model(False, "cifar", "resnet20_cifar")
 
 
@@ -180,13 +194,13 @@ def test_unknown_dataset_suggests_close_names():
     ("resnet18", "digits", "imagenet dataset"),
 ])
 def test_arch_dataset_mismatch_names_supported_datasets(arch, dataset, supported):
-    with pytest.raises(ValueError, match=rf"'{arch}' is built for the {supported}, not for '{dataset}'"):
+    with pytest.raises(ArgumentError, match=rf"'{arch}' is built for the {supported}, not for '{dataset}'"):
         models.create_model(False, dataset, arch)
 
 
 def test_pretrained_unavailable_for_own_architectures():
     for arch, dataset in (("resnet20_cifar", "cifar10"), ("simplenet_mnist", "mnist"), ("mobilenet", "imagenet")):
-        with pytest.raises(ValueError, match=f"no pretrained weights are available for '{arch}'"):
+        with pytest.raises(ArgumentError, match=f"no pretrained weights are available for '{arch}'"):
             models.create_model(True, dataset, arch)
 
 
@@ -196,7 +210,7 @@ def test_pretrained_offline_gives_clear_error(monkeypatch, tmp_path):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
     monkeypatch.setattr(torch.hub, "urlopen", offline)
-    with pytest.raises(RuntimeError, match=r"could not download the pretrained weights of 'squeezenet1_1'"
+    with pytest.raises(InputFileError, match=r"could not download the pretrained weights of 'squeezenet1_1'"
                                            r".*network access") as info:
         models.create_model(True, "imagenet", "squeezenet1_1")
     assert isinstance(info.value.__cause__, urllib.error.URLError)
@@ -219,7 +233,7 @@ def test_device_ids_are_validated(monkeypatch):
     assert create._cuda_devices([1]) == [1]
     assert create._cuda_devices(None) == [1, 0]
     assert create._cuda_devices(-1) == []
-    with pytest.raises(ValueError, match=r"device_ids \[0, 5\]: \[5\] not among the 2 CUDA"):
+    with pytest.raises(ArgumentError, match=r"device_ids \[0, 5\]: \[5\] not among the 2 CUDA"):
         models.create_model(False, "digits", "simplenet_cifar", device_ids=[0, 5])
 
 
@@ -240,9 +254,9 @@ def test_register_model_adds_an_architecture(monkeypatch):
     assert "linear_mnist" in models.list_models("mnist")
     model = models.create_model(False, "mnist", "linear_mnist", device_ids=-1)
     assert model(torch.zeros(models.dataset_input_shape("mnist"))).shape == (1, 10)
-    with pytest.raises(ValueError, match="'resnet20_cifar' is already registered"):
+    with pytest.raises(ArgumentError, match="'resnet20_cifar' is already registered"):
         models.register_model("cifar10", name="resnet20_cifar")(linear_mnist)
-    with pytest.raises(ValueError, match="unknown model family 'svhn'"):
+    with pytest.raises(ArgumentError, match="unknown model family 'svhn'"):
         models.register_model("svhn")
 
 

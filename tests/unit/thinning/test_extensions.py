@@ -3,7 +3,7 @@ import pytest
 import torch
 import yaml
 
-from distiller import ScheduleError
+from distiller import CompressionScheduler, ScheduleError
 from distiller.config import dict_config
 from distiller.testing import TinyResidualNet, train_with_scheduler
 from distiller.thinning import ChannelRemover, FilterRemover, StructureRemover, ThinningError
@@ -61,7 +61,7 @@ def test_the_example_input_comes_from_the_training_loop(batches):
         model.block_conv1.weight[:3] = 0
     remover = StructureRemover("remove_filters")
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    scheduler = dict_config(model, optimizer, {"policies": []})
+    scheduler = CompressionScheduler(model)
     scheduler.add_policy(remover, epochs=[0])
     train_with_scheduler(model, optimizer, scheduler, batches, epochs=1)
     assert remover.example_input[0].shape == (1, 3, 8, 8) and not remover.example_input[0].any()
@@ -71,7 +71,7 @@ def test_the_example_input_comes_from_the_training_loop(batches):
 def test_without_a_forward_pass_or_dataset_the_error_says_what_to_pass():
     model = TinyResidualNet()
     remover = FilterRemover()
-    scheduler = dict_config(model, None, {"policies": []})
+    scheduler = CompressionScheduler(model)
     scheduler.add_policy(remover, epochs=[0])
     scheduler.on_epoch_begin(0)
     with pytest.raises(ThinningError, match="dummy_input"):

@@ -215,7 +215,7 @@ def test_model_zoo_resnet_residual_adds_are_quantized():
     from distiller.models import create_model
     torch.manual_seed(0)
     model = create_model(False, "cifar10", "resnet20_cifar", parallel=False).eval()
-    batches = [torch.randn(4, 3, 16, 16) for _ in range(2)]
+    batches = [torch.randn(4, 3, 32, 32) for _ in range(2)]
     from distiller.data_loggers import collect_quant_stats
     stats = collect_quant_stats(model, lambda m: [m(x) for x in batches])
     quantized = copy.deepcopy(model)
