@@ -186,7 +186,7 @@ def _build_instances(model, optimizer, sched, source):
                                      source, path)
             try:
                 instance = cls(**kwargs)
-            except (ValueError, TypeError, KeyError) as err:
+            except UserError as err:  # the constructor's input checks; anything else is a bug
                 raise source.error(f"{spec['class']}: {err}", path) from None
             if hasattr(instance, "targets") and section in ("pruners", "regularizers"):
                 try:
@@ -261,11 +261,14 @@ def _validate(model, optimizer, sched, source):
                                + f" (valid: {', '.join(sorted(allowed))})", (key,))
     if sched.get("version", 1) != 1:
         raise source.error(f"unsupported schedule version {sched['version']!r} (supported: 1)", ("version",))
+    _check_single_quantizer(sched, source)
     instances = _build_instances(model, optimizer, sched, source)
     entries = sched.get("policies") or []
     if not isinstance(entries, list):
         raise source.error("'policies' must be a list", ("policies",))
     plans = [_parse_policy(entry, i, instances, source) for i, entry in enumerate(entries)]
+    if not plans:
+        raise _no_policies_error(instances, source)
     for index, (kind, _, args, _) in enumerate(plans):
         _validate_policy_args(kind, args, source, ("policies", index, kind, "args"))
     used = {(POLICY_KINDS[k], n) for k, n, _, _ in plans}
@@ -274,6 +277,27 @@ def _validate(model, optimizer, sched, source):
             if (section, name) not in used:
                 msglogger.warning("%s instance '%s' is defined but no policy schedules it", section, name)
     return instances, plans
+
+
+def _check_single_quantizer(sched, source):
+    """Refuses a schedule with several quantizers: each would replace the model's layers for itself, and
+    no composition of two quantizers on one model is defined."""
+    quantizers = sched.get("quantizers")
+    if isinstance(quantizers, dict) and len(quantizers) > 1:
+        names = list(quantizers)
+        raise source.error(f"the schedule defines {len(names)} quantizers ({', '.join(repr(n) for n in names)}), "
+                           "but a model is quantized by one quantizer (stacking quantizers is not defined): keep "
+                           "one of them", ("quantizers", names[1]))
+
+
+def _no_policies_error(instances, source):
+    """The error for a schedule without policies, which would run as plain training."""
+    defined = [f"{section}.{name}" for section, named in instances.items() for name in named]
+    if not defined:
+        return source.error("the schedule is empty: it defines no policies, so it would compress nothing; add "
+                            "'policies' that schedule pruners/regularizers/quantizers, or do not pass a schedule")
+    return source.error(f"the schedule defines {', '.join(defined)} but no policies, so it would compress "
+                        "nothing: add a 'policies' list that schedules them by epoch", ("policies",))
 
 
 _POLICY_ARGS = {"pruner": set(PruningPolicy.ARGS), "regularizer": {"keep_mask"}}
