@@ -50,6 +50,7 @@ class ModelEntry:
 
 
 _MODELS = {}
+_PREFIXES = {}
 
 
 def register_model(family, name=None, build_pretrained=None):
@@ -75,6 +76,23 @@ def register_model(family, name=None, build_pretrained=None):
     return add
 
 
+def register_model_prefix(prefix, resolve):
+    """Resolves every architecture name that starts with ``prefix`` (e.g. ``'timm:'``) with
+    ``resolve(rest_of_the_name)``, which returns a ``ModelEntry``: for collections of models too large to
+    list one by one. Such names are not in ``list_models()``."""
+    _PREFIXES[prefix] = resolve
+
+
+def register_user_model(arch, dataset, model):
+    """Distiller's way to add a model: ``create_model(pretrained=False, dataset, arch)`` then returns
+    ``model()``. Same as ``register_model(family of dataset, name=arch)(model)``.
+
+    Raises:
+        ArgumentError: unknown dataset, or ``arch`` is already registered.
+    """
+    register_model(_FAMILY_OF_DATASET[check_dataset(dataset)], name=arch)(model)
+
+
 def list_models(dataset=None):
     """The sorted names of all registered architectures, or of those built for ``dataset``."""
     if dataset is None:
@@ -95,6 +113,9 @@ def check_dataset(dataset):
 
 def model_entry(arch):
     """Returns the ``ModelEntry`` of ``arch``; raises ArgumentError naming close matches for unknown names."""
+    for prefix, resolve in _PREFIXES.items():
+        if str(arch).startswith(prefix):
+            return resolve(str(arch)[len(prefix):])
     try:
         return _MODELS[arch]
     except KeyError:
