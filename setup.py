@@ -11,7 +11,7 @@ setup(
     name="distiller",
     version=version_ns["__version__"],
     description="Neural-network compression research library for PyTorch: pruning, regularization, "
-                "quantization, knowledge distillation and thinning driven by YAML schedules",
+                "quantization and thinning driven by YAML schedules",
     long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     license="Apache-2.0",
