@@ -204,15 +204,17 @@ def test_pretrained_unavailable_for_own_architectures():
             models.create_model(True, dataset, arch)
 
 
-def test_pretrained_offline_gives_clear_error(monkeypatch, tmp_path):
+# torchvision's own builder, Distiller's ResNet variant and a patched torchvision model load the same weights
+@pytest.mark.parametrize("arch", ["squeezenet1_1", "resnet18", "mobilenet_v2"])
+def test_pretrained_offline_gives_clear_error(monkeypatch, tmp_path, arch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty weights cache
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
     monkeypatch.setattr(torch.hub, "urlopen", offline)
-    with pytest.raises(InputFileError, match=r"could not download the pretrained weights of 'squeezenet1_1'"
+    with pytest.raises(InputFileError, match=rf"could not download the pretrained weights of '{arch}'"
                                            r".*network access") as info:
-        models.create_model(True, "imagenet", "squeezenet1_1")
+        models.create_model(True, "imagenet", arch)
     assert isinstance(info.value.__cause__, urllib.error.URLError)
 
 

@@ -95,3 +95,21 @@ def test_auxiliary_heads_are_built_but_not_run(arch, aux, size):
     output = model.train()(torch.randn(2, 3, size, size))
     assert isinstance(output, torch.Tensor) and output.shape == (2, 1000)
     assert not ran
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v2"])
+def test_pretrained_variants_load_torchvision_weights(monkeypatch, arch):
+    weights = torchvision_model(arch).state_dict()
+    requested = []
+
+    class Default:
+        @staticmethod
+        def get_state_dict(progress=True):
+            return weights
+
+    monkeypatch.setattr(torchvision.models, "get_model_weights",
+                        lambda name: requested.append(name) or type("Weights", (), {"DEFAULT": Default}))
+    model = create_model(True, "imagenet", arch, parallel=False, device_ids=-1)
+    assert requested == [arch]
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, weights[name]), name
