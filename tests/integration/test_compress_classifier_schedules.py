@@ -43,3 +43,32 @@ def test_schedule_loads_and_header_documents_command_and_result(path):
     scheduler = distiller.file_config(model, optimizer, path)
     epochs = int(re.search(r"--epochs (\d+)", header).group(1))
     assert max(scheduler.policies) < epochs, "the command's --epochs must cover every scheduled epoch"
+
+
+def results_table():
+    """Rows of examples/README.md's digits results table: (schedule path, top-1, sparsity, times) cells."""
+    with open(os.path.join(EXAMPLES, "README.md"), encoding="utf-8") as f:
+        rows = re.findall(r"^\| \[`([^`]+)`\]\([^)]*\)[^|]*\| \d+ \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", f.read(),
+                          re.MULTILINE)
+    return [(os.path.join(EXAMPLES, path), *(cell.strip() for cell in cells)) for path, *cells in rows]
+
+
+def test_the_results_table_lists_the_digits_schedules():
+    assert len(results_table()) >= 15
+
+
+@pytest.mark.parametrize("path, top1, sparsity, times", results_table(),
+                         ids=lambda value: os.path.relpath(value, EXAMPLES) if os.path.isabs(str(value)) else None)
+def test_examples_readme_results_are_those_in_the_schedule_header(path, top1, sparsity, times):
+    """The README's table quotes each schedule's own header, so neither can change alone."""
+    header = header_of(path)
+    assert f"top-1 {top1}" in header
+    removed = re.search(r"([\d.]+)% (?:of the weights )?removed by thinning", sparsity)
+    if removed:  # the share of the 270,896 conv/fc weights gone: from the header's '270,896 -> N' or '(N left)'
+        left = re.search(r"270,896\s*(?:#\s*)?-> ([\d,]+)|\(([\d,]+) left\)", header)
+        left = int((left.group(1) or left.group(2)).replace(",", ""))
+        assert f"{100 * (1 - left / 270896):.2f}" == removed.group(1)
+    else:
+        assert re.match(r"[\d.]+%", sparsity).group(0) in header
+    wall, cpu = re.match(r"(\d+) s / (\d+) s$", times).groups()
+    assert re.search(rf"\b{wall} s wall(-clock)? / {cpu} s CPU", header), "the header must give the same run's times"
