@@ -1,6 +1,7 @@
 """Building blocks of the image-classification sample applications: resolving the command line into a
 dataset, an architecture and a device, building the experiment (model, optimizer, schedule, loaders,
-resumed state), scoring, and turning user errors into a short message and exit status 2.
+resumed state), scoring, and turning user errors (:class:`~distiller.errors.UserError`) into a short
+message and exit status 2; any other exception is a bug and keeps its traceback (exit status 1).
 
 Other example applications reuse these functions (add this directory to ``sys.path``).
 """
@@ -19,7 +20,7 @@ import distiller
 import distiller.thinning  # registers the 'thinning' replayer that load_checkpoint needs for thinned models
 from distiller.apputils.checkpoint import load_checkpoint, read_checkpoint
 from distiller.apputils.data_loaders import load_data
-from distiller.errors import ScheduleError
+from distiller.errors import ArgumentError, UserError
 from distiller.models import check_dataset, create_model, dataset_num_classes, datasets_of_arch
 from distiller.models.create import CPU
 
@@ -30,33 +31,19 @@ DEFAULT_ARCH = {"digits": "resnet20_cifar", "cifar10": "resnet20_cifar", "mnist"
                 "imagenet": "resnet18"}
 #: Dataset names recognised in a DATASET_DIR path (lower case, without '-' and '_').
 _DIR_HINTS = {"cifar10": "cifar10", "mnist": "mnist", "imagenet": "imagenet", "ilsvrc": "imagenet"}
-#: Errors that, raised while the experiment is being set up, mean bad input rather than a bug.
-SETUP_USER_ERRORS = (ValueError, OSError, RuntimeError)
-
-
-class UserInputError(Exception):
-    """Bad command-line input: reported in one line, exit status 2."""
-
-
-@contextlib.contextmanager
-def user_input_errors(types=SETUP_USER_ERRORS):
-    """Re-raises exceptions of ``types`` as :class:`UserInputError` (keeping the original as cause)."""
-    try:
-        yield
-    except types as err:
-        raise UserInputError(str(err)) from err
-
-
 def run_cli(main, parser, argv=None):
     """Parses ``argv`` and runs ``main(args)``; returns the process exit status.
 
-    User errors (:class:`UserInputError`, :class:`~distiller.errors.ScheduleError`) print one short
-    message on stderr and return 2; the traceback is printed only with ``--verbose``.
+    User errors (the :class:`~distiller.errors.UserError` family: bad arguments, missing files, bad
+    schedules or checkpoints, missing optional packages) print one line on stderr and return 2; the
+    traceback is printed only with ``--verbose``. Every other exception is a bug (or an environment
+    failure such as CUDA running out of memory) and propagates with its traceback, so the process exits
+    with status 1.
     """
     args = parser.parse_args(argv)
     try:
         main(args)
-    except (UserInputError, ScheduleError) as err:
+    except UserError as err:
         if args.verbose:
             traceback.print_exc()
         sys.stderr.write(f"{parser.prog}: error: {err}\n")
@@ -68,17 +55,58 @@ def run_cli(main, parser, argv=None):
 
 
 def resolve_dataset(args, checkpoint_arch=None):
+class _HeldRecords(logging.Handler):
+    """Keeps every log record it receives."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def logging_before_run_dir(create_run_log, verbose=False):
+    """Runs the block (the experiment's setup, which validates all input) before anything is written.
+
+    Inside the block, log records go to the console only and are held; after the block succeeds,
+    ``create_run_log()`` creates the run directory and its log (e.g. :func:`config_pylogger`) and the held
+    records are written to the run's log file. If the block raises, no run directory is created and the
+    logging configuration is as before.
+    """
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    console = logging.StreamHandler(sys.stdout)
+    console.setLevel(logging.DEBUG if verbose else logging.INFO)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    held = _HeldRecords()
+    root.handlers[:] = [console, held]
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    create_run_log()
+    for handler in root.handlers:
+        if isinstance(handler, logging.FileHandler):
+            for record in held.records:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+
+
     """The dataset to use: ``--dataset``, else ``digits`` without DATASET_DIR, else a dataset named in the
     DATASET_DIR path, else the one the architecture is built for.
 
     Raises:
-        ValueError: unknown dataset, DATASET_DIR given for ``digits``, or nothing tells the dataset.
+        ArgumentError: unknown dataset, DATASET_DIR given for ``digits``, or nothing tells the dataset.
     """
     if args.dataset:
         dataset = check_dataset(args.dataset)
         if dataset == "digits" and args.data:
-            raise ValueError(f"the digits dataset is embedded in distiller and takes no DATASET_DIR; drop "
-                             f"'{args.data}' or pass the dataset it holds with --dataset")
+            raise ArgumentError(f"the digits dataset is embedded in distiller and takes no DATASET_DIR; drop "
+                                f"'{args.data}' or pass the dataset it holds with --dataset")
         return dataset
     if not args.data:
         return "digits"
@@ -90,7 +118,7 @@ def resolve_dataset(args, checkpoint_arch=None):
     candidates = [d for d in datasets_of_arch(arch) if d != "digits"] if arch else []
     if len(candidates) == 1:
         return candidates[0]
-    raise ValueError(f"cannot tell which dataset '{args.data}' holds; pass --dataset cifar10, mnist or imagenet")
+    raise ArgumentError(f"cannot tell which dataset '{args.data}' holds; pass --dataset cifar10, mnist or imagenet")
 
 
 def resolve_device_ids(args):
@@ -99,8 +127,8 @@ def resolve_device_ids(args):
         return CPU
     if not torch.cuda.is_available():
         if args.gpus is not None:
-            raise ValueError(f"--gpus {','.join(map(str, args.gpus))}: CUDA is not available on this machine; "
-                             "drop --gpus (the CPU is used)")
+            raise ArgumentError(f"--gpus {','.join(map(str, args.gpus))}: CUDA is not available on this machine; "
+                                "drop --gpus (the CPU is used)")
         return CPU
     return args.gpus
 
@@ -147,15 +175,15 @@ def _checkpoint_info(args):
 
 def _check_flag_combinations(args):
     if args.evaluate and args.compress:
-        raise ValueError("--compress has no effect with --evaluate (a checkpoint's masks and compressed weights "
-                         "load with it); drop --compress or --evaluate")
+        raise ArgumentError("--compress has no effect with --evaluate (a checkpoint's masks and compressed weights "
+                            "load with it); drop --compress or --evaluate")
     if getattr(args, "quantize_eval", False) and not args.evaluate:
-        raise ValueError("--quantize-eval quantizes a trained model for evaluation: add --evaluate (-e) and "
-                         "--resume-from PATH")
+        raise ArgumentError("--quantize-eval quantizes a trained model for evaluation: add --evaluate (-e) and "
+                            "--resume-from PATH")
     if args.reset_optimizer and not args.resume_from:
-        raise ValueError("--reset-optimizer applies to --resume-from; add --resume-from PATH or drop it")
+        raise ArgumentError("--reset-optimizer applies to --resume-from; add --resume-from PATH or drop it")
     if getattr(args, "thinnify", False) and args.evaluate and not (args.resume_from or args.exp_load_weights_from):
-        raise ValueError("--thinnify with --evaluate thins a loaded model: add --resume-from PATH")
+        raise ArgumentError("--thinnify with --evaluate thins a loaded model: add --resume-from PATH")
 
 
 def build_experiment(args):
@@ -164,7 +192,7 @@ def build_experiment(args):
     Returns:
         an :class:`Experiment`.
     Raises:
-        ValueError, OSError, RuntimeError, ScheduleError: bad input (see :data:`SETUP_USER_ERRORS`).
+        UserError: bad input (an unknown name, a missing file, a bad schedule or checkpoint...).
     """
     _check_flag_combinations(args)
     checkpoint_path, checkpoint_arch, extras = _checkpoint_info(args)

@@ -200,10 +200,10 @@ def _quantize_and_evaluate(args, exp, criterion, run_dir):
 def main(args):
     """Runs the application; returns the run's summary (None when it only exports to ONNX)."""
     started = time.time(), time.process_time()
-    config_pylogger(None, args.name, args.output_dir, args.verbose)
-    run_dir = msglogger.logdir
-    with app_utils.user_input_errors():
+    with app_utils.logging_before_run_dir(lambda: config_pylogger(None, args.name, args.output_dir, args.verbose),
+                                          args.verbose):
         exp = app_utils.build_experiment(args)
+    run_dir = msglogger.logdir
     log_execution_env_state([args.compress], run_dir, args=args)
     if args.export_onnx is not None:
         reporting.export_onnx(exp.model, exp.dummy_input, args.export_onnx or os.path.join(run_dir, f"{exp.arch}.onnx"))
@@ -221,8 +221,7 @@ def main(args):
             with exp.scheduler.soft_masks_applied():
                 summary = _test_and_summarize(args, exp, criterion, loggers, run_dir)
             if args.quantize_eval:
-                with app_utils.user_input_errors((ValueError, OSError)):
-                    summary["quantized"] = _quantize_and_evaluate(args, exp, criterion, run_dir)
+                summary["quantized"] = _quantize_and_evaluate(args, exp, criterion, run_dir)
     finally:
         for logger in loggers:
             logger.close()

@@ -1,7 +1,9 @@
-"""Bad input to compress_classifier.py: a short message on stderr, exit status 2, no traceback, no training."""
+"""Bad input to compress_classifier.py: one line on stderr, exit status 2, no traceback, nothing written.
+A bug (any exception outside the user-error family) keeps its traceback and exits with status 1."""
 import os
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import torch
@@ -23,10 +25,11 @@ def simplenet_checkpoint(tmp_path_factory):
 def assert_user_error(result, *fragments):
     assert result.status == 2, result.stderr
     assert "Traceback" not in result.stderr
-    assert result.stderr.count("\n") <= 3, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and ": error: " in lines[0], result.stderr
     for fragment in fragments:
         assert fragment in result.stderr, result.stderr
-    assert result.summary is None
+    assert result.run_dir is None, "a run directory was created for a run refused at setup"
 
 
 def test_unknown_arch_lists_close_matches(run_classifier, tmp_path):
@@ -110,3 +113,90 @@ def test_process_exit_status_and_message(tmp_path):
     assert process.returncode == 2
     assert process.stderr.strip().splitlines()[-1].startswith("compress_classifier.py: error: unknown architecture")
     assert "Traceback" not in process.stderr
+
+
+def test_refused_run_writes_nothing(run_classifier, tmp_path):
+    out_dir = tmp_path / "runs"
+    assert_user_error(run_classifier("-a", "resnet20_cifr", "-o", out_dir), "resnet20_cifr")
+    assert not out_dir.exists()
+
+
+@pytest.mark.parametrize("text", ["", "version: 1\n", "pruners:\n  p: {class: AutomatedGradualPruner, "
+                                  "initial_sparsity: 0.1, final_sparsity: 0.5, weights: [conv1.weight]}\n"],
+                         ids=["empty", "version-only", "no-policies"])
+def test_schedule_that_does_nothing_is_refused(run_classifier, tmp_path, text):
+    schedule = tmp_path / "nothing.yaml"
+    schedule.write_text(text)
+    out_dir = tmp_path / "runs"
+    result = run_classifier("-a", "simplenet_cifar", "--compress", schedule, "-o", out_dir)
+    assert_user_error(result, "nothing.yaml", "compress nothing", "policies")
+    assert not out_dir.exists()
+
+
+def test_two_quantizers_are_refused_naming_both(run_classifier, tmp_path):
+    schedule = tmp_path / "two.yaml"
+    schedule.write_text(textwrap.dedent("""\
+        quantizers:
+          qat: {class: QuantAwareTrainRangeLinearQuantizer, bits_activations: 8, bits_weights: 8}
+          pact: {class: PACTQuantizer, bits_activations: 4, bits_weights: 4}
+        policies:
+          - quantizer: {instance_name: qat}
+            starting_epoch: 0
+            ending_epoch: 2
+        """))
+    result = run_classifier("-a", "simplenet_cifar", "--compress", schedule, "-o", tmp_path / "runs")
+    assert_user_error(result, "two.yaml", "'qat'", "'pact'", "keep one of them")
+
+
+@pytest.fixture
+def app_module(classifier_app):
+    """The app's ``app_utils`` module (imported by the app)."""
+    return sys.modules["app_utils"]
+
+
+@pytest.mark.parametrize("bug", [ValueError("boom"), RuntimeError("boom"), OSError("boom"),
+                                 torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")],
+                         ids=["ValueError", "RuntimeError", "OSError", "OutOfMemoryError"])
+def test_a_library_failure_during_setup_is_not_reported_as_a_user_error(run_classifier, app_module, monkeypatch,
+                                                                        tmp_path, bug):
+    def failing_load_data(*args, **kwargs):
+        raise bug
+    monkeypatch.setattr(app_module, "load_data", failing_load_data)
+    with pytest.raises(type(bug)) as info:
+        run_classifier("-a", "simplenet_cifar", "-o", tmp_path / "runs")
+    assert info.value is bug
+
+
+def test_a_library_bug_exits_with_status_1_and_its_traceback(tmp_path):
+    """In a real process, a bug on the setup path prints its traceback and exits with status 1."""
+    app_dir = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "classifier_compression")
+    driver = tmp_path / "driver.py"
+    driver.write_text(textwrap.dedent(f"""\
+        import runpy, sys
+        sys.path.insert(0, {app_dir!r})
+        import app_utils
+
+        def create_model(*args, **kwargs):
+            raise ValueError("boom: a bug inside the library")
+
+        app_utils.create_model = create_model
+        sys.argv = ["compress_classifier.py", "-a", "simplenet_cifar", "-o", {str(tmp_path / "runs")!r}]
+        runpy.run_path({os.path.join(app_dir, "compress_classifier.py")!r}, run_name="__main__")
+        """))
+    process = subprocess.run([sys.executable, str(driver)], capture_output=True, text=True, timeout=120)
+    assert process.returncode == 1, process.stderr
+    assert "Traceback (most recent call last)" in process.stderr
+    assert process.stderr.strip().splitlines()[-1] == "ValueError: boom: a bug inside the library"
+    assert "error: boom" not in process.stderr
+
+
+
+def test_setup_is_logged_into_the_run_log_once_the_run_directory_exists(run_classifier, tmp_path):
+    result = run_classifier("-a", "simplenet_cifar", "--epochs", "0", "--etes", "0.2", "-b", "128", "--seed", "3",
+                            "-o", tmp_path)
+    assert result.status == 0 and result.summary is not None, result.stderr
+    log_files = [name for name in os.listdir(result.run_dir) if name.endswith(".log")]
+    with open(os.path.join(result.run_dir, log_files[0])) as f:
+        log = f.read()
+    assert "dataset digits, architecture simplenet_cifar, seed 3" in log
+    assert log.index("Log file for this run") < log.index("dataset digits, architecture simplenet_cifar")
