@@ -319,7 +319,8 @@ def exists(dotted: str) -> bool:
 def setup_description() -> str:
     with open(os.path.join(ROOT, "setup.py"), encoding="utf-8") as f:
         tree = ast.parse(f.read())
-    call = next(node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup")
+    call = next(node for node in ast.walk(tree)
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup")
     return ast.literal_eval(next(k.value for k in call.keywords if k.arg == "description"))
 
 

@@ -117,7 +117,8 @@ def test_example_schedule_runs_on_resnet20_and_each_policy_has_its_effect(path):
     shapes_before = {name: param.shape for name, param in params.items()}
 
     thresholded = thresholded_structures(policies)
-    counts_before = {name: pin_first_structure_near_zero(params[name], structure) for name, structure in thresholded.items()}
+    counts_before = {name: pin_first_structure_near_zero(params[name], structure)
+                     for name, structure in thresholded.items()}
     drop_filter = [p for p in policies if isinstance(getattr(p, "regularizer", None), DropFilterRegularizer)]
     drop_layers = {module_of(n): pattern_lookup(p.regularizer.drop_probabilities, n)
                    for p in drop_filter for n in p.param_names}
