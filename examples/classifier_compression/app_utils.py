@@ -54,7 +54,6 @@ def run_cli(main, parser, argv=None):
     return 0
 
 
-def resolve_dataset(args, checkpoint_arch=None):
 class _HeldRecords(logging.Handler):
     """Keeps every log record it receives."""
 
@@ -96,6 +95,7 @@ def logging_before_run_dir(create_run_log, verbose=False):
                     handler.handle(record)
 
 
+def resolve_dataset(args, checkpoint_arch=None):
     """The dataset to use: ``--dataset``, else ``digits`` without DATASET_DIR, else a dataset named in the
     DATASET_DIR path, else the one the architecture is built for.
 
