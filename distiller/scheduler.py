@@ -293,7 +293,7 @@ class CompressionScheduler:
             masker.apply_mask(param)
 
     # --------------------------------------------------------------------------- structural changes
-    def record_model_transform(self, record):
+    def record_model_transform(self, record, keep_masks=True):
         """Logs a structural change just made to the model, and keeps the masks on their parameters.
 
         ``record`` (plain data, ``{'kind': ..., ...}``) is appended to :attr:`model_transforms` unless an
@@ -302,6 +302,12 @@ class CompressionScheduler:
         ``conv1.wrapped_module.weight``, quantization-aware training into ``conv1.float_weight``. So the
         masks keep applying, and checkpoints name them as the transformed model does, which is the model
         ``load_checkpoint`` rebuilds by replaying the records in order.
+
+        Args:
+            record: the plain-data record that the registered replayer of ``record['kind']`` re-applies.
+            keep_masks: False when the change ends the masks' use: post-training quantization stores integer
+                codes in the weights (a pruned weight holds the code of 0.0, the zero point, which a mask
+                multiplication would corrupt), so its masks are cleared.
         """
         if record not in self.model_transforms:
             self.model_transforms.append(record)
@@ -315,6 +321,9 @@ class CompressionScheduler:
             if new_name is not None:  # else the parameter is gone, e.g. a BatchNorm folded into its conv
                 masker.param_name = new_name
                 self.zeros_mask_dict[new_name] = masker
+        if not keep_masks:
+            for masker in self.zeros_mask_dict.values():
+                masker.mask = None
         self._params_by_mask_name = dict(self.model.named_parameters())
         self._fused_cache = None
 

@@ -5,6 +5,6 @@ from .data_loaders import (EpochSubsetSampler, classification_dataset_str_from_a
                            classification_num_classes, load_data)
 from .execution_env import config_pylogger, create_run_dir, log_execution_env_state
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_lean_checkpoint", "read_checkpoint", "resume_schedule", "load_data",
-           "EpochSubsetSampler", "classification_dataset_str_from_arch", "classification_num_classes",
+__all__ = ["save_checkpoint", "load_checkpoint", "load_lean_checkpoint", "read_checkpoint", "resume_schedule",
+           "load_data", "EpochSubsetSampler", "classification_dataset_str_from_arch", "classification_num_classes",
            "classification_get_input_shape", "config_pylogger", "create_run_dir", "log_execution_env_state"]

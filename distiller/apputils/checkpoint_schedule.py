@@ -111,7 +111,7 @@ def _check_same_schedule(stored: list, given: list, schedule_file: str, chkpt_fi
     shown = "; ".join(f"{path or 'the schedule'}: {_show(old)} in the checkpoint, {_show(new)} in the file"
                       for path, old, new in differences[:3])
     more = f" and {len(differences) - 3} more" if len(differences) > 3 else ""
-    raise CheckpointError(f"the schedule '{schedule_file}' differs from the one stored in '{chkpt_file}' ({shown}{more}): "
-                          f"drop the schedule file (--compress) to continue the stored schedule, or start a new run "
-                          f"from the checkpoint's weights (--exp-load-weights-from {chkpt_file} --compress "
-                          f"{schedule_file})")
+    raise CheckpointError(f"the schedule '{schedule_file}' differs from the one stored in '{chkpt_file}' "
+                          f"({shown}{more}): drop the schedule file (--compress) to continue the stored schedule, "
+                          f"or start a new run from the checkpoint's weights (--exp-load-weights-from "
+                          f"{chkpt_file} --compress {schedule_file})")

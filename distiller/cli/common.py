@@ -144,11 +144,16 @@ def add_resume_args(parser):
     group = parser.add_argument_group("Resuming arguments")
     source = group.add_mutually_exclusive_group()
     source.add_argument("--resume-from", metavar="PATH", default=None,
-                        help="checkpoint to resume training from (model, optimizer, schedule state, epoch)")
+                        help="checkpoint to resume training from (model, optimizer, epoch, and the compression "
+                             "schedule, which continues without --compress)")
     source.add_argument("--exp-load-weights-from", metavar="PATH", default=None,
                         help="checkpoint to load the weights from, starting a new training run (experimental)")
     group.add_argument("--reset-optimizer", action="store_true",
                        help="with --resume-from: use a fresh optimizer and start again from epoch 0")
+    group.add_argument("--load-non-strict", action="store_true",
+                       help="load a checkpoint that does not fit the model exactly: the matching entries load, the "
+                            "others stay at their initial (random) values and are listed (default: such a "
+                            "checkpoint is an error)")
     return group
 
 

@@ -19,6 +19,7 @@ import torch
 import distiller
 import distiller.thinning  # registers the 'thinning' replayer that load_checkpoint needs for thinned models
 from distiller.apputils.checkpoint import load_checkpoint, read_checkpoint
+from distiller.apputils.checkpoint_schedule import resume_schedule
 from distiller.apputils.data_loaders import load_data
 from distiller.errors import ArgumentError, UserError
 from distiller.models import check_dataset, create_model, dataset_num_classes, datasets_of_arch
@@ -212,10 +213,7 @@ def build_experiment(args):
     model = create_model(args.pretrained, dataset, arch, parallel=not args.load_serialized,
                          device_ids=resolve_device_ids(args))
     scheduler, optimizer, start_epoch = _load_start_point(args, model, checkpoint_path, arch)
-    if args.compress:
-        scheduler = distiller.file_config(model, optimizer, args.compress, scheduler,
-                                          resumed_epoch=start_epoch - 1 if start_epoch > 0 else None)
-        _warn_unreached_policies(scheduler, args.epochs)
+    scheduler = _configure_schedule(args, model, optimizer, scheduler, start_epoch, checkpoint_path)
     if args.evaluate or args.export_onnx is not None:
         scheduler.mask_all_weights()  # a checkpoint saved during soft pruning holds unmasked weights
     if valid_loader is None and not args.evaluate:
@@ -244,7 +242,7 @@ def _load_start_point(args, model, checkpoint_path, arch):
     lean = args.exp_load_weights_from is not None
     _, loaded, optimizer, start_epoch = load_checkpoint(model, checkpoint_path, lean_checkpoint=lean,
                                                         model_device=distiller.model_device(model),
-                                                        expected_arch=arch)
+                                                        strict=not args.load_non_strict, expected_arch=arch)
     if lean or loaded is None:  # a lean load returns a scheduler only to carry structural transforms
         return loaded or distiller.CompressionScheduler(model), _new_optimizer(model, args), 0
     if not args.reset_optimizer:
@@ -258,7 +256,22 @@ def _load_start_point(args, model, checkpoint_path, arch):
     scheduler.init_from_masks_dict({name: masker.mask for name, masker in loaded.zeros_mask_dict.items()})
     scheduler.model_transforms = list(loaded.model_transforms)
     msglogger.info("--reset-optimizer: new optimizer, training restarts at epoch 0")
+    if loaded.schedule_yaml is not None and not args.compress:
+        msglogger.warning("--reset-optimizer starts a new run: the schedule stored in '%s' is not continued (pass "
+                          "--compress to schedule one, or drop --reset-optimizer to continue it)", checkpoint_path)
     return scheduler, _new_optimizer(model, args), 0
+
+
+def _configure_schedule(args, model, optimizer, scheduler, start_epoch, checkpoint_path):
+    """Adds the run's compression policies: a resumed run continues the schedule stored in its checkpoint
+    (``--compress``, if given, must be that schedule); a new run takes ``--compress``."""
+    resumed_epoch = start_epoch - 1 if start_epoch > 0 else None
+    if args.resume_from and not (args.reset_optimizer or args.evaluate):
+        scheduler = resume_schedule(model, optimizer, scheduler, resumed_epoch, args.compress, checkpoint_path)
+    elif args.compress:
+        scheduler = distiller.file_config(model, optimizer, args.compress, scheduler, resumed_epoch=resumed_epoch)
+    _warn_unreached_policies(scheduler, args.epochs)
+    return scheduler
 
 
 def _warn_unreached_policies(scheduler, epochs):

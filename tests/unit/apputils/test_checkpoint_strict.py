@@ -48,7 +48,8 @@ def test_missing_entries_are_listed_with_their_count(tmp_path):
     path = save_checkpoint(0, "tiny_residual", TinyResidualNet(), dir=str(tmp_path))
     with pytest.raises(CheckpointError, match=r"lacks 6 of the model's entries \('conv2.weight', 'bn2.weight', "
                                               r"'bn2.bias', 'bn2.running_mean', 'bn2.running_var' and 1 more\); "
-                                              r"has 12 entries the model lacks \('block_conv1.weight', .* and 7 more\); "
+                                              r"has 12 entries the model lacks \('block_conv1.weight', .* "
+                                              r"and 7 more\); "
                                               r"has 1 entry of another shape \['fc.weight': 10x8 in the checkpoint, "
                                               r"10x16 in the model\]"):
         load_checkpoint(TinyCNN(), path, expected_arch=None)

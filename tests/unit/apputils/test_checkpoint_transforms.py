@@ -42,14 +42,14 @@ def _thin(model, scheduler, optimizer, batches):
     return scheduler
 
 
-def _ptq(model, scheduler, optimizer, batches):
+def _ptq(model, scheduler, optimizer, batches, mode="asym_u"):
     """Post-training quantization as ``-e --quantize-eval`` does it (calibrated, BatchNorms folded)."""
     model.eval()
     stats = collect_quant_stats(model, lambda m: [m(x) for x, _ in batches])
     quantizer = PostTrainLinearQuantizer(model, bits_activations=8, bits_parameters=8, per_channel_wts=True,
-                                         model_activation_stats=stats)
+                                         mode=mode, model_activation_stats=stats)
     quantizer.prepare_model(batches[0][0])
-    scheduler.record_model_transform({"kind": "quantization", "quantizer": quantizer.state_dict()})
+    scheduler.record_model_transform({"kind": "quantization", "quantizer": quantizer.state_dict()}, keep_masks=False)
     return scheduler
 
 
@@ -85,7 +85,7 @@ def test_transformed_checkpoint_reloads_with_identical_outputs(steps, batches, t
     saved = torch.load(path, weights_only=True)["compression_sched"]
     masks = {name for name, mask in saved["masks_dict"].items() if mask is not None}
     assert masks <= {name for name, _ in model.named_parameters()}  # named as in the transformed model
-    assert ("pruned" in steps) == bool(masks)
+    assert ("pruned" in steps and "ptq" not in steps) == bool(masks)  # PTQ ends the masks' use
 
     fresh = _fresh(seed=1)[0]
     fresh, loaded_sched, _, _ = load_checkpoint(fresh, path)
@@ -111,15 +111,30 @@ def test_masks_keep_applying_after_quantization_aware_training_renames_the_weigh
     assert _zero_fraction(model, "fc.float_weight") > 0
 
 
-def test_thinned_then_post_train_quantized_masks_follow_both_changes(batches):
+def test_masks_follow_thinning_and_wrapping_of_layers(batches):
     model, optimizer = _fresh()
     scheduler = distiller.CompressionScheduler(model)
-    for step in ("pruned", "thinned", "ptq"):
+    for step in ("pruned", "thinned"):
         scheduler = STEPS[step](model, scheduler, optimizer, batches)
-    masks = {name: masker.mask for name, masker in scheduler.zeros_mask_dict.items() if masker.mask is not None}
-    assert set(masks) == {"conv1.wrapped_module.weight", "fc.wrapped_module.weight"}
-    assert masks["conv1.wrapped_module.weight"].shape == (5, 3, 3, 3)  # sliced by thinning (to all ones)
+    fc_mask = scheduler.zeros_mask_dict["fc.weight"].mask
+    quantizer = PostTrainLinearQuantizer(model.eval(), bits_activations=None, bits_parameters=8)
+    quantizer.prepare_model(batches[0][0])
+    scheduler.record_model_transform({"kind": "quantization", "quantizer": quantizer.state_dict()})
+    assert scheduler.zeros_mask_dict["fc.wrapped_module.weight"].mask is fc_mask
+    assert scheduler.zeros_mask_dict["conv1.wrapped_module.weight"].mask.shape == (5, 3, 3, 3)  # sliced
+    assert "fc.weight" not in scheduler.zeros_mask_dict
     assert "bn1.weight" not in scheduler.zeros_mask_dict  # folded into conv1 by the quantizer: gone
+
+
+def test_post_training_quantization_ends_the_masks_so_integer_codes_are_not_corrupted(batches):
+    model, optimizer = _fresh()
+    scheduler = _prune(model, distiller.CompressionScheduler(model), optimizer, batches)
+    scheduler = _ptq(model, scheduler, optimizer, batches, mode="asym_u")
+    assert all(masker.mask is None for masker in scheduler.zeros_mask_dict.values())
+    with torch.no_grad():
+        before = model(batches[0][0])
+        scheduler.mask_all_weights()  # as evaluating a loaded checkpoint does
+        assert torch.equal(model(batches[0][0]), before)
 
 
 def test_refused_load_leaves_model_and_optimizer_untouched(batches, tmp_path):
