@@ -17,7 +17,8 @@ from ..utils import model_device
 
 msglogger = logging.getLogger(__name__)
 
-__all__ = ["GraphCaptureError", "trace_model", "propagate_shapes", "eval_mode", "as_input_tuple"]
+__all__ = ["GraphCaptureError", "trace_model", "propagate_shapes", "eval_mode", "as_input_tuple",
+           "zeros_like_inputs"]
 
 
 class GraphCaptureError(UserError, ValueError):
@@ -105,6 +106,13 @@ def as_input_tuple(example_inputs, device):
         raise ValueError("example inputs are empty: pass a tensor (e.g. torch.randn(1, 3, 224, 224)) or a "
                          "tuple of the forward's positional arguments")
     return tuple(x.to(device) if isinstance(x, torch.Tensor) else x for x in inputs)
+
+
+def zeros_like_inputs(inputs: tuple) -> tuple:
+    """Zeros shaped like the tensors of ``inputs`` with a batch of one (other values unchanged): an example
+    input recorded from a training batch, for capturing the graph later."""
+    return tuple(torch.zeros((1,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device)
+                 if isinstance(x, torch.Tensor) and x.dim() > 0 else x for x in inputs)
 
 
 def propagate_shapes(graph_module, example_inputs):

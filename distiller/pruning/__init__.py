@@ -15,6 +15,8 @@ from .activation_ranked import (ActivationAPoZRankedFilterPruner, ActivationMean
                                 ActivationRankedFilterPruner)
 from .activation_stats import ActivationStatsCollector
 from .fm_reconstruction import FMReconstructionChannelPruner
+from .importance import (IMPORTANCES, ActivationImportance, BernoulliImportance, FunctionImportance, Importance,
+                         LpImportance, RandomImportance, Structures, TaylorImportance, register_importance)
 from .random_ranked import BernoulliFilterPruner, RandomLevelStructureParameterPruner, RandomRankedFilterPruner
 from .ranked import (GradientRankedFilterPruner, L1RankedStructureParameterPruner,
                      L2RankedStructureParameterPruner, RankedStructureParameterPruner)
@@ -53,6 +55,17 @@ __all__ = [
     "StructureParameterPruner",
     "FMReconstructionChannelPruner",
     "StructuredAGP",
+    # importance criteria of the ranked structure pruners
+    "Importance",
+    "Structures",
+    "FunctionImportance",
+    "LpImportance",
+    "TaylorImportance",
+    "RandomImportance",
+    "BernoulliImportance",
+    "ActivationImportance",
+    "IMPORTANCES",
+    "register_importance",
     "L1RankedStructureParameterPruner_AGP",
     "L2RankedStructureParameterPruner_AGP",
     "GradientRankedFilterPruner_AGP",

@@ -20,7 +20,7 @@ from ..errors import ArgumentError
 from ..norms import structure_view
 from ..registry import register_pruner
 from ..utils import find_module_by_fq_name
-from .activation_ranked import owning_module_name
+from .importance import Structures, owning_module_name
 from .ranked import RankedStructureParameterPruner
 
 
@@ -72,7 +72,7 @@ class FMReconstructionChannelPruner(RankedStructureParameterPruner):
     def __init__(self, name, desired_sparsity, weights, group_size=1, rounding_fn=math.floor, ranking_noise=0.0,
                  max_samples=8192, positions_per_image=10, model=None):
         super().__init__(name, "Channels", desired_sparsity, weights, None, None, ranking_noise, group_size,
-                         rounding_fn)
+                         rounding_fn, importance=self._output_contribution)
         for label, value in (("max_samples", max_samples), ("positions_per_image", positions_per_image)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ArgumentError(f"{name}: {label}={value!r} must be a positive integer")
@@ -114,8 +114,10 @@ class FMReconstructionChannelPruner(RankedStructureParameterPruner):
                                f"later epoch or run some batches through the model before pruning")
         return rows.to(device=param.device, dtype=param.dtype)
 
-    def importance(self, param, param_name, model):
-        x = self._inputs(param, param_name)
+    def _output_contribution(self, structures: Structures) -> torch.Tensor:
+        """``||X_c W_c^T||_F`` per input channel ``c`` on the sampled inputs."""
+        param = structures.param
+        x = self._inputs(param, structures.param_name)
         out_ch, in_ch = param.shape[:2]
         x = x.reshape(x.shape[0], in_ch, -1)
         w = param.detach().reshape(out_ch, in_ch, -1)

@@ -8,11 +8,11 @@ Dropout").
 """
 import math
 import random
+from typing import Callable, Optional, Union
 
 import torch
 
 from ..errors import ArgumentError
-from ..norms import structure_view
 from ..registry import register_pruner
 from .ranked import L1RankedStructureParameterPruner, RankedStructureParameterPruner
 
@@ -33,9 +33,7 @@ class RandomRankedFilterPruner(RankedStructureParameterPruner):
             weights: [layer1.0.conv1.weight]
     """
 
-    def importance(self, param, param_name, model):
-        count = structure_view(param.detach(), self.group_type, self.block_shape).shape[0]
-        return torch.rand(count, device=param.device)
+    default_importance = "Random"
 
 
 @register_pruner
@@ -56,11 +54,7 @@ class BernoulliFilterPruner(RandomRankedFilterPruner):
             weights: [layer1.0.conv1.weight, layer1.1.conv1.weight]
     """
 
-    def structure_keep_mask(self, param, param_name, fraction, model):
-        draws = self.importance(param, param_name, model)
-        keep = draws >= fraction
-        keep[draws.argmax()] = True
-        return keep
+    default_importance = "Bernoulli"
 
 
 @register_pruner
@@ -69,8 +63,8 @@ class RandomLevelStructureParameterPruner(L1RankedStructureParameterPruner):
     once per pruning step (all weights of the step share it).
 
     Args:
-        name, group_type, weights, group_dependency, kwargs, noise, group_size, rounding_fn, logging_fn:
-            as :class:`~distiller.pruning.L1RankedStructureParameterPruner`.
+        name, group_type, weights, group_dependency, kwargs, noise, group_size, rounding_fn, logging_fn,
+            importance, dummy_input, dataset, model: as :class:`~distiller.pruning.L1RankedStructureParameterPruner`.
         sparsity_range: ``[low, high]`` with ``0 <= low <= high < 1``.
 
     YAML::
@@ -83,8 +77,11 @@ class RandomLevelStructureParameterPruner(L1RankedStructureParameterPruner):
             weights: [layer2.0.conv1.weight]
     """
 
-    def __init__(self, name, group_type, sparsity_range, weights, group_dependency=None, kwargs=None,
-                 noise=0.0, group_size=1, rounding_fn=math.floor, logging_fn=None):
+    def __init__(self, name: str, group_type: str, sparsity_range, weights, group_dependency=None,
+                 kwargs: Optional[dict] = None, noise: float = 0.0, group_size: int = 1,
+                 rounding_fn: Union[Callable, str] = math.floor, logging_fn: Optional[Callable] = None,
+                 importance=None, dummy_input=None, dataset: Optional[str] = None,
+                 model: Optional[torch.nn.Module] = None) -> None:
         try:
             low, high = (float(bound) for bound in sparsity_range)
         except (TypeError, ValueError):
@@ -92,11 +89,11 @@ class RandomLevelStructureParameterPruner(L1RankedStructureParameterPruner):
         if not 0.0 <= low <= high < 1.0:
             raise ArgumentError(f"{name}: sparsity_range={sparsity_range!r} must satisfy 0 <= low <= high < 1")
         super().__init__(name, group_type, high, weights, group_dependency, kwargs, noise, group_size,
-                         rounding_fn, logging_fn)
+                         rounding_fn, logging_fn, importance, dummy_input, dataset, model)
         self.sparsity_range = (low, high)
         self._level = None       # (step, sparsity) drawn for the current step
 
-    def set_param_mask(self, param, param_name, zeros_mask_dict, meta):
+    def set_param_mask(self, param: torch.Tensor, param_name: str, zeros_mask_dict: dict, meta: dict) -> None:
         step = meta.get("current_epoch")
         if step is None or self._level is None or self._level[0] != step:
             self._level = (step, random.uniform(*self.sparsity_range))

@@ -1,32 +1,36 @@
 """Ranked structure pruning: zero the least important filters, channels, rows, columns, kernels or blocks.
 
-One core (:class:`RankedStructureParameterPruner`) turns a per-structure importance into a mask; each
-family only says how importance is measured: Lp norms of the weights (Li et al. 2017, "Pruning Filters
-for Efficient ConvNets"), the first-order Taylor term ``|w * dL/dw|`` (Molchanov et al. 2016, "Pruning
-Convolutional Neural Networks for Resource Efficient Inference"), activations (``activation_ranked``),
-random scores (``random_ranked``). The AGP versions in ``ranked_agp`` reuse the same core.
+One pruner (:class:`RankedStructureParameterPruner`) turns an importance criterion
+(:mod:`~distiller.pruning.importance`: Lp norms, Taylor, activation statistics, random...) into masks; the
+Distiller classes below only choose the default criterion. ``group_dependency`` couples weights: ``'Leader'``
+(Distiller's) makes every weight reuse the first weight's choice, ``'Graph'`` ranks and masks the model's
+real channel dependency groups (:mod:`~distiller.pruning.dependency_masks`), so every zeroed channel can be
+thinned away. The AGP form is :class:`~distiller.pruning.StructuredAGP`.
 """
-import abc
+from __future__ import annotations
+
 import logging
 import math
+from typing import Callable, Optional, Union
 
 import torch
 
 from ..errors import ArgumentError
-from ..norms import (canonical_group_type, expand_structure_mask, num_structures_to_prune, ranked_structure_mask,
-                     structure_view, structures_lp_norm)
+from ..norms import canonical_group_type, expand_structure_mask, structure_view
 from ..registry import register_pruner
 from ..utils import match_names
 from .base import ParameterPruner
+from .dependency_masks import DependencyMasks
+from .importance import Importance, Structures, owning_module_name, resolve_importance
 from .magnitude import as_number, as_weights_list
 
 logger = logging.getLogger(__name__)
 
 ROUNDING_FUNCTIONS = {"floor": math.floor, "ceil": math.ceil, "round": round}
-GROUP_DEPENDENCIES = (None, "Leader")
+GROUP_DEPENDENCIES = (None, "Leader", "Graph")
 
 
-def resolve_rounding_fn(rounding_fn):
+def resolve_rounding_fn(rounding_fn: Union[Callable, str]) -> Callable:
     """Accepts a callable or, from YAML, one of ``'floor'``, ``'ceil'``, ``'round'``."""
     if callable(rounding_fn):
         return rounding_fn
@@ -38,10 +42,10 @@ def resolve_rounding_fn(rounding_fn):
 
 
 class RankedStructureParameterPruner(ParameterPruner):
-    """Base of the ranked structure pruners: prunes the ``desired_sparsity`` least important structures.
+    """Prunes the ``desired_sparsity`` least important structures of each weight, by an importance criterion.
 
-    Subclasses implement :meth:`importance`. The number pruned is
-    ``rounding_fn(sparsity * n / group_size) * group_size`` (at least one structure always survives).
+    The number pruned is ``rounding_fn(sparsity * n / group_size) * group_size`` (at least one structure
+    always survives).
 
     Args:
         name: instance name.
@@ -49,17 +53,32 @@ class RankedStructureParameterPruner(ParameterPruner):
             or ``'4D'`` (whole tensors ranked against each other across ``weights``).
         desired_sparsity: the fraction of structures to prune, in [0, 1).
         weights: parameter names / regular expressions.
-        group_dependency: ``None`` or ``'Leader'``: every weight reuses the choice made for the first
-            weight (the leader), e.g. convolutions whose outputs are added by a residual connection.
+        group_dependency: ``None``; ``'Leader'``: every weight reuses the choice made for the first weight (the
+            leader); ``'Graph'``: rank and mask whole channel dependency groups, with the BatchNorm and layers
+            each channel feeds (see :mod:`~distiller.pruning.dependency_masks`; ``'Filters'``/``'Channels'``).
         kwargs: extra structure arguments: ``{'block_shape': [r, d, h, w]}`` for ``'Blocks'``.
         noise: Gaussian noise (relative to the importance std) added before ranking; 0 = none.
         group_size: prune multiples of this many structures.
         rounding_fn: rounds the number of groups to prune (callable, or 'floor'/'ceil'/'round').
         logging_fn: called with a one-line summary of each mask (default: the module logger at DEBUG).
+        importance: the criterion: an :class:`~distiller.pruning.importance.Importance` or a registered name
+            (``'L1'``, ``'L2'``, ``'Taylor'``, ``'APoZ'``, ``'MeanActivation'``, ``'Random'``, ``'Bernoulli'``);
+            defaults to the class's criterion.
+        dummy_input: ``'Graph'`` only: an example input for building the graph.
+        dataset: ``'Graph'`` only: a dataset name whose image shape is the example input when neither
+            ``dummy_input`` nor a forward pass seen since construction gives one.
+        model: the model (given automatically by the YAML schedule): criteria that hook the model (activation
+            statistics) and ``'Graph'``'s input recording start at once, otherwise at the first mask.
     """
 
-    def __init__(self, name, group_type, desired_sparsity, weights, group_dependency=None, kwargs=None,
-                 noise=0.0, group_size=1, rounding_fn=math.floor, logging_fn=None):
+    #: Registered name of the criterion used when ``importance`` is not given.
+    default_importance: Optional[str] = None
+
+    def __init__(self, name: str, group_type: str, desired_sparsity: float, weights, group_dependency=None,
+                 kwargs: Optional[dict] = None, noise: float = 0.0, group_size: int = 1,
+                 rounding_fn: Union[Callable, str] = math.floor, logging_fn: Optional[Callable] = None,
+                 importance: Union[str, Importance, None] = None, dummy_input=None, dataset: Optional[str] = None,
+                 model: Optional[torch.nn.Module] = None) -> None:
         super().__init__(name)
         self.group_type = canonical_group_type(group_type)
         if group_dependency not in GROUP_DEPENDENCIES:
@@ -75,6 +94,12 @@ class RankedStructureParameterPruner(ParameterPruner):
             raise ArgumentError(f"{name}: group_type 'Blocks' needs kwargs: {{block_shape: [1, k, h, w]}}")
         if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
             raise ArgumentError(f"{name}: group_size={group_size} must be a positive integer")
+        if importance is None and self.default_importance is None:
+            raise ArgumentError(f"{name}: pass an importance criterion (e.g. importance='L1')")
+        self.importance = resolve_importance(importance if importance is not None else self.default_importance)
+        problem = self.importance.check_group_type(self.group_type)
+        if problem:
+            raise ArgumentError(f"{name}: {problem}")
         self.desired_sparsity = as_number(name, "desired_sparsity", desired_sparsity, minimum=0.0, below=1.0)
         self.weights = as_weights_list(name, weights)
         self.group_dependency = group_dependency
@@ -82,37 +107,68 @@ class RankedStructureParameterPruner(ParameterPruner):
         self.group_size = int(group_size)
         self.rounding_fn = resolve_rounding_fn(rounding_fn)
         self.logging_fn = logging_fn or logger.debug
-        self._shared_choice = None       # (step, target_sparsity, choice): Leader / '4D' choices of a step
+        self.dependency = (DependencyMasks(name, self.group_type, dummy_input, dataset)
+                           if group_dependency == "Graph" else None)
+        self._shared_choice = None       # (step, target_sparsity, choice): choices shared by the weights of a step
+        self._companions_of = None       # the Graph choice whose companion masks are set
+        self._attached = False
+        if model is not None:
+            self.attach(model)
 
-    def targets(self):
+    def targets(self) -> list:
         return self.weights
 
-    @abc.abstractmethod
-    def importance(self, param, param_name, model):
-        """Returns a 1D tensor with one score per structure of ``param`` (higher = keep)."""
+    def attach(self, model: torch.nn.Module) -> None:
+        """Prepares the criterion (e.g. activation hooks) and ``'Graph'``'s input recording (once)."""
+        if not self._attached:
+            self._attached = True
+            self.importance.prepare(model, [owning_module_name(name) for name, _ in self._targeted_params(model)])
+            if self.dependency is not None:
+                self.dependency.watch(model)
 
-    def structure_keep_mask(self, param, param_name, fraction, model):
+    # ------------------------------------------------------------------------------------ scoring
+    def _structures(self, param: torch.Tensor, param_name: str) -> Structures:
+        return Structures(param, param_name, owning_module_name(param_name), self.group_type,
+                          lambda t: structure_view(t, self.group_type, self.block_shape))
+
+    def score(self, structures: Structures) -> torch.Tensor:
+        """The criterion's scores of ``structures``; its user errors are prefixed with the pruner's name."""
+        try:
+            return self.importance(structures)
+        except (ArgumentError, RuntimeError) as err:
+            if str(err).startswith(f"{self.name}: "):
+                raise
+            raise type(err)(f"{self.name}: {err}") from None
+
+    def structure_keep_mask(self, param: torch.Tensor, param_name: str, fraction: float,
+                            model: torch.nn.Module) -> torch.Tensor:
         """Bool keep-mask over the structures of ``param`` that prunes ``fraction`` of them.
 
         When ``fraction`` prunes nothing, importance is not computed (so no gradients or statistics are
         needed yet, e.g. at an AGP start of 0%).
         """
-        count = structure_view(param.detach(), self.group_type, self.block_shape).shape[0]
-        if num_structures_to_prune(count, fraction, self.group_size, self.rounding_fn) == 0:
-            return torch.ones(count, dtype=torch.bool, device=param.device)
-        return ranked_structure_mask(self.importance(param, param_name, model), fraction, self.group_size,
-                                     self.rounding_fn, self.noise)
+        self.attach(model)
+        structures = self._structures(param, param_name)
+        if not self.importance.prunes(structures.count, fraction, self.group_size, self.rounding_fn):
+            return torch.ones(structures.count, dtype=torch.bool, device=param.device)
+        return self.importance.keep_mask(self.score(structures), fraction, self.group_size, self.rounding_fn,
+                                         self.noise)
 
-    def set_param_mask(self, param, param_name, zeros_mask_dict, meta):
+    # ------------------------------------------------------------------------------------ masking
+    def set_param_mask(self, param: torch.Tensor, param_name: str, zeros_mask_dict: dict, meta: dict) -> None:
         self.prune_to_target_sparsity(param, param_name, zeros_mask_dict, self.desired_sparsity,
                                       meta["model"], step=meta.get("current_epoch"))
 
-    def prune_to_target_sparsity(self, param, param_name, zeros_mask_dict, target_sparsity, model, step=None):
+    def prune_to_target_sparsity(self, param: torch.Tensor, param_name: str, zeros_mask_dict: dict,
+                                 target_sparsity: float, model: torch.nn.Module, step=None) -> None:
         """Sets ``zeros_mask_dict[param_name].mask`` so that ``target_sparsity`` of the structures are zero.
 
         ``step`` identifies the pruning step (the policy's ``current_epoch``): choices shared by several
-        weights (``Leader``, ``'4D'``) are computed once per step. Without it they are recomputed.
+        weights (``Leader``, ``Graph``, ``'4D'``) are computed once per step. Without it they are recomputed.
         """
+        if self.dependency is not None:
+            self._set_graph_masks(param_name, zeros_mask_dict, target_sparsity, model, step)
+            return
         if self.group_type == "4D":
             keep = self._shared(step, target_sparsity, model, self._rank_layers)[param_name].reshape(1)
         elif self.group_dependency == "Leader":
@@ -129,7 +185,30 @@ class RankedStructureParameterPruner(ParameterPruner):
         self.logging_fn(f"{self.name}: {param_name} keeps {int(keep.sum())}/{keep.numel()} {self.group_type} "
                         f"(target sparsity {target_sparsity:.3f})")
 
-    def _shared(self, step, target_sparsity, model, compute):
+    def _set_graph_masks(self, param_name: str, zeros_mask_dict: dict, target_sparsity: float,
+                         model: torch.nn.Module, step) -> None:
+        masks = self._shared(step, target_sparsity, model, self._graph_choice)
+        zeros_mask_dict[param_name].mask = masks[param_name]
+        if masks is not self._companions_of:      # once per computed choice
+            self._companions_of = masks
+            targeted = {name for name, _ in self._targeted_params(model)}
+            self.dependency.set_companion_masks(masks, targeted, zeros_mask_dict, model, zeros_mask_dict[param_name])
+            self.logging_fn(f"{self.name}: {len(masks)} parameters masked with their dependency groups (target "
+                            f"sparsity {target_sparsity:.3f})")
+
+    def _graph_choice(self, target_sparsity: float, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        self.attach(model)
+        targeted = self._targeted_params(model)
+        ranked = sum(max(p.shape[:2]) for _, p in targeted)   # no group ranks more channels than this
+        if not self.importance.prunes(ranked, target_sparsity, self.group_size, self.rounding_fn):
+            return {name: torch.ones_like(param) for name, param in targeted}
+        masks = self.dependency.masks(model, targeted, self.group_type, self.score, self.importance,
+                                      target_sparsity, self.group_size, self.rounding_fn, self.noise)
+        params = dict(targeted)
+        return {name: mask.to(device=params[name].device, dtype=params[name].dtype) if name in params else mask
+                for name, mask in masks.items()}
+
+    def _shared(self, step, target_sparsity: float, model: torch.nn.Module, compute: Callable):
         cached = self._shared_choice
         if step is not None and cached is not None and cached[:2] == (step, target_sparsity):
             return cached[2]
@@ -137,43 +216,41 @@ class RankedStructureParameterPruner(ParameterPruner):
         self._shared_choice = (step, target_sparsity, choice)
         return choice
 
-    def _targeted_params(self, model):
+    def _targeted_params(self, model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
         """(name, param) of every targeted weight, in ``weights`` order (the first is the leader)."""
         params = dict(model.named_parameters())
-        names = []
+        names: list[str] = []
         for hits in match_names(self.weights, params).values():
             names += [n for n in hits if n not in names]
         return [(n, params[n]) for n in names]
 
-    def _leader_choice(self, target_sparsity, model):
+    def _leader_choice(self, target_sparsity: float, model: torch.nn.Module) -> torch.Tensor:
         leader_name, leader = self._targeted_params(model)[0]
         return self.structure_keep_mask(leader, leader_name, target_sparsity, model)
 
-    def _rank_layers(self, target_sparsity, model):
+    def _rank_layers(self, target_sparsity: float, model: torch.nn.Module) -> dict[str, torch.Tensor]:
         """'4D': ranks whole tensors against each other; returns {param_name: bool keep}."""
+        self.attach(model)
         targeted = self._targeted_params(model)
-        scores = torch.cat([self.importance(p, n, model).reshape(1).float().to(targeted[0][1].device)
+        scores = torch.cat([self.score(self._structures(p, n)).reshape(1).float().to(targeted[0][1].device)
                             for n, p in targeted])
-        keep = ranked_structure_mask(scores, target_sparsity, self.group_size, self.rounding_fn, self.noise)
+        keep = self.importance.keep_mask(scores, target_sparsity, self.group_size, self.rounding_fn, self.noise)
         return {name: keep[i] for i, (name, _) in enumerate(targeted)}
 
-    def __repr__(self):
+    # -------------------------------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        return self.importance.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.importance.load_state_dict(state)
+
+    def __repr__(self) -> str:
         return (f"{type(self).__name__}(name={self.name!r}, group_type={self.group_type!r}, "
-                f"desired_sparsity={self.desired_sparsity}, weights={self.weights})")
-
-
-class LpRankedStructureParameterPruner(RankedStructureParameterPruner):
-    """Ranks structures by the Lp norm of their weights (length-normalised for '4D', to compare layers)."""
-
-    p = 1
-
-    def importance(self, param, param_name, model):
-        return structures_lp_norm(param, self.group_type, p=self.p, length_normalized=self.group_type == "4D",
-                                  block_shape=self.block_shape)
+                f"desired_sparsity={self.desired_sparsity}, weights={self.weights}, importance={self.importance})")
 
 
 @register_pruner
-class L1RankedStructureParameterPruner(LpRankedStructureParameterPruner):
+class L1RankedStructureParameterPruner(RankedStructureParameterPruner):
     """Prunes the structures with the smallest L1 norm (Li et al. 2017, "Pruning Filters for Efficient
     ConvNets", arXiv:1608.08710).
 
@@ -187,14 +264,16 @@ class L1RankedStructureParameterPruner(LpRankedStructureParameterPruner):
             weights: [layer1.0.conv1.weight, layer1.1.conv1.weight]
             group_size: 1                # optional: prune multiples of N filters
             # group_dependency: Leader   # optional: all weights share the first weight's choice
+            # group_dependency: Graph    # optional: whole dependency groups, with their BatchNorms
+            # dataset: cifar10           # Graph: example input shape when pruning before any forward pass
             # kwargs: {block_shape: [1, 4, 1, 1]}   # for group_type: Blocks
     """
 
-    p = 1
+    default_importance = "L1"
 
 
 @register_pruner
-class L2RankedStructureParameterPruner(LpRankedStructureParameterPruner):
+class L2RankedStructureParameterPruner(RankedStructureParameterPruner):
     """Prunes the structures with the smallest L2 norm; arguments as :class:`L1RankedStructureParameterPruner`.
 
     YAML::
@@ -207,25 +286,12 @@ class L2RankedStructureParameterPruner(LpRankedStructureParameterPruner):
             weights: [layer2.0.conv2.weight]
     """
 
-    p = 2
-
-
-def taylor_importance(param, group_type, block_shape=None):
-    """``sum |w * dL/dw|`` per structure (Molchanov et al. 2016, arXiv:1611.06440).
-
-    Raises:
-        ValueError: when ``param.grad`` is None (no backward pass yet).
-    """
-    if param.grad is None:
-        raise ArgumentError("gradient ranking needs param.grad: schedule the pruner after a backward pass "
-                            "(e.g. a policy starting at epoch >= 1 or mini-batch pruning), not before training")
-    taylor = (param.detach() * param.grad.detach()).abs()
-    return structure_view(taylor, group_type, block_shape).sum(dim=1)
+    default_importance = "L2"
 
 
 @register_pruner
 class GradientRankedFilterPruner(RankedStructureParameterPruner):
-    """Prunes the structures (usually filters) with the smallest first-order Taylor term ``|w * grad|``
+    """Prunes the structures (usually filters) with the smallest first-order Taylor term ``sum |w * grad|``
     (Molchanov et al. 2016, "Pruning Convolutional Neural Networks for Resource Efficient Inference").
 
     The gradient is the one left in ``param.grad`` by the last backward pass.
@@ -240,9 +306,4 @@ class GradientRankedFilterPruner(RankedStructureParameterPruner):
             weights: [layer2.0.conv1.weight]
     """
 
-    def importance(self, param, param_name, model):
-        try:
-            return taylor_importance(param, self.group_type, self.block_shape)
-        except ValueError as err:
-            raise ArgumentError(f"{self.name}: '{param_name}': {err}") from None
-
+    default_importance = "Taylor"

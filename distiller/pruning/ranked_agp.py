@@ -1,17 +1,20 @@
-"""AGP-scheduled structure pruning: the AGP rate (Zhu & Gupta 2017) with a ranked structure pruner.
+"""AGP-scheduled structure pruning: the AGP rate (Zhu & Gupta 2017) over structures ranked by an importance.
 
-Each class pairs :class:`~distiller.pruning.AutomatedGradualPrunerBase` (how much to prune at each step)
-with a ranked pruner from ``ranked``, ``activation_ranked`` or ``random_ranked`` (which structures), so
-the ranking and masking logic exists once. YAML (all share these arguments)::
+:class:`StructuredAGP` pairs :class:`~distiller.pruning.AutomatedGradualPrunerBase` (how much to prune at
+each step) with a :class:`~distiller.pruning.RankedStructureParameterPruner` (which structures: the
+``importance`` criterion, see :mod:`~distiller.pruning.importance`). Distiller's seven ``*_AGP`` classes are
+registered aliases of it that only fix the default criterion. YAML (all share these arguments)::
 
     pruners:
       filter_pruner_agp:
-        class: L1RankedStructureParameterPruner_AGP
+        class: L1RankedStructureParameterPruner_AGP    # or StructuredAGP with importance: L1
         initial_sparsity: 0.05
         final_sparsity: 0.50
         group_type: Filters
         weights: [layer2.0.conv1.weight, layer2.1.conv1.weight, layer2.2.conv1.weight]
-        # group_dependency: Leader       # optional
+        # group_dependency: Leader       # optional: share the first weight's choice
+        # group_dependency: Graph        # optional: prune whole dependency groups (removable by thinning)
+        # dataset: cifar10               # Graph: example input shape when pruning before any forward pass
         # group_size: 4                  # optional
 
     policies:
@@ -20,185 +23,92 @@ the ranking and masking logic exists once. YAML (all share these arguments)::
         ending_epoch: 20
         frequency: 2
 """
+from __future__ import annotations
+
 import math
+from typing import Callable, Optional, Union
+
+import torch
 
 from ..registry import register_pruner
-from .activation_ranked import ActivationAPoZRankedFilterPruner, ActivationMeanRankedFilterPruner
 from .agp import AutomatedGradualPrunerBase
-from .random_ranked import BernoulliFilterPruner, RandomRankedFilterPruner
-from .ranked import GradientRankedFilterPruner, L1RankedStructureParameterPruner, L2RankedStructureParameterPruner
+from .importance import Importance
+from .ranked import RankedStructureParameterPruner
+
+__all__ = ["StructuredAGP", "L1RankedStructureParameterPruner_AGP", "L2RankedStructureParameterPruner_AGP",
+           "GradientRankedFilterPruner_AGP", "RandomRankedFilterPruner_AGP", "BernoulliFilterPruner_AGP",
+           "ActivationAPoZRankedFilterPruner_AGP", "ActivationMeanRankedFilterPruner_AGP"]
 
 
+@register_pruner
 class StructuredAGP(AutomatedGradualPrunerBase):
-    """AGP schedule whose structures are chosen by a ``ranker_class`` pruner.
+    """AGP schedule over the structures an ``importance`` criterion ranks lowest.
 
     Args:
         name: instance name.
         initial_sparsity, final_sparsity: AGP structure sparsity range, in [0, 1).
-        group_type, weights, group_dependency, kwargs, noise, group_size, rounding_fn: as the ranked
-            pruner (:class:`~distiller.pruning.L1RankedStructureParameterPruner`).
+        group_type, weights, group_dependency, kwargs, noise, group_size, rounding_fn, importance,
+            dummy_input, dataset, model: as :class:`~distiller.pruning.RankedStructureParameterPruner`
+            (``importance`` defaults to the alias's criterion; :class:`StructuredAGP` itself needs one).
+
+    Example::
+
+        pruner = StructuredAGP("agp", 0.05, 0.5, "Filters", ["layer1.0.conv1.weight"], importance="Taylor",
+                               group_dependency="Graph", dummy_input=torch.randn(1, 3, 32, 32))
     """
 
-    ranker_class = None
+    #: Registered name of the criterion used when ``importance`` is not given (set by the aliases).
+    default_importance: Optional[str] = None
 
-    def __init__(self, name, initial_sparsity, final_sparsity, group_type, weights, group_dependency=None,
-                 kwargs=None, noise=0.0, group_size=1, rounding_fn=math.floor):
+    def __init__(self, name: str, initial_sparsity: float, final_sparsity: float, group_type: str, weights,
+                 group_dependency=None, kwargs: Optional[dict] = None, noise: float = 0.0, group_size: int = 1,
+                 rounding_fn: Union[Callable, str] = math.floor, importance: Union[str, Importance, None] = None,
+                 dummy_input=None, dataset: Optional[str] = None, model: Optional[torch.nn.Module] = None) -> None:
         super().__init__(name, initial_sparsity, final_sparsity, weights)
-        self.ranker = self.ranker_class(name, group_type, self.final_sparsity, weights, group_dependency, kwargs,
-                                        noise, group_size, rounding_fn)
+        self.ranker = RankedStructureParameterPruner(
+            name, group_type, self.final_sparsity, weights, group_dependency, kwargs, noise, group_size,
+            rounding_fn, importance=importance if importance is not None else self.default_importance,
+            dummy_input=dummy_input, dataset=dataset, model=model)
 
-    def set_param_mask(self, param, param_name, zeros_mask_dict, meta):
+    def set_param_mask(self, param: torch.Tensor, param_name: str, zeros_mask_dict: dict, meta: dict) -> None:
         self.ranker.prune_to_target_sparsity(param, param_name, zeros_mask_dict, self.compute_target_sparsity(meta),
                                              meta["model"], step=meta.get("current_epoch"))
 
-    def prune_to_target_sparsity(self, param, param_name, zeros_mask_dict, target_sparsity, model):
+    def prune_to_target_sparsity(self, param: torch.Tensor, param_name: str, zeros_mask_dict: dict,
+                                 target_sparsity: float, model: torch.nn.Module) -> None:
         self.ranker.prune_to_target_sparsity(param, param_name, zeros_mask_dict, target_sparsity, model)
 
-    def state_dict(self):
+    def state_dict(self) -> dict:
         return self.ranker.state_dict()
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict) -> None:
         self.ranker.load_state_dict(state)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"{type(self).__name__}(name={self.name!r}, group_type={self.ranker.group_type!r}, "
-                f"initial_sparsity={self.initial_sparsity}, final_sparsity={self.final_sparsity})")
+                f"initial_sparsity={self.initial_sparsity}, final_sparsity={self.final_sparsity}, "
+                f"importance={self.ranker.importance})")
 
 
-@register_pruner
-class L1RankedStructureParameterPruner_AGP(StructuredAGP):  # noqa: N801 - Distiller's YAML name
-    """AGP over structures ranked by L1 norm (see the module docstring for all arguments).
-
-    YAML::
-
-        pruners:
-          l1_filters_agp:
-            class: L1RankedStructureParameterPruner_AGP
-            initial_sparsity: 0.05
-            final_sparsity: 0.50
-            group_type: Filters
-            weights: [layer1.0.conv1.weight, layer1.1.conv1.weight]
-    """
-
-    ranker_class = L1RankedStructureParameterPruner
+def _alias(name: str, importance: str, criterion: str) -> type:
+    """Registers Distiller's class ``name``: :class:`StructuredAGP` whose default criterion is ``importance``."""
+    doc = (f"AGP over structures ranked by {criterion}: :class:`StructuredAGP` with ``importance='{importance}'`` "
+           f"by default (Distiller's name).\n\n    YAML::\n\n        pruners:\n          agp:\n"
+           f"            class: {name}\n            initial_sparsity: 0.05\n            final_sparsity: 0.50\n"
+           f"            group_type: Filters\n            weights: [layer1.0.conv1.weight, layer1.1.conv1.weight]\n")
+    alias = type(name, (StructuredAGP,), {"default_importance": importance, "__doc__": doc, "__module__": __name__})
+    return register_pruner(alias)
 
 
-@register_pruner
-class L2RankedStructureParameterPruner_AGP(StructuredAGP):  # noqa: N801
-    """AGP over structures ranked by L2 norm.
-
-    YAML::
-
-        pruners:
-          l2_filters_agp:
-            class: L2RankedStructureParameterPruner_AGP
-            initial_sparsity: 0.05
-            final_sparsity: 0.50
-            group_type: Filters
-            weights: [layer1.0.conv1.weight, layer1.1.conv1.weight]
-    """
-
-    ranker_class = L2RankedStructureParameterPruner
-
-
-@register_pruner
-class GradientRankedFilterPruner_AGP(StructuredAGP):  # noqa: N801
-    """AGP over structures ranked by the Taylor term ``|w * grad|`` (needs gradients at pruning time).
-
-    YAML::
-
-        pruners:
-          taylor_filters_agp:
-            class: GradientRankedFilterPruner_AGP
-            initial_sparsity: 0.05
-            final_sparsity: 0.50
-            group_type: Filters
-            weights: [layer1.0.conv1.weight, layer1.1.conv1.weight]
-    """
-
-    ranker_class = GradientRankedFilterPruner
-
-
-@register_pruner
-class RandomRankedFilterPruner_AGP(StructuredAGP):  # noqa: N801
-    """AGP over structures chosen at random at each step.
-
-    YAML::
-
-        pruners:
-          random_filters_agp:
-            class: RandomRankedFilterPruner_AGP
-            initial_sparsity: 0.05
-            final_sparsity: 0.50
-            group_type: Filters
-            weights: [layer1.0.conv1.weight, layer1.1.conv1.weight]
-    """
-
-    ranker_class = RandomRankedFilterPruner
-
-
-@register_pruner
-class BernoulliFilterPruner_AGP(StructuredAGP):  # noqa: N801
-    """AGP drop probability; each structure is dropped independently (DropFilter-style when scheduled
-    every mini-batch with soft masks, see ``examples/drop_filter/``).
-
-    YAML::
-
-        pruners:
-          drop_filters_agp:
-            class: BernoulliFilterPruner_AGP
-            initial_sparsity: 0.05
-            final_sparsity: 0.50
-            group_type: Filters
-            weights: [layer1.0.conv1.weight, layer1.1.conv1.weight]
-    """
-
-    ranker_class = BernoulliFilterPruner
-
-
-class ActivationRankedAGP(StructuredAGP):
-    """AGP over activation-ranked filters; ``model`` (given by the YAML schedule) lets the hooks collect
-    statistics from the first training batch."""
-
-    def __init__(self, name, initial_sparsity, final_sparsity, group_type, weights, group_dependency=None,
-                 kwargs=None, noise=0.0, group_size=1, rounding_fn=math.floor, model=None):
-        super().__init__(name, initial_sparsity, final_sparsity, group_type, weights, group_dependency, kwargs,
-                         noise, group_size, rounding_fn)
-        if model is not None:
-            self.ranker.attach(model)
-
-
-@register_pruner
-class ActivationAPoZRankedFilterPruner_AGP(ActivationRankedAGP):  # noqa: N801
-    """AGP over filters ranked by Average Percentage of Zeros (Hu et al. 2016, "Network Trimming").
-
-    YAML::
-
-        pruners:
-          apoz_filters_agp:
-            class: ActivationAPoZRankedFilterPruner_AGP
-            initial_sparsity: 0.05
-            final_sparsity: 0.50
-            group_type: Filters
-            weights: [layer1.0.conv1.weight, layer1.1.conv1.weight]
-    """
-
-    ranker_class = ActivationAPoZRankedFilterPruner
-
-
-@register_pruner
-class ActivationMeanRankedFilterPruner_AGP(ActivationRankedAGP):  # noqa: N801
-    """AGP over filters ranked by mean activation (Molchanov et al. 2016).
-
-    YAML::
-
-        pruners:
-          mean_act_filters_agp:
-            class: ActivationMeanRankedFilterPruner_AGP
-            initial_sparsity: 0.05
-            final_sparsity: 0.50
-            group_type: Filters
-            weights: [layer1.0.conv1.weight, layer1.1.conv1.weight]
-    """
-
-    ranker_class = ActivationMeanRankedFilterPruner
+L1RankedStructureParameterPruner_AGP = _alias("L1RankedStructureParameterPruner_AGP", "L1", "L1 norm")
+L2RankedStructureParameterPruner_AGP = _alias("L2RankedStructureParameterPruner_AGP", "L2", "L2 norm")
+GradientRankedFilterPruner_AGP = _alias("GradientRankedFilterPruner_AGP", "Taylor",
+                                        "the Taylor term |w * grad| (needs gradients at pruning time)")
+RandomRankedFilterPruner_AGP = _alias("RandomRankedFilterPruner_AGP", "Random", "random scores drawn at each step")
+BernoulliFilterPruner_AGP = _alias("BernoulliFilterPruner_AGP", "Bernoulli",
+                                   "independent drops with the AGP probability (DropFilter-style with soft masks "
+                                   "every mini-batch, see examples/drop_filter/)")
+ActivationAPoZRankedFilterPruner_AGP = _alias("ActivationAPoZRankedFilterPruner_AGP", "APoZ",
+                                              "Average Percentage of Zeros (Hu et al. 2016, Network Trimming)")
+ActivationMeanRankedFilterPruner_AGP = _alias("ActivationMeanRankedFilterPruner_AGP", "MeanActivation",
+                                              "mean activation (Molchanov et al. 2016)")

@@ -21,9 +21,8 @@ YAML (Distiller's)::
 """
 import logging
 
-import torch
-
 from ..errors import ArgumentError, suggest
+from ..graph.capture import zeros_like_inputs
 from ..policy import ScheduledTrainingPolicy
 from ..registry import register_extension
 from .remove import contract_model, remove_channels, remove_filters
@@ -35,12 +34,6 @@ __all__ = ["StructureRemover", "FilterRemover", "ChannelRemover", "THINNING_FUNC
 #: ``thinning_func_str`` values.
 THINNING_FUNCTIONS = {"remove_filters": remove_filters, "remove_channels": remove_channels,
                       "contract_model": contract_model}
-
-
-def _zeros_like_batch_of_one(value):
-    if isinstance(value, torch.Tensor) and value.dim() > 0:
-        return torch.zeros((1,) + tuple(value.shape[1:]), dtype=value.dtype, device=value.device)
-    return value
 
 
 @register_extension
@@ -70,7 +63,7 @@ class StructureRemover(ScheduledTrainingPolicy):
         self._hook = None
 
     def _record_input(self, module, args):
-        self.example_input = tuple(_zeros_like_batch_of_one(a) for a in args)
+        self.example_input = zeros_like_inputs(args)
         self._remove_hook()
 
     def _remove_hook(self):

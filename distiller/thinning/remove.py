@@ -73,9 +73,9 @@ def _warn_constants(deps, plan, group_type):
     names = [f"'{name}' ({count} ch)" for name, count in sources.items() if count]
     msglogger.warning("Thinning removed %d zero-filter channel(s) that still carry a constant (bias or BatchNorm "
                       "shift: %s%s) into the layers reading them: the thinned model's outputs differ from the "
-                      "masked model's by that constant. Prune the bias / BatchNorm weight and bias with the "
-                      "filters for an exact result.", int(drifting.sum()), ", ".join(names[:5]),
-                      ", ..." if len(names) > 5 else "")
+                      "masked model's by that constant. Prune with group_dependency: Graph (it masks each filter's "
+                      "bias and BatchNorm weight and bias with it) for an exact result.", int(drifting.sum()),
+                      ", ".join(names[:5]), ", ..." if len(names) > 5 else "")
 
 
 def _removed(keep, size):

@@ -203,6 +203,8 @@ def main(args):
     with app_utils.logging_before_run_dir(lambda: config_pylogger(None, args.name, args.output_dir, args.verbose),
                                           args.verbose):
         exp = app_utils.build_experiment(args)
+        if args.quantize_eval:  # bad quantization settings fail here, before any data is read
+            distiller.cli.quantization.check_quantization_args(exp.model, args)
     run_dir = msglogger.logdir
     log_execution_env_state([args.compress], run_dir, args=args)
     if args.export_onnx is not None:

@@ -44,6 +44,7 @@ EXAMPLES = {
         "BernoulliFilterPruner_AGP": RANKED_AGP,
         "ActivationAPoZRankedFilterPruner_AGP": RANKED_AGP,
         "ActivationMeanRankedFilterPruner_AGP": RANKED_AGP,
+        "StructuredAGP": dict(RANKED_AGP, importance="Taylor", group_dependency="Graph"),
     },
     "regularizers": {
         "L1Regularizer": {"reg_regims": {"conv1.weight": 0.01, "fc.weight": 0.01}},

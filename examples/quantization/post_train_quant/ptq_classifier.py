@@ -24,7 +24,7 @@ import distiller
 import distiller.cli
 from distiller.apputils import load_checkpoint
 from distiller.apputils.data_loaders import load_data
-from distiller.cli.quantization import quantize_and_evaluate
+from distiller.cli.quantization import check_quantization_args, quantize_and_evaluate
 from distiller.models import create_model
 
 msglogger = logging.getLogger("ptq_classifier")
@@ -73,6 +73,7 @@ def main(args):
     model = create_model(False, args.dataset, arch, parallel=False)
     load_checkpoint(model, args.resume_from)
     model.eval()
+    check_quantization_args(model, args)  # bad settings fail before the float evaluation reads the data
     results = {"arch": arch, "dataset": args.dataset, "checkpoint": args.resume_from,
                "float": evaluate(model, test_loader)}
     msglogger.info("Float model: top1 %.2f  loss %.4f", results["float"]["Top1"], results["float"]["Loss"])

@@ -8,8 +8,9 @@ import yaml
 from torch import nn
 
 import distiller
-from distiller.cli.quantization import add_post_train_quant_args, quantize_and_evaluate, quantizer_from_args
-from distiller.errors import ScheduleError
+from distiller.cli.quantization import (add_post_train_quant_args, check_quantization_args, quantize_and_evaluate,
+                                        quantizer_from_args)
+from distiller.errors import ArgumentError, InputFileError, ScheduleError
 from distiller.quantization import LinearQuantMode, RangeLinearQuantEltwiseAddWrapper
 
 
@@ -101,3 +102,96 @@ def test_quantize_and_evaluate_end_to_end(loader, tmp_path):
     fresh = _Net()
     distiller.apputils.load_checkpoint(fresh, results["checkpoint"])
     assert _evaluate(fresh, loader) == results["quantized"]
+
+
+class _UnreadableLoader:
+    """A test loader that fails the test if anything iterates it (calibration, evaluation, LAPQ)."""
+
+    def __len__(self):
+        return 4
+
+    def __iter__(self):
+        pytest.fail("the data was read before the quantization settings were validated")
+
+
+CONFIG_WITH_TYPO = """quantizers:
+  ptq:
+    class: PostTrainLinearQuantizer
+    bits_activations: 8
+    overrides:
+      conv1:
+        bits_weights: 6
+      fcc:
+        clip_acts: NONE
+"""
+
+
+def _quantize(model, *argv, tmp_path):
+    return quantize_and_evaluate(model, _parse("--qe", *argv), _UnreadableLoader(), _evaluate,
+                                 torch.zeros(1, 3, 6, 6), str(tmp_path))
+
+
+def test_config_file_override_typo_names_file_yaml_path_and_line_before_calibration(tmp_path):
+    config = tmp_path / "ptq.yaml"
+    config.write_text(CONFIG_WITH_TYPO)
+    model = _Net()
+    before = [type(m) for m in model.modules()]
+    with pytest.raises(ScheduleError) as caught:
+        _quantize(model, "--qe-config-file", str(config), tmp_path=tmp_path)
+    error = caught.value
+    assert (error.filename, error.path, error.line) == (str(config), "quantizers.ptq.overrides.fcc", 8)
+    assert "'fcc' matches no module" in str(error) and "did you mean 'fc'" in str(error)
+    assert [type(m) for m in model.modules()] == before and list(tmp_path.iterdir()) == [config]
+
+
+@pytest.mark.parametrize("flag", ["--qe-no-quant-layers", "--qe-no-clip-layers"])
+def test_layer_flag_typo_names_the_flag_before_calibration(flag, tmp_path):
+    with pytest.raises(ArgumentError, match=rf"^{flag} fcc: 'fcc' matches no module.*did you mean 'fc'"):
+        _quantize(_Net(), flag, "conv1", "fcc", tmp_path=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+CONFIG_ERRORS = {
+    "unknown_argument": ("    bits_activation: 8\n", "quantizers.ptq.bits_activation", 4),
+    "bad_value": ("    mode: symetric\n", "quantizers.ptq", 3),
+    "bad_override_setting": ("    overrides:\n      fc: {fp8: true, fp8_scaling: per_block}\n",
+                             "quantizers.ptq.overrides.fc", 5),
+    "fp8_on_a_conv": ("    overrides:\n      conv.*: {fp8: true}\n", "quantizers.ptq.overrides.conv.*", 5),
+    "missing_stats_file": ("    model_activation_stats: nowhere.yaml\n", "quantizers.ptq.model_activation_stats", 4),
+}
+
+
+@pytest.mark.parametrize("extra, yaml_path, line", CONFIG_ERRORS.values(), ids=CONFIG_ERRORS.keys())
+def test_every_config_file_error_has_its_yaml_path_and_line(extra, yaml_path, line, tmp_path):
+    config = tmp_path / "ptq.yaml"
+    config.write_text("# post-training quantization\nquantizers:\n  ptq:\n" + extra
+                      + "    class: PostTrainLinearQuantizer\n")
+    with pytest.raises(ScheduleError) as caught:
+        check_quantization_args(_Net(), _parse("--qe-config-file", str(config)))
+    assert (caught.value.path, caught.value.line) == (yaml_path, line), str(caught.value)
+
+
+FLAG_ERRORS = {
+    "missing_config_file": (["--qe-config-file", "nowhere.yaml"], InputFileError, "--qe-config-file"),
+    "missing_stats_file": (["--qe-stats-file", "nowhere.yaml"], InputFileError, "--qe-stats-file"),
+    "n_std_without_n_stds": (["--qe-clip-acts", "n_std"], ArgumentError, "--qe-clip-n-stds"),
+    "lapq_with_dynamic_ranges": (["--qe-lapq", "--qe-dynamic"], ArgumentError, "--qe-dynamic"),
+    "lapq_unknown_method": (["--qe-lapq", "--lapq-method", "Powel"], ArgumentError, "--lapq-method Powel"),
+    "lapq_unknown_init_method": (["--qe-lapq", "--lapq-init-method", "golden"], ArgumentError,
+                                 "--lapq-init-method golden"),
+}
+
+
+@pytest.mark.parametrize("argv, error, fragment", FLAG_ERRORS.values(), ids=FLAG_ERRORS.keys())
+def test_flag_errors_name_the_flag_before_calibration(argv, error, fragment, tmp_path):
+    with pytest.raises(error, match=fragment):
+        _quantize(_Net(), *argv, tmp_path=tmp_path)
+
+
+def test_valid_settings_pass_the_check_without_changing_the_model(tmp_path):
+    model = _Net()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    check_quantization_args(model, _parse("--qe-no-quant-layers", "fc", "--qe-fp8", "per_row", "--qe-lapq",
+                                          "--lapq-init-method", "bounded"))
+    assert [type(m) for m in model.modules()] == [type(m) for m in _Net().modules()]
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())

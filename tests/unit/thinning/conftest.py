@@ -46,18 +46,20 @@ class BranchyNet(nn.Module):
         return self.fc(x.view(x.size(0), -1))
 
 
-def randomize_batchnorm(model, generator):
-    """Random BN statistics and scales, with the bias that maps a zero input to zero (so a zero filter
-    gives a zero channel and removing it is exact), in eval mode."""
+def randomize_batchnorm(model, generator, shift=False):
+    """Random BN statistics and scales, in eval mode. The bias maps a zero input to zero (so a zero filter
+    gives a zero channel and removing it is exact), or with ``shift`` is random (a zero filter's channel then
+    leaves its BN as a constant, unless the BN's weight and bias are pruned with it)."""
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            def uniform(low, high):
-                return torch.empty(module.num_features).uniform_(low, high, generator=generator)
+            def uniform(low, high, size=module.num_features):
+                return torch.empty(size).uniform_(low, high, generator=generator)
             with torch.no_grad():
                 module.running_mean.copy_(uniform(-1, 1))
                 module.running_var.copy_(uniform(0.5, 2))
                 module.weight.copy_(uniform(0.5, 1.5))
-                module.bias.copy_(module.weight * module.running_mean / torch.sqrt(module.running_var + module.eps))
+                zero_to_zero = module.weight * module.running_mean / torch.sqrt(module.running_var + module.eps)
+                module.bias.copy_(uniform(-1, 1) if shift else zero_to_zero)
 
 
 def prune_randomly(model, fraction, structure, generator, skip=()):

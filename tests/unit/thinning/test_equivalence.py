@@ -1,10 +1,15 @@
 """Equivalence suite: zero ~40% of the filters (or channels) through masks, thin, and the thinned model
-computes what the masked model computed, is smaller, and keeps training with its optimizer state."""
+computes what the masked model computed, is smaller, and keeps training with its optimizer state. AGP filter
+pruning on the dependency groups (``group_dependency: Graph``) zeros only removable channels, with their
+BatchNorms: thinning removes all of them and keeps the outputs, whatever the BatchNorm shifts."""
 import pytest
 import torch
 import torchvision
+from torch import nn
 
+from distiller import CompressionScheduler, PruningPolicy
 from distiller.models import create_model
+from distiller.pruning import L1RankedStructureParameterPruner_AGP
 from distiller.summaries import model_macs, model_params
 from distiller.thinning import contract_model, remove_channels, remove_filters
 
@@ -84,6 +89,34 @@ def test_thinning_unused_channels_keeps_outputs(kit, name, build, size):
 @pytest.mark.parametrize("structure,optimizer_name", [("Filters", "adam"), ("Channels", "sgd"), ("Both", "sgd")])
 def test_functional_model_with_cat_split_shuffle_and_gates(kit, structure, optimizer_name):
     _check_equivalence(kit, kit.BranchyNet, 16, structure, optimizer_name)
+
+
+@pytest.mark.parametrize("name,build,size", MODELS)
+def test_agp_filter_pruning_on_dependency_groups_thins_away_exactly(kit, name, build, size):
+    torch.manual_seed(0)
+    model = build().eval()
+    kit.randomize_batchnorm(model, kit.generator, shift=True)
+    inputs = torch.randn(2, 3, size, size, generator=kit.generator)
+    convs = [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    pruner = L1RankedStructureParameterPruner_AGP("agp", 0.1, 0.4, "Filters", convs, group_dependency="Graph",
+                                                  dummy_input=inputs[:1])
+    scheduler = CompressionScheduler(model)
+    scheduler.add_policy(PruningPolicy(pruner, None), starting_epoch=0, ending_epoch=3)
+    for epoch in range(3):
+        scheduler.on_epoch_begin(epoch)
+    masks = scheduler.zeros_mask_dict
+    zeroed = sum(int((masks[n].mask.flatten(1) == 0).all(dim=1).sum()) for n in convs)
+    with torch.no_grad():
+        expected = model(inputs)
+    params = model_params(model)
+
+    remove_filters(model, masks, dummy_input=inputs[:1])
+
+    with torch.no_grad():
+        assert (model(inputs) - expected).abs().max().item() <= 1e-4
+    assert zeroed > 0 and model_params(model) < params
+    left = [n for n, masker in masks.items() if masker.mask is not None and not bool(masker.mask.all())]
+    assert not left, f"masked channels thinning did not remove: {left[:3]}"
 
 
 @pytest.mark.cuda
