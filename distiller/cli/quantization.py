@@ -5,23 +5,31 @@ Usage in an application::
 
     distiller.cli.add_post_train_quant_args(parser)
     ...
+    if args.quantize_eval:  # while setting up: bad settings fail before any data is read
+        distiller.cli.quantization.check_quantization_args(model, args)
+    ...
     if args.quantize_eval:
         results = distiller.cli.quantization.quantize_and_evaluate(model, args, test_loader, test_fn,
                                                                    dummy_input, run_dir, arch=arch)
 """
 import argparse
+import contextlib
+import copy
 import inspect
 import itertools
 import logging
 import math
 import os
 
-from ..errors import ScheduleError, suggest
+import scipy.optimize
+
+from ..errors import ArgumentError, InputFileError, ScheduleError, UserError, suggest
 from ..quantization.fp8 import FP8_SCALINGS
 from ..quantization.lapq import LAPQ_INIT_MODES
-from ..quantization.q_utils import parse_clip_mode, parse_linear_quant_mode
+from ..quantization.q_utils import ClipMode, parse_clip_mode, parse_linear_quant_mode
 
-__all__ = ["add_post_train_quant_args", "quantizer_from_args", "quantize_and_evaluate", "QUANTIZED_CHECKPOINT_NAME"]
+__all__ = ["add_post_train_quant_args", "check_quantization_args", "quantizer_from_args", "quantize_and_evaluate",
+           "QUANTIZED_CHECKPOINT_NAME"]
 
 msglogger = logging.getLogger(__name__)
 
@@ -140,42 +148,66 @@ def _add_lapq_args(argparser):
 
 
 def _config_file_quantizer_args(path):
-    """(instance name, arguments) of the one PostTrainLinearQuantizer in a YAML file's ``quantizers``."""
+    """(instance name, arguments, YAML source) of the one PostTrainLinearQuantizer in a file's ``quantizers``.
+
+    Raises:
+        distiller.errors.InputFileError: the file does not exist.
+        distiller.errors.ScheduleError: malformed YAML, not exactly one PostTrainLinearQuantizer, an unknown
+            argument, a ``model_activation_stats`` file that does not exist (file, YAML path and line).
+    """
     from ..config import load_schedule_file
     from ..quantization import PostTrainLinearQuantizer
 
-    sched, _ = load_schedule_file(path)
-    entries = [(name, spec) for name, spec in ((sched or {}).get("quantizers") or {}).items()
-               if isinstance(spec, dict) and spec.get("class") == "PostTrainLinearQuantizer"]
+    if not os.path.isfile(path):
+        raise InputFileError(f"--qe-config-file: no such file '{path}'")
+    sched, source = load_schedule_file(path)
+    quantizers = sched.get("quantizers") if isinstance(sched, dict) else None
+    entries = [(name, spec) for name, spec in quantizers.items()
+               if isinstance(spec, dict) and spec.get("class") == "PostTrainLinearQuantizer"] \
+        if isinstance(quantizers, dict) else []
     if len(entries) != 1:
-        raise ScheduleError(f"expected exactly one PostTrainLinearQuantizer in the 'quantizers' section, found "
-                            f"{len(entries)}", filename=path, path="quantizers")
+        raise source.error(f"expected exactly one PostTrainLinearQuantizer in the 'quantizers' section, found "
+                           f"{len(entries)}", ("quantizers",))
     name, spec = entries[0]
     args = {k: v for k, v in spec.items() if k != "class"}
     valid = [p for p in inspect.signature(PostTrainLinearQuantizer).parameters if p != "model"]
     for key in args:
         if key not in valid:
             hint = suggest(key, valid)
-            raise ScheduleError(f"PostTrainLinearQuantizer has no argument '{key}'" + (f"; did you mean {hint}?"
-                                if hint else ""), filename=path, path=f"quantizers.{name}.{key}")
+            raise source.error(f"PostTrainLinearQuantizer has no argument '{key}'"
+                               + (f"; did you mean {hint}?" if hint else ""), ("quantizers", name, key))
     stats = args.get("model_activation_stats")
     if isinstance(stats, str) and not os.path.isfile(stats):
         beside = os.path.join(os.path.dirname(os.path.abspath(path)), stats)
-        if os.path.isfile(beside):
-            args["model_activation_stats"] = beside
-    return name, args
+        if not os.path.isfile(beside):
+            raise source.error(f"calibration statistics file '{stats}' does not exist (nor beside the config "
+                               f"file)", ("quantizers", name, "model_activation_stats"))
+        args["model_activation_stats"] = beside
+    return name, args, source
 
 
-def _quantizer_from_config_file(model, path, stats):
-    from ..quantization import PostTrainLinearQuantizer
-
-    name, args = _config_file_quantizer_args(path)
-    if stats is not None and "model_activation_stats" not in args:
-        args["model_activation_stats"] = stats
+@contextlib.contextmanager
+def _quantizer_errors(args):
+    """Reports the quantizer's user errors in the user's terms: a ``--qe-config-file`` problem as a
+    ScheduleError at the YAML path and line of the setting (an override's own line when the error names its
+    pattern), a ``--qe-no-quant-layers`` / ``--qe-no-clip-layers`` problem as an ArgumentError naming the flag."""
     try:
-        return PostTrainLinearQuantizer(model, **args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        raise ScheduleError(str(err), filename=path, path=f"quantizers.{name}") from None
+        yield
+    except (ScheduleError, InputFileError):
+        raise
+    except UserError as err:
+        pattern = getattr(err, "pattern", None)
+        if args.qe_config_file:
+            name, qargs, source = _config_file_quantizer_args(args.qe_config_file)
+            path = ("quantizers", name)
+            if isinstance(qargs.get("overrides"), dict) and pattern in qargs["overrides"]:
+                path += ("overrides", pattern)
+            raise source.error(str(err), path) from None
+        for flag, layers in (("--qe-no-quant-layers", args.qe_no_quant_layers),
+                             ("--qe-no-clip-layers", args.qe_no_clip_layers)):
+            if pattern in layers:
+                raise ArgumentError(f"{flag} {pattern}: {err}") from None
+        raise
 
 
 def quantizer_from_args(model, args, stats=None):
@@ -185,26 +217,73 @@ def quantizer_from_args(model, args, stats=None):
         stats: calibration statistics (dict or YAML path) when collected by the caller; by default
             ``--qe-stats-file``, or None (dynamic ranges). A config file's own ``model_activation_stats``
             takes precedence.
+    Raises:
+        distiller.errors.ScheduleError: a problem in ``--qe-config-file`` (file, YAML path and line).
+        distiller.errors.ArgumentError: a bad flag (the message names it).
     """
     from ..quantization import PostTrainLinearQuantizer
 
     if args.qe_config_file:
-        return _quantizer_from_config_file(model, args.qe_config_file, stats)
-    overrides = {}
-    for layer in args.qe_no_quant_layers:
-        overrides[layer] = {"bits_activations": None, "bits_weights": None}
-    for layer in args.qe_no_clip_layers:
-        overrides.setdefault(layer, {})["clip_acts"] = "NONE"
-    mode = {"activations": args.qe_mode_acts or args.qe_mode, "weights": args.qe_mode_wts or args.qe_mode}
-    if stats is None and not args.qe_dynamic:
-        stats = args.qe_stats_file
-    return PostTrainLinearQuantizer(
-        model, bits_activations=args.qe_bits_acts or None, bits_parameters=args.qe_bits_wts or None,
-        bits_accum=args.qe_bits_accum, overrides=overrides or None, mode=mode, clip_acts=args.qe_clip_acts,
-        per_channel_wts=args.qe_per_channel, model_activation_stats=stats, clip_n_stds=args.qe_clip_n_stds,
-        scale_approx_mult_bits=args.qe_scale_approx_bits,
-        save_fp_weights=args.qe_save_fp_weights or getattr(args, "qe_lapq", False),
-        fp8=args.qe_fp8 is not None, fp8_scaling=args.qe_fp8 or "per_tensor")
+        _, kwargs, _ = _config_file_quantizer_args(args.qe_config_file)
+        if stats is not None and "model_activation_stats" not in kwargs:
+            kwargs["model_activation_stats"] = stats
+    else:
+        overrides = {}
+        for layer in args.qe_no_quant_layers:
+            overrides[layer] = {"bits_activations": None, "bits_weights": None}
+        for layer in args.qe_no_clip_layers:
+            overrides.setdefault(layer, {})["clip_acts"] = "NONE"
+        if stats is None and not args.qe_dynamic:
+            stats = args.qe_stats_file
+        kwargs = dict(bits_activations=args.qe_bits_acts or None, bits_parameters=args.qe_bits_wts or None,
+                      bits_accum=args.qe_bits_accum, overrides=overrides or None,
+                      mode={"activations": args.qe_mode_acts or args.qe_mode,
+                            "weights": args.qe_mode_wts or args.qe_mode},
+                      clip_acts=args.qe_clip_acts, per_channel_wts=args.qe_per_channel, model_activation_stats=stats,
+                      clip_n_stds=args.qe_clip_n_stds, scale_approx_mult_bits=args.qe_scale_approx_bits,
+                      save_fp_weights=args.qe_save_fp_weights or getattr(args, "qe_lapq", False),
+                      fp8=args.qe_fp8 is not None, fp8_scaling=args.qe_fp8 or "per_tensor")
+    with _quantizer_errors(args):
+        return PostTrainLinearQuantizer(model, **kwargs)
+
+
+def _check_flags(args):
+    """The flag checks that need neither the model nor the data."""
+    if args.qe_stats_file and not os.path.isfile(args.qe_stats_file):
+        raise InputFileError(f"--qe-stats-file: no such file '{args.qe_stats_file}'")
+    if not args.qe_config_file and parse_clip_mode(args.qe_clip_acts) == ClipMode.N_STD and args.qe_clip_n_stds is None:
+        raise ArgumentError("--qe-clip-acts n_std needs --qe-clip-n-stds (the number of standard deviations)")
+    if not getattr(args, "qe_lapq", False):
+        return
+    if args.qe_dynamic:
+        raise ArgumentError("--qe-lapq searches static ranges from calibration statistics: drop --qe-dynamic")
+    for flag, method in (("--lapq-method", args.lapq_method), ("--lapq-init-method", args.lapq_init_method)):
+        if flag == "--lapq-init-method" and method.lower() == "bounded":
+            continue
+        try:
+            scipy.optimize.show_options(solver="minimize", method=method, disp=False)
+        except ValueError:
+            raise ArgumentError(f"{flag} {method}: not a scipy.optimize.minimize method (e.g. Powell, "
+                                f"Nelder-Mead, L-BFGS-B)") from None
+
+
+def check_quantization_args(model, args):
+    """Validates the whole post-training quantization configuration against ``model`` before any data is read.
+
+    Checks the files and flag combinations, builds the quantizer that the flags or ``--qe-config-file``
+    describe on a copy of ``model`` and decides how each layer is quantized: nothing is calibrated and
+    ``model`` does not change. :func:`quantize_and_evaluate` runs it first; applications run it while setting
+    up, before they evaluate the float model.
+
+    Raises:
+        distiller.errors.ScheduleError: a problem in ``--qe-config-file`` (file, YAML path and line).
+        distiller.errors.ArgumentError: a bad flag or flag combination (the message names the flag).
+        distiller.errors.InputFileError: ``--qe-config-file`` or ``--qe-stats-file`` does not exist.
+    """
+    _check_flags(args)
+    quantizer = quantizer_from_args(copy.deepcopy(model), args)
+    with _quantizer_errors(args):
+        quantizer.check_settings()
 
 
 def _first_batches(loader, portion):
@@ -269,11 +348,12 @@ def quantize_and_evaluate(model, args, test_loader, test_fn, dummy_input, run_di
                           epoch=0):
     """Quantizes ``model`` in place as the ``--qe-*`` flags say, evaluates it and saves the checkpoint.
 
-    Calibrates on ``--qe-calibration`` of the test set (default 0.1) unless ``--qe-stats-file``,
-    ``--qe-dynamic`` or a ``--qe-config-file`` with ``model_activation_stats`` is given, optionally runs LAPQ (``--qe-lapq``), evaluates,
-    saves ``quantized_checkpoint.pth.tar`` in ``run_dir`` (it reloads with ``load_checkpoint`` on a fresh
-    model), and with ``--qe-convert-pytorch`` / ``--qe-export-onnx`` converts/exports the model, evaluates
-    the integer versions and checks their agreement with the simulated model on the whole test set.
+    Validates the whole configuration first (:func:`check_quantization_args`), then calibrates on
+    ``--qe-calibration`` of the test set (default 0.1) unless ``--qe-stats-file``, ``--qe-dynamic`` or a
+    ``--qe-config-file`` with ``model_activation_stats`` is given, optionally runs LAPQ (``--qe-lapq``),
+    evaluates, saves ``quantized_checkpoint.pth.tar`` in ``run_dir`` (it reloads with ``load_checkpoint`` on a
+    fresh model), and with ``--qe-convert-pytorch`` / ``--qe-export-onnx`` converts/exports the model,
+    evaluates the integer versions and checks their agreement with the simulated model on the whole test set.
 
     Args:
         model: the trained float model (quantized in place).
@@ -283,16 +363,21 @@ def quantize_and_evaluate(model, args, test_loader, test_fn, dummy_input, run_di
     Returns:
         ``{'quantized': {...}, 'pytorch_int8': {...}, 'onnxruntime': {...}, 'parity': {...},
         'checkpoint': path}`` (the integer entries only when requested).
+    Raises:
+        distiller.errors.ScheduleError, distiller.errors.ArgumentError, distiller.errors.InputFileError: see
+            :func:`check_quantization_args` (raised before any data is read).
     """
     from ..quantization.export import OnnxRuntimeModule, convert_distiller_ptq_model_to_pytorch, export_onnx_qdq
     from ..quantization.export import parity_check
 
+    check_quantization_args(model, args)
     stats = _calibration_stats(model, args, test_loader, test_fn, run_dir)
     quantizer = quantizer_from_args(model, args, stats)
-    if args.qe_lapq:
-        _run_lapq(quantizer, args, test_loader, test_fn, dummy_input)
-    else:
-        quantizer.prepare_model(dummy_input)
+    with _quantizer_errors(args):  # statistics that do not cover a layer are found only now
+        if args.qe_lapq:
+            _run_lapq(quantizer, args, test_loader, test_fn, dummy_input)
+        else:
+            quantizer.prepare_model(dummy_input)
     msglogger.info("Quantized model:\n%s", model)
     results = {"quantized": test_fn(model, test_loader)}
     msglogger.info("Quantized (simulated) model: top1 %.2f  loss %.4f", results["quantized"]["Top1"],
