@@ -23,7 +23,7 @@ Example:
             return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, num_classes))
 """
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from ..errors import ArgumentError, suggest
 
@@ -76,14 +76,14 @@ def register_model(family, name=None, build_pretrained=None):
     return add
 
 
-def register_model_prefix(prefix, resolve):
+def register_model_prefix(prefix: str, resolve: Callable[[str], ModelEntry]) -> None:
     """Resolves every architecture name that starts with ``prefix`` (e.g. ``'timm:'``) with
     ``resolve(rest_of_the_name)``, which returns a ``ModelEntry``: for collections of models too large to
     list one by one. Such names are not in ``list_models()``."""
     _PREFIXES[prefix] = resolve
 
 
-def register_user_model(arch, dataset, model):
+def register_user_model(arch: str, dataset: str, model: Callable[[], Any]) -> None:
     """Distiller's way to add a model: ``create_model(pretrained=False, dataset, arch)`` then returns
     ``model()``. Same as ``register_model(family of dataset, name=arch)(model)``.
 

@@ -11,6 +11,7 @@ every model returns plain logits (torchvision would otherwise return a tuple in 
 """
 import functools
 
+import torch.nn as nn
 import torchvision
 
 from ..registry import register_model
@@ -25,11 +26,11 @@ _LOGITS_ONLY = {"googlenet": {"aux_logits": False, "init_weights": True},
                 "inception_v3": {"aux_logits": False, "init_weights": True}}
 
 
-def _build(name, num_classes=1000):
+def _build(name: str, num_classes: int = 1000) -> nn.Module:
     return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **_LOGITS_ONLY.get(name, {}))
 
 
-def _build_pretrained(name):
+def _build_pretrained(name: str) -> nn.Module:
     kwargs = {k: v for k, v in _LOGITS_ONLY.get(name, {}).items() if k == "aux_logits"}
     return torchvision.models.get_model(name, weights="DEFAULT", **kwargs)
 
