@@ -101,7 +101,8 @@ class FP8LinearWrapper(nn.Module):
             stats = stats.get(0, stats.get("0"))
             if stats is not None:
                 static = max(abs(stats["min"]), abs(stats["max"])) / FP8_E4M3_MAX
-        self.register_buffer("input_scale", torch.tensor(static if static else float("nan")))
+        self.register_buffer("input_scale", torch.tensor(static if static else float("nan"),
+                                                         device=wrapped_module.weight.device))
 
     def _quantize_input(self, x2d):
         if not torch.isnan(self.input_scale):

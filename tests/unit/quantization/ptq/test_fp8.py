@@ -113,6 +113,25 @@ def test_fp8_linear_on_cuda_uses_the_fp8_kernel_when_supported(scaled_mm_calls):
     assert ((out - linear(x)).abs().max() / linear(x).abs().max()).item() < 0.06
 
 
+def test_wrapper_buffers_live_on_the_device_of_the_wrapped_layer():
+    stats = {"inputs": {0: {"min": -1.0, "max": 1.0}}}
+    wrapper = FP8LinearWrapper(nn.Linear(16, 8).to("meta"), "per_tensor", stats)
+    assert {name: b.device.type for name, b in wrapper.named_buffers()} == dict.fromkeys(
+        ["weight_fp8", "weight_scale", "input_scale"], "meta")
+
+
+@pytest.mark.cuda
+def test_static_input_scale_runs_the_fp8_kernel_on_cuda(scaled_mm_calls):
+    if not fp8.fp8_scaled_mm_supported("cuda"):
+        pytest.skip("needs a GPU of compute capability >= 8.9")
+    torch.manual_seed(6)
+    linear = nn.Linear(64, 32).cuda()
+    x = torch.randn(16, 64, device="cuda").clamp(-2, 2)
+    out = FP8LinearWrapper(copy.deepcopy(linear), "per_tensor", {"inputs": {0: {"min": -2.0, "max": 2.0}}})(x)
+    assert len(scaled_mm_calls) == 1
+    assert ((out - linear(x)).abs().max() / linear(x).abs().max()).item() < 0.06
+
+
 @pytest.mark.parametrize("input_index", [0, "0"])  # statistics from Python or read back from YAML
 def test_static_input_scale_saturates_at_the_calibrated_range(input_index):
     torch.manual_seed(5)
