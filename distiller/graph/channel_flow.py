@@ -302,6 +302,46 @@ class _Interpreter:
             zeros = (za & zb if kind == "add" else za | zb if kind == "mul" else za).expand(shape)
         return Flow(labels, zeros)
 
+    # ------------------------------------------------------------------------------- attention
+    def _softmax(self, op, args, kwargs):
+        x = _flows_in(args)[0]
+        dim = op.module.dim if op.kind == "module" else args[1] if len(args) > 1 else kwargs.get("dim")
+        if dim is None or squeeze_constant_dims(self.ledger.canonical(x.labels)).shape[dim] > 1:
+            return self._opaque(op, args, kwargs)  # normalizes across channels
+        return Flow(x.labels, self._no_zeros(x.labels.shape))
+
+    def _matmul(self, op, args, kwargs):
+        a, b = args[0], args[1] if len(args) > 1 else kwargs.get("other", kwargs.get("mat2"))
+        if not (isinstance(a, Flow) and isinstance(b, Flow)) or a.labels.dim() < 2 or b.labels.dim() < 2:
+            return self._opaque(op, args, kwargs)
+        return self._product(op, args, kwargs, a, b)
+
+    def _attention(self, op, args, kwargs):
+        """``softmax(q @ k^T) @ v``: heads (batch dims) and the summed dims tie q, k and v together."""
+        (q, k, v), mask = args[:3], args[3] if len(args) > 3 else kwargs.get("attn_mask")
+        if not all(isinstance(t, Flow) and t.labels.dim() >= 2 for t in (q, k, v)) or isinstance(mask, Flow):
+            return self._opaque(op, args, kwargs)
+        keys = Flow(k.labels.transpose(-2, -1), None if k.zeros is None else k.zeros.transpose(-2, -1))
+        scores = self._product(op, args, kwargs, q, keys)
+        return self._product(op, args, kwargs, Flow(scores.labels, self._no_zeros(scores.labels.shape)), v)
+
+    def _product(self, op, args, kwargs, a, b):
+        """``a @ b``: the summed dim's channels of ``a`` and ``b`` go together (a channel zero or removed in
+        one contributes nothing), so do the batch dims'; the output keeps ``a``'s rows and ``b``'s columns."""
+        la, lb = squeeze_constant_dims(a.labels).unsqueeze(-1), squeeze_constant_dims(b.labels).unsqueeze(-3)
+        self.ledger.union(la, lb)
+        paired = self.ledger.canonical(torch.where(la >= 0, la, lb))
+        if squeeze_constant_dims(paired).shape[-2] > 1:
+            return self._opaque(op, args, kwargs)  # the summed dim holds several channels
+        shape = torch.broadcast_shapes(a.labels.shape[:-2], b.labels.shape[:-2]) + (a.labels.shape[-2],
+                                                                                      b.labels.shape[-1])
+        zeros = None
+        if self.track_zeros:
+            za = squeeze_constant_dims(a.zeros).unsqueeze(-1)
+            zb = squeeze_constant_dims(b.zeros).unsqueeze(-3)
+            zeros = (~(~za & ~zb).any(dim=-2)).expand(shape)
+        return Flow(paired.narrow(-2, 0, 1).squeeze(-2).expand(shape), zeros)
+
     # ------------------------------------------------------------------------ spatial / reduce
     def _spatial(self, op, args, kwargs):
         x = args[0]

@@ -48,9 +48,13 @@ _MOVEMENT = ("flatten", "reshape", "view", "view_as", "reshape_as", "cat", "conc
 _CONSTANTS = ("zeros", "ones", "full", "empty", "arange", "zeros_like", "ones_like", "full_like", "empty_like",
               "rand_like", "randn_like", "tensor")
 _SCALARS = ("size", "dim", "numel", "getattr", "len")
+_SOFTMAX = ("softmax", "log_softmax")
+_MATMUL = ("matmul", "bmm")
+_ATTENTION = ("scaled_dot_product_attention",)
 
 _FUNCTION_KINDS = {}
-for _names, _kind in ((_ZERO_PRESERVING + _CASTS, "zero_preserving"), (_NONZERO, "nonzero"),
+for _names, _kind in ((_ZERO_PRESERVING + _CASTS, "zero_preserving"), (_NONZERO, "nonzero"), (_SOFTMAX, "softmax"),
+                      (_MATMUL, "matmul"), (_ATTENTION, "attention"),
                       (_SPATIAL, "spatial"), (_REDUCTIONS, "reduction"), (_MOVEMENT, "movement"),
                       (_CONSTANTS, "constant"), (_SCALARS, "scalar")):
     for _name in _names:
@@ -78,6 +82,8 @@ def _module_kind(module):
         return "zero_preserving" if module.min_val <= 0 <= module.max_val else "nonzero"
     if isinstance(module, _ZERO_PRESERVING_MODULES) or type(module).__name__ == "StochasticDepth":
         return "zero_preserving"
+    if isinstance(module, (nn.Softmax, nn.LogSoftmax)):
+        return "softmax"
     if isinstance(module, _NONZERO_MODULES):
         return "nonzero"
     if isinstance(module, _SPATIAL_MODULES):
@@ -95,7 +101,8 @@ def classify(op):
         ``'zero_preserving'`` / ``'nonzero'`` (elementwise, keeping zeros or not), ``'binary'`` (add/sub,
         mul, div: see :func:`binary_kind`), ``'spatial'`` (per-channel pooling/resampling/padding),
         ``'reduction'``, ``'movement'`` (pure data movement: view, cat, split...), ``'constant'``,
-        ``'scalar'`` (sizes and other Python values) or ``'opaque'``.
+        ``'scalar'`` (sizes and other Python values), ``'softmax'``, ``'matmul'`` (batched matrix products),
+        ``'attention'`` (``scaled_dot_product_attention``) or ``'opaque'``.
     """
     if op.kind in ("input", "attribute", "output"):
         return op.kind

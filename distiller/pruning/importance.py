@@ -170,7 +170,7 @@ class BernoulliImportance(RandomImportance):
         return keep
 
     def prunes(self, count: int, fraction: float, group_size: int = 1, rounding_fn: Callable = math.floor) -> bool:
-        return fraction > 0
+        return True   # draws at every step (needs no data), as Distiller does
 
 
 class ActivationImportance(Importance):
