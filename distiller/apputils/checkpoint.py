@@ -153,9 +153,10 @@ def _check_optimizer_groups(model, optimizer, checkpoint, chkpt_file):
 
 def _mismatch_message(chkpt_file, arch, model, expected_arch, weights, masks):
     problems = "; ".join(part for part in (weights.describe(), masks.describe(("mask", "masks"))) if part)
-    return (f"'{chkpt_file}' (a '{arch}' checkpoint) does not fit {architecture_name(model, expected_arch)} model: "
-            f"it {problems}. Load it into a '{arch}' model, or load the matching entries only (strict=False; "
-            f"--load-non-strict in the sample apps)")
+    saved_as = f" (a '{arch}' checkpoint)" if arch else ""
+    return (f"'{chkpt_file}'{saved_as} does not fit {architecture_name(model, expected_arch)} model: it {problems}. "
+            f"Load it into {f'a {arch!r} model' if arch else 'the model it was saved from'}, or load the matching "
+            f"entries only (strict=False; --load-non-strict in the sample apps)")
 
 
 def _report_partial_load(chkpt_file, weights, masks, drops_optimizer):
