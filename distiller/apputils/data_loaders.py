@@ -65,7 +65,8 @@ def load_data(dataset, data_dir, batch_size, workers, validation_split=0.1, dete
             validation loader is None. The split is fixed for ``digits``, and a function of ``seed`` otherwise.
         deterministic: also seed the loader workers (``worker_init_fn``), for reproducible augmentation.
         effective_train_size, effective_valid_size, effective_test_size: fraction in (0, 1] of each set
-            sampled per epoch (a new random subset each epoch unless ``fixed_subset``).
+            sampled per epoch (training: a new random subset each epoch unless ``fixed_subset``; validation
+            and test: one subset for the whole run).
         fixed_subset: sample the same subset in every epoch.
         sequential: iterate over the training set in index order instead of shuffling.
         test_only: build only the test loader (the others are None).
@@ -96,17 +97,22 @@ def load_data(dataset, data_dir, batch_size, workers, validation_split=0.1, dete
     if sources.in_memory:
         workers = 0  # worker processes would only add start-up time
     make_loader = functools.partial(_make_loader, batch_size=batch_size, workers=workers, seed=seed,
-                                    deterministic=deterministic, fixed_subset=fixed_subset)
-    test_loader = make_loader(sources.test, range(len(sources.test)), effective_test_size, shuffle=False)
+                                    deterministic=deterministic)
+    # Evaluation sets keep one subset for the whole run: scores compared across epochs, or between a float
+    # and a quantized model, must come from the same samples.
+    test_loader = make_loader(sources.test, range(len(sources.test)), effective_test_size, shuffle=False,
+                              fixed_subset=True)
     if test_only:
         return None, None, test_loader, dataset_input_shape(dataset)
     split_seed = seed % 2 ** 32 if sources.split_seed is None else sources.split_seed
     train_indices, valid_indices = _split_validation(len(sources.train), validation_split, split_seed,
                                                      sources.stratify)
-    train_loader = make_loader(sources.train, train_indices, effective_train_size, shuffle=not sequential)
+    train_loader = make_loader(sources.train, train_indices, effective_train_size, shuffle=not sequential,
+                               fixed_subset=fixed_subset)
     valid_loader = None
     if len(valid_indices):
-        valid_loader = make_loader(sources.valid, valid_indices, effective_valid_size, shuffle=False)
+        valid_loader = make_loader(sources.valid, valid_indices, effective_valid_size, shuffle=False,
+                                   fixed_subset=True)
     msglogger.debug("%s: %d training, %d validation, %d test images", dataset, len(train_indices),
                     len(valid_indices), len(sources.test))
     return train_loader, valid_loader, test_loader, dataset_input_shape(dataset)

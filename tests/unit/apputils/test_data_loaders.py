@@ -217,6 +217,15 @@ def test_effective_sizes_and_sequential_in_load_data():
     assert order == sorted(order)
 
 
+def test_evaluation_subsets_stay_the_same_across_passes_while_training_subsets_change():
+    """--etes/--vs subsets: a float and a quantized model (or two epochs) are scored on the same samples."""
+    train, valid, test, _ = load_data("digits", None, 50, 0, effective_train_size=0.5,
+                                      effective_valid_size=0.5, effective_test_size=0.1)
+    assert list(test.sampler) == list(test.sampler) == list(test.sampler)
+    assert list(valid.sampler) == list(valid.sampler)
+    assert set(train.sampler) != set(train.sampler)
+
+
 # ---------------------------------------------------------------- bad arguments
 
 @pytest.mark.parametrize("kwargs,message", [
