@@ -4,6 +4,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+ONNX_EXTRA = ["onnxruntime>=1.16", "onnxscript>=0.7"]
 version_ns = {}
 exec((HERE / "distiller" / "_version.py").read_text(), version_ns)
 
@@ -20,8 +21,10 @@ setup(
     install_requires=[line.strip() for line in (HERE / "requirements.txt").read_text().splitlines()
                       if line.strip() and not line.startswith("#")],
     extras_require={
+        # ONNX export (PyTorch's exporter needs onnxscript) and running exported models
+        "onnx": ONNX_EXTRA,
         "dev": ["pytest>=7", "pytest-xdist>=3", "nbclient>=0.8", "ipykernel>=6", "mkdocs>=1.5",
-                "onnxruntime>=1.16", "torch-pruning>=1.3"],
+                "torch-pruning>=1.3", *ONNX_EXTRA],
     },
     classifiers=[
         "License :: OSI Approved :: Apache Software License",

@@ -24,6 +24,7 @@ from distiller.apputils.data_loaders import load_data
 from distiller.errors import ArgumentError, UserError
 from distiller.models import check_dataset, create_model, dataset_num_classes, datasets_of_arch
 from distiller.models.create import CPU
+from distiller.quantization.export.onnx_qdq import import_onnx_package
 
 msglogger = logging.getLogger(__name__)
 
@@ -187,6 +188,15 @@ def _check_flag_combinations(args):
         raise ArgumentError("--thinnify with --evaluate thins a loaded model: add --resume-from PATH")
 
 
+def _check_onnx_packages(args):
+    """--export-onnx and --qe-export-onnx need the optional ONNX packages: checked before anything runs."""
+    for flag, given in (("--export-onnx", args.export_onnx is not None),
+                        ("--qe-export-onnx", getattr(args, "qe_export_onnx", False))):
+        if given:
+            for package in ("onnxscript", "onnxruntime"):
+                import_onnx_package(package, flag)
+
+
 def build_experiment(args):
     """Resolves and builds everything the run needs, validating all user input before any training.
 
@@ -196,6 +206,7 @@ def build_experiment(args):
         UserError: bad input (an unknown name, a missing file, a bad schedule or checkpoint...).
     """
     _check_flag_combinations(args)
+    _check_onnx_packages(args)
     checkpoint_path, checkpoint_arch, extras = _checkpoint_info(args)
     dataset = resolve_dataset(args, checkpoint_arch)
     arch = args.arch or checkpoint_arch or DEFAULT_ARCH[dataset]

@@ -1,6 +1,5 @@
 """What a classifier run reports: model size/compute statistics, the confusion matrix, ``summary.json``
 and the ONNX export of the float model."""
-import importlib.util
 import json
 import logging
 import os
@@ -12,12 +11,10 @@ from sklearn.metrics import confusion_matrix
 from tabulate import tabulate
 
 from distiller.metrics import model_params_stats
+from distiller.quantization.export.onnx_qdq import export_to_onnx, import_onnx_package
 from distiller.summaries.compute import model_macs
 
 msglogger = logging.getLogger(__name__)
-
-#: onnxruntime is optional: without it the exported file is checked but not run.
-HAS_ONNXRUNTIME = importlib.util.find_spec("onnxruntime") is not None
 
 
 def weight_statistics(model):
@@ -56,34 +53,28 @@ def write_summary(run_dir, summary):
 def export_onnx(model, dummy_input, path):
     """Exports ``model`` (float, eval mode) to ONNX with a dynamic batch dimension and checks the file.
 
-    The file must pass :func:`onnx.checker.check_model`; when onnxruntime is installed it is also run once
-    on ``dummy_input`` and its output compared with PyTorch's.
-
-    Uses the TorchScript-based exporter (``dynamo=False``): the torch.export-based one needs the
-    ``onnxscript`` package, which distiller does not require.
+    Uses PyTorch's current exporter (``dynamo=True``, see
+    :func:`distiller.quantization.export.onnx_qdq.export_to_onnx`). The file must pass
+    :func:`onnx.checker.check_model`, and ONNX Runtime's output on ``dummy_input`` must match PyTorch's.
 
     Returns:
-        the largest absolute difference between ONNX Runtime's and PyTorch's outputs, or None without
-        onnxruntime.
+        the largest absolute difference between ONNX Runtime's and PyTorch's outputs.
     Raises:
-        RuntimeError: ONNX Runtime's output differs from PyTorch's.
+        MissingDependencyError: ``onnxscript`` or ``onnxruntime`` is not installed.
+        RuntimeError: ONNX Runtime's output differs from PyTorch's (a bug of the export).
     """
+    onnxruntime = import_onnx_package("onnxruntime", "--export-onnx")
     network = model.module if isinstance(model, torch.nn.DataParallel) else model
     was_training = network.training
     network.eval()
     try:
         with torch.no_grad():
             expected = network(dummy_input).cpu().numpy()
-        torch.onnx.export(network, (dummy_input,), path, dynamo=False, input_names=["input"],
-                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        export_to_onnx(network, dummy_input, path, output_name="logits")
     finally:
         network.train(was_training)
     onnx.checker.check_model(onnx.load(path))
     msglogger.info("Exported the model to ONNX: %s (passes the ONNX checker)", path)
-    if not HAS_ONNXRUNTIME:
-        msglogger.info("onnxruntime is not installed: the exported model was not run")
-        return None
-    import onnxruntime
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     actual = session.run(None, {"input": dummy_input.cpu().numpy()})[0]
     difference = float(np.max(np.abs(actual - expected)))

@@ -200,3 +200,13 @@ def test_setup_is_logged_into_the_run_log_once_the_run_directory_exists(run_clas
         log = f.read()
     assert "dataset digits, architecture simplenet_cifar, seed 3" in log
     assert log.index("Log file for this run") < log.index("dataset digits, architecture simplenet_cifar")
+
+
+@pytest.mark.parametrize("flags", [["--export-onnx"], ["-e", "--quantize-eval", "--qe-export-onnx"]],
+                         ids=["export-onnx", "qe-export-onnx"])
+def test_onnx_flags_without_the_onnx_extra(run_classifier, simplenet_checkpoint, monkeypatch, tmp_path, flags):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if not installed
+    out_dir = tmp_path / "runs"
+    result = run_classifier("--resume-from", simplenet_checkpoint, *flags, "-o", out_dir)
+    assert_user_error(result, flags[-1], "'onnxscript'", "pip install 'distiller[onnx]'")
+    assert not out_dir.exists()

@@ -4,6 +4,7 @@ import torch
 
 from ...errors import ArgumentError
 from ...utils import model_device
+from .onnx_qdq import import_onnx_package
 
 __all__ = ["parity_check", "OnnxRuntimeModule"]
 
@@ -32,7 +33,7 @@ def parity_check(sim_model, data, converted_model=None, onnx_path=None, max_batc
         (entries only for the forms given); agreement is the fraction of samples whose arg-max output
         matches the simulated model's, the difference is the largest absolute output difference.
     Raises:
-        ValueError: neither ``converted_model`` nor ``onnx_path`` given, or ``data`` yields no batch.
+        ArgumentError: neither ``converted_model`` nor ``onnx_path`` given, or ``data`` yields no batch.
     """
     if converted_model is None and onnx_path is None:
         raise ArgumentError("parity_check needs converted_model and/or onnx_path to compare with")
@@ -64,11 +65,15 @@ def parity_check(sim_model, data, converted_model=None, onnx_path=None, max_batc
 
 class OnnxRuntimeModule(torch.nn.Module):
     """An ONNX file run by ONNX Runtime on the CPU, usable like a model: ``forward(x)`` returns the first
-    output as a tensor on ``x``'s device (for evaluating an exported model with the same loop)."""
+    output as a tensor on ``x``'s device (for evaluating an exported model with the same loop).
+
+    Raises:
+        MissingDependencyError: ``onnxruntime`` is not installed (``pip install 'distiller[onnx]'``).
+    """
 
     def __init__(self, path, threads=None):
         super().__init__()
-        import onnxruntime
+        onnxruntime = import_onnx_package("onnxruntime", "Running an ONNX model")
         options = onnxruntime.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads

@@ -43,6 +43,7 @@ def test_pytorch_int8_fuses_relu_and_keeps_pools_quantized(quantize, test_batch)
     assert converted.code.count(".dequantize()") == 1
 
 
+@pytest.mark.slow  # the ONNX export takes seconds (torch.export)
 def test_onnx_qdq_export_runs_in_onnxruntime_and_matches(quantize, test_batch, tmp_path):
     import onnxruntime
     _, model = quantize(mode=ACTS_U8, per_channel_wts=True)
@@ -63,6 +64,7 @@ def test_onnx_qdq_export_runs_in_onnxruntime_and_matches(quantize, test_batch, t
     assert "QLinearConv" in fused and "QLinearAdd" in fused  # ONNX Runtime runs integer kernels
 
 
+@pytest.mark.slow  # the ONNX export takes seconds (torch.export)
 def test_parity_check_reports_agreement(quantize, test_batch, tmp_path):
     _, model = quantize(mode=ACTS_U8)
     converted = convert_distiller_ptq_model_to_pytorch(model, test_batch[:1])
