@@ -225,6 +225,8 @@ def build_experiment(args):
                          device_ids=resolve_device_ids(args))
     scheduler, optimizer, start_epoch = _load_start_point(args, model, checkpoint_path, arch)
     scheduler = _configure_schedule(args, model, optimizer, scheduler, start_epoch, checkpoint_path)
+    if args.compress and not args.evaluate:
+        _check_schedule_runs(scheduler, args.epochs)
     if args.evaluate or args.export_onnx is not None:
         scheduler.mask_all_weights()  # a checkpoint saved during soft pruning holds unmasked weights
     if valid_loader is None and not args.evaluate:
@@ -283,6 +285,15 @@ def _configure_schedule(args, model, optimizer, scheduler, start_epoch, checkpoi
         scheduler = distiller.file_config(model, optimizer, args.compress, scheduler, resumed_epoch=resumed_epoch)
     _warn_unreached_policies(scheduler, args.epochs)
     return scheduler
+
+
+def _check_schedule_runs(scheduler, epochs):
+    """Refuses a schedule none of whose policies starts before ``--epochs``: the run would be plain training."""
+    first = min(scheduler.policies, default=None)
+    if first is not None and first >= epochs:
+        raise ArgumentError(f"--compress: the schedule's first policy runs at epoch {first} but --epochs is {epochs}, "
+                            f"so it would compress nothing; raise --epochs above {first} or start the policies "
+                            "earlier")
 
 
 def _warn_unreached_policies(scheduler, epochs):

@@ -210,3 +210,17 @@ def test_onnx_flags_without_the_onnx_extra(run_classifier, simplenet_checkpoint,
     result = run_classifier("--resume-from", simplenet_checkpoint, *flags, "-o", out_dir)
     assert_user_error(result, flags[-1], "'onnxscript'", "pip install 'distiller[onnx]'")
     assert not out_dir.exists()
+
+
+def test_schedule_that_starts_after_the_last_epoch_is_refused(run_classifier, tmp_path):
+    schedule = tmp_path / "late.yaml"
+    schedule.write_text(textwrap.dedent("""\
+        pruners:
+          p: {class: AutomatedGradualPruner, initial_sparsity: 0.1, final_sparsity: 0.5, weights: [conv1.weight]}
+        policies:
+          - pruner: {instance_name: p}
+            starting_epoch: 5
+            ending_epoch: 9
+        """))
+    result = run_classifier("-a", "simplenet_cifar", "--epochs", "3", "--compress", schedule, "-o", tmp_path / "runs")
+    assert_user_error(result, "first policy runs at epoch 5", "--epochs is 3", "compress nothing")
