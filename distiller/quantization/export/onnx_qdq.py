@@ -33,7 +33,7 @@ from torch import nn
 
 from ...errors import MissingDependencyError
 from .pytorch_int8 import accumulator_grid_bias
-from .walk import Emitter, ExportError, cpu_model, walk_quantized_model
+from .walk import Emitter, cpu_model, walk_quantized_model
 
 __all__ = ["export_onnx_qdq", "export_to_onnx", "build_qdq_model", "import_onnx_package", "ONNX_INSTALL_HINT"]
 

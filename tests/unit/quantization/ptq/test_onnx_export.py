@@ -28,7 +28,8 @@ def test_quantize_dequantize_op_is_fake_quantization():
 @pytest.mark.parametrize("package", ["onnxscript", "onnxruntime"])
 def test_missing_onnx_package_is_a_user_error_naming_the_extra(monkeypatch, package):
     monkeypatch.setitem(sys.modules, package, None)  # makes `import package` fail as if not installed
-    with pytest.raises(MissingDependencyError, match=rf"needs the '{package}' package.*pip install 'distiller\[onnx\]'"):
+    with pytest.raises(MissingDependencyError,
+                       match=rf"needs the '{package}' package.*pip install 'distiller\[onnx\]'"):
         import_onnx_package(package, "ONNX export")
 
 
