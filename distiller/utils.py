@@ -1,4 +1,5 @@
 """Helpers for finding modules and parameters by name, DataParallel name normalisation and seeding."""
+import logging
 import os
 import random
 import re
@@ -7,6 +8,8 @@ import numpy as np
 import torch
 
 from .errors import UnmatchedNameError
+
+msglogger = logging.getLogger(__name__)
 
 _PARALLEL_PREFIX = "module."
 
@@ -142,20 +145,73 @@ def pattern_lookup(mapping, name):
     return mapping.get("*")
 
 
-def set_seed(seed):
-    """Seeds Python, NumPy and torch (all devices) random number generators."""
+def set_seed(seed: int) -> None:
+    """Seeds Python, NumPy and torch (CPU and every CUDA device) random number generators."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
-def set_deterministic(seed=0):
-    """Seeds every RNG and makes torch choose deterministic algorithms (slower, reproducible)."""
+#: The cuBLAS workspace settings with which cuBLAS computes deterministically (the two torch accepts).
+DETERMINISTIC_CUBLAS_CONFIGS = (":4096:8", ":16:8")
+
+
+def set_deterministic(seed: int = 0) -> None:
+    """Seeds every RNG and makes torch compute reproducibly (slower).
+
+    Sets ``torch.use_deterministic_algorithms(True)`` in strict mode: an operation that has no
+    deterministic kernel raises ``RuntimeError`` naming it instead of silently varying. Also sets
+    ``torch.backends.cudnn.deterministic = True`` and ``benchmark = False`` (no run-time choice of
+    convolution algorithms) and ``CUBLAS_WORKSPACE_CONFIG=:4096:8``, which cuBLAS reads once, when it
+    starts: so call this before any CUDA work.
+
+    What is guaranteed where (torch 2.14):
+
+    * **CPU**: bit-identical results for the same program, seed, torch build, machine type and number
+      of threads (``torch.get_num_threads()``: reductions split their work by thread).
+    * **CUDA**: bit-identical results on the same GPU model with the same driver, CUDA, cuDNN and
+      torch; ops without a deterministic CUDA kernel raise. In a training step (forward, cross-entropy,
+      backward) of distiller's CIFAR-10, MNIST and ImageNet models and of torchvision's classifiers
+      (traced op by op with torch 2.14; the largest variant of each family and MaxViT not traced), the
+      only such op is the backward pass of ``nn.AdaptiveAvgPool2d`` with an output larger than 1x1
+      (``adaptive_avg_pool2d_backward_cuda``): AlexNet, AlexNet-BN and the torchvision VGGs cannot
+      train under ``set_deterministic`` on CUDA. A 1x1 output (ResNets, MobileNets and the others) is
+      computed as a mean, which is deterministic; so is ``CrossEntropyLoss`` on ``(N, C)`` logits (only
+      ``nll_loss2d``, for per-pixel targets, has no deterministic CUDA kernel).
+    * Not guaranteed across devices (CPU vs. GPU, one GPU model vs. another), torch versions or thread
+      counts. TF32 settings are left alone: TF32 kernels are deterministic too; they change precision,
+      not reproducibility.
+
+    DataLoader workers are seeded by the loaders themselves (see
+    :func:`distiller.apputils.load_data` with ``deterministic=True``).
+
+    Args:
+        seed: the seed of Python's, NumPy's and torch's generators.
+    Raises:
+        RuntimeError: CUDA is already initialised and ``CUBLAS_WORKSPACE_CONFIG`` is not one of
+            :data:`DETERMINISTIC_CUBLAS_CONFIGS` (cuBLAS may already run with another workspace): call
+            ``set_deterministic`` before any CUDA work, or export ``CUBLAS_WORKSPACE_CONFIG=:4096:8``.
+    """
+    _set_deterministic_cublas_workspace()
     set_seed(seed)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.use_deterministic_algorithms(True, warn_only=False)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
+
+
+def _set_deterministic_cublas_workspace() -> None:
+    current = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    if current in DETERMINISTIC_CUBLAS_CONFIGS:
+        return
+    if torch.cuda.is_initialized():
+        raise RuntimeError(f"set_deterministic() was called after CUDA was initialised with CUBLAS_WORKSPACE_CONFIG="
+                           f"{current!r}: cuBLAS reads that setting only when it starts, so matrix products may not "
+                           f"be reproducible. Call set_deterministic() before any CUDA work, or export "
+                           f"CUBLAS_WORKSPACE_CONFIG={DETERMINISTIC_CUBLAS_CONFIGS[0]} before starting Python")
+    if current is not None:
+        msglogger.warning("CUBLAS_WORKSPACE_CONFIG=%r is not deterministic: replaced by %r", current,
+                          DETERMINISTIC_CUBLAS_CONFIGS[0])
+    os.environ["CUBLAS_WORKSPACE_CONFIG"] = DETERMINISTIC_CUBLAS_CONFIGS[0]
 
 
 def volume(tensor_or_shape):
