@@ -21,6 +21,7 @@ import distiller.thinning  # registers the 'thinning' replayer that load_checkpo
 from distiller.apputils.checkpoint import load_checkpoint, read_checkpoint
 from distiller.apputils.checkpoint_schedule import resume_schedule
 from distiller.apputils.data_loaders import load_data
+from distiller.apputils.execution_env import config_pylogger
 from distiller.errors import ArgumentError, UserError
 from distiller.models import check_dataset, create_model, dataset_num_classes, datasets_of_arch
 from distiller.models.create import CPU
@@ -95,6 +96,19 @@ def logging_before_run_dir(create_run_log, verbose=False):
             for record in held.records:
                 if record.levelno >= handler.level:
                     handler.handle(record)
+
+
+def create_run_log(args):
+    """Creates the run directory under ``--out-dir`` and its log (:func:`config_pylogger`).
+
+    Raises:
+        ArgumentError: the run directory cannot be created there (not a directory, no permission, disk full).
+    """
+    try:
+        return config_pylogger(None, args.name, args.output_dir, args.verbose)
+    except OSError as err:
+        raise ArgumentError(f"--out-dir '{args.output_dir}': cannot create the run directory there "
+                            f"({err.strerror or err}); pass a writable directory") from err
 
 
 def resolve_dataset(args, checkpoint_arch=None):

@@ -24,7 +24,7 @@ import distiller.cli
 import distiller.cli.quantization
 import distiller.thinning
 from distiller.apputils import save_checkpoint
-from distiller.apputils.execution_env import config_pylogger, log_execution_env_state
+from distiller.apputils.execution_env import log_execution_env_state
 from distiller.data_loggers import (CsvLogger, PythonLogger, TensorBoardLogger, log_training_progress,
                                     log_weights_sparsity)
 
@@ -200,8 +200,7 @@ def _quantize_and_evaluate(args, exp, criterion, run_dir):
 def main(args):
     """Runs the application; returns the run's summary (None when it only exports to ONNX)."""
     started = time.time(), time.process_time()
-    with app_utils.logging_before_run_dir(lambda: config_pylogger(None, args.name, args.output_dir, args.verbose),
-                                          args.verbose):
+    with app_utils.logging_before_run_dir(lambda: app_utils.create_run_log(args), args.verbose):
         exp = app_utils.build_experiment(args)
         if args.quantize_eval:  # bad quantization settings fail here, before any data is read
             distiller.cli.quantization.check_quantization_args(exp.model, args)

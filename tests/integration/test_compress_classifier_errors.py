@@ -224,3 +224,10 @@ def test_schedule_that_starts_after_the_last_epoch_is_refused(run_classifier, tm
         """))
     result = run_classifier("-a", "simplenet_cifar", "--epochs", "3", "--compress", schedule, "-o", tmp_path / "runs")
     assert_user_error(result, "first policy runs at epoch 5", "--epochs is 3", "compress nothing")
+
+
+def test_output_directory_that_cannot_hold_a_run(run_classifier, tmp_path):
+    not_a_directory = tmp_path / "file.txt"
+    not_a_directory.write_text("")
+    result = run_classifier("-a", "simplenet_cifar", "--epochs", "1", "-o", not_a_directory / "runs")
+    assert_user_error(result, "--out-dir", "cannot create the run directory", "writable directory")
