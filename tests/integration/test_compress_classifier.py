@@ -111,6 +111,19 @@ def test_resumed_run_repeats_the_uninterrupted_run_exactly(agp_runs):
         assert torch.equal(tensor, resumed_state["state_dict"][name]), name
     full_lr = full_state["optimizer_state_dict"]["param_groups"][0]["lr"]
     assert resumed_state["optimizer_state_dict"]["param_groups"][0]["lr"] == full_lr == pytest.approx(0.1 * 0.8 ** 3)
+    assert _epoch_results(resumed) == _epoch_results(full)[2:]
+
+
+def _epoch_results(run):
+    """epoch.csv's rows as written (full float precision), without the timings."""
+    with open(os.path.join(run.run_dir, "epoch.csv"), newline="") as f:
+        return [{k: v for k, v in row.items() if not k.endswith("seconds")} for row in csv.DictReader(f)]
+
+
+def test_two_det_runs_are_bit_identical(agp_runs):
+    """'full' and 'first' run the same --det command for 3 and 2 epochs: their common epochs agree exactly."""
+    full, first, _ = agp_runs
+    assert len(_epoch_results(first)) == 2 and _epoch_results(first) == _epoch_results(full)[:2]
 
 
 def test_run_directory_has_log_csv_and_tensorboard_scalars(agp_runs):
