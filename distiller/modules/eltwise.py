@@ -3,6 +3,8 @@
 A functional ``out + identity`` is invisible to module-replacement quantizers; ``EltwiseAdd()(out,
 identity)`` is a named module with its own input/output statistics.
 """
+from __future__ import annotations
+
 import torch
 from torch import nn
 
@@ -14,11 +16,11 @@ class EltwiseAdd(nn.Module):
         inplace: accumulate into the first input (saves memory; the input is overwritten).
     """
 
-    def __init__(self, inplace=False):
+    def __init__(self, inplace: bool = False) -> None:
         super().__init__()
         self.inplace = inplace
 
-    def forward(self, *inputs):
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         result = inputs[0]
         if self.inplace:
             for tensor in inputs[1:]:
@@ -32,7 +34,7 @@ class EltwiseAdd(nn.Module):
 class EltwiseSub(nn.Module):
     """Subtracts the second input from the first."""
 
-    def forward(self, minuend, subtrahend):
+    def forward(self, minuend: torch.Tensor, subtrahend: torch.Tensor) -> torch.Tensor:
         return minuend - subtrahend
 
 
@@ -43,11 +45,11 @@ class EltwiseMult(nn.Module):
         inplace: accumulate into the first input (the input is overwritten).
     """
 
-    def __init__(self, inplace=False):
+    def __init__(self, inplace: bool = False) -> None:
         super().__init__()
         self.inplace = inplace
 
-    def forward(self, *inputs):
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         result = inputs[0]
         if self.inplace:
             for tensor in inputs[1:]:
@@ -61,11 +63,11 @@ class EltwiseMult(nn.Module):
 class EltwiseDiv(nn.Module):
     """Divides the first input by the second (a tensor or a number)."""
 
-    def __init__(self, inplace=False):
+    def __init__(self, inplace: bool = False) -> None:
         super().__init__()
         self.inplace = inplace
 
-    def forward(self, dividend, divisor):
+    def forward(self, dividend: torch.Tensor, divisor: torch.Tensor | float) -> torch.Tensor:
         if self.inplace:
             return dividend.div_(divisor)
         return torch.div(dividend, divisor)

@@ -9,11 +9,15 @@ torch.fx generates for the rewritten graph. The computation is unchanged, existi
 parameter names are kept, and modules that torch.fx cannot trace are left as they were (their
 children are still converted).
 """
+from __future__ import annotations
+
 import logging
 import operator
+from typing import Any, Optional
 
 import torch
 import torch.fx as fx
+from torch import nn
 
 from .eltwise import EltwiseAdd, EltwiseDiv, EltwiseMult
 from .matmul import BatchMatmul, Matmul
@@ -35,20 +39,22 @@ _METHOD_MODULES = {"add": EltwiseAdd, "mul": EltwiseMult, "div": EltwiseDiv, "ma
                    "bmm": BatchMatmul}
 # Producers of shape/size values: arithmetic on them is integer bookkeeping, not tensor math.
 _SHAPE_METHODS = {"size", "dim", "numel", "__len__"}
+#: (base name of the new module, the module, the arguments its call takes)
+_Replacement = tuple[str, nn.Module, tuple[Any, ...]]
 
 
 class _ChildrenAreLeaves(fx.Tracer):
     """Traces only the root module's own ``forward``; every submodule stays one ``call_module`` node."""
 
-    def __init__(self, root):
+    def __init__(self, root: nn.Module) -> None:
         super().__init__()
         self._root = root
 
-    def is_leaf_module(self, module, qualified_name):
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
         return module is not self._root
 
 
-def _is_tensor_node(node, memo):
+def _is_tensor_node(node: Any, memo: dict[fx.Node, bool]) -> bool:
     """Whether an fx value is (as far as the graph shows) a tensor rather than a size or number."""
     if not isinstance(node, fx.Node):
         return False
@@ -64,7 +70,7 @@ def _is_tensor_node(node, memo):
     return memo[node]
 
 
-def _replacement_for(node, memo):
+def _replacement_for(node: fx.Node, memo: dict[fx.Node, bool]) -> Optional[_Replacement]:
     """Returns (base_name, module, args) when ``node`` should become a module call, else None."""
     if node.op == "call_function" and node.target in _BINARY_OPS and not node.kwargs:
         if len(node.args) == 2 and all(_is_tensor_node(arg, memo) for arg in node.args):
@@ -74,21 +80,27 @@ def _replacement_for(node, memo):
         if len(node.args) == 2 and all(_is_tensor_node(arg, memo) for arg in node.args):
             return node.target, _METHOD_MODULES[node.target](), node.args
     if node.op == "call_function" and node.target is torch.cat:
-        tensors = node.args[0] if node.args else node.kwargs.get("tensors")
-        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        tensors, dim = _cat_arguments(node)
         if isinstance(tensors, (list, tuple)) and isinstance(dim, int) and all(isinstance(t, fx.Node)
                                                                               for t in tensors):
             return "cat", Concat(dim), tuple(tensors)
     return None
 
 
-def _is_user_module(module):
+def _cat_arguments(node: fx.Node) -> tuple[Any, Any]:
+    """``(tensors, dim)`` of a ``torch.cat`` call node, read from its current arguments."""
+    tensors = node.args[0] if node.args else node.kwargs.get("tensors")
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    return tensors, dim
+
+
+def _is_user_module(module: nn.Module) -> bool:
     """Modules whose ``forward`` we trace: not torch's own layers, not ``distiller.modules``."""
     qualified = type(module).__module__
     return not (qualified.startswith("torch.") or qualified.startswith(__package__ + "."))
 
 
-def _trace(module):
+def _trace(module: nn.Module) -> Optional[fx.Graph]:
     """The fx graph of ``module``'s own forward (a copy for GraphModules), or None if untraceable."""
     if isinstance(module, fx.GraphModule):
         graph = fx.Graph()
@@ -105,12 +117,12 @@ def _trace(module):
         return None
 
 
-def _planned_replacements(graph):
-    memo = {}
+def _planned_replacements(graph: fx.Graph) -> list[tuple[fx.Node, _Replacement]]:
+    memo: dict[fx.Node, bool] = {}
     return [(node, found) for node in graph.nodes if (found := _replacement_for(node, memo)) is not None]
 
 
-def _unique_name(module, base, taken):
+def _unique_name(module: nn.Module, base: str, taken: set[str]) -> str:
     name, index = base, 1
     while hasattr(module, name) or name in taken:
         name, index = f"{base}_{index}", index + 1
@@ -118,18 +130,18 @@ def _unique_name(module, base, taken):
     return name
 
 
-def _rewrite(module, graph, replacements):
+def _rewrite(module: nn.Module, graph: fx.Graph, replacements: list[tuple[fx.Node, _Replacement]]) -> nn.Module:
     """Makes ``module`` compute ``graph`` in which each planned op became a call of a new child module.
 
     The module keeps its identity, attributes and names; its class is swapped for a subclass whose
     ``forward`` is the code torch.fx generates for the rewritten graph.
     """
-    taken = set()
+    taken: set[str] = set()
     for node, (base, new_module, _) in replacements:
         name = _unique_name(module, base, taken)
         module.add_module(name, new_module.train(module.training))
         # re-read the arguments: earlier replacements may have rewired them
-        args = _replacement_for(node, {})[2] if node.target is torch.cat else node.args
+        args = tuple(_cat_arguments(node)[0]) if node.target is torch.cat else node.args
         with graph.inserting_before(node):
             call = graph.call_module(name, args=tuple(args))
         node.replace_all_uses_with(call)
@@ -150,13 +162,13 @@ def _rewrite(module, graph, replacements):
     return module
 
 
-def find_functional_ops(model):
+def find_functional_ops(model: nn.Module) -> list[tuple[str, str]]:
     """Lists the functional ops ``convert_functional_ops`` would replace, without changing the model.
 
     Returns:
         list of ``(owner_module_name, op_base_name)`` in model order, e.g. ``[('layer1.0', 'add')]``.
     """
-    found = []
+    found: list[tuple[str, str]] = []
     for name, module in model.named_modules():
         graph = _trace(module)
         if graph is not None:
@@ -164,7 +176,7 @@ def find_functional_ops(model):
     return found
 
 
-def convert_functional_ops(model):
+def convert_functional_ops(model: nn.Module) -> nn.Module:
     """Replaces functional adds, products, divisions, concatenations and matmuls by modules, in place.
 
     Every user-defined module whose ``forward`` contains such ops gets new ``distiller.modules``

@@ -5,11 +5,20 @@
 ``torch.nn.LSTM``) from ``nn.Linear``, ``EltwiseAdd``/``EltwiseMult`` and activation modules, so each
 gate is wrapped, calibrated and quantized separately.
 """
+from __future__ import annotations
+
+import typing
+from typing import Optional
+
 import torch
 from torch import nn
 
+from ..errors import ArgumentError
 from .eltwise import EltwiseAdd, EltwiseMult
 from .tensor_ops import Chunk, Concat
+
+#: An LSTM's ``(h, c)`` state.
+_State = tuple[torch.Tensor, torch.Tensor]
 
 
 class DistillerLSTMCell(nn.Module):
@@ -21,7 +30,7 @@ class DistillerLSTMCell(nn.Module):
         bias: add the input and hidden biases.
     """
 
-    def __init__(self, input_size, hidden_size, bias=True):
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
         super().__init__()
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         self.fc_gate_x = nn.Linear(input_size, 4 * hidden_size, bias=bias)
@@ -36,29 +45,30 @@ class DistillerLSTMCell(nn.Module):
         self.act_h = nn.Tanh()
         self.eltwisemult_hidden = EltwiseMult()
 
-    def forward(self, x, h=None):
+    def forward(self, x: torch.Tensor, h: Optional[_State] = None) -> _State:
         """Returns ``(h, c)`` after one step; ``h`` is the ``(h, c)`` state (zeros when None)."""
         h_prev, c_prev = h if h is not None else self.init_hidden(x.size(0), x)
         gates = self.eltwiseadd_gate(self.fc_gate_x(x), self.fc_gate_h(h_prev))
         i, f, g, o = self.chunk_gates(gates)
         i, f, g, o = self.act_i(i), self.act_f(f), self.act_g(g), self.act_o(o)
         c = self.eltwiseadd_cell(self.eltwisemult_cell_forget(f, c_prev), self.eltwisemult_cell_input(i, g))
-        h = self.eltwisemult_hidden(o, self.act_h(c))
-        return h, c
+        hidden = self.eltwisemult_hidden(o, self.act_h(c))
+        return hidden, c
 
-    def init_hidden(self, batch_size, like):
+    def init_hidden(self, batch_size: int, like: torch.Tensor) -> _State:
+        """Zero ``(h, c)`` states for ``batch_size`` samples, with the dtype and device of ``like``."""
         zeros = like.new_zeros(batch_size, self.hidden_size)
         return zeros, zeros.clone()
 
     @classmethod
-    def from_pytorch_impl(cls, cell):
+    def from_pytorch_impl(cls, cell: nn.LSTMCell) -> DistillerLSTMCell:
         """Builds a cell with the weights of a ``torch.nn.LSTMCell``."""
         new = cls(cell.input_size, cell.hidden_size, cell.bias)
         _copy_gate_weights(new, cell.weight_ih, cell.weight_hh,
                            getattr(cell, "bias_ih", None), getattr(cell, "bias_hh", None))
         return new.to(cell.weight_ih.device)
 
-    def to_pytorch_impl(self):
+    def to_pytorch_impl(self) -> nn.LSTMCell:
         """Returns an equivalent ``torch.nn.LSTMCell``."""
         cell = nn.LSTMCell(self.input_size, self.hidden_size, self.bias).to(self.fc_gate_x.weight.device)
         with torch.no_grad():
@@ -70,11 +80,12 @@ class DistillerLSTMCell(nn.Module):
         return cell
 
 
-def _copy_gate_weights(cell, weight_ih, weight_hh, bias_ih, bias_hh):
+def _copy_gate_weights(cell: DistillerLSTMCell, weight_ih: torch.Tensor, weight_hh: torch.Tensor,
+                       bias_ih: Optional[torch.Tensor], bias_hh: Optional[torch.Tensor]) -> None:
     with torch.no_grad():
         cell.fc_gate_x.weight.copy_(weight_ih)
         cell.fc_gate_h.weight.copy_(weight_hh)
-        if cell.bias:
+        if bias_ih is not None and bias_hh is not None:
             cell.fc_gate_x.bias.copy_(bias_ih)
             cell.fc_gate_h.bias.copy_(bias_hh)
 
@@ -87,11 +98,11 @@ class DistillerLSTM(nn.Module):
             ``torch.nn.LSTM`` (``proj_size`` and packed sequences are not supported).
     """
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False) -> None:
         super().__init__()
         if num_layers < 1:
-            raise ValueError(f"DistillerLSTM: num_layers must be >= 1, got {num_layers}")
+            raise ArgumentError(f"DistillerLSTM: num_layers must be >= 1, got {num_layers}", argument="num_layers")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.bidirectional = bias, batch_first, bidirectional
         self.dropout = dropout
@@ -105,7 +116,7 @@ class DistillerLSTM(nn.Module):
         self.concat_directions = Concat(dim=2) if bidirectional else None
         self.dropout_layer = nn.Dropout(dropout)
 
-    def forward(self, x, h=None):
+    def forward(self, x: torch.Tensor, h: Optional[_State] = None) -> tuple[torch.Tensor, _State]:
         """Returns ``(output, (h_n, c_n))`` with the shapes of ``torch.nn.LSTM``."""
         if isinstance(x, nn.utils.rnn.PackedSequence):
             raise TypeError("DistillerLSTM does not accept PackedSequence inputs; pad the batch instead")
@@ -121,7 +132,7 @@ class DistillerLSTM(nn.Module):
             out, (h_n, c_n) = self._run_direction(self.cells[layer], x, h[0][index], h[1][index], reverse=False)
             h_all.append(h_n)
             c_all.append(c_n)
-            if self.bidirectional:
+            if self.cells_reverse is not None and self.concat_directions is not None:
                 out_r, (h_r, c_r) = self._run_direction(self.cells_reverse[layer], x, h[0][index + 1],
                                                         h[1][index + 1], reverse=True)
                 h_all.append(h_r)
@@ -132,40 +143,44 @@ class DistillerLSTM(nn.Module):
         return output, (torch.stack(h_all), torch.stack(c_all))
 
     @staticmethod
-    def _run_direction(cell, x, h, c, reverse):
+    def _run_direction(cell: nn.Module, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
+                       reverse: bool) -> tuple[torch.Tensor, _State]:
         steps = range(x.size(0) - 1, -1, -1) if reverse else range(x.size(0))
-        outputs = [None] * x.size(0)
+        outputs = []
         for t in steps:
             h, c = cell(x[t], (h, c))
-            outputs[t] = h
+            outputs.append(h)
+        if reverse:
+            outputs.reverse()
         return torch.stack(outputs), (h, c)
 
     @classmethod
-    def from_pytorch_impl(cls, lstm):
+    def from_pytorch_impl(cls, lstm: nn.LSTM) -> DistillerLSTM:
         """Builds a DistillerLSTM with the weights of a ``torch.nn.LSTM``."""
-        if isinstance(lstm, nn.LSTM) and getattr(lstm, "proj_size", 0):
-            raise ValueError("DistillerLSTM does not support nn.LSTM with proj_size > 0")
+        if isinstance(lstm, nn.LSTM) and lstm.proj_size:
+            raise ArgumentError("DistillerLSTM does not support nn.LSTM with proj_size > 0", argument="lstm")
         new = cls(lstm.input_size, lstm.hidden_size, lstm.num_layers, lstm.bias, lstm.batch_first,
                   lstm.dropout, lstm.bidirectional)
         for layer in range(lstm.num_layers):
             for suffix, cells in (("", new.cells), ("_reverse", new.cells_reverse)):
                 if cells is None:
                     continue
-                names = [f"{kind}_{part}_l{layer}{suffix}" for kind, part in
-                         (("weight", "ih"), ("weight", "hh"), ("bias", "ih"), ("bias", "hh"))]
-                _copy_gate_weights(cells[layer], *(getattr(lstm, name, None) for name in names))
-        return new.to(lstm.weight_ih_l0.device)
+                at = f"_l{layer}{suffix}"  # nn.LSTM has no bias attributes when built with bias=False
+                _copy_gate_weights(typing.cast(DistillerLSTMCell, cells[layer]), getattr(lstm, "weight_ih" + at),
+                                   getattr(lstm, "weight_hh" + at), getattr(lstm, "bias_ih" + at, None),
+                                   getattr(lstm, "bias_hh" + at, None))
+        return new.to(next(lstm.parameters()).device)
 
-    def to_pytorch_impl(self):
+    def to_pytorch_impl(self) -> nn.LSTM:
         """Returns an equivalent ``torch.nn.LSTM``."""
         lstm = nn.LSTM(self.input_size, self.hidden_size, self.num_layers, self.bias, self.batch_first,
-                       self.dropout, self.bidirectional).to(self.cells[0].fc_gate_x.weight.device)
+                       self.dropout, self.bidirectional).to(next(self.parameters()).device)
         with torch.no_grad():
             for layer in range(self.num_layers):
                 for suffix, cells in (("", self.cells), ("_reverse", self.cells_reverse)):
                     if cells is None:
                         continue
-                    cell = cells[layer]
+                    cell = typing.cast(DistillerLSTMCell, cells[layer])
                     getattr(lstm, f"weight_ih_l{layer}{suffix}").copy_(cell.fc_gate_x.weight)
                     getattr(lstm, f"weight_hh_l{layer}{suffix}").copy_(cell.fc_gate_h.weight)
                     if self.bias:
@@ -174,7 +189,7 @@ class DistillerLSTM(nn.Module):
         return lstm
 
 
-def convert_model_to_distiller_lstm(model):
+def convert_model_to_distiller_lstm(model: nn.Module) -> nn.Module:
     """Replaces every ``nn.LSTM``/``nn.LSTMCell`` in ``model`` by its Distiller equivalent, in place.
 
     Returns:

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from distiller.errors import ArgumentError
 from distiller.modules import (BatchMatmul, Chunk, Concat, DistillerLSTM, DistillerLSTMCell, EltwiseAdd, EltwiseDiv,
                                EltwiseMult, EltwiseSub, Matmul, Mean, Split, Stack, View, convert_functional_ops,
                                convert_model_to_distiller_lstm, find_functional_ops)
@@ -44,6 +45,16 @@ def test_distiller_lstm_equals_torch_lstm(bidirectional, batch_first):
         assert torch.allclose(output, expected, atol=1e-6)
         assert torch.allclose(our_h, h_n, atol=1e-6) and torch.allclose(our_c, c_n, atol=1e-6)
     assert torch.allclose(ours.to_pytorch_impl()(x)[0], lstm(x)[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("build, argument", [
+    (lambda: DistillerLSTM(5, 7, num_layers=0), "num_layers"),
+    (lambda: DistillerLSTM.from_pytorch_impl(nn.LSTM(5, 7, proj_size=3)), "lstm"),
+])
+def test_distiller_lstm_refuses_what_it_cannot_compute_as_argument_errors(build, argument):
+    with pytest.raises(ArgumentError) as info:
+        build()
+    assert info.value.argument == argument
 
 
 def test_lstm_cell_and_model_conversion():
