@@ -7,11 +7,16 @@ from Distiller's schedules are added: :class:`MultiStepMultiGammaLR` and a :clas
 also accepts Distiller's ``T_max`` argument.
 """
 import math
+from collections.abc import Sequence
+from typing import Optional
 
+from torch import Tensor
+from torch.optim import Optimizer
 from torch.optim import lr_scheduler as torch_lr
 
 from .errors import ArgumentError
 from .registry import LR_SCHEDULERS, register_lr_scheduler
+from .spec import NonNegativeInt, PositiveInt, Real, validated
 
 __all__ = ["MultiStepMultiGammaLR", "PolynomialLR"]
 
@@ -37,16 +42,20 @@ class MultiStepMultiGammaLR(torch_lr.LRScheduler):
             gammas: [0.1, 0.1, 0.2]
     """
 
-    def __init__(self, optimizer, milestones, gammas, last_epoch=-1):
+    @validated
+    def __init__(self, optimizer: Optimizer, milestones: Sequence[NonNegativeInt], gammas: Sequence[Real],
+                 last_epoch: int = -1) -> None:
         if len(milestones) != len(gammas):
-            raise ArgumentError(f"milestones ({len(milestones)}) and gammas ({len(gammas)}) must have the same length")
+            raise ArgumentError(f"MultiStepMultiGammaLR: milestones ({len(milestones)}) and gammas ({len(gammas)}) "
+                                "must have the same length", argument="gammas")
         if list(milestones) != sorted(milestones):
-            raise ArgumentError(f"milestones must be increasing, got {list(milestones)}")
+            raise ArgumentError(f"MultiStepMultiGammaLR: milestones must be increasing, got {list(milestones)}",
+                                argument="milestones")
         self.milestones = list(milestones)
-        self.gammas = [float(g) for g in gammas]
+        self.gammas = list(gammas)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float | Tensor]:
         factor = math.prod(g for m, g in zip(self.milestones, self.gammas) if self.last_epoch >= m)
         return [base_lr * factor for base_lr in self.base_lrs]
 
@@ -64,9 +73,12 @@ class PolynomialLR(torch_lr.PolynomialLR):
             power: 2
     """
 
-    def __init__(self, optimizer, total_iters=None, power=1.0, last_epoch=-1, T_max=None):
-        if (total_iters is None) == (T_max is None):
-            raise ArgumentError("PolynomialLR needs exactly one of total_iters or T_max (Distiller's name)")
-        super().__init__(optimizer, total_iters=total_iters if T_max is None else T_max, power=power,
-                         last_epoch=last_epoch)
+    @validated
+    def __init__(self, optimizer: Optimizer, total_iters: Optional[PositiveInt] = None, power: Real = 1.0,
+                 last_epoch: int = -1, T_max: Optional[PositiveInt] = None) -> None:
+        iters = total_iters if T_max is None else T_max
+        if iters is None or (total_iters is not None and T_max is not None):
+            raise ArgumentError("PolynomialLR needs exactly one of total_iters or T_max (Distiller's name)",
+                                argument="total_iters")
+        super().__init__(optimizer, total_iters=iters, power=power, last_epoch=last_epoch)
 
