@@ -1,10 +1,13 @@
 """``create_model``: builds a registered architecture for a dataset and places it on the right device."""
 import logging
+from collections.abc import Sequence
+from typing import Optional, Union
 
 import torch
+from torch import nn
 
 from ..errors import ArgumentError, InputFileError
-from .registry import check_dataset, model_entry
+from .registry import ModelBuilder, check_dataset, model_entry
 
 msglogger = logging.getLogger(__name__)
 
@@ -12,7 +15,8 @@ CPU = -1
 """``device_ids=CPU`` (-1) keeps the model on the CPU even when CUDA is available (the app's ``--cpu``)."""
 
 
-def create_model(pretrained, dataset, arch, parallel=True, device_ids=None):
+def create_model(pretrained: bool, dataset: str, arch: str, parallel: bool = True,
+                 device_ids: Optional[Union[int, Sequence[int]]] = None) -> nn.Module:
     """Creates a model of architecture ``arch`` for ``dataset``.
 
     Args:
@@ -44,12 +48,13 @@ def create_model(pretrained, dataset, arch, parallel=True, device_ids=None):
         raise ArgumentError(f"architecture '{arch}' is built for the {' and '.join(entry.datasets)} dataset"
                             f"{'s' if len(entry.datasets) > 1 else ''}, not for '{dataset}'; choose an "
                             f"architecture for '{dataset}' (see distiller.models.list_models('{dataset}'))")
-    if pretrained and entry.build_pretrained is None:
+    build = entry.build_pretrained if pretrained else entry.build
+    if build is None:
         raise ArgumentError(f"no pretrained weights are available for '{arch}'; pretrained weights exist for "
                             "the torchvision ImageNet architectures only (drop --pretrained to train from "
                             "scratch)")
     devices = _cuda_devices(device_ids)
-    model = _download_pretrained(entry) if pretrained else entry.build()
+    model = _download_pretrained(entry.name, build) if pretrained else build()
     msglogger.info("=> created a %s%s model for the %s dataset", "pretrained " if pretrained else "", arch,
                    dataset)
     if not devices:
@@ -60,7 +65,7 @@ def create_model(pretrained, dataset, arch, parallel=True, device_ids=None):
     return model
 
 
-def _cuda_devices(device_ids):
+def _cuda_devices(device_ids: Optional[Union[int, Sequence[int]]]) -> list[int]:
     """The CUDA device indices the model will use; empty for the CPU."""
     if device_ids == CPU or not torch.cuda.is_available():
         return []
@@ -75,11 +80,11 @@ def _cuda_devices(device_ids):
     return devices
 
 
-def _download_pretrained(entry):
+def _download_pretrained(name: str, build: ModelBuilder) -> nn.Module:
     try:
-        return entry.build_pretrained()
+        return build()
     except OSError as err:  # urllib's URLError/HTTPError and socket errors are all OSErrors
         raise InputFileError(
-            f"could not download the pretrained weights of '{entry.name}' ({err}); pretrained weights need "
+            f"could not download the pretrained weights of '{name}' ({err}); pretrained weights need "
             f"network access the first time (torch.hub then caches them in {torch.hub.get_dir()}"
             "/checkpoints), or drop --pretrained to train from scratch") from err

@@ -22,14 +22,21 @@ Example:
         def tiny_cifar(num_classes=10):
             return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, num_classes))
 """
+from __future__ import annotations
+
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
+
+from torch import nn
 
 from ..errors import ArgumentError, suggest
 
 _FAMILY_OF_DATASET = {"cifar10": "cifar10", "digits": "cifar10", "mnist": "mnist", "imagenet": "imagenet"}
 _INPUT_SHAPE = {"cifar10": (1, 3, 32, 32), "mnist": (1, 1, 28, 28), "imagenet": (1, 3, 224, 224)}
 _NUM_CLASSES = {"cifar10": 10, "mnist": 10, "imagenet": 1000}
+
+#: A model builder: called with no arguments (or ``num_classes``), returns the model.
+ModelBuilder = Callable[..., nn.Module]
 
 DATASETS = tuple(sorted(_FAMILY_OF_DATASET))
 """The dataset names known to the model zoo and to ``distiller.apputils.load_data``."""
@@ -41,19 +48,20 @@ class ModelEntry:
     (None when no weights are published) one with pretrained weights."""
     name: str
     family: str
-    build: Callable
-    build_pretrained: Optional[Callable] = None
+    build: ModelBuilder
+    build_pretrained: Optional[ModelBuilder] = None
 
     @property
-    def datasets(self):
+    def datasets(self) -> tuple[str, ...]:
         return tuple(d for d in DATASETS if _FAMILY_OF_DATASET[d] == self.family)
 
 
-_MODELS = {}
-_PREFIXES = {}
+_MODELS: dict[str, ModelEntry] = {}
+_PREFIXES: dict[str, Callable[[str], ModelEntry]] = {}
 
 
-def register_model(family, name=None, build_pretrained=None):
+def register_model(family: str, name: Optional[str] = None, build_pretrained: Optional[ModelBuilder] = None
+                   ) -> Callable[[ModelBuilder], ModelBuilder]:
     """Returns a decorator that registers a model builder under ``name`` (default: the function's name).
 
     Args:
@@ -66,7 +74,7 @@ def register_model(family, name=None, build_pretrained=None):
     if family not in _INPUT_SHAPE:
         raise ArgumentError(f"unknown model family '{family}'; use one of {sorted(_INPUT_SHAPE)}")
 
-    def add(builder):
+    def add(builder: ModelBuilder) -> ModelBuilder:
         key = name or builder.__name__
         existing = _MODELS.get(key)
         if existing is not None and existing.build is not builder:
@@ -83,7 +91,7 @@ def register_model_prefix(prefix: str, resolve: Callable[[str], ModelEntry]) -> 
     _PREFIXES[prefix] = resolve
 
 
-def register_user_model(arch: str, dataset: str, model: Callable[[], Any]) -> None:
+def register_user_model(arch: str, dataset: str, model: ModelBuilder) -> None:
     """Distiller's way to add a model: ``create_model(pretrained=False, dataset, arch)`` then returns
     ``model()``. Same as ``register_model(family of dataset, name=arch)(model)``.
 
@@ -93,7 +101,7 @@ def register_user_model(arch: str, dataset: str, model: Callable[[], Any]) -> No
     register_model(_FAMILY_OF_DATASET[check_dataset(dataset)], name=arch)(model)
 
 
-def list_models(dataset=None):
+def list_models(dataset: Optional[str] = None) -> list[str]:
     """The sorted names of all registered architectures, or of those built for ``dataset``."""
     if dataset is None:
         return sorted(_MODELS)
@@ -101,7 +109,7 @@ def list_models(dataset=None):
     return sorted(name for name, entry in _MODELS.items() if entry.family == family)
 
 
-def check_dataset(dataset):
+def check_dataset(dataset: str) -> str:
     """Returns the canonical (lower-case) dataset name; raises ArgumentError naming close matches."""
     name = str(dataset).lower()
     if name not in _FAMILY_OF_DATASET:
@@ -111,7 +119,7 @@ def check_dataset(dataset):
     return name
 
 
-def model_entry(arch):
+def model_entry(arch: str) -> ModelEntry:
     """Returns the ``ModelEntry`` of ``arch``; raises ArgumentError naming close matches for unknown names."""
     for prefix, resolve in _PREFIXES.items():
         if str(arch).startswith(prefix):
@@ -124,21 +132,21 @@ def model_entry(arch):
                             + " (see distiller.models.ALL_MODEL_NAMES for all names)") from None
 
 
-def datasets_of_arch(arch):
+def datasets_of_arch(arch: str) -> tuple[str, ...]:
     """The datasets that architecture ``arch`` is built for, e.g. ``('cifar10', 'digits')``."""
     return model_entry(arch).datasets
 
 
-def is_model_for_dataset(arch, dataset):
+def is_model_for_dataset(arch: str, dataset: str) -> bool:
     """True when architecture ``arch`` accepts the input format of ``dataset``."""
     return check_dataset(dataset) in datasets_of_arch(arch)
 
 
-def dataset_input_shape(dataset):
+def dataset_input_shape(dataset: str) -> tuple[int, int, int, int]:
     """The input shape (batch of one) of ``dataset``'s images, e.g. ``(1, 3, 32, 32)`` for ``'digits'``."""
     return _INPUT_SHAPE[_FAMILY_OF_DATASET[check_dataset(dataset)]]
 
 
-def dataset_num_classes(dataset):
+def dataset_num_classes(dataset: str) -> int:
     """The number of classes of ``dataset`` (10 for cifar10, digits and mnist; 1000 for imagenet)."""
     return _NUM_CLASSES[_FAMILY_OF_DATASET[check_dataset(dataset)]]

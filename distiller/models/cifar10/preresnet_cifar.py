@@ -10,6 +10,7 @@ Module and parameter names are Distiller's (``layer1.0.pre_bn``, ``pre_relu``, `
 quantizers see it. Like Distiller's, these networks take 32x32 inputs only.
 """
 import functools
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -32,6 +33,7 @@ class PreactBasicBlock(nn.Module):
         self.relu = nn.ReLU()
         self.conv2 = conv3x3(channels, channels)
         self.conv_downsample = conv_downsample
+        self.downsample: Optional[nn.Module]
         if stride == 1 and in_channels == channels:
             self.downsample = None
         elif conv_downsample:

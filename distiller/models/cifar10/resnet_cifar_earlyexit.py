@@ -20,7 +20,8 @@ class ResNetCifarEarlyExit(ResNetCifar):
         super().__init__(blocks_per_stage, num_classes)
         attach_exit(self, EXIT_AFTER, nn.Sequential(nn.AvgPool2d(3), nn.Flatten(), nn.Linear(1600, num_classes)))
 
-    def forward(self, x: torch.Tensor) -> list:
+    # Distiller's early-exit models return every exit's logits, where a ResNetCifar returns one tensor.
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
         final = super().forward(x)
         return pop_exit_outputs(self) + [final]
 

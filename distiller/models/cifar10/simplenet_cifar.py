@@ -9,7 +9,7 @@ from ..registry import register_model
 class SimpleNetCifar(nn.Module):
     """conv(6) - pool - conv(16) - pool - fc(120) - fc(84) - fc(num_classes), ReLU activations."""
 
-    def __init__(self, num_classes=10):
+    def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 6, kernel_size=5)
         self.relu_conv1 = nn.ReLU()
@@ -23,7 +23,7 @@ class SimpleNetCifar(nn.Module):
         self.relu_fc2 = nn.ReLU()
         self.fc3 = nn.Linear(84, num_classes)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool1(self.relu_conv1(self.conv1(x)))
         x = self.pool2(self.relu_conv2(self.conv2(x)))
         x = torch.flatten(x, 1)
@@ -33,5 +33,5 @@ class SimpleNetCifar(nn.Module):
 
 
 @register_model("cifar10")
-def simplenet_cifar(num_classes=10):
+def simplenet_cifar(num_classes: int = 10) -> SimpleNetCifar:
     return SimpleNetCifar(num_classes)

@@ -88,7 +88,7 @@ class PreactBottleneck(PreactBlock):
 class PreactResNet(nn.Module):
     """A pre-activation ResNet with ``blocks[i]`` blocks of type ``block`` in stage ``i``."""
 
-    def __init__(self, block: type, blocks: tuple, num_classes: int = 1000) -> None:
+    def __init__(self, block: type[PreactBlock], blocks: tuple[int, ...], num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)

@@ -10,6 +10,7 @@ names (``resnet18`` ... ``wide_resnet101_2``); torchvision's own models stay ava
 ``torchvision.resnet18`` etc.
 """
 import functools
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -17,10 +18,11 @@ import torchvision
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from ...modules import EltwiseAdd
+from ..registry import ModelBuilder
 from .weights import with_torchvision_weights
 
 
-def reorder_children(module: nn.Module, order: tuple) -> None:
+def reorder_children(module: nn.Module, order: tuple[str, ...]) -> None:
     """Re-registers ``module``'s children named in ``order`` in that order (absent ones are skipped), so that
     ``named_modules()`` lists them in execution order."""
     children = [(name, getattr(module, name)) for name in order if getattr(module, name, None) is not None]
@@ -33,7 +35,7 @@ def reorder_children(module: nn.Module, order: tuple) -> None:
 class DistillerBasicBlock(BasicBlock):
     """torchvision's ``BasicBlock`` with ``relu1``, ``relu2`` and the ``add`` module."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         del self.relu
         self.relu1, self.relu2, self.add = nn.ReLU(), nn.ReLU(), EltwiseAdd()
@@ -49,7 +51,7 @@ class DistillerBasicBlock(BasicBlock):
 class DistillerBottleneck(Bottleneck):
     """torchvision's ``Bottleneck`` with ``relu1``, ``relu2``, ``relu3`` and the ``add`` module."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         del self.relu
         self.relu1, self.relu2, self.relu3, self.add = nn.ReLU(), nn.ReLU(), nn.ReLU(), EltwiseAdd()
@@ -86,7 +88,7 @@ def distiller_resnet(name: str, num_classes: int = 1000) -> torchvision.models.R
     return torchvision.models.ResNet(block, list(layers), num_classes=num_classes, **kwargs)
 
 
-def resnet_builders(name: str) -> tuple:
+def resnet_builders(name: str) -> tuple[ModelBuilder, ModelBuilder]:
     """``(build, build_pretrained)`` of Distiller's variant of ``name``, for the registry."""
     build = functools.partial(distiller_resnet, name)
     return build, functools.partial(with_torchvision_weights, build, name)

@@ -14,7 +14,7 @@ import functools
 import torch.nn as nn
 import torchvision
 
-from ..registry import register_model
+from ..registry import ModelBuilder, register_model
 from .resnet import RESNET_NAMES, resnet_builders
 from .torchvision_patched import PATCHED, patched_builders
 
@@ -37,7 +37,8 @@ def _build_pretrained(name: str) -> nn.Module:
 
 def _register_all() -> None:
     for name in TORCHVISION_NAMES:
-        build, build_pretrained = functools.partial(_build, name), functools.partial(_build_pretrained, name)
+        build: ModelBuilder = functools.partial(_build, name)
+        build_pretrained: ModelBuilder = functools.partial(_build_pretrained, name)
         register_model("imagenet", name=TORCHVISION_PREFIX + name, build_pretrained=build_pretrained)(build)
         if name in RESNET_NAMES:
             build, build_pretrained = resnet_builders(name)

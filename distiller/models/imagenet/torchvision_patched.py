@@ -14,6 +14,7 @@ available as ``torchvision.<name>``):
 Parameters are torchvision's, so torchvision's pretrained weights load unchanged.
 """
 import functools
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -21,13 +22,14 @@ import torchvision
 from torchvision.models import mobilenetv2
 
 from ...modules import EltwiseAdd, Mean
+from ..registry import ModelBuilder
 from .weights import with_torchvision_weights
 
 
 class InvertedResidual(mobilenetv2.InvertedResidual):
     """torchvision's block; the shortcut sum is the ``residual_eltwiseadd`` module."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.use_res_connect:
             self.residual_eltwiseadd = EltwiseAdd()
@@ -89,7 +91,7 @@ PATCHED = {"mobilenet_v2": MobileNetV2, "googlenet": GoogLeNet, "inception_v3": 
 _PRETRAINED_KWARGS = {"googlenet": {"transform_input": True}, "inception_v3": {"transform_input": True}}
 
 
-def patched_builders(name: str) -> tuple:
+def patched_builders(name: str) -> tuple[ModelBuilder, ModelBuilder]:
     """``(build, build_pretrained)`` of Distiller's patched ``name``, for the registry."""
     build = PATCHED[name]
     return build, functools.partial(with_torchvision_weights,
