@@ -6,19 +6,28 @@ scheduler's state (masks, each policy's state, and the records of structural mod
 thinning and quantization), the epoch, the architecture name and user extras. It is written to a
 temporary file and renamed, so a run killed mid-save never leaves a corrupt checkpoint.
 """
+from __future__ import annotations
+
 import logging
 import os
 import pickle
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping
+from typing import Any, Optional, TypeVar, Union
 
 import torch
+from torch import nn
+from torch.optim import Optimizer
 
 from .._version import __version__
 from ..errors import CheckpointError, InputFileError, summarize_names
 from ..scheduler import CompressionScheduler
 from ..utils import model_is_parallel, normalize_module_name, normalize_state_dict_keys
 from .checkpoint_fit import StateFit, architecture_name, mask_fit, replay_model_transforms, state_fit, transformed_copy
+
+_T = TypeVar("_T")
+_Path = Union[str, "os.PathLike[str]"]
 
 msglogger = logging.getLogger(__name__)
 
@@ -28,7 +37,7 @@ __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "load_lean_c
 _PLAIN_SCALARS = (str, int, float, bool, type(None), torch.Size, torch.dtype, torch.device)
 
 
-def _check_plain(value, path):
+def _check_plain(value: Any, path: str) -> None:
     """Raises TypeError naming the first value that ``torch.load(weights_only=True)`` could not read."""
     if isinstance(value, dict):
         for key, item in value.items():
@@ -42,7 +51,7 @@ def _check_plain(value, path):
                         f"checkpoints hold plain data only (tensors, numbers, strings, lists, dicts)")
 
 
-def _atomic_write(write, final_path):
+def _atomic_write(write: Callable[[str], Any], final_path: _Path) -> None:
     directory = os.path.dirname(os.path.abspath(final_path))
     fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".pth.tar")
     os.close(fd)
@@ -54,13 +63,14 @@ def _atomic_write(write, final_path):
             os.remove(tmp_path)
 
 
-def _optimizer_param_names(model, optimizer):
+def _optimizer_param_names(model: nn.Module, optimizer: Optimizer) -> list[list[str]]:
     names = {id(param): name for name, param in model.named_parameters()}
     return [[normalize_module_name(names.get(id(p), "")) for p in group["params"]] for group in optimizer.param_groups]
 
 
-def save_checkpoint(epoch, arch, model, optimizer=None, scheduler=None, extras=None, is_best=False, name=None,
-                    dir="."):
+def save_checkpoint(epoch: int, arch: Optional[str], model: nn.Module, optimizer: Optional[Optimizer] = None,
+                    scheduler: Optional[CompressionScheduler] = None, extras: Optional[Mapping[str, Any]] = None,
+                    is_best: bool = False, name: Optional[str] = None, dir: Union[str, os.PathLike[str]] = ".") -> str:
     """Saves a training checkpoint (``checkpoint.pth.tar``, or ``<name>_checkpoint.pth.tar``).
 
     Args:
@@ -79,9 +89,10 @@ def save_checkpoint(epoch, arch, model, optimizer=None, scheduler=None, extras=N
     os.makedirs(dir, exist_ok=True)
     prefix = f"{name}_" if name else ""
     path = os.path.join(dir, f"{prefix}checkpoint.pth.tar")
-    checkpoint = {"epoch": epoch, "arch": arch, "state_dict": normalize_state_dict_keys(model.state_dict()),
-                  "is_parallel": model_is_parallel(model), "distiller_version": __version__,
-                  "torch_version": str(torch.__version__)}
+    checkpoint: dict[str, Any] = {
+        "epoch": epoch, "arch": arch, "state_dict": normalize_state_dict_keys(model.state_dict()),
+        "is_parallel": model_is_parallel(model), "distiller_version": __version__,
+        "torch_version": str(torch.__version__)}
     if optimizer is not None:
         checkpoint["optimizer_state_dict"] = optimizer.state_dict()
         checkpoint["optimizer_type"] = type(optimizer).__name__
@@ -97,7 +108,7 @@ def save_checkpoint(epoch, arch, model, optimizer=None, scheduler=None, extras=N
     return path
 
 
-def read_checkpoint(chkpt_file):
+def read_checkpoint(chkpt_file: Union[str, os.PathLike[str]]) -> dict[str, Any]:
     """Loads a checkpoint file safely (``weights_only=True``, on CPU) and checks it is one of ours.
 
     Raises:
@@ -120,7 +131,7 @@ def read_checkpoint(chkpt_file):
     return checkpoint
 
 
-def _check_architecture(chkpt_file, arch, expected_arch, strict):
+def _check_architecture(chkpt_file: _Path, arch: Optional[str], expected_arch: Optional[str], strict: bool) -> None:
     if expected_arch is None or arch is None or arch == expected_arch:
         return
     message = f"'{chkpt_file}' holds a '{arch}' model but the requested architecture is '{expected_arch}'"
@@ -130,7 +141,8 @@ def _check_architecture(chkpt_file, arch, expected_arch, strict):
     msglogger.warning("%s: loading the entries that match", message)
 
 
-def _check_optimizer_groups(model, optimizer, checkpoint, chkpt_file):
+def _check_optimizer_groups(model: nn.Module, optimizer: Optional[Optimizer], checkpoint: Mapping[str, Any],
+                            chkpt_file: _Path) -> None:
     """The optimizer (passed, or rebuilt when None) must have the saved optimizer's parameter groups, or
     the saved state would be attached to the wrong parameters."""
     saved = [len(group["params"]) for group in checkpoint["optimizer_state_dict"]["param_groups"]]
@@ -151,7 +163,8 @@ def _check_optimizer_groups(model, optimizer, checkpoint, chkpt_file):
                               f"(lean_checkpoint=True, --exp-load-weights-from)")
 
 
-def _mismatch_message(chkpt_file, arch, model, expected_arch, weights, masks):
+def _mismatch_message(chkpt_file: _Path, arch: Optional[str], model: nn.Module, expected_arch: Optional[str],
+                      weights: StateFit, masks: StateFit) -> str:
     problems = "; ".join(part for part in (weights.describe(), masks.describe(("mask", "masks"))) if part)
     saved_as = f" (a '{arch}' checkpoint)" if arch else ""
     return (f"'{chkpt_file}'{saved_as} does not fit {architecture_name(model, expected_arch)} model: it {problems}. "
@@ -159,7 +172,7 @@ def _mismatch_message(chkpt_file, arch, model, expected_arch, weights, masks):
             f"entries only (strict=False; --load-non-strict in the sample apps)")
 
 
-def _report_partial_load(chkpt_file, weights, masks, drops_optimizer):
+def _report_partial_load(chkpt_file: _Path, weights: StateFit, masks: StateFit, drops_optimizer: bool) -> None:
     """Says what a non-strict load left at initial values, ignored and dropped."""
     if weights.left_initial:
         msglogger.warning("'%s' lacks %d model entries (missing or of another shape), left at their initial values: "
@@ -175,13 +188,13 @@ def _report_partial_load(chkpt_file, weights, masks, drops_optimizer):
         msglogger.warning("the optimizer state of '%s' is not restored: the model only partly fits it", chkpt_file)
 
 
-def _fitting(entries, fit):
+def _fitting(entries: Mapping[str, _T], fit: StateFit) -> dict[str, _T]:
     """``entries`` without those ``fit`` found unusable (names normalised)."""
     return {normalize_module_name(name): value for name, value in entries.items()
             if normalize_module_name(name) not in fit.skipped}
 
 
-def _rebuild_optimizer(model, checkpoint):
+def _rebuild_optimizer(model: nn.Module, checkpoint: Mapping[str, Any]) -> Optional[Optimizer]:
     """Creates the saved optimizer type over the model's parameters, grouped as they were saved."""
     cls = getattr(torch.optim, checkpoint.get("optimizer_type", ""), None)
     if cls is None:
@@ -196,8 +209,10 @@ def _rebuild_optimizer(model, checkpoint):
     return optimizer
 
 
-def load_checkpoint(model, chkpt_file, optimizer=None, model_device=None, lean_checkpoint=False, strict=True,
-                    expected_arch=None):
+def load_checkpoint(model: nn.Module, chkpt_file: Union[str, os.PathLike[str]], optimizer: Optional[Optimizer] = None,
+                    model_device: Union[str, torch.device, None] = None, lean_checkpoint: bool = False,
+                    strict: bool = True, expected_arch: Optional[str] = None
+                    ) -> tuple[nn.Module, Optional[CompressionScheduler], Optional[Optimizer], int]:
     """Loads a checkpoint into ``model`` and rebuilds its compression scheduler and optimizer.
 
     Structural changes recorded by the scheduler (thinning, quantization) are replayed on ``model`` first,
@@ -281,6 +296,7 @@ def load_checkpoint(model, chkpt_file, optimizer=None, model_device=None, lean_c
     return model, scheduler, optimizer, start_epoch
 
 
-def load_lean_checkpoint(model, chkpt_file, model_device=None):
+def load_lean_checkpoint(model: nn.Module, chkpt_file: Union[str, os.PathLike[str]],
+                         model_device: Union[str, torch.device, None] = None) -> nn.Module:
     """Loads only the weights (Distiller's ``load_lean_checkpoint``)."""
     return load_checkpoint(model, chkpt_file, model_device=model_device, lean_checkpoint=True)[0]

@@ -7,8 +7,9 @@ caller's objects untouched.
 """
 import copy
 import logging
+import os
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 
 import torch
 
@@ -30,31 +31,31 @@ class StateFit:
         unexpected: checkpoint entries the model lacks.
         reshaped: ``(name, checkpoint shape, model shape)`` of the entries whose shapes differ.
     """
-    missing: list = field(default_factory=list)
-    unexpected: list = field(default_factory=list)
-    reshaped: list = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    reshaped: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
 
     @property
     def exact(self) -> bool:
         return not (self.missing or self.unexpected or self.reshaped)
 
     @property
-    def left_initial(self) -> list:
+    def left_initial(self) -> list[str]:
         """The model entries a partial load leaves at their initial values."""
         return self.missing + [name for name, _, _ in self.reshaped]
 
     @property
-    def skipped(self) -> set:
+    def skipped(self) -> set[str]:
         """The checkpoint entries a partial load does not use."""
         return set(self.unexpected) | {name for name, _, _ in self.reshaped}
 
-    def describe(self, what: tuple = ("entry", "entries")) -> str:
+    def describe(self, what: tuple[str, str] = ("entry", "entries")) -> str:
         """``lacks 2 of the model's entries ('a', 'b'); has 1 entry the model lacks ('c'); ...``
 
         Args:
             what: the singular and plural of what is compared.
         """
-        def count(names):
+        def count(names: list[Any]) -> str:
             return f"{len(names)} {what[0] if len(names) == 1 else what[1]}"
 
         parts = []
@@ -70,7 +71,7 @@ class StateFit:
         return "; ".join(parts)
 
 
-def _shape(shape) -> str:
+def _shape(shape: tuple[int, ...]) -> str:
     return "x".join(str(size) for size in shape) or "scalar"
 
 
@@ -106,7 +107,7 @@ def architecture_name(model: torch.nn.Module, arch: Optional[str]) -> str:
     return f"the given {type(inner).__name__}"
 
 
-def replay_model_transforms(model: torch.nn.Module, transforms: list,
+def replay_model_transforms(model: torch.nn.Module, transforms: list[dict[str, Any]],
                             optimizer: Optional[torch.optim.Optimizer] = None) -> None:
     """Replays recorded structural changes on ``model`` in the order they happened.
 
@@ -117,8 +118,9 @@ def replay_model_transforms(model: torch.nn.Module, transforms: list,
         MODEL_TRANSFORMS[record["kind"]](model, record, optimizer=optimizer)
 
 
-def transformed_copy(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], transforms: list,
-                     chkpt_file: str):
+def transformed_copy(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer],
+                     transforms: list[dict[str, Any]], chkpt_file: Union[str, os.PathLike[str]]
+                     ) -> tuple[torch.nn.Module, Optional[torch.optim.Optimizer]]:
     """``(model, optimizer)`` as they will be once ``transforms`` are replayed: the originals when there is
     nothing to replay, else copies (the originals stay untouched).
 

@@ -16,11 +16,14 @@ Every loader samples with an ``EpochSubsetSampler``, whose order in epoch ``e`` 
 ``(seed, e)``: a training loop that resumes at epoch ``e`` calls ``loader.sampler.set_epoch(e)`` to see the
 same batches as the interrupted run.
 """
+from __future__ import annotations
+
 import functools
 import logging
 import os
 import random
-from typing import NamedTuple, Optional
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Annotated, Any, NamedTuple, Optional, Protocol, Union
 
 import numpy as np
 import torch
@@ -33,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from ..errors import ArgumentError, InputFileError
 from ..models.registry import check_dataset, dataset_input_shape, dataset_num_classes, datasets_of_arch
+from ..spec import Fraction, NonNegativeInt, PositiveInt, Range, validated
 
 msglogger = logging.getLogger(__name__)
 
@@ -50,10 +54,17 @@ DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
 DIGITS_MAX_SHIFT = 2
 
+#: The portion of a set sampled per epoch: ``0 < x <= 1``.
+_SampledFraction = Annotated[float, Range(0, 1, lo_open=True)]
 
-def load_data(dataset, data_dir, batch_size, workers, validation_split=0.1, deterministic=False,
-              effective_train_size=1., effective_valid_size=1., effective_test_size=1., fixed_subset=False,
-              sequential=False, test_only=False, seed=None):
+
+@validated
+def load_data(dataset: str, data_dir: Optional[Union[str, os.PathLike[str]]], batch_size: PositiveInt,
+              workers: NonNegativeInt, validation_split: Fraction = 0.1, deterministic: bool = False,
+              effective_train_size: _SampledFraction = 1., effective_valid_size: _SampledFraction = 1.,
+              effective_test_size: _SampledFraction = 1., fixed_subset: bool = False, sequential: bool = False,
+              test_only: bool = False, seed: Optional[int] = None
+              ) -> tuple[Optional[DataLoader], Optional[DataLoader], DataLoader, tuple[int, int, int, int]]:
     """Creates the training, validation and test loaders of ``dataset``.
 
     Args:
@@ -87,8 +98,6 @@ def load_data(dataset, data_dir, batch_size, workers, validation_split=0.1, dete
         (1293, 144, 360, (1, 3, 32, 32))
     """
     dataset = check_dataset(dataset)
-    _check_arguments(batch_size, workers, validation_split, effective_train_size=effective_train_size,
-                     effective_valid_size=effective_valid_size, effective_test_size=effective_test_size)
     if dataset != "digits" and data_dir is None:
         raise ArgumentError(f"the {dataset} dataset needs a data directory (data_dir is None); only 'digits' is "
                             "embedded in distiller")
@@ -103,7 +112,7 @@ def load_data(dataset, data_dir, batch_size, workers, validation_split=0.1, dete
     # and a quantized model, must come from the same samples.
     test_loader = make_loader(sources.test, range(len(sources.test)), effective_test_size, shuffle=False,
                               fixed_subset=True)
-    if test_only:
+    if sources.train is None or sources.valid is None:  # test_only: the training set was not read
         return None, None, test_loader, dataset_input_shape(dataset)
     split_seed = seed % 2 ** 32 if sources.split_seed is None else sources.split_seed
     train_indices, valid_indices = _split_validation(len(sources.train), validation_split, split_seed,
@@ -137,8 +146,8 @@ class EpochSubsetSampler(Sampler):
             ``e``'s random augmentations however many epochs came before (e.g. in a resumed run).
     """
 
-    def __init__(self, indices, fraction=1.0, shuffle=True, fixed_subset=False, seed=0,
-                 worker_generator: Optional[torch.Generator] = None):
+    def __init__(self, indices: Iterable[int], fraction: float = 1.0, shuffle: bool = True, fixed_subset: bool = False,
+                 seed: int = 0, worker_generator: Optional[torch.Generator] = None) -> None:
         super().__init__()
         self.indices = torch.as_tensor(list(indices), dtype=torch.int64)
         self.num_samples = max(1, int(len(self.indices) * fraction)) if len(self.indices) else 0
@@ -152,10 +161,10 @@ class EpochSubsetSampler(Sampler):
         if self.worker_generator is not None:  # a DataLoader draws its workers' base seed when iterated
             self.worker_generator.manual_seed(_generator(self.seed, 2, self.epoch).initial_seed())
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.num_samples
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         epoch = self.epoch
         self.set_epoch(epoch + 1)
         chosen = self.indices
@@ -168,26 +177,14 @@ class EpochSubsetSampler(Sampler):
         return iter(chosen.tolist())
 
 
-def _generator(*entropy):
+def _generator(*entropy: int) -> torch.Generator:
     """A torch.Generator seeded from non-negative integers, mixed by NumPy's SeedSequence."""
     state = np.random.SeedSequence([abs(int(e)) for e in entropy]).generate_state(1)[0]
     return torch.Generator().manual_seed(int(state))
 
 
-def _check_arguments(batch_size, workers, validation_split, **fractions):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ArgumentError(f"workers must be a non-negative integer, got {workers!r}")
-    if not 0 <= validation_split < 1:
-        raise ArgumentError(f"validation_split must be in [0, 1) (a fraction of the training set), "
-                         f"got {validation_split!r}")
-    for name, value in fractions.items():
-        if not 0 < value <= 1:
-            raise ArgumentError(f"{name} must be a fraction in (0, 1], got {value!r}")
-
-
-def _split_validation(size, validation_split, random_state, stratify=None):
+def _split_validation(size: int, validation_split: float, random_state: int, stratify: Optional[np.ndarray] = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """Returns (train_indices, valid_indices) of a training set of ``size`` images."""
     indices = np.arange(size)
     if validation_split == 0:
@@ -197,8 +194,8 @@ def _split_validation(size, validation_split, random_state, stratify=None):
     return np.sort(train), np.sort(valid)
 
 
-def _make_loader(dataset, indices, fraction, shuffle, *, batch_size, workers, seed, deterministic,
-                 fixed_subset):
+def _make_loader(dataset: _SizedDataset, indices: Iterable[int], fraction: float, shuffle: bool, *, batch_size: int,
+                 workers: int, seed: int, deterministic: bool, fixed_subset: bool) -> DataLoader:
     # Deterministic loaders start their workers every epoch, seeded from (seed, epoch) through the sampler:
     # persistent workers would carry their random state over from the epochs before.
     generator = torch.Generator() if deterministic else None
@@ -208,20 +205,32 @@ def _make_loader(dataset, indices, fraction, shuffle, *, batch_size, workers, se
                       worker_init_fn=_seed_worker if deterministic else None, generator=generator)
 
 
-def _seed_worker(worker_id):
+def _seed_worker(worker_id: int) -> None:
     """Seeds NumPy and ``random`` in a loader worker from the seed torch gave it (PyTorch's recipe)."""
     worker_seed = torch.initial_seed() % 2 ** 32
     np.random.seed(worker_seed)
     random.seed(worker_seed)
 
 
+class _IndexedImages(Protocol):
+    """A map-style dataset of ``(image, label)`` pairs with a length (torchvision's, TensorDataset)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Any: ...
+
+
+# The datasets the readers return: all have a length.
+_SizedDataset = Union["_Transformed", TensorDataset]
+
+
 class _Sources(NamedTuple):
     """A dataset's training set with augmentation (``train``), the same images with evaluation transforms
     (``valid``) and the test set; the labels to stratify the validation split by and the split's fixed seed
     (None: no stratification / the caller's seed); ``in_memory``: loading needs no worker processes."""
-    train: Optional[Dataset]
-    valid: Optional[Dataset]
-    test: Dataset
+    train: Optional[_SizedDataset]
+    valid: Optional[_SizedDataset]
+    test: _SizedDataset
     stratify: Optional[np.ndarray] = None
     split_seed: Optional[int] = None
     in_memory: bool = False
@@ -230,29 +239,30 @@ class _Sources(NamedTuple):
 class _Transformed(Dataset):
     """A view of ``base`` whose images pass through ``transform``."""
 
-    def __init__(self, base, transform):
+    def __init__(self, base: _IndexedImages, transform: Callable[[Any], Any]) -> None:
         self.base, self.transform = base, transform
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
         image, label = self.base[index]
         return self.transform(image), label
 
 
-def _sources_from(base_train, base_test, train_transform, eval_transform):
+def _sources_from(base_train: Optional[_IndexedImages], base_test: _IndexedImages,
+                  train_transform: Callable[[Any], Any], eval_transform: Callable[[Any], Any]) -> _Sources:
     test = _Transformed(base_test, eval_transform)
     if base_train is None:
         return _Sources(None, None, test)
     return _Sources(_Transformed(base_train, train_transform), _Transformed(base_train, eval_transform), test)
 
 
-def _missing(paths):
+def _missing(paths: Sequence[str]) -> list[str]:
     return [path for path in paths if not os.path.isfile(path)]
 
 
-def _cifar10(data_dir, test_only):
+def _cifar10(data_dir: Union[str, os.PathLike[str]], test_only: bool) -> _Sources:
     folder = os.path.join(data_dir, torchvision.datasets.CIFAR10.base_folder)
     missing = _missing([os.path.join(folder, name) for name in CIFAR10_FILES])
     if missing:
@@ -273,7 +283,7 @@ def _cifar10(data_dir, test_only):
                          T.Compose([T.ToTensor(), normalize]))
 
 
-def _mnist(data_dir, test_only):
+def _mnist(data_dir: Union[str, os.PathLike[str]], test_only: bool) -> _Sources:
     raw = [os.path.join(data_dir, "MNIST", "raw", name) for name in MNIST_RAW_FILES]
     processed = [os.path.join(data_dir, "MNIST", "processed", name) for name in MNIST_PROCESSED_FILES]
     missing = _missing(raw)
@@ -295,7 +305,7 @@ def _mnist(data_dir, test_only):
     return _sources_from(base_train, base_test, transform, transform)
 
 
-def _imagenet(data_dir, test_only):
+def _imagenet(data_dir: Union[str, os.PathLike[str]], test_only: bool) -> _Sources:
     folders = {split: os.path.join(data_dir, split) for split in (("val",) if test_only else ("train", "val"))}
     missing = [path for path in folders.values() if not os.path.isdir(path)]
     if missing:
@@ -316,7 +326,7 @@ def _imagenet(data_dir, test_only):
 
 
 @functools.lru_cache(maxsize=1)
-def digits_tensors():
+def digits_tensors() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """scikit-learn's digits as normalised 3x32x32 float tensors, split 80/20 (stratified, fixed seed).
 
     Returns:
@@ -334,7 +344,7 @@ def digits_tensors():
     return images[train], labels[train], images[test], labels[test]
 
 
-def _digits(data_dir, test_only):
+def _digits(data_dir: object, test_only: bool) -> _Sources:
     train_images, train_labels, test_images, test_labels = digits_tensors()
     test = TensorDataset(test_images, test_labels)
     if test_only:
@@ -346,10 +356,12 @@ def _digits(data_dir, test_only):
                     split_seed=DIGITS_SPLIT_SEED, in_memory=True)
 
 
-_SOURCES = {"cifar10": _cifar10, "digits": _digits, "imagenet": _imagenet, "mnist": _mnist}
+#: dataset -> reader of its sets from ``(data_dir, test_only)`` (data_dir is None only for digits)
+_SOURCES: dict[str, Callable[[Any, bool], _Sources]] = {"cifar10": _cifar10, "digits": _digits,
+                                                        "imagenet": _imagenet, "mnist": _mnist}
 
 
-def classification_dataset_str_from_arch(arch):
+def classification_dataset_str_from_arch(arch: str) -> str:
     """The (first) dataset that architecture ``arch`` is built for (Distiller's name)."""
     return datasets_of_arch(arch)[0]
 

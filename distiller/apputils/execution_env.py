@@ -6,6 +6,9 @@ schedules) to its own directory ``<output_dir>/<experiment_name>___<timestamp>/`
     msglogger = config_pylogger(None, "agp_resnet20", output_dir="logs", verbose=args.verbose)
     log_execution_env_state([args.compress], msglogger.logdir, args=args)
 """
+from __future__ import annotations
+
+import argparse
 import json
 import logging
 import logging.config
@@ -15,6 +18,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -27,7 +32,7 @@ _LOG_FORMAT = "%(asctime)s - %(levelname)s - %(message)s"
 _HANDLER_TAG = "_distiller_run_handler"
 
 
-def create_run_dir(output_dir, experiment_name=None):
+def create_run_dir(output_dir: Union[str, os.PathLike[str]], experiment_name: Optional[str] = None) -> str:
     """Creates and returns ``<output_dir>/<experiment_name>___<YYYY.MM.DD-HHMMSS>`` (just the timestamp
     when ``experiment_name`` is empty); a ``-2``, ``-3``, ... suffix keeps runs started in the same second
     apart."""
@@ -44,7 +49,8 @@ def create_run_dir(output_dir, experiment_name=None):
             path = f"{base}-{copy}"
 
 
-def config_pylogger(log_cfg_file, experiment_name, output_dir="logs", verbose=False):
+def config_pylogger(log_cfg_file: Optional[str], experiment_name: Optional[str],
+                    output_dir: Union[str, os.PathLike[str]] = "logs", verbose: bool = False) -> logging.Logger:
     """Creates the run directory and sends log records to a file in it and to the console.
 
     Args:
@@ -81,14 +87,15 @@ def config_pylogger(log_cfg_file, experiment_name, output_dir="logs", verbose=Fa
             setattr(handler, _HANDLER_TAG, True)
             root.addHandler(handler)
         root.setLevel(logging.DEBUG)
-    root.logdir, root.log_filename = logdir, log_filename
+    # Distiller's applications read the run directory from the logger (msglogger.logdir).
+    root.logdir, root.log_filename = logdir, log_filename  # type: ignore[attr-defined]
     root.info("Log file for this run: %s", os.path.realpath(log_filename))
     return root
 
 
-def _git_state(path):
+def _git_state(path: str) -> tuple[Optional[str], Optional[bool]]:
     """(commit, dirty) of the git checkout containing ``path``, or (None, None) outside one."""
-    def git(*args):
+    def git(*args: str) -> str:
         return subprocess.run(["git", "-C", path, *args], capture_output=True, text=True, timeout=10,
                               check=True).stdout.strip()
     try:
@@ -99,7 +106,7 @@ def _git_state(path):
     return commit, dirty
 
 
-def execution_env_state(args=None):
+def execution_env_state(args: Optional[argparse.Namespace] = None) -> dict[str, Any]:
     """The facts needed to reproduce a run: versions, devices, distiller's git commit, command line."""
     commit, dirty = _git_state(os.path.dirname(os.path.abspath(__file__)))
     return {
@@ -119,7 +126,9 @@ def execution_env_state(args=None):
     }
 
 
-def log_execution_env_state(config_paths=None, logdir=None, args=None):
+def log_execution_env_state(config_paths: Optional[Sequence[Optional[str]]] = None,
+                            logdir: Optional[Union[str, os.PathLike[str]]] = None,
+                            args: Optional[argparse.Namespace] = None) -> dict[str, Any]:
     """Logs :func:`execution_env_state`; with ``logdir``, also writes it to ``environment.json`` there and
     copies the files in ``config_paths`` (e.g. the schedule YAML) to ``<logdir>/configs/``."""
     state = execution_env_state(args)

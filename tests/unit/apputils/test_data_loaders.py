@@ -228,18 +228,29 @@ def test_evaluation_subsets_stay_the_same_across_passes_while_training_subsets_c
 
 # ---------------------------------------------------------------- bad arguments
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(validation_split=1.0), r"validation_split must be in \[0, 1\)"),
-    (dict(validation_split=-0.1), r"validation_split must be in \[0, 1\)"),
-    (dict(effective_train_size=0), r"effective_train_size must be a fraction in \(0, 1\]"),
-    (dict(effective_test_size=1.5), r"effective_test_size must be a fraction in \(0, 1\]"),
-    (dict(batch_size=0), "batch_size must be a positive integer"),
-    (dict(workers=-1), "workers must be a non-negative integer"),
+@pytest.mark.parametrize("kwargs,expected", [
+    (dict(validation_split=1.0), "a number in [0, 1)"),
+    (dict(validation_split=-0.1), "a number in [0, 1)"),
+    (dict(effective_train_size=0), "a number in (0, 1]"),
+    (dict(effective_test_size=1.5), "a number in (0, 1]"),
+    (dict(batch_size=0), "an integer > 0"),
+    (dict(batch_size=8.0), "an integer > 0"),
+    (dict(batch_size=True), "an integer > 0"),
+    (dict(workers=-1), "an integer >= 0"),
+    (dict(deterministic="yes"), "true or false"),
 ])
-def test_bad_arguments_are_rejected(kwargs, message):
+def test_bad_arguments_name_the_argument_the_expected_type_and_the_value(kwargs, expected):
     args = dict(dataset="digits", data_dir=None, batch_size=8, workers=0) | kwargs
-    with pytest.raises(ArgumentError, match=message):
+    (argument, value), = kwargs.items()
+    with pytest.raises(ArgumentError) as info:
         load_data(**args)
+    assert info.value.argument == argument
+    assert str(info.value).startswith(f"load_data: argument '{argument}' expects {expected}, got {value!r}")
+
+
+def test_yaml_style_numbers_are_accepted():
+    _, valid, _, _ = load_data("digits", None, 8, 0, validation_split="1e-1")
+    assert len(valid.sampler) == 144
 
 
 def test_unknown_dataset_suggests_close_names():
