@@ -8,8 +8,12 @@ parser from the groups they need and later features plug in their own group::
     distiller.cli.add_thinning_args(parser)
     args = parser.parse_args()
 """
+from __future__ import annotations
+
 import argparse
 import sys
+from collections.abc import Callable
+from typing import NoReturn
 
 __all__ = ["ArgumentParser", "add_common_args", "add_dataset_args", "add_model_args", "add_training_args",
            "add_optimizer_args", "add_resume_args", "add_device_args", "add_output_args", "positive_int",
@@ -20,12 +24,12 @@ class ArgumentParser(argparse.ArgumentParser):
     """An :class:`argparse.ArgumentParser` whose errors are two short lines (the offending flag and a
     pointer to ``--help``) instead of the full usage text, with exit status 2."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message}\nRun '{self.prog} --help' for the list of options.\n")
         sys.exit(2)
 
 
-def positive_int(text):
+def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     value = int(text)
     if value < 1:
@@ -33,7 +37,7 @@ def positive_int(text):
     return value
 
 
-def non_negative_int(text):
+def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
     value = int(text)
     if value < 0:
@@ -41,9 +45,9 @@ def non_negative_int(text):
     return value
 
 
-def fraction(low_inclusive, high_inclusive):
+def fraction(low_inclusive: bool, high_inclusive: bool) -> Callable[[str], float]:
     """Returns an argparse type accepting a float in [0, 1] with the given ends excluded/included."""
-    def parse(text):
+    def parse(text: str) -> float:
         value = float(text)
         above = value >= 0 if low_inclusive else value > 0
         below = value <= 1 if high_inclusive else value < 1
@@ -55,25 +59,26 @@ def fraction(low_inclusive, high_inclusive):
     return parse
 
 
-def positive_float(text):
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
     value = float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
 
 
-def gpu_ids(text):
+def gpu_ids(text: str) -> list[int]:
     """argparse type: a comma-separated list of CUDA device indices, e.g. ``0,1``."""
     try:
         ids = [int(part) for part in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated device indices such as 0,1; got '{text}'")
+        raise argparse.ArgumentTypeError(f"expected comma-separated device indices such as 0,1; got '{text}'") from None
     if any(i < 0 for i in ids):
         raise argparse.ArgumentTypeError(f"device indices must be >= 0, got '{text}'")
     return ids
 
 
-def add_dataset_args(parser):
+def add_dataset_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """``DATASET_DIR`` (optional), ``--dataset``, loader sizes and the train/validation split."""
     parser.add_argument("data", metavar="DATASET_DIR", nargs="?", default=None,
                         help="path to the dataset; omit it to use the embedded 'digits' dataset")
@@ -96,7 +101,7 @@ def add_dataset_args(parser):
     return group
 
 
-def add_model_args(parser):
+def add_model_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """``--arch`` and how the model is built."""
     group = parser.add_argument_group("Model arguments")
     group.add_argument("--arch", "-a", metavar="ARCH", default=None,
@@ -110,7 +115,7 @@ def add_model_args(parser):
     return group
 
 
-def add_training_args(parser):
+def add_training_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """Epochs, evaluation-only mode, the compression schedule and what to report."""
     group = parser.add_argument_group("Training arguments")
     group.add_argument("--epochs", type=non_negative_int, default=90, metavar="N",
@@ -128,7 +133,7 @@ def add_training_args(parser):
     return group
 
 
-def add_optimizer_args(parser):
+def add_optimizer_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """SGD hyper-parameters."""
     group = parser.add_argument_group("Optimizer arguments")
     group.add_argument("--lr", "--learning-rate", type=positive_float, default=0.1, metavar="LR",
@@ -139,7 +144,7 @@ def add_optimizer_args(parser):
     return group
 
 
-def add_resume_args(parser):
+def add_resume_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """Starting from a checkpoint."""
     group = parser.add_argument_group("Resuming arguments")
     source = group.add_mutually_exclusive_group()
@@ -157,7 +162,7 @@ def add_resume_args(parser):
     return group
 
 
-def add_device_args(parser):
+def add_device_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """Devices and reproducibility."""
     group = parser.add_argument_group("Device and reproducibility arguments")
     group.add_argument("--gpus", type=gpu_ids, default=None, metavar="DEV_ID",
@@ -171,7 +176,7 @@ def add_device_args(parser):
     return group
 
 
-def add_output_args(parser):
+def add_output_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """Where the run writes and how much it says."""
     group = parser.add_argument_group("Output arguments")
     group.add_argument("--name", "-n", metavar="NAME", default=None,
@@ -186,7 +191,7 @@ def add_output_args(parser):
     return group
 
 
-def add_common_args(parser):
+def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Adds every group of this module to ``parser``; returns the parser."""
     for add in (add_dataset_args, add_model_args, add_training_args, add_optimizer_args, add_resume_args,
                 add_device_args, add_output_args):

@@ -4,13 +4,18 @@ MACs are dense-equivalent (zero weights still count) and per sample; only convol
 connected layers are counted, as in Distiller's ``--summary=compute``. Quantized layers count as the layer
 they wrap (see :func:`distiller.graph.cost.counted_layer`), so a quantized model has its float MACs.
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Iterable, Sequence
+from typing import Any, Optional, Union, cast
 
 import pandas as pd
 import torch
+from torch import nn
 
 from ..graph.capture import as_input_tuple, eval_mode
-from ..graph.cost import counted_layer, module_macs
+from ..graph.cost import COUNTED_LAYERS, counted_layer, module_macs
 from ..utils import model_device, model_is_parallel
 
 __all__ = ["model_performance_summary", "model_macs", "model_params", "SUMMARY_COLUMNS"]
@@ -18,22 +23,23 @@ __all__ = ["model_performance_summary", "model_macs", "model_params", "SUMMARY_C
 SUMMARY_COLUMNS = ["Name", "Type", "Attrs", "IFM", "IFM volume", "OFM", "OFM volume", "Weights volume", "MACs"]
 
 
-def _attrs(module):
-    if isinstance(module, torch.nn.Linear):
+def _attrs(module: nn.Module) -> str:
+    if not isinstance(module, nn.modules.conv._ConvNd):
         return ""
     kernel = "x".join(str(k) for k in module.kernel_size)
     stride = "x".join(str(s) for s in module.stride)
     return f"k={kernel}, s={stride}, g={module.groups}"
 
 
-def _first_tensor(values):
+def _first_tensor(values: Iterable[Any]) -> Optional[torch.Tensor]:
     for value in values:
         if isinstance(value, torch.Tensor):
             return value
     return None
 
 
-def model_performance_summary(model, dummy_input, batch_size=1):
+def model_performance_summary(model: nn.Module, dummy_input: Union[torch.Tensor, Sequence[Any]],
+                              batch_size: int = 1) -> pd.DataFrame:
     """Runs ``model`` once on ``dummy_input`` and tabulates its convolution and fully connected layers.
 
     Args:
@@ -52,15 +58,16 @@ def model_performance_summary(model, dummy_input, batch_size=1):
         1814073344
     """
     del batch_size  # volumes are per sample whatever the input's batch
-    model = model.module if model_is_parallel(model) else model
+    model = cast(nn.Module, model.module) if model_is_parallel(model) else model
     names = {module: name for name, module in model.named_modules()}
-    rows, handles = [], []
+    rows: list[list[Any]] = []
+    handles = []
 
-    def record(module, inputs, output):
+    def record(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
         ifm, ofm = _first_tensor(inputs), output if isinstance(output, torch.Tensor) else _first_tensor(output)
-        if ifm is None or ofm is None:
-            return
         layer = counted_layer(module)
+        if ifm is None or ofm is None or not isinstance(layer, COUNTED_LAYERS):
+            return
         rows.append([names[module], type(module).__name__, _attrs(layer), tuple(ifm.shape),
                      math.prod(ifm.shape[1:]), tuple(ofm.shape), math.prod(ofm.shape[1:]),
                      layer.weight.numel(), module_macs(layer, tuple(ifm.shape), tuple(ofm.shape))])
@@ -77,11 +84,11 @@ def model_performance_summary(model, dummy_input, batch_size=1):
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-def model_macs(model, dummy_input):
+def model_macs(model: nn.Module, dummy_input: Union[torch.Tensor, Sequence[Any]]) -> int:
     """Total dense MACs per sample of ``model`` on ``dummy_input`` (convolutions and linear layers)."""
     return int(model_performance_summary(model, dummy_input)["MACs"].sum())
 
 
-def model_params(model):
+def model_params(model: nn.Module) -> int:
     """Number of parameter elements of ``model`` (shared parameters counted once)."""
     return sum(p.numel() for p in model.parameters())
