@@ -17,7 +17,7 @@ import collections
 import functools
 import math
 import operator
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import fx
@@ -52,7 +52,7 @@ def _flows_in(value):
     return found
 
 
-def along(slots: torch.Tensor, shape, dim: int) -> torch.Tensor:
+def along(slots: torch.Tensor, shape: Sequence[int], dim: int) -> torch.Tensor:
     """A tensor of ``shape`` holding ``slots`` along ``dim`` (one slot: everywhere), as an expanded view."""
     view = [1] * len(shape)
     if len(shape):
@@ -84,7 +84,7 @@ class LayerCall:
         exact: a channel is zero only when exactly zero (a norm's shift or a bias makes it a constant).
     """
 
-    def __init__(self, interpreter: _Interpreter, op, args: tuple, kwargs: dict) -> None:
+    def __init__(self, interpreter: _Interpreter, op: Any, args: tuple, kwargs: dict) -> None:
         self._interpreter, self._ledger = interpreter, interpreter.ledger
         self.op, self.module, self.inputs, self.kwargs = op, op.module, args, kwargs
         self.tracking_zeros, self.exact = interpreter.track_zeros, interpreter.exact
@@ -457,7 +457,7 @@ def _pad_touches_channels(op, x):
     return len(pad) > 2 * (x.labels.dim() - 2)
 
 
-def run_flow(graph, ledger, zero_filters: Optional[Callable] = None, exact: bool = False):
+def run_flow(graph: Any, ledger: Any, zero_filters: Optional[Callable] = None, exact: bool = False) -> Any:
     """Runs ``graph`` on label tensors, reporting to ``ledger``.
 
     Args:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy
 import scipy.sparse
@@ -80,10 +80,11 @@ class DependencyGraph:
         GraphCaptureError: when the model cannot be traced or does not run on ``example_inputs``.
     """
 
-    def __init__(self, model: torch.nn.Module, example_inputs, leaf_modules: Sequence = (),
+    def __init__(self, model: torch.nn.Module, example_inputs: Any, leaf_modules: Sequence = (),
                  weight_of: Optional[Callable[[str, torch.nn.Module], torch.Tensor]] = None,
                  track_zeros: bool = True) -> None:
-        self.graph = SummaryGraph(model, example_inputs, tuple(leaf_modules) + registered_layer_types())
+        self.graph = SummaryGraph(model, example_inputs,
+                                  leaf_modules=tuple(leaf_modules) + registered_layer_types())
         self.weight_of = weight_of
         self._zero_cache = {}
         tracked = self.zero_filters if weight_of is not None and track_zeros else None
@@ -132,7 +133,7 @@ class DependencyGraph:
         return self._zero_cache[key]
 
     # ----------------------------------------------------------------------------------- blocking
-    def block(self, channels, reason: str) -> None:
+    def block(self, channels: Any, reason: str) -> None:
         """Marks ``channels`` (ids) as not removable, with ``reason`` (the first reason wins)."""
         for channel in torch.as_tensor(channels).reshape(-1).tolist():
             self.blocked.setdefault(channel, reason)

@@ -21,7 +21,7 @@ seen since the pruner was built, else zeros shaped like ``dataset``'s images.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -64,7 +64,7 @@ class DependencyMasks:
         dataset: optional dataset name whose image shape is the fallback example input.
     """
 
-    def __init__(self, name: str, group_type: str, dummy_input=None, dataset: Optional[str] = None) -> None:
+    def __init__(self, name: str, group_type: str, dummy_input: Any = None, dataset: Optional[str] = None) -> None:
         if group_type not in _ROLE:
             raise ArgumentError(f"{name}: group_dependency 'Graph' prunes 'Filters' or 'Channels', not "
                                 f"{group_type!r}")
@@ -88,7 +88,7 @@ class DependencyMasks:
         self._hook.remove()
         self._hook = None
 
-    def _example_input(self, model: torch.nn.Module):
+    def _example_input(self, model: torch.nn.Module) -> Any:
         if self.dummy_input is not None:
             return self.dummy_input
         if self._recorded is not None:
@@ -175,7 +175,7 @@ class DependencyMasks:
         return masks
 
     def set_companion_masks(self, masks: dict[str, torch.Tensor], targeted: set[str], zeros_mask_dict: dict,
-                            model: torch.nn.Module, template) -> None:
+                            model: torch.nn.Module, template: Any) -> None:
         """Sets the masks of the non-targeted parameters (BatchNorm weights and biases, coupled layers...)
         with the masking mode of ``template`` (a targeted weight's masker), applying hard masks at once, as
         the pruning policy does for the targeted weights. Companions of an earlier step that are no longer

@@ -8,7 +8,7 @@ Dropout").
 """
 import math
 import random
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
@@ -77,10 +77,11 @@ class RandomLevelStructureParameterPruner(L1RankedStructureParameterPruner):
             weights: [layer2.0.conv1.weight]
     """
 
-    def __init__(self, name: str, group_type: str, sparsity_range, weights, group_dependency=None,
+    def __init__(self, name: str, group_type: str, sparsity_range: Sequence[float], weights: Union[str, Sequence[str]],
+                 group_dependency: Optional[str] = None,
                  kwargs: Optional[dict] = None, noise: float = 0.0, group_size: int = 1,
                  rounding_fn: Union[Callable, str] = math.floor, logging_fn: Optional[Callable] = None,
-                 importance=None, dummy_input=None, dataset: Optional[str] = None,
+                 importance: Any = None, dummy_input: Any = None, dataset: Optional[str] = None,
                  model: Optional[torch.nn.Module] = None) -> None:
         try:
             low, high = (float(bound) for bound in sparsity_range)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
@@ -74,10 +74,12 @@ class RankedStructureParameterPruner(ParameterPruner):
     #: Registered name of the criterion used when ``importance`` is not given.
     default_importance: Optional[str] = None
 
-    def __init__(self, name: str, group_type: str, desired_sparsity: float, weights, group_dependency=None,
+    def __init__(self, name: str, group_type: str, desired_sparsity: float, weights: Union[str, Sequence[str]],
+                 group_dependency: Optional[str] = None,
                  kwargs: Optional[dict] = None, noise: float = 0.0, group_size: int = 1,
                  rounding_fn: Union[Callable, str] = math.floor, logging_fn: Optional[Callable] = None,
-                 importance: Union[str, Importance, None] = None, dummy_input=None, dataset: Optional[str] = None,
+                 importance: Union[str, Importance, Callable, None] = None, dummy_input: Any = None,
+                 dataset: Optional[str] = None,
                  model: Optional[torch.nn.Module] = None) -> None:
         super().__init__(name)
         self.group_type = canonical_group_type(group_type)
@@ -160,7 +162,7 @@ class RankedStructureParameterPruner(ParameterPruner):
                                       meta["model"], step=meta.get("current_epoch"))
 
     def prune_to_target_sparsity(self, param: torch.Tensor, param_name: str, zeros_mask_dict: dict,
-                                 target_sparsity: float, model: torch.nn.Module, step=None) -> None:
+                                 target_sparsity: float, model: torch.nn.Module, step: Optional[float] = None) -> None:
         """Sets ``zeros_mask_dict[param_name].mask`` so that ``target_sparsity`` of the structures are zero.
 
         ``step`` identifies the pruning step (the policy's ``current_epoch``): choices shared by several
@@ -186,7 +188,7 @@ class RankedStructureParameterPruner(ParameterPruner):
                         f"(target sparsity {target_sparsity:.3f})")
 
     def _set_graph_masks(self, param_name: str, zeros_mask_dict: dict, target_sparsity: float,
-                         model: torch.nn.Module, step) -> None:
+                         model: torch.nn.Module, step: Optional[float]) -> None:
         masks = self._shared(step, target_sparsity, model, self._graph_choice)
         zeros_mask_dict[param_name].mask = masks[param_name]
         if masks is not self._companions_of:      # once per computed choice
@@ -208,7 +210,7 @@ class RankedStructureParameterPruner(ParameterPruner):
         return {name: mask.to(device=params[name].device, dtype=params[name].dtype) if name in params else mask
                 for name, mask in masks.items()}
 
-    def _shared(self, step, target_sparsity: float, model: torch.nn.Module, compute: Callable):
+    def _shared(self, step: Optional[float], target_sparsity: float, model: torch.nn.Module, compute: Callable) -> Any:
         cached = self._shared_choice
         if step is not None and cached is not None and cached[:2] == (step, target_sparsity):
             return cached[2]

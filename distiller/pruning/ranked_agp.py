@@ -26,7 +26,7 @@ registered aliases of it that only fix the default criterion. YAML (all share th
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
@@ -60,10 +60,12 @@ class StructuredAGP(AutomatedGradualPrunerBase):
     #: Registered name of the criterion used when ``importance`` is not given (set by the aliases).
     default_importance: Optional[str] = None
 
-    def __init__(self, name: str, initial_sparsity: float, final_sparsity: float, group_type: str, weights,
-                 group_dependency=None, kwargs: Optional[dict] = None, noise: float = 0.0, group_size: int = 1,
-                 rounding_fn: Union[Callable, str] = math.floor, importance: Union[str, Importance, None] = None,
-                 dummy_input=None, dataset: Optional[str] = None, model: Optional[torch.nn.Module] = None) -> None:
+    def __init__(self, name: str, initial_sparsity: float, final_sparsity: float, group_type: str,
+                 weights: Union[str, Sequence[str]], group_dependency: Optional[str] = None,
+                 kwargs: Optional[dict] = None, noise: float = 0.0, group_size: int = 1,
+                 rounding_fn: Union[Callable, str] = math.floor,
+                 importance: Union[str, Importance, Callable, None] = None, dummy_input: Any = None,
+                 dataset: Optional[str] = None, model: Optional[torch.nn.Module] = None) -> None:
         super().__init__(name, initial_sparsity, final_sparsity, weights)
         self.ranker = RankedStructureParameterPruner(
             name, group_type, self.final_sparsity, weights, group_dependency, kwargs, noise, group_size,

@@ -10,6 +10,7 @@ import collections
 import dataclasses
 import logging
 import math
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
@@ -46,14 +47,14 @@ class ThinningReport:
     recipe: ThinningRecipe
     blocked: dict = dataclasses.field(default_factory=dict)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return (f"params {self.params_before:,} -> {self.params_after:,} "
                 f"({self.params_before / max(self.params_after, 1):.2f}x), MACs {self.macs_before:,} -> "
                 f"{self.macs_after:,} ({self.macs_before / max(self.macs_after, 1):.2f}x), "
                 f"{self.channels_removed} channels removed in {len(self.recipe)} modules")
 
 
-def _check_arguments(fraction, group_type, ranking):
+def _check_arguments(fraction: float, group_type: str, ranking: str) -> str:
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
         raise ThinningError(f"fraction must be a number in [0, 1), got {fraction!r}")
     group_type = canonical_group_type(group_type)
@@ -64,7 +65,7 @@ def _check_arguments(fraction, group_type, ranking):
     return group_type
 
 
-def _block_excluded(deps, exclude, group_type):
+def _block_excluded(deps: DependencyGraph, exclude: Sequence[str], group_type: str) -> None:
     if not exclude:
         return
     try:
@@ -77,10 +78,11 @@ def _block_excluded(deps, exclude, group_type):
             deps.block(deps.channels(name, attr), f"it belongs to excluded layer '{name}' ({excluded[name]})")
 
 
-def _ranked_selection(deps, fraction, importance):
+def _ranked_selection(deps: DependencyGraph, fraction: float,
+                      importance: torch.Tensor) -> Callable[[DependencyGraph], torch.Tensor]:
     groups = [torch.tensor(group.channels) for group in deps.groups()]
 
-    def select(current):
+    def select(current: DependencyGraph) -> torch.Tensor:
         blocked = current.blocked_mask()
         remove = torch.zeros(current.size, dtype=torch.bool)
         for members in groups:
@@ -93,8 +95,9 @@ def _ranked_selection(deps, fraction, importance):
     return select
 
 
-def prune_and_thin(model, example_inputs, fraction, group_type="Filters", ranking="L1", exclude=(), round_to=1,
-                   optimizer=None):
+def prune_and_thin(model: torch.nn.Module, example_inputs: Any, fraction: float, group_type: str = "Filters",
+                   ranking: str = "L1", exclude: Sequence[str] = (), round_to: int = 1,
+                   optimizer: Optional[torch.optim.Optimizer] = None) -> tuple[torch.nn.Module, ThinningReport]:
     """Removes the ``fraction`` least important channels of every dependency group of ``model``.
 
     Args:

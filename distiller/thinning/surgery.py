@@ -5,6 +5,8 @@ stay valid; every optimizer state tensor shaped like the parameter (SGD's ``mome
 ``exp_avg`` and ``exp_avg_sq``, ...) and every mask is sliced the same way. All checks run before the
 first change, so a rejected request leaves the model untouched.
 """
+from typing import Optional, Sequence
+
 import torch
 from torch import nn
 
@@ -21,7 +23,7 @@ def dimensions_of(module: nn.Module) -> tuple[str, ...]:
     return tuple(rule.dims) if rule is not None else ()
 
 
-def check_edits(model, modules):
+def check_edits(model: nn.Module, modules: dict) -> list[tuple[str, nn.Module, str, torch.Tensor]]:
     """Validates ``{module_name: {attr: keep indices}}`` against ``model``; returns [(name, module, attr, keep)].
 
     Raises:
@@ -93,7 +95,8 @@ class _Surgeon:
                 masker.unmasked_copy = fn(masker.unmasked_copy)
 
 
-def apply_edits(model, modules, optimizer=None, mask_dicts=()):
+def apply_edits(model: nn.Module, modules: dict, optimizer: Optional[torch.optim.Optimizer] = None,
+                mask_dicts: Sequence[dict] = ()) -> None:
     """Shrinks ``model`` in place: ``modules`` maps module names to ``{attr: kept indices}``.
 
     Args:
