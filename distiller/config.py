@@ -30,52 +30,77 @@ do nothing (empty, or instances without policies) and schedules with more than o
 user-error family (:class:`~distiller.errors.UserError`) raised by a class's own input checks becomes a
 ScheduleError; any other exception from a constructor is a bug and propagates unchanged.
 """
+from __future__ import annotations
+
 import inspect
 import logging
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from os import PathLike
+from typing import Any, Optional, Union
 
 import pandas as pd
 import torch
 import yaml
 
-from . import registry
-from .errors import ScheduleError, UnmatchedNameError, UserError, suggest
-from .policy import LRPolicy, PruningPolicy, QuantizationPolicy, RegularizationPolicy
+from . import policy as _builtin_sections  # noqa: F401  (registers the built-in schedule sections)
+from .errors import ArgumentError, ScheduleError, UnmatchedNameError, UserError, suggest
+from .registry import SECTIONS, Section, refuse_untrainable
+from .schedule_spec import PolicySchedule
 from .scheduler import CompressionScheduler
+from .spec import build_record
 from .utils import match_names
 
 msglogger = logging.getLogger(__name__)
 
 __all__ = ["file_config", "dict_config", "describe_schedule", "load_schedule_file"]
 
-#: policy-entry key -> the section its instance_name refers to
-POLICY_KINDS = {"pruner": "pruners", "regularizer": "regularizers", "quantizer": "quantizers",
-                "lr_scheduler": "lr_schedulers", "extension": "extensions"}
-_SCHEDULE_KEYS = {"starting_epoch", "ending_epoch", "frequency", "epochs"}
-_INJECTED = ("name", "model", "optimizer")
+_SCHEDULE_KEYS = ("starting_epoch", "ending_epoch", "frequency", "epochs")
+Path = tuple[Union[str, int], ...]
+
+
+def _section_of_policy_key(key: str) -> Optional[Section]:
+    return next((section for section in SECTIONS.values() if section.policy_key == key), None)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A validated policy entry: which section and instance, its typed args and its schedule."""
+    index: int
+    section: Section
+    instance_name: str
+    args: Any
+    schedule: PolicySchedule
 
 
 class _Source:
     """Where a schedule came from: the file name, the line of each YAML path and the YAML text (None when
     the schedule cannot be written as YAML)."""
 
-    def __init__(self, filename=None, lines=None, text=None):
+    def __init__(self, filename: Union[str, PathLike[str], None] = None, lines: Optional[dict[Path, int]] = None,
+                 text: Optional[str] = None) -> None:
         self.filename, self.lines, self.text = filename, lines or {}, text
 
-    def error(self, message, path=()):
+    def error(self, message: str, path: Path = ()) -> ScheduleError:
         path = tuple(path)
         line = next((self.lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in self.lines), None)
         return ScheduleError(message, filename=self.filename, path=_format_path(path) or None, line=line)
 
+    def argument_error(self, err: ArgumentError, path: Path, owner: str = "") -> ScheduleError:
+        """``err`` at its argument's YAML path (``path`` + argument + place inside the value)."""
+        where = path + ((err.argument,) if err.argument else ()) + err.location
+        return self.error(f"{owner}: {err}" if owner and not str(err).startswith(owner) else str(err), where)
 
-def _format_path(path):
+
+def _format_path(path: Path) -> str:
     text = ""
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
 
 
-def _node_lines(node, path, out):
+def _node_lines(node: yaml.Node, path: Path, out: dict[Path, int]) -> None:
     out[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
@@ -87,7 +112,7 @@ def _node_lines(node, path, out):
             _node_lines(item, path + (index,), out)
 
 
-def load_schedule_file(filename):
+def load_schedule_file(filename: Union[str, PathLike[str]]) -> tuple[Any, _Source]:
     """Reads a YAML schedule safely; returns ``(schedule_dict, source)`` with line numbers for errors."""
     try:
         with open(filename, encoding="utf-8") as file:
@@ -103,45 +128,51 @@ def load_schedule_file(filename):
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ScheduleError(f"malformed YAML: {where}{getattr(err, 'problem', None) or err}",
                             filename=filename) from None
-    lines = {}
+    lines: dict[Path, int] = {}
     if root is not None:
         _node_lines(root, (), lines)
     return sched, _Source(filename, lines, text)
 
 
-def file_config(model, optimizer, filename, scheduler=None, resumed_epoch=None):
+def file_config(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer],
+                filename: Union[str, PathLike[str]], scheduler: Optional[CompressionScheduler] = None,
+                resumed_epoch: Optional[int] = None) -> CompressionScheduler:
     """Builds (or extends) a :class:`CompressionScheduler` from a YAML schedule file."""
     sched, source = load_schedule_file(filename)
     return _configure(model, optimizer, sched, scheduler, resumed_epoch, source)
 
 
-def dict_config(model, optimizer, sched_dict, scheduler=None, resumed_epoch=None):
+def dict_config(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], sched_dict: Mapping[str, Any],
+                scheduler: Optional[CompressionScheduler] = None,
+                resumed_epoch: Optional[int] = None) -> CompressionScheduler:
     """Builds (or extends) a :class:`CompressionScheduler` from an already-parsed schedule dict."""
     try:
-        text = yaml.safe_dump(sched_dict, sort_keys=False)
+        text: Optional[str] = yaml.safe_dump(sched_dict, sort_keys=False)
     except yaml.YAMLError:  # values YAML cannot write (Python objects): the schedule is not stored
         text = None
     return _configure(model, optimizer, sched_dict, scheduler, resumed_epoch, _Source(text=text))
 
 
 # ------------------------------------------------------------------------------------ validation
-def _check_mapping(value, source, path, what):
+def _check_mapping(value: Any, source: _Source, path: Path, what: str) -> None:
     if not isinstance(value, dict):
         raise source.error(f"{what} must be a mapping, got {type(value).__name__}", path)
 
 
-def _bind_arguments(cls, args, injected, source, path):
-    """Checks ``args`` against ``cls``'s constructor; returns the full keyword arguments."""
+def _bind_arguments(cls: type, args: dict[str, Any], injected: dict[str, Any], section: Section, source: _Source,
+                    path: Path) -> dict[str, Any]:
+    """Checks the *names* in ``args`` against ``cls``'s constructor; returns the full keyword arguments
+    (values are checked by the constructor's annotations, see :mod:`distiller.spec`)."""
     signature = inspect.signature(cls)
     params = signature.parameters
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     kwargs = dict(args)
     for key in args:
-        if key in _INJECTED and key in params:
+        if key in section.injected and key in params:
             raise source.error(f"'{key}' is supplied by distiller and must not be given in the schedule",
                                path + (key,))
         if key not in params and not accepts_any:
-            valid = [n for n in params if n not in _INJECTED and n != "self"]
+            valid = [n for n in params if n not in section.injected and n != "self"]
             hint = suggest(key, valid)
             raise source.error(f"{cls.__name__} has no argument '{key}'"
                                + (f"; did you mean {hint}?" if hint else "") + f" (valid: {', '.join(valid)})",
@@ -156,7 +187,7 @@ def _bind_arguments(cls, args, injected, source, path):
     return kwargs
 
 
-def _target_path(args, pattern, path):
+def _target_path(args: dict[str, Any], pattern: str, path: Path) -> Path:
     """The YAML path of ``pattern`` inside an instance's arguments (a list item or a mapping key)."""
     for key, value in args.items():
         if isinstance(value, (list, tuple)) and pattern in value:
@@ -166,94 +197,107 @@ def _target_path(args, pattern, path):
     return path
 
 
-def _build_instances(model, optimizer, sched, source):
-    instances = {section: {} for section in registry.SECTIONS}
+def _build_instances(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], sched: dict[str, Any],
+                     source: _Source) -> dict[str, dict[str, Any]]:
+    instances: dict[str, dict[str, Any]] = {key: {} for key in SECTIONS}
     param_names = [name for name, _ in model.named_parameters()]
-    for section, reg in registry.SECTIONS.items():
-        entries = sched.get(section) or {}
-        _check_mapping(entries, source, (section,), f"'{section}'")
+    for key, section in SECTIONS.items():
+        entries = sched.get(key) or {}
+        _check_mapping(entries, source, (key,), f"'{key}'")
         for name, spec in entries.items():
-            path = (section, name)
+            path = (key, name)
             _check_mapping(spec, source, path, f"instance '{name}'")
             if "class" not in spec:
                 raise source.error(f"instance '{name}' has no 'class'", path)
             try:
-                cls = reg.get(spec["class"])
+                cls = section.registry.get(spec["class"])
             except KeyError as err:
                 raise source.error(err.args[0], path + ("class",)) from None
             args = {k: v for k, v in spec.items() if k != "class"}
-            kwargs = _bind_arguments(cls, args, {"name": name, "model": model, "optimizer": optimizer},
+            kwargs = _bind_arguments(cls, args, {"name": name, "model": model, "optimizer": optimizer}, section,
                                      source, path)
             try:
                 instance = cls(**kwargs)
-            except UserError as err:  # the constructor's input checks; anything else is a bug
+            except ArgumentError as err:  # a value the constructor's annotations or checks refuse
+                raise source.argument_error(err, path, spec["class"]) from None
+            except UserError as err:  # the constructor's other input checks; anything else is a bug
                 raise source.error(f"{spec['class']}: {err}", path) from None
-            if hasattr(instance, "targets") and section in ("pruners", "regularizers"):
+            if hasattr(instance, "targets") and key in ("pruners", "regularizers"):
                 try:
                     match_names(instance.targets(), param_names, "parameter")
                 except UnmatchedNameError as err:
                     raise source.error(str(err), _target_path(args, err.pattern, path)) from None
-            instances[section][name] = instance
+            instances[key][name] = instance
     return instances
 
 
-def _parse_policy(entry, index, instances, source):
-    path = ("policies", index)
+def _parse_policy(entry: Any, index: int, instances: dict[str, dict[str, Any]], source: _Source) -> _Plan:
+    path: Path = ("policies", index)
     _check_mapping(entry, source, path, "a policy")
-    kinds = [k for k in entry if k in POLICY_KINDS]
-    unknown = [k for k in entry if k not in POLICY_KINDS and k not in _SCHEDULE_KEYS]
+    policy_keys = [section.policy_key for section in SECTIONS.values()]
+    kinds = [k for k in entry if k in policy_keys]
+    unknown = [k for k in entry if k not in policy_keys and k not in _SCHEDULE_KEYS]
     if unknown:
-        raise source.error(f"unknown policy key '{unknown[0]}'; valid: "
-                           f"{', '.join(sorted(POLICY_KINDS) + sorted(_SCHEDULE_KEYS))}", path + (unknown[0],))
+        hint = suggest(unknown[0], policy_keys + list(_SCHEDULE_KEYS))
+        raise source.error(f"unknown policy key '{unknown[0]}'" + (f"; did you mean {hint}?" if hint else "")
+                           + f" (valid: {', '.join(sorted(policy_keys) + sorted(_SCHEDULE_KEYS))})",
+                           path + (unknown[0],))
     if len(kinds) != 1:
-        raise source.error(f"a policy needs exactly one of {', '.join(POLICY_KINDS)}; found {kinds or 'none'}", path)
+        raise source.error(f"a policy needs exactly one of {', '.join(policy_keys)}; found {kinds or 'none'}", path)
     kind = kinds[0]
+    section = _section_of_policy_key(kind)
+    assert section is not None  # kind was found among the sections' policy keys
     body = entry[kind]
     _check_mapping(body, source, path + (kind,), f"'{kind}'")
     instance_name = body.get("instance_name")
-    defined = instances[POLICY_KINDS[kind]]
+    defined = instances[section.key]
     if instance_name not in defined:
         hint = suggest(instance_name, defined)
-        raise source.error(f"{kind} instance '{instance_name}' is not defined under '{POLICY_KINDS[kind]}'"
+        raise source.error(f"{kind} instance '{instance_name}' is not defined under '{section.key}'"
                            + (f"; did you mean {hint}?" if hint else
                               f" (defined: {', '.join(defined) or 'none'})"), path + (kind, "instance_name"))
     extra = sorted(set(body) - {"instance_name", "args"})
     if extra:
         raise source.error(f"unknown key '{extra[0]}' (a policy's {kind} takes instance_name and args)",
                            path + (kind, extra[0]))
-    return kind, instance_name, body.get("args") or {}, _parse_epochs(entry, source, path)
+    try:
+        refuse_untrainable(section.registry, defined[instance_name])
+    except ArgumentError as err:
+        raise source.error(str(err), path + (kind, "instance_name")) from None
+    args = _policy_args(section, body.get("args") or {}, source, path + (kind, "args"))
+    return _Plan(index, section, instance_name, args, _parse_schedule(entry, source, path))
 
 
-def _parse_epochs(entry, source, path):
-    if "epochs" in entry:
-        if {"starting_epoch", "ending_epoch", "frequency"} & set(entry):
-            raise source.error("give either 'epochs' or starting_epoch/ending_epoch/frequency, not both", path)
-        epochs = entry["epochs"]
-        if not isinstance(epochs, list) or not epochs or not all(isinstance(e, int) and e >= 0 for e in epochs):
-            raise source.error(f"'epochs' must be a non-empty list of epoch numbers >= 0, got {epochs!r}",
-                               path + ("epochs",))
-        return {"epochs": epochs}
-    schedule = {"starting_epoch": entry.get("starting_epoch", 0), "ending_epoch": entry.get("ending_epoch"),
-                "frequency": entry.get("frequency", 1)}
-    for key, value in schedule.items():
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise source.error(f"'{key}' must be an integer, got {value!r}", path + (key,))
-    if schedule["starting_epoch"] < 0:
-        raise source.error("starting_epoch must be >= 0", path + ("starting_epoch",))
-    if schedule["ending_epoch"] <= schedule["starting_epoch"]:
-        raise source.error(f"ending_epoch ({schedule['ending_epoch']}) must be greater than starting_epoch "
-                           f"({schedule['starting_epoch']})", path + ("ending_epoch",))
-    if schedule["frequency"] < 1:
-        raise source.error("frequency must be >= 1", path + ("frequency",))
-    return schedule
+def _policy_args(section: Section, args: Any, source: _Source, path: Path) -> Any:
+    """The policy entry's ``args`` as the section's typed record (None for sections without args)."""
+    _check_mapping(args, source, path, f"{section.policy_key} args")
+    if section.policy_args is None:
+        if args:
+            raise source.error(f"unknown {section.policy_key} argument '{next(iter(args))}' (valid: none)",
+                               path + (next(iter(args)),))
+        return None
+    try:
+        return build_record(section.policy_args, args, f"{section.policy_key} policy")
+    except ArgumentError as err:
+        raise source.argument_error(err, path) from None
 
 
-def _validate(model, optimizer, sched, source):
+def _parse_schedule(entry: dict[str, Any], source: _Source, path: Path) -> PolicySchedule:
+    if "epochs" in entry and {"starting_epoch", "ending_epoch", "frequency"} & set(entry):
+        raise source.error("give either 'epochs' or starting_epoch/ending_epoch/frequency, not both", path)
+    try:
+        return PolicySchedule(**{key: entry[key] for key in _SCHEDULE_KEYS if key in entry})
+    except ArgumentError as err:
+        raise source.argument_error(err, path) from None
+
+
+def _validate(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], sched: Any,
+              source: _Source) -> tuple[dict[str, dict[str, Any]], list[_Plan]]:
     if sched is None:
         sched = {}
     if not isinstance(sched, dict):
         raise source.error(f"a schedule must be a mapping of sections, got {type(sched).__name__}")
-    allowed = set(registry.SECTIONS) | {"policies", "version"}
+    allowed = set(SECTIONS) | {"policies", "version"}
     for key in sched:
         if key not in allowed:
             hint = suggest(key, allowed)
@@ -269,17 +313,15 @@ def _validate(model, optimizer, sched, source):
     plans = [_parse_policy(entry, i, instances, source) for i, entry in enumerate(entries)]
     if not plans:
         raise _no_policies_error(instances, source)
-    for index, (kind, _, args, _) in enumerate(plans):
-        _validate_policy_args(kind, args, source, ("policies", index, kind, "args"))
-    used = {(POLICY_KINDS[k], n) for k, n, _, _ in plans}
-    for section, named in instances.items():
+    used = {(plan.section.key, plan.instance_name) for plan in plans}
+    for key, named in instances.items():
         for name in named:
-            if (section, name) not in used:
-                msglogger.warning("%s instance '%s' is defined but no policy schedules it", section, name)
+            if (key, name) not in used:
+                msglogger.warning("%s instance '%s' is defined but no policy schedules it", key, name)
     return instances, plans
 
 
-def _check_single_quantizer(sched, source):
+def _check_single_quantizer(sched: dict[str, Any], source: _Source) -> None:
     """Refuses a schedule with several quantizers: each would replace the model's layers for itself, and
     no composition of two quantizers on one model is defined."""
     quantizers = sched.get("quantizers")
@@ -290,7 +332,7 @@ def _check_single_quantizer(sched, source):
                            "one of them", ("quantizers", names[1]))
 
 
-def _no_policies_error(instances, source):
+def _no_policies_error(instances: dict[str, dict[str, Any]], source: _Source) -> ScheduleError:
     """The error for a schedule without policies, which would run as plain training."""
     defined = [f"{section}.{name}" for section, named in instances.items() for name in named]
     if not defined:
@@ -300,36 +342,8 @@ def _no_policies_error(instances, source):
                         "nothing: add a 'policies' list that schedules them by epoch", ("policies",))
 
 
-_POLICY_ARGS = {"pruner": set(PruningPolicy.ARGS), "regularizer": {"keep_mask"}}
-
-
-def _validate_policy_args(kind, args, source, path):
-    _check_mapping(args, source, path, f"{kind} args")
-    valid = _POLICY_ARGS.get(kind, set())
-    unknown = sorted(set(args) - valid)
-    if unknown:
-        hint = suggest(unknown[0], valid)
-        raise source.error(f"unknown {kind} argument '{unknown[0]}'" + (f"; did you mean {hint}?" if hint else "")
-                           + f" (valid: {', '.join(sorted(valid)) or 'none'})", path + (unknown[0],))
-    for name, level in (args.get("levels") or {}).items():
-        if not isinstance(level, (int, float)) or not 0 <= level < 1:
-            raise source.error(f"sparsity level {level!r} is outside [0, 1)", path + ("levels", name))
-
-
 # ------------------------------------------------------------------------------------- building
-def _make_policy(kind, instance, args):
-    if kind == "pruner":
-        return PruningPolicy(instance, args)
-    if kind == "regularizer":
-        return RegularizationPolicy(instance, **args)
-    if kind == "quantizer":
-        return QuantizationPolicy(instance)
-    if kind == "lr_scheduler":
-        return LRPolicy(instance)
-    return instance  # extensions are policies themselves
-
-
-def _fast_forward(lr_scheduler, resumed_epoch):
+def _fast_forward(lr_scheduler: Any, resumed_epoch: int) -> None:
     """Steps a freshly built LR scheduler past the epochs a resumed run already did (exact state, when
     the checkpoint has it, is restored afterwards by the scheduler)."""
     if isinstance(lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -340,24 +354,34 @@ def _fast_forward(lr_scheduler, resumed_epoch):
             lr_scheduler.step()
 
 
-def _configure(model, optimizer, sched, scheduler, resumed_epoch, source):
+def _configure(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], sched: Any,
+               scheduler: Optional[CompressionScheduler], resumed_epoch: Optional[int],
+               source: _Source) -> CompressionScheduler:
     instances, plans = _validate(model, optimizer, sched, source)
     if scheduler is None:
         scheduler = CompressionScheduler(model)
     previous_yaml = scheduler.schedule_yaml if scheduler.policies else ""
-    for index, (kind, name, args, epochs) in enumerate(plans):
-        instance = instances[POLICY_KINDS[kind]][name]
-        if kind == "lr_scheduler" and resumed_epoch is not None:
+    for plan in plans:
+        instance = instances[plan.section.key][plan.instance_name]
+        if plan.section.key == "lr_schedulers" and resumed_epoch is not None:
             _fast_forward(instance, resumed_epoch)
         try:
-            scheduler.add_policy(_make_policy(kind, instance, args), **epochs)
+            scheduler.add_policy(plan.section.make_policy(instance, plan.args), name=plan.instance_name,
+                                 **_schedule_kwargs(plan.schedule))
         except UserError as err:  # e.g. a quantizer that cannot prepare this model
-            raise source.error(str(err), ("policies", index)) from None
+            raise source.error(str(err), ("policies", plan.index)) from None
     scheduler.schedule_yaml = _append_yaml_document(previous_yaml, source.text)
     return scheduler
 
 
-def _append_yaml_document(stream, text):
+def _schedule_kwargs(schedule: PolicySchedule) -> dict[str, Any]:
+    if schedule.epochs is not None:
+        return {"epochs": list(schedule.epochs)}
+    return {"starting_epoch": schedule.starting_epoch, "ending_epoch": schedule.ending_epoch,
+            "frequency": schedule.frequency}
+
+
+def _append_yaml_document(stream: Optional[str], text: Optional[str]) -> Optional[str]:
     """``stream`` (YAML documents) followed by ``text`` as one more document; None when either is unknown
     (policies added without a schedule, or values YAML cannot write)."""
     if stream is None or text is None:
@@ -365,7 +389,8 @@ def _append_yaml_document(stream, text):
     return f"{stream.rstrip()}\n---\n{text}" if stream else text
 
 
-def describe_schedule(model, filename, optimizer=None):
+def describe_schedule(model: torch.nn.Module, filename: Union[str, PathLike[str]],
+                      optimizer: Optional[torch.optim.Optimizer] = None) -> pd.DataFrame:
     """The plan of a schedule file, without changing the model: one row per (policy, parameter).
 
     Returns:
@@ -378,17 +403,17 @@ def describe_schedule(model, filename, optimizer=None):
     instances, plans = _validate(model, optimizer, sched, source)
     names = [n for n, _ in model.named_parameters()]
     rows = []
-    for index, (kind, name, _, epochs) in enumerate(plans):
-        instance = instances[POLICY_KINDS[kind]][name]
-        if "epochs" in epochs:
-            when = ", ".join(str(e) for e in epochs["epochs"])
-        else:
-            when = f"{epochs['starting_epoch']}..{epochs['ending_epoch'] - 1} every {epochs['frequency']}"
+    for plan in plans:
+        instance = instances[plan.section.key][plan.instance_name]
+        start, end, every = plan.schedule.bounds()
+        when = ", ".join(str(e) for e in plan.schedule.epoch_list()) if every is None else \
+            f"{start}..{end - 1} every {every}"
+        kind = plan.section.policy_key
         targets = ["(all modules)" if kind == "quantizer" else "(optimizer)"]
         if hasattr(instance, "targets") and kind in ("pruner", "regularizer"):
             resolved = match_names(instance.targets(), names)
             targets = list(dict.fromkeys(n for hits in resolved.values() for n in hits))
         for target in targets:
-            rows.append({"policy": index, "kind": kind, "instance": name, "class": type(instance).__name__,
-                         "parameter": target, "epochs": when})
+            rows.append({"policy": plan.index, "kind": kind, "instance": plan.instance_name,
+                         "class": type(instance).__name__, "parameter": target, "epochs": when})
     return pd.DataFrame(rows, columns=["policy", "kind", "instance", "class", "parameter", "epochs"])

@@ -2,30 +2,40 @@
 
 A policy ties one algorithm instance (a pruner, a regularizer, a quantizer, an LR scheduler, an
 extension) to the training loop. The :class:`~distiller.CompressionScheduler` decides *when* a policy
-runs (its epochs); the policy decides *what* happens at each callback.
+runs (its epochs); the policy decides *what* happens at each callback. The built-in schedule sections
+are registered at the end of this module (:func:`distiller.registry.register_section`).
 """
+from __future__ import annotations
+
 import logging
 from collections import namedtuple
+from collections.abc import Mapping
+from typing import Any, Optional, Union
 
 import torch
 
 from .errors import ArgumentError
-from .quantization.range_linear.post_train import PostTrainLinearQuantizer
+from .registry import (EXTENSIONS, LR_SCHEDULERS, PRUNERS, QUANTIZERS, REGULARIZERS, Section, refuse_untrainable,
+                       register_section)
+from .schedule_spec import PolicyContext, PruningPolicyArgs, RegularizationPolicyArgs
+from .spec import build_record
 from .utils import match_names
 
 msglogger = logging.getLogger(__name__)
 
 __all__ = ["PolicyLoss", "LossComponent", "ScheduledTrainingPolicy", "PruningPolicy", "RegularizationPolicy",
-           "QuantizationPolicy", "LRPolicy"]
+           "QuantizationPolicy", "LRPolicy", "PolicyContext"]
 
 PolicyLoss = namedtuple("PolicyLoss", ["overall_loss", "loss_components"])
 LossComponent = namedtuple("LossComponent", ["name", "value"])
+Meta = Mapping[str, Any]  # a PolicyContext, or a dict with the same keys from code written for Distiller
+MaskDict = Mapping[str, Any]  # parameter name -> ParameterMasker
 
 
-def is_last_scheduled_epoch(meta):
+def is_last_scheduled_epoch(meta: Meta) -> bool:
     """True at the last epoch the policy runs (``ending_epoch - 1`` is skipped when ``frequency > 1``)."""
     start, end, frequency = meta["starting_epoch"], meta["ending_epoch"], meta["frequency"] or 1
-    return meta["current_epoch"] == start + ((end - 1 - start) // frequency) * frequency
+    return bool(meta["current_epoch"] == start + ((end - 1 - start) // frequency) * frequency)
 
 
 class ScheduledTrainingPolicy:
@@ -36,42 +46,46 @@ class ScheduledTrainingPolicy:
         layers: optional module names limiting the policy's scope.
     """
 
-    def __init__(self, classes=None, layers=None):
+    def __init__(self, classes: Optional[list[str]] = None, layers: Optional[list[str]] = None) -> None:
         self.classes = classes
         self.layers = layers
 
-    def attach(self, scheduler):
+    def attach(self, scheduler: Any) -> None:
         """Called once by :meth:`CompressionScheduler.add_policy`; validates against the model."""
 
-    def on_epoch_begin(self, model, zeros_mask_dict, meta, **kwargs):
+    def on_epoch_begin(self, model: torch.nn.Module, zeros_mask_dict: MaskDict, meta: Meta, **kwargs: Any) -> None:
         """The epoch is starting."""
 
-    def on_minibatch_begin(self, model, epoch, minibatch_id, minibatches_per_epoch, zeros_mask_dict, meta,
-                           optimizer=None):
+    def on_minibatch_begin(self, model: torch.nn.Module, epoch: int, minibatch_id: int, minibatches_per_epoch: int,
+                           zeros_mask_dict: MaskDict, meta: Meta,
+                           optimizer: Optional[torch.optim.Optimizer] = None) -> None:
         """A mini-batch is starting (before the forward pass)."""
 
-    def before_backward_pass(self, model, epoch, minibatch_id, minibatches_per_epoch, loss, zeros_mask_dict,
-                             optimizer=None):
+    def before_backward_pass(self, model: torch.nn.Module, epoch: int, minibatch_id: int, minibatches_per_epoch: int,
+                             loss: torch.Tensor, zeros_mask_dict: MaskDict,
+                             optimizer: Optional[torch.optim.Optimizer] = None) -> Optional[PolicyLoss]:
         """Returns a :class:`PolicyLoss` to change the loss, or None."""
 
-    def before_parameter_optimization(self, model, epoch, minibatch_id, minibatches_per_epoch, zeros_mask_dict,
-                                      meta, optimizer):
+    def before_parameter_optimization(self, model: torch.nn.Module, epoch: int, minibatch_id: int,
+                                      minibatches_per_epoch: int, zeros_mask_dict: MaskDict, meta: Meta,
+                                      optimizer: Optional[torch.optim.Optimizer]) -> None:
         """Gradients are computed; the optimizer step comes next."""
 
-    def on_minibatch_end(self, model, epoch, minibatch_id, minibatches_per_epoch, zeros_mask_dict, optimizer):
+    def on_minibatch_end(self, model: torch.nn.Module, epoch: int, minibatch_id: int, minibatches_per_epoch: int,
+                         zeros_mask_dict: MaskDict, optimizer: Optional[torch.optim.Optimizer]) -> None:
         """The optimizer step is done."""
 
-    def on_epoch_end(self, model, zeros_mask_dict, meta, **kwargs):
+    def on_epoch_end(self, model: torch.nn.Module, zeros_mask_dict: MaskDict, meta: Meta, **kwargs: Any) -> None:
         """The epoch has ended."""
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """Plain-data state that a resumed run needs."""
         return {}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restores what :meth:`state_dict` returned."""
 
-    def _scoped_param_names(self, model, patterns, kind):
+    def _scoped_param_names(self, model: torch.nn.Module, patterns: Any, kind: str) -> list[str]:
         """Resolves ``patterns`` against the parameters in this policy's scope (``classes``/``layers``)."""
         names = [name for name, _ in model.named_parameters()]
         if self.classes or self.layers:
@@ -84,7 +98,7 @@ class ScheduledTrainingPolicy:
         resolved = match_names(patterns, names, kind)
         return list(dict.fromkeys(n for hits in resolved.values() for n in hits))
 
-    def _params(self, model):
+    def _params(self, model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
         """(name, parameter) for each of ``self.param_names`` still in the model, in that order."""
         params = dict(model.named_parameters())
         return [(name, params[name]) for name in self.param_names if name in params]
@@ -95,42 +109,37 @@ class PruningPolicy(ScheduledTrainingPolicy):
 
     Args:
         pruner: a :class:`~distiller.pruning.ParameterPruner`.
-        pruner_args: optional dict:
-            ``levels`` (overrides the pruner's ``levels``), ``keep_mask`` (at the policy's end turn soft
-            masks into permanent ones), ``mini_batch_pruning_frequency`` (also prune every N mini-batches),
-            ``mask_on_forward_only`` (soft pruning), ``mask_gradients`` (zero masked gradients through a
-            hook), ``use_double_copies`` (loss on masked weights, update of unmasked weights),
-            ``discard_masks_at_minibatch_end``, ``skip_first_minibatch`` (first mask after one step).
+        pruner_args: the policy entry's ``args`` (a mapping or a
+            :class:`~distiller.schedule_spec.PruningPolicyArgs`): ``levels``, ``keep_mask``,
+            ``mini_batch_pruning_frequency``, ``mask_on_forward_only``, ``mask_gradients``,
+            ``use_double_copies``, ``discard_masks_at_minibatch_end``, ``skip_first_minibatch``.
+    Raises:
+        ArgumentError: an unknown or badly typed argument; ``levels`` for a pruner without levels.
     """
-    ARGS = {"levels": None, "keep_mask": False, "mini_batch_pruning_frequency": 0, "mask_on_forward_only": False,
-            "mask_gradients": False, "use_double_copies": False, "discard_masks_at_minibatch_end": False,
-            "skip_first_minibatch": False}
+    ARGS = {field: getattr(PruningPolicyArgs(), field) for field in PruningPolicyArgs.__dataclass_fields__}
 
-    def __init__(self, pruner, pruner_args, classes=None, layers=None):
+    def __init__(self, pruner: Any, pruner_args: Union[PruningPolicyArgs, Mapping[str, Any], None],
+                 classes: Optional[list[str]] = None, layers: Optional[list[str]] = None) -> None:
         super().__init__(classes, layers)
-        args = dict(pruner_args or {})
-        unknown = sorted(set(args) - set(self.ARGS))
-        if unknown:
-            raise ArgumentError(f"unknown pruning-policy argument(s) {unknown}; valid: {sorted(self.ARGS)}")
-        for key, default in self.ARGS.items():
-            setattr(self, key, args.get(key, default))
-        if self.mini_batch_pruning_frequency < 0:
-            raise ArgumentError(f"mini_batch_pruning_frequency must be >= 0, got {self.mini_batch_pruning_frequency}")
+        args = pruner_args if isinstance(pruner_args, PruningPolicyArgs) else \
+            build_record(PruningPolicyArgs, dict(pruner_args or {}), "pruning policy")
+        for key in self.ARGS:
+            setattr(self, key, getattr(args, key))
         if self.levels is not None:  # before the targets are resolved: the override may name other weights
             if not hasattr(pruner, "levels"):
-                raise ArgumentError(f"pruner '{pruner.name}' ({type(pruner).__name__}) has no 'levels' to override")
+                raise ArgumentError(f"pruner '{pruner.name}' ({type(pruner).__name__}) has no 'levels' to override",
+                                    argument="levels")
             pruner.levels = self.levels
         self.pruner = pruner
-        self.param_names = None
+        self.param_names: Optional[list[str]] = None
         self.is_last_epoch = False
         self._maskers_ready = False  # flags and hooks set up in this process
         self._started = False        # pruning has begun (possibly in the run this one resumes)
 
-    def attach(self, scheduler):
+    def attach(self, scheduler: Any) -> None:
         self.param_names = self._scoped_param_names(scheduler.model, self.pruner.targets(), "parameter")
 
-
-    def _init_maskers(self, model, zeros_mask_dict):
+    def _init_maskers(self, model: torch.nn.Module, zeros_mask_dict: MaskDict) -> None:
         for name, param in self._params(model):
             masker = zeros_mask_dict[name]
             masker.use_double_copies = self.use_double_copies
@@ -139,14 +148,14 @@ class PruningPolicy(ScheduledTrainingPolicy):
                 masker.backward_hook_handle = param.register_hook(masker.mask_gradient)
         self._maskers_ready = True
 
-    def _set_masks(self, model, zeros_mask_dict, meta):
+    def _set_masks(self, model: torch.nn.Module, zeros_mask_dict: MaskDict, meta: Meta) -> None:
         for name, param in self._params(model):
             self.pruner.set_param_mask(param, name, zeros_mask_dict, meta)
             masker = zeros_mask_dict[name]
             if not masker.is_soft:  # soft masks are applied by the scheduler before each forward pass
                 masker.mask_tensor(param)
 
-    def on_epoch_begin(self, model, zeros_mask_dict, meta, **kwargs):
+    def on_epoch_begin(self, model: torch.nn.Module, zeros_mask_dict: MaskDict, meta: Meta, **kwargs: Any) -> None:
         self.is_last_epoch = is_last_scheduled_epoch(meta)
         if not self._maskers_ready:
             self._init_maskers(model, zeros_mask_dict)
@@ -156,21 +165,24 @@ class PruningPolicy(ScheduledTrainingPolicy):
                 return
         self._set_masks(model, zeros_mask_dict, meta)
 
-    def on_minibatch_begin(self, model, epoch, minibatch_id, minibatches_per_epoch, zeros_mask_dict, meta,
-                           optimizer=None):
+    def on_minibatch_begin(self, model: torch.nn.Module, epoch: int, minibatch_id: int, minibatches_per_epoch: int,
+                           zeros_mask_dict: MaskDict, meta: Meta,
+                           optimizer: Optional[torch.optim.Optimizer] = None) -> None:
         step = epoch * minibatches_per_epoch + minibatch_id
         due = (minibatch_id > 0 and self.mini_batch_pruning_frequency
                and step % self.mini_batch_pruning_frequency == 0)
         if due or (self.skip_first_minibatch and step == 1):
-            meta = dict(meta, current_epoch=epoch + minibatch_id / minibatches_per_epoch)
+            now = epoch + minibatch_id / minibatches_per_epoch
+            meta = meta.at_epoch(now) if isinstance(meta, PolicyContext) else dict(meta, current_epoch=now)
             self._set_masks(model, zeros_mask_dict, meta)
 
-    def on_minibatch_end(self, model, epoch, minibatch_id, minibatches_per_epoch, zeros_mask_dict, optimizer):
+    def on_minibatch_end(self, model: torch.nn.Module, epoch: int, minibatch_id: int, minibatches_per_epoch: int,
+                         zeros_mask_dict: MaskDict, optimizer: Optional[torch.optim.Optimizer]) -> None:
         if self.discard_masks_at_minibatch_end:
             for name, _ in self._params(model):
                 zeros_mask_dict[name].mask = None
 
-    def on_epoch_end(self, model, zeros_mask_dict, meta, **kwargs):
+    def on_epoch_end(self, model: torch.nn.Module, zeros_mask_dict: MaskDict, meta: Meta, **kwargs: Any) -> None:
         if not self.is_last_epoch:
             return
         for name, param in self._params(model):
@@ -182,10 +194,10 @@ class PruningPolicy(ScheduledTrainingPolicy):
                 masker.backward_hook_handle.remove()
                 masker.backward_hook_handle = None
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {"started": self._started, "pruner": self.pruner.state_dict()}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         # Masker flags and gradient hooks are re-created at the next epoch begin.
         self._started = bool(state.get("started", False))
         self.pruner.load_state_dict(state.get("pruner", {}))
@@ -199,33 +211,36 @@ class RegularizationPolicy(ScheduledTrainingPolicy):
         keep_mask: keep the thresholding mask permanently after the policy's last mini-batch.
     """
 
-    def __init__(self, regularizer, keep_mask=False):
+    def __init__(self, regularizer: Any, keep_mask: bool = False) -> None:
         super().__init__()
         self.regularizer = regularizer
-        self.keep_mask = keep_mask
+        self.keep_mask = build_record(RegularizationPolicyArgs, {"keep_mask": keep_mask}, "regularization policy"
+                                      ).keep_mask
         self.is_last_epoch = False
-        self.param_names = None
+        self.param_names: Optional[list[str]] = None
 
-    def attach(self, scheduler):
+    def attach(self, scheduler: Any) -> None:
         self.param_names = self._scoped_param_names(scheduler.model, self.regularizer.targets(), "parameter")
 
-
-    def on_epoch_begin(self, model, zeros_mask_dict, meta, **kwargs):
+    def on_epoch_begin(self, model: torch.nn.Module, zeros_mask_dict: MaskDict, meta: Meta, **kwargs: Any) -> None:
         self.is_last_epoch = is_last_scheduled_epoch(meta)
 
-    def on_minibatch_begin(self, model, epoch, minibatch_id, minibatches_per_epoch, zeros_mask_dict, meta,
-                           optimizer=None):
+    def on_minibatch_begin(self, model: torch.nn.Module, epoch: int, minibatch_id: int, minibatches_per_epoch: int,
+                           zeros_mask_dict: MaskDict, meta: Meta,
+                           optimizer: Optional[torch.optim.Optimizer] = None) -> None:
         self.regularizer.on_minibatch_begin(model, zeros_mask_dict)
 
-    def before_backward_pass(self, model, epoch, minibatch_id, minibatches_per_epoch, loss, zeros_mask_dict,
-                             optimizer=None):
+    def before_backward_pass(self, model: torch.nn.Module, epoch: int, minibatch_id: int, minibatches_per_epoch: int,
+                             loss: torch.Tensor, zeros_mask_dict: MaskDict,
+                             optimizer: Optional[torch.optim.Optimizer] = None) -> Optional[PolicyLoss]:
         regularizer_loss = torch.zeros((), dtype=loss.dtype, device=loss.device)
         for name, param in self._params(model):
             regularizer_loss = self.regularizer.loss(param, name, regularizer_loss, zeros_mask_dict)
         component = LossComponent(f"{type(self.regularizer).__name__}_loss", regularizer_loss)
         return PolicyLoss(loss + regularizer_loss, [component])
 
-    def on_minibatch_end(self, model, epoch, minibatch_id, minibatches_per_epoch, zeros_mask_dict, optimizer):
+    def on_minibatch_end(self, model: torch.nn.Module, epoch: int, minibatch_id: int, minibatches_per_epoch: int,
+                         zeros_mask_dict: MaskDict, optimizer: Optional[torch.optim.Optimizer]) -> None:
         if self.regularizer.threshold_criteria is None:
             return
         keep = self.keep_mask and self.is_last_epoch and minibatch_id == minibatches_per_epoch - 1
@@ -237,35 +252,35 @@ class RegularizationPolicy(ScheduledTrainingPolicy):
         if keep:
             msglogger.info("%s: keeping the regularization masks", self.regularizer.name)
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {"regularizer": self.regularizer.state_dict()}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.regularizer.load_state_dict(state.get("regularizer", {}))
 
 
 class QuantizationPolicy(ScheduledTrainingPolicy):
     """Quantization-aware training: prepares the model once, re-quantizes weights after each step.
 
-    When attached to a scheduler, records ``{'kind': 'quantization', 'quantizer': quantizer.state_dict()}``
-    in ``scheduler.model_transforms`` (unless an identical record is already there, as on resume), so
-    ``load_checkpoint`` can rebuild the quantized model before loading its weights.
+    When attached to a scheduler, records the quantizer (``scheduler.record_transform('quantization',
+    ...)``), so ``load_checkpoint`` can rebuild the quantized model before loading its weights.
+
+    Raises:
+        ArgumentError: the quantizer is registered as post-training only (``trains=False``).
     """
 
-    def __init__(self, quantizer):
+    def __init__(self, quantizer: Any) -> None:
         super().__init__()
-        if isinstance(quantizer, PostTrainLinearQuantizer):
-            raise ArgumentError(f"{type(quantizer).__name__} quantizes trained models for inference and cannot be "
-                                "trained: use it with --quantize-eval / --qe-config-file, or schedule a "
-                                "quantization-aware quantizer (e.g. QuantAwareTrainRangeLinearQuantizer)")
+        refuse_untrainable(QUANTIZERS, quantizer)
         self.quantizer = quantizer
         self.quantizer.prepare_model()
         self.quantizer.quantize_params()
 
-    def attach(self, scheduler):
-        scheduler.record_model_transform({"kind": "quantization", "quantizer": self.quantizer.state_dict()})
+    def attach(self, scheduler: Any) -> None:
+        scheduler.record_transform("quantization", {"quantizer": self.quantizer.state_dict()})
 
-    def on_minibatch_end(self, model, epoch, minibatch_id, minibatches_per_epoch, zeros_mask_dict, optimizer):
+    def on_minibatch_end(self, model: torch.nn.Module, epoch: int, minibatch_id: int, minibatches_per_epoch: int,
+                         zeros_mask_dict: MaskDict, optimizer: Optional[torch.optim.Optimizer]) -> None:
         # Quantize after every step, so the model is quantized at validation time and at the end.
         self.quantizer.quantize_params()
 
@@ -277,11 +292,11 @@ class LRPolicy(ScheduledTrainingPolicy):
     its ``mode`` picks the metric.
     """
 
-    def __init__(self, lr_scheduler):
+    def __init__(self, lr_scheduler: Any) -> None:
         super().__init__()
         self.lr_scheduler = lr_scheduler
 
-    def on_epoch_end(self, model, zeros_mask_dict, meta, **kwargs):
+    def on_epoch_end(self, model: torch.nn.Module, zeros_mask_dict: MaskDict, meta: Meta, **kwargs: Any) -> None:
         if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             metrics = kwargs.get("metrics")
             if not metrics or self.lr_scheduler.mode not in metrics:
@@ -291,13 +306,29 @@ class LRPolicy(ScheduledTrainingPolicy):
         else:
             self.lr_scheduler.step()
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {"lr_scheduler": self.lr_scheduler.state_dict()}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if "lr_scheduler" not in state:
             return
         self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         # Re-creating the LR scheduler reset the optimizer's learning rates: put back the resumed ones.
         for group, lr in zip(self.lr_scheduler.optimizer.param_groups, self.lr_scheduler.get_last_lr()):
             group["lr"] = lr
+
+
+def _extension_policy(extension: Any, args: Any) -> Any:
+    """Extensions are policies themselves."""
+    return extension
+
+
+# The built-in schedule sections, in the order their instances are built. A new section registers the
+# same way from user code (see distiller.registry.register_section).
+register_section(Section("pruners", "pruner", PRUNERS, PruningPolicy, PruningPolicyArgs))
+register_section(Section("regularizers", "regularizer", REGULARIZERS,
+                         lambda regularizer, args: RegularizationPolicy(regularizer, args.keep_mask),
+                         RegularizationPolicyArgs))
+register_section(Section("quantizers", "quantizer", QUANTIZERS, lambda quantizer, args: QuantizationPolicy(quantizer)))
+register_section(Section("lr_schedulers", "lr_scheduler", LR_SCHEDULERS, lambda lr, args: LRPolicy(lr)))
+register_section(Section("extensions", "extension", EXTENSIONS, _extension_policy))

@@ -20,104 +20,29 @@ pruned weights) with one fused in-place multiply over all masked parameters.
 """
 import contextlib
 import logging
+from collections.abc import Iterator, Mapping
+from typing import Any, Optional, Union
 
 import torch
+from torch.optim import Optimizer
 
-from .errors import ArgumentError
-from .policy import LossComponent, PolicyLoss
+from .errors import CheckpointError
+from .masking import MaskDict, ParameterMasker, create_model_masks_dict
+from .policy import LossComponent, PolicyLoss, ScheduledTrainingPolicy
+from .schedule_spec import PolicyContext, PolicySchedule
 from .utils import model_device, normalize_module_name
 
 msglogger = logging.getLogger(__name__)
 
-__all__ = ["ParameterMasker", "CompressionScheduler", "create_model_masks_dict"]
-
-
-class ParameterMasker:
-    """Holds the pruning mask of one parameter and applies it.
-
-    Attributes:
-        mask: a 0/1 tensor with the parameter's shape, or None (nothing masked).
-        mask_on_forward_only: mask only for the forward pass ("soft" pruning): the optimizer step may
-            move masked weights, which are zeroed again before the next forward pass.
-        use_double_copies: compute the loss with masked weights but update the unmasked copy
-            (the copy is restored just before the optimizer step).
-        is_regularization_mask: the mask is applied once and then discarded.
-    """
-    _generation = 0  # bumped whenever any mask changes, so the scheduler can cache its fused lists
-
-    def __init__(self, param_name):
-        self.param_name = param_name
-        self._mask = None
-        self.is_regularization_mask = False
-        self.use_double_copies = False
-        self.mask_on_forward_only = False
-        self.unmasked_copy = None
-        self.backward_hook_handle = None
-
-    @property
-    def mask(self):
-        return self._mask
-
-    @mask.setter
-    def mask(self, value):
-        self._mask = value
-        ParameterMasker._generation += 1
-
-    @property
-    def is_soft(self):
-        """True when the mask is applied for the forward pass only (not after the optimizer step)."""
-        return self.use_double_copies or self.mask_on_forward_only
-
-    def apply_mask(self, parameter):
-        """Masks ``parameter`` in place (keeping an unmasked copy when ``use_double_copies``)."""
-        if self.mask is None:
-            return None
-        if self.use_double_copies:
-            self.unmasked_copy = parameter.detach().clone()
-        self.mask_tensor(parameter)
-        if self.is_regularization_mask:
-            self.mask = None
-        return parameter
-
-    def mask_tensor(self, tensor):
-        if self.mask is not None:
-            with torch.no_grad():
-                tensor.mul_(self.mask)
-
-    def mask_gradient(self, gradient):
-        """Gradient hook: zeroes the gradient of masked elements (None keeps the gradient unchanged)."""
-        if self.mask is not None:
-            return gradient.mul(self.mask)
-        return None
-
-    def revert_weights(self, parameter):
-        """Restores the unmasked copy saved by :meth:`apply_mask` (double-copies mode)."""
-        if not self.use_double_copies or self.unmasked_copy is None:
-            return
-        with torch.no_grad():
-            parameter.copy_(self.unmasked_copy)
-        self.unmasked_copy = None
-
-
-class _MaskDict(dict):
-    """name -> ParameterMasker; creates maskers on first access (parameters added by quantization or
-    other transforms get one lazily)."""
-
-    def __missing__(self, name):
-        masker = self[name] = ParameterMasker(name)
-        return masker
-
-
-def create_model_masks_dict(model):
-    """Returns a dict with one (empty) :class:`ParameterMasker` per parameter of ``model``."""
-    masks = _MaskDict()
-    for name, _ in model.named_parameters():
-        masks[name] = ParameterMasker(name)
-    return masks
+__all__ = ["ParameterMasker", "CompressionScheduler", "create_model_masks_dict", "PolicyLoss", "LossComponent"]
 
 
 class CompressionScheduler:
     """Schedules compression policies by epoch and forwards the training-loop callbacks to them.
+
+    The scheduler owns the run's compression state: the masks, the policies and their schedules, the log
+    of structural changes (:attr:`model_transforms`, written only through :meth:`record_transform`) and
+    the schedule's YAML text; :meth:`state_dict` holds all of it as plain data.
 
     Args:
         model: the model being compressed.
@@ -125,83 +50,87 @@ class CompressionScheduler:
         device: where masks live; taken from the model when not given.
     """
 
-    def __init__(self, model, zeros_mask_dict=None, device=None):
+    def __init__(self, model: torch.nn.Module, zeros_mask_dict: Optional[Mapping[str, ParameterMasker]] = None,
+                 device: Union[str, torch.device, None] = None) -> None:
         self.model = model
         self.device = torch.device(device) if device is not None else model_device(model)
-        self.policies = {}
-        self.sched_metadata = {}
-        if zeros_mask_dict is None:
-            zeros_mask_dict = create_model_masks_dict(model)
-        elif not isinstance(zeros_mask_dict, _MaskDict):
-            zeros_mask_dict = _MaskDict(zeros_mask_dict)
-        self.zeros_mask_dict = zeros_mask_dict
-        #: Ordered plain-data records of structural changes (thinning, quantization), replayed by
-        #: ``load_checkpoint`` on a freshly built model before its weights are loaded. Add records with
-        #: :meth:`record_model_transform`, which also moves masks to the parameters' new names.
-        self.model_transforms = []
+        #: epoch -> the policies active in it, in scheduling order.
+        self.policies: dict[int, list[ScheduledTrainingPolicy]] = {}
+        #: policy -> ``{'starting_epoch', 'ending_epoch', 'frequency'}`` (Distiller's attribute).
+        self.sched_metadata: dict[ScheduledTrainingPolicy, dict[str, Optional[int]]] = {}
+        self.zeros_mask_dict = zeros_mask_dict if isinstance(zeros_mask_dict, MaskDict) else \
+            create_model_masks_dict(model) if zeros_mask_dict is None else MaskDict(zeros_mask_dict)
         #: The YAML text of the schedule(s) the policies were built from (set by ``file_config`` /
         #: ``dict_config``; several schedules are separate YAML documents), saved in checkpoints so a
         #: resumed run can rebuild the same policies. None when the policies did not come from a schedule.
-        self.schedule_yaml = None
+        self.schedule_yaml: Optional[str] = None
+        self._transforms: list[dict[str, Any]] = []
         self._params_by_mask_name = dict(model.named_parameters())
-        self._ordered_policies = []
-        self._pending_policy_states = []
-        self._fused_cache = None
+        self._named_policies: dict[str, ScheduledTrainingPolicy] = {}
+        self._pending_policy_states: dict[str, Any] = {}
+        self._fused_cache: Optional[tuple[int, list[torch.Tensor], list[torch.Tensor]]] = None
 
     # ----------------------------------------------------------------------------------- policies
-    def add_policy(self, policy, epochs=None, starting_epoch=0, ending_epoch=1, frequency=1):
+    def add_policy(self, policy: ScheduledTrainingPolicy, epochs: Optional[list[int]] = None, starting_epoch: int = 0,
+                   ending_epoch: int = 1, frequency: int = 1, *, name: Optional[str] = None) -> None:
         """Schedules ``policy`` on ``epochs`` (a list) or on ``range(starting_epoch, ending_epoch, frequency)``.
 
+        Args:
+            name: the policy's name in checkpoints (schedules use the instance name); by default its class
+                name. A repeated name gets ``#2``, ``#3``, ... in scheduling order.
         Raises:
-            ValueError: for an empty or inverted epoch range, or (through the policy) for parameter
-                names that match nothing in the model.
+            ArgumentError: an empty or inverted epoch range, or (through the policy) parameter names that
+                match nothing in the model.
+            CheckpointError: a resumed state saved under this name belongs to another kind of policy.
         """
-        if epochs is None:
-            if ending_epoch <= starting_epoch:
-                raise ArgumentError(f"ending_epoch ({ending_epoch}) must be greater than starting_epoch "
-                                    f"({starting_epoch})")
-            if frequency is None or frequency < 1:
-                raise ArgumentError(f"frequency must be a positive integer, got {frequency}")
-            epochs = list(range(starting_epoch, ending_epoch, frequency))
-        else:
-            epochs = sorted(set(int(e) for e in epochs))
-            if not epochs:
-                raise ArgumentError("epochs must list at least one epoch")
-            starting_epoch, ending_epoch, frequency = epochs[0], epochs[-1] + 1, None
+        schedule = PolicySchedule(epochs=epochs) if epochs is not None else \
+            PolicySchedule(starting_epoch=starting_epoch, ending_epoch=ending_epoch, frequency=frequency)
+        name = self._unique_name(name or type(policy).__name__)
         policy.attach(self)
-        for epoch in epochs:
+        for epoch in schedule.epoch_list():
             self.policies.setdefault(epoch, []).append(policy)
-        self.sched_metadata[policy] = {"starting_epoch": starting_epoch, "ending_epoch": ending_epoch,
-                                       "frequency": frequency}
-        self._ordered_policies.append(policy)
-        if self._pending_policy_states:
-            self._restore_policy_state(policy, self._pending_policy_states.pop(0))
+        start, end, every = schedule.bounds()
+        self.sched_metadata[policy] = {"starting_epoch": start, "ending_epoch": end, "frequency": every}
+        self._named_policies[name] = policy
+        if name in self._pending_policy_states:
+            self._restore_policy_state(name, policy, self._pending_policy_states.pop(name))
 
-    def _meta(self, policy, epoch, optimizer):
-        return dict(self.sched_metadata[policy], current_epoch=epoch, model=self.model,
-                    optimizer=optimizer, scheduler=self)
+    def _unique_name(self, name: str) -> str:
+        unique, count = name, 1
+        while unique in self._named_policies:
+            count += 1
+            unique = f"{name}#{count}"
+        return unique
 
-    def _active(self, epoch):
-        return self.policies.get(epoch, ())
+    def _meta(self, policy: ScheduledTrainingPolicy, epoch: int, optimizer: Optional[Optimizer]) -> PolicyContext:
+        bounds = self.sched_metadata[policy]
+        return PolicyContext(starting_epoch=bounds["starting_epoch"], ending_epoch=bounds["ending_epoch"],
+                             frequency=bounds["frequency"], current_epoch=epoch, model=self.model,
+                             optimizer=optimizer, scheduler=self)
+
+    def _active(self, epoch: int) -> list[ScheduledTrainingPolicy]:
+        return self.policies.get(epoch, [])
 
     # ---------------------------------------------------------------------------------- callbacks
-    def on_epoch_begin(self, epoch, optimizer=None, **kwargs):
+    def on_epoch_begin(self, epoch: int, optimizer: Optional[Optimizer] = None, **kwargs: Any) -> None:
         self._fused_cache = None
         for policy in self._active(epoch):
             policy.on_epoch_begin(self.model, self.zeros_mask_dict, self._meta(policy, epoch, optimizer),
                                   optimizer=optimizer, **kwargs)
 
-    def on_minibatch_begin(self, epoch, minibatch_id, minibatches_per_epoch, optimizer=None):
+    def on_minibatch_begin(self, epoch: int, minibatch_id: int, minibatches_per_epoch: int,
+                           optimizer: Optional[Optimizer] = None) -> None:
         for policy in self._active(epoch):
             policy.on_minibatch_begin(self.model, epoch, minibatch_id, minibatches_per_epoch,
                                       self.zeros_mask_dict, self._meta(policy, epoch, optimizer), optimizer)
         self._apply_soft_masks()
 
-    def before_backward_pass(self, epoch, minibatch_id, minibatches_per_epoch, loss, optimizer=None,
-                             return_loss_components=False):
+    def before_backward_pass(self, epoch: int, minibatch_id: int, minibatches_per_epoch: int, loss: torch.Tensor,
+                             optimizer: Optional[Optimizer] = None,
+                             return_loss_components: bool = False) -> Union[torch.Tensor, PolicyLoss]:
         """Lets policies add loss terms (regularization, distillation); returns the overall loss
         (or a :class:`PolicyLoss` with the components when ``return_loss_components``)."""
-        overall_loss, components = loss, []
+        overall_loss, components = loss, list[LossComponent]()
         for policy in self._active(epoch):
             policy_loss = policy.before_backward_pass(self.model, epoch, minibatch_id, minibatches_per_epoch,
                                                       overall_loss, self.zeros_mask_dict, optimizer)
@@ -210,7 +139,8 @@ class CompressionScheduler:
                 components.extend(policy_loss.loss_components)
         return PolicyLoss(overall_loss, components) if return_loss_components else overall_loss
 
-    def before_parameter_optimization(self, epoch, minibatch_id, minibatches_per_epoch, optimizer):
+    def before_parameter_optimization(self, epoch: int, minibatch_id: int, minibatches_per_epoch: int,
+                                      optimizer: Optional[Optimizer]) -> None:
         for name, param in self.model.named_parameters():
             masker = self.zeros_mask_dict.get(name)
             if masker is not None and masker.use_double_copies:
@@ -220,20 +150,21 @@ class CompressionScheduler:
                                                  self.zeros_mask_dict, self._meta(policy, epoch, optimizer),
                                                  optimizer)
 
-    def on_minibatch_end(self, epoch, minibatch_id, minibatches_per_epoch, optimizer=None):
+    def on_minibatch_end(self, epoch: int, minibatch_id: int, minibatches_per_epoch: int,
+                         optimizer: Optional[Optimizer] = None) -> None:
         # The optimizer step may have moved masked weights (momentum, weight decay): mask them again.
         self.mask_all_weights(is_forward=False)
         for policy in self._active(epoch):
             policy.on_minibatch_end(self.model, epoch, minibatch_id, minibatches_per_epoch,
                                     self.zeros_mask_dict, optimizer)
 
-    def on_epoch_end(self, epoch, optimizer=None, **kwargs):
+    def on_epoch_end(self, epoch: int, optimizer: Optional[Optimizer] = None, **kwargs: Any) -> None:
         for policy in self._active(epoch):
             policy.on_epoch_end(self.model, self.zeros_mask_dict, self._meta(policy, epoch, optimizer),
                                 optimizer=optimizer, **kwargs)
 
     # ------------------------------------------------------------------------------------ masking
-    def _masked_params(self, include_soft):
+    def _masked_params(self, include_soft: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         params, masks = [], []
         for name, param in self.model.named_parameters():
             masker = self.zeros_mask_dict.get(name)
@@ -243,7 +174,7 @@ class CompressionScheduler:
             masks.append(masker.mask)
         return params, masks
 
-    def mask_all_weights(self, is_forward=True):
+    def mask_all_weights(self, is_forward: bool = True) -> None:
         """Multiplies every masked parameter by its mask (soft masks only when ``is_forward``).
 
         All multiplications run as one fused ``torch._foreach_mul_``; the parameter/mask lists are
@@ -252,7 +183,7 @@ class CompressionScheduler:
         if is_forward:
             params, masks = self._masked_params(include_soft=True)
         else:
-            key = ParameterMasker._generation
+            key = self.zeros_mask_dict.version
             if self._fused_cache is None or self._fused_cache[0] != key:
                 self._fused_cache = (key, *self._masked_params(include_soft=False))
             _, params, masks = self._fused_cache
@@ -261,7 +192,7 @@ class CompressionScheduler:
                 torch._foreach_mul_(params, masks)
 
     @contextlib.contextmanager
-    def soft_masks_applied(self):
+    def soft_masks_applied(self) -> Iterator[None]:
         """Within the block, weights are what training forward passes see: forward-only masks
         (``mask_on_forward_only``, ``use_double_copies``) are multiplied in and the unmasked weights are
         restored on exit. Use it around evaluation and sparsity statistics of a soft-pruned model::
@@ -281,36 +212,45 @@ class CompressionScheduler:
                 for (param, _), unmasked in zip(soft, saved):
                     param.copy_(unmasked)
 
-    def _soft_maskers(self):
+    def _soft_maskers(self) -> Iterator[tuple[torch.nn.Parameter, ParameterMasker]]:
         """(parameter, masker) for every parameter with a forward-only mask."""
         for name, param in self.model.named_parameters():
             masker = self.zeros_mask_dict.get(name)
             if masker is not None and masker.mask is not None and masker.is_soft:
                 yield param, masker
 
-    def _apply_soft_masks(self):
+    def _apply_soft_masks(self) -> None:
         for param, masker in self._soft_maskers():
             masker.apply_mask(param)
 
     # --------------------------------------------------------------------------- structural changes
-    def record_model_transform(self, record, keep_masks=True):
+    @property
+    def model_transforms(self) -> list[dict[str, Any]]:
+        """The structural changes made to the model (thinning, quantization), in order, as plain-data
+        records that ``load_checkpoint`` replays on a freshly built model before loading its weights. A
+        copy: add records with :meth:`record_transform`."""
+        return [dict(record) for record in self._transforms]
+
+    def record_transform(self, kind: str, payload: Mapping[str, Any], *, keep_masks: bool = True) -> None:
         """Logs a structural change just made to the model, and keeps the masks on their parameters.
 
-        ``record`` (plain data, ``{'kind': ..., ...}``) is appended to :attr:`model_transforms` unless an
-        identical record is there already (a schedule re-applied on resume). Masks follow their parameter
-        object to its new name: a quantizer wrapping ``conv1`` turns ``conv1.weight`` into
-        ``conv1.wrapped_module.weight``, quantization-aware training into ``conv1.float_weight``. So the
-        masks keep applying, and checkpoints name them as the transformed model does, which is the model
-        ``load_checkpoint`` rebuilds by replaying the records in order.
+        The record ``{'kind': kind, **payload}`` (plain data, re-applied by the replayer registered for
+        ``kind`` in :data:`distiller.registry.MODEL_TRANSFORMS`) is appended unless an identical record is
+        there already (a schedule re-applied on resume). Masks follow their parameter object to its new
+        name: a quantizer wrapping ``conv1`` turns ``conv1.weight`` into ``conv1.wrapped_module.weight``,
+        quantization-aware training into ``conv1.float_weight``. So the masks keep applying, and checkpoints
+        name them as the transformed model does.
 
         Args:
-            record: the plain-data record that the registered replayer of ``record['kind']`` re-applies.
+            kind: the kind of change (``'thinning'``, ``'quantization'``).
+            payload: what the replayer needs.
             keep_masks: False when the change ends the masks' use: post-training quantization stores integer
                 codes in the weights (a pruned weight holds the code of 0.0, the zero point, which a mask
                 multiplication would corrupt), so its masks are cleared.
         """
-        if record not in self.model_transforms:
-            self.model_transforms.append(record)
+        record = {"kind": kind, **payload}
+        if record not in self._transforms:
+            self._transforms.append(record)
         current = {id(param): name for name, param in self.model.named_parameters()}
         existing = set(current.values())
         for old_name, param in self._params_by_mask_name.items():
@@ -328,55 +268,58 @@ class CompressionScheduler:
         self._fused_cache = None
 
     # ------------------------------------------------------------------------------------- state
-    def state_dict(self):
-        """Plain-data state: masks, each policy's own state (in scheduling order, followed by the saved
-        states no policy has claimed yet), model transforms and the schedule's YAML text."""
+    def state_dict(self) -> dict[str, Any]:
+        """Plain-data state: masks, each policy's own state by policy name (with the saved states no policy
+        has claimed yet), model transforms and the schedule's YAML text."""
+        policies = {name: {"class": type(policy).__name__, "state": policy.state_dict()}
+                    for name, policy in self._named_policies.items()}
         return {
             "masks_dict": {name: masker.mask for name, masker in self.zeros_mask_dict.items()},
-            "policies": [{"class": type(p).__name__, "state": p.state_dict()} for p in self._ordered_policies]
-            + list(self._pending_policy_states),
-            "model_transforms": list(self.model_transforms),
+            "policies": {**self._pending_policy_states, **policies},
+            "model_transforms": self.model_transforms,
             "schedule_yaml": self.schedule_yaml,
         }
 
-    def load_state_dict(self, state, normalize_dataparallel_keys=False):
-        """Restores masks and transforms now, and policy states as the same policies are added again
-        (in the same order) by :meth:`add_policy`, e.g. by re-loading the YAML schedule on resume.
+    def load_state_dict(self, state: Mapping[str, Any], normalize_dataparallel_keys: bool = False) -> None:
+        """Restores masks, transforms and the schedule's text now, and each policy's state by its name:
+        policies added already are restored at once, the others when :meth:`add_policy` adds them (e.g.
+        when the YAML schedule is loaded again on resume).
 
         Raises:
-            ValueError: when the state holds a mask for a parameter the model does not have.
+            CheckpointError: a mask for a parameter the model does not have; a saved policy state whose
+                class differs from the policy of the same name.
         """
         self.init_from_masks_dict(state.get("masks_dict", {}), normalize_dataparallel_keys)
-        self.model_transforms = list(state.get("model_transforms", []))
+        self._transforms = [dict(record) for record in state.get("model_transforms", [])]
         self.schedule_yaml = state.get("schedule_yaml")
-        saved = list(state.get("policies", []))
-        for policy in self._ordered_policies:
-            if saved:
-                self._restore_policy_state(policy, saved.pop(0))
-        self._pending_policy_states = saved
+        saved = state.get("policies", {})
+        if isinstance(saved, list):  # checkpoints written before policies had names: by scheduling order
+            saved = dict(zip(self._named_policies, saved))
+        pending = dict(saved)
+        for name, policy in self._named_policies.items():
+            if name in pending:
+                self._restore_policy_state(name, policy, pending.pop(name))
+        self._pending_policy_states = pending
 
-    def init_from_masks_dict(self, masks_dict, normalize_dataparallel_keys=False):
+    def init_from_masks_dict(self, masks_dict: Mapping[str, Optional[torch.Tensor]],
+                             normalize_dataparallel_keys: bool = False) -> None:
         """Sets masks from a name -> tensor (or None) mapping; names are matched ignoring ``module.``
         prefixes (always, so checkpoints move between DataParallel and plain models)."""
         by_normalized = {normalize_module_name(name): name for name, _ in self.model.named_parameters()}
         unknown = [n for n, m in masks_dict.items()
                    if m is not None and normalize_module_name(n) not in by_normalized]
         if unknown:
-            raise ValueError(f"masks for {len(unknown)} parameter(s) that the model does not have, e.g. "
-                             f"'{unknown[0]}': was the checkpoint saved from another architecture?")
+            raise CheckpointError(f"masks for {len(unknown)} parameter(s) that the model does not have, e.g. "
+                                  f"'{unknown[0]}': was the checkpoint saved from another architecture?")
         for name, mask in masks_dict.items():
             target = by_normalized.get(normalize_module_name(name))
             if target is not None:
                 self.zeros_mask_dict[target].mask = None if mask is None else mask.to(self.device)
 
     @staticmethod
-    def _restore_policy_state(policy, saved):
+    def _restore_policy_state(name: str, policy: ScheduledTrainingPolicy, saved: Mapping[str, Any]) -> None:
         if saved.get("class") != type(policy).__name__:
-            msglogger.warning("Not restoring policy state: the checkpoint has %s where the schedule has %s",
-                              saved.get("class"), type(policy).__name__)
-            return
+            raise CheckpointError(f"the checkpoint's state for policy '{name}' belongs to a {saved.get('class')}, "
+                                  f"but the schedule's '{name}' is a {type(policy).__name__}: resume with the "
+                                  "schedule the checkpoint was trained with, or start a new run")
         policy.load_state_dict(saved.get("state", {}))
-
-
-# Re-exported for callers that import the loss containers from the scheduler module, as in Distiller.
-__all__ += ["PolicyLoss", "LossComponent"]

@@ -27,12 +27,13 @@ import annotated_types
 import pydantic
 from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
-from .errors import ArgumentError
+from .errors import ArgumentError, suggest
 
 __all__ = ["Range", "Real", "Fraction", "PositiveInt", "NonNegativeInt", "BitWidth", "NamePatterns",
-           "validated", "check_value", "describe_type"]
+           "validated", "record", "build_record", "check_value", "describe_type"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_T = TypeVar("_T")
 _CONFIG = pydantic.ConfigDict(strict=True, arbitrary_types_allowed=True)
 
 
@@ -204,3 +205,41 @@ def validated(func: _F) -> _F:
 
     wrapper.__signature__ = signature  # type: ignore[attr-defined]  # inspect.signature(cls) sees the real one
     return typing.cast(_F, wrapper)
+
+
+_R = TypeVar("_R", bound=type)
+
+
+def record(cls: _R) -> _R:
+    """Class decorator: a frozen dataclass whose fields are checked against their annotations on
+    construction (the same checks as :func:`validated`); a ``__post_init__`` the class defines runs after
+    that, for relations between fields."""
+    relations = cls.__dict__.get("__post_init__")
+    hints: dict[str, Any] = {}
+
+    def __post_init__(self: Any) -> None:
+        if not hints:
+            hints.update(typing.get_type_hints(cls, include_extras=True))
+        for field in dataclasses.fields(self):
+            value = check_value(cls.__name__, field.name, hints[field.name], getattr(self, field.name))
+            object.__setattr__(self, field.name, value)
+        if relations is not None:
+            relations(self)
+
+    cls.__post_init__ = __post_init__  # type: ignore[attr-defined]
+    return typing.cast(_R, dataclasses.dataclass(frozen=True)(cls))
+
+
+def build_record(cls: type[_T], values: Mapping[str, Any], owner: str) -> _T:
+    """``cls(**values)`` for a :func:`record` class, with unknown keys reported like bad values.
+
+    Raises:
+        ArgumentError: an unknown key (with the closest valid ones) or a bad value; ``.argument`` names it.
+    """
+    valid = [field.name for field in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    for key in values:
+        if key not in valid:
+            hint = suggest(key, valid)
+            raise ArgumentError(f"{owner}: unknown argument '{key}'" + (f"; did you mean {hint}?" if hint else "")
+                                + f" (valid: {', '.join(valid) or 'none'})", argument=key)
+    return cls(**values)

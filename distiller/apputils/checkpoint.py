@@ -280,7 +280,7 @@ def load_checkpoint(model: nn.Module, chkpt_file: Union[str, os.PathLike[str]], 
         if transforms:
             # Only the structural record: later checkpoints of this model must stay loadable.
             scheduler = CompressionScheduler(model, device=model_device)
-            scheduler.model_transforms = transforms
+            scheduler.load_state_dict({"model_transforms": transforms})
         return model, scheduler, None, 0
     if sched_state is not None:
         scheduler = CompressionScheduler(model, device=model_device)

@@ -115,7 +115,7 @@ def replay_model_transforms(model: torch.nn.Module, transforms: list[dict[str, A
     its saved state is loaded.
     """
     for record in transforms:
-        MODEL_TRANSFORMS[record["kind"]](model, record, optimizer=optimizer)
+        MODEL_TRANSFORMS.get(record["kind"])(model, record, optimizer=optimizer)
 
 
 def transformed_copy(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer],

@@ -87,7 +87,7 @@ def resume_schedule(model: torch.nn.Module, optimizer: Optional[torch.optim.Opti
             _check_same_schedule(_stored_documents(stored), [given], schedule_file, chkpt_file)
         return file_config(model, optimizer, schedule_file, scheduler, resumed_epoch)
     if stored is None:
-        pending = [state["class"] for state in scheduler.state_dict()["policies"]]
+        pending = [state["class"] for state in scheduler.state_dict()["policies"].values()]
         if pending:
             raise CheckpointError(f"'{chkpt_file}' holds the state of {len(pending)} policies ({', '.join(pending)}) "
                                   "but not their schedule (it was saved without one): pass the run's schedule file "

@@ -339,7 +339,7 @@ def _save_quantized_checkpoint(model, quantizer, arch, scheduler, run_dir, epoch
 
     scheduler = scheduler if scheduler is not None else CompressionScheduler(model)
     # The weights now hold integer codes (pruned ones the code of 0.0): the masks have done their job.
-    scheduler.record_model_transform({"kind": "quantization", "quantizer": quantizer.state_dict()}, keep_masks=False)
+    scheduler.record_transform("quantization", {"quantizer": quantizer.state_dict()}, keep_masks=False)
     return save_checkpoint(epoch, arch, model, scheduler=scheduler, name=QUANTIZED_CHECKPOINT_NAME, dir=run_dir,
                            extras=extras)
 

@@ -100,7 +100,8 @@ def thin_by(model, zeros_mask_dict, group_type, dummy_input=None, dataset=None, 
     before = model_params(model)
     apply_edits(model, recipe.modules, optimizer, list({id(d): d for d in mask_dicts}.values()))
     if scheduler is not None:
-        scheduler.record_model_transform(recipe.to_record())
+        record = recipe.to_record()
+        scheduler.record_transform(record.pop("kind"), record)
     msglogger.info("Thinning shrank %d modules: %d -> %d parameters", len(recipe), before, model_params(model))
     return recipe
 

@@ -280,8 +280,8 @@ def _load_start_point(args, model, checkpoint_path, arch):
         return loaded, optimizer, start_epoch
     # Fresh optimizer and policies from epoch 0; the pruning masks and structural changes stay.
     scheduler = distiller.CompressionScheduler(model)
-    scheduler.init_from_masks_dict({name: masker.mask for name, masker in loaded.zeros_mask_dict.items()})
-    scheduler.model_transforms = list(loaded.model_transforms)
+    scheduler.load_state_dict({"masks_dict": {name: masker.mask for name, masker in loaded.zeros_mask_dict.items()},
+                               "model_transforms": loaded.model_transforms})
     msglogger.info("--reset-optimizer: new optimizer, training restarts at epoch 0")
     if loaded.schedule_yaml is not None and not args.compress:
         msglogger.warning("--reset-optimizer starts a new run: the schedule stored in '%s' is not continued (pass "

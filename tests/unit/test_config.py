@@ -126,8 +126,9 @@ def _pruner(final=0.8, weight="conv2.weight", instance="p", epochs="starting_epo
     ("pruners:\n  p: {class: X\n", ["malformed YAML", "line 3"]),
     ("prunners: {}\n", ["unknown section 'prunners'", "did you mean 'pruners'"]),
     (_pruner(instance="p, args: {keep_mask: true, keep_masks: 1}"),
-     ["policies[0].pruner.args.keep_masks", "unknown pruner argument 'keep_masks'", "did you mean 'keep_mask'"]),
-    (_pruner(instance="p, args: {levels: {conv1.weight: 1.2}}"), ["sparsity level 1.2 is outside [0, 1)"]),
+     ["policies[0].pruner.args.keep_masks", "unknown argument 'keep_masks'", "did you mean 'keep_mask'"]),
+    (_pruner(instance="p, args: {levels: {conv1.weight: 1.2}}"),
+         ["policies[0].pruner.args.levels.conv1.weight", "expects a mapping of string to number in [0, 1)", "got 1.2"]),
     (_pruner() + "    args: {keep_mask: true}\n", ["policies[0].args", "unknown policy key 'args'"]),
 ])
 def test_bad_schedules_raise_schedule_error(tmp_path, text, expected):
@@ -178,7 +179,7 @@ def test_user_registered_class_loads_from_yaml(tmp_path, batches):
         train_with_scheduler(model, optimizer, scheduler, batches, epochs=1)
         assert model.conv1.weight[0].abs().sum() == 0 and model.conv1.weight[1:].abs().sum() > 0
     finally:
-        del PRUNERS._classes["HalfOfFirstFilterPruner"]
+        PRUNERS.unregister("HalfOfFirstFilterPruner")
 
 
 def test_reduce_lr_on_plateau_is_fed_from_epoch_metrics(batches):
@@ -245,7 +246,7 @@ def registered_pruner():
         return cls.__name__
     yield register
     for name in names:
-        del PRUNERS._classes[name]
+        PRUNERS.unregister(name)
 
 
 def _one_pruner_schedule(class_name):

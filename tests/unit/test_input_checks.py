@@ -31,7 +31,7 @@ def _optimizer():
     (lambda: lr_schedulers.MultiStepMultiGammaLR(_optimizer(), [3, 1], [0.1, 0.1]), "milestones must be increasing"),
     (lambda: sparsity_matrix(torch.ones(2, 2), dim=2), "dim must be 0"),
     (lambda: PruningPolicy(AutomatedGradualPruner("p", 0.1, 0.5, ["w"]), {"keep_masks": True}),
-     "unknown pruning-policy argument"),
+     "pruning policy: unknown argument 'keep_masks'"),
     (lambda: distiller.CompressionScheduler(torch.nn.Linear(2, 2)).add_policy(
         PruningPolicy(AutomatedGradualPruner("p", 0.1, 0.5, ["weight"]), None), starting_epoch=3, ending_epoch=3),
      "must be greater than starting_epoch"),

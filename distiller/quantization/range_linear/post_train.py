@@ -48,7 +48,7 @@ def _relu_clipped(stats):
     return clipped
 
 
-@register_quantizer
+@register_quantizer(trains=False)  # post-training only: a training schedule refuses it
 class PostTrainLinearQuantizer(Quantizer):
     """Quantizes a trained model for inference with range-linear integer arithmetic, no retraining.
 

@@ -57,7 +57,8 @@ def test_checkpoint_loads_weights_only_and_holds_everything(tmp_path, batches):
         assert checkpoint["arch"] == "tiny" and checkpoint["epoch"] == 0
         assert checkpoint["extras"] == {"best_top1": 12.5}
         assert set(checkpoint["compression_sched"]["masks_dict"]) == {n for n, _ in model.named_parameters()}
-        assert [p["class"] for p in checkpoint["compression_sched"]["policies"]] == ["PruningPolicy", "LRPolicy"]
+        assert {name: p["class"] for name, p in checkpoint["compression_sched"]["policies"].items()} == \
+            {"agp": "PruningPolicy", "lr": "LRPolicy"}
         assert checkpoint["optimizer_type"] == "SGD"
     assert sorted(os.listdir(tmp_path)) == ["run_best.pth.tar", "run_checkpoint.pth.tar"]
 

@@ -131,7 +131,7 @@ def test_refused_thinned_checkpoint_leaves_the_model_unthinned(tmp_path, batches
 def test_unknown_transform_kind_is_refused_before_any_change(tmp_path):
     model = TinyCNN()
     scheduler = distiller.CompressionScheduler(model)
-    scheduler.record_model_transform({"kind": "origami"})
+    scheduler.record_transform("origami", {})
     path = save_checkpoint(0, "tiny", model, scheduler=scheduler, dir=str(tmp_path))
     with pytest.raises(CheckpointError, match="records a 'origami' model transform, but nothing is registered"):
         load_checkpoint(TinyCNN(), path)

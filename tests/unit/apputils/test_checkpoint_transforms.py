@@ -49,7 +49,7 @@ def _ptq(model, scheduler, optimizer, batches, mode="asym_u"):
     quantizer = PostTrainLinearQuantizer(model, bits_activations=8, bits_parameters=8, per_channel_wts=True,
                                          mode=mode, model_activation_stats=stats)
     quantizer.prepare_model(batches[0][0])
-    scheduler.record_model_transform({"kind": "quantization", "quantizer": quantizer.state_dict()}, keep_masks=False)
+    scheduler.record_transform("quantization", {"quantizer": quantizer.state_dict()}, keep_masks=False)
     return scheduler
 
 
@@ -119,7 +119,7 @@ def test_masks_follow_thinning_and_wrapping_of_layers(batches):
     fc_mask = scheduler.zeros_mask_dict["fc.weight"].mask
     quantizer = PostTrainLinearQuantizer(model.eval(), bits_activations=None, bits_parameters=8)
     quantizer.prepare_model(batches[0][0])
-    scheduler.record_model_transform({"kind": "quantization", "quantizer": quantizer.state_dict()})
+    scheduler.record_transform("quantization", {"quantizer": quantizer.state_dict()})
     assert scheduler.zeros_mask_dict["fc.wrapped_module.weight"].mask is fc_mask
     assert scheduler.zeros_mask_dict["conv1.wrapped_module.weight"].mask.shape == (5, 3, 3, 3)  # sliced
     assert "fc.weight" not in scheduler.zeros_mask_dict

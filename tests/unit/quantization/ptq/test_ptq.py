@@ -170,7 +170,7 @@ def test_stats_yaml_file_and_dynamic_mode(float_model, stats, tmp_path, test_bat
 def test_quantized_checkpoint_round_trip(float_model, quantize, test_batch, tmp_path):
     quantizer, model = quantize(mode="asym_u", per_channel_wts=True)
     scheduler = distiller.CompressionScheduler(model)
-    scheduler.model_transforms.append({"kind": "quantization", "quantizer": quantizer.state_dict()})
+    scheduler.record_transform("quantization", {"quantizer": quantizer.state_dict()})
     path = distiller.apputils.save_checkpoint(0, "tiny", model, scheduler=scheduler, name="quantized",
                                               dir=str(tmp_path))
     assert path.endswith("quantized_checkpoint.pth.tar")
