@@ -18,6 +18,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["distiller", "distiller.*"]),
+    package_data={"distiller": ["py.typed"]},  # PEP 561: the package ships its own type annotations
     install_requires=[line.strip() for line in (HERE / "requirements.txt").read_text().splitlines()
                       if line.strip() and not line.startswith("#")],
     extras_require={
