@@ -155,8 +155,24 @@ def check_value(owner: str, argument: str, hint: Any, value: Any) -> Any:
         where = "".join(f"[{p!r}]" if isinstance(p, str) else f"[{p}]" for p in location)
         given = _dig(value, location)
         detail = first["msg"][0].lower() + first["msg"][1:]
-        raise ArgumentError(f"{owner}: argument '{argument}{where}' expects {describe_type(hint)}, got {given!r} "
+        raise ArgumentError(f"{owner}: argument '{argument}{where}' expects {describe_type(_hint_at(hint, location))}, "
+                            f"got {given!r} "
                             f"({detail})", argument=argument, location=location) from None
+
+
+def _hint_at(hint: Any, location: tuple[Any, ...]) -> Any:
+    """The annotation of the value at ``location`` inside a value of type ``hint`` (an element of a list,
+    a value of a mapping), so a message can say what that element should have been."""
+    for _ in location:
+        while typing.get_origin(hint) is Annotated:
+            hint = typing.get_args(hint)[0]
+        if typing.get_origin(hint) in (Union, types.UnionType):
+            hint = next((arg for arg in typing.get_args(hint) if typing.get_args(arg)), hint)
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+        if not (isinstance(origin, type) and args):
+            return hint
+        hint = args[-1] if issubclass(origin, Mapping) else args[0]
+    return hint
 
 
 def _is_type_tag(part: str) -> bool:

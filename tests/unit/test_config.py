@@ -128,7 +128,7 @@ def _pruner(final=0.8, weight="conv2.weight", instance="p", epochs="starting_epo
     (_pruner(instance="p, args: {keep_mask: true, keep_masks: 1}"),
      ["policies[0].pruner.args.keep_masks", "unknown argument 'keep_masks'", "did you mean 'keep_mask'"]),
     (_pruner(instance="p, args: {levels: {conv1.weight: 1.2}}"),
-         ["policies[0].pruner.args.levels.conv1.weight", "expects a mapping of string to number in [0, 1)", "got 1.2"]),
+         ["policies[0].pruner.args.levels.conv1.weight", "expects a number in [0, 1)", "got 1.2"]),
     (_pruner() + "    args: {keep_mask: true}\n", ["policies[0].args", "unknown policy key 'args'"]),
 ])
 def test_bad_schedules_raise_schedule_error(tmp_path, text, expected):

@@ -20,8 +20,8 @@ def _schedule(class_name, **args):
 
 
 @pytest.mark.parametrize("cls, args, argument, expected", [
-    (MultiStepMultiGammaLR, {"milestones": [1, 2], "gammas": [0.1, "high"]}, "gammas", "a list of number"),
-    (MultiStepMultiGammaLR, {"milestones": [1.5], "gammas": [0.1]}, "milestones", "a list of integer >= 0"),
+    (MultiStepMultiGammaLR, {"milestones": [1, 2], "gammas": [0.1, "high"]}, "gammas", "expects a number, got 'high'"),
+    (MultiStepMultiGammaLR, {"milestones": [1.5], "gammas": [0.1]}, "milestones", "expects an integer >= 0, got 1.5"),
     (MultiStepMultiGammaLR, {"milestones": [3, 1], "gammas": [0.1, 0.1]}, "milestones", "must be increasing"),
     (MultiStepMultiGammaLR, {"milestones": [1, 2], "gammas": [0.1]}, "gammas", "must have the same length"),
     (PolynomialLR, {"T_max": 0}, "T_max", "an integer > 0 or None, got 0"),

@@ -34,7 +34,7 @@ def test_yaml_exponent_strings_become_numbers_everywhere():
     (dict(strength=[1]), "strength", (), "a number"),
     (dict(weights="conv1.weight"), "weights", (), "a list of string"),
     (dict(weights=["conv(1"]), "weights", (), "not a valid regular expression"),
-    (dict(levels={"fc.weight": 1.5}), "levels", ("fc.weight",), "number in [0, 1)"),
+    (dict(levels={"fc.weight": 1.5}), "levels", ("fc.weight",), "expects a number in [0, 1), got 1.5"),
     (dict(criterion="max"), "criterion", (), "'Max' or 'Mean_Abs' or None"),
     (dict(bits=0), "bits", (), "an integer in [1, 32] or None"),
     (dict(bits="8"), "bits", (), "an integer in [1, 32]"),
