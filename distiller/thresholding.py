@@ -53,17 +53,40 @@ def group_threshold_binary_map(param, group_type, threshold, threshold_criteria,
     return (scores > torch.as_tensor(threshold, device=param.device)).to(param.dtype)
 
 
-def group_threshold_mask(param, group_type, threshold, threshold_criteria, block_shape=None):
+def group_threshold_mask(param, group_type, threshold, threshold_criteria, binary_map=None, block_shape=None):
     """Mask (``param``'s shape, dtype and device) that zeroes every structure whose magnitude score is at
     or below ``threshold``; for ``'4D'`` the whole tensor survives or goes. Arguments as
-    :func:`group_threshold_binary_map`.
+    :func:`group_threshold_binary_map`, plus:
+
+    Args:
+        binary_map: a per-structure 0/1 map computed before (e.g. by :func:`group_threshold_binary_map` on
+            another layer whose structures must match); when given, ``threshold`` and ``threshold_criteria``
+            are not used and this map is expanded to ``param``'s shape.
+    Raises:
+        distiller.errors.ArgumentError: ``binary_map`` does not have one entry per structure of ``param``.
 
     Example:
         >>> mask = group_threshold_mask(conv.weight, 'Filters', 1e-3, 'Mean_Abs')
     """
     group_type = canonical_group_type(group_type)
-    binary_map = group_threshold_binary_map(param, group_type, threshold, threshold_criteria, block_shape)
+    if binary_map is None:
+        binary_map = group_threshold_binary_map(param, group_type, threshold, threshold_criteria, block_shape)
+    else:
+        structures = structure_view(param.detach(), group_type, block_shape).shape[0]
+        if binary_map.numel() != structures:
+            raise ArgumentError(f"binary_map has {binary_map.numel()} entries but a weight of shape "
+                                f"{tuple(param.shape)} has {structures} '{group_type}' structures")
+        binary_map = binary_map.to(device=param.device, dtype=param.dtype)
     return expand_structure_mask(binary_map, param.shape, group_type, block_shape).contiguous()
+
+
+class GroupThresholdMixin:
+    """Adds :func:`group_threshold_mask` as a method, for pruners and regularizers written against Distiller's
+    mixin of this name."""
+
+    def group_threshold_mask(self, param, group_type, threshold, threshold_criteria):
+        """See :func:`group_threshold_mask` (returns the mask)."""
+        return group_threshold_mask(param, group_type, threshold, threshold_criteria)
 
 
 def parse_regims(owner, reg_regims, group_types=None):

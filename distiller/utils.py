@@ -14,18 +14,19 @@ msglogger = logging.getLogger(__name__)
 _PARALLEL_PREFIX = "module."
 
 
-def normalize_module_name(name):
+def normalize_module_name(layer_name):
     """Removes the ``module.`` components that DataParallel/DDP add to names (``module.conv1`` -> ``conv1``)."""
-    parts = [part for part in name.split(".") if part != "module"]
-    return ".".join(parts) if parts or name == "" else name
+    parts = [part for part in layer_name.split(".") if part != "module"]
+    return ".".join(parts) if parts or layer_name == "" else layer_name
 
 
-def denormalize_module_name(model, normalized_name):
-    """Returns the name that ``normalized_name`` has in ``model`` (adding ``module.`` where the model has it)."""
-    for name, _ in model.named_modules():
+def denormalize_module_name(parallel_model, normalized_name):
+    """Returns the name that ``normalized_name`` has in ``parallel_model`` (adding ``module.`` where the model
+    has it)."""
+    for name, _ in parallel_model.named_modules():
         if normalize_module_name(name) == normalized_name:
             return name
-    for name, _ in model.named_parameters():
+    for name, _ in parallel_model.named_parameters():
         if normalize_module_name(name) == normalized_name:
             return name
     return normalized_name
@@ -53,17 +54,18 @@ def model_device(model):
     return torch.device("cpu")
 
 
-def find_module_by_fq_name(model, fq_name):
-    """Returns the module named ``fq_name`` (``module.`` prefixes ignored), or None."""
-    wanted = normalize_module_name(fq_name)
+def find_module_by_fq_name(model, fq_mod_name):
+    """Returns the module named ``fq_mod_name`` (``module.`` prefixes ignored), or None."""
+    wanted = normalize_module_name(fq_mod_name)
     for name, module in model.named_modules():
         if normalize_module_name(name) == wanted:
             return module
     return None
 
 
-def model_find_module(model, module_name):
-    return find_module_by_fq_name(model, module_name)
+def model_find_module(model, module_to_find):
+    """Returns the module named ``module_to_find`` (``module.`` prefixes ignored), or None."""
+    return find_module_by_fq_name(model, module_to_find)
 
 
 def model_find_module_name(model, module_to_find):
@@ -74,9 +76,9 @@ def model_find_module_name(model, module_to_find):
     return None
 
 
-def model_find_param(model, param_name):
-    """Returns the parameter named ``param_name`` (``module.`` prefixes ignored), or None."""
-    wanted = normalize_module_name(param_name)
+def model_find_param(model, param_to_find_name):
+    """Returns the parameter named ``param_to_find_name`` (``module.`` prefixes ignored), or None."""
+    wanted = normalize_module_name(param_to_find_name)
     for name, param in model.named_parameters():
         if normalize_module_name(name) == wanted:
             return param
@@ -214,11 +216,46 @@ def _set_deterministic_cublas_workspace() -> None:
     os.environ["CUBLAS_WORKSPACE_CONFIG"] = DETERMINISTIC_CUBLAS_CONFIGS[0]
 
 
-def volume(tensor_or_shape):
-    """Number of elements of a tensor or shape."""
-    shape = tensor_or_shape.shape if isinstance(tensor_or_shape, torch.Tensor) else tensor_or_shape
+def volume(tensor):
+    """Number of elements of a tensor, or of a shape."""
+    shape = tensor.shape if isinstance(tensor, torch.Tensor) else tensor
     return int(np.prod(tuple(shape), dtype=np.int64))
 
 
-def to_np(tensor):
-    return tensor.detach().cpu().numpy()
+def to_np(var):
+    """The values of tensor ``var`` as a NumPy array (detached, on the CPU)."""
+    return var.detach().cpu().numpy()
+
+
+# Distiller defined these in distiller.utils; they live in the modules named and stay importable from here.
+from .data_loggers.logger import (log_activation_statistics, log_model_buffers,  # noqa: E402
+                                  log_training_progress, log_weights_sparsity)
+from .metrics import (density, density_2D, density_3D, density_ch, density_cols, density_rows,  # noqa: E402
+                      model_numel, model_params_size, model_params_stats, model_sparsity, sparsity, sparsity_2D,
+                      sparsity_3D, sparsity_blocks, sparsity_ch, sparsity_cols, sparsity_matrix, sparsity_rows)
+from .metrics.channels import (activation_channels_apoz, activation_channels_l1,  # noqa: E402
+                               activation_channels_means, non_zero_channels, norm_filters)
+from .model_tools import (assign_layer_fq_names, convert_tensors_recursively_to, get_dummy_input,  # noqa: E402
+                          get_nonparallel_clone_model, has_children, make_non_parallel_copy, model_setattr,
+                          optimizer_device_name, param_name_2_module_name, set_model_input_shape_attr)
+from .pyutils import (MutableNamedTuple, filter_kwargs, float_range_argparse_checker, is_scalar,  # noqa: E402
+                      pretty_int, size2str, size_to_str, yaml_ordered_load, yaml_ordered_save)
+
+__all__ = [
+    # defined here
+    "msglogger", "normalize_module_name", "denormalize_module_name", "normalize_state_dict_keys", "model_is_parallel",
+    "model_device", "find_module_by_fq_name", "model_find_module", "model_find_module_name", "model_find_param",
+    "model_find_param_name", "match_names", "pattern_lookup", "set_seed", "DETERMINISTIC_CUBLAS_CONFIGS",
+    "set_deterministic", "volume", "to_np",
+    # re-exported (Distiller's distiller.utils names)
+    "log_activation_statistics", "log_model_buffers", "log_training_progress", "log_weights_sparsity",
+    "density", "density_2D", "density_3D", "density_ch", "density_cols", "density_rows", "model_numel",
+    "model_params_size", "model_params_stats", "model_sparsity", "sparsity", "sparsity_2D", "sparsity_3D",
+    "sparsity_blocks", "sparsity_ch", "sparsity_cols", "sparsity_matrix", "sparsity_rows",
+    "activation_channels_apoz", "activation_channels_l1", "activation_channels_means", "non_zero_channels",
+    "norm_filters", "assign_layer_fq_names", "convert_tensors_recursively_to", "get_dummy_input",
+    "get_nonparallel_clone_model", "has_children", "make_non_parallel_copy", "model_setattr", "optimizer_device_name",
+    "param_name_2_module_name", "set_model_input_shape_attr", "MutableNamedTuple", "filter_kwargs",
+    "float_range_argparse_checker", "is_scalar", "pretty_int", "size2str", "size_to_str", "yaml_ordered_load",
+    "yaml_ordered_save",
+]

@@ -18,7 +18,8 @@ import torch
 from tabulate import tabulate
 
 __all__ = ["DataLogger", "PythonLogger", "TensorBoardLogger", "CsvLogger", "weights_sparsity_rows",
-           "log_training_progress", "log_weights_sparsity", "log_activation_statistics"]
+           "model_buffer_values", "log_training_progress", "log_weights_sparsity", "log_activation_statistics",
+           "log_model_buffers"]
 
 
 def _split_stats(stats_dict):
@@ -57,6 +58,29 @@ def weights_sparsity_rows(model):
     return rows
 
 
+def model_buffer_values(model, buffer_names):
+    """The values of the tensors named ``buffer_names`` held by ``model``'s modules (e.g. PACT's
+    ``clip_val``, a quantizer's scale buffers).
+
+    Returns:
+        dict buffer name -> list of ``(module name, [values...])``, in module order; modules without such a
+        tensor attribute (or list of tensors) are skipped.
+    """
+    found = OrderedDict((name, []) for name in buffer_names)
+    for module_name, module in model.named_modules():
+        for buffer_name in buffer_names:
+            value = getattr(module, buffer_name, None)
+            if isinstance(value, torch.Tensor):
+                values = value.detach().reshape(-1).tolist()
+            elif isinstance(value, (list, tuple, torch.nn.ParameterList)) and value and all(
+                    isinstance(v, torch.Tensor) and v.numel() == 1 for v in value):
+                values = [v.item() for v in value]
+            else:
+                continue
+            found[buffer_name].append((module_name, values))
+    return found
+
+
 def _distribution_rows(named_params):
     rows = []
     for name, param in named_params:
@@ -82,6 +106,9 @@ class DataLogger:
 
     def log_weights_distribution(self, named_params, steps_completed):
         """Logs the value distribution of ``named_params`` (iterable of ``(name, tensor)``)."""
+
+    def log_model_buffers(self, model, buffer_names, tag_prefix, epoch, completed, total, freq):
+        """Logs the values of the buffers named ``buffer_names`` (see :func:`model_buffer_values`)."""
 
     def close(self):
         """Flushes and releases the backend."""
@@ -120,6 +147,16 @@ class PythonLogger(DataLogger):
                                tabulate([list(r.values()) for r in rows], headers=list(rows[0]),
                                         tablefmt="psql", floatfmt=".5f"))
 
+    def log_model_buffers(self, model, buffer_names, tag_prefix, epoch, completed, total, freq):
+        for buffer_name, rows in model_buffer_values(model, buffer_names).items():
+            if not rows:
+                continue
+            width = max(len(values) for _, values in rows)
+            table = tabulate([[name, *values] for name, values in rows],
+                             headers=["Layer"] + [f"Val_{i}" for i in range(width)], tablefmt="psql",
+                             floatfmt=".4f")
+            self.pylogger.info("%s%s (epoch %d, step %d):\n%s", tag_prefix, buffer_name, epoch, completed, table)
+
 
 class TensorBoardLogger(DataLogger):
     """Writes scalars and histograms to TensorBoard event files in ``logdir``.
@@ -155,6 +192,16 @@ class TensorBoardLogger(DataLogger):
     def log_weights_distribution(self, named_params, steps_completed):
         for name, param in named_params:
             self.writer.add_histogram(name.replace(".", "/"), param.detach().cpu(), steps_completed)
+        self.writer.flush()
+
+    def log_model_buffers(self, model, buffer_names, tag_prefix, epoch, completed, total, freq):
+        """Scalars ``<tag_prefix><module>/<buffer>[/<index>]`` at step ``epoch * total + completed``."""
+        step = epoch * int(total) + completed if epoch > -1 else completed
+        for buffer_name, rows in model_buffer_values(model, buffer_names).items():
+            for module_name, values in rows:
+                tag = f"{tag_prefix}{module_name}/{buffer_name}"
+                for index, value in enumerate(values):
+                    self.writer.add_scalar(tag if len(values) == 1 else f"{tag}/{index}", value, step)
         self.writer.flush()
 
     def close(self):
@@ -227,6 +274,14 @@ class CsvLogger(DataLogger):
         for row in _distribution_rows(named_params):
             table.append({"step": steps_completed, **row})
 
+    def log_model_buffers(self, model, buffer_names, tag_prefix, epoch, completed, total, freq):
+        """One row per module and buffer in ``<buffer>.csv``: epoch, completed, total, layer, values."""
+        for buffer_name, rows in model_buffer_values(model, buffer_names).items():
+            for module_name, values in rows:
+                self._table(buffer_name).append({"epoch": epoch, "completed": completed, "total": int(total),
+                                                 "layer": module_name,
+                                                 **{f"val_{i}": v for i, v in enumerate(values)}})
+
 
 def _as_list(loggers):
     return list(loggers) if isinstance(loggers, (list, tuple)) else [loggers]
@@ -249,6 +304,15 @@ def log_weights_sparsity(model, epoch, loggers):
 
 def log_activation_statistics(epoch, phase, loggers, collector):
     """Sends the values of an activation-statistics ``collector`` (with ``stat_name`` and ``value()``)
-    to every logger in ``loggers``."""
+    to every logger in ``loggers``; does nothing when ``collector`` is None (no statistics collected)."""
+    if collector is None:
+        return
     for logger in _as_list(loggers):
         logger.log_activation_statistic(phase, collector.stat_name, collector.value(), epoch)
+
+
+def log_model_buffers(model, buffer_names, tag_prefix, epoch, steps_completed, total_steps, log_freq, loggers=()):
+    """Sends the values of the buffers named ``buffer_names`` (e.g. ``['clip_val']`` of PACT layers) to
+    every logger in ``loggers``; ``tag_prefix`` starts each TensorBoard tag / log line."""
+    for logger in _as_list(loggers):
+        logger.log_model_buffers(model, buffer_names, tag_prefix, epoch, steps_completed, total_steps, log_freq)

@@ -94,33 +94,35 @@ def sparsity_matrix(tensor, dim):
     return zero_rows_fraction(tensor if dim == 0 else tensor.t())
 
 
-def sparsity_rows(tensor, trasposed=True):
+def sparsity_rows(tensor, transposed=True):
     """Row-wise sparsity of a 2D (Linear) weight; 0 for other ranks.
 
     PyTorch stores Linear weights transposed (``[out, in]``) with respect to the GEMM ``x @ W``, so by
-    default (``trasposed=True``, Distiller's spelling) the rows of the GEMM matrix, i.e. the input
-    features, are the *columns* of the stored tensor. With ``trasposed=False`` the stored rows count.
+    default (``transposed=True``) the rows of the GEMM matrix, i.e. the input features, are the *columns*
+    of the stored tensor. With ``transposed=False`` the stored rows count. (Distiller spelled this argument
+    ``trasposed`` in ``sparsity_rows``/``sparsity_cols`` and ``transposed`` in ``density_rows``/``density_cols``;
+    all four take ``transposed`` here.)
     """
-    return sparsity_matrix(tensor, 1 if trasposed else 0)
+    return sparsity_matrix(tensor, 1 if transposed else 0)
 
 
-def sparsity_cols(tensor, trasposed=True):
+def sparsity_cols(tensor, transposed=True):
     """Column-wise sparsity of a 2D (Linear) weight; 0 for other ranks.
 
-    By default (``trasposed=True``) the GEMM columns, i.e. output features, are the stored rows; with
-    ``trasposed=False`` the stored columns count. See :func:`sparsity_rows`.
+    By default (``transposed=True``) the GEMM columns, i.e. output features, are the stored rows; with
+    ``transposed=False`` the stored columns count. See :func:`sparsity_rows`.
     """
-    return sparsity_matrix(tensor, 0 if trasposed else 1)
+    return sparsity_matrix(tensor, 0 if transposed else 1)
 
 
-def density_rows(tensor, trasposed=True):
+def density_rows(tensor, transposed=True):
     """1 - :func:`sparsity_rows`."""
-    return 1.0 - sparsity_rows(tensor, trasposed)
+    return 1.0 - sparsity_rows(tensor, transposed)
 
 
-def density_cols(tensor, trasposed=True):
+def density_cols(tensor, transposed=True):
     """1 - :func:`sparsity_cols`."""
-    return 1.0 - sparsity_cols(tensor, trasposed)
+    return 1.0 - sparsity_cols(tensor, transposed)
 
 
 def sparsity_blocks(tensor, block_shape):
@@ -137,9 +139,10 @@ def sparsity_blocks(tensor, block_shape):
     return zero_rows_fraction(structure_view(tensor, "Blocks", block_shape))
 
 
-def _selected_tensors(model, param_dims, param_types):
-    """The state-dict tensors whose rank is in ``param_dims`` and whose last name component (``weight``,
-    ``bias``, ...) is in ``param_types``."""
+def selected_tensors(model, param_dims=(2, 4), param_types=("weight", "bias")):
+    """Yields ``(name, tensor)`` for the state-dict tensors whose rank is in ``param_dims`` and whose last name
+    component (``weight``, ``bias``, ...) is in ``param_types``: the tensors that the model-level metrics and
+    the sparsity summaries cover."""
     for name, tensor in model.state_dict().items():
         if (isinstance(tensor, torch.Tensor) and tensor.dim() in param_dims
                 and name.rsplit(".", 1)[-1] in param_types):
@@ -148,7 +151,7 @@ def _selected_tensors(model, param_dims, param_types):
 
 def model_numel(model, param_dims=(2, 4), param_types=("weight", "bias")):
     """Total number of elements of the model tensors selected by rank and type (see :func:`model_sparsity`)."""
-    return sum(tensor.numel() for _, tensor in _selected_tensors(model, param_dims, param_types))
+    return sum(tensor.numel() for _, tensor in selected_tensors(model, param_dims, param_types))
 
 
 def model_params_stats(model, param_dims=(2, 4), param_types=("weight", "bias")):
@@ -158,7 +161,7 @@ def model_params_stats(model, param_dims=(2, 4), param_types=("weight", "bias"))
         ValueError: when no tensor of the model is selected.
     """
     numel = nonzero = 0
-    for _, tensor in _selected_tensors(model, param_dims, param_types):
+    for _, tensor in selected_tensors(model, param_dims, param_types):
         numel += tensor.numel()
         nonzero += torch.count_nonzero(tensor).item()
     if numel == 0:

@@ -25,7 +25,7 @@ EXAMPLES = {
         "SparsityLevelParameterPruner": {"levels": {"conv1.weight": 0.5, "fc.weight": 0.3}},
         "SensitivityPruner": {"sensitivities": {"conv2.weight": 0.5, "fc.weight": 0.3}},
         "SplicingPruner": {"sensitivities": {"conv2.weight": 0.5}, "low_thresh_mult": 0.9, "hi_thresh_mult": 1.1},
-        "BaiduRNNPruner": {"q_skip": 1, "ramp_epoch_offset": 0, "ramp_slope_mult": 2, "weights": ["fc.weight"]},
+        "BaiduRNNPruner": {"q": 1, "ramp_epoch_offset": 0, "ramp_slope_mult": 2, "weights": ["fc.weight"]},
         "L1RankedStructureParameterPruner": RANKED,
         "L2RankedStructureParameterPruner": dict(RANKED, group_type="Channels"),
         "GradientRankedFilterPruner": RANKED,

@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from distiller.thresholding import (group_scores, group_threshold_binary_map, group_threshold_mask, parse_regims,
-                                   threshold_mask)
+from distiller.errors import ArgumentError
+from distiller.thresholding import (GroupThresholdMixin, group_scores, group_threshold_binary_map,
+                                   group_threshold_mask, parse_regims, threshold_mask)
 
 
 def test_threshold_mask_keeps_strictly_larger_magnitudes():
@@ -81,3 +82,26 @@ def test_parse_regims_validates_entries():
         parse_regims("r", {"a": -1})
     with pytest.raises(ValueError, match="non-empty mapping"):
         parse_regims("r", None)
+
+
+def test_binary_map_from_another_layer_is_expanded_instead_of_thresholding(spiky_filters):
+    # Filter 0 scores highest, but the map computed on another layer keeps only filter 1.
+    keep_second = torch.tensor([0.0, 1.0])
+    mask = group_threshold_mask(spiky_filters, "Filters", 1e9, "Max", binary_map=keep_second)
+    assert mask.shape == spiky_filters.shape
+    assert mask[0].sum() == 0 and bool(mask[1].eq(1).all())
+    channels = group_threshold_mask(spiky_filters, "Channels", 0.0, "Max", torch.tensor([1.0, 0.0]))
+    assert channels[:, 0].eq(1).all() and channels[:, 1].eq(0).all()
+
+
+def test_binary_map_must_have_one_entry_per_structure(spiky_filters):
+    with pytest.raises(ArgumentError, match="binary_map has 3 entries but a weight of shape .* has 2 'Filters'"):
+        group_threshold_mask(spiky_filters, "Filters", 0.1, "Max", binary_map=torch.ones(3))
+
+
+def test_group_threshold_mixin_gives_pruners_the_function_as_a_method(spiky_filters):
+    class MyPruner(GroupThresholdMixin):
+        pass
+
+    assert torch.equal(MyPruner().group_threshold_mask(spiky_filters, "Filters", 0.15, "Mean_Abs"),
+                       group_threshold_mask(spiky_filters, "Filters", 0.15, "Mean_Abs"))

@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from distiller.data_loggers import (CsvLogger, PythonLogger, TensorBoardLogger, log_training_progress,
-                                    log_weights_sparsity, weights_sparsity_rows)
+from distiller.data_loggers import (CsvLogger, PythonLogger, TensorBoardLogger, log_activation_statistics,
+                                    log_model_buffers, log_training_progress, log_weights_sparsity,
+                                    model_buffer_values, weights_sparsity_rows)
 
 
 @pytest.fixture
@@ -96,3 +97,44 @@ def test_tensorboard_logger_writes_readable_scalars_and_histograms(tmp_path, hal
     assert events.Scalars("sparsity/weights/0.weight")[0].value == pytest.approx(50.0)
     assert events.Scalars("sparsity/weights/total")[0].step == 5
     assert "0/weight" in events.Tags()["histograms"]
+
+
+@pytest.fixture
+def clipped_model():
+    """Two modules with a ``clip_val`` buffer (as PACT layers have) and one without."""
+    model = nn.Sequential(nn.ReLU(), nn.ReLU(), nn.Linear(2, 2))
+    model[0].register_buffer("clip_val", torch.tensor([6.0]))
+    model[1].register_buffer("clip_val", torch.tensor([2.5, 3.5]))
+    return model
+
+
+def test_model_buffer_values_finds_the_named_buffers(clipped_model):
+    assert model_buffer_values(clipped_model, ["clip_val", "scale"]) == {
+        "clip_val": [("0", [6.0]), ("1", [2.5, 3.5])], "scale": []}
+
+
+def test_log_model_buffers_reaches_every_logger(clipped_model, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    loggers = [PythonLogger(logging.getLogger("buffers-test")), CsvLogger(logdir=str(tmp_path))]
+    log_model_buffers(clipped_model, ["clip_val"], "PACT/", 3, 5, 10, 1, loggers)
+    assert "PACT/clip_val (epoch 3, step 5)" in caplog.text and "Val_1" in caplog.text and "3.5000" in caplog.text
+    rows = read_csv(tmp_path / "clip_val.csv")
+    assert [(r["layer"], r["val_0"], r["val_1"]) for r in rows] == [("0", "6.0", ""), ("1", "2.5", "3.5")]
+    assert rows[0]["epoch"] == "3" and rows[0]["completed"] == "5"
+
+
+def test_log_activation_statistics_without_a_collector_logs_nothing(tmp_path):
+    logger = CsvLogger(logdir=str(tmp_path))
+    log_activation_statistics(0, "valid", [logger], None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tensorboard_logger_writes_model_buffers(tmp_path, clipped_model):
+    from tensorboard.backend.event_processing import event_accumulator
+    logger = TensorBoardLogger(str(tmp_path))
+    log_model_buffers(clipped_model, ["clip_val"], "PACT/", 2, 3, 10, 1, [logger])
+    logger.close()
+    events = event_accumulator.EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("PACT/0/clip_val")] == [(23, 6.0)]
+    assert events.Scalars("PACT/1/clip_val/1")[0].value == 3.5

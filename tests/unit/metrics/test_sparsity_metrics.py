@@ -45,11 +45,11 @@ def test_linear_rows_and_cols_follow_transposed_convention():
     w[:, 2] = 0            # input feature 2 unused
     w[:, 4] = 0            # input feature 4 unused
     w[1] = 0               # output neuron 1 dead
-    # GEMM rows are input features (stored columns) when trasposed=True
+    # GEMM rows are input features (stored columns) when transposed=True
     assert metrics.sparsity_rows(w) == pytest.approx(2 / 5)
     assert metrics.sparsity_cols(w) == pytest.approx(1 / 3)
-    assert metrics.sparsity_rows(w, trasposed=False) == pytest.approx(1 / 3)
-    assert metrics.sparsity_cols(w, trasposed=False) == pytest.approx(2 / 5)
+    assert metrics.sparsity_rows(w, transposed=False) == pytest.approx(1 / 3)
+    assert metrics.sparsity_cols(w, transposed=False) == pytest.approx(2 / 5)
     assert metrics.density_rows(w) == pytest.approx(3 / 5)
     assert metrics.density_cols(w) == pytest.approx(2 / 3)
     assert metrics.sparsity_2D(w) == pytest.approx(1 / 3)  # zero rows of a 2D tensor

@@ -102,7 +102,7 @@ def test_baidu_threshold_follows_both_slopes():
 
 
 def test_baidu_pruner_masks_below_scheduled_threshold():
-    pruner = build("BaiduRNNPruner", name="rnn", q_skip=0.2, ramp_epoch_offset=3, ramp_slope_mult=1.5,
+    pruner = build("BaiduRNNPruner", name="rnn", q=0.2, ramp_epoch_offset=3, ramp_slope_mult=1.5,
                    weights=["rnn.weight_hh_l0"])
     w = torch.linspace(-0.3, 0.3, 61)
     meta = dict(starting_epoch=0, ending_epoch=10, frequency=1, current_epoch=5)
@@ -112,7 +112,7 @@ def test_baidu_pruner_masks_below_scheduled_threshold():
 
 
 def test_baidu_pruner_ramp_after_end_names_instance():
-    pruner = build("BaiduRNNPruner", name="rnn", q_skip=0.2, ramp_epoch_offset=12, ramp_slope_mult=1.5,
+    pruner = build("BaiduRNNPruner", name="rnn", q=0.2, ramp_epoch_offset=12, ramp_slope_mult=1.5,
                    weights="w")
     with pytest.raises(ValueError, match="rnn: the ramp epoch"):
         prune(pruner, torch.ones(3), ending_epoch=10)
@@ -131,11 +131,11 @@ def test_baidu_pruner_ramp_after_end_names_instance():
      "hi_thresh_mult=0.8 is below low_thresh_mult"),
     ("SplicingPruner", {"sensitivities": {"*": 1}, "low_thresh_mult": 0.9, "hi_thresh_mult": 1.1,
                         "sensitivity_multiplier": -1}, "sensitivity_multiplier"),
-    ("BaiduRNNPruner", {"q_skip": 0, "ramp_epoch_offset": 1, "ramp_slope_mult": 1.5, "weights": ["w"]},
-     "q_skip=0 never prunes"),
-    ("BaiduRNNPruner", {"q_skip": 0.1, "ramp_epoch_offset": 1, "ramp_slope_mult": 1.5, "weights": []},
+    ("BaiduRNNPruner", {"q": 0, "ramp_epoch_offset": 1, "ramp_slope_mult": 1.5, "weights": ["w"]},
+     "q=0 never prunes"),
+    ("BaiduRNNPruner", {"q": 0.1, "ramp_epoch_offset": 1, "ramp_slope_mult": 1.5, "weights": []},
      "'weights' must be a non-empty list"),
-    ("BaiduRNNPruner", {"q_skip": 0.1, "ramp_epoch_offset": 1, "ramp_slope_mult": 1.5, "weights": [3]},
+    ("BaiduRNNPruner", {"q": 0.1, "ramp_epoch_offset": 1, "ramp_slope_mult": 1.5, "weights": [3]},
      r"weights\[0\]=3 is not a parameter name"),
 ])
 def test_bad_arguments_raise_naming_the_instance(class_name, kwargs, message):
