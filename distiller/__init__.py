@@ -44,3 +44,68 @@ __all__ = [
     "model_find_module", "model_find_module_name", "model_find_param", "model_find_param_name", "model_device",
     "volume",
 ]
+
+# Distiller's other top-level names, kept where its users import them from (README: "Coming from Distiller").
+from . import early_exit, model_summaries, model_transforms, sensitivity, summary_graph  # noqa: E402
+from .early_exit import EarlyExitMgr  # noqa: E402
+from .pruning import (ActivationAPoZRankedFilterPruner, ActivationAPoZRankedFilterPruner_AGP,  # noqa: E402
+                      ActivationMeanRankedFilterPruner, ActivationMeanRankedFilterPruner_AGP, AutomatedGradualPruner,
+                      BaiduRNNPruner, BernoulliFilterPruner, BernoulliFilterPruner_AGP, FMReconstructionChannelPruner,
+                      GradientRankedFilterPruner, GradientRankedFilterPruner_AGP, L1RankedStructureParameterPruner,
+                      L1RankedStructureParameterPruner_AGP, L2RankedStructureParameterPruner,
+                      L2RankedStructureParameterPruner_AGP, MagnitudeParameterPruner,
+                      RandomLevelStructureParameterPruner, RandomRankedFilterPruner, RandomRankedFilterPruner_AGP,
+                      SensitivityPruner, SparsityLevelParameterPruner, SplicingPruner, StructureParameterPruner,
+                      create_mask_level_criterion, create_mask_sensitivity_criterion, create_mask_threshold_criterion,
+                      mask_tensor)
+from .sensitivity import perform_sensitivity_analysis, sensitivities_to_csv  # noqa: E402
+from .summaries import (attributes_summary, attributes_summary_tbl, connectivity_summary,  # noqa: E402
+                        connectivity_summary_verbose, connectivity_tbl_summary, export_img_classifier_to_onnx,
+                        masks_sparsity_tbl_summary, model_performance_tbl_summary, model_summary,
+                        weights_sparsity_summary, weights_sparsity_tbl_summary)
+from .summary_graph import SummaryGraph, onnx_name_2_pytorch_name  # noqa: E402
+from .thinning import (ChannelRemover, FilterRemover, StructureRemover, ThinningRecipe, contract_model,  # noqa: E402
+                       execute_thinning_recipes_list, get_normalized_recipe, remove_channels, remove_filters,
+                       resnet_cifar_remove_layers)
+from .thresholding import GroupThresholdMixin  # noqa: E402
+from .utils import (MutableNamedTuple, activation_channels_apoz, activation_channels_l1,  # noqa: E402
+                    activation_channels_means, assign_layer_fq_names, convert_tensors_recursively_to, filter_kwargs,
+                    float_range_argparse_checker, get_dummy_input, get_nonparallel_clone_model, has_children,
+                    is_scalar, log_activation_statistics, log_model_buffers, log_training_progress,
+                    log_weights_sparsity, make_non_parallel_copy, model_setattr, msglogger, non_zero_channels,
+                    norm_filters, optimizer_device_name, param_name_2_module_name, pretty_int,
+                    set_model_input_shape_attr, size2str, size_to_str, sparsity_matrix, to_np, yaml_ordered_load,
+                    yaml_ordered_save)
+
+__all__ += [
+    "early_exit", "model_summaries", "model_transforms", "sensitivity", "summary_graph",
+    # pruners
+    "AutomatedGradualPruner", "MagnitudeParameterPruner", "SparsityLevelParameterPruner", "SensitivityPruner",
+    "SplicingPruner", "BaiduRNNPruner", "StructureParameterPruner", "L1RankedStructureParameterPruner",
+    "L2RankedStructureParameterPruner", "GradientRankedFilterPruner", "ActivationAPoZRankedFilterPruner",
+    "ActivationMeanRankedFilterPruner", "RandomRankedFilterPruner", "BernoulliFilterPruner",
+    "RandomLevelStructureParameterPruner", "FMReconstructionChannelPruner", "L1RankedStructureParameterPruner_AGP",
+    "L2RankedStructureParameterPruner_AGP", "GradientRankedFilterPruner_AGP", "ActivationAPoZRankedFilterPruner_AGP",
+    "ActivationMeanRankedFilterPruner_AGP", "RandomRankedFilterPruner_AGP", "BernoulliFilterPruner_AGP",
+    "create_mask_threshold_criterion", "create_mask_level_criterion", "create_mask_sensitivity_criterion",
+    "mask_tensor", "GroupThresholdMixin",
+    # thinning
+    "remove_filters", "remove_channels", "contract_model", "StructureRemover", "FilterRemover", "ChannelRemover",
+    "ThinningRecipe", "execute_thinning_recipes_list", "get_normalized_recipe", "resnet_cifar_remove_layers",
+    # summaries, graphs and analysis
+    "SummaryGraph", "onnx_name_2_pytorch_name", "model_summary", "weights_sparsity_summary",
+    "weights_sparsity_tbl_summary", "masks_sparsity_tbl_summary", "model_performance_tbl_summary",
+    "connectivity_summary", "connectivity_summary_verbose", "connectivity_tbl_summary", "attributes_summary",
+    "attributes_summary_tbl", "export_img_classifier_to_onnx", "perform_sensitivity_analysis",
+    "sensitivities_to_csv",
+    # early exits
+    "EarlyExitMgr",
+    # Distiller's utils
+    "MutableNamedTuple", "activation_channels_apoz", "activation_channels_l1", "activation_channels_means",
+    "assign_layer_fq_names", "convert_tensors_recursively_to", "filter_kwargs", "float_range_argparse_checker",
+    "get_dummy_input", "get_nonparallel_clone_model", "has_children", "is_scalar", "log_activation_statistics",
+    "log_model_buffers", "log_training_progress", "log_weights_sparsity", "make_non_parallel_copy", "model_setattr",
+    "msglogger", "non_zero_channels", "norm_filters", "optimizer_device_name", "param_name_2_module_name",
+    "pretty_int", "set_model_input_shape_attr", "size2str", "size_to_str", "sparsity_matrix", "to_np",
+    "yaml_ordered_load", "yaml_ordered_save",
+]

@@ -25,13 +25,14 @@ from ..errors import CheckpointError, InputFileError, summarize_names
 from ..scheduler import CompressionScheduler
 from ..utils import model_is_parallel, normalize_module_name, normalize_state_dict_keys
 from .checkpoint_fit import StateFit, architecture_name, mask_fit, replay_model_transforms, state_fit, transformed_copy
+from .contents_table import get_contents_table
 
 _T = TypeVar("_T")
 _Path = Union[str, "os.PathLike[str]"]
 
 msglogger = logging.getLogger(__name__)
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "load_lean_checkpoint"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "load_lean_checkpoint", "get_contents_table"]
 
 # Exact types: subclasses such as enums or torch's TorchVersion would need their class to unpickle.
 _PLAIN_SCALARS = (str, int, float, bool, type(None), torch.Size, torch.dtype, torch.device)

@@ -17,6 +17,7 @@ import collections
 
 from ..errors import suggest
 from ..utils import model_is_parallel
+from .adjacency import adjacency_map
 from .capture import propagate_shapes, trace_model
 from .cost import module_macs, module_params
 
@@ -90,13 +91,15 @@ class SummaryGraph:
         model: an ``nn.Module`` (DataParallel/DDP wrappers are looked through; names are the inner model's).
         dummy_input: a tensor or a tuple of positional inputs (batch of one is enough), moved to the
             model's device.
+        apply_scope_name_workarounds: Distiller's switch for repairing ONNX-trace scope names; accepted so
+            that Distiller code runs unchanged, and without effect: fx names every op after its module.
         leaf_modules: module names or classes to keep as opaque calls (untraceable parts are made leaves
             automatically).
     Raises:
         GraphCaptureError: when the model cannot be traced or does not run on ``dummy_input``.
     """
 
-    def __init__(self, model, dummy_input, leaf_modules=()):
+    def __init__(self, model, dummy_input, apply_scope_name_workarounds=True, leaf_modules=()):
         self.model = model.module if model_is_parallel(model) else model
         self.graph_module = trace_model(self.model, leaf_modules)
         propagate_shapes(self.graph_module, dummy_input)
@@ -166,6 +169,10 @@ class SummaryGraph:
     def module_name(self, op_name):
         """The module called by op ``op_name``, or None for a non-module op."""
         return self.op(op_name).module_name
+
+    def adjacency_map(self, dedicated_modules_only=False):
+        """Each op's immediate predecessors and successors (see :func:`distiller.graph.adjacency.adjacency_map`)."""
+        return adjacency_map(self, dedicated_modules_only)
 
     def layers_topological_order(self):
         """Names of the called modules, in order of their first call."""

@@ -7,7 +7,7 @@ from .base import ParameterPruner
 from .level import SparsityLevelParameterPruner
 from .magnitude import MagnitudeParameterPruner
 from .masks import (create_mask_level_criterion, create_mask_sensitivity_criterion,
-                    create_mask_threshold_criterion)
+                    create_mask_threshold_criterion, mask_tensor)
 from .rnn import BaiduRNNPruner, baidu_rnn_threshold
 from .sensitivity import SensitivityPruner
 from .splicing import SplicingPruner
@@ -40,6 +40,7 @@ __all__ = [
     "create_mask_threshold_criterion",
     "create_mask_level_criterion",
     "create_mask_sensitivity_criterion",
+    "mask_tensor",
     # structure pruning (ranked, activation-ranked, random, threshold, reconstruction, AGP)
     "RankedStructureParameterPruner",
     "L1RankedStructureParameterPruner",

@@ -1,7 +1,7 @@
 """Element-wise mask criteria: pure functions from a tensor to a 0/1 mask of the same shape.
 
 Every helper returns a new tensor with the input's shape, dtype and device (1 = keep, 0 = prune); none of
-them modifies its input, copies it to the CPU or tracks gradients.
+them modifies its input, copies it to the CPU or tracks gradients. :func:`mask_tensor` applies a mask.
 
 Example:
     >>> w = torch.tensor([0.1, -0.5, 0.05, 2.0])
@@ -108,3 +108,21 @@ def create_mask_sensitivity_criterion(tensor, sensitivity):
     """
     _check_float_tensor(tensor, "create_mask_sensitivity_criterion")
     return create_mask_threshold_criterion(tensor, weights_std(tensor) * sensitivity)
+
+
+def mask_tensor(tensor, mask, inplace=True):
+    """Multiplies ``tensor`` by the 0/1 ``mask``, without recording gradients.
+
+    Args:
+        tensor: the tensor to mask (e.g. a weight).
+        mask: a tensor of the same shape, or None (nothing masked).
+        inplace: modify ``tensor`` (True, and return it) or return a masked copy.
+    Raises:
+        ArgumentError: the shapes differ.
+    """
+    if mask is None:
+        return tensor
+    if mask.shape != tensor.shape:
+        raise ArgumentError(f"mask shape {tuple(mask.shape)} differs from the tensor's {tuple(tensor.shape)}")
+    with torch.no_grad():
+        return tensor.mul_(mask) if inplace else tensor.mul(mask)

@@ -6,7 +6,9 @@
 * :class:`ThinningRecipe`, :func:`apply_thinning_recipe`: the plain-data record of a thinning and its
   replay on a freshly built model (registered as the ``'thinning'`` model transform for ``load_checkpoint``).
 * :class:`StructureRemover`, :class:`FilterRemover`, :class:`ChannelRemover`: YAML extensions.
+* :func:`execute_thinning_recipes_list`, :func:`get_normalized_recipe`: Distiller's recipe helpers.
 """
+from .compat import execute_thinning_recipes_list, get_normalized_recipe, resnet_cifar_remove_layers
 from .extensions import THINNING_FUNCTIONS, ChannelRemover, FilterRemover, StructureRemover
 from .plan import ThinningError
 from .prune_and_thin import ThinningReport, prune_and_thin
@@ -15,4 +17,5 @@ from .remove import contract_model, remove_channels, remove_filters
 
 __all__ = ["remove_filters", "remove_channels", "contract_model", "prune_and_thin", "ThinningReport",
            "ThinningRecipe", "apply_thinning_recipe", "ThinningError", "StructureRemover", "FilterRemover",
-           "ChannelRemover", "THINNING_FUNCTIONS"]
+           "ChannelRemover", "THINNING_FUNCTIONS", "execute_thinning_recipes_list", "get_normalized_recipe",
+           "resnet_cifar_remove_layers"]

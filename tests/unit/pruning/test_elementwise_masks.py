@@ -4,8 +4,9 @@ import math
 import pytest
 import torch
 
+from distiller.errors import ArgumentError
 from distiller.pruning import (create_mask_level_criterion, create_mask_sensitivity_criterion,
-                               create_mask_threshold_criterion)
+                               create_mask_threshold_criterion, mask_tensor)
 
 
 def test_threshold_mask_keeps_strictly_larger_magnitudes():
@@ -84,3 +85,14 @@ def test_sensitivity_mask_scales_with_the_weights():
 
 def test_sensitivity_of_single_element_keeps_nonzero():
     assert create_mask_sensitivity_criterion(torch.tensor([0.3]), 2.0).tolist() == [1.0]
+
+
+def test_mask_tensor_in_place_or_as_a_copy():
+    weight = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
+    mask = torch.tensor([1.0, 0.0, 1.0])
+    copy = mask_tensor(weight, mask, inplace=False)
+    assert copy.tolist() == [1.0, 0.0, 3.0] and weight.tolist() == [1.0, -2.0, 3.0] and not copy.requires_grad
+    assert mask_tensor(weight, mask) is weight and weight.tolist() == [1.0, 0.0, 3.0]
+    assert mask_tensor(weight, None) is weight
+    with pytest.raises(ArgumentError, match="mask shape"):
+        mask_tensor(weight, torch.ones(2))

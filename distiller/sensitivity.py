@@ -1,0 +1,111 @@
+"""Pruning sensitivity analysis: how a trained model's accuracy drops as one weight tensor at a time is pruned.
+
+Han et al. 2015, "Learning both Weights and Connections for Efficient Neural Networks" (section 4.4,
+figure 6); structure (filter) sensitivity as in Li et al. 2017, "Pruning Filters for Efficient ConvNets"
+(figure 2). Each tensor is pruned alone, on a copy of the model, at each sparsity level (weakest elements
+or L1-weakest filters/channels first) and the copy is evaluated; the results show which layers tolerate
+pruning, e.g. to set per-layer levels of a ``SensitivityPruner`` or an AGP schedule.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+from collections import OrderedDict
+from typing import Callable, Dict, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from .errors import ArgumentError, UnmatchedNameError
+from .norms import expand_structure_mask, ranked_structure_mask, structures_lp_norm
+from .pruning.masks import create_mask_level_criterion
+
+msglogger = logging.getLogger(__name__)
+
+__all__ = ["SENSITIVITY_GROUPS", "perform_sensitivity_analysis", "sensitivities_to_csv"]
+
+#: ``group`` values: what is pruned, and the structure type ranked for it.
+SENSITIVITY_GROUPS = {"element": None, "filter": "Filters", "channel": "Channels"}
+
+#: parameter name -> {sparsity level -> scores}
+Sensitivities = Dict[str, Dict[float, tuple]]
+
+
+def _pruning_mask(weight: torch.Tensor, sparsity_level: float, group: str) -> torch.Tensor:
+    structure = SENSITIVITY_GROUPS[group]
+    if structure is None:
+        return create_mask_level_criterion(weight, sparsity_level)
+    keep = ranked_structure_mask(structures_lp_norm(weight.detach(), structure, p=1), sparsity_level)
+    return expand_structure_mask(keep.to(weight.dtype), weight.shape, structure)
+
+
+def _check_arguments(model: nn.Module, net_params: Sequence[str], sparsities: Iterable[float], group: str) -> None:
+    if group not in SENSITIVITY_GROUPS:
+        raise ArgumentError(f"unknown sensitivity group {group!r}; expected one of {list(SENSITIVITY_GROUPS)}")
+    names = [name for name, _ in model.named_parameters()]
+    for name in net_params:
+        if name not in names:
+            raise UnmatchedNameError(name, names)
+    for level in sparsities:
+        if not 0.0 <= float(level) <= 1.0:
+            raise ArgumentError(f"sparsity level {level} is outside [0, 1]")
+
+
+def perform_sensitivity_analysis(model: nn.Module, net_params: Sequence[str], sparsities: Sequence[float],
+                                 test_func: Callable[..., tuple], group: str) -> Sensitivities:
+    """Prunes each parameter of ``net_params`` alone, at each level of ``sparsities``, and evaluates the model.
+
+    ``model`` is not changed: each parameter is pruned on a copy of the model, from its original values at
+    every level.
+
+    Args:
+        model: a trained model.
+        net_params: names of the weights to test (parameters that are not 2D or 4D are skipped).
+        sparsities: fractions in [0, 1] to prune, e.g. ``numpy.arange(0, 0.95, 0.05)``.
+        test_func: called as ``test_func(model=pruned_copy)``; returns the scores to record, e.g.
+            ``(top1, top5, loss)``.
+        group: ``'element'`` (smallest magnitudes), ``'filter'`` or ``'channel'`` (smallest L1 norms; on a
+            Linear weight: output rows / input columns).
+    Returns:
+        ``{param_name: {sparsity: tuple(test_func result)}}`` (ordered as given).
+    Raises:
+        ArgumentError: an unknown group or a level outside [0, 1].
+        UnmatchedNameError: a name of ``net_params`` is not a parameter of ``model``.
+
+    Example:
+        >>> sens = perform_sensitivity_analysis(model, ['conv1.weight'], [0.0, 0.5, 0.9], test, 'filter')
+        >>> sensitivities_to_csv(sens, 'sensitivity.csv')
+    """
+    net_params = [net_params] if isinstance(net_params, str) else list(net_params)
+    _check_arguments(model, net_params, sparsities, group)
+    sensitivities: Sensitivities = OrderedDict()
+    for param_name in net_params:
+        if model.get_parameter(param_name).dim() not in (2, 4):
+            continue
+        pruned = copy.deepcopy(model)
+        weight = pruned.get_parameter(param_name)
+        original = weight.detach().clone()
+        sensitivity = OrderedDict()
+        for level in sparsities:
+            level = float(level)
+            msglogger.info("Testing sensitivity of %s [%.1f%% %s sparsity]", param_name, 100 * level, group)
+            with torch.no_grad():
+                weight.copy_(original * _pruning_mask(original, level, group))
+            sensitivity[level] = tuple(test_func(model=pruned))
+        sensitivities[param_name] = sensitivity
+    return sensitivities
+
+
+def sensitivities_to_csv(sensitivities: Sensitivities, fname: str) -> None:
+    """Writes ``sensitivities`` to the CSV file ``fname``: one row per (parameter, sparsity) with the recorded
+    scores, under the header ``parameter, sparsity, top1, top5, loss`` (Distiller's; results with other
+    lengths get ``score<i>`` columns instead)."""
+    widths = {len(values) for sensitivity in sensitivities.values() for values in sensitivity.values()}
+    scores = ["top1", "top5", "loss"] if widths <= {3} else [f"score{i}" for i in range(max(widths))]
+    with open(fname, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["parameter", "sparsity", *scores])
+        for param_name, sensitivity in sensitivities.items():
+            for level, values in sensitivity.items():
+                writer.writerow([param_name, level, *values])
