@@ -17,14 +17,14 @@ import collections
 import functools
 import math
 import operator
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, cast
 
 import torch
 from torch import fx
 from torch.fx.passes.shape_prop import TensorMetadata
 
 from .channel_rules import binary_kind, classify
-from .layer_rules import layer_rule_for
+from .layer_rules import LayerRule, layer_rule_for
 from .slots import channel_profile, squeeze_constant_dims
 
 __all__ = ["Flow", "LayerCall", "run_flow", "along"]
@@ -143,7 +143,7 @@ class LayerCall:
         return Flow(flow.labels, flow.zeros & along(keep_zero, flow.zeros.shape, dim))
 
     def _zero_outputs(self) -> torch.Tensor:
-        rule = layer_rule_for(self.module)
+        rule = cast(LayerRule, layer_rule_for(self.module))
         attr = next(a for a, role in rule.dims.items() if role == "out")
         return self.zero_filters(attr)
 

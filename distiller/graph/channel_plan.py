@@ -65,7 +65,9 @@ def _constrain(deps: DependencyGraph, keep: torch.Tensor, importance: torch.Tens
 
 def _upstream_removed(deps: DependencyGraph, op_name: str, keep: torch.Tensor) -> set[int]:
     """Removed channels recorded anywhere upstream of ``op_name`` (they may reach it through sizes)."""
-    found, seen, stack = set(), set(), [op_name]
+    found: set[int] = set()
+    seen: set[str] = set()
+    stack = [op_name]
     while stack:
         name = stack.pop()
         if name in seen:

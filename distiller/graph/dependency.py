@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, cast
 
 import numpy
 import scipy.sparse
@@ -34,7 +34,7 @@ import torch
 from .channel_flow import run_flow
 from .channel_ledger import Analysis
 from .channel_plan import verified_keep
-from .layer_rules import layer_rule_for, registered_layer_types
+from .layer_rules import LayerRule, layer_rule_for, registered_layer_types
 from .summary_graph import SummaryGraph
 
 Score = Callable[[str, str], Optional[torch.Tensor]]
@@ -86,7 +86,7 @@ class DependencyGraph:
         self.graph = SummaryGraph(model, example_inputs,
                                   leaf_modules=tuple(leaf_modules) + registered_layer_types())
         self.weight_of = weight_of
-        self._zero_cache = {}
+        self._zero_cache: dict[tuple[str, str], torch.Tensor] = {}
         tracked = self.zero_filters if weight_of is not None and track_zeros else None
         self.analysis = run_flow(self.graph, Analysis(), tracked)
         self.table = self.analysis.slots.roots_table()
@@ -98,7 +98,7 @@ class DependencyGraph:
         for slots in self.analysis.usages.values():
             self.in_use[self.table[slots]] = True
         self.in_use[-1] = False
-        self._groups = None
+        self._groups: Optional[list[DependencyGroup]] = None
 
     # ------------------------------------------------------------------------------------ lookups
     @property
@@ -114,21 +114,27 @@ class DependencyGraph:
         """The module called ``module_name`` (one that holds channels)."""
         return self.analysis.modules[module_name]
 
+    def rule(self, module_name: str) -> LayerRule:
+        """The layer rule of the module called ``module_name`` (every module holding channels has one)."""
+        return cast(LayerRule, layer_rule_for(self.module(module_name)))
+
     def role(self, module_name: str, attr: str) -> str:
         """``'out'``, ``'in'`` or ``'param'`` (see :data:`~distiller.graph.layer_rules.ROLES`)."""
-        return layer_rule_for(self.module(module_name)).dims[attr]
+        return self.rule(module_name).dims[attr]
 
     def channel_weights(self, module_name: str, attr: str, tensor: torch.Tensor) -> Optional[torch.Tensor]:
         """``tensor`` (shaped like the module's weight) as ``[positions of attr, elements]``, or None when
         the dimension owns no weights (a depthwise conv's input, a norm)."""
-        module = self.module(module_name)
-        return layer_rule_for(module).channel_weights(module, attr, tensor)
+        return self.rule(module_name).channel_weights(self.module(module_name), attr, tensor)
 
     def zero_filters(self, module_name: str, module: torch.nn.Module, attr: str) -> torch.Tensor:
         """Bool per position of ``attr``: ``weight_of``'s weights there are all zero (cached)."""
         key = (module_name, attr)
+        if self.weight_of is None:
+            raise ValueError("zero tests need the weights: build DependencyGraph(..., weight_of=...)")
         if key not in self._zero_cache:
-            weights = layer_rule_for(module).channel_weights(module, attr, self.weight_of(module_name, module))
+            rule = cast(LayerRule, layer_rule_for(module))
+            weights = cast(torch.Tensor, rule.channel_weights(module, attr, self.weight_of(module_name, module)))
             self._zero_cache[key] = (weights == 0).all(dim=1).cpu()
         return self._zero_cache[key]
 
@@ -155,12 +161,10 @@ class DependencyGraph:
                 for group in self._groups]
 
     def _connected_groups(self) -> list[DependencyGroup]:
-        heads, tails, first_member = [], [], {}
-        for slots in self.analysis.usages.values():
-            roots = torch.unique(self.table[slots])
-            heads.append(roots[:1].expand(roots.numel()))
-            tails.append(roots)
-        heads, tails = torch.cat(heads).numpy(), torch.cat(tails).numpy()
+        first_member: dict[int, int] = {}
+        roots = [torch.unique(self.table[slots]) for slots in self.analysis.usages.values()]
+        heads = torch.cat([r[:1].expand(r.numel()) for r in roots]).numpy()
+        tails = torch.cat(roots).numpy()
         graph = scipy.sparse.coo_matrix((numpy.ones(len(heads)), (heads, tails)), shape=(self.size, self.size))
         _, component = scipy.sparse.csgraph.connected_components(graph, directed=False)
         channels, members = collections.defaultdict(list), collections.defaultdict(list)

@@ -33,7 +33,7 @@ statistics mix the channels, so removing channels changes the others' outputs a 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
 import torch
 from torch import nn
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 TensorEdit = tuple[str, Callable[[torch.Tensor], torch.Tensor]]
 Edits = tuple[list[TensorEdit], dict]
+#: A module of the type a rule is registered for (typed loosely: its attributes are the type's own).
+Layer = Any
 
 msglogger = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ __all__ = ["LayerRule", "register_layer_rule", "layer_rule_for", "registered_lay
 #: through (a norm's scale and shift).
 ROLES = ("out", "in", "param")
 
-_RULES = {}
+_RULES: dict[type, LayerRule] = {}
 
 
 class LayerRule:
@@ -75,7 +77,7 @@ class LayerRule:
         """
         raise NotImplementedError
 
-    def edits(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Edits:
+    def edits(self, module: Layer, attr: str, keep: torch.Tensor) -> Edits:
         """How ``module`` shrinks when dimension ``attr`` keeps the positions ``keep``.
 
         Args:
@@ -89,12 +91,12 @@ class LayerRule:
         """
         raise NotImplementedError
 
-    def channel_weights(self, module: nn.Module, attr: str, weight: torch.Tensor) -> Optional[torch.Tensor]:
+    def channel_weights(self, module: Layer, attr: str, weight: torch.Tensor) -> Optional[torch.Tensor]:
         """``weight`` (the module's weight, its mask or its gradient) as ``[positions of attr, elements]``:
         the weights that belong to each position. None when the dimension owns no weights of its own."""
         return None
 
-    def check(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Optional[str]:
+    def check(self, module: Layer, attr: str, keep: torch.Tensor) -> Optional[str]:
         """Why keeping ``keep`` along ``attr`` does not fit ``module`` (a sentence), or None when it fits."""
         return None
 
@@ -122,7 +124,7 @@ def register_layer_rule(*module_types: type) -> Callable[[type], type]:
     return add
 
 
-def layer_rule_for(module: nn.Module) -> Optional[LayerRule]:
+def layer_rule_for(module: Layer) -> Optional[LayerRule]:
     """The rule of ``module``'s class or of its nearest registered base class, or None."""
     for klass in type(module).__mro__:
         rule = _RULES.get(klass)
@@ -141,7 +143,7 @@ def select(dim: int, keep: torch.Tensor) -> Callable[[torch.Tensor], torch.Tenso
     return lambda t: t.index_select(dim, keep.to(t.device))
 
 
-def zero_input_output(module: nn.Module) -> Optional[torch.Tensor]:
+def zero_input_output(module: Layer) -> Optional[torch.Tensor]:
     """What a norm layer outputs (eval mode) for an all-zero input channel, per channel; None when that is
     zero (no affine shift)."""
     if not getattr(module, "affine", False) or module.bias is None:
@@ -174,7 +176,7 @@ def _grouped_column_select(per_group: int, groups: int,
     return gather
 
 
-def _uneven_groups(module: nn.Module, attr: str, keep: torch.Tensor, groups: int) -> Optional[str]:
+def _uneven_groups(module: Layer, attr: str, keep: torch.Tensor, groups: int) -> Optional[str]:
     size = getattr(module, attr)
     counts = torch.bincount(keep // (size // groups), minlength=groups)
     if bool((counts == counts[0]).all()):
@@ -182,7 +184,7 @@ def _uneven_groups(module: nn.Module, attr: str, keep: torch.Tensor, groups: int
     return f"it has {groups} groups and must keep the same number of '{attr}' in each, got {counts.tolist()}"
 
 
-def _is_depthwise(module: nn.Module) -> bool:
+def _is_depthwise(module: Layer) -> bool:
     return module.groups > 1 and module.groups == module.in_channels
 
 
@@ -192,7 +194,8 @@ def _depthwise_output(call: LayerCall, x: Flow, in_slots: torch.Tensor, repeat: 
     slots = call.uses("out_channels", in_slots.repeat_interleave(repeat))
     zeros = None
     if call.tracking_zeros:
-        zeros = call.zero_filters("out_channels") | call.input_zero(x, 1).repeat_interleave(repeat)
+        in_zero = cast(torch.Tensor, call.input_zero(x, 1))      # a tensor while tracking zeros
+        zeros = call.zero_filters("out_channels") | in_zero.repeat_interleave(repeat)
         bias = call.module.bias
         if call.exact and bias is not None:
             zeros &= (bias.detach() == 0).cpu()
@@ -218,12 +221,12 @@ class ConvRule(LayerRule):
             call.same_count(out_slots, module.out_channels // module.groups)
         return call.output(out_slots, 1)
 
-    def channel_weights(self, module: nn.Module, attr: str, weight: torch.Tensor) -> Optional[torch.Tensor]:
+    def channel_weights(self, module: Layer, attr: str, weight: torch.Tensor) -> Optional[torch.Tensor]:
         if attr == "out_channels":
             return weight.reshape(weight.shape[0], -1)
         return None if _is_depthwise(module) else _grouped_columns(weight, module.groups)
 
-    def edits(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Edits:
+    def edits(self, module: Layer, attr: str, keep: torch.Tensor) -> Edits:
         if attr == "out_channels":
             return [(n, select(0, keep)) for n in ("weight", "bias") if getattr(module, n) is not None], \
                 {attr: keep.numel()}
@@ -234,7 +237,7 @@ class ConvRule(LayerRule):
         gather = _grouped_column_select(module.in_channels // module.groups, module.groups, keep)
         return [("weight", gather)], {attr: keep.numel()}
 
-    def check(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Optional[str]:
+    def check(self, module: Layer, attr: str, keep: torch.Tensor) -> Optional[str]:
         if module.groups > 1 and not _is_depthwise(module):
             return _uneven_groups(module, attr, keep, module.groups)
         return None
@@ -259,14 +262,14 @@ class ConvTransposeRule(LayerRule):
             call.same_count(out_slots, module.out_channels // module.groups)
         return call.output(out_slots, 1)
 
-    def channel_weights(self, module: nn.Module, attr: str, weight: torch.Tensor) -> Optional[torch.Tensor]:
+    def channel_weights(self, module: Layer, attr: str, weight: torch.Tensor) -> Optional[torch.Tensor]:
         if attr == "in_channels":
             return None if _is_depthwise(module) else weight.reshape(weight.shape[0], -1)
         if _is_depthwise(module):
             return weight.reshape(module.out_channels, -1)
         return _grouped_columns(weight, module.groups)
 
-    def edits(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Edits:
+    def edits(self, module: Layer, attr: str, keep: torch.Tensor) -> Edits:
         count = keep.numel()
         if attr == "in_channels":
             attributes = {"in_channels": count, "groups": count} if _is_depthwise(module) else {attr: count}
@@ -278,7 +281,7 @@ class ConvTransposeRule(LayerRule):
             edits.append(("weight", _grouped_column_select(module.out_channels // module.groups, module.groups, keep)))
         return edits, {attr: count}
 
-    def check(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Optional[str]:
+    def check(self, module: Layer, attr: str, keep: torch.Tensor) -> Optional[str]:
         if module.groups > 1 and not _is_depthwise(module):
             return _uneven_groups(module, attr, keep, module.groups)
         return None
@@ -295,17 +298,17 @@ class LinearRule(LayerRule):
         call.reads("in_features", call.channels(x, -1), x, -1)
         return call.output(call.creates("out_features", call.module.out_features), -1)
 
-    def channel_weights(self, module: nn.Module, attr: str, weight: torch.Tensor) -> Optional[torch.Tensor]:
+    def channel_weights(self, module: Layer, attr: str, weight: torch.Tensor) -> Optional[torch.Tensor]:
         return weight if attr == "out_features" else weight.t()
 
-    def edits(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Edits:
+    def edits(self, module: Layer, attr: str, keep: torch.Tensor) -> Edits:
         if attr == "out_features":
             return [(n, select(0, keep)) for n in ("weight", "bias") if getattr(module, n) is not None], \
                 {attr: keep.numel()}
         return [("weight", select(1, keep))], {attr: keep.numel()}
 
 
-def _per_channel_edits(module: nn.Module, attr: str, keep: torch.Tensor,
+def _per_channel_edits(module: Layer, attr: str, keep: torch.Tensor,
                        names: tuple[str, ...] = ("weight", "bias", "running_mean", "running_var")) -> Edits:
     return [(n, select(0, keep)) for n in names if getattr(module, n, None) is not None], {attr: keep.numel()}
 
@@ -335,7 +338,7 @@ class BatchNormRule(LayerRule):
         call.uses("num_features", slots)
         return _shifted(call, x, slots)
 
-    def edits(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Edits:
+    def edits(self, module: Layer, attr: str, keep: torch.Tensor) -> Edits:
         return _per_channel_edits(module, attr, keep)
 
 
@@ -353,12 +356,12 @@ class GroupNormRule(LayerRule):
         call.uses("num_channels", slots)
         return _shifted(call, x, slots)
 
-    def edits(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Edits:
+    def edits(self, module: Layer, attr: str, keep: torch.Tensor) -> Edits:
         edits, attributes = _per_channel_edits(module, attr, keep, ("weight", "bias"))
         attributes["num_groups"] = keep.numel() // (module.num_channels // module.num_groups)
         return edits, attributes
 
-    def check(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Optional[str]:
+    def check(self, module: Layer, attr: str, keep: torch.Tensor) -> Optional[str]:
         size = module.num_channels // module.num_groups
         rows = keep.reshape(-1, size) if keep.numel() % size == 0 else None
         if rows is not None and bool((rows - rows[:, :1] == torch.arange(size)).all()) and \
@@ -379,5 +382,5 @@ class PReLURule(LayerRule):
             call.uses("num_parameters", call.channels(x, 1))
         return x
 
-    def edits(self, module: nn.Module, attr: str, keep: torch.Tensor) -> Edits:
+    def edits(self, module: Layer, attr: str, keep: torch.Tensor) -> Edits:
         return _per_channel_edits(module, attr, keep, ("weight",))

@@ -20,13 +20,15 @@ seen since the pruner was built, else zeros shaped like ``dataset``'s images.
 """
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 import torch
+from torch.utils.hooks import RemovableHandle
 
 from ..errors import ArgumentError
-from ..graph import DependencyGraph, layer_rule_for
+from ..graph import DependencyGraph
 from ..graph.capture import zeros_like_inputs
 from ..utils import model_device, normalize_module_name
 from .importance import Importance, Structures, owning_module_name
@@ -38,10 +40,11 @@ __all__ = ["DependencyMasks"]
 _ROLE = {"Filters": "out", "Channels": "in"}
 
 
-def _parameter_masks(module: torch.nn.Module, attr: str, keep: torch.Tensor) -> dict[str, torch.Tensor]:
-    """0/1 masks (by tensor attribute name) of the elements that thinning keeps when ``module``'s ``attr``
-    keeps ``keep``: the layer rule's slicing applied to element indices."""
-    edits, _ = layer_rule_for(module).edits(module, attr, keep)
+def _parameter_masks(deps: DependencyGraph, module_name: str, attr: str, keep: torch.Tensor) -> dict[str, torch.Tensor]:
+    """0/1 masks (by tensor attribute name) of the elements that thinning keeps when ``attr`` of the module
+    ``module_name`` keeps ``keep``: the layer rule's slicing applied to element indices."""
+    module = deps.module(module_name)
+    edits, _ = deps.rule(module_name).edits(module, attr, keep)
     masks = {}
     for tensor_name, slicer in edits:
         tensor = getattr(module, tensor_name)
@@ -73,8 +76,10 @@ class DependencyMasks:
             check_dataset(dataset)
         self.name, self.role = name, _ROLE[group_type]
         self.dummy_input, self.dataset = dummy_input, dataset
-        self._recorded, self._hook = None, None
-        self._deps, self._deps_key = None, None
+        self._recorded: Optional[tuple] = None
+        self._hook: Optional[RemovableHandle] = None
+        self._deps: Optional[DependencyGraph] = None
+        self._deps_key: Optional[tuple] = None
         self.companions: set[str] = set()
 
     # ------------------------------------------------------------------------------ example input
@@ -85,8 +90,9 @@ class DependencyMasks:
 
     def _record(self, module: torch.nn.Module, args: tuple) -> None:
         self._recorded = zeros_like_inputs(args)
-        self._hook.remove()
-        self._hook = None
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
 
     def _example_input(self, model: torch.nn.Module) -> Any:
         if self.dummy_input is not None:
@@ -103,7 +109,7 @@ class DependencyMasks:
     def graph(self, model: torch.nn.Module) -> DependencyGraph:
         """The model's dependency graph, rebuilt when a parameter's shape changed (e.g. after thinning)."""
         key = (id(model), tuple((n, tuple(p.shape)) for n, p in model.named_parameters()))
-        if key != self._deps_key:
+        if self._deps is None or key != self._deps_key:
             self._deps, self._deps_key = DependencyGraph(model, self._example_input(model)), key
         return self._deps
 
@@ -146,12 +152,16 @@ class DependencyMasks:
             module_name = normalize_module_name(owning_module_name(param_name))
             attr = self._ranked_dimension(deps, module_name, param_name, param)
             structures = Structures(param, param_name, owning_module_name(param_name), group_type,
-                                    lambda t, m=module_name, a=attr: deps.channel_weights(m, a, t))
+                                    functools.partial(self._rows, deps, module_name, attr))
             values = score(structures).detach().double().cpu()
             channels = deps.channels(module_name, attr)
             scores.index_add_(0, channels, values / values.mean().clamp_min(1e-12))
             scored[channels] = True
         return scores, scored
+
+    @staticmethod
+    def _rows(deps: DependencyGraph, module_name: str, attr: str, tensor: torch.Tensor) -> torch.Tensor:
+        return cast(torch.Tensor, deps.channel_weights(module_name, attr, tensor))  # checked by _ranked_dimension
 
     def _ranked_dimension(self, deps: DependencyGraph, module_name: str, param_name: str,
                           param: torch.Tensor) -> str:
@@ -167,9 +177,9 @@ class DependencyMasks:
     @staticmethod
     def _masks(model: torch.nn.Module, deps: DependencyGraph, keep: torch.Tensor) -> dict[str, torch.Tensor]:
         names = {normalize_module_name(name): name for name, _ in model.named_parameters()}
-        masks = {}
+        masks: dict[str, torch.Tensor] = {}
         for (module_name, attr), kept in deps.kept_positions(keep).items():
-            for tensor_name, mask in _parameter_masks(deps.module(module_name), attr, kept).items():
+            for tensor_name, mask in _parameter_masks(deps, module_name, attr, kept).items():
                 name = names[normalize_module_name(f"{module_name}.{tensor_name}")]
                 masks[name] = masks[name] * mask if name in masks else mask
         return masks

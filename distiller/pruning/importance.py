@@ -239,7 +239,7 @@ def register_importance(name: str) -> Callable[[type], type]:
     return add
 
 
-def resolve_importance(importance: Union[str, Importance, Callable[[Structures], torch.Tensor]]) -> Importance:
+def resolve_importance(importance: Union[str, Importance, Callable[..., torch.Tensor], None]) -> Importance:
     """An :class:`Importance` from an instance, a registered name or a function of :class:`Structures`.
 
     Raises:

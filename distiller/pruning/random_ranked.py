@@ -92,7 +92,7 @@ class RandomLevelStructureParameterPruner(L1RankedStructureParameterPruner):
         super().__init__(name, group_type, high, weights, group_dependency, kwargs, noise, group_size,
                          rounding_fn, logging_fn, importance, dummy_input, dataset, model)
         self.sparsity_range = (low, high)
-        self._level = None       # (step, sparsity) drawn for the current step
+        self._level: Optional[tuple] = None       # (step, sparsity) drawn for the current step
 
     def set_param_mask(self, param: torch.Tensor, param_name: str, zeros_mask_dict: dict, meta: dict) -> None:
         step = meta.get("current_epoch")

@@ -26,7 +26,7 @@ from .magnitude import as_number, as_weights_list
 
 logger = logging.getLogger(__name__)
 
-ROUNDING_FUNCTIONS = {"floor": math.floor, "ceil": math.ceil, "round": round}
+ROUNDING_FUNCTIONS: dict[str, Callable] = {"floor": math.floor, "ceil": math.ceil, "round": round}
 GROUP_DEPENDENCIES = (None, "Leader", "Graph")
 
 
@@ -109,10 +109,10 @@ class RankedStructureParameterPruner(ParameterPruner):
         self.group_size = int(group_size)
         self.rounding_fn = resolve_rounding_fn(rounding_fn)
         self.logging_fn = logging_fn or logger.debug
-        self.dependency = (DependencyMasks(name, self.group_type, dummy_input, dataset)
+        self.dependency: Optional[DependencyMasks] = (DependencyMasks(name, self.group_type, dummy_input, dataset)
                            if group_dependency == "Graph" else None)
-        self._shared_choice = None       # (step, target_sparsity, choice): choices shared by the weights of a step
-        self._companions_of = None       # the Graph choice whose companion masks are set
+        self._shared_choice: Optional[tuple] = None   # (step, target, choice): shared by the weights of a step
+        self._companions_of: Optional[dict] = None    # the Graph choice whose companion masks are set
         self._attached = False
         if model is not None:
             self.attach(model)
@@ -189,6 +189,7 @@ class RankedStructureParameterPruner(ParameterPruner):
 
     def _set_graph_masks(self, param_name: str, zeros_mask_dict: dict, target_sparsity: float,
                          model: torch.nn.Module, step: Optional[float]) -> None:
+        assert self.dependency is not None  # only called with group_dependency 'Graph'
         masks = self._shared(step, target_sparsity, model, self._graph_choice)
         zeros_mask_dict[param_name].mask = masks[param_name]
         if masks is not self._companions_of:      # once per computed choice
@@ -204,13 +205,15 @@ class RankedStructureParameterPruner(ParameterPruner):
         ranked = sum(max(p.shape[:2]) for _, p in targeted)   # no group ranks more channels than this
         if not self.importance.prunes(ranked, target_sparsity, self.group_size, self.rounding_fn):
             return {name: torch.ones_like(param) for name, param in targeted}
+        assert self.dependency is not None  # only called with group_dependency 'Graph'
         masks = self.dependency.masks(model, targeted, self.group_type, self.score, self.importance,
                                       target_sparsity, self.group_size, self.rounding_fn, self.noise)
         params = dict(targeted)
         return {name: mask.to(device=params[name].device, dtype=params[name].dtype) if name in params else mask
                 for name, mask in masks.items()}
 
-    def _shared(self, step: Optional[float], target_sparsity: float, model: torch.nn.Module, compute: Callable) -> Any:
+    def _shared(self, step: Optional[float], target_sparsity: float, model: torch.nn.Module,
+                compute: Callable) -> Any:
         cached = self._shared_choice
         if step is not None and cached is not None and cached[:2] == (step, target_sparsity):
             return cached[2]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from typing import Callable
+from typing import Callable, cast
 
 import torch
 
@@ -64,9 +64,7 @@ def dead_channels(deps: DependencyGraph, group_type: str, exact: bool = False) -
         if group_type in ("Filters", "Both") and c.input_zero is not None:
             zero |= c.input_zero
         if group_type in ("Channels", "Both"):
-            module = deps.module(c.module_name)
-            weights = deps.channel_weights(c.module_name, c.attr, deps.weight_of(c.module_name, module))
-            zero |= (weights == 0).all(dim=1).cpu()
+            zero |= deps.zero_filters(c.module_name, deps.module(c.module_name), c.attr)
         dead[channels[~zero]] = False
     if group_type == "Channels":
         return dead & read
@@ -83,7 +81,7 @@ def weight_importance(deps: DependencyGraph, group_type: str, p: int = 1) -> tor
     filters (``'Filters'``) or input weights (``'Channels'``), each layer's norms divided by their mean.
     The weights themselves are ranked (not their masks), so soft-masked structures keep their rank."""
     def layer_norms(module_name: str, attr: str) -> torch.Tensor | None:
-        weights = deps.channel_weights(module_name, attr, deps.module(module_name).weight.detach())
+        weights = deps.channel_weights(module_name, attr, cast(torch.Tensor, deps.module(module_name).weight).detach())
         return None if weights is None else torch.linalg.vector_norm(weights, ord=p, dim=1)
     return deps.channel_scores(ROLE_OF_GROUP_TYPE[group_type], layer_norms)
 

@@ -130,7 +130,7 @@ def prune_and_thin(model: torch.nn.Module, example_inputs: Any, fraction: float,
     removed = sum(deps.channels(*key).numel() - keep.numel() for key, keep in plan.items()
                   if deps.role(*key) == "out")
     apply_edits(model, recipe.modules, optimizer)
-    blocked = collections.Counter()
+    blocked: collections.Counter = collections.Counter()
     for key in deps.members:
         if deps.role(*key) == "out":
             blocked.update(deps.blocked[c] for c in deps.channels(*key).tolist() if c in deps.blocked)

@@ -5,16 +5,21 @@ stay valid; every optimizer state tensor shaped like the parameter (SGD's ``mome
 ``exp_avg`` and ``exp_avg_sq``, ...) and every mask is sliced the same way. All checks run before the
 first change, so a rejected request leaves the model untouched.
 """
-from typing import Optional, Sequence
+from typing import Optional, Sequence, cast
 
 import torch
 from torch import nn
 
-from ..graph.layer_rules import layer_rule_for
+from ..graph.layer_rules import LayerRule, layer_rule_for
 from ..utils import normalize_module_name
 from .plan import ThinningError
 
 __all__ = ["check_edits", "apply_edits", "dimensions_of"]
+
+
+def _rule(module: nn.Module) -> LayerRule:
+    """The layer rule of a module :func:`check_edits` accepted (it has one)."""
+    return cast(LayerRule, layer_rule_for(module))
 
 
 def dimensions_of(module: nn.Module) -> tuple[str, ...]:
@@ -45,7 +50,7 @@ def check_edits(model: nn.Module, modules: dict) -> list[tuple[str, nn.Module, s
             if keep.numel() == 0 or keep[0] < 0 or keep[-1] >= size or not bool((keep[1:] > keep[:-1]).all()):
                 raise ThinningError(f"kept indices of '{name}.{attr}' must be increasing, within [0, {size}) "
                                     f"and not empty; got {keep.numel()} indices: is the recipe applied twice?")
-            problem = layer_rule_for(module).check(module, attr, keep)
+            problem = _rule(module).check(module, attr, keep)
             if problem:
                 raise ThinningError(f"cannot keep {keep.numel()} of the {size} '{attr}' of '{name}': {problem}")
             edits.append((name, module, attr, keep))
@@ -108,7 +113,7 @@ def apply_edits(model: nn.Module, modules: dict, optimizer: Optional[torch.optim
         ThinningError: before any change, for a request that does not fit the model or its optimizer.
     """
     edits = check_edits(model, modules)
-    owners = {}
+    owners: dict[int, str] = {}
     for name, module, _, _ in edits:
         for param in module.parameters(recurse=False):
             if owners.setdefault(id(param), name) != name:
@@ -117,8 +122,8 @@ def apply_edits(model: nn.Module, modules: dict, optimizer: Optional[torch.optim
     surgeon = _Surgeon(model, optimizer, mask_dicts)
     surgeon.check_optimizer([p for _, module, _, _ in edits for p in module.parameters(recurse=False)])
     # Input dims first: a grouped layer's selections assume the per-group counts of the other dimension.
-    for name, module, attr, keep in sorted(edits, key=lambda e: layer_rule_for(e[1]).dims[e[2]] != "in"):
-        tensor_edits, attributes = layer_rule_for(module).edits(module, attr, keep)
+    for name, module, attr, keep in sorted(edits, key=lambda e: _rule(e[1]).dims[e[2]] != "in"):
+        tensor_edits, attributes = _rule(module).edits(module, attr, keep)
         for tensor_name, fn in tensor_edits:
             surgeon.edit(name, module, tensor_name, fn)
         for key, value in attributes.items():
