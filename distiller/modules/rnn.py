@@ -94,53 +94,99 @@ class DistillerLSTM(nn.Module):
     """Multi-layer, optionally bidirectional LSTM with the interface of ``torch.nn.LSTM``.
 
     Args:
-        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional: as in
-            ``torch.nn.LSTM`` (``proj_size`` and packed sequences are not supported).
+        input_size, hidden_size, num_layers, bias, batch_first, bidirectional: as in ``torch.nn.LSTM``
+            (``proj_size`` and packed sequences are not supported).
+        dropout: dropout probability on the outputs of every layer but the last (in training). Distiller's
+            default, 0.5, is kept (``torch.nn.LSTM``'s is 0); :meth:`from_pytorch_impl` copies the LSTM's.
+        bidirectional_type: how a bidirectional LSTM stacks its layers (the two types of PyTorch issue 4930):
+            2 (``torch.nn.LSTM``'s): every layer reads both directions' outputs of the layer below; 1: each
+            direction is a stack of its own, and the stacks' top outputs are concatenated.
+    Raises:
+        ArgumentError: ``num_layers < 1`` or ``bidirectional_type`` not 1 or 2.
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False) -> None:
+                 batch_first: bool = False, dropout: float = 0.5, bidirectional: bool = False,
+                 bidirectional_type: int = 2) -> None:
         super().__init__()
         if num_layers < 1:
             raise ArgumentError(f"DistillerLSTM: num_layers must be >= 1, got {num_layers}", argument="num_layers")
+        if bidirectional_type not in (1, 2):
+            raise ArgumentError(f"DistillerLSTM: bidirectional_type must be 1 or 2, got {bidirectional_type!r}",
+                                argument="bidirectional_type")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.bidirectional = bias, batch_first, bidirectional
+        self.bidirectional_type = bidirectional_type
         self.dropout = dropout
-        directions = 2 if bidirectional else 1
+        upper_input = hidden_size * 2 if bidirectional and bidirectional_type == 2 else hidden_size
         self.cells = nn.ModuleList(
-            DistillerLSTMCell(input_size if layer == 0 else hidden_size * directions, hidden_size, bias)
+            DistillerLSTMCell(input_size if layer == 0 else upper_input, hidden_size, bias)
             for layer in range(num_layers))
         self.cells_reverse = nn.ModuleList(
-            DistillerLSTMCell(input_size if layer == 0 else hidden_size * directions, hidden_size, bias)
+            DistillerLSTMCell(input_size if layer == 0 else upper_input, hidden_size, bias)
             for layer in range(num_layers)) if bidirectional else None
         self.concat_directions = Concat(dim=2) if bidirectional else None
         self.dropout_layer = nn.Dropout(dropout)
 
+    @property
+    def _directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def init_hidden(self, batch_size: int) -> _State:
+        """Zero ``(h_0, c_0)``, each ``[num_layers * directions, batch_size, hidden_size]``, with the dtype and
+        device of the LSTM's weights."""
+        weight = next(self.parameters())
+        zeros = weight.new_zeros(self.num_layers * self._directions, batch_size, self.hidden_size)
+        return zeros, zeros.clone()
+
     def forward(self, x: torch.Tensor, h: Optional[_State] = None) -> tuple[torch.Tensor, _State]:
-        """Returns ``(output, (h_n, c_n))`` with the shapes of ``torch.nn.LSTM``."""
+        """Returns ``(output, (h_n, c_n))`` with the shapes of ``torch.nn.LSTM`` (``h_n[2 * layer + d]`` is
+        direction ``d`` of ``layer``)."""
         if isinstance(x, nn.utils.rnn.PackedSequence):
             raise TypeError("DistillerLSTM does not accept PackedSequence inputs; pad the batch instead")
         if self.batch_first:
             x = x.transpose(0, 1)
-        directions = 2 if self.bidirectional else 1
         if h is None:
-            zeros = x.new_zeros(self.num_layers * directions, x.size(1), self.hidden_size)
+            zeros = x.new_zeros(self.num_layers * self._directions, x.size(1), self.hidden_size)
             h = (zeros, zeros.clone())
-        h_all, c_all = [], []
+        if self.bidirectional and self.bidirectional_type == 1:
+            output, states = self._forward_separate_stacks(x, h)
+        else:
+            output, states = self._forward_layer_by_layer(x, h)
+        output = output.transpose(0, 1) if self.batch_first else output
+        return output, (torch.stack([s[0] for s in states]), torch.stack([s[1] for s in states]))
+
+    def _between_layers(self, out: torch.Tensor, layer: int) -> torch.Tensor:
+        return self.dropout_layer(out) if layer < self.num_layers - 1 else out
+
+    def _forward_layer_by_layer(self, x: torch.Tensor, h: _State) -> tuple[torch.Tensor, list[_State]]:
+        """Type 2 (and unidirectional): each layer runs over the whole sequence in both directions."""
+        states = []
         for layer in range(self.num_layers):
-            index = layer * directions
-            out, (h_n, c_n) = self._run_direction(self.cells[layer], x, h[0][index], h[1][index], reverse=False)
-            h_all.append(h_n)
-            c_all.append(c_n)
+            index = layer * self._directions
+            out, state = self._run_direction(self.cells[layer], x, h[0][index], h[1][index], reverse=False)
+            states.append(state)
             if self.cells_reverse is not None and self.concat_directions is not None:
-                out_r, (h_r, c_r) = self._run_direction(self.cells_reverse[layer], x, h[0][index + 1],
-                                                        h[1][index + 1], reverse=True)
-                h_all.append(h_r)
-                c_all.append(c_r)
+                out_r, state_r = self._run_direction(self.cells_reverse[layer], x, h[0][index + 1],
+                                                     h[1][index + 1], reverse=True)
+                states.append(state_r)
                 out = self.concat_directions(out, out_r)
-            x = self.dropout_layer(out) if layer < self.num_layers - 1 else out
-        output = x.transpose(0, 1) if self.batch_first else x
-        return output, (torch.stack(h_all), torch.stack(c_all))
+            x = self._between_layers(out, layer)
+        return x, states
+
+    def _forward_separate_stacks(self, x: torch.Tensor, h: _State) -> tuple[torch.Tensor, list[_State]]:
+        """Type 1: the forward stack reads the sequence forwards, the reverse stack backwards, each its own
+        layers' outputs; their top outputs are concatenated."""
+        cells_reverse = typing.cast(nn.ModuleList, self.cells_reverse)
+        states, forward, backward = [], x, x
+        for layer in range(self.num_layers):
+            forward, state = self._run_direction(self.cells[layer], forward, h[0][2 * layer], h[1][2 * layer],
+                                                 reverse=False)
+            backward, state_r = self._run_direction(cells_reverse[layer], backward, h[0][2 * layer + 1],
+                                                    h[1][2 * layer + 1], reverse=True)
+            states += [state, state_r]
+            forward, backward = self._between_layers(forward, layer), self._between_layers(backward, layer)
+        return typing.cast(Concat, self.concat_directions)(forward, backward), states
 
     @staticmethod
     def _run_direction(cell: nn.Module, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
@@ -172,7 +218,14 @@ class DistillerLSTM(nn.Module):
         return new.to(next(lstm.parameters()).device)
 
     def to_pytorch_impl(self) -> nn.LSTM:
-        """Returns an equivalent ``torch.nn.LSTM``."""
+        """Returns an equivalent ``torch.nn.LSTM``.
+
+        Raises:
+            ArgumentError: for ``bidirectional_type=1``, which ``torch.nn.LSTM`` cannot compute.
+        """
+        if self.bidirectional and self.bidirectional_type == 1:
+            raise ArgumentError("a bidirectional DistillerLSTM of bidirectional_type=1 (separate direction stacks) has "
+                                "no torch.nn.LSTM equivalent (torch.nn.LSTM is type 2)", argument="bidirectional_type")
         lstm = nn.LSTM(self.input_size, self.hidden_size, self.num_layers, self.bias, self.batch_first,
                        self.dropout, self.bidirectional).to(next(self.parameters()).device)
         with torch.no_grad():

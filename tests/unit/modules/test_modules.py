@@ -121,3 +121,45 @@ def test_untraceable_module_is_left_alone():
     module = _Untraceable()
     convert_functional_ops(module)
     assert list(module.children()) == [] and type(module) is _Untraceable
+
+
+def test_distiller_lstm_takes_distillers_arguments_and_defaults():
+    lstm = DistillerLSTM(5, 7, 2, True, False, 0.5, True, 2)
+    assert (lstm.dropout, lstm.bidirectional_type) == (0.5, 2)
+    assert DistillerLSTM(5, 7, 2).dropout == 0.5  # Distiller's default (torch.nn.LSTM's is 0)
+    h, c = lstm.init_hidden(3)
+    assert h.shape == c.shape == (4, 3, 7) and not h.any() and h is not c
+    h64, _ = DistillerLSTM(5, 7, 1).double().init_hidden(2)
+    assert h64.dtype == torch.float64 and h64.shape == (1, 2, 7)
+    with pytest.raises(ArgumentError, match="bidirectional_type must be 1 or 2") as info:
+        DistillerLSTM(5, 7, 1, bidirectional=True, bidirectional_type=3)
+    assert info.value.argument == "bidirectional_type"
+
+
+def test_distiller_lstm_with_dropout_matches_nn_lstm_in_eval_mode():
+    torch.manual_seed(0)
+    lstm = nn.LSTM(5, 7, num_layers=3, dropout=0.5).eval()
+    ours = DistillerLSTM.from_pytorch_impl(lstm).eval()
+    assert ours.dropout == 0.5
+    x = torch.randn(4, 2, 5)
+    torch.testing.assert_close(ours(x)[0], lstm(x)[0], atol=1e-6, rtol=1e-5)
+
+
+def test_bidirectional_type_1_runs_each_direction_through_its_own_stack():
+    torch.manual_seed(0)
+    forward_stack, backward_stack = nn.LSTM(5, 7, num_layers=2), nn.LSTM(5, 7, num_layers=2)
+    ours = DistillerLSTM(5, 7, 2, dropout=0.0, bidirectional=True, bidirectional_type=1)
+    assert ours.cells[1].input_size == ours.cells_reverse[1].input_size == 7  # not 14, as in type 2
+    ours.cells = DistillerLSTM.from_pytorch_impl(forward_stack).cells
+    ours.cells_reverse = DistillerLSTM.from_pytorch_impl(backward_stack).cells
+    x = torch.randn(6, 3, 5)
+    state = ours.init_hidden(3)
+    state = (torch.randn_like(state[0]), torch.randn_like(state[1]))
+    expected_f, (h_f, c_f) = forward_stack(x, (state[0][0::2], state[1][0::2]))
+    expected_b, (h_b, c_b) = backward_stack(x.flip(0), (state[0][1::2], state[1][1::2]))
+    output, (h_n, c_n) = ours(x, state)
+    torch.testing.assert_close(output, torch.cat([expected_f, expected_b.flip(0)], dim=2), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(h_n, torch.stack([h_f[0], h_b[0], h_f[1], h_b[1]]), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(c_n, torch.stack([c_f[0], c_b[0], c_f[1], c_b[1]]), atol=1e-6, rtol=1e-5)
+    with pytest.raises(ArgumentError, match="no torch.nn.LSTM equivalent"):
+        ours.to_pytorch_impl()
