@@ -35,11 +35,10 @@ class MultiStepMultiGammaLR(torch_lr.LRScheduler):
 
     YAML::
 
-        lr_schedulers:
-          training_lr:
-            class: MultiStepMultiGammaLR
-            milestones: [30, 60, 80]
-            gammas: [0.1, 0.1, 0.2]
+        training_lr:
+          class: MultiStepMultiGammaLR
+          milestones: [30, 60, 80]
+          gammas: [0.1, 0.1, 0.2]
     """
 
     @validated
@@ -66,11 +65,10 @@ class PolynomialLR(torch_lr.PolynomialLR):
 
     YAML::
 
-        lr_schedulers:
-          poly:
-            class: PolynomialLR
-            T_max: 30
-            power: 2
+        poly:
+          class: PolynomialLR
+          T_max: 30
+          power: 2
     """
 
     @validated

@@ -32,14 +32,15 @@ class ActivationAPoZRankedFilterPruner(ActivationRankedFilterPruner):
 
     YAML::
 
-        pruners:
-          apoz_pruner:
-            class: ActivationAPoZRankedFilterPruner
-            group_type: Filters
-            desired_sparsity: 0.3
-            weights: [layer1.0.conv1.weight, layer1.1.conv1.weight]
+        apoz_pruner:
+          class: ActivationAPoZRankedFilterPruner
+          group_type: Filters
+          desired_sparsity: 0.3
+          weights: [conv1.weight, conv2.weight]
 
-        policies:   # start after some training, so that activations were seen
+    Scheduled after some training, so that activations were seen::
+
+        policies:
           - pruner: {instance_name: apoz_pruner}
             epochs: [2]
     """
@@ -53,12 +54,11 @@ class ActivationMeanRankedFilterPruner(ActivationRankedFilterPruner):
 
     YAML::
 
-        pruners:
-          mean_act_pruner:
-            class: ActivationMeanRankedFilterPruner
-            group_type: Filters
-            desired_sparsity: 0.3
-            weights: [layer1.0.conv1.weight]
+        mean_act_pruner:
+          class: ActivationMeanRankedFilterPruner
+          group_type: Filters
+          desired_sparsity: 0.3
+          weights: [conv1.weight, conv2.weight]
     """
 
     default_importance = "MeanActivation"

@@ -90,12 +90,13 @@ class AutomatedGradualPruner(AutomatedGradualPrunerBase):
 
     YAML::
 
-        pruners:
-          agp_pruner:
-            class: AutomatedGradualPruner
-            initial_sparsity: 0.05
-            final_sparsity: 0.80
-            weights: ['conv1.weight', 'layer1\\..*\\.conv[12]\\.weight', 'fc.weight']
+        agp_pruner:
+          class: AutomatedGradualPruner
+          initial_sparsity: 0.05
+          final_sparsity: 0.80
+          weights: [conv1.weight, 'conv[2-9]\\.weight', fc.weight]   # names or regular expressions
+
+    Scheduled, for example, every second epoch of the first 30::
 
         policies:
           - pruner:

@@ -56,17 +56,16 @@ class FMReconstructionChannelPruner(RankedStructureParameterPruner):
         model: the model (given automatically by the YAML schedule): the input hooks are installed at
             once; otherwise at the first mask.
 
+    YAML::
+
+        channel_reconstruction:
+          class: FMReconstructionChannelPruner
+          desired_sparsity: 0.5
+          weights: [conv2.weight]
+
     Raises:
         RuntimeError: at a mask that prunes channels before any forward pass was recorded, or with fewer
             sampled rows than kept weights per filter.
-
-    YAML::
-
-        pruners:
-          channel_reconstruction:
-            class: FMReconstructionChannelPruner
-            desired_sparsity: 0.5
-            weights: [layer2.0.conv2.weight, layer2.1.conv2.weight]
     """
 
     def __init__(self, name, desired_sparsity, weights, group_size=1, rounding_fn=math.floor, ranking_noise=0.0,

@@ -17,12 +17,11 @@ class SparsityLevelParameterPruner(PerParameterValuePruner):
 
     YAML::
 
-        pruners:
-          my_pruner:
-            class: SparsityLevelParameterPruner
-            levels:
-              'conv1.weight': 0.5
-              'fc.weight': 0.8
+        my_pruner:
+          class: SparsityLevelParameterPruner
+          levels:
+            'conv1.weight': 0.5
+            'fc.weight': 0.8
     """
 
     def __init__(self, name, levels):

@@ -121,12 +121,11 @@ class MagnitudeParameterPruner(PerParameterValuePruner):
 
     YAML::
 
-        pruners:
-          my_pruner:
-            class: MagnitudeParameterPruner
-            thresholds:
-              'conv1.weight': 0.02
-              '*': 0.01
+        my_pruner:
+          class: MagnitudeParameterPruner
+          thresholds:
+            'conv1.weight': 0.02
+            '*': 0.01
     """
 
     def __init__(self, name, thresholds):

@@ -25,12 +25,11 @@ class RandomRankedFilterPruner(RankedStructureParameterPruner):
 
     YAML::
 
-        pruners:
-          random_filters:
-            class: RandomRankedFilterPruner
-            group_type: Filters
-            desired_sparsity: 0.5
-            weights: [layer1.0.conv1.weight]
+        random_filters:
+          class: RandomRankedFilterPruner
+          group_type: Filters
+          desired_sparsity: 0.5
+          weights: [conv1.weight, conv2.weight]
     """
 
     default_importance = "Random"
@@ -46,12 +45,11 @@ class BernoulliFilterPruner(RandomRankedFilterPruner):
 
     YAML::
 
-        pruners:
-          drop_filters:
-            class: BernoulliFilterPruner
-            group_type: Filters
-            desired_sparsity: 0.1
-            weights: [layer1.0.conv1.weight, layer1.1.conv1.weight]
+        drop_filters:
+          class: BernoulliFilterPruner
+          group_type: Filters
+          desired_sparsity: 0.1
+          weights: [conv1.weight, conv2.weight]
     """
 
     default_importance = "Bernoulli"
@@ -69,12 +67,11 @@ class RandomLevelStructureParameterPruner(L1RankedStructureParameterPruner):
 
     YAML::
 
-        pruners:
-          random_level:
-            class: RandomLevelStructureParameterPruner
-            group_type: Filters
-            sparsity_range: [0.1, 0.5]
-            weights: [layer2.0.conv1.weight]
+        random_level:
+          class: RandomLevelStructureParameterPruner
+          group_type: Filters
+          sparsity_range: [0.1, 0.5]
+          weights: [conv1.weight, conv2.weight]
     """
 
     def __init__(self, name: str, group_type: str, sparsity_range: Sequence[float], weights: Union[str, Sequence[str]],

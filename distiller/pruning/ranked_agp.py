@@ -51,6 +51,17 @@ class StructuredAGP(AutomatedGradualPrunerBase):
             dummy_input, dataset, model: as :class:`~distiller.pruning.RankedStructureParameterPruner`
             (``importance`` defaults to the alias's criterion; :class:`StructuredAGP` itself needs one).
 
+    YAML::
+
+        taylor_agp:
+          class: StructuredAGP
+          importance: Taylor
+          group_dependency: Graph      # whole dependency groups: what thinning removes with each filter
+          initial_sparsity: 0.05
+          final_sparsity: 0.50
+          group_type: Filters
+          weights: [conv1.weight, conv2.weight]
+
     Example::
 
         pruner = StructuredAGP("agp", 0.05, 0.5, "Filters", ["layer1.0.conv1.weight"], importance="Taylor",
@@ -95,9 +106,9 @@ class StructuredAGP(AutomatedGradualPrunerBase):
 def _alias(name: str, importance: str, criterion: str) -> type:
     """Registers Distiller's class ``name``: :class:`StructuredAGP` whose default criterion is ``importance``."""
     doc = (f"AGP over structures ranked by {criterion}: :class:`StructuredAGP` with ``importance='{importance}'`` "
-           f"by default (Distiller's name).\n\n    YAML::\n\n        pruners:\n          agp:\n"
-           f"            class: {name}\n            initial_sparsity: 0.05\n            final_sparsity: 0.50\n"
-           f"            group_type: Filters\n            weights: [layer1.0.conv1.weight, layer1.1.conv1.weight]\n")
+           f"by default (Distiller's name).\n\n    YAML::\n\n        agp:\n"
+           f"          class: {name}\n          initial_sparsity: 0.05\n          final_sparsity: 0.50\n"
+           f"          group_type: Filters\n          weights: [conv1.weight, conv2.weight]\n")
     alias = type(name, (StructuredAGP,), {"default_importance": importance, "__doc__": doc, "__module__": __name__})
     return register_pruner(alias)
 

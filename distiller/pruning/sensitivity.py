@@ -19,12 +19,11 @@ class SensitivityPruner(PerParameterValuePruner):
 
     YAML::
 
-        pruners:
-          my_pruner:
-            class: SensitivityPruner
-            sensitivities:
-              'features.module.0.weight': 0.25
-              '*': 0.5
+        my_pruner:
+          class: SensitivityPruner
+          sensitivities:
+            'conv1.weight': 0.25
+            '*': 0.5
     """
 
     def __init__(self, name, sensitivities):

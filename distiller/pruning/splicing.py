@@ -37,15 +37,16 @@ class SplicingPruner(PerParameterValuePruner):
 
     YAML::
 
-        pruners:
-          splicing_pruner:
-            class: SplicingPruner
-            low_thresh_mult: 0.9
-            hi_thresh_mult: 1.1
-            sensitivity_multiplier: 0.015
-            sensitivities:
-              'conv1.weight': 0.40
-              'fc.weight': 0.60
+        splicing_pruner:
+          class: SplicingPruner
+          low_thresh_mult: 0.9
+          hi_thresh_mult: 1.1
+          sensitivity_multiplier: 0.015
+          sensitivities:
+            'conv1.weight': 0.40
+            'fc.weight': 0.60
+
+    Its policy, as the paper schedules it::
 
         policies:
           - pruner:

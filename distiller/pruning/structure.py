@@ -24,13 +24,12 @@ class StructureParameterPruner(ParameterPruner):
 
     YAML::
 
-        pruners:
-          filter_thresholder:
-            class: StructureParameterPruner
-            threshold_criteria: Mean_Abs
-            reg_regims:
-              layer1.0.conv1.weight: [0.005, Filters]
-              fc.weight: [0.001, Rows]
+        filter_thresholder:
+          class: StructureParameterPruner
+          threshold_criteria: Mean_Abs
+          reg_regims:
+            conv2.weight: [0.005, Filters]
+            fc.weight: [0.001, Rows]
     """
 
     def __init__(self, name, model, reg_regims, threshold_criteria):

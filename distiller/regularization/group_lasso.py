@@ -41,13 +41,12 @@ class GroupLassoRegularizer(Regularizer):
 
     YAML::
 
-        regularizers:
-          filter_lasso:
-            class: GroupLassoRegularizer
-            reg_regims:
-              layer1.0.conv1.weight: [0.0002, Filters]
-              layer1.0.conv2.weight: [0.0002, Channels]
-            threshold_criteria: Mean_Abs
+        filter_lasso:
+          class: GroupLassoRegularizer
+          reg_regims:
+            conv1.weight: [0.0002, Filters]
+            conv2.weight: [0.0002, Channels]
+          threshold_criteria: Mean_Abs
     """
 
     def __init__(self, name, model, reg_regims, threshold_criteria=None):

@@ -23,11 +23,11 @@ class GroupVarianceRegularizer(GroupLassoRegularizer):
 
     YAML::
 
-        regularizers:
-          filter_variance:
-            class: GroupVarianceRegularizer
-            reg_regims:
-              layer1.0.conv1.weight: [0.01, Filters]
+        filter_variance:
+          class: GroupVarianceRegularizer
+          reg_regims:
+            conv1.weight: [0.01, Filters]
+            conv2.weight: [0.01, Channels]
     """
 
     def group_term(self, norms):

@@ -32,13 +32,12 @@ class L1Regularizer(Regularizer):
 
     YAML::
 
-        regularizers:
-          l1_reg:
-            class: L1Regularizer
-            reg_regims:
-              layer1.0.conv1.weight: 0.0001
-              fc.weight: 0.0005
-            # threshold_criteria: Mean_Abs
+        l1_reg:
+          class: L1Regularizer
+          reg_regims:
+            conv1.weight: 0.0001
+            fc.weight: 0.0005
+          # threshold_criteria: Mean_Abs
     """
 
     def __init__(self, name, model, reg_regims, threshold_criteria=None):

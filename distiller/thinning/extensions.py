@@ -46,6 +46,13 @@ class StructureRemover(ScheduledTrainingPolicy):
         dataset: a dataset name whose image shape is the fallback example input when no forward pass ran
             in the epoch (e.g. when thinning right after resuming).
         round_to: keep output channel counts multiples of this.
+
+    YAML::
+
+        thinner:
+          class: StructureRemover
+          thinning_func_str: remove_filters
+
     Raises:
         ValueError: for an unknown ``thinning_func_str``.
     """
@@ -87,7 +94,14 @@ class StructureRemover(ScheduledTrainingPolicy):
 
 @register_extension
 class FilterRemover(StructureRemover):
-    """Distiller's name for a :class:`StructureRemover` that removes zero filters by default."""
+    """Distiller's name for a :class:`StructureRemover` that removes zero filters by default.
+
+    YAML::
+
+        filter_thinner:
+          class: FilterRemover
+          thinning_func_str: remove_filters
+    """
 
     def __init__(self, thinning_func_str="remove_filters", arch=None, dataset=None, round_to=1):
         super().__init__(thinning_func_str, arch, dataset, round_to)
@@ -95,7 +109,14 @@ class FilterRemover(StructureRemover):
 
 @register_extension
 class ChannelRemover(StructureRemover):
-    """Distiller's name for a :class:`StructureRemover` that removes unused channels by default."""
+    """Distiller's name for a :class:`StructureRemover` that removes unused channels by default.
+
+    YAML::
+
+        channel_thinner:
+          class: ChannelRemover
+          thinning_func_str: remove_channels
+    """
 
     def __init__(self, thinning_func_str="remove_channels", arch=None, dataset=None, round_to=1):
         super().__init__(thinning_func_str, arch, dataset, round_to)
