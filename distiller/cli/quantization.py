@@ -12,6 +12,8 @@ Usage in an application::
         results = distiller.cli.quantization.quantize_and_evaluate(model, args, test_loader, test_fn,
                                                                    dummy_input, run_dir, arch=arch)
 """
+from __future__ import annotations
+
 import argparse
 import contextlib
 import copy
@@ -20,13 +22,22 @@ import itertools
 import logging
 import math
 import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
 
 import scipy.optimize
+from torch import nn
 
 from ..errors import ArgumentError, InputFileError, ScheduleError, UserError, suggest
 from ..quantization.fp8 import FP8_SCALINGS
 from ..quantization.lapq import LAPQ_INIT_MODES
+from ..quantization.overrides import override_pattern
 from ..quantization.q_utils import ClipMode, parse_clip_mode, parse_linear_quant_mode
+
+if TYPE_CHECKING:  # imported where used: the application imports this module before it needs them
+    from ..config import _Source
+    from ..quantization import PostTrainLinearQuantizer
+    from ..scheduler import CompressionScheduler
 
 __all__ = ["add_post_train_quant_args", "check_quantization_args", "quantizer_from_args", "quantize_and_evaluate",
            "QUANTIZED_CHECKPOINT_NAME"]
@@ -37,10 +48,20 @@ msglogger = logging.getLogger(__name__)
 QUANTIZED_CHECKPOINT_NAME = "quantized"
 #: Fraction of the test set used for calibration when no statistics source is given.
 DEFAULT_CALIBRATION_FRACTION = 0.1
+#: ``test_fn(model, batches) -> {'Top1': ..., 'Loss': ...}``, the application's evaluation.
+EvaluateFn = Callable[[nn.Module, Iterable[Any]], Mapping[str, float]]
 
 
-def _argparse_type(parse, what):
-    def convert(text):
+class _Loader(Protocol):
+    """What is read of a data loader: its batches and their number."""
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def __len__(self) -> int: ...
+
+
+def _argparse_type(parse: Callable[[str], Any], what: str) -> Callable[[str], str]:
+    def convert(text: str) -> str:
         try:
             parse(text)
         except ValueError as err:
@@ -50,21 +71,21 @@ def _argparse_type(parse, what):
     return convert
 
 
-def _bits(text):
+def _bits(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 32:
         raise argparse.ArgumentTypeError(f"must be between 0 (do not quantize) and 32, got {text}")
     return value
 
 
-def _portion(text):
+def _portion(text: str) -> float:
     value = float(text)
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], got {text}")
     return value
 
 
-def add_post_train_quant_args(argparser, add_lapq_args=True):
+def add_post_train_quant_args(argparser: argparse.ArgumentParser, add_lapq_args: bool = True) -> None:
     """Adds Distiller's post-training quantization flags (and the LAPQ group) to ``argparser``."""
     mode = _argparse_type(parse_linear_quant_mode, "mode")
     group = argparser.add_argument_group("Post-Training Quantization Arguments")
@@ -125,7 +146,7 @@ def add_post_train_quant_args(argparser, add_lapq_args=True):
         _add_lapq_args(argparser)
 
 
-def _add_lapq_args(argparser):
+def _add_lapq_args(argparser: argparse.ArgumentParser) -> None:
     group = argparser.add_argument_group("Post-Training Quantization Auto-Optimization (LAPQ) Arguments")
     group.add_argument("--lapq-maxiter", type=int, default=None, help="Max iteration for minimization method")
     group.add_argument("--lapq-maxfev", type=int, default=None,
@@ -147,7 +168,7 @@ def _add_lapq_args(argparser):
                        help="Search on clipping values instead of scale/zero_point")
 
 
-def _config_file_quantizer_args(path):
+def _config_file_quantizer_args(path: str) -> tuple[str, dict[str, Any], _Source]:
     """(instance name, arguments, YAML source) of the one PostTrainLinearQuantizer in a file's ``quantizers``.
 
     Raises:
@@ -187,19 +208,22 @@ def _config_file_quantizer_args(path):
 
 
 @contextlib.contextmanager
-def _quantizer_errors(args):
+def _quantizer_errors(args: argparse.Namespace) -> Iterator[None]:
     """Reports the quantizer's user errors in the user's terms: a ``--qe-config-file`` problem as a
-    ScheduleError at the YAML path and line of the setting (an override's own line when the error names its
-    pattern), a ``--qe-no-quant-layers`` / ``--qe-no-clip-layers`` problem as an ArgumentError naming the flag."""
+    ScheduleError at the YAML path and line of the argument (and the place inside its value, e.g. an
+    override's setting) or of the override whose pattern it names, a ``--qe-no-quant-layers`` /
+    ``--qe-no-clip-layers`` problem as an ArgumentError naming the flag."""
     try:
         yield
     except (ScheduleError, InputFileError):
         raise
     except UserError as err:
-        pattern = getattr(err, "pattern", None)
+        pattern = override_pattern(err)
         if args.qe_config_file:
             name, qargs, source = _config_file_quantizer_args(args.qe_config_file)
-            path = ("quantizers", name)
+            if isinstance(err, ArgumentError):
+                raise source.argument_error(err, ("quantizers", name)) from None
+            path: tuple[Any, ...] = ("quantizers", name)
             if isinstance(qargs.get("overrides"), dict) and pattern in qargs["overrides"]:
                 path += ("overrides", pattern)
             raise source.error(str(err), path) from None
@@ -210,7 +234,8 @@ def _quantizer_errors(args):
         raise
 
 
-def quantizer_from_args(model, args, stats=None):
+def quantizer_from_args(model: nn.Module, args: argparse.Namespace,
+                        stats: Optional[Union[str, Mapping[str, Any]]] = None) -> PostTrainLinearQuantizer:
     """Builds the :class:`PostTrainLinearQuantizer` described by the ``--qe-*`` flags (or ``--qe-config-file``).
 
     Args:
@@ -228,7 +253,7 @@ def quantizer_from_args(model, args, stats=None):
         if stats is not None and "model_activation_stats" not in kwargs:
             kwargs["model_activation_stats"] = stats
     else:
-        overrides = {}
+        overrides: dict[str, dict[str, Any]] = {}
         for layer in args.qe_no_quant_layers:
             overrides[layer] = {"bits_activations": None, "bits_weights": None}
         for layer in args.qe_no_clip_layers:
@@ -247,7 +272,7 @@ def quantizer_from_args(model, args, stats=None):
         return PostTrainLinearQuantizer(model, **kwargs)
 
 
-def _check_flags(args):
+def _check_flags(args: argparse.Namespace) -> None:
     """The flag checks that need neither the model nor the data."""
     if args.qe_stats_file and not os.path.isfile(args.qe_stats_file):
         raise InputFileError(f"--qe-stats-file: no such file '{args.qe_stats_file}'")
@@ -267,7 +292,7 @@ def _check_flags(args):
                                 f"Nelder-Mead, L-BFGS-B)") from None
 
 
-def check_quantization_args(model, args):
+def check_quantization_args(model: nn.Module, args: argparse.Namespace) -> None:
     """Validates the whole post-training quantization configuration against ``model`` before any data is read.
 
     Checks the files and flag combinations, builds the quantizer that the flags or ``--qe-config-file``
@@ -286,7 +311,7 @@ def check_quantization_args(model, args):
         quantizer.check_settings()
 
 
-def _first_batches(loader, portion):
+def _first_batches(loader: _Loader, portion: float) -> list[Any]:
     """The first ``portion`` of ``loader``'s batches (at least one)."""
     count = max(1, math.ceil(portion * len(loader)))
     return list(itertools.islice(iter(loader), count))
@@ -295,17 +320,18 @@ def _first_batches(loader, portion):
 class _LoaderPortion:
     """The first ``count`` batches of a loader, re-read from the loader at every iteration."""
 
-    def __init__(self, loader, count):
+    def __init__(self, loader: _Loader, count: int) -> None:
         self.loader, self.count = loader, count
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return itertools.islice(iter(self.loader), self.count)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.count
 
 
-def _calibration_stats(model, args, test_loader, test_fn, run_dir):
+def _calibration_stats(model: nn.Module, args: argparse.Namespace, test_loader: _Loader, test_fn: EvaluateFn,
+                       run_dir: str) -> Optional[dict[str, Any]]:
     """Collects statistics on a portion of the test set unless another source is configured."""
     from ..data_loggers import collect_quant_stats
 
@@ -320,7 +346,8 @@ def _calibration_stats(model, args, test_loader, test_fn, run_dir):
     return collect_quant_stats(model, lambda m: test_fn(m, batches), save_dir=run_dir)
 
 
-def _run_lapq(quantizer, args, test_loader, test_fn, dummy_input):
+def _run_lapq(quantizer: PostTrainLinearQuantizer, args: argparse.Namespace, test_loader: _Loader,
+              test_fn: EvaluateFn, dummy_input: Any) -> None:
     from ..quantization.lapq import ptq_coordinate_search
 
     count = max(1, math.ceil(args.lapq_eval_size * len(test_loader)))
@@ -333,7 +360,9 @@ def _run_lapq(quantizer, args, test_loader, test_fn, dummy_input):
                           search_clipping=args.lapq_search_clipping)
 
 
-def _save_quantized_checkpoint(model, quantizer, arch, scheduler, run_dir, epoch, extras):
+def _save_quantized_checkpoint(model: nn.Module, quantizer: PostTrainLinearQuantizer, arch: Optional[str],
+                               scheduler: Optional[CompressionScheduler], run_dir: str, epoch: int,
+                               extras: Mapping[str, Any]) -> str:
     from ..apputils import save_checkpoint
     from ..scheduler import CompressionScheduler
 
@@ -344,8 +373,9 @@ def _save_quantized_checkpoint(model, quantizer, arch, scheduler, run_dir, epoch
                            extras=extras)
 
 
-def quantize_and_evaluate(model, args, test_loader, test_fn, dummy_input, run_dir, arch=None, scheduler=None,
-                          epoch=0):
+def quantize_and_evaluate(model: nn.Module, args: argparse.Namespace, test_loader: _Loader, test_fn: EvaluateFn,
+                          dummy_input: Any, run_dir: str, arch: Optional[str] = None,
+                          scheduler: Optional[CompressionScheduler] = None, epoch: int = 0) -> dict[str, Any]:
     """Quantizes ``model`` in place as the ``--qe-*`` flags say, evaluates it and saves the checkpoint.
 
     Validates the whole configuration first (:func:`check_quantization_args`), then calibrates on
@@ -379,7 +409,7 @@ def quantize_and_evaluate(model, args, test_loader, test_fn, dummy_input, run_di
         else:
             quantizer.prepare_model(dummy_input)
     msglogger.info("Quantized model:\n%s", model)
-    results = {"quantized": test_fn(model, test_loader)}
+    results: dict[str, Any] = {"quantized": test_fn(model, test_loader)}
     msglogger.info("Quantized (simulated) model: top1 %.2f  loss %.4f", results["quantized"]["Top1"],
                    results["quantized"]["Loss"])
     results["checkpoint"] = _save_quantized_checkpoint(model, quantizer, arch, scheduler, run_dir, epoch,

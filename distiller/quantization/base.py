@@ -22,42 +22,68 @@ Per-layer settings come from ``overrides``: an ordered mapping (YAML mapping, Or
 that matches a module, or one of its ancestors (so ``layer1`` covers ``layer1.0.conv1``), wins.
 ``module.`` prefixes are ignored; a pattern matching no module is an error.
 """
+from __future__ import annotations
+
 import copy
 import enum
 import inspect
 import logging
+import typing
 import weakref
-from collections import OrderedDict, namedtuple
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, NamedTuple, Optional, TypeVar, Union
 
 import torch
 import torch.nn as nn
+from torch.utils.hooks import RemovableHandle
 
 from ..errors import ArgumentError
+from ..spec import validated
 from ..utils import match_names, model_is_parallel
-from .overrides import BITS_KEYS, OverrideError, normalize_overrides
+from .overrides import BITS_KEYS, BITS_TYPES, BitsSetting, OverrideError, Overrides, check_overrides
 from .placement import place_added_tensors
-from .q_utils import ModuleQuantMode, validate_num_bits
+from .q_utils import ModuleQuantMode
 
 __all__ = ["Quantizer", "QBits", "ParamToQuant", "FP_BKP_PREFIX", "OverrideError"]
 
 msglogger = logging.getLogger(__name__)
 
-#: Bit widths of one module's activations, weights and bias (None = not quantized).
-QBits = namedtuple("QBits", ["acts", "wts", "bias"])
+class QBits(NamedTuple):
+    """Bit widths of one module's activations, weights and bias (None = not quantized)."""
+    acts: Optional[int]
+    wts: Optional[int]
+    bias: Optional[int]
 
-#: A parameter to quantize: the module owning it, its name, the attribute holding the float value, the
-#: attribute receiving the quantized value (equal without ``train_with_fp_copy``), and the bit width.
-ParamToQuant = namedtuple("ParamToQuant", ["module", "module_name", "fp_attr_name", "q_attr_name", "num_bits"])
+
+class ParamToQuant(NamedTuple):
+    """A parameter to quantize: the module owning it, its name, the attribute holding the float value, the
+    attribute receiving the quantized value (equal without ``train_with_fp_copy``), and the bit width."""
+    module: nn.Module
+    module_name: str
+    fp_attr_name: str
+    q_attr_name: str
+    num_bits: int
+
+
+#: ``fn(float_tensor, param_meta) -> quantized tensor``, a quantizer's weight quantization.
+ParamQuantizationFn = Callable[[torch.Tensor, ParamToQuant], torch.Tensor]
+#: ``fn(module, name, qbits_map, **layer_overrides)`` -> the replacement module, or None to keep it.
+ReplacementFn = Callable[..., Optional[nn.Module]]
+#: One planned replacement: parent, child attribute, full name, module, replacement function, layer overrides.
+_PlannedReplacement = tuple[nn.Module, str, str, nn.Module, ReplacementFn, dict[str, Any]]
 
 #: Prefix of the full-precision copy of a quantized parameter (``weight`` -> ``float_weight``).
 FP_BKP_PREFIX = "float_"
 
 
+_Q = TypeVar("_Q", bound="Quantizer")
+
 # model -> what prepare_model did to it; lets an identical quantizer adopt a replayed model (resume).
-_PREPARED_MODELS = weakref.WeakKeyDictionary()
+_PREPARED_MODELS: weakref.WeakKeyDictionary[nn.Module, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
-def _plain(value, what):
+def _plain(value: Any, what: str) -> Any:
     """Converts a constructor argument to checkpoint-safe plain data (enum values become their names)."""
     if isinstance(value, enum.Enum):
         return value.name
@@ -85,15 +111,21 @@ class Quantizer:
         overrides: per-layer settings, first match wins (see module docstring).
         train_with_fp_copy: keep a full-precision copy of the quantized parameters for training.
     Raises:
-        distiller.errors.ArgumentError: a bit width that is not None or an int in 1..32 (the message names
-            it); :class:`OverrideError` for a malformed override.
+        distiller.errors.ArgumentError: an argument of the wrong type, e.g. a bit width that is not None or an
+            int in 1..32 (checked by :func:`distiller.spec.validated`; the message names the argument, the
+            expected type and the value); :class:`OverrideError` for an override setting of the wrong type.
         distiller.errors.UnmatchedNameError: an override pattern that matches no module.
     """
 
     #: Layer types whose ``weight`` / ``bias`` are quantized through ``param_quantization_fn``.
-    quantizable_weight_types = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.Embedding)
+    quantizable_weight_types: ClassVar[tuple[type[nn.Module], ...]] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear,
+                                                                       nn.Embedding)
+    _init_args: dict[str, Any]
+    #: Override setting -> its type (checked by :func:`~distiller.quantization.overrides.check_overrides`);
+    #: any other setting must be an argument of the replacement function (:meth:`check_settings`).
+    override_types: ClassVar[Mapping[str, Any]] = BITS_TYPES
 
-    def __new__(cls, *args, **kwargs):
+    def __new__(cls: type[_Q], *args: Any, **kwargs: Any) -> _Q:
         # Record the constructor arguments of the concrete class, for state_dict() and checkpoint replay.
         self = super().__new__(cls)
         params = inspect.signature(cls.__init__).parameters
@@ -107,26 +139,26 @@ class Quantizer:
                 self._init_args[name] = value
         return self
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         # inspect.signature(cls) would otherwise report __new__'s (*args, **kwargs), hiding the real
         # arguments from the schedule validation in distiller.config.
         super().__init_subclass__(**kwargs)
-        cls.__signature__ = _init_signature(cls)
+        cls.__signature__ = _init_signature(cls)  # type: ignore[attr-defined]  # read by inspect.signature
 
-    def __init__(self, model, optimizer=None, bits_activations=None, bits_weights=None, bits_bias=None,
-                 overrides=None, train_with_fp_copy=False):
-        self.default_qbits = QBits(validate_num_bits(bits_activations, "bits_activations"),
-                                   validate_num_bits(bits_weights, "bits_weights"),
-                                   validate_num_bits(bits_bias, "bits_bias"))
-        self.overrides = normalize_overrides(overrides)
+    @validated
+    def __init__(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer] = None,
+                 bits_activations: BitsSetting = None, bits_weights: BitsSetting = None, bits_bias: BitsSetting = None,
+                 overrides: Optional[Overrides] = None, train_with_fp_copy: bool = False) -> None:
+        self.default_qbits = QBits(bits_activations, bits_weights, bits_bias)
+        self.overrides = check_overrides(type(self).__name__, overrides, self.override_types)
         self.model = model
         self.optimizer = optimizer
-        self.train_with_fp_copy = bool(train_with_fp_copy)
-        self.replacement_factory = OrderedDict()
-        self.default_replacement_fn = None
-        self.replacement_blacklist = []
-        self.param_quantization_fn = None
-        self.params_to_quantize = []
+        self.train_with_fp_copy = train_with_fp_copy
+        self.replacement_factory: OrderedDict[type[nn.Module], ReplacementFn] = OrderedDict()
+        self.default_replacement_fn: Optional[ReplacementFn] = None
+        self.replacement_blacklist: list[type[nn.Module]] = []
+        self.param_quantization_fn: Optional[ParamQuantizationFn] = None
+        self.params_to_quantize: list[ParamToQuant] = []
         self.prepared = False
         names = [name for name, _ in model.named_modules(remove_duplicate=False) if name]
         self._override_matches = {pattern: set(hits) for pattern, hits in
@@ -134,7 +166,7 @@ class Quantizer:
         self.module_qbits_map, self.module_overrides_map = self._resolve_layer_settings(model)
 
     # ------------------------------------------------------------------------------ per-layer settings
-    def _override_for(self, name):
+    def _override_for(self, name: str) -> tuple[Optional[str], dict[str, Any]]:
         """(pattern, settings) of the first override matching ``name`` or an ancestor; (None, {}) if none."""
         candidates = {name}
         parts = name.split(".")
@@ -144,7 +176,7 @@ class Quantizer:
                 return pattern, settings
         return None, {}
 
-    def _resolve_layer_settings(self, model):
+    def _resolve_layer_settings(self, model: nn.Module) -> tuple[dict[str, QBits], dict[str, dict[str, Any]]]:
         qbits_map, overrides_map = {}, {}
         for name, module in model.named_modules(remove_duplicate=False):
             _, settings = self._override_for(name) if name else (None, {})
@@ -156,7 +188,7 @@ class Quantizer:
         return qbits_map, overrides_map
 
     # ----------------------------------------------------------------------------------- preparation
-    def prepare_model(self, dummy_input=None):
+    def prepare_model(self, dummy_input: Any = None) -> None:
         """Replaces modules, sets up the float copies and updates the optimizer (see module docstring).
 
         Calling it on a model already prepared by an identically configured quantizer (e.g. the one that
@@ -206,7 +238,7 @@ class Quantizer:
         msglogger.info("%s prepared the model: %d modules replaced, %d parameters quantized",
                        type(self).__name__, len(replaced), len(self.params_to_quantize))
 
-    def check_settings(self):
+    def check_settings(self) -> None:
         """Validates every per-layer setting against the model, without changing anything.
 
         :meth:`prepare_model` runs it first; call it alone to reject a configuration before spending time on
@@ -219,10 +251,10 @@ class Quantizer:
         """
         self._plan_replacements(skip=set())
 
-    def _model_key(self):
-        return self.model.module if model_is_parallel(self.model) else self.model
+    def _model_key(self) -> nn.Module:
+        return inner_model(self.model)
 
-    def _pre_prepare_model(self, dummy_input):
+    def _pre_prepare_model(self, dummy_input: Any) -> Optional[Iterable[str]]:
         """Hook for subclasses: structural changes before module replacement (e.g. BN folding).
 
         Returns:
@@ -230,10 +262,10 @@ class Quantizer:
             their parameters not quantized by the base class), or None.
         """
 
-    def _post_prepare_model(self):
+    def _post_prepare_model(self) -> None:
         """Hook for subclasses: runs once after the first preparation (e.g. registering buffers)."""
 
-    def _replacement_fn(self, module):
+    def _replacement_fn(self, module: nn.Module) -> Optional[ReplacementFn]:
         if isinstance(module, tuple(self.replacement_blacklist)):
             return None
         fn = self.replacement_factory.get(type(module))
@@ -241,7 +273,7 @@ class Quantizer:
             fn = self.default_replacement_fn
         return fn
 
-    def _plan_replacements(self, skip):
+    def _plan_replacements(self, skip: set[str]) -> list[_PlannedReplacement]:
         """Decides every replacement and checks its override settings, without touching the model.
 
         Args:
@@ -251,9 +283,10 @@ class Quantizer:
         Raises:
             OverrideError: a setting the replacement function does not take, or that no replaced module uses.
         """
-        plan, used_patterns = [], set()
+        plan: list[_PlannedReplacement] = []
+        used_patterns: set[Optional[str]] = set()
 
-        def visit(container, prefix):
+        def visit(container: nn.Module, prefix: str) -> None:
             for child_name, module in container._modules.items():  # shared modules: every name
                 full_name = prefix + child_name
                 if module is None or full_name in skip:
@@ -277,7 +310,7 @@ class Quantizer:
         self._check_activations_reachable(plan)
         return plan
 
-    def _check_activations_reachable(self, plan):
+    def _check_activations_reachable(self, plan: Sequence[_PlannedReplacement]) -> None:
         """Activation bit widths that no replacement can honour are an error, not float activations."""
         wanted = any(q.acts is not None for q in self.module_qbits_map.values())
         if wanted and not any(self.module_qbits_map[full_name].acts is not None for _, _, full_name, *_ in plan):
@@ -287,7 +320,8 @@ class Quantizer:
                                 f"torch.relu are invisible to it: use modules (see distiller.modules) or set "
                                 f"bits_activations: null")
 
-    def _check_override_keys(self, fn, full_name, module_type, extra):
+    def _check_override_keys(self, fn: ReplacementFn, full_name: str, module_type: type[nn.Module],
+                             extra: Mapping[str, Any]) -> None:
         params = inspect.signature(fn).parameters
         if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values()):
             return
@@ -295,13 +329,15 @@ class Quantizer:
         if unknown:
             valid = sorted(set(params) - {"module", "name", "qbits_map"}) + sorted(BITS_KEYS)
             pattern = self._override_for(full_name)[0]
+            assert pattern is not None  # extra settings come from an override
             raise OverrideError(pattern, f"overrides['{pattern}']: setting(s) {unknown} for module '{full_name}' "
                                          f"({module_type.__name__}) are not understood by {type(self).__name__}; "
-                                         f"valid settings: {valid}")
+                                         f"valid settings: {valid}", setting=unknown[0])
 
-    def _apply_replacements(self, plan):
+    def _apply_replacements(self, plan: Sequence[_PlannedReplacement]) -> set[str]:
         """Performs the planned replacements; a module shared under several names is replaced once."""
-        done, replaced = {}, set()
+        done: dict[int, nn.Module] = {}
+        replaced: set[str] = set()
         for container, child_name, full_name, module, fn, extra in plan:
             if id(module) not in done:
                 new_module = fn(module, full_name, self.module_qbits_map, **extra)
@@ -313,7 +349,7 @@ class Quantizer:
                 msglogger.debug("quantizer: %s -> %s", full_name, type(new_module).__name__)
         return replaced
 
-    def _collect_params_to_quantize(self, replaced):
+    def _collect_params_to_quantize(self, replaced: set[str]) -> list[ParamToQuant]:
         """Weights/biases of unreplaced quantizable layers with a bit width (replacements own theirs)."""
         result = []
         for name, module in self.model.named_modules():
@@ -330,34 +366,36 @@ class Quantizer:
                 result.append(ParamToQuant(module, name, fp_attr, attr, bits))
         return result
 
-    def _setup_fp_copies(self):
+    def _setup_fp_copies(self) -> list[_HookPair]:
         """Moves each quantized parameter to ``float_<name>`` and registers the quantized-value buffer."""
-        by_module = OrderedDict()
+        by_module: OrderedDict[nn.Module, list[ParamToQuant]] = OrderedDict()
         for ptq in self.params_to_quantize:
             module = ptq.module
             if ptq.fp_attr_name not in module._parameters:
-                param = module._parameters.pop(ptq.q_attr_name)
+                param = module.get_parameter(ptq.q_attr_name)
+                del module._parameters[ptq.q_attr_name]
                 module.register_parameter(ptq.fp_attr_name, param)  # same object: optimizer state stays valid
                 module.register_buffer(ptq.q_attr_name, param.detach().clone())
             by_module.setdefault(module, []).append(ptq)
         return [self._register_refresh_hooks(module, ptqs) for module, ptqs in by_module.items()]
 
-    def _register_refresh_hooks(self, module, ptqs):
+    def _register_refresh_hooks(self, module: nn.Module, ptqs: Sequence[ParamToQuant]) -> _HookPair:
         """Recomputes the quantized buffers from the float copies for each forward, inside autograd, and
         stores detached values afterwards (so the module stays deep-copyable and checkpoints hold values)."""
-        def quantize_before_forward(mod, args):
+        def quantize_before_forward(mod: nn.Module, args: Any) -> None:
+            quantize = self.param_quantization_fn
+            assert quantize is not None, f"{type(self).__name__} quantizes parameters without param_quantization_fn"
             for ptq in ptqs:
-                setattr(mod, ptq.q_attr_name,
-                        self.param_quantization_fn(getattr(mod, ptq.fp_attr_name), ptq._replace(module=mod)))
+                setattr(mod, ptq.q_attr_name, quantize(getattr(mod, ptq.fp_attr_name), ptq._replace(module=mod)))
 
-        def detach_after_forward(mod, args, output):
+        def detach_after_forward(mod: nn.Module, args: Any, output: Any) -> None:
             for ptq in ptqs:
-                mod._buffers[ptq.q_attr_name] = mod._buffers[ptq.q_attr_name].detach()
+                mod._buffers[ptq.q_attr_name] = mod.get_buffer(ptq.q_attr_name).detach()
 
         return _HookPair(module.register_forward_pre_hook(quantize_before_forward),
                          module.register_forward_hook(detach_after_forward))
 
-    def quantize_params(self):
+    def quantize_params(self) -> None:
         """Quantizes every parameter in ``params_to_quantize`` now (into the buffer with a float copy,
         in place otherwise)."""
         if self.param_quantization_fn is None:
@@ -371,7 +409,7 @@ class Quantizer:
                     getattr(ptq.module, ptq.q_attr_name).copy_(quantized)
 
     # ------------------------------------------------------------------------------------- optimizer
-    def _get_updated_optimizer_params_groups(self):
+    def _get_updated_optimizer_params_groups(self) -> list[dict[str, Any]]:
         """The optimizer's parameter groups after preparation.
 
         Default: the existing groups (with their hyper-parameters) restricted to parameters still in the
@@ -381,9 +419,11 @@ class Quantizer:
         Returns:
             list of dicts as accepted by ``torch.optim.Optimizer.add_param_group``.
         """
+        assert self.optimizer is not None  # called by _update_optimizer only with an optimizer
         model_params = list(self.model.parameters())
         alive = {id(p) for p in model_params}
-        groups, seen = [], set()
+        groups: list[dict[str, Any]] = []
+        seen: set[int] = set()
         for group in self.optimizer.param_groups:
             params = [p for p in group["params"] if id(p) in alive]
             seen.update(id(p) for p in params)
@@ -393,7 +433,7 @@ class Quantizer:
             groups.append({"params": new})
         return groups
 
-    def _update_optimizer(self):
+    def _update_optimizer(self) -> None:
         if self.optimizer is None:
             return
         groups = [g for g in self._get_updated_optimizer_params_groups() if g["params"]]
@@ -405,7 +445,7 @@ class Quantizer:
             self.optimizer.add_param_group(group)
 
     # ------------------------------------------------------------------------------------------ state
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """Plain-data description (class name, constructor arguments) that re-creates this quantizer.
 
         ``overrides`` is stored as a list of ``[pattern, settings]`` pairs and enum values by name, so the
@@ -414,42 +454,51 @@ class Quantizer:
         args = {}
         for name, value in self._init_args.items():
             if name == "overrides":
-                value = [[pattern, settings] for pattern, settings in normalize_overrides(value)]
+                value = [[pattern, settings] for pattern, settings in self.overrides]
             args[name] = _plain(copy.copy(value), name)
-        state = {"class": type(self).__name__, "args": args}
+        state: dict[str, Any] = {"class": type(self).__name__, "args": args}
         spec = getattr(self, "_dummy_input_spec", None)
         if spec is not None:
             state["dummy_input"] = spec
         return state
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Nothing to restore: the quantizer's learned state lives in the model's parameters and buffers."""
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"{type(self).__name__}(bits_activations={self.default_qbits.acts}, bits_weights="
                 f"{self.default_qbits.wts}, bits_bias={self.default_qbits.bias}, overrides={len(self.overrides)})")
 
 
-def _init_signature(cls):
+def inner_model(model: nn.Module) -> nn.Module:
+    """``model`` without its DataParallel / DistributedDataParallel wrapper."""
+    return typing.cast(nn.Module, model.module) if model_is_parallel(model) else model
+
+
+def _init_signature(cls: type[Any]) -> inspect.Signature:
     signature = inspect.signature(cls.__init__)
     return signature.replace(parameters=list(signature.parameters.values())[1:])
 
 
-Quantizer.__signature__ = _init_signature(Quantizer)
+Quantizer.__signature__ = _init_signature(Quantizer)  # type: ignore[attr-defined]  # read by inspect.signature
 
 
 class _HookPair:
     """Removes a forward pre-hook and forward hook together."""
 
-    def __init__(self, *handles):
+    def __init__(self, *handles: RemovableHandle) -> None:
         self.handles = handles
 
-    def remove(self):
+    def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
 
 
-def _input_spec(dummy_input):
+#: Shape and dtype of an example input (``{'shape': [...], 'dtype': 'float32'}``), or a list of them.
+InputSpec = Union[dict[str, Any], list[Any], None]
+
+
+def _input_spec(dummy_input: Any) -> InputSpec:
     """Shape/dtype description of an example input, enough to rebuild a stand-in when replaying."""
     if dummy_input is None:
         return None
@@ -460,7 +509,7 @@ def _input_spec(dummy_input):
     raise TypeError(f"dummy_input must be a tensor or a tuple of tensors, got {type(dummy_input).__name__}")
 
 
-def input_from_spec(spec, device=None):
+def input_from_spec(spec: InputSpec, device: Optional[Union[str, torch.device]] = None) -> Any:
     """Builds a zero tensor (or tuple) matching a spec from :func:`_input_spec`."""
     if spec is None:
         return None

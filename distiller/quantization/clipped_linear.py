@@ -9,20 +9,26 @@ Activations are only quantized where the model uses ``nn.ReLU`` modules; functio
 and additions are not seen (convert them to modules, e.g. with ``distiller.modules``). Asking for
 activation bits on a model without any ReLU module is an error rather than silently float activations.
 """
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
 import torch
 import torch.nn as nn
 
-from ..errors import ArgumentError
 from ..registry import register_quantizer
-from .base import Quantizer
-from .q_utils import LinearQuantizeSTE, asymmetric_linear_quantization_params, symmetric_linear_quantization_params
+from ..spec import BitWidth, validated
+from .base import ParamQuantizationFn, ParamToQuant, QBits, Quantizer
+from .overrides import BitsSetting, Overrides
+from .q_utils import (LinearQuantizeSTE, NonNegativeReal, PositiveReal, asymmetric_linear_quantization_params,
+                      symmetric_linear_quantization_params)
 
 __all__ = ["ClippedLinearQuantization", "LearnedClippedLinearQuantization", "clamp",
            "dorefa_quantize_param", "wrpn_quantize_param", "DorefaQuantizer", "PACTQuantizer", "WRPNQuantizer"]
 
 
-def clamp(input, min, max, inplace=False):
-    """``input`` clamped to [min, max] (python numbers or tensors); zero gradient outside the range."""
+def clamp(input: torch.Tensor, min: float, max: float, inplace: bool = False) -> torch.Tensor:
+    """``input`` clamped to [min, max]; zero gradient outside the range."""
     if inplace:
         return input.clamp_(min, max)
     return torch.clamp(input, min, max)
@@ -38,18 +44,20 @@ class ClippedLinearQuantization(nn.Module):
         inplace: clip and quantize the input tensor in place.
     """
 
-    def __init__(self, num_bits, clip_val, dequantize=True, inplace=False):
+    @validated
+    def __init__(self, num_bits: BitWidth, clip_val: PositiveReal, dequantize: bool = True,
+                 inplace: bool = False) -> None:
         super().__init__()
-        self.num_bits, self.clip_val = num_bits, float(clip_val)
+        self.num_bits, self.clip_val = num_bits, clip_val
         self.scale, self.zero_point = asymmetric_linear_quantization_params(num_bits, 0.0, self.clip_val,
                                                                             signed=False)
         self.dequantize, self.inplace = dequantize, inplace
 
-    def forward(self, input):
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
         input = clamp(input, 0.0, self.clip_val, self.inplace)
         return LinearQuantizeSTE.apply(input, self.scale, self.zero_point, self.dequantize, self.inplace)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"num_bits={self.num_bits}, clip_val={self.clip_val}, dequantize={self.dequantize}"
 
 
@@ -61,13 +69,15 @@ class LearnedClippedLinearQuantization(nn.Module):
     is passed straight through), as in the paper's eq. 3.
     """
 
-    def __init__(self, num_bits, init_act_clip_val, dequantize=True, inplace=False):
+    @validated
+    def __init__(self, num_bits: BitWidth, init_act_clip_val: PositiveReal, dequantize: bool = True,
+                 inplace: bool = False) -> None:
         super().__init__()
         self.num_bits = num_bits
-        self.clip_val = nn.Parameter(torch.tensor([float(init_act_clip_val)]))
+        self.clip_val = nn.Parameter(torch.tensor([init_act_clip_val]))
         self.dequantize, self.inplace = dequantize, inplace
 
-    def forward(self, input):
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
         input = torch.relu(input)
         input = torch.where(input < self.clip_val, input, self.clip_val)
         with torch.no_grad():
@@ -76,17 +86,17 @@ class LearnedClippedLinearQuantization(nn.Module):
                                                                       signed=False)
         return LinearQuantizeSTE.apply(input, scale, zero_point, self.dequantize, False)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"num_bits={self.num_bits}, clip_val={self.clip_val.item():.4f}, dequantize={self.dequantize}"
 
 
-def _binarize(param_fp):
+def _binarize(param_fp: torch.Tensor) -> torch.Tensor:
     """mean(|w|) * sign(w), with a straight-through gradient (DoReFa's 1-bit weights)."""
     binary = torch.where(param_fp >= 0, 1.0, -1.0) * param_fp.abs().mean()
     return binary.detach() + (param_fp - param_fp.detach())  # exact values forward, identity gradient
 
 
-def dorefa_quantize_param(param_fp, param_meta):
+def dorefa_quantize_param(param_fp: torch.Tensor, param_meta: ParamToQuant) -> torch.Tensor:
     """DoReFa weights (Zhou et al. 2016, eq. 9): ``2 * quantize_k(tanh(w) / (2 max|tanh(w)|) + 0.5) - 1``.
 
     One bit gives ``mean(|w|) * sign(w)``. ``param_meta.num_bits`` is the bit width.
@@ -100,7 +110,7 @@ def dorefa_quantize_param(param_fp, param_meta):
     return 2 * out - 1
 
 
-def wrpn_quantize_param(param_fp, param_meta):
+def wrpn_quantize_param(param_fp: torch.Tensor, param_meta: ParamToQuant) -> torch.Tensor:
     """WRPN weights (Mishra et al. 2017): clipped to [-1, 1], quantized symmetrically to ``num_bits``.
 
     The signed range keeps 2^(b-1)-1 levels on each side (one bit is the sign).
@@ -111,22 +121,21 @@ def wrpn_quantize_param(param_fp, param_meta):
 
 
 class _ClippedReLUQuantizer(Quantizer):
-    """Shared set-up: fp-copy training, ReLUs replaced by ``_make_activation(bits)``, no bias quantization."""
+    """Shared set-up: fp-copy training, ReLUs replaced by ``_make_activation(bits)``, no bias quantization
+    (the subclasses' ``bits_bias`` is typed ``None``)."""
 
-    def __init__(self, model, optimizer, bits_activations, bits_weights, bits_bias, overrides, param_fn):
-        if bits_bias is not None:
-            raise ArgumentError(f"{type(self).__name__} does not quantize biases: bits_bias must be None "
-                                f"(got {bits_bias!r})")
+    def __init__(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer], bits_activations: BitsSetting,
+                 bits_weights: BitsSetting, overrides: Optional[Overrides], param_fn: ParamQuantizationFn) -> None:
         super().__init__(model, optimizer=optimizer, bits_activations=bits_activations,
                          bits_weights=bits_weights, bits_bias=None, overrides=overrides, train_with_fp_copy=True)
         self.param_quantization_fn = param_fn
         self.replacement_factory[nn.ReLU] = self._replace_relu
 
-    def _replace_relu(self, module, name, qbits_map):
+    def _replace_relu(self, module: nn.Module, name: str, qbits_map: dict[str, QBits]) -> Optional[nn.Module]:
         bits = qbits_map[name].acts
         return None if bits is None else self._make_activation(bits)
 
-    def _make_activation(self, num_bits):
+    def _make_activation(self, num_bits: int) -> nn.Module:
         return ClippedLinearQuantization(num_bits, 1.0, dequantize=True, inplace=False)
 
 
@@ -137,16 +146,18 @@ class DorefaQuantizer(_ClippedReLUQuantizer):
     Weights: :func:`dorefa_quantize_param`; activations: ReLUs become :class:`ClippedLinearQuantization`
     to [0, 1]. Gradients are not quantized.
 
-    Example YAML::
+    YAML::
 
-        quantizers:
-          dorefa_quantizer:
-            class: DorefaQuantizer
-            bits_activations: 8
-            bits_weights: 4
-            overrides:
-              conv1: {bits_weights: null, bits_activations: null}
-              fc: {bits_weights: null}
+        dorefa_quantizer:
+          class: DorefaQuantizer
+          bits_activations: 8
+          bits_weights: 4
+          overrides:
+            conv1: {bits_weights: null, bits_activations: null}
+            fc: {bits_weights: null}
+
+    Scheduled for the whole training::
+
         policies:
           - quantizer:
               instance_name: dorefa_quantizer
@@ -155,9 +166,11 @@ class DorefaQuantizer(_ClippedReLUQuantizer):
             frequency: 1
     """
 
-    def __init__(self, model, optimizer, bits_activations=32, bits_weights=32, bits_bias=None, overrides=None):
-        super().__init__(model, optimizer, bits_activations, bits_weights, bits_bias, overrides,
-                         dorefa_quantize_param)
+    @validated
+    def __init__(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer], bits_activations: BitsSetting = 32,
+                 bits_weights: BitsSetting = 32, bits_bias: Literal[None] = None,
+                 overrides: Optional[Overrides] = None) -> None:
+        super().__init__(model, optimizer, bits_activations, bits_weights, overrides, dorefa_quantize_param)
 
 
 @register_quantizer
@@ -167,21 +180,22 @@ class WRPNQuantizer(_ClippedReLUQuantizer):
     Weights: :func:`wrpn_quantize_param`; activations: ReLUs become :class:`ClippedLinearQuantization`
     to [0, 1]. WRPN's other half, widening the layers, is a model change you make yourself.
 
-    Example YAML::
+    YAML::
 
-        quantizers:
-          wrpn_quantizer:
-            class: WRPNQuantizer
-            bits_activations: 4
-            bits_weights: 4
-            overrides:
-              conv1: {bits_weights: null, bits_activations: null}
-              fc: {bits_weights: null}
+        wrpn_quantizer:
+          class: WRPNQuantizer
+          bits_activations: 4
+          bits_weights: 4
+          overrides:
+            conv1: {bits_weights: null, bits_activations: null}
+            fc: {bits_weights: null}
     """
 
-    def __init__(self, model, optimizer, bits_activations=32, bits_weights=32, bits_bias=None, overrides=None):
-        super().__init__(model, optimizer, bits_activations, bits_weights, bits_bias, overrides,
-                         wrpn_quantize_param)
+    @validated
+    def __init__(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer], bits_activations: BitsSetting = 32,
+                 bits_weights: BitsSetting = 32, bits_bias: Literal[None] = None,
+                 overrides: Optional[Overrides] = None) -> None:
+        super().__init__(model, optimizer, bits_activations, bits_weights, overrides, wrpn_quantize_param)
 
 
 @register_quantizer
@@ -193,39 +207,35 @@ class PACTQuantizer(_ClippedReLUQuantizer):
     their own optimizer parameter group, with weight decay ``act_clip_decay`` (the paper's L2 on alpha)
     when given, else the optimizer's default.
 
-    Example YAML::
+    YAML::
 
-        quantizers:
-          pact_quantizer:
-            class: PACTQuantizer
-            act_clip_init_val: 8.0
-            act_clip_decay: 0.0002
-            bits_activations: 8
-            bits_weights: 4
-            overrides:
-              conv1: {bits_weights: null, bits_activations: null}
-              fc: {bits_weights: null}
+        pact_quantizer:
+          class: PACTQuantizer
+          act_clip_init_val: 8.0
+          act_clip_decay: 0.0002
+          bits_activations: 8
+          bits_weights: 4
+          overrides:
+            conv1: {bits_weights: null, bits_activations: null}
+            fc: {bits_weights: null}
     """
 
-    def __init__(self, model, optimizer, bits_activations=32, bits_weights=32, bits_bias=None, overrides=None,
-                 act_clip_init_val=8.0, act_clip_decay=None):
-        if not isinstance(act_clip_init_val, (int, float)) or act_clip_init_val <= 0:
-            raise ArgumentError(f"act_clip_init_val must be a positive number, got {act_clip_init_val!r}")
-        if act_clip_decay is not None and (not isinstance(act_clip_decay, (int, float)) or act_clip_decay < 0):
-            raise ArgumentError(f"act_clip_decay must be None or a non-negative number, got {act_clip_decay!r}")
-        self.act_clip_init_val, self.act_clip_decay = float(act_clip_init_val), act_clip_decay
-        super().__init__(model, optimizer, bits_activations, bits_weights, bits_bias, overrides,
-                         dorefa_quantize_param)
+    @validated
+    def __init__(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer], bits_activations: BitsSetting = 32,
+                 bits_weights: BitsSetting = 32, bits_bias: Literal[None] = None, overrides: Optional[Overrides] = None,
+                 act_clip_init_val: PositiveReal = 8.0, act_clip_decay: Optional[NonNegativeReal] = None) -> None:
+        self.act_clip_init_val, self.act_clip_decay = act_clip_init_val, act_clip_decay
+        super().__init__(model, optimizer, bits_activations, bits_weights, overrides, dorefa_quantize_param)
 
-    def _make_activation(self, num_bits):
+    def _make_activation(self, num_bits: int) -> nn.Module:
         return LearnedClippedLinearQuantization(num_bits, self.act_clip_init_val, dequantize=True, inplace=False)
 
-    def _get_updated_optimizer_params_groups(self):
+    def _get_updated_optimizer_params_groups(self) -> list[dict[str, Any]]:
         clip_params = [m.clip_val for m in self.model.modules() if isinstance(m, LearnedClippedLinearQuantization)]
         clip_ids = {id(p) for p in clip_params}
         groups = [{**g, "params": [p for p in g["params"] if id(p) not in clip_ids]}
                   for g in super()._get_updated_optimizer_params_groups()]
-        clip_group = {"params": clip_params}
+        clip_group: dict[str, Any] = {"params": clip_params}
         if self.act_clip_decay is not None:
             clip_group["weight_decay"] = self.act_clip_decay
         return groups + [clip_group]

@@ -12,33 +12,41 @@ Micikevicius et al., "FP8 Formats for Deep Learning", 2022.
 Use it through :class:`~distiller.quantization.PostTrainLinearQuantizer` (``fp8=True``, optionally
 ``fp8_scaling: per_row``) or directly with :class:`FP8LinearWrapper`.
 """
+from __future__ import annotations
+
 import logging
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal, Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ArgumentError
 from ..graph.cost import register_layer_wrapper
+from ..spec import validated
 
-__all__ = ["FP8LinearWrapper", "FP8_E4M3_MAX", "FP8_SCALINGS", "fp8_scaled_mm_supported", "quantize_to_fp8",
+__all__ = ["FP8LinearWrapper", "FP8_E4M3_MAX", "FP8Scaling", "FP8_SCALINGS", "fp8_scaled_mm_supported",
+           "quantize_to_fp8",
            "fp8_scaled_matmul"]
 
 logger = logging.getLogger(__name__)
 
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_E4M3_MAX = float(torch.finfo(FP8_DTYPE).max)
-FP8_SCALINGS = ("per_tensor", "per_row")
-_logged_simulation = set()
+#: FP8 scale granularity: one scale per tensor, or one per row (weights: output feature; activations: token).
+FP8Scaling = Literal["per_tensor", "per_row"]
+FP8_SCALINGS: tuple[str, ...] = typing.get_args(FP8Scaling)
+_logged_simulation: set[tuple[str, str]] = set()
 
 
-def fp8_scaled_mm_supported(device):
+def fp8_scaled_mm_supported(device: Union[str, torch.device]) -> bool:
     """Whether ``torch._scaled_mm`` runs FP8 matrix products on ``device`` (CUDA, capability >= 8.9)."""
     device = torch.device(device)
     return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 9)
 
 
-def quantize_to_fp8(tensor, per_row):
+def quantize_to_fp8(tensor: torch.Tensor, per_row: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns (fp8 tensor, float32 scale) with ``tensor ~= fp8.float() * scale``.
 
     ``per_row`` gives one scale per row of a 2-D tensor (shape ``(rows, 1)``); else a 0-d scale.
@@ -49,7 +57,8 @@ def quantize_to_fp8(tensor, per_row):
     return fp8, scale
 
 
-def fp8_scaled_matmul(x_fp8, x_scale, w_fp8, w_scale, out_dtype):
+def fp8_scaled_matmul(x_fp8: torch.Tensor, x_scale: torch.Tensor, w_fp8: torch.Tensor, w_scale: torch.Tensor,
+                      out_dtype: torch.dtype) -> torch.Tensor:
     """``(x_fp8 * x_scale) @ (w_fp8 * w_scale).T`` with ``torch._scaled_mm``.
 
     Args:
@@ -62,7 +71,7 @@ def fp8_scaled_matmul(x_fp8, x_scale, w_fp8, w_scale, out_dtype):
                             out_dtype=out_dtype)
 
 
-def _log_simulation_once(device, reason):
+def _log_simulation_once(device: torch.device, reason: str) -> None:
     key = (str(device), reason)
     if key not in _logged_simulation:
         _logged_simulation.add(key)
@@ -81,15 +90,20 @@ class FP8LinearWrapper(nn.Module):
             Per-row activation scales are always measured on the batch (one per token).
     Raises:
         TypeError: ``wrapped_module`` is not an ``nn.Linear``.
-        distiller.errors.ArgumentError: unknown ``scaling``.
+        distiller.errors.ArgumentError: unknown ``scaling`` (or another argument of the wrong type).
     """
 
-    def __init__(self, wrapped_module, scaling="per_tensor", activation_stats=None):
+    wrapped_module: nn.Linear
+    weight_fp8: torch.Tensor
+    weight_scale: torch.Tensor
+    input_scale: torch.Tensor
+
+    @validated
+    def __init__(self, wrapped_module: nn.Module, scaling: FP8Scaling = "per_tensor",
+                 activation_stats: Optional[Mapping[str, Any]] = None) -> None:
         super().__init__()
         if not isinstance(wrapped_module, nn.Linear):
             raise TypeError(f"FP8 quantization applies to nn.Linear layers, not {type(wrapped_module).__name__}")
-        if scaling not in FP8_SCALINGS:
-            raise ArgumentError(f"unknown fp8_scaling {scaling!r}; valid values: {', '.join(FP8_SCALINGS)}")
         self.wrapped_module = wrapped_module
         self.scaling = scaling
         weight_fp8, weight_scale = quantize_to_fp8(wrapped_module.weight, per_row=scaling == "per_row")
@@ -104,13 +118,13 @@ class FP8LinearWrapper(nn.Module):
         self.register_buffer("input_scale", torch.tensor(static if static else float("nan"),
                                                          device=wrapped_module.weight.device))
 
-    def _quantize_input(self, x2d):
+    def _quantize_input(self, x2d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not torch.isnan(self.input_scale):
             scale = self.input_scale.clamp(min=torch.finfo(torch.float32).tiny)
             return (x2d.float() / scale).clamp(-FP8_E4M3_MAX, FP8_E4M3_MAX).to(FP8_DTYPE), scale
         return quantize_to_fp8(x2d, per_row=self.scaling == "per_row")
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2d = x.reshape(-1, shape[-1])
         x_fp8, x_scale = self._quantize_input(x2d)
@@ -128,5 +142,5 @@ class FP8LinearWrapper(nn.Module):
             y = y + self.wrapped_module.bias
         return y.reshape(*shape[:-1], n)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"scaling={self.scaling}, static_input_scale={not torch.isnan(self.input_scale).item()}"

@@ -14,17 +14,25 @@ References:
     (ACIQ), NeurIPS 2019 (analytical clipping for Gaussian/Laplace tensors).
     Bengio et al., "Estimating or Propagating Gradients Through Stochastic Neurons", 2013 (STE).
 """
+from __future__ import annotations
+
 import enum
 import functools
 import math
-from collections import namedtuple
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal, NamedTuple, Optional, TypeVar, Union
 
+import annotated_types
 import torch
+from pydantic import PlainValidator
 
 from ..errors import ArgumentError
+from ..spec import BitWidth, Range, check_value
 
 __all__ = ["LinearQuantMode", "ClipMode", "ModuleQuantMode", "parse_linear_quant_mode", "parse_clip_mode",
-           "verify_quant_mode", "validate_num_bits", "get_quantized_range", "quantized_range_for_mode",
+           "verify_quant_mode", "LinearQuantModeArg", "QuantModeArg", "ClipModeArg", "SymmetricBitWidth",
+           "PositiveReal", "NonNegativeReal",
+           "get_quantized_range", "quantized_range_for_mode",
            "symmetric_linear_quantization_params", "asymmetric_linear_quantization_params",
            "linear_quant_params_from_min_max", "linear_quant_params_from_tensor",
            "linear_quantize", "linear_quantize_clamp", "linear_dequantize", "LinearQuantizeSTE",
@@ -61,15 +69,21 @@ class ClipMode(enum.Enum):
     LAPLACE = 4
 
 
-#: Quantization mode of a module's activations and weights.
-ModuleQuantMode = namedtuple("ModuleQuantMode", ["activations", "weights"])
+class ModuleQuantMode(NamedTuple):
+    """Quantization mode of a module's activations and weights."""
+    activations: LinearQuantMode
+    weights: LinearQuantMode
+
 
 # Distiller's command-line spellings (--qe-mode sym / sym_restr / asym_s / asym_u).
 _MODE_ALIASES = {"sym": LinearQuantMode.SYMMETRIC, "sym_restr": LinearQuantMode.SYMMETRIC_RESTRICTED,
                  "asym_s": LinearQuantMode.ASYMMETRIC_SIGNED, "asym_u": LinearQuantMode.ASYMMETRIC_UNSIGNED}
 
 
-def _parse_enum(enum_cls, value, aliases, what):
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _parse_enum(enum_cls: type[_E], value: Any, aliases: Mapping[str, _E], what: str) -> _E:
     if isinstance(value, enum_cls):
         return value
     if isinstance(value, str):
@@ -82,17 +96,18 @@ def _parse_enum(enum_cls, value, aliases, what):
     raise ArgumentError(f"unknown {what} {value!r}; valid values: {', '.join(valid)}")
 
 
-def parse_linear_quant_mode(value):
+def parse_linear_quant_mode(value: Union[LinearQuantMode, str]) -> LinearQuantMode:
     """Returns the LinearQuantMode for an enum, its name (any case) or a CLI alias ('sym', 'asym_u', ...)."""
     return _parse_enum(LinearQuantMode, value, _MODE_ALIASES, "quantization mode")
 
 
-def parse_clip_mode(value):
+def parse_clip_mode(value: Union[ClipMode, str]) -> ClipMode:
     """Returns the ClipMode for an enum or its name in any case ('avg', 'N_STD', 'laplace', ...)."""
     return _parse_enum(ClipMode, value, {}, "clip mode")
 
 
-def verify_quant_mode(mode):
+def verify_quant_mode(mode: Union[LinearQuantMode, str, ModuleQuantMode,
+                                   Mapping[str, Union[LinearQuantMode, str]]]) -> ModuleQuantMode:
     """Normalises a mode given for both tensor types, or as ``{'activations': m, 'weights': m}``.
 
     Returns:
@@ -102,7 +117,7 @@ def verify_quant_mode(mode):
     """
     if isinstance(mode, ModuleQuantMode):
         return ModuleQuantMode(*(parse_linear_quant_mode(m) for m in mode))
-    if isinstance(mode, dict):
+    if isinstance(mode, Mapping):
         unknown = set(mode) - {"activations", "weights"}
         if unknown or len(mode) != 2:
             raise ArgumentError(f"a per-tensor quantization mode needs exactly the keys 'activations' and "
@@ -113,22 +128,28 @@ def verify_quant_mode(mode):
     return ModuleQuantMode(mode, mode)
 
 
-def validate_num_bits(num_bits, what="num_bits", allow_none=True):
-    """Checks that a bit width is None (no quantization, if allowed) or an int in 1..32; returns it.
+#: Argument types (see :mod:`distiller.spec`): the parsers above are their validators, so a bad value is an
+#: ``ArgumentError`` naming the argument and listing the valid names, from YAML and Python alike.
+#: A LinearQuantMode, its name in any case, or a CLI alias ('sym', 'sym_restr', 'asym_s', 'asym_u').
+LinearQuantModeArg = Annotated[Union[LinearQuantMode, str], PlainValidator(parse_linear_quant_mode)]
+#: One mode for activations and weights, or ``{'activations': mode, 'weights': mode}``.
+QuantModeArg = Annotated[Union[LinearQuantMode, str, ModuleQuantMode, Mapping[str, Union[LinearQuantMode, str]]],
+                         PlainValidator(verify_quant_mode)]
+#: A ClipMode or its name in any case ('none', 'avg', 'n_std', 'gauss', 'laplace').
+ClipModeArg = Annotated[Union[ClipMode, str], PlainValidator(parse_clip_mode)]
+#: Bit width of a symmetric signed range (one bit is the sign).
+SymmetricBitWidth = Annotated[int, Range(2, 32)]
+#: A real number > 0 (e.g. a clipping value or a number of standard deviations).
+PositiveReal = Annotated[float, annotated_types.Gt(0)]
+#: A real number >= 0 (e.g. a weight decay).
+NonNegativeReal = Annotated[float, annotated_types.Ge(0)]
 
-    Raises:
-        distiller.errors.ArgumentError: naming ``what`` for anything else (0, 33, -1, 2.5, '8', True, ...).
-    """
-    if num_bits is None and allow_none:
-        return None
-    if isinstance(num_bits, bool) or not isinstance(num_bits, int) or not 1 <= num_bits <= 32:
-        hint = " (use null/None for 'do not quantize')" if num_bits == 0 or num_bits is None else ""
-        raise ArgumentError(f"{what} must be an integer between 1 and 32{' or None' if allow_none else ''}, "
-                            f"got {num_bits!r}{hint}")
-    return num_bits
+#: A saturation value or quantization parameter: a python number or a (per-channel) tensor.
+_T = TypeVar("_T", float, torch.Tensor)
+_Number = Union[float, torch.Tensor]
 
 
-def get_quantized_range(num_bits, signed=True, signed_restrict_qrange=False):
+def get_quantized_range(num_bits: int, signed: bool = True, signed_restrict_qrange: bool = False) -> tuple[int, int]:
     """Returns the integer range (qmin, qmax) of a ``num_bits`` quantized value."""
     if signed:
         qmax = 2 ** (num_bits - 1) - 1
@@ -136,28 +157,29 @@ def get_quantized_range(num_bits, signed=True, signed_restrict_qrange=False):
     return 0, 2 ** num_bits - 1
 
 
-def quantized_range_for_mode(num_bits, mode):
+def quantized_range_for_mode(num_bits: int, mode: LinearQuantModeArg) -> tuple[int, int]:
     """Integer range (qmin, qmax) that values quantized in ``mode`` occupy."""
     mode = parse_linear_quant_mode(mode)
     return get_quantized_range(num_bits, signed=mode != LinearQuantMode.ASYMMETRIC_UNSIGNED,
                                signed_restrict_qrange=mode == LinearQuantMode.SYMMETRIC_RESTRICTED)
 
 
-def _as_float_tensor(value):
+def _as_float_tensor(value: Union[float, torch.Tensor]) -> torch.Tensor:
     """``value`` as a tensor of at least float32 precision (float64 stays float64)."""
     if not isinstance(value, torch.Tensor):
         return torch.tensor(float(value))
     return value.to(torch.promote_types(value.dtype, torch.float32)) if value.is_floating_point() else value.float()
 
 
-def _maybe_scalar(template, *tensors):
+def _maybe_scalar(template: Any, first: torch.Tensor, second: torch.Tensor) -> tuple[Any, Any]:
     """Returns python floats when the inputs were python numbers, tensors otherwise."""
     if isinstance(template, torch.Tensor):
-        return tensors
-    return tuple(t.item() for t in tensors)
+        return first, second
+    return first.item(), second.item()
 
 
-def symmetric_linear_quantization_params(num_bits, saturation_val, restrict_qrange=False):
+def symmetric_linear_quantization_params(num_bits: SymmetricBitWidth, saturation_val: _T,
+                                         restrict_qrange: bool = False) -> tuple[_T, _T]:
     """Scale and zero point (always 0) mapping [-sat, sat] onto the signed ``num_bits`` range.
 
     Without ``restrict_qrange`` the real range spans (2^b - 1) / 2 integer steps on each side
@@ -165,11 +187,12 @@ def symmetric_linear_quantization_params(num_bits, saturation_val, restrict_qran
     A saturation value of 0 gives scale 1.
 
     Raises:
-        distiller.errors.ArgumentError: ``num_bits`` < 2 (a symmetric signed range needs two bits).
+        distiller.errors.ArgumentError: ``num_bits`` not an int in 2..32 (a symmetric signed range needs two
+            bits).
         ValueError: negative saturation.
     """
-    if not isinstance(num_bits, int) or num_bits < 2:
-        raise ArgumentError(f"symmetric quantization needs at least 2 bits, got {num_bits!r}")
+    # check_value rather than @validated: this runs for every forward pass of quantization-aware training.
+    num_bits = check_value("symmetric_linear_quantization_params", "num_bits", SymmetricBitWidth, num_bits)
     sat = _as_float_tensor(saturation_val)
     if (sat < 0).any():
         raise ValueError("symmetric saturation values must be non-negative (pass max |x|)")
@@ -179,17 +202,18 @@ def symmetric_linear_quantization_params(num_bits, saturation_val, restrict_qran
     return _maybe_scalar(saturation_val, scale, torch.zeros_like(scale))
 
 
-def asymmetric_linear_quantization_params(num_bits, saturation_min, saturation_max,
-                                          integral_zero_point=True, signed=False):
+def asymmetric_linear_quantization_params(num_bits: BitWidth, saturation_min: _T, saturation_max: _Number,
+                                          integral_zero_point: bool = True, signed: bool = False) -> tuple[_T, _T]:
     """Scale and zero point mapping [sat_min, sat_max] (extended to include 0) onto ``num_bits``.
 
     Unsigned output range [0, 2^b-1]; with ``signed`` the zero point shifts it to [-2^(b-1), 2^(b-1)-1].
     With ``integral_zero_point`` (the default) real 0 maps exactly onto an integer.
 
     Raises:
+        distiller.errors.ArgumentError: ``num_bits`` not an int in 1..32.
         ValueError: sat_min > sat_max.
     """
-    validate_num_bits(num_bits, "num_bits", allow_none=False)
+    num_bits = check_value("asymmetric_linear_quantization_params", "num_bits", BitWidth, num_bits)  # hot: no decorator
     lo, hi = _as_float_tensor(saturation_min), _as_float_tensor(saturation_max)
     if (lo > hi).any():
         raise ValueError(f"saturation_min must be <= saturation_max (got {saturation_min} > {saturation_max})")
@@ -206,7 +230,8 @@ def asymmetric_linear_quantization_params(num_bits, saturation_min, saturation_m
     return _maybe_scalar(saturation_min, scale, zero_point)
 
 
-def linear_quant_params_from_min_max(num_bits, mode, sat_min, sat_max):
+def linear_quant_params_from_min_max(num_bits: int, mode: LinearQuantModeArg, sat_min: Union[float, torch.Tensor],
+                                     sat_max: Union[float, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and zero point for a tensor whose saturation range is [sat_min, sat_max], in ``mode``."""
     mode = parse_linear_quant_mode(mode)
     if mode in (LinearQuantMode.SYMMETRIC, LinearQuantMode.SYMMETRIC_RESTRICTED):
@@ -217,8 +242,9 @@ def linear_quant_params_from_min_max(num_bits, mode, sat_min, sat_max):
                                                  signed=mode == LinearQuantMode.ASYMMETRIC_SIGNED)
 
 
-def linear_quant_params_from_tensor(tensor, num_bits, mode, per_channel=False, clip=ClipMode.NONE,
-                                    num_stds=None):
+def linear_quant_params_from_tensor(tensor: torch.Tensor, num_bits: int, mode: LinearQuantModeArg,
+                                    per_channel: bool = False, clip: ClipModeArg = ClipMode.NONE,
+                                    num_stds: Optional[float] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and zero point for ``tensor`` itself (typically weights), optionally per output channel.
 
     Args:
@@ -226,7 +252,7 @@ def linear_quant_params_from_tensor(tensor, num_bits, mode, per_channel=False, c
             several batches and is meaningless for a single tensor: ArgumentError.
     """
     clip = parse_clip_mode(clip)
-    dim = 0 if per_channel else None
+    dim: Optional[Literal[0]] = 0 if per_channel else None
     if clip == ClipMode.NONE:
         sat_min, sat_max = get_tensor_min_max(tensor, per_dim=dim)
     elif clip == ClipMode.N_STD:
@@ -244,20 +270,21 @@ def linear_quant_params_from_tensor(tensor, num_bits, mode, per_channel=False, c
     return scale, zero_point
 
 
-def linear_quantize(input, scale, zero_point, inplace=False):
+def linear_quantize(input: torch.Tensor, scale: _Number, zero_point: _Number, inplace: bool = False) -> torch.Tensor:
     """``round(scale * input - zero_point)`` (no clamping)."""
     if inplace:
         return input.mul_(scale).sub_(zero_point).round_()
     return torch.round(scale * input - zero_point)
 
 
-def linear_quantize_clamp(input, scale, zero_point, clamp_min, clamp_max, inplace=False):
+def linear_quantize_clamp(input: torch.Tensor, scale: _Number, zero_point: _Number, clamp_min: float,
+                          clamp_max: float, inplace: bool = False) -> torch.Tensor:
     """Quantizes and clamps to the integer range [clamp_min, clamp_max]."""
     output = linear_quantize(input, scale, zero_point, inplace)
     return output.clamp_(clamp_min, clamp_max) if inplace else output.clamp(clamp_min, clamp_max)
 
 
-def linear_dequantize(input, scale, zero_point, inplace=False):
+def linear_dequantize(input: torch.Tensor, scale: _Number, zero_point: _Number, inplace: bool = False) -> torch.Tensor:
     """``(input + zero_point) / scale``: the real value an integer stands for."""
     if inplace:
         return input.add_(zero_point).div_(scale)
@@ -275,7 +302,8 @@ class LinearQuantizeSTE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, input, scale, zero_point, dequantize, inplace):
+    def forward(ctx: Any, input: torch.Tensor, scale: _Number, zero_point: _Number, dequantize: bool,
+                inplace: bool) -> torch.Tensor:
         if inplace:
             ctx.mark_dirty(input)
         output = linear_quantize(input, scale, zero_point, inplace)
@@ -284,24 +312,24 @@ class LinearQuantizeSTE(torch.autograd.Function):
         return output
 
     @staticmethod
-    def backward(ctx, grad_output):
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None]:
         return grad_output, None, None, None, None
 
 
 # ---------------------------------------------------------------------------------------- statistics
 
-def _reduce(tensor, per_dim, op):
+def _reduce(tensor: torch.Tensor, per_dim: Optional[int], op: Callable[..., torch.Tensor]) -> torch.Tensor:
     if per_dim is None:
         return op(tensor.reshape(-1), dim=0)
     return op(tensor.transpose(0, per_dim).reshape(tensor.shape[per_dim], -1), dim=1)
 
 
-def get_tensor_min_max(t, per_dim=None):
+def get_tensor_min_max(t: torch.Tensor, per_dim: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(min, max) of the whole tensor, or per index of ``per_dim`` (1-D tensors)."""
     return _reduce(t, per_dim, torch.amin), _reduce(t, per_dim, torch.amax)
 
 
-def get_tensor_avg_min_max(t, across_dim=None):
+def get_tensor_avg_min_max(t: torch.Tensor, across_dim: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean over ``across_dim`` (e.g. the batch) of the per-slice min and max; plain min/max if None."""
     if across_dim is None:
         return get_tensor_min_max(t)
@@ -309,19 +337,20 @@ def get_tensor_avg_min_max(t, across_dim=None):
     return mins.mean(), maxs.mean()
 
 
-def get_tensor_max_abs(t, per_dim=None):
+def get_tensor_max_abs(t: torch.Tensor, per_dim: Optional[int] = None) -> torch.Tensor:
     """max |t|, whole tensor or per index of ``per_dim``."""
     mins, maxs = get_tensor_min_max(t, per_dim)
     return torch.max(mins.abs(), maxs.abs())
 
 
-def get_tensor_avg_max_abs(t, across_dim=None):
+def get_tensor_avg_max_abs(t: torch.Tensor, across_dim: Optional[int] = None) -> torch.Tensor:
     """Mean over ``across_dim`` of the per-slice max |t|."""
     mins, maxs = get_tensor_avg_min_max(t, across_dim)
     return torch.max(mins.abs(), maxs.abs())
 
 
-def get_tensor_mean_n_stds_min_max(t, dim=None, n_stds=1):
+def get_tensor_mean_n_stds_min_max(t: torch.Tensor, dim: Optional[int] = None,
+                                   n_stds: float = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """mean -/+ ``n_stds`` standard deviations, never beyond the actual min/max."""
     mean = _reduce(t.float(), dim, torch.mean)
     std = _reduce(t.float(), dim, lambda x, dim: torch.std(x, dim=dim, unbiased=False))
@@ -329,7 +358,7 @@ def get_tensor_mean_n_stds_min_max(t, dim=None, n_stds=1):
     return torch.max(mean - n_stds * std, mins), torch.min(mean + n_stds * std, maxs)
 
 
-def _aciq_expected_mse(alpha, num_bits, clip_mode):
+def _aciq_expected_mse(alpha: float, num_bits: int, clip_mode: ClipMode) -> float:
     """Banner et al. (2019) eq. 5/6 for a unit-scale distribution: clipping noise + rounding noise."""
     rounding = alpha ** 2 / (3 * 4 ** num_bits)
     if clip_mode == ClipMode.LAPLACE:  # Laplace(0, b=1)
@@ -340,8 +369,8 @@ def _aciq_expected_mse(alpha, num_bits, clip_mode):
     return 2 * ((alpha ** 2 + 1) * tail - alpha * density) + rounding
 
 
-@functools.lru_cache(maxsize=None)
-def aciq_clip_multiplier(clip_mode, num_bits):
+@functools.cache
+def aciq_clip_multiplier(clip_mode: ClipModeArg, num_bits: BitWidth) -> float:
     """MSE-optimal clipping value alpha for a ``num_bits`` quantizer over [-alpha, alpha].
 
     In units of the Laplace scale ``b`` (mean absolute deviation) for ClipMode.LAPLACE, or of the
@@ -353,21 +382,21 @@ def aciq_clip_multiplier(clip_mode, num_bits):
     clip_mode = parse_clip_mode(clip_mode)
     if clip_mode not in (ClipMode.GAUSS, ClipMode.LAPLACE):
         raise ArgumentError(f"analytical clipping exists for ClipMode.GAUSS and ClipMode.LAPLACE, not {clip_mode}")
-    validate_num_bits(num_bits, allow_none=False)
+    num_bits = check_value("aciq_clip_multiplier", "num_bits", BitWidth, num_bits)
     result = minimize_scalar(_aciq_expected_mse, bounds=(1e-3, 60.0), args=(num_bits, clip_mode),
                              method="bounded", options={"xatol": 1e-6})
     return float(result.x)
 
 
-def get_tensor_aciq_min_max(t, clip_mode, num_bits, per_dim=None):
+def get_tensor_aciq_min_max(t: torch.Tensor, clip_mode: ClipModeArg, num_bits: int,
+                            per_dim: Optional[Literal[0]] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """ACIQ saturation range: mean -/+ alpha, with alpha = multiplier * (b or sigma) of ``t``.
 
     ``per_dim`` is None (whole tensor) or 0 (per output channel). The range never extends beyond the
     actual min/max of ``t``.
     """
     clip_mode = parse_clip_mode(clip_mode)
-    if per_dim not in (None, 0):
-        raise ArgumentError(f"per_dim must be None or 0, got {per_dim!r}")
+    per_dim = check_value("get_tensor_aciq_min_max", "per_dim", Optional[Literal[0]], per_dim)
     t = t.float()
     mean = _reduce(t, per_dim, torch.mean)
     centred = t - (mean if per_dim is None else mean.view((-1,) + (1,) * (t.dim() - 1)))
@@ -382,13 +411,13 @@ def get_tensor_aciq_min_max(t, clip_mode, num_bits, per_dim=None):
 
 # ------------------------------------------------------------------------ integer scale approximation
 
-def get_scale_approximation_params(fp32_scale, mult_bits, limit=False):
+def get_scale_approximation_params(fp32_scale: _T, mult_bits: BitWidth, limit: bool = False) -> tuple[_T, _T]:
     """Integer multiplier and shift such that ``fp32_scale ~= multiplier / 2**shift`` (Jacob et al. 2018).
 
     The multiplier uses at most ``mult_bits`` bits; with ``limit`` the shift is also at most ``mult_bits``.
     Works element-wise on tensors (per-channel scales).
     """
-    validate_num_bits(mult_bits, "mult_bits", allow_none=False)
+    mult_bits = check_value("get_scale_approximation_params", "mult_bits", BitWidth, mult_bits)
     scale = _as_float_tensor(fp32_scale).double()
     if (scale <= 0).any():
         raise ValueError("scales to approximate must be positive")
@@ -399,7 +428,7 @@ def get_scale_approximation_params(fp32_scale, mult_bits, limit=False):
     return _maybe_scalar(fp32_scale, multiplier, shift)
 
 
-def approx_scale_as_mult_and_shift(fp32_scale, mult_bits, limit=False):
+def approx_scale_as_mult_and_shift(fp32_scale: _T, mult_bits: int, limit: bool = False) -> _T:
     """The value of ``fp32_scale`` after approximating it by an integer multiplier and shift."""
     multiplier, shift = get_scale_approximation_params(fp32_scale, mult_bits, limit)
     if isinstance(fp32_scale, torch.Tensor):

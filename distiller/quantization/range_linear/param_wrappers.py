@@ -5,27 +5,37 @@ Weights are quantized once, when wrapping (the module's ``weight`` then holds th
 accumulator's scale (``input scale * weight scale``) to ``num_bits_accum`` bits. Integer accumulation
 is simulated exactly: in float32 when every partial sum fits its 24-bit mantissa, in float64 otherwise.
 """
+from __future__ import annotations
+
+from typing import Optional, Union
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...graph.cost import register_layer_wrapper
-from ..q_utils import (ClipMode, LinearQuantMode, get_tensor_min_max, linear_dequantize,
-                       linear_quant_params_from_min_max, linear_quant_params_from_tensor, linear_quantize_clamp,
-                       parse_linear_quant_mode, quantized_range_for_mode, validate_num_bits)
-from .wrappers import RangeLinearQuantWrapper
+from ...spec import BitWidth, validated
+from ..overrides import BitsSetting
+from ..q_utils import (ClipMode, ClipModeArg, LinearQuantMode, LinearQuantModeArg, PositiveReal, QuantModeArg,
+                       get_tensor_min_max, linear_dequantize, linear_quant_params_from_min_max,
+                       linear_quant_params_from_tensor, linear_quantize_clamp, parse_linear_quant_mode,
+                       quantized_range_for_mode)
+from .wrappers import ModuleStats, RangeLinearQuantWrapper
 
 __all__ = ["RangeLinearQuantParamLayerWrapper", "RangeLinearQuantMatmulWrapper", "RangeLinearEmbeddingWrapper"]
 
 _FLOAT32_EXACT = 2 ** 24
+#: The layers :class:`RangeLinearQuantParamLayerWrapper` wraps.
+_ParamLayer = Union[nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear]
 
 
-def _accumulation_dtype(fan_in, bits_a, bits_b):
+def _accumulation_dtype(fan_in: int, bits_a: int, bits_b: int) -> torch.dtype:
     """float32 if any sum of ``fan_in`` products of such integers is exact in float32, else float64."""
     return torch.float32 if fan_in * 2 ** (bits_a + bits_b) < _FLOAT32_EXACT else torch.float64
 
 
-def _quantize_weight_in_place(module, num_bits, mode, per_channel, save_fp_weights):
+def _quantize_weight_in_place(module: Union[_ParamLayer, nn.Embedding], num_bits: int, mode: LinearQuantMode,
+                              per_channel: bool, save_fp_weights: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Replaces ``module.weight`` by its integers; returns (scale, zero_point)."""
     weight = module.weight.detach()
     if save_fp_weights:
@@ -51,15 +61,22 @@ class RangeLinearQuantParamLayerWrapper(RangeLinearQuantWrapper):
         Other arguments: see :class:`RangeLinearQuantWrapper`.
     """
 
-    def __init__(self, wrapped_module, num_bits_acts, num_bits_params, num_bits_accum=32,
-                 mode=LinearQuantMode.SYMMETRIC, clip_acts=ClipMode.NONE, per_channel_wts=False,
-                 activation_stats=None, clip_n_stds=None, clip_half_range=False, scale_approx_mult_bits=None,
-                 save_fp_weights=False):
+    wrapped_module: _ParamLayer
+    w_scale: torch.Tensor
+    w_zero_point: torch.Tensor
+
+    @validated
+    def __init__(self, wrapped_module: nn.Module, num_bits_acts: BitsSetting, num_bits_params: BitWidth,
+                 num_bits_accum: BitWidth = 32, mode: QuantModeArg = LinearQuantMode.SYMMETRIC,
+                 clip_acts: ClipModeArg = ClipMode.NONE, per_channel_wts: bool = False,
+                 activation_stats: Optional[ModuleStats] = None, clip_n_stds: Optional[PositiveReal] = None,
+                 clip_half_range: bool = False, scale_approx_mult_bits: BitsSetting = None,
+                 save_fp_weights: bool = False) -> None:
         if not isinstance(wrapped_module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
             raise TypeError(f"{type(self).__name__} wraps Conv1d/2d/3d and Linear, not {type(wrapped_module).__name__}")
         super().__init__(wrapped_module, num_bits_acts, num_bits_accum, mode, clip_acts, activation_stats,
                          clip_n_stds, clip_half_range, scale_approx_mult_bits, num_inputs=1)
-        self.num_bits_params = validate_num_bits(num_bits_params, "num_bits_params", allow_none=False)
+        self.num_bits_params = num_bits_params
         self.per_channel_wts = per_channel_wts
         self.save_fp_weights = save_fp_weights
         scale, zero_point = _quantize_weight_in_place(wrapped_module, self.num_bits_params, self.mode.weights,
@@ -69,7 +86,7 @@ class RangeLinearQuantParamLayerWrapper(RangeLinearQuantWrapper):
         fan_in = wrapped_module.weight[0].numel()
         self._acc_dtype = _accumulation_dtype(fan_in, self.num_bits_acts or 32, self.num_bits_params)
 
-    def requantize_weights(self, range_multiplier=1.0):
+    def requantize_weights(self, range_multiplier: float = 1.0) -> None:
         """Re-quantizes the weights from ``float_weight`` with their range scaled by ``range_multiplier``
         (values outside are clipped). Needs ``save_fp_weights=True``."""
         float_weight = getattr(self.wrapped_module, "float_weight", None)
@@ -85,7 +102,7 @@ class RangeLinearQuantParamLayerWrapper(RangeLinearQuantWrapper):
                 float_weight, self.w_scale, self.w_zero_point,
                 *quantized_range_for_mode(self.num_bits_params, self.mode.weights)))
 
-    def _per_output_channel(self, tensor):
+    def _per_output_channel(self, tensor: torch.Tensor) -> torch.Tensor:
         """Views a per-channel (or scalar) tensor so it broadcasts over the layer's output."""
         if tensor.numel() == 1:
             return tensor.reshape(())
@@ -93,19 +110,20 @@ class RangeLinearQuantParamLayerWrapper(RangeLinearQuantWrapper):
             return tensor.reshape(-1)
         return tensor.reshape(-1, *([1] * (self.wrapped_module.weight.dim() - 2)))
 
-    def _layer(self, input, weight, bias):
+    def _layer(self, input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
         if isinstance(self.wrapped_module, nn.Linear):
             return F.linear(input, weight, bias)
         return self.wrapped_module._conv_forward(input, weight, bias)
 
-    def integer_weight(self):
+    def integer_weight(self) -> torch.Tensor:
         """The weight integers plus their zero point (the values the accumulator multiplies)."""
         return self.wrapped_module.weight + self.w_zero_point
 
-    def dequantized_weight(self):
+    def dequantized_weight(self) -> torch.Tensor:
+        """The real values the weight integers stand for."""
         return linear_dequantize(self.wrapped_module.weight, self.w_scale, self.w_zero_point)
 
-    def forward(self, input):
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
         bias = self.wrapped_module.bias
         if self.num_bits_acts is None:
             return self._layer(input, self.dequantized_weight().to(input.dtype), bias)
@@ -118,7 +136,7 @@ class RangeLinearQuantParamLayerWrapper(RangeLinearQuantWrapper):
         acc = acc.clamp(*self.accum_qrange)
         return self.dequantize_output(acc, self._per_output_channel(acc_scale), input.dtype)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (super().extra_repr() + f", num_bits_params={self.num_bits_params}, "
                 f"per_channel_wts={self.per_channel_wts}")
 
@@ -126,16 +144,18 @@ class RangeLinearQuantParamLayerWrapper(RangeLinearQuantWrapper):
 class RangeLinearQuantMatmulWrapper(RangeLinearQuantWrapper):
     """Quantized ``distiller.modules.Matmul`` / ``BatchMatmul``: both operands are activations."""
 
-    def __init__(self, wrapped_module, num_bits_acts, num_bits_accum=32, mode=LinearQuantMode.SYMMETRIC,
-                 clip_acts=ClipMode.NONE, activation_stats=None, clip_n_stds=None, clip_half_range=False,
-                 scale_approx_mult_bits=None):
+    @validated
+    def __init__(self, wrapped_module: nn.Module, num_bits_acts: BitWidth, num_bits_accum: BitWidth = 32,
+                 mode: QuantModeArg = LinearQuantMode.SYMMETRIC, clip_acts: ClipModeArg = ClipMode.NONE,
+                 activation_stats: Optional[ModuleStats] = None, clip_n_stds: Optional[PositiveReal] = None,
+                 clip_half_range: bool = False, scale_approx_mult_bits: BitsSetting = None) -> None:
         super().__init__(wrapped_module, num_bits_acts, num_bits_accum, mode, clip_acts, activation_stats,
                          clip_n_stds, clip_half_range, scale_approx_mult_bits, num_inputs=2)
 
-    def forward(self, a, b):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         qa, sa, za = self.quantize_input(0, a)
         qb, sb, zb = self.quantize_input(1, b)
-        dtype = _accumulation_dtype(a.size(-1), self.num_bits_acts, self.num_bits_acts)
+        dtype = _accumulation_dtype(a.size(-1), self.acts_bits, self.acts_bits)
         acc = self.wrapped_module((qa + za).to(dtype), (qb + zb).to(dtype)).clamp(*self.accum_qrange)
         return self.dequantize_output(acc, (sa * sb).to(dtype), a.dtype)
 
@@ -151,24 +171,29 @@ class RangeLinearEmbeddingWrapper(nn.Module):
         save_fp_weights: keep the float table in a ``float_weight`` buffer.
     """
 
-    def __init__(self, wrapped_module, num_bits, mode=LinearQuantMode.SYMMETRIC, per_channel_wts=False,
-                 save_fp_weights=False):
+    w_scale: torch.Tensor
+    w_zero_point: torch.Tensor
+
+    @validated
+    def __init__(self, wrapped_module: nn.Module, num_bits: BitWidth,
+                 mode: LinearQuantModeArg = LinearQuantMode.SYMMETRIC, per_channel_wts: bool = False,
+                 save_fp_weights: bool = False) -> None:
         super().__init__()
         if not isinstance(wrapped_module, nn.Embedding):
             raise TypeError(f"{type(self).__name__} wraps nn.Embedding, not {type(wrapped_module).__name__}")
         self.wrapped_module = wrapped_module
-        self.num_bits = validate_num_bits(num_bits, "num_bits", allow_none=False)
+        self.num_bits = num_bits
         self.mode = parse_linear_quant_mode(mode)
         scale, zero_point = _quantize_weight_in_place(wrapped_module, self.num_bits, self.mode, per_channel_wts,
                                                       save_fp_weights)
         self.register_buffer("w_scale", scale)
         self.register_buffer("w_zero_point", zero_point)
 
-    def forward(self, input):
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
         table = linear_dequantize(self.wrapped_module.weight, self.w_scale, self.w_zero_point)
         module = self.wrapped_module
         return F.embedding(input, table, module.padding_idx, module.max_norm, module.norm_type,
                            module.scale_grad_by_freq, module.sparse)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"num_bits={self.num_bits}, mode={self.mode.name}"

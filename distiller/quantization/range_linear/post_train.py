@@ -1,6 +1,12 @@
 """Post-training range-linear quantization (:class:`PostTrainLinearQuantizer`)."""
+from __future__ import annotations
+
 import copy
 import logging
+import os
+import typing
+from collections.abc import Mapping
+from typing import Any, Optional, TypeGuard, Union
 
 from torch import nn
 
@@ -9,12 +15,13 @@ from ...data_loggers.collector import load_quant_stats
 from ...errors import ArgumentError, suggest
 from ...graph.capture import GraphCaptureError
 from ...registry import register_quantizer
-from ...utils import model_is_parallel, normalize_module_name
-from ..base import Quantizer
-from ..overrides import BITS_KEYS, OverrideError, normalize_overrides
+from ...spec import BitWidth, validated
+from ...utils import normalize_module_name
+from ..base import QBits, Quantizer, inner_model
 from ..bn_fold import find_batchnorm_pairs
-from ..fp8 import FP8_SCALINGS, FP8LinearWrapper
-from ..q_utils import (ClipMode, LinearQuantMode, parse_clip_mode, validate_num_bits,
+from ..fp8 import FP8LinearWrapper, FP8Scaling
+from ..overrides import BITS_KEYS, BITS_TYPES, BitsSetting, OverrideError, Overrides, check_overrides
+from ..q_utils import (ClipMode, ClipModeArg, LinearQuantMode, PositiveReal, QuantModeArg, parse_clip_mode,
                        verify_quant_mode)
 from .eltwise_wrappers import (RangeLinearQuantConcatWrapper, RangeLinearQuantEltwiseAddWrapper,
                                RangeLinearQuantEltwiseMultWrapper)
@@ -22,7 +29,7 @@ from .param_wrappers import (RangeLinearEmbeddingWrapper, RangeLinearQuantMatmul
                              RangeLinearQuantParamLayerWrapper)
 from .ptq_graph import (GRID_PRESERVING_MODULES, SAME_RANGE_AS_INPUT_MODULES, QuantizationGraph, analyze_model,
                         fold_batch_norm)
-from .wrappers import FP16Wrapper, RangeLinearFakeQuantWrapper, RangeLinearQuantWrapper
+from .wrappers import FP16Wrapper, ModuleStats, RangeLinearFakeQuantWrapper, RangeLinearQuantWrapper, TensorStats
 
 __all__ = ["PostTrainLinearQuantizer"]
 
@@ -38,9 +45,14 @@ _OVERRIDE_KEYS = ("bits_accum", "mode", "clip_acts", "clip_n_stds", "clip_half_r
                   "scale_approx_mult_bits", "fp16", "fp8", "fp8_scaling")
 # Decisions whose wrapper uses static activation ranges (and so needs calibration statistics).
 _STATIC_KINDS = ("param", "matmul", "multi", "fake")
+#: How a layer is quantized: a kind ('keep', 'fp8', 'fp16', 'embedding', 'param', 'matmul', 'multi', 'fake') and
+#: the wrapper's arguments.
+_Decision = tuple[str, dict[str, Any]]
+#: Calibration statistics: a YAML file from ``collect_quant_stats`` or its content, ``{module: ModuleStats}``.
+StatsSource = Union[str, os.PathLike, Mapping[str, ModuleStats]]
 
 
-def _relu_clipped(stats):
+def _relu_clipped(stats: TensorStats) -> dict[str, float]:
     """Statistics of ReLU(x) approximated from those of x (for a functional ReLU with no stats)."""
     clipped = dict(stats)
     for key in ("min", "max", "avg_min", "avg_max"):
@@ -83,54 +95,61 @@ class PostTrainLinearQuantizer(Quantizer):
         save_fp_weights: keep float weights in ``float_weight`` buffers (to re-quantize later).
         fp8: quantize ``nn.Linear`` layers to FP8 E4M3 (see :mod:`distiller.quantization.fp8`).
         fp8_scaling: ``'per_tensor'`` or ``'per_row'`` FP8 scales.
+
+    A ``--qe-config-file`` holds the instance under ``quantizers:``.
+
+    YAML::
+
+        post_train_quantizer:
+          class: PostTrainLinearQuantizer
+          bits_activations: 8
+          bits_parameters: 8
+          bits_accum: 32
+          mode: {activations: ASYMMETRIC_UNSIGNED, weights: SYMMETRIC}
+          per_channel_wts: true
+          clip_acts: AVG
+          # model_activation_stats: stats/acts_quantization_stats.yaml   # calibrated (static) activation ranges
+          overrides:
+            fc: {clip_acts: NONE}
+            conv1: {bits_activations: null, bits_weights: null}
+
     Raises:
-        distiller.errors.ArgumentError: bit widths outside 1..32, unknown mode/clip strings, statistics
-            naming modules the model does not have; :class:`~distiller.quantization.OverrideError` for a bad
-            override; :class:`~distiller.errors.UnmatchedNameError` for an override matching nothing.
+        distiller.errors.ArgumentError: an argument of the wrong type (bit widths outside 1..32, unknown
+            mode/clip strings, ...: checked by :func:`distiller.spec.validated` from the annotations, the
+            message names the argument, the expected type and the value), ``clip_acts: N_STD`` without
+            ``clip_n_stds``, statistics naming modules the model does not have;
+            :class:`~distiller.quantization.OverrideError` for a bad override (an unknown setting, or a setting
+            of the wrong type: a setting has the type of the argument of the same name);
+            :class:`~distiller.errors.UnmatchedNameError` for an override matching nothing.
         distiller.errors.InputFileError: a statistics file that does not exist.
-
-    Example YAML (``--qe-config-file``)::
-
-        quantizers:
-          post_train_quantizer:
-            class: PostTrainLinearQuantizer
-            bits_activations: 8
-            bits_parameters: 8
-            bits_accum: 32
-            mode: {activations: ASYMMETRIC_UNSIGNED, weights: SYMMETRIC}
-            per_channel_wts: true
-            clip_acts: AVG
-            model_activation_stats: stats/acts_quantization_stats.yaml
-            overrides:
-              fc: {clip_acts: NONE}
-              conv1: {bits_activations: null, bits_weights: null}
     """
 
-    def __init__(self, model, bits_activations=8, bits_parameters=8, bits_accum=32, overrides=None,
-                 mode=LinearQuantMode.SYMMETRIC, clip_acts=ClipMode.NONE, per_channel_wts=False,
-                 model_activation_stats=None, fp16=False, clip_n_stds=None, clip_half_range=False,
-                 scale_approx_mult_bits=None, inputs_quant_auto_fallback=True, save_fp_weights=False,
-                 fp8=False, fp8_scaling="per_tensor"):
-        validate_num_bits(bits_activations, "bits_activations")  # before the constructor touches the model
-        validate_num_bits(bits_parameters, "bits_parameters")
+    @validated
+    def __init__(self, model: nn.Module, bits_activations: BitsSetting = 8, bits_parameters: BitsSetting = 8,
+                 bits_accum: BitWidth = 32, overrides: Optional[Overrides] = None,
+                 mode: QuantModeArg = LinearQuantMode.SYMMETRIC, clip_acts: ClipModeArg = ClipMode.NONE,
+                 per_channel_wts: bool = False, model_activation_stats: Optional[StatsSource] = None,
+                 fp16: bool = False, clip_n_stds: Optional[PositiveReal] = None, clip_half_range: bool = False,
+                 scale_approx_mult_bits: BitsSetting = None, inputs_quant_auto_fallback: bool = True,
+                 save_fp_weights: bool = False, fp8: bool = False, fp8_scaling: FP8Scaling = "per_tensor") -> None:
+        # Everything is checked before the constructor touches the model.
         self.mode = verify_quant_mode(mode)
         self.clip_acts = parse_clip_mode(clip_acts)
-        self.bits_accum = validate_num_bits(bits_accum, "bits_accum", allow_none=False)
-        self.scale_approx_mult_bits = validate_num_bits(scale_approx_mult_bits, "scale_approx_mult_bits")
+        self.bits_accum = bits_accum
+        self.scale_approx_mult_bits = scale_approx_mult_bits
         if self.clip_acts == ClipMode.N_STD and clip_n_stds is None:
-            raise ArgumentError("clip_acts N_STD needs clip_n_stds (the number of standard deviations)")
-        if fp8_scaling not in FP8_SCALINGS:
-            raise ArgumentError(f"unknown fp8_scaling {fp8_scaling!r}; valid values: {', '.join(FP8_SCALINGS)}")
-        for pattern, settings in normalize_overrides(overrides):
-            self._validate_override_values(pattern, settings)
-        self.model_activation_stats = None
+            raise ArgumentError("clip_acts N_STD needs clip_n_stds (the number of standard deviations)",
+                                argument="clip_n_stds")
+        for pattern, settings in check_overrides(type(self).__name__, overrides, self.override_types):
+            self._check_override_keys_known(pattern, settings)
+        self.model_activation_stats: Optional[dict[str, ModuleStats]] = None
         if model_activation_stats is not None:
             self.model_activation_stats = {normalize_module_name(name): entry for name, entry in
                                            load_quant_stats(model_activation_stats).items()}
-        inner = model.module if model_is_parallel(model) else model
+        inner = inner_model(model)
         dm.convert_functional_ops(inner)
         if self.model_activation_stats is not None:
-            self._check_stats_names(inner)
+            self._check_stats_names(inner, self.model_activation_stats)
         super().__init__(model, bits_activations=bits_activations, bits_weights=bits_parameters,
                          bits_bias=self.bits_accum, overrides=overrides)
         self.inputs_quant_auto_fallback, self.save_fp_weights = inputs_quant_auto_fallback, save_fp_weights
@@ -138,52 +157,43 @@ class PostTrainLinearQuantizer(Quantizer):
                               clip_n_stds=clip_n_stds, clip_half_range=clip_half_range,
                               per_channel_wts=per_channel_wts, scale_approx_mult_bits=self.scale_approx_mult_bits,
                               fp16=fp16, fp8=fp8, fp8_scaling=fp8_scaling)
-        self._stats, self._graph, self._decisions = None, QuantizationGraph(), {}
+        self._stats: Optional[dict[str, dict[str, Any]]] = None
+        self._graph = QuantizationGraph()
+        self._decisions: dict[str, _Decision] = {}
         #: (layer, input index) -> the producing layer whose output parameters that input reuses.
-        self.shared_inputs = {}
+        self.shared_inputs: dict[tuple[str, int], str] = {}
         self.default_replacement_fn = self._replace
         for layer_type in _PARAM_LAYERS + (dm.Matmul, dm.BatchMatmul, nn.Embedding) + tuple(_MULTI_INPUT_WRAPPERS):
             self.replacement_factory[layer_type] = self._replace
 
     # ----------------------------------------------------------------------------------- validation
     @staticmethod
-    def _validate_override_values(pattern, settings):
-        where = f"overrides['{pattern}']"
+    def _check_override_keys_known(pattern: str, settings: Mapping[str, Any]) -> None:
         unknown = sorted(set(settings) - set(_OVERRIDE_KEYS) - set(BITS_KEYS))
         if unknown:
-            raise OverrideError(pattern, f"{where}: unknown setting(s) {unknown}; valid settings: bits_activations, "
-                                         f"bits_weights, {', '.join(_OVERRIDE_KEYS)}")
-        try:
-            if "mode" in settings:
-                verify_quant_mode(settings["mode"])
-            if "clip_acts" in settings:
-                parse_clip_mode(settings["clip_acts"])
-            for key in ("bits_accum", "scale_approx_mult_bits"):
-                if key in settings:
-                    validate_num_bits(settings[key], key, allow_none=key != "bits_accum")
-        except ArgumentError as err:
-            raise OverrideError(pattern, f"{where}: {err}") from None
-        if settings.get("fp8_scaling", "per_tensor") not in FP8_SCALINGS:
-            raise OverrideError(pattern, f"{where}.fp8_scaling: unknown value {settings['fp8_scaling']!r}; valid "
-                                         f"values: {', '.join(FP8_SCALINGS)}")
+            raise OverrideError(pattern, f"overrides['{pattern}']: unknown setting(s) {unknown}; valid settings: "
+                                         f"bits_activations, bits_weights, {', '.join(_OVERRIDE_KEYS)}",
+                                setting=unknown[0])
 
-    def _layer_error(self, name, message):
-        """The error for a setting of layer ``name``: an :class:`OverrideError` naming the override that gave
-        it, or an ``ArgumentError`` when it comes from the constructor's defaults."""
+    def _layer_error(self, name: str, message: str, setting: str) -> ArgumentError:
+        """The error for ``setting`` of layer ``name``: an :class:`OverrideError` naming the override that gave
+        it, or an ``ArgumentError`` naming the argument when it comes from the constructor's defaults."""
         pattern = self._override_for(name)[0]
-        return ArgumentError(message) if pattern is None else OverrideError(pattern, message)
+        return ArgumentError(message, argument=setting) if pattern is None else OverrideError(pattern, message, setting)
 
-    def _check_stats_names(self, model):
+    @staticmethod
+    def _check_stats_names(model: nn.Module, stats: Mapping[str, ModuleStats]) -> None:
         names = [name for name, _ in model.named_modules() if name]
-        unknown = [name for name in self.model_activation_stats if name not in set(names)]
+        unknown = [name for name in stats if name not in set(names)]
         if unknown:
             hints = [f"'{n}'" + (f" (did you mean {suggest(n, names)}?)" if suggest(n, names) else "")
                      for n in unknown[:5]]
             raise ArgumentError(f"calibration statistics name {len(unknown)} module(s) that the model does not have: "
                                 f"{', '.join(hints)}{' ...' if len(unknown) > 5 else ''}. Collect the statistics on "
-                                f"this model with distiller.data_loggers.collect_quant_stats")
+                                f"this model with distiller.data_loggers.collect_quant_stats",
+                                argument="model_activation_stats")
 
-    def check_settings(self):
+    def check_settings(self) -> None:
         """As :meth:`Quantizer.check_settings`, and decides how every layer is quantized, which rejects e.g.
         ``fp8`` on a layer that is not ``nn.Linear`` or ``clip_acts: N_STD`` without ``clip_n_stds``.
         Calibration statistics are checked against the layers by :meth:`prepare_model`."""
@@ -191,7 +201,7 @@ class PostTrainLinearQuantizer(Quantizer):
             self._decide(module, full_name, self.module_qbits_map, **extra)
 
     # ------------------------------------------------------------------------------ preparation
-    def _pre_prepare_model(self, dummy_input):
+    def _pre_prepare_model(self, dummy_input: Any) -> set[str]:
         """Plans every layer and checks the statistics (raising before any change), then folds BatchNorms.
 
         Returns:
@@ -219,25 +229,25 @@ class PostTrainLinearQuantizer(Quantizer):
                     "static" if self._stats is not None else "dynamic")
         return {prefix + bn for bn in folded}
 
-    def _post_prepare_model(self):
+    def _post_prepare_model(self) -> None:
         if self.inputs_quant_auto_fallback:
             self.share_producer_quant_params()
 
-    def _batchnorm_pairs(self, model):
+    def _batchnorm_pairs(self, model: nn.Module) -> list[tuple[str, str]]:
         try:
             return find_batchnorm_pairs(model)
         except GraphCaptureError as err:
             logger.warning("BatchNorm layers are not folded: %s", err)
             return []
 
-    def _effective_stats(self, pairs):
+    def _effective_stats(self, pairs: list[tuple[str, str]]) -> Optional[dict[str, dict[str, Any]]]:
         """Calibration statistics as the prepared layers see them: a folded layer's output is its BN's,
         a layer followed only by a ReLU has the ReLU's output range."""
         if self.model_activation_stats is None:
             return None
-        stats = {name: {"inputs": {int(i): rec for i, rec in (entry.get("inputs") or {}).items()},
-                        "output": entry.get("output")}
-                 for name, entry in copy.deepcopy(self.model_activation_stats).items()}
+        stats: dict[str, dict[str, Any]] = {
+            name: {"inputs": {int(i): rec for i, rec in (entry.get("inputs") or {}).items()}, "output": entry.get("output")}
+            for name, entry in copy.deepcopy(self.model_activation_stats).items()}
         for layer, bn in pairs:
             if layer in stats and stats.get(bn, {}).get("output"):
                 stats[layer]["output"] = stats[bn]["output"]
@@ -248,45 +258,48 @@ class PostTrainLinearQuantizer(Quantizer):
         return stats
 
     # ------------------------------------------------------------------------------- decisions
-    def _decide(self, module, name, qbits_map, **layer_overrides):
+    def _decide(self, module: nn.Module, name: str, qbits_map: Mapping[str, QBits],
+                **layer_overrides: Any) -> _Decision:
         """Returns (kind, settings): how layer ``name`` is quantized. Raises on impossible settings."""
         o = {**self._defaults, **layer_overrides}
         bits = qbits_map[name]
         if isinstance(module, _KEEP_TYPES):
-            return "keep", None
+            return "keep", {}
         if o["fp8"] and (isinstance(module, nn.Linear) or "fp8" in layer_overrides):
             if not isinstance(module, nn.Linear):
                 raise self._layer_error(name, f"fp8 quantization applies to nn.Linear layers; '{name}' is "
-                                              f"{type(module).__name__} (restrict the override pattern)")
+                                              f"{type(module).__name__} (restrict the override pattern)", "fp8")
             return "fp8", {"scaling": o["fp8_scaling"]}
         if o["fp16"]:
-            return "fp16", None
+            return "fp16", {}
         if isinstance(module, nn.Embedding):
             return ("embedding", {"num_bits": bits.wts, "mode": verify_quant_mode(o["mode"]).weights,
-                                  "per_channel_wts": o["per_channel_wts"]}) if bits.wts is not None else ("keep", None)
+                                  "per_channel_wts": o["per_channel_wts"]}) if bits.wts is not None else ("keep", {})
         settings = dict(num_bits_acts=bits.acts, num_bits_accum=o["bits_accum"], mode=o["mode"],
                         clip_acts=o["clip_acts"], clip_n_stds=o["clip_n_stds"], clip_half_range=o["clip_half_range"],
                         scale_approx_mult_bits=o["scale_approx_mult_bits"])
         if parse_clip_mode(settings["clip_acts"]) == ClipMode.N_STD and settings["clip_n_stds"] is None:
-            raise self._layer_error(name, f"layer '{name}': clip_acts N_STD needs clip_n_stds")
+            raise self._layer_error(name, f"layer '{name}': clip_acts N_STD needs clip_n_stds", "clip_acts")
         if isinstance(module, _PARAM_LAYERS) and bits.wts is not None:
             return "param", dict(settings, num_bits_params=bits.wts, per_channel_wts=o["per_channel_wts"])
         if bits.acts is None:
-            return "keep", None
+            return "keep", {}
         if isinstance(module, (dm.Matmul, dm.BatchMatmul)):
             return "matmul", settings
         return ("multi" if type(module) in _MULTI_INPUT_WRAPPERS else "fake"), settings
 
-    def _needs_stats(self, kind, settings):
+    def _needs_stats(self, kind: str, settings: Mapping[str, Any]) -> bool:
         return self._stats is not None and kind in _STATIC_KINDS and settings["num_bits_acts"] is not None
 
-    def _gives_static_output(self, name, like):
-        kind, settings = self._decisions.get(name, ("keep", None))
+    def _gives_static_output(self, name: str, like: Mapping[str, Any]) -> bool:
+        kind, settings = self._decisions.get(name, ("keep", {}))
         return (self._needs_stats(kind, settings) and settings["num_bits_acts"] == like["num_bits_acts"]
                 and verify_quant_mode(settings["mode"]).activations == verify_quant_mode(like["mode"]).activations)
 
-    def _check_static_coverage(self):
+    def _check_static_coverage(self) -> None:
         """Every statically quantized layer has the statistics it needs (or a producer to take them from)."""
+        if self._stats is None:
+            return
         problems = []
         for name, (kind, settings) in self._decisions.items():
             if not self._needs_stats(kind, settings):
@@ -311,25 +324,27 @@ class PostTrainLinearQuantizer(Quantizer):
             raise ArgumentError(f"calibration statistics are missing for {', '.join(problems[:8])}"
                                 f"{' ...' if len(problems) > 8 else ''}; collect them on this model with "
                                 f"distiller.data_loggers.collect_quant_stats, or exclude these layers with "
-                                f"overrides {{<name>: {{bits_activations: null}}}}")
+                                f"overrides {{<name>: {{bits_activations: null}}}}", argument="model_activation_stats")
 
-    def _replace(self, module, name, qbits_map, **layer_overrides):
+    def _replace(self, module: nn.Module, name: str, qbits_map: Mapping[str, QBits],
+                 **layer_overrides: Any) -> Optional[nn.Module]:
         replacement = self._build_replacement(module, name, qbits_map, **layer_overrides)
         return replacement.train(module.training) if replacement is not None else None
 
-    def _build_replacement(self, module, name, qbits_map, **layer_overrides):
+    def _build_replacement(self, module: nn.Module, name: str, qbits_map: Mapping[str, QBits],
+                           **layer_overrides: Any) -> Optional[nn.Module]:
         kind, settings = (self._decisions.get(normalize_module_name(name))
                           or self._decide(module, name, qbits_map, **layer_overrides))
         name = normalize_module_name(name)
         if kind == "keep":
             return None
         if kind == "fp8":
-            return FP8LinearWrapper(module, settings["scaling"], self._stats.get(name) if self._stats else None)
+            return FP8LinearWrapper(module, settings["scaling"], self.layer_activation_stats(name))
         if kind == "fp16":
             return FP16Wrapper(module)
         if kind == "embedding":
             return RangeLinearEmbeddingWrapper(module, save_fp_weights=self.save_fp_weights, **settings)
-        stats = self._stats.get(name) if self._needs_stats(kind, settings) else None
+        stats = self.layer_activation_stats(name) if self._needs_stats(kind, settings) else None
         if self._stats is not None and stats is None and settings["num_bits_acts"] is not None:
             logger.info("'%s' did not run during calibration; it stays float", name)
             return None
@@ -343,11 +358,11 @@ class PostTrainLinearQuantizer(Quantizer):
                                                        num_inputs=self._graph.num_inputs.get(name), **settings)
         return RangeLinearFakeQuantWrapper(module, activation_stats=stats, **settings)
 
-    def layer_activation_stats(self, name):
+    def layer_activation_stats(self, name: str) -> Optional[dict[str, Any]]:
         """The statistics layer ``name`` was quantized with (after BN folding and ReLU fusion), or None."""
         return None if self._stats is None else self._stats.get(normalize_module_name(name))
 
-    def share_producer_quant_params(self):
+    def share_producer_quant_params(self) -> None:
         """Inputs reached unchanged from a quantized layer take its output parameters; average pooling
         keeps its input's parameters (as integer kernels do). Called by ``prepare_model`` (with
         ``inputs_quant_auto_fallback``); call it again after changing output parameters (LAPQ does)."""
@@ -372,7 +387,7 @@ class PostTrainLinearQuantizer(Quantizer):
         if missing:
             raise RuntimeError(f"quantization parameters could not be set for {', '.join(missing)}")
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """As :meth:`Quantizer.state_dict`, with the calibration statistics themselves (not a file path), so
         a quantized checkpoint is self-contained."""
         state = super().state_dict()
@@ -383,7 +398,15 @@ class PostTrainLinearQuantizer(Quantizer):
         return state
 
 
-def _same_activation_format(producer, consumer):
+#: Override settings have the types of the constructor arguments of the same names.
+PostTrainLinearQuantizer.override_types = {
+    **BITS_TYPES, **{key: hint for key, hint in typing.get_type_hints(PostTrainLinearQuantizer.__init__,
+                                                                      include_extras=True).items()
+                     if key in _OVERRIDE_KEYS}}
+
+
+def _same_activation_format(producer: Optional[nn.Module],
+                            consumer: RangeLinearQuantWrapper) -> TypeGuard[RangeLinearQuantWrapper]:
     return (isinstance(producer, RangeLinearQuantWrapper) and producer.preset_act_stats and producer.has_output_stats
             and producer.num_bits_acts == consumer.num_bits_acts
             and producer.mode.activations == consumer.mode.activations)

@@ -7,22 +7,29 @@ by an exponential moving average of the observed min/max. Gradients pass straigh
 With ``fold_bn`` the BatchNorm layers that follow convolution/linear layers are folded into their weights
 during training (:class:`~distiller.quantization.bn_fold.SimulatedFoldedBatchNorm`).
 """
+from __future__ import annotations
+
+from typing import Annotated, Any, Optional
+
 import torch
 import torch.nn as nn
 
-from ...errors import ArgumentError
 from ...registry import register_quantizer
-from ..base import Quantizer
+from ...spec import BitWidth, NonNegativeInt, Range, validated
+from ..base import ParamToQuant, QBits, Quantizer
 from ..bn_fold import fold_batchnorm_pairs
-from ..q_utils import (LinearQuantMode, LinearQuantizeSTE, get_tensor_min_max, linear_dequantize,
+from ..overrides import BitsSetting, Overrides
+from ..q_utils import (LinearQuantMode, LinearQuantizeSTE, QuantModeArg, get_tensor_min_max, linear_dequantize,
                        linear_quant_params_from_min_max, linear_quant_params_from_tensor,
-                       quantized_range_for_mode, validate_num_bits, verify_quant_mode)
+                       quantized_range_for_mode, verify_quant_mode)
 
 __all__ = ["FakeLinearQuantization", "FakeQuantizationWrapper", "QuantAwareTrainRangeLinearQuantizer",
            "ACTIVATION_TYPES"]
 
 #: Activation modules after which activations are fake-quantized.
 ACTIVATION_TYPES = (nn.ReLU, nn.ReLU6)
+#: Decay of an exponential moving average, strictly between 0 and 1.
+EmaDecay = Annotated[float, Range(0, 1, lo_open=True, hi_open=True)]
 
 
 class FakeLinearQuantization(nn.Module):
@@ -34,17 +41,27 @@ class FakeLinearQuantization(nn.Module):
 
     Args:
         num_bits: bit width.
-        mode: a :class:`~distiller.quantization.LinearQuantMode` (or its name / CLI alias).
-        ema_decay: decay of the moving averages.
+        mode: a :class:`~distiller.quantization.LinearQuantMode` (or its name / CLI alias), or
+            ``{'activations': mode, 'weights': mode}`` (the activations' mode is used).
+        ema_decay: decay of the moving averages, in (0, 1).
         dequantize: return real values (fake quantization) instead of integers.
     """
 
-    def __init__(self, num_bits=8, mode=LinearQuantMode.SYMMETRIC, ema_decay=0.999, dequantize=True):
+    # The moving averages (biased and bias-corrected), the quantization parameters and the step count (buffers).
+    tracked_min_biased: torch.Tensor
+    tracked_max_biased: torch.Tensor
+    tracked_min: torch.Tensor
+    tracked_max: torch.Tensor
+    scale: torch.Tensor
+    zero_point: torch.Tensor
+    iter_count: torch.Tensor
+
+    @validated
+    def __init__(self, num_bits: BitWidth = 8, mode: QuantModeArg = LinearQuantMode.SYMMETRIC,
+                 ema_decay: EmaDecay = 0.999, dequantize: bool = True) -> None:
         super().__init__()
-        self.num_bits = validate_num_bits(num_bits, "num_bits", allow_none=False)
+        self.num_bits = num_bits
         self.mode = verify_quant_mode(mode).activations
-        if not 0 < ema_decay < 1:
-            raise ArgumentError(f"ema_decay must be in (0, 1), got {ema_decay!r}")
         self.ema_decay, self.dequantize = ema_decay, dequantize
         for name in ("tracked_min_biased", "tracked_max_biased", "tracked_min", "tracked_max", "zero_point"):
             self.register_buffer(name, torch.zeros(1))
@@ -52,7 +69,7 @@ class FakeLinearQuantization(nn.Module):
         self.register_buffer("iter_count", torch.zeros(1, dtype=torch.long))
 
     @torch.no_grad()
-    def _update_range(self, input):
+    def _update_range(self, input: torch.Tensor) -> None:
         current_min, current_max = get_tensor_min_max(input)
         self.iter_count += 1
         correction = 1 - self.ema_decay ** self.iter_count.float()
@@ -65,7 +82,7 @@ class FakeLinearQuantization(nn.Module):
         self.scale.copy_(scale)
         self.zero_point.copy_(zero_point)
 
-    def forward(self, input):
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
         if self.training:
             self._update_range(input)
             scale, zero_point = self.scale, self.zero_point
@@ -79,27 +96,27 @@ class FakeLinearQuantization(nn.Module):
         input = torch.clamp(input, real_min, real_max)  # zero gradient where the range saturates
         return LinearQuantizeSTE.apply(input, scale, zero_point, self.dequantize, False)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"num_bits={self.num_bits}, mode={self.mode.name}, ema_decay={self.ema_decay}"
 
 
 class FakeQuantizationWrapper(nn.Module):
     """Runs ``wrapped_module`` and fake-quantizes its output with :class:`FakeLinearQuantization`."""
 
-    def __init__(self, wrapped_module, num_bits, quant_mode, ema_decay):
+    def __init__(self, wrapped_module: nn.Module, num_bits: int, quant_mode: QuantModeArg, ema_decay: float) -> None:
         super().__init__()
         self.wrapped_module = wrapped_module
         self.fake_q = FakeLinearQuantization(num_bits, quant_mode, ema_decay, dequantize=True)
 
-    def forward(self, *input):
+    def forward(self, *input: Any) -> torch.Tensor:
         return self.fake_q(self.wrapped_module(*input))
 
 
-def _quantize_model_inputs(model, args):
+def _quantize_model_inputs(model: nn.Module, args: tuple[Any, ...]) -> Optional[tuple[Any, ...]]:
     """Forward pre-hook: fake-quantizes the model's first positional input with ``model.inputs_quant``."""
     if not args:
         return None
-    return (model.inputs_quant(args[0]),) + tuple(args[1:])
+    return (model.get_submodule("inputs_quant")(args[0]),) + tuple(args[1:])
 
 
 @register_quantizer
@@ -111,7 +128,7 @@ class QuantAwareTrainRangeLinearQuantizer(Quantizer):
             :class:`~distiller.quantization.Quantizer` (``train_with_fp_copy`` is always on).
         mode: LinearQuantMode (or name / 'sym', 'sym_restr', 'asym_s', 'asym_u'), or
             ``{'activations': mode, 'weights': mode}``.
-        ema_decay: decay of the activation range moving averages.
+        ema_decay: decay of the activation range moving averages, in (0, 1).
         per_channel_wts: one weight range per output channel (not for ``nn.Embedding``).
         quantize_inputs: also fake-quantize the model's input.
         num_bits_inputs: bit width of the input (default: ``bits_activations``).
@@ -119,52 +136,52 @@ class QuantAwareTrainRangeLinearQuantizer(Quantizer):
             model that ``torch.fx`` can trace).
         freeze_bn_delay: with ``fold_bn``, training steps after which BN statistics are frozen.
 
-    Example YAML::
+    YAML::
 
-        quantizers:
-          linear_quantizer:
-            class: QuantAwareTrainRangeLinearQuantizer
-            bits_activations: 8
-            bits_weights: 4
-            bits_bias: 32
-            mode: ASYMMETRIC_UNSIGNED
-            ema_decay: 0.999
-            per_channel_wts: true
-            overrides:
-              conv1: {bits_weights: null, bits_activations: null}
-              fc: {bits_weights: null}
+        linear_quantizer:
+          class: QuantAwareTrainRangeLinearQuantizer
+          bits_activations: 8
+          bits_weights: 4
+          bits_bias: 32
+          mode: ASYMMETRIC_UNSIGNED
+          ema_decay: 0.999
+          per_channel_wts: true
+          overrides:
+            conv1: {bits_weights: null, bits_activations: null}
+            fc: {bits_weights: null}
     """
 
-    def __init__(self, model, optimizer=None, bits_activations=32, bits_weights=32, bits_bias=32, overrides=None,
-                 mode=LinearQuantMode.SYMMETRIC, ema_decay=0.999, per_channel_wts=False, quantize_inputs=True,
-                 num_bits_inputs=None, fold_bn=False, freeze_bn_delay=200000):
+    @validated
+    def __init__(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer] = None,
+                 bits_activations: BitsSetting = 32, bits_weights: BitsSetting = 32, bits_bias: BitsSetting = 32,
+                 overrides: Optional[Overrides] = None, mode: QuantModeArg = LinearQuantMode.SYMMETRIC,
+                 ema_decay: EmaDecay = 0.999, per_channel_wts: bool = False, quantize_inputs: bool = True,
+                 num_bits_inputs: BitsSetting = None, fold_bn: bool = False,
+                 freeze_bn_delay: NonNegativeInt = 200000) -> None:
         super().__init__(model, optimizer=optimizer, bits_activations=bits_activations, bits_weights=bits_weights,
                          bits_bias=bits_bias, overrides=overrides, train_with_fp_copy=True)
         self.mode = verify_quant_mode(mode)
-        if not 0 < ema_decay < 1:
-            raise ArgumentError(f"ema_decay must be in (0, 1), got {ema_decay!r}")
-        if not isinstance(freeze_bn_delay, int) or freeze_bn_delay < 0:
-            raise ArgumentError(f"freeze_bn_delay must be a non-negative number of steps, got {freeze_bn_delay!r}")
-        self.ema_decay, self.per_channel_wts = ema_decay, bool(per_channel_wts)
-        self.quantize_inputs, self.fold_bn, self.freeze_bn_delay = bool(quantize_inputs), bool(fold_bn), freeze_bn_delay
-        self.num_bits_inputs = validate_num_bits(bits_activations if num_bits_inputs is None else num_bits_inputs,
-                                                 "num_bits_inputs")
+        self.ema_decay, self.per_channel_wts = ema_decay, per_channel_wts
+        self.quantize_inputs, self.fold_bn, self.freeze_bn_delay = quantize_inputs, fold_bn, freeze_bn_delay
+        self.num_bits_inputs = bits_activations if num_bits_inputs is None else num_bits_inputs
         self.param_quantization_fn = self._quantize_param
         for activation_type in ACTIVATION_TYPES:
             self.replacement_factory[activation_type] = self._wrap_activation
 
-    def _wrap_activation(self, module, name, qbits_map):
+    def _wrap_activation(self, module: nn.Module, name: str,
+                         qbits_map: dict[str, QBits]) -> Optional[FakeQuantizationWrapper]:
         bits = qbits_map[name].acts
         return None if bits is None else FakeQuantizationWrapper(module, bits, self.mode.activations, self.ema_decay)
 
-    def _weight_quant_params(self, param_fp, param_meta):
+    def _weight_quant_params(self, param_fp: torch.Tensor,
+                             param_meta: ParamToQuant) -> tuple[torch.Tensor, torch.Tensor]:
         # Embedding rows feed later layers as activations, which are quantized per tensor.
         per_channel = (self.per_channel_wts and param_fp.dim() > 1
                        and not isinstance(param_meta.module, nn.Embedding))
         return linear_quant_params_from_tensor(param_fp.detach(), param_meta.num_bits, self.mode.weights,
                                                per_channel=per_channel)
 
-    def _quantize_param(self, param_fp, param_meta):
+    def _quantize_param(self, param_fp: torch.Tensor, param_meta: ParamToQuant) -> torch.Tensor:
         """Quantizes with the parameter's own range; records scale/zero point in ``<name>_scale`` buffers."""
         with torch.no_grad():
             scale, zero_point = self._weight_quant_params(param_fp, param_meta)
@@ -174,13 +191,14 @@ class QuantAwareTrainRangeLinearQuantizer(Quantizer):
                 buffers[param_meta.q_attr_name + "_zero_point"] = zero_point
         return LinearQuantizeSTE.apply(param_fp, scale, zero_point, True, False)
 
-    def _pre_prepare_model(self, dummy_input):
+    def _pre_prepare_model(self, dummy_input: Any) -> Optional[set[str]]:
         if not self.fold_bn:
             return None
+        assert self.param_quantization_fn is not None  # set by __init__ (a subclass may replace it)
         return fold_batchnorm_pairs(self.model, self.module_qbits_map, self.param_quantization_fn,
                                     self.freeze_bn_delay)
 
-    def _post_prepare_model(self):
+    def _post_prepare_model(self) -> None:
         for ptq in self.params_to_quantize:
             scale, zero_point = self._weight_quant_params(getattr(ptq.module, ptq.fp_attr_name), ptq)
             ptq.module.register_buffer(ptq.q_attr_name + "_scale", scale)

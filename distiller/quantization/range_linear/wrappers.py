@@ -12,17 +12,23 @@ Ranges are *static* (from calibration statistics, the ``activation_stats`` of th
 live in buffers (``input_scales``, ``input_zero_points``, ``output_scale``, ``output_zero_point``), so
 a quantized checkpoint holds them and :mod:`distiller.quantization.export` reuses them unchanged.
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Mapping
+from typing import Any, Optional, Union
 
 import torch
 from torch import nn
 
 from ...errors import ArgumentError
-from ..q_utils import (ClipMode, LinearQuantMode, aciq_clip_multiplier, approx_scale_as_mult_and_shift,
-                       get_tensor_aciq_min_max, get_tensor_avg_min_max, get_tensor_mean_n_stds_min_max,
-                       get_tensor_min_max, linear_dequantize, linear_quant_params_from_min_max,
-                       linear_quantize_clamp, parse_clip_mode, quantized_range_for_mode,
-                       validate_num_bits, verify_quant_mode)
+from ...spec import BitWidth, NonNegativeInt, validated
+from ..overrides import BitsSetting
+from ..q_utils import (ClipMode, ClipModeArg, LinearQuantMode, PositiveReal, QuantModeArg, aciq_clip_multiplier,
+                       approx_scale_as_mult_and_shift, get_tensor_aciq_min_max, get_tensor_avg_min_max,
+                       get_tensor_mean_n_stds_min_max, get_tensor_min_max, linear_dequantize,
+                       linear_quant_params_from_min_max, linear_quantize_clamp, parse_clip_mode,
+                       quantized_range_for_mode, verify_quant_mode)
 
 __all__ = ["RangeLinearQuantWrapper", "RangeLinearFakeQuantWrapper", "FP16Wrapper", "saturation_range_from_stats",
            "UNSET"]
@@ -30,8 +36,16 @@ __all__ = ["RangeLinearQuantWrapper", "RangeLinearFakeQuantWrapper", "FP16Wrappe
 #: Marks a static input scale that the quantizer must still fill in (from the producing layer).
 UNSET = float("nan")
 
+#: Calibration statistics of one tensor (``min``, ``max``, ``avg_min``, ``avg_max``, ``mean``, ``std``, ``b``).
+TensorStats = Mapping[str, float]
+#: Calibration statistics of one module: ``{'inputs': {index: TensorStats}, 'output': TensorStats}``.
+ModuleStats = Mapping[str, Any]
+_Number = Union[float, torch.Tensor]
 
-def saturation_range_from_stats(stats, clip_mode, num_bits, clip_n_stds=None, clip_half_range=False):
+
+def saturation_range_from_stats(stats: TensorStats, clip_mode: ClipModeArg, num_bits: int,
+                                clip_n_stds: Optional[float] = None,
+                                clip_half_range: bool = False) -> tuple[float, float]:
     """The (min, max) range to quantize a tensor to, from its calibration statistics.
 
     Args:
@@ -49,7 +63,8 @@ def saturation_range_from_stats(stats, clip_mode, num_bits, clip_n_stds=None, cl
         lo, hi = stats["avg_min"], stats["avg_max"]
     elif clip_mode == ClipMode.N_STD:
         if clip_n_stds is None:
-            raise ArgumentError("clip_acts N_STD needs clip_n_stds (the number of standard deviations)")
+            raise ArgumentError("clip_acts N_STD needs clip_n_stds (the number of standard deviations)",
+                                argument="clip_n_stds")
         lo, hi = stats["mean"] - clip_n_stds * stats["std"], stats["mean"] + clip_n_stds * stats["std"]
     elif clip_mode in (ClipMode.GAUSS, ClipMode.LAPLACE):
         spread = stats["std"] if clip_mode == ClipMode.GAUSS else stats.get("b")
@@ -63,11 +78,13 @@ def saturation_range_from_stats(stats, clip_mode, num_bits, clip_n_stds=None, cl
     return float(lo), float(hi)
 
 
-def _dynamic_range(tensor, clip_mode, num_bits, clip_n_stds, clip_half_range):
+def _dynamic_range(tensor: torch.Tensor, clip_mode: ClipMode, num_bits: int, clip_n_stds: Optional[float],
+                   clip_half_range: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(min, max) tensors for quantizing ``tensor`` with a range measured on the tensor itself."""
     if clip_mode == ClipMode.AVG:
         lo, hi = get_tensor_avg_min_max(tensor, across_dim=0 if tensor.dim() > 1 else None)
     elif clip_mode == ClipMode.N_STD:
+        assert clip_n_stds is not None  # the wrapper refuses N_STD without it
         lo, hi = get_tensor_mean_n_stds_min_max(tensor, n_stds=clip_n_stds)
     elif clip_mode in (ClipMode.GAUSS, ClipMode.LAPLACE):
         lo, hi = get_tensor_aciq_min_max(tensor, clip_mode, num_bits)
@@ -78,7 +95,7 @@ def _dynamic_range(tensor, clip_mode, num_bits, clip_n_stds, clip_half_range):
     return lo, hi
 
 
-def _inference_only(module, inputs):
+def _inference_only(module: nn.Module, inputs: Any) -> None:
     if module.training and torch.is_grad_enabled():
         raise RuntimeError(f"{type(module).__name__}: post-training quantization is for inference (integer "
                            f"arithmetic has no gradients); call model.eval() or torch.no_grad(), or train with "
@@ -102,38 +119,58 @@ class RangeLinearQuantWrapper(nn.Module):
         num_inputs: how many tensor inputs the module takes (default: as many as the stats describe).
     """
 
-    def __init__(self, wrapped_module, num_bits_acts, num_bits_accum=32, mode=LinearQuantMode.SYMMETRIC,
-                 clip_acts=ClipMode.NONE, activation_stats=None, clip_n_stds=None, clip_half_range=False,
-                 scale_approx_mult_bits=None, num_inputs=None):
+    # Static quantization parameters (buffers, registered with activation statistics).
+    input_scales: torch.Tensor
+    input_zero_points: torch.Tensor
+    output_scale: torch.Tensor
+    output_zero_point: torch.Tensor
+
+    @validated
+    def __init__(self, wrapped_module: nn.Module, num_bits_acts: BitsSetting, num_bits_accum: BitWidth = 32,
+                 mode: QuantModeArg = LinearQuantMode.SYMMETRIC, clip_acts: ClipModeArg = ClipMode.NONE,
+                 activation_stats: Optional[ModuleStats] = None, clip_n_stds: Optional[PositiveReal] = None,
+                 clip_half_range: bool = False, scale_approx_mult_bits: BitsSetting = None,
+                 num_inputs: Optional[NonNegativeInt] = None) -> None:
         super().__init__()
         self.wrapped_module = wrapped_module
-        self.num_bits_acts = validate_num_bits(num_bits_acts, "num_bits_acts")
-        self.num_bits_accum = validate_num_bits(num_bits_accum, "num_bits_accum", allow_none=False)
+        self.num_bits_acts = num_bits_acts
+        self.num_bits_accum = num_bits_accum
         self.mode = verify_quant_mode(mode)
         self.clip_acts = parse_clip_mode(clip_acts)
         self.clip_n_stds = clip_n_stds
         self.clip_half_range = clip_half_range
-        self.scale_approx_mult_bits = validate_num_bits(scale_approx_mult_bits, "scale_approx_mult_bits")
+        self.scale_approx_mult_bits = scale_approx_mult_bits
         if self.clip_acts == ClipMode.N_STD and clip_n_stds is None:
-            raise ArgumentError("clip_acts N_STD needs clip_n_stds (the number of standard deviations)")
+            raise ArgumentError("clip_acts N_STD needs clip_n_stds (the number of standard deviations)",
+                                argument="clip_n_stds")
         self.acts_qrange = (quantized_range_for_mode(self.num_bits_acts, self.mode.activations)
                             if self.num_bits_acts is not None else None)
         accum_max = 2 ** (self.num_bits_accum - 1)
         self.accum_qrange = (-accum_max, accum_max - 1)
         self.preset_act_stats = activation_stats is not None and self.num_bits_acts is not None
-        if self.preset_act_stats:
+        if activation_stats is not None and self.preset_act_stats:
             self._init_static_params(activation_stats, num_inputs)
         self.register_forward_pre_hook(_inference_only)
 
+    @property
+    def acts_bits(self) -> int:
+        """``num_bits_acts`` of a wrapper that quantizes its activations (every caller does)."""
+        assert self.num_bits_acts is not None, f"{type(self).__name__} does not quantize activations"
+        return self.num_bits_acts
+
+    def _acts_range(self) -> tuple[int, int]:
+        assert self.acts_qrange is not None, f"{type(self).__name__} does not quantize activations"
+        return self.acts_qrange
+
     # -------------------------------------------------------------------------------- static ranges
-    def _params_from_stats(self, stats):
-        lo, hi = saturation_range_from_stats(stats, self.clip_acts, self.num_bits_acts, self.clip_n_stds,
+    def _params_from_stats(self, stats: TensorStats) -> tuple[float, float]:
+        lo, hi = saturation_range_from_stats(stats, self.clip_acts, self.acts_bits, self.clip_n_stds,
                                              self.clip_half_range)
-        scale, zero_point = linear_quant_params_from_min_max(self.num_bits_acts, self.mode.activations,
+        scale, zero_point = linear_quant_params_from_min_max(self.acts_bits, self.mode.activations,
                                                              torch.tensor(lo), torch.tensor(hi))
         return float(scale), float(zero_point)
 
-    def _init_static_params(self, stats, num_inputs):
+    def _init_static_params(self, stats: ModuleStats, num_inputs: Optional[int]) -> None:
         inputs = {int(i): s for i, s in (stats.get("inputs") or {}).items()}
         count = num_inputs if num_inputs is not None else (max(inputs) + 1 if inputs else 1)
         params = [self._params_from_stats(inputs[i]) if i in inputs else (UNSET, UNSET) for i in range(count)]
@@ -147,22 +184,23 @@ class RangeLinearQuantWrapper(nn.Module):
     #: Whether the output has its own range (False for wrappers whose output uses the input's range).
     has_output_stats = True
 
-    def quant_params_for_range(self, lo, hi):
+    def quant_params_for_range(self, lo: float, hi: float) -> tuple[float, float]:
         """Distiller (scale, zero_point) of this wrapper's activation format for the real range [lo, hi]."""
-        scale, zero_point = linear_quant_params_from_min_max(self.num_bits_acts, self.mode.activations,
+        scale, zero_point = linear_quant_params_from_min_max(self.acts_bits, self.mode.activations,
                                                              torch.tensor(float(lo)), torch.tensor(float(hi)))
         return float(scale), float(zero_point)
 
-    def set_input_quant_params(self, index, scale, zero_point):
+    def set_input_quant_params(self, index: int, scale: _Number, zero_point: _Number) -> None:
         """Quantizes input ``index`` with the given (static) parameters, e.g. those of its producer."""
         self.input_scales[index] = float(scale)
         self.input_zero_points[index] = float(zero_point)
 
-    def set_output_quant_params(self, scale, zero_point):
+    def set_output_quant_params(self, scale: _Number, zero_point: _Number) -> None:
+        """Quantizes the output with the given (static) parameters."""
         self.output_scale.fill_(float(scale))
         self.output_zero_point.fill_(float(zero_point))
 
-    def missing_static_params(self):
+    def missing_static_params(self) -> list[str]:
         """Names of static parameters still unset (inputs without statistics nor producer)."""
         if not self.preset_act_stats:
             return []
@@ -172,24 +210,26 @@ class RangeLinearQuantWrapper(nn.Module):
         return missing
 
     # -------------------------------------------------------------------------------------- helpers
-    def input_quant_params(self, index, tensor):
+    def input_quant_params(self, index: int, tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(scale, zero_point) of input ``index``: static buffers, or measured on ``tensor``."""
         if self.preset_act_stats:
             return self.input_scales[index], self.input_zero_points[index]
         return self._dynamic_params(tensor)
 
-    def _dynamic_params(self, tensor):
-        lo, hi = _dynamic_range(tensor.detach(), self.clip_acts, self.num_bits_acts, self.clip_n_stds,
+    def _dynamic_params(self, tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lo, hi = _dynamic_range(tensor.detach(), self.clip_acts, self.acts_bits, self.clip_n_stds,
                                 self.clip_half_range)
-        return linear_quant_params_from_min_max(self.num_bits_acts, self.mode.activations, lo, hi)
+        return linear_quant_params_from_min_max(self.acts_bits, self.mode.activations, lo, hi)
 
-    def quantize_input(self, index, tensor):
+    def quantize_input(self, index: int, tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (integers, scale, zero_point) of input ``index`` (integers as float values)."""
         scale, zero_point = self.input_quant_params(index, tensor)
-        q = linear_quantize_clamp(tensor, scale, zero_point, *self.acts_qrange)
+        q = linear_quantize_clamp(tensor, scale, zero_point, *self._acts_range())
         return q, scale, zero_point
 
-    def requantize_output(self, accumulator, accumulator_scale, float_output=None):
+    def requantize_output(self, accumulator: torch.Tensor, accumulator_scale: _Number,
+                          float_output: Optional[torch.Tensor] = None,
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Requantizes an integer ``accumulator`` at ``accumulator_scale`` to the output range.
 
         Returns:
@@ -203,15 +243,16 @@ class RangeLinearQuantWrapper(nn.Module):
         factor = scale / accumulator_scale
         if self.scale_approx_mult_bits is not None:
             factor = approx_scale_as_mult_and_shift(factor, self.scale_approx_mult_bits)
-        q = linear_quantize_clamp(accumulator * factor, 1.0, zero_point, *self.acts_qrange)
+        q = linear_quantize_clamp(accumulator * factor, 1.0, zero_point, *self._acts_range())
         return q, scale, zero_point
 
-    def dequantize_output(self, accumulator, accumulator_scale, dtype, float_output=None):
+    def dequantize_output(self, accumulator: torch.Tensor, accumulator_scale: _Number,
+                          dtype: torch.dtype, float_output: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Requantizes ``accumulator`` (see :meth:`requantize_output`) and returns real values in ``dtype``."""
         q, scale, zero_point = self.requantize_output(accumulator, accumulator_scale, float_output)
         return linear_dequantize(q, scale, zero_point).to(dtype)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         mode = (f"mode={self.mode.activations.name}" if self.mode.activations == self.mode.weights else
                 f"mode_acts={self.mode.activations.name}, mode_wts={self.mode.weights.name}")
         return (f"{mode}, num_bits_acts={self.num_bits_acts}, num_bits_accum={self.num_bits_accum}, "
@@ -228,30 +269,32 @@ class RangeLinearFakeQuantWrapper(RangeLinearQuantWrapper):
     integer kernel does, instead of on float values whose rounding ties would fall either way.
     """
 
-    def __init__(self, wrapped_module, num_bits_acts, num_bits_accum=32, mode=LinearQuantMode.SYMMETRIC,
-                 clip_acts=ClipMode.NONE, activation_stats=None, clip_n_stds=None, clip_half_range=False,
-                 scale_approx_mult_bits=None):
+    @validated
+    def __init__(self, wrapped_module: nn.Module, num_bits_acts: BitsSetting, num_bits_accum: BitWidth = 32,
+                 mode: QuantModeArg = LinearQuantMode.SYMMETRIC, clip_acts: ClipModeArg = ClipMode.NONE,
+                 activation_stats: Optional[ModuleStats] = None, clip_n_stds: Optional[PositiveReal] = None,
+                 clip_half_range: bool = False, scale_approx_mult_bits: BitsSetting = None) -> None:
         super().__init__(wrapped_module, num_bits_acts, num_bits_accum, mode, clip_acts, activation_stats,
                          clip_n_stds, clip_half_range, scale_approx_mult_bits, num_inputs=0)
         self.on_input_grid = False
 
-    def use_input_grid(self, scale, zero_point):
+    def use_input_grid(self, scale: torch.Tensor, zero_point: torch.Tensor) -> None:
         """The input is quantized with ``(scale, zero_point)``; the output keeps them."""
         self.set_output_quant_params(scale, zero_point)
         self.on_input_grid = True
 
-    def forward(self, *inputs):
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         if self.on_input_grid:
             scale, zero_point = self.output_scale, self.output_zero_point
             integers = torch.round(inputs[0] * scale)  # q + zero_point, exactly
-            q = linear_quantize_clamp(self.wrapped_module(integers), 1.0, zero_point, *self.acts_qrange)
+            q = linear_quantize_clamp(self.wrapped_module(integers), 1.0, zero_point, *self._acts_range())
             return linear_dequantize(q, scale, zero_point)
         output = self.wrapped_module(*inputs)
         if self.preset_act_stats:
             scale, zero_point = self.output_scale, self.output_zero_point
         else:
             scale, zero_point = self._dynamic_params(output)
-        q = linear_quantize_clamp(output, scale, zero_point, *self.acts_qrange)
+        q = linear_quantize_clamp(output, scale, zero_point, *self._acts_range())
         return linear_dequantize(q, scale, zero_point)
 
 
@@ -262,14 +305,14 @@ class FP16Wrapper(nn.Module):
     of float16 rounding, not its speed. ``fp16=True`` in :class:`PostTrainLinearQuantizer` uses it.
     """
 
-    def __init__(self, wrapped_module):
+    def __init__(self, wrapped_module: nn.Module) -> None:
         super().__init__()
         self.wrapped_module = wrapped_module
         with torch.no_grad():
             for param in wrapped_module.parameters(recurse=False):
                 param.copy_(param.half().to(param.dtype))
 
-    def forward(self, *inputs):
+    def forward(self, *inputs: Any) -> Any:
         rounded = [x.half().to(x.dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
                    for x in inputs]
         output = self.wrapped_module(*rounded)

@@ -11,7 +11,8 @@ import distiller
 from distiller.cli.quantization import (add_post_train_quant_args, check_quantization_args, quantize_and_evaluate,
                                         quantizer_from_args)
 from distiller.errors import ArgumentError, InputFileError, ScheduleError
-from distiller.quantization import LinearQuantMode, RangeLinearQuantEltwiseAddWrapper
+from distiller.quantization import (ClipMode, LinearQuantMode, PostTrainLinearQuantizer,
+                                    RangeLinearQuantEltwiseAddWrapper)
 
 
 class _Net(nn.Module):
@@ -70,7 +71,8 @@ def test_quantizer_from_args_maps_every_flag():
     assert quantizer.default_qbits.acts is None and quantizer.default_qbits.wts == 6 and quantizer.bits_accum == 24
     assert quantizer.mode.activations == LinearQuantMode.ASYMMETRIC_UNSIGNED
     assert quantizer.mode.weights == LinearQuantMode.SYMMETRIC
-    assert quantizer.module_qbits_map["conv1"].wts is None and quantizer.module_overrides_map["fc"]["clip_acts"] == "NONE"
+    assert quantizer.module_qbits_map["conv1"].wts is None
+    assert quantizer.module_overrides_map["fc"]["clip_acts"] is ClipMode.NONE  # override values are typed
     assert quantizer.scale_approx_mult_bits == 16 and quantizer.save_fp_weights and quantizer._defaults["fp8"]
 
 
@@ -153,10 +155,12 @@ def test_layer_flag_typo_names_the_flag_before_calibration(flag, tmp_path):
 
 CONFIG_ERRORS = {
     "unknown_argument": ("    bits_activation: 8\n", "quantizers.ptq.bits_activation", 4),
-    "bad_value": ("    mode: symetric\n", "quantizers.ptq", 3),
-    "bad_override_setting": ("    overrides:\n      fc: {fp8: true, fp8_scaling: per_block}\n",
-                             "quantizers.ptq.overrides.fc", 5),
-    "fp8_on_a_conv": ("    overrides:\n      conv.*: {fp8: true}\n", "quantizers.ptq.overrides.conv.*", 5),
+    "bad_value": ("    mode: symetric\n", "quantizers.ptq.mode", 4),
+    "bad_value_inside": ("    mode:\n      activations: sym\n      weight: sym\n", "quantizers.ptq.mode", 4),
+    "bad_override_setting": ("    overrides:\n      fc:\n        fp8: true\n        fp8_scaling: per_block\n",
+                             "quantizers.ptq.overrides.fc.fp8_scaling", 7),
+    "fp8_on_a_conv": ("    overrides:\n      conv.*: {fp8: true}\n", "quantizers.ptq.overrides.conv.*.fp8", 5),
+    "overrides_not_a_mapping": ("    overrides:\n      fc: 8\n", "quantizers.ptq.overrides.fc", 5),
     "missing_stats_file": ("    model_activation_stats: nowhere.yaml\n", "quantizers.ptq.model_activation_stats", 4),
 }
 
@@ -169,6 +173,20 @@ def test_every_config_file_error_has_its_yaml_path_and_line(extra, yaml_path, li
     with pytest.raises(ScheduleError) as caught:
         check_quantization_args(_Net(), _parse("--qe-config-file", str(config)))
     assert (caught.value.path, caught.value.line) == (yaml_path, line), str(caught.value)
+
+
+@pytest.mark.parametrize("setting", [{"bits_accum": 0}, {"mode": "symetric"}, {"clip_n_stds": -2.0},
+                                     {"overrides": {"fc": {"clip_acts": "median"}}}])
+def test_config_file_and_python_api_raise_the_same_error(setting, tmp_path):
+    with pytest.raises(ArgumentError) as python:
+        PostTrainLinearQuantizer(_Net(), **setting)
+    config = tmp_path / "ptq.yaml"
+    config.write_text(yaml.safe_dump({"quantizers": {"ptq": {"class": "PostTrainLinearQuantizer", **setting}}}))
+    with pytest.raises(ScheduleError) as from_yaml:
+        check_quantization_args(_Net(), _parse("--qe-config-file", str(config)))
+    err = python.value
+    assert str(err) in str(from_yaml.value)
+    assert from_yaml.value.path == ".".join(["quantizers", "ptq", err.argument, *err.location])
 
 
 FLAG_ERRORS = {

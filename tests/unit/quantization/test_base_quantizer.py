@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from distiller.errors import UnmatchedNameError
-from distiller.quantization import Quantizer
+from distiller.errors import ArgumentError, UnmatchedNameError
+from distiller.quantization import OverrideError, Quantizer
 from distiller.quantization.q_utils import LinearQuantizeSTE, linear_quant_params_from_tensor
 from distiller.quantization.replay import replay_quantization
 from distiller.registry import QUANTIZERS
@@ -46,7 +46,7 @@ class ToyQuantizer(Quantizer):
 def registered_toy():
     QUANTIZERS.register(ToyQuantizer)
     yield
-    QUANTIZERS._classes.pop("ToyQuantizer")
+    QUANTIZERS.unregister("ToyQuantizer")
 
 
 def test_first_matching_override_wins(relu_cnn):
@@ -75,19 +75,30 @@ def test_unmatched_override_names_the_pattern(relu_cnn):
         ToyQuantizer(relu_cnn, overrides={"conv1": {"bits_weights": 8}, "conv3": {"bits_weights": 8}})
 
 
-@pytest.mark.parametrize("bits", [33, -1, 2.5, 0, "4"])
-def test_invalid_bit_widths_are_clear_errors(relu_cnn, bits):
-    with pytest.raises(ValueError, match=r"bits_weights must be an integer between 1 and 32"):
+@pytest.mark.parametrize("bits", [33, -1, 2.5, 0, "4", True])
+def test_invalid_bit_widths_name_argument_expected_type_and_value(relu_cnn, bits):
+    with pytest.raises(ArgumentError) as caught:
         ToyQuantizer(relu_cnn, bits_weights=bits)
-    with pytest.raises(ValueError, match=r"overrides\['fc'\]\.bits_activations must be an integer"):
+    assert (caught.value.argument, caught.value.location) == ("bits_weights", ())
+    assert f"argument 'bits_weights' expects an integer in [1, 32] or None, got {bits!r}" in str(caught.value)
+    with pytest.raises(OverrideError) as caught:
         ToyQuantizer(relu_cnn, overrides={"fc": {"bits_activations": bits}})
+    err = caught.value
+    assert (err.pattern, err.argument, err.location) == ("fc", "overrides", ("fc", "bits_activations"))
+    assert str(err).startswith(f"ToyQuantizer: argument 'overrides['fc']['bits_activations']' expects an integer in "
+                               f"[1, 32] or None, got {bits!r}")
 
 
-def test_malformed_overrides(relu_cnn):
-    with pytest.raises(ValueError, match=r"overrides\['fc'\] must be a mapping"):
-        ToyQuantizer(relu_cnn, overrides={"fc": 8})
-    with pytest.raises(ValueError, match="ordered mapping"):
-        ToyQuantizer(relu_cnn, overrides="fc")
+@pytest.mark.parametrize("overrides, location, expected", [
+    ({"fc": 8}, ("fc",), "expects a mapping of string to mapping of string to object"),
+    ("fc", (), "expects a mapping of string to mapping of string to object"),
+    ([["fc", {}], ["fc", {"bits_weights": 2}]], (), "pattern(s) 'fc' given more than once"),
+])
+def test_malformed_overrides(relu_cnn, overrides, location, expected):
+    with pytest.raises(ArgumentError) as caught:
+        ToyQuantizer(relu_cnn, overrides=overrides)
+    assert (caught.value.argument, caught.value.location) == ("overrides", location)
+    assert expected in str(caught.value)
 
 
 def test_unknown_override_setting_fails_before_anything_changes(relu_cnn):

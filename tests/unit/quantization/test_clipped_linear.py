@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 import distiller
+from distiller.errors import ArgumentError
 from distiller.quantization import (ClippedLinearQuantization, DorefaQuantizer, LearnedClippedLinearQuantization,
                                     PACTQuantizer, WRPNQuantizer)
 from distiller.quantization.base import ParamToQuant
@@ -99,15 +100,24 @@ def test_pact_without_decay_uses_optimizer_default(relu_cnn):
     assert optimizer.param_groups[1]["weight_decay"] == 5e-4 and len(optimizer.param_groups[1]["params"]) == 2
 
 
-@pytest.mark.parametrize("cls, kwargs, message", [
-    (DorefaQuantizer, {"bits_bias": 8}, "does not quantize biases"),
-    (PACTQuantizer, {"act_clip_init_val": 0}, "act_clip_init_val must be a positive number"),
-    (PACTQuantizer, {"act_clip_decay": -1}, "act_clip_decay must be None or a non-negative"),
-    (WRPNQuantizer, {"bits_activations": 40}, "bits_activations must be an integer between 1 and 32"),
+@pytest.mark.parametrize("cls, kwargs, expected", [
+    (DorefaQuantizer, {"bits_bias": 8}, "expects None, got 8"),
+    (PACTQuantizer, {"act_clip_init_val": 0}, "expects a number > 0, got 0"),
+    (PACTQuantizer, {"act_clip_decay": -1}, "expects a number >= 0 or None, got -1"),
+    (PACTQuantizer, {"act_clip_decay": "lots"}, "expects a number >= 0 or None, got 'lots'"),
+    (WRPNQuantizer, {"bits_activations": 40}, "expects an integer in [1, 32] or None, got 40"),
 ])
-def test_bad_arguments(cls, kwargs, message, relu_cnn):
-    with pytest.raises(ValueError, match=message):
+def test_bad_arguments_name_class_argument_expected_type_and_value(cls, kwargs, expected, relu_cnn):
+    (argument,) = kwargs
+    with pytest.raises(ArgumentError) as caught:
         cls(relu_cnn, None, **kwargs)
+    assert caught.value.argument == argument
+    assert str(caught.value).startswith(f"{cls.__name__}: argument '{argument}' {expected}")
+
+
+def test_yaml_exponent_strings_are_numbers(relu_cnn):
+    quantizer = PACTQuantizer(relu_cnn, None, act_clip_init_val="6e0", act_clip_decay="2e-4")
+    assert (quantizer.act_clip_init_val, quantizer.act_clip_decay) == (6.0, 2e-4)
 
 
 @pytest.mark.parametrize("cls_name", ["DorefaQuantizer", "PACTQuantizer", "WRPNQuantizer"])

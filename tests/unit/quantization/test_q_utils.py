@@ -6,8 +6,10 @@ import pytest
 import torch
 from scipy import integrate, optimize
 
+from distiller.errors import ArgumentError
 from distiller.quantization import q_utils
 from distiller.quantization.q_utils import ClipMode, LinearQuantMode
+from distiller.spec import check_value
 
 
 def test_symmetric_params_hand_computed():
@@ -164,17 +166,31 @@ def test_unknown_strings_list_valid_values():
         q_utils.verify_quant_mode({"acts": "sym", "weights": "sym"})
 
 
-@pytest.mark.parametrize("bits", [0, 33, -1, 2.5, "8", True])
-def test_invalid_bit_widths_name_the_argument(bits):
-    with pytest.raises(ValueError, match=r"bits_weights must be an integer between 1 and 32"):
-        q_utils.validate_num_bits(bits, "bits_weights")
+@pytest.mark.parametrize("bits", [0, 33, -1, 2.5, "8", True, None])
+def test_invalid_bit_widths_name_the_argument_expected_type_and_value(bits):
+    for call, argument, expected in (
+            (lambda: q_utils.asymmetric_linear_quantization_params(bits, 0.0, 1.0), "num_bits", "[1, 32]"),
+            (lambda: q_utils.symmetric_linear_quantization_params(bits, 1.0), "num_bits", "[2, 32]"),
+            (lambda: q_utils.get_scale_approximation_params(0.5, bits), "mult_bits", "[1, 32]")):
+        with pytest.raises(ArgumentError) as caught:  # a ValueError, not the TypeError of 2 ** None
+            call()
+        assert caught.value.argument == argument
+        assert f"argument '{argument}' expects an integer in {expected}, got {bits!r}" in str(caught.value)
 
 
-def test_missing_bits_is_a_value_error_not_a_type_error():
-    with pytest.raises(ValueError, match="at least 2 bits, got None"):
-        q_utils.symmetric_linear_quantization_params(None, 1.0)
-    with pytest.raises(ValueError, match="num_bits must be an integer"):
-        q_utils.asymmetric_linear_quantization_params(None, 0.0, 1.0)
-    with pytest.raises(ValueError, match="at least 2 bits"):
+def test_symmetric_ranges_need_a_sign_bit():
+    with pytest.raises(ArgumentError, match=r"'num_bits' expects an integer in \[2, 32\], got 1"):
         q_utils.symmetric_linear_quantization_params(1, 1.0)
-    assert q_utils.validate_num_bits(None) is None
+    assert q_utils.symmetric_linear_quantization_params(2, 1.0) == (1.5, 0.0)
+
+
+@pytest.mark.parametrize("bad, fragment", [
+    ("symetric", "valid values: asym_s, asym_u, sym, sym_restr, SYMMETRIC"), (3, "unknown quantization mode 3"),
+    ({"activations": "sym"}, "exactly the keys 'activations' and 'weights'"),
+    ({"activations": "sym", "weights": "bogus"}, "unknown quantization mode 'bogus'; valid values")])
+def test_mode_arguments_name_the_value_and_the_valid_ones(bad, fragment):
+    with pytest.raises(ArgumentError) as caught:
+        check_value("X", "mode", q_utils.QuantModeArg, bad)
+    assert caught.value.argument == "mode" and f"got {bad!r}" in str(caught.value) and fragment in str(caught.value)
+    assert check_value("X", "mode", q_utils.QuantModeArg, {"activations": "asym_u", "weights": "SYMMETRIC"}) == \
+        (LinearQuantMode.ASYMMETRIC_UNSIGNED, LinearQuantMode.SYMMETRIC)

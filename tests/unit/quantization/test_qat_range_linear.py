@@ -83,13 +83,15 @@ def test_null_overrides_keep_layers_float(relu_cnn):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"mode": "asym"}, "unknown quantization mode 'asym'"),
-    ({"ema_decay": 1.0}, r"ema_decay must be in \(0, 1\)"),
-    ({"num_bits_inputs": 0}, "num_bits_inputs must be an integer between 1 and 32"),
-    ({"freeze_bn_delay": -5}, "freeze_bn_delay must be a non-negative"),
+    ({"ema_decay": 1.0}, r"argument 'ema_decay' expects a number in \(0, 1\), got 1.0"),
+    ({"num_bits_inputs": 0}, r"argument 'num_bits_inputs' expects an integer in \[1, 32\] or None, got 0"),
+    ({"freeze_bn_delay": -5}, "argument 'freeze_bn_delay' expects an integer >= 0, got -5"),
+    ({"per_channel_wts": "yes"}, "argument 'per_channel_wts' expects true or false, got 'yes'"),
 ])
 def test_bad_arguments(kwargs, message, relu_cnn):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(distiller.errors.ArgumentError, match=message) as caught:
         QuantAwareTrainRangeLinearQuantizer(relu_cnn, **kwargs)
+    assert caught.value.argument == next(iter(kwargs))
 
 
 def test_yaml_schedule_and_state_record(relu_cnn):

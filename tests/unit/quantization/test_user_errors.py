@@ -1,15 +1,19 @@
-"""Bad quantization settings raise members of the user-error family; a bad override names its pattern."""
+"""Bad quantization settings raise members of the user-error family; a bad override names its pattern; the
+Python API and a YAML schedule raise the same error for the same value."""
 import copy
 
 import pytest
 import torch
 from torch import nn
 
-from distiller.errors import ArgumentError, UnmatchedNameError, UserError
+from distiller.config import dict_config
+from distiller.errors import ArgumentError, ScheduleError, UserError
 from distiller.graph.capture import GraphCaptureError
-from distiller.quantization import (DorefaQuantizer, FP8LinearWrapper, OverrideError, PACTQuantizer,
+from distiller.quantization import (ClipMode, DorefaQuantizer, FP8LinearWrapper, LinearQuantMode, PACTQuantizer,
                                     PostTrainLinearQuantizer, QuantAwareTrainRangeLinearQuantizer, Quantizer)
+from distiller.quantization.overrides import override_pattern
 from distiller.quantization.q_utils import parse_clip_mode, verify_quant_mode
+from distiller.registry import QUANTIZERS
 
 ARGUMENT_ERRORS = {
     "bit_width": lambda m: Quantizer(m, bits_weights=33),
@@ -56,9 +60,43 @@ OVERRIDE_ERRORS = {
 
 @pytest.mark.parametrize("pattern, build", OVERRIDE_ERRORS.values(), ids=OVERRIDE_ERRORS.keys())
 def test_bad_overrides_name_their_pattern(pattern, build, relu_cnn):
-    with pytest.raises((OverrideError, UnmatchedNameError)) as caught:
+    with pytest.raises(UserError) as caught:
         build(relu_cnn)
-    assert caught.value.pattern == pattern and f"'{pattern}'" in str(caught.value)
+    assert override_pattern(caught.value) == pattern and f"'{pattern}'" in str(caught.value)
+
+
+def test_override_settings_are_typed_like_the_arguments_they_override(relu_cnn):
+    quantizer = PostTrainLinearQuantizer(relu_cnn, overrides={"fc": {"clip_acts": "n_std", "clip_n_stds": "2e0",
+                                                                     "mode": "asym_u", "bits_accum": 16}})
+    assert quantizer.overrides == [("fc", {"clip_acts": ClipMode.N_STD, "clip_n_stds": 2.0, "bits_accum": 16,
+                                           "mode": (LinearQuantMode.ASYMMETRIC_UNSIGNED,) * 2})]
+    with pytest.raises(ArgumentError, match=r"argument 'overrides\['fc'\]\['clip_half_range'\]' expects true or false"):
+        PostTrainLinearQuantizer(relu_cnn, overrides={"fc": {"clip_half_range": "no"}})
+
+
+SAME_ERRORS = {
+    "dorefa_bias_bits": ("DorefaQuantizer", {"bits_bias": 8}),
+    "wrpn_weight_bits": ("WRPNQuantizer", {"bits_weights": 0}),
+    "pact_clip_init": ("PACTQuantizer", {"act_clip_init_val": -1.0}),
+    "pact_override_bits": ("PACTQuantizer", {"overrides": {"relu1": {"bits_activations": 64}}}),
+    "qat_ema_decay": ("QuantAwareTrainRangeLinearQuantizer", {"ema_decay": 1.5}),
+    "qat_mode": ("QuantAwareTrainRangeLinearQuantizer", {"mode": {"activations": "asym_u", "weights": "symetric"}}),
+    "qat_freeze_bn_delay": ("QuantAwareTrainRangeLinearQuantizer", {"freeze_bn_delay": "never"}),
+}
+
+
+@pytest.mark.parametrize("class_name, args", SAME_ERRORS.values(), ids=SAME_ERRORS.keys())
+def test_python_and_yaml_callers_get_the_same_error(class_name, args, relu_cnn):
+    optimizer = torch.optim.SGD(relu_cnn.parameters(), lr=0.1)
+    with pytest.raises(ArgumentError) as python:
+        QUANTIZERS.get(class_name)(relu_cnn, optimizer, **args)
+    schedule = {"quantizers": {"q": {"class": class_name, **args}},
+                "policies": [{"quantizer": {"instance_name": "q"}, "starting_epoch": 0, "ending_epoch": 2}]}
+    with pytest.raises(ScheduleError) as yaml:
+        dict_config(relu_cnn, optimizer, schedule)
+    err = python.value
+    assert str(err) in str(yaml.value)
+    assert yaml.value.path == ".".join(["quantizers", "q", err.argument, *map(str, err.location)])
 
 
 def test_check_settings_changes_nothing(relu_cnn):
