@@ -11,8 +11,9 @@ The classifier is the last ``nn.Linear`` of the model (the last ``nn.Conv2d`` wh
 *works* when the call returns, the pruned model runs on the input and returns the same output shape. Both
 tools run on fresh builds of the same weights, one after the other, alternating which goes first.
 
-A call that runs longer than ``--limit-seconds`` or grows the process past ``--limit-gb`` of resident memory
-is interrupted and counts as failed (Torch-Pruning 1.6 grows past 13 GB on ``maxvit_t``). Prints one JSON
+Each call runs in its own process, killed when it runs longer than ``--limit-seconds`` or grows past
+``--limit-gb`` of resident memory (it then counts as failed: Torch-Pruning 1.6 grows past 15 GB on
+``maxvit_t``). Prints one JSON
 object per model and tool (time, parameters and MACs before and after, the error when it failed; for
 distiller also the filters left whole by reason), then a summary line with the counts, the wall time and
 the machine.
@@ -23,13 +24,11 @@ Example::
     OMP_NUM_THREADS=1 python benchmarks/bench_zoo_coverage.py --models vit_b_16 maxvit_t --tools distiller
     OMP_NUM_THREADS=1 python benchmarks/bench_zoo_coverage.py --from maxvit_t   # resume a run at a model
 """
-import _thread
 import argparse
-import gc
 import json
+import multiprocessing
 import os
 import platform
-import threading
 import time
 import traceback
 
@@ -50,8 +49,8 @@ def get_args_parser():
     parser.add_argument("--tools", nargs="*", default=["distiller", "torch_pruning"],
                         choices=["distiller", "torch_pruning"])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--limit-seconds", type=float, default=900, help="interrupt a call running longer")
-    parser.add_argument("--limit-gb", type=float, default=10, help="interrupt a call growing the process larger")
+    parser.add_argument("--limit-seconds", type=float, default=900, help="stop a call running longer")
+    parser.add_argument("--limit-gb", type=float, default=9, help="stop a call growing the process larger")
     return parser
 
 
@@ -61,37 +60,9 @@ def machine():
             "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
-def resident_gb():
-    with open("/proc/self/statm") as statm:
+def resident_gb(pid):
+    with open(f"/proc/{pid}/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e9
-
-
-class Watchdog:
-    """Interrupts the main thread (KeyboardInterrupt) when the guarded block runs longer than ``seconds`` or
-    the process grows past ``gigabytes`` of resident memory; ``reason`` then says which."""
-
-    def __init__(self, seconds, gigabytes):
-        self.seconds, self.gigabytes, self.reason = seconds, gigabytes, None
-        self._done = threading.Event()
-
-    def _watch(self):
-        start = time.perf_counter()
-        while not self._done.wait(0.5):
-            if time.perf_counter() - start > self.seconds:
-                self.reason = f"stopped after {self.seconds:.0f} s"
-            elif resident_gb() > self.gigabytes:
-                self.reason = f"stopped at {self.gigabytes:.0f} GB of resident memory"
-            if self.reason:
-                _thread.interrupt_main()
-                return
-
-    def __enter__(self):
-        threading.Thread(target=self._watch, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self._done.set()
-        return False
 
 
 def classifier_of(model):
@@ -123,7 +94,7 @@ def prune_with_torch_pruning(model, x, fraction, classifier):
 TOOLS = {"distiller": prune_with_distiller, "torch_pruning": prune_with_torch_pruning}
 
 
-def run_one(name, tool, x, args):
+def run_one(name, tool, x, fraction):
     model = build(name)
     classifier, _ = classifier_of(model)
     result = {"model": name, "tool": tool, "params_before": model_params(model)}
@@ -131,24 +102,47 @@ def run_one(name, tool, x, args):
         expected = model(x).shape
     result["macs_before"] = model_macs(model, x)
     start = time.perf_counter()
-    watchdog = Watchdog(args.limit_seconds, args.limit_gb)
     try:
-        with watchdog:
-            result.update(TOOLS[tool](model, x, args.fraction, classifier))
+        result.update(TOOLS[tool](model, x, fraction, classifier))
         result["seconds"] = round(time.perf_counter() - start, 2)
         with torch.no_grad():
             shape = model(x).shape
         if shape != expected:
             raise RuntimeError(f"output shape {tuple(shape)} instead of {tuple(expected)}")
         result.update(ok=True, params_after=model_params(model), macs_after=model_macs(model, x))
-    except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - the benchmark records every failure
-        if isinstance(err, KeyboardInterrupt) and watchdog.reason is None:
-            raise
-        error = watchdog.reason if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"[:300]
-        result.update(ok=False, seconds=round(time.perf_counter() - start, 2), error=error,
+    except Exception as err:  # noqa: BLE001 - the benchmark records every failure and goes on
+        result.update(ok=False, seconds=round(time.perf_counter() - start, 2),
+                      error=f"{type(err).__name__}: {err}"[:300],
                       where=traceback.extract_tb(err.__traceback__)[-1].filename.split("site-packages/")[-1])
-    del model
-    gc.collect()
+    return result
+
+
+def _child(connection, name, tool, x, fraction):
+    connection.send(run_one(name, tool, x, fraction))
+    connection.close()
+
+
+def run_isolated(name, tool, x, args):
+    """``run_one`` in a forked process, killed past the time or resident-memory limit."""
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_child, args=(sender, name, tool, x, args.fraction))
+    start = time.perf_counter()
+    process.start()
+    stopped = None
+    while process.is_alive() and not receiver.poll(0.5):
+        if time.perf_counter() - start > args.limit_seconds:
+            stopped = f"stopped after {args.limit_seconds:.0f} s"
+        elif resident_gb(process.pid) > args.limit_gb:
+            stopped = f"stopped at {args.limit_gb:.0f} GB of resident memory"
+        if stopped:
+            process.kill()
+            break
+    result = receiver.recv() if receiver.poll() else None
+    process.join()
+    if result is None:
+        result = {"model": name, "tool": tool, "ok": False, "seconds": round(time.perf_counter() - start, 2),
+                  "error": stopped or f"the process died (exit code {process.exitcode})"}
     return result
 
 
@@ -162,7 +156,7 @@ def main(args):
     for index, name in enumerate(names):
         order = args.tools if index % 2 == 0 else list(reversed(args.tools))
         for tool in order:
-            result = run_one(name, tool, x, args)
+            result = run_isolated(name, tool, x, args)
             print(json.dumps(result), flush=True)
             if result["ok"]:
                 works[tool].append(name)
