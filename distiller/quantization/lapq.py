@@ -11,17 +11,24 @@ its producer's output parameters) contributes its range (``search_clipping=True`
 default: its scale and zero point) and every weight tensor one range multiplier, all expressed relative
 to the initial guess so that the search starts at the vector of ones.
 """
+from __future__ import annotations
+
 import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any, Optional, Union
 
 import numpy as np
 import scipy.optimize
 import torch
+from pydantic import PlainValidator
+from torch import nn
 
 from ..errors import ArgumentError
+from ..spec import validated
 from .q_utils import ClipMode, LinearQuantMode, parse_clip_mode
 from .range_linear.param_wrappers import RangeLinearQuantParamLayerWrapper
 from .range_linear.post_train import PostTrainLinearQuantizer
-from .range_linear.wrappers import RangeLinearQuantWrapper, saturation_range_from_stats
+from .range_linear.wrappers import RangeLinearQuantWrapper, TensorStats, saturation_range_from_stats
 
 __all__ = ["ptq_coordinate_search", "LAPQ_INIT_MODES", "lp_optimal_weight_multiplier"]
 
@@ -36,11 +43,24 @@ _BOUNDS = (0.02, 4.0)
 _BOUNDED_METHODS = ("powell", "l-bfgs-b", "tnc", "slsqp", "nelder-mead", "trust-constr")
 
 
-def lp_optimal_weight_multiplier(wrapper, p, method="Powell"):
+def _lapq_init_mode(value: Union[str, ClipMode]) -> str:
+    """The name of an init mode (a clip mode or L1/L2/L3, any case)."""
+    name = value.name if isinstance(value, ClipMode) else str(value).upper()
+    if name not in LAPQ_INIT_MODES:
+        raise ArgumentError(f"unknown LAPQ init_mode {value!r}; valid values: {', '.join(LAPQ_INIT_MODES)}")
+    return name
+
+
+#: ``init_mode`` of :func:`ptq_coordinate_search`: one of :data:`LAPQ_INIT_MODES` (any case) or a ClipMode.
+LapqInitMode = Annotated[Union[str, ClipMode], PlainValidator(_lapq_init_mode)]
+
+
+def lp_optimal_weight_multiplier(wrapper: RangeLinearQuantParamLayerWrapper, p: float,
+                                 method: str = "Powell") -> float:
     """The range multiplier in (0, 1] minimising ``||W - Q(W)||_p`` for a layer's float weights."""
-    def error(multiplier):
+    def error(multiplier: Any) -> float:
         wrapper.requantize_weights(float(np.clip(np.asarray(multiplier).reshape(-1)[0], *_BOUNDS)))
-        difference = wrapper.dequantized_weight() - wrapper.wrapped_module.float_weight
+        difference = wrapper.dequantized_weight() - wrapper.wrapped_module.get_buffer("float_weight")
         return difference.abs().pow(p).sum().item()
     if method.lower() == "bounded":
         found = scipy.optimize.minimize_scalar(error, bounds=(0.05, 1.0), method="bounded").x
@@ -52,11 +72,13 @@ def lp_optimal_weight_multiplier(wrapper, p, method="Powell"):
 class _SearchSpace:
     """Maps a vector of multipliers to the quantization parameters of the model's wrappers."""
 
-    def __init__(self, quantizer, init_mode, init_method, search_clipping):
+    def __init__(self, quantizer: PostTrainLinearQuantizer, init_mode: str, init_method: str,
+                 search_clipping: bool) -> None:
         self.quantizer, self.search_clipping = quantizer, search_clipping
         model = quantizer._model_key()
         self.modules = dict(model.named_modules())
-        self.entries = []  # (wrapper name, 'output' | input index | 'weight', initial (lo, hi) or multiplier)
+        # (wrapper name, 'output' | input index | 'weight', initial (lo, hi) or multiplier)
+        self.entries: list[tuple[str, Union[str, int], Any]] = []
         lp = _LP_INIT_MODES.get(init_mode)
         clip = ClipMode.LAPLACE if lp else parse_clip_mode(init_mode)
         if lp:
@@ -65,6 +87,7 @@ class _SearchSpace:
             if not isinstance(wrapper, RangeLinearQuantWrapper) or not wrapper.preset_act_stats:
                 continue
             stats = quantizer.layer_activation_stats(name)
+            assert stats is not None  # the wrapper has static ranges: it was built from these statistics
             if wrapper.has_output_stats and stats.get("output"):
                 self.entries.append((name, "output", self._range(stats["output"], clip, wrapper)))
             for index in range(len(wrapper.input_scales)):
@@ -76,29 +99,30 @@ class _SearchSpace:
                                      if lp else 1.0))
 
     @staticmethod
-    def _range(stats, clip, wrapper):
-        return saturation_range_from_stats(stats, clip, wrapper.num_bits_acts, 2.0, wrapper.clip_half_range)
+    def _range(stats: TensorStats, clip: ClipMode, wrapper: RangeLinearQuantWrapper) -> tuple[float, float]:
+        return saturation_range_from_stats(stats, clip, wrapper.acts_bits, 2.0, wrapper.clip_half_range)
 
-    def _asymmetric(self, name):
+    def _asymmetric(self, name: str) -> bool:
         return self.modules[name].mode.activations != LinearQuantMode.SYMMETRIC and \
             self.modules[name].mode.activations != LinearQuantMode.SYMMETRIC_RESTRICTED
 
-    def initial_vector(self):
+    def initial_vector(self) -> np.ndarray:
         sizes = [1 if kind == "weight" or not self._asymmetric(name) else 2 for name, kind, _ in self.entries]
         return np.ones(sum(sizes))
 
-    def _params(self, wrapper, initial, values):
+    def _params(self, wrapper: RangeLinearQuantWrapper, initial: tuple[float, float],
+                values: Sequence[float]) -> tuple[float, float]:
         lo, hi = initial
         if self.search_clipping or len(values) == 1:
             lo, hi = (lo * values[0], hi * values[-1]) if len(values) == 2 else (lo * values[0], hi * values[0])
             return wrapper.quant_params_for_range(lo, hi)
         scale, zero_point = wrapper.quant_params_for_range(lo, hi)  # scale multiplier, zero-point shift
-        levels = 2 ** wrapper.num_bits_acts - 1
+        levels = 2 ** wrapper.acts_bits - 1
         offset = 0 if wrapper.mode.activations == LinearQuantMode.ASYMMETRIC_UNSIGNED else (levels + 1) // 2
         zero_point = min(max(round(zero_point + (values[1] - 1.0) * 10.0), offset - levels), offset)
         return scale / values[0], float(zero_point)
 
-    def apply(self, vector):
+    def apply(self, vector: Any) -> None:
         vector = np.clip(np.asarray(vector, dtype=np.float64), *_BOUNDS)
         position = 0
         for name, kind, initial in self.entries:
@@ -117,8 +141,8 @@ class _SearchSpace:
         if self.quantizer.inputs_quant_auto_fallback:
             self.quantizer.share_producer_quant_params()
 
-    def describe(self):
-        result = {}
+    def describe(self) -> dict[str, dict[str, Any]]:
+        result: dict[str, dict[str, Any]] = {}
         for name, kind, _ in self.entries:
             wrapper = self.modules[name]
             if kind == "weight":
@@ -131,9 +155,14 @@ class _SearchSpace:
         return result
 
 
-def ptq_coordinate_search(quantizer, dummy_input, eval_fn, test_fn=None, method="Powell", maxiter=None,
-                          maxfev=None, basinhopping=False, basinhopping_niter=100, init_mode="NONE",
-                          init_method="Powell", search_clipping=False, minimizer_kwargs=None):
+@validated
+def ptq_coordinate_search(quantizer: PostTrainLinearQuantizer, dummy_input: Any,
+                          eval_fn: Callable[[nn.Module], float], test_fn: Optional[Callable[[nn.Module], Any]] = None,
+                          method: Union[str, Callable[..., Any]] = "Powell", maxiter: Optional[int] = None,
+                          maxfev: Optional[int] = None, basinhopping: bool = False, basinhopping_niter: int = 100,
+                          init_mode: LapqInitMode = "NONE", init_method: str = "Powell",
+                          search_clipping: bool = False, minimizer_kwargs: Optional[Mapping[str, Any]] = None,
+                          ) -> tuple[nn.Module, dict[str, dict[str, Any]]]:
     """Optimises the quantization ranges of a post-training quantizer for the loss (LAPQ).
 
     Args:
@@ -156,15 +185,14 @@ def ptq_coordinate_search(quantizer, dummy_input, eval_fn, test_fn=None, method=
         ``(model, best_params)``: the quantized model with the best ranges found (never worse than the
         initial ones on ``eval_fn``) and a ``{layer: {'output': [scale, zero_point], ...}}`` summary.
     Raises:
-        distiller.errors.ArgumentError: not a PostTrainLinearQuantizer with calibration statistics,
-            unknown ``init_mode``.
+        distiller.errors.ArgumentError: an argument of the wrong type (e.g. not a PostTrainLinearQuantizer, an
+            unknown ``init_mode``: checked by :func:`distiller.spec.validated`), a quantizer without
+            calibration statistics.
     """
-    if not isinstance(quantizer, PostTrainLinearQuantizer) or quantizer.model_activation_stats is None:
+    if quantizer.model_activation_stats is None:
         raise ArgumentError("LAPQ needs a PostTrainLinearQuantizer built with calibration statistics "
-                            "(model_activation_stats)")
-    mode_name = init_mode.name if isinstance(init_mode, ClipMode) else str(init_mode).upper()
-    if mode_name not in LAPQ_INIT_MODES:
-        raise ArgumentError(f"unknown LAPQ init_mode {init_mode!r}; valid values: {', '.join(LAPQ_INIT_MODES)}")
+                            "(model_activation_stats)", argument="quantizer")
+    mode_name = _lapq_init_mode(init_mode)
     if not quantizer.prepared:
         quantizer.prepare_model(dummy_input)
     model = quantizer._model_key()
@@ -172,7 +200,7 @@ def ptq_coordinate_search(quantizer, dummy_input, eval_fn, test_fn=None, method=
     x0 = space.initial_vector()
     evaluations = []
 
-    def objective(vector):
+    def objective(vector: Any) -> float:
         space.apply(vector)
         with torch.no_grad():
             loss = float(eval_fn(model))

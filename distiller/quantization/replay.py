@@ -6,16 +6,24 @@ the weights, so the quantized model (float copies, clip values, EMA statistics) 
 ``prepare_model`` by an identically configured quantizer (the schedule re-applied on resume) adopts the
 replayed model instead of quantizing it twice.
 """
+from __future__ import annotations
+
 import inspect
+from collections.abc import Mapping
+from typing import Any, Optional
+
+import torch
+from torch import nn
 
 from ..registry import QUANTIZERS, register_model_transform
 from ..utils import model_device
-from .base import input_from_spec
+from .base import Quantizer, input_from_spec
 
 __all__ = ["replay_quantization", "quantizer_from_state"]
 
 
-def quantizer_from_state(model, state, optimizer=None):
+def quantizer_from_state(model: nn.Module, state: Mapping[str, Any],
+                         optimizer: Optional[torch.optim.Optimizer] = None) -> Quantizer:
     """Re-creates the quantizer described by ``Quantizer.state_dict()`` (not yet applied to ``model``).
 
     Raises:
@@ -23,13 +31,14 @@ def quantizer_from_state(model, state, optimizer=None):
     """
     cls = QUANTIZERS.get(state["class"])
     kwargs = dict(state["args"])
-    if "optimizer" in inspect.signature(cls.__init__).parameters:
+    if "optimizer" in inspect.signature(cls).parameters:
         kwargs["optimizer"] = optimizer
     return cls(model, **kwargs)
 
 
 @register_model_transform("quantization")
-def replay_quantization(model, record, optimizer=None):
+def replay_quantization(model: nn.Module, record: Mapping[str, Any],
+                        optimizer: Optional[torch.optim.Optimizer] = None) -> Quantizer:
     """Prepares ``model`` in place with the quantizer in ``record['quantizer']``; returns the quantizer.
 
     Pass the optimizer that will load the checkpoint's optimizer state: methods adding learned

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any, Optional, TypeGuard, Union
 
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ... import modules as dm
 from ...data_loggers.collector import load_quant_stats
@@ -18,7 +19,7 @@ from ...registry import register_quantizer
 from ...spec import BitWidth, validated
 from ...utils import normalize_module_name
 from ..base import QBits, Quantizer, inner_model
-from ..bn_fold import find_batchnorm_pairs
+from ..bn_fold import FoldableLayer, find_batchnorm_pairs
 from ..fp8 import FP8LinearWrapper, FP8Scaling
 from ..overrides import BITS_KEYS, BITS_TYPES, BitsSetting, OverrideError, Overrides, check_overrides
 from ..q_utils import (ClipMode, ClipModeArg, LinearQuantMode, PositiveReal, QuantModeArg, parse_clip_mode,
@@ -222,7 +223,9 @@ class PostTrainLinearQuantizer(Quantizer):
                 self._decisions[name] = self._decide(module, full_name, self.module_qbits_map, **extra)
         self._check_static_coverage()
         for layer_name, bn_name in pairs:
-            fold_batch_norm(inner.get_submodule(layer_name), inner.get_submodule(bn_name))
+            # find_batchnorm_pairs only pairs foldable layers with BatchNorms that track statistics
+            fold_batch_norm(typing.cast(FoldableLayer, inner.get_submodule(layer_name)),
+                            typing.cast(_BatchNorm, inner.get_submodule(bn_name)))
             parent, _, child = bn_name.rpartition(".")
             setattr(inner.get_submodule(parent) if parent else inner, child, nn.Identity())
         logger.info("PostTrainLinearQuantizer: folded %d BatchNorm layer(s); %s activation ranges", len(pairs),
@@ -246,7 +249,8 @@ class PostTrainLinearQuantizer(Quantizer):
         if self.model_activation_stats is None:
             return None
         stats: dict[str, dict[str, Any]] = {
-            name: {"inputs": {int(i): rec for i, rec in (entry.get("inputs") or {}).items()}, "output": entry.get("output")}
+            name: {"inputs": {int(i): rec for i, rec in (entry.get("inputs") or {}).items()},
+                   "output": entry.get("output")}
             for name, entry in copy.deepcopy(self.model_activation_stats).items()}
         for layer, bn in pairs:
             if layer in stats and stats.get(bn, {}).get("output"):

@@ -9,16 +9,23 @@
 * BatchNorm layers that can be folded into the convolution/linear layer before them (the graph, not
   module names or order, decides; see :func:`distiller.quantization.bn_fold.find_batchnorm_pairs`).
 """
+from __future__ import annotations
+
 import logging
 import operator
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from torch.nn.modules.batchnorm import _BatchNorm
+
 from ... import modules as distiller_modules
 from ...graph import GraphCaptureError, trace_model
+from ..bn_fold import FoldableLayer
 
 __all__ = ["QuantizationGraph", "analyze_model", "fold_batch_norm", "GRID_PRESERVING_MODULES",
            "SAME_RANGE_AS_INPUT_MODULES"]
@@ -56,53 +63,55 @@ class QuantizationGraph:
         relu_after: module -> the ReLU module that is its only consumer (None for a functional ReLU).
     """
     traced: bool = False
-    order: list = field(default_factory=list)
-    num_inputs: dict = field(default_factory=dict)
-    input_sources: dict = field(default_factory=dict)
-    relu_after: dict = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+    num_inputs: dict[str, int] = field(default_factory=dict)
+    input_sources: dict[str, dict[int, str]] = field(default_factory=dict)
+    relu_after: dict[str, Optional[str]] = field(default_factory=dict)
 
 
-def _is_grid_preserving(node, modules, pass_through):
+def _is_grid_preserving(node: fx.Node, modules: dict[str, nn.Module], pass_through: Collection[str]) -> bool:
     if node.op == "call_module":
-        return node.target in pass_through or isinstance(modules[node.target], GRID_PRESERVING_MODULES)
+        return node.target in pass_through or isinstance(modules[str(node.target)], GRID_PRESERVING_MODULES)
     if node.op == "call_function":
         return node.target in GRID_PRESERVING_FUNCTIONS
     return node.op == "call_method" and node.target in GRID_PRESERVING_METHODS
 
 
-def _is_relu(node, modules):
+def _is_relu(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_module":
-        return isinstance(modules[node.target], nn.ReLU)
+        return isinstance(modules[str(node.target)], nn.ReLU)
     return ((node.op == "call_function" and node.target in _RELU_FUNCTIONS)
             or (node.op == "call_method" and node.target in _RELU_METHODS))
 
 
-def _producer(node, modules, calls, pass_through):
+def _producer(node: Any, modules: dict[str, nn.Module], calls: dict[str, int],
+              pass_through: Collection[str]) -> Optional[str]:
     """The module whose output reaches ``node`` through grid-preserving operations, or None."""
     while isinstance(node, fx.Node):
         preserving = _is_grid_preserving(node, modules, pass_through)
         if node.op == "call_module" and not preserving:
-            return node.target if calls[node.target] == 1 else None
+            return str(node.target) if calls[str(node.target)] == 1 else None
         if not preserving or not node.args:
             return None
         node = node.args[0]
     return None
 
 
-def _single_relu_consumer(node, modules, pass_through):
+def _single_relu_consumer(node: fx.Node, modules: dict[str, nn.Module],
+                          pass_through: Collection[str]) -> tuple[bool, Optional[str]]:
     """(True, relu name or None) if ``node``'s only consumer (through identities) is a ReLU."""
     while len(node.users) == 1:
         (user,) = node.users
         if _is_relu(user, modules):
-            return True, user.target if user.op == "call_module" else None
+            return True, str(user.target) if user.op == "call_module" else None
         if not (user.op == "call_module" and (user.target in pass_through
-                                              or isinstance(modules[user.target], _PASS_THROUGH_MODULES))):
+                                              or isinstance(modules[str(user.target)], _PASS_THROUGH_MODULES))):
             break
         node = user
     return False, None
 
 
-def analyze_model(model, pass_through=()):
+def analyze_model(model: nn.Module, pass_through: Collection[str] = ()) -> QuantizationGraph:
     """Traces ``model`` (leaves: torch layers, ``distiller.modules``, childless modules) and returns the
     :class:`QuantizationGraph`; an untraceable model gives ``traced=False`` and a logged reason.
 
@@ -118,15 +127,15 @@ def analyze_model(model, pass_through=()):
                        "and no activation fusion or integer conversion is available.", err)
         return QuantizationGraph()
     modules = dict(model.named_modules())
-    calls = {}
+    calls: dict[str, int] = {}
     for node in graph.nodes:
         if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
+            calls[str(node.target)] = calls.get(str(node.target), 0) + 1
     result = QuantizationGraph(traced=True)
     for node in graph.nodes:
         if node.op != "call_module":
             continue
-        name = node.target
+        name = str(node.target)
         args = node.args[0] if len(node.args) == 1 and isinstance(node.args[0], (list, tuple)) else node.args
         result.order.append(name)
         result.num_inputs[name] = len(args)
@@ -140,19 +149,22 @@ def analyze_model(model, pass_through=()):
     return result
 
 
-def fold_batch_norm(layer, bn):
+def fold_batch_norm(layer: FoldableLayer, bn: _BatchNorm) -> None:
     """Folds ``bn`` (eval statistics) into the conv/linear ``layer`` that feeds it, in place.
 
     ``W' = W * gamma / sqrt(var + eps)`` per output channel and ``b' = (b - mean) * gamma / sqrt(var + eps)
     + beta`` (Jacob et al. 2018, section 3.2). The layer gains a bias if it had none.
     """
+    running_mean, running_var = bn.running_mean, bn.running_var
+    if running_mean is None or running_var is None:
+        raise TypeError("cannot fold a BatchNorm without running statistics (track_running_stats=False)")
     with torch.no_grad():
-        gamma = bn.weight if bn.affine else torch.ones_like(bn.running_var)
-        beta = bn.bias if bn.affine else torch.zeros_like(bn.running_var)
-        factor = gamma / torch.sqrt(bn.running_var + bn.eps)
+        gamma = bn.weight if bn.affine else torch.ones_like(running_var)
+        beta = bn.bias if bn.affine else torch.zeros_like(running_var)
+        factor = gamma / torch.sqrt(running_var + bn.eps)
         layer.weight.mul_(factor.reshape(-1, *([1] * (layer.weight.dim() - 1))).to(layer.weight.dtype))
-        bias = layer.bias if layer.bias is not None else torch.zeros_like(bn.running_mean)
-        folded_bias = (bias - bn.running_mean) * factor + beta
+        bias = layer.bias if layer.bias is not None else torch.zeros_like(running_mean)
+        folded_bias = (bias - running_mean) * factor + beta
         if layer.bias is None:
             layer.bias = nn.Parameter(folded_bias.to(layer.weight.dtype), requires_grad=layer.weight.requires_grad)
         else:

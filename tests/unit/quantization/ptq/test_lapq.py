@@ -114,8 +114,8 @@ def test_l2_initialisation_clips_weights_no_wider_than_their_range(float_model, 
 def test_lapq_bad_input(float_model, stats):
     with pytest.raises(ArgumentError, match="calibration statistics"):
         ptq_coordinate_search(PostTrainLinearQuantizer(copy.deepcopy(float_model)), None, lambda m: 0.0)
-    with pytest.raises(ArgumentError, match="PostTrainLinearQuantizer"):
+    with pytest.raises(ArgumentError, match="argument 'quantizer' expects a PostTrainLinearQuantizer, got Quantizer"):
         ptq_coordinate_search(Quantizer(nn.Linear(2, 2)), None, lambda m: 0.0)
     quantizer = PostTrainLinearQuantizer(copy.deepcopy(float_model), model_activation_stats=stats)
-    with pytest.raises(ArgumentError, match="init_mode 'L4'"):
+    with pytest.raises(ArgumentError, match="argument 'init_mode' .* got 'L4' .*unknown LAPQ init_mode 'L4'; valid"):
         ptq_coordinate_search(quantizer, None, lambda m: 0.0, init_mode="L4")
