@@ -183,3 +183,21 @@ def test_importance_is_a_registered_name_an_instance_or_a_function():
         StructuredAGP("f", 0.1, 0.5, "Filters", ["conv1.weight"], importance="Tailor")
     with pytest.raises(ArgumentError, match="pass an importance criterion"):
         StructuredAGP("f", 0.1, 0.5, "Filters", ["conv1.weight"])
+
+
+@pytest.mark.cuda
+def test_graph_masks_follow_the_model_to_the_gpu():
+    torch.manual_seed(0)
+    model = TinyResidualNet(width=8).cuda().eval()
+    _shifted_batchnorms(model, torch.Generator().manual_seed(1))
+    pruner = L1RankedStructureParameterPruner("g", "Filters", 0.5, ["conv1.weight", "block_conv1.weight"],
+                                              group_dependency="Graph", dummy_input=torch.randn(1, 3, 8, 8))
+    masks = _prune_once(pruner, model)
+    assert masks["bn1.weight"].mask.device.type == "cuda" and masks["conv1.weight"].mask.device.type == "cuda"
+    x = torch.randn(2, 3, 8, 8, device="cuda")
+    with torch.no_grad():
+        expected = model(x)
+    remove_filters(model, masks, dummy_input=x[:1])
+    assert model.conv1.out_channels == 4
+    with torch.no_grad():
+        assert (model(x) - expected).abs().max().item() <= 1e-4
