@@ -53,22 +53,27 @@ MNIST_PROCESSED_FILES = ("training.pt", "test.pt")
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
 DIGITS_MAX_SHIFT = 2
+#: ImageNet image side of Inception networks (evaluation resizes to 342 first, keeping 224/256's ratio).
+INCEPTION_CROP = 299
 
 #: The portion of a set sampled per epoch: ``0 < x <= 1``.
 _SampledFraction = Annotated[float, Range(0, 1, lo_open=True)]
 
 
 @validated
-def load_data(dataset: str, data_dir: Optional[Union[str, os.PathLike[str]]], batch_size: PositiveInt,
-              workers: NonNegativeInt, validation_split: Fraction = 0.1, deterministic: bool = False,
-              effective_train_size: _SampledFraction = 1., effective_valid_size: _SampledFraction = 1.,
-              effective_test_size: _SampledFraction = 1., fixed_subset: bool = False, sequential: bool = False,
-              test_only: bool = False, seed: Optional[int] = None
+def load_data(dataset: str, arch: Optional[str], data_dir: Optional[Union[str, os.PathLike[str]]],
+              batch_size: PositiveInt, workers: NonNegativeInt, validation_split: Fraction = 0.1,
+              deterministic: bool = False, effective_train_size: _SampledFraction = 1.,
+              effective_valid_size: _SampledFraction = 1., effective_test_size: _SampledFraction = 1.,
+              fixed_subset: bool = False, sequential: bool = False, test_only: bool = False,
+              seed: Optional[int] = None
               ) -> tuple[Optional[DataLoader], Optional[DataLoader], DataLoader, tuple[int, int, int, int]]:
     """Creates the training, validation and test loaders of ``dataset``.
 
     Args:
         dataset: ``'digits'``, ``'cifar10'``, ``'mnist'`` or ``'imagenet'`` (case-insensitive).
+        arch: the architecture the data is for, or None. It matters for ImageNet only: Inception networks
+            (``'inception_v3'``...) take 299x299 images (resized to 342 for evaluation), the others 224x224.
         data_dir: the dataset's directory (ignored for ``digits``; may be None there).
         batch_size: images per batch.
         workers: number of loader worker processes (``digits`` lives in memory and always uses 0).
@@ -93,7 +98,7 @@ def load_data(dataset: str, data_dir: Optional[Union[str, os.PathLike[str]]], ba
             but unreadable or corrupted.
 
     Example:
-        >>> train, valid, test, shape = load_data('digits', None, batch_size=64, workers=0)
+        >>> train, valid, test, shape = load_data('digits', None, None, batch_size=64, workers=0)
         >>> len(train.sampler), len(valid.sampler), len(test.sampler), shape
         (1293, 144, 360, (1, 3, 32, 32))
     """
@@ -103,7 +108,9 @@ def load_data(dataset: str, data_dir: Optional[Union[str, os.PathLike[str]]], ba
                             "embedded in distiller")
     if seed is None:
         seed = torch.initial_seed()
-    sources = _SOURCES[dataset](data_dir, test_only)
+    input_shape = _input_shape(dataset, arch)
+    sources = _imagenet(data_dir, test_only, crop=input_shape[-1]) if dataset == "imagenet" else \
+        _SOURCES[dataset](data_dir, test_only)
     if sources.in_memory:
         workers = 0  # worker processes would only add start-up time
     make_loader = functools.partial(_make_loader, batch_size=batch_size, workers=workers, seed=seed,
@@ -113,7 +120,7 @@ def load_data(dataset: str, data_dir: Optional[Union[str, os.PathLike[str]]], ba
     test_loader = make_loader(sources.test, range(len(sources.test)), effective_test_size, shuffle=False,
                               fixed_subset=True)
     if sources.train is None or sources.valid is None:  # test_only: the training set was not read
-        return None, None, test_loader, dataset_input_shape(dataset)
+        return None, None, test_loader, input_shape
     split_seed = seed % 2 ** 32 if sources.split_seed is None else sources.split_seed
     train_indices, valid_indices = _split_validation(len(sources.train), validation_split, split_seed,
                                                      sources.stratify)
@@ -125,7 +132,7 @@ def load_data(dataset: str, data_dir: Optional[Union[str, os.PathLike[str]]], ba
                                    fixed_subset=True)
     msglogger.debug("%s: %d training, %d validation, %d test images", dataset, len(train_indices),
                     len(valid_indices), len(sources.test))
-    return train_loader, valid_loader, test_loader, dataset_input_shape(dataset)
+    return train_loader, valid_loader, test_loader, input_shape
 
 
 class EpochSubsetSampler(Sampler):
@@ -305,7 +312,15 @@ def _mnist(data_dir: Union[str, os.PathLike[str]], test_only: bool) -> _Sources:
     return _sources_from(base_train, base_test, transform, transform)
 
 
-def _imagenet(data_dir: Union[str, os.PathLike[str]], test_only: bool) -> _Sources:
+def _input_shape(dataset: str, arch: Optional[str]) -> tuple[int, int, int, int]:
+    """The batch-of-one input shape for ``arch`` on ``dataset``: the dataset's, except Inception networks on
+    ImageNet, which take 299x299 images (Szegedy et al. 2016, "Rethinking the Inception Architecture")."""
+    if dataset == "imagenet" and arch is not None and "inception" in str(arch).lower():
+        return (1, 3, INCEPTION_CROP, INCEPTION_CROP)
+    return dataset_input_shape(dataset)
+
+
+def _imagenet(data_dir: Union[str, os.PathLike[str]], test_only: bool, crop: int = 224) -> _Sources:
     folders = {split: os.path.join(data_dir, split) for split in (("val",) if test_only else ("train", "val"))}
     missing = [path for path in folders.values() if not os.path.isdir(path)]
     if missing:
@@ -320,9 +335,10 @@ def _imagenet(data_dir: Union[str, os.PathLike[str]], test_only: bool) -> _Sourc
                              "expected train/<class>/*.JPEG and val/<class>/*.JPEG") from err
     normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     return _sources_from(base.get("train"), base["val"],
-                         T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(),
+                         T.Compose([T.RandomResizedCrop(crop), T.RandomHorizontalFlip(), T.ToTensor(),
                                     normalize]),
-                         T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), normalize]))
+                         T.Compose([T.Resize(round(crop * 256 / 224)), T.CenterCrop(crop), T.ToTensor(),
+                                    normalize]))
 
 
 @functools.lru_cache(maxsize=1)

@@ -231,7 +231,7 @@ def build_experiment(args):
         distiller.set_seed(seed)
     msglogger.info("dataset %s, architecture %s, seed %d", dataset, arch, seed)
     train_loader, valid_loader, test_loader, input_shape = load_data(
-        dataset, args.data, args.batch_size, args.workers, validation_split=args.validation_split,
+        dataset, arch, args.data, args.batch_size, args.workers, validation_split=args.validation_split,
         deterministic=args.deterministic, effective_train_size=args.effective_train_size,
         effective_valid_size=args.effective_valid_size, effective_test_size=args.effective_test_size,
         test_only=args.evaluate, seed=seed)

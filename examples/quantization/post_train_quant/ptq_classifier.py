@@ -68,7 +68,7 @@ def main(args):
     distiller.set_seed(args.seed)
     checkpoint = torch.load(args.resume_from, map_location="cpu", weights_only=True)
     arch = args.arch or checkpoint["arch"]
-    _, _, test_loader, input_shape = load_data(args.dataset, args.data, args.batch_size, 0, test_only=True,
+    _, _, test_loader, input_shape = load_data(args.dataset, arch, args.data, args.batch_size, 0, test_only=True,
                                                seed=args.seed)
     model = create_model(False, args.dataset, arch, parallel=False)
     load_checkpoint(model, args.resume_from)

@@ -108,7 +108,7 @@ def all_batches(loader):
 # ---------------------------------------------------------------- digits
 
 def test_digits_sizes_shapes_and_labels():
-    train, valid, test, shape = load_data("digits", None, batch_size=64, workers=4)
+    train, valid, test, shape = load_data("digits", None, None, batch_size=64, workers=4)
     assert shape == (1, 3, 32, 32)
     assert (len(train.sampler), len(valid.sampler), len(test.sampler)) == (1293, 144, 360)
     assert len(train.sampler) + len(valid.sampler) + len(test.sampler) == 1797
@@ -137,8 +137,8 @@ def test_digits_are_real_upsampled_sklearn_digits():
 
 
 def test_digits_split_is_fixed_whatever_the_seed():
-    first = load_data("digits", None, 32, 0, seed=1)
-    second = load_data("digits", "/ignored", 32, 0, seed=2, deterministic=True)
+    first = load_data("digits", None, None, 32, 0, seed=1)
+    second = load_data("digits", None, "/ignored", 32, 0, seed=2, deterministic=True)
     for a, b in zip(first[1:3], second[1:3]):
         assert torch.equal(a.sampler.indices, b.sampler.indices)
         torch.testing.assert_close(all_batches(a), all_batches(b))
@@ -148,7 +148,7 @@ def test_digits_split_is_fixed_whatever_the_seed():
 def test_digits_training_order_depends_only_on_seed_and_epoch():
     def first_labels(seed, epoch, warmup=0):
         torch.manual_seed(123)
-        train = load_data("digits", None, 64, 0, deterministic=True, seed=seed)[0]
+        train = load_data("digits", None, None, 64, 0, deterministic=True, seed=seed)[0]
         for _ in range(warmup):
             next(iter(train))
         train.sampler.set_epoch(epoch)
@@ -159,7 +159,7 @@ def test_digits_training_order_depends_only_on_seed_and_epoch():
 
 
 def test_digits_training_images_are_shifted_by_at_most_two_pixels():
-    train, valid, _, _ = load_data("digits", None, 16, 0, validation_split=0)
+    train, valid, _, _ = load_data("digits", None, None, 16, 0, validation_split=0)
     clean = train.dataset.base.tensors[0]
     background = float(clean.min())
     torch.manual_seed(0)
@@ -176,14 +176,14 @@ def test_digits_training_images_are_shifted_by_at_most_two_pixels():
 
 
 def test_digits_test_only():
-    train, valid, test, shape = load_data("digits", None, 100, 0, test_only=True)
+    train, valid, test, shape = load_data("digits", None, None, 100, 0, test_only=True)
     assert train is None and valid is None and len(test.sampler) == 360 and len(test) == 4
 
 
 def test_digits_loading_is_cached():
     data_loaders.digits_tensors()
     before = data_loaders.digits_tensors.cache_info().hits
-    load_data("digits", None, 64, 0)
+    load_data("digits", None, None, 64, 0)
     assert data_loaders.digits_tensors.cache_info().hits == before + 1
 
 
@@ -209,7 +209,7 @@ def test_sampler_fixed_subset_keeps_the_subset_and_sequential_keeps_order():
 
 
 def test_effective_sizes_and_sequential_in_load_data():
-    train, valid, test, _ = load_data("digits", None, 50, 0, effective_train_size=0.5,
+    train, valid, test, _ = load_data("digits", None, None, 50, 0, effective_train_size=0.5,
                                       effective_valid_size=0.5, effective_test_size=0.1, sequential=True)
     assert (len(train.sampler), len(valid.sampler), len(test.sampler)) == (646, 72, 36)
     assert len(train) == 13
@@ -219,7 +219,7 @@ def test_effective_sizes_and_sequential_in_load_data():
 
 def test_evaluation_subsets_stay_the_same_across_passes_while_training_subsets_change():
     """--etes/--vs subsets: a float and a quantized model (or two epochs) are scored on the same samples."""
-    train, valid, test, _ = load_data("digits", None, 50, 0, effective_train_size=0.5,
+    train, valid, test, _ = load_data("digits", None, None, 50, 0, effective_train_size=0.5,
                                       effective_valid_size=0.5, effective_test_size=0.1)
     assert list(test.sampler) == list(test.sampler) == list(test.sampler)
     assert list(valid.sampler) == list(valid.sampler)
@@ -240,7 +240,7 @@ def test_evaluation_subsets_stay_the_same_across_passes_while_training_subsets_c
     (dict(deterministic="yes"), "true or false"),
 ])
 def test_bad_arguments_name_the_argument_the_expected_type_and_the_value(kwargs, expected):
-    args = dict(dataset="digits", data_dir=None, batch_size=8, workers=0) | kwargs
+    args = dict(dataset="digits", arch=None, data_dir=None, batch_size=8, workers=0) | kwargs
     (argument, value), = kwargs.items()
     with pytest.raises(ArgumentError) as info:
         load_data(**args)
@@ -249,18 +249,18 @@ def test_bad_arguments_name_the_argument_the_expected_type_and_the_value(kwargs,
 
 
 def test_yaml_style_numbers_are_accepted():
-    _, valid, _, _ = load_data("digits", None, 8, 0, validation_split="1e-1")
+    _, valid, _, _ = load_data("digits", None, None, 8, 0, validation_split="1e-1")
     assert len(valid.sampler) == 144
 
 
 def test_unknown_dataset_suggests_close_names():
     with pytest.raises(ArgumentError, match=r"unknown dataset 'cifar100'.*'cifar10'"):
-        load_data("cifar100", "/data", 8, 0)
+        load_data("cifar100", None, "/data", 8, 0)
 
 
 def test_real_datasets_need_a_directory():
     with pytest.raises(ArgumentError, match="the cifar10 dataset needs a data directory"):
-        load_data("cifar10", None, 8, 0)
+        load_data("cifar10", None, None, 8, 0)
 
 
 def test_distiller_dataset_helpers():
@@ -275,7 +275,7 @@ def test_distiller_dataset_helpers():
 
 def test_cifar10_reads_the_python_batches(cifar_dir):
     root, batches = cifar_dir
-    train, valid, test, shape = load_data("cifar10", str(root), batch_size=4, workers=0, validation_split=0.2)
+    train, valid, test, shape = load_data("cifar10", None, str(root), batch_size=4, workers=0, validation_split=0.2)
     assert shape == (1, 3, 32, 32)
     assert (len(train.sampler), len(valid.sampler), len(test.sampler)) == (16, 4, CIFAR_TEST)
     images, labels = all_batches(test)
@@ -301,7 +301,7 @@ def test_cifar10_deterministic_augmentation_with_workers(cifar_dir):
     root, _ = cifar_dir
 
     def first_batch():
-        train = load_data("cifar10", str(root), 8, workers=1, deterministic=True, seed=5)[0]
+        train = load_data("cifar10", None, str(root), 8, workers=1, deterministic=True, seed=5)[0]
         return next(iter(train))
     (a, la), (b, lb) = first_batch(), first_batch()
     assert torch.equal(la, lb) and torch.equal(a, b)
@@ -310,10 +310,10 @@ def test_cifar10_deterministic_augmentation_with_workers(cifar_dir):
 def test_cifar10_missing_files_are_named(cifar_dir, tmp_path):
     root, _ = cifar_dir
     with pytest.raises(InputFileError, match=r"cifar-10-batches-py/data_batch_1.*cifar-10-python.tar.gz"):
-        load_data("cifar10", str(tmp_path / "nowhere"), 8, 0)
+        load_data("cifar10", None, str(tmp_path / "nowhere"), 8, 0)
     (root / "cifar-10-batches-py" / "data_batch_3").unlink()
     with pytest.raises(InputFileError, match=r"missing \S*data_batch_3\. Download"):
-        load_data("cifar10", str(root), 8, 0)
+        load_data("cifar10", None, str(root), 8, 0)
 
 
 def test_cifar10_corrupted_files_fail_the_integrity_check(cifar_dir):
@@ -321,14 +321,14 @@ def test_cifar10_corrupted_files_fail_the_integrity_check(cifar_dir):
     with open(root / "cifar-10-batches-py" / "test_batch", "ab") as f:
         f.write(b"garbage")
     with pytest.raises(InputFileError, match="failed torchvision's integrity"):
-        load_data("cifar10", str(root), 8, 0, test_only=True)
+        load_data("cifar10", None, str(root), 8, 0, test_only=True)
 
 
 # ---------------------------------------------------------------- mnist
 
 def test_mnist_reads_idx_files(mnist_dir):
     root, data = mnist_dir
-    train, valid, test, shape = load_data("mnist", str(root), batch_size=8, workers=0, validation_split=0.25)
+    train, valid, test, shape = load_data("mnist", None, str(root), batch_size=8, workers=0, validation_split=0.25)
     assert shape == (1, 1, 28, 28)
     assert (len(train.sampler), len(valid.sampler), len(test.sampler)) == (15, 5, 10)
     images, labels = all_batches(test)
@@ -343,22 +343,22 @@ def test_mnist_missing_or_compressed_files(mnist_dir):
     raw = root / "MNIST" / "raw"
     (raw / "train-images-idx3-ubyte").rename(raw / "train-images-idx3-ubyte.gz")
     with pytest.raises(InputFileError, match=r"missing \S*train-images-idx3-ubyte\. Decompress"):
-        load_data("mnist", str(root), 8, 0)
+        load_data("mnist", None, str(root), 8, 0)
     with pytest.raises(InputFileError, match=r"MNIST/raw/t10k-images-idx3-ubyte"):
-        load_data("mnist", str(root / "empty"), 8, 0)
+        load_data("mnist", None, str(root / "empty"), 8, 0)
 
 
 def test_mnist_corrupted_idx_file(mnist_dir):
     root, _ = mnist_dir
     (root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x0d\x01" + b"\x00" * 8)
     with pytest.raises(InputFileError, match="not valid idx files"):
-        load_data("mnist", str(root), 8, 0, test_only=True)
+        load_data("mnist", None, str(root), 8, 0, test_only=True)
 
 
 # ---------------------------------------------------------------- imagenet
 
 def test_imagenet_reads_image_folders(imagenet_dir):
-    train, valid, test, shape = load_data("imagenet", str(imagenet_dir), batch_size=4, workers=0,
+    train, valid, test, shape = load_data("imagenet", None, str(imagenet_dir), batch_size=4, workers=0,
                                           validation_split=0.2)
     assert shape == (1, 3, 224, 224)
     assert (len(train.sampler), len(valid.sampler), len(test.sampler)) == (8, 2, 4)
@@ -367,15 +367,24 @@ def test_imagenet_reads_image_folders(imagenet_dir):
     assert next(iter(train))[0].shape == (4, 3, 224, 224)
 
 
+def test_inception_architectures_read_imagenet_at_299(imagenet_dir):
+    train, _, test, shape = load_data("imagenet", "inception_v3", str(imagenet_dir), batch_size=4, workers=0,
+                                      validation_split=0.2)
+    assert shape == (1, 3, 299, 299)
+    assert all_batches(test)[0].shape == (4, 3, 299, 299) and next(iter(train))[0].shape == (4, 3, 299, 299)
+    assert load_data("imagenet", "resnet18", str(imagenet_dir), 4, 0, test_only=True)[3] == (1, 3, 224, 224)
+    assert load_data("digits", "inception_v3", None, 4, 0, test_only=True)[3] == (1, 3, 32, 32)  # ImageNet only
+
+
 def test_imagenet_missing_directory(imagenet_dir):
     import shutil
     shutil.rmtree(imagenet_dir / "val")
     with pytest.raises(InputFileError, match=r"missing directory \S*val\. Expected train/<class>"):
-        load_data("imagenet", str(imagenet_dir), 4, 0)
+        load_data("imagenet", None, str(imagenet_dir), 4, 0)
 
 
 def test_imagenet_folders_without_images(imagenet_dir):
     for image in (imagenet_dir / "val").rglob("*.png"):
         image.unlink()
     with pytest.raises(InputFileError, match=r"has no images in the ImageFolder layout"):
-        load_data("imagenet", str(imagenet_dir), 4, 0, test_only=True)
+        load_data("imagenet", None, str(imagenet_dir), 4, 0, test_only=True)
