@@ -6,7 +6,7 @@ Importing it has no side effects beyond registering the library's classes in
 from ._version import __version__
 from . import (apputils, data_loggers, graph, lr_schedulers, metrics, models, modules, norms, pruning, quantization,
                registry, regularization, summaries, thinning, thresholding, utils)
-from .config import describe_schedule, dict_config, file_config
+from .config import config_component_from_file_by_class, describe_schedule, dict_config, file_config
 from .errors import (ArgumentError, CheckpointError, InputFileError, MissingDependencyError, ScheduleError,
                      UnmatchedNameError, UserError)
 from .metrics import (density, density_2D, density_3D, density_ch, density_cols, density_rows, model_numel,
@@ -30,7 +30,7 @@ __all__ = [
     "CompressionScheduler", "ParameterMasker", "create_model_masks_dict",
     "ScheduledTrainingPolicy", "PruningPolicy", "RegularizationPolicy", "QuantizationPolicy", "LRPolicy",
     "PolicyLoss", "LossComponent",
-    "file_config", "dict_config", "describe_schedule",
+    "file_config", "dict_config", "describe_schedule", "config_component_from_file_by_class",
     # the user-error family (bad input; applications exit with status 2)
     "UserError", "ScheduleError", "ArgumentError", "InputFileError", "CheckpointError", "MissingDependencyError",
     "UnmatchedNameError",

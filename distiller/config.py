@@ -54,7 +54,8 @@ from .utils import match_names
 
 msglogger = logging.getLogger(__name__)
 
-__all__ = ["file_config", "dict_config", "describe_schedule", "load_schedule_file"]
+__all__ = ["file_config", "dict_config", "describe_schedule", "load_schedule_file",
+           "config_component_from_file_by_class"]
 
 _SCHEDULE_KEYS = ("starting_epoch", "ending_epoch", "frequency", "epochs")
 Path = tuple[Union[str, int], ...]
@@ -197,6 +198,58 @@ def _target_path(args: dict[str, Any], pattern: str, path: Path) -> Path:
     return path
 
 
+def _instantiate(class_name: str, section: Section, args: dict[str, Any], injected: dict[str, Any],
+                 source: _Source, path: Path) -> Any:
+    """Builds one instance of the registered ``class_name``; its constructor's user errors become ScheduleErrors
+    at ``path``."""
+    try:
+        cls = section.registry.get(class_name)
+    except KeyError as err:
+        raise source.error(err.args[0], path + ("class",)) from None
+    kwargs = _bind_arguments(cls, args, injected, section, source, path)
+    try:
+        return cls(**kwargs)
+    except ArgumentError as err:  # a value the constructor's annotations or checks refuse
+        raise source.argument_error(err, path, class_name) from None
+    except UserError as err:  # the constructor's other input checks; anything else is a bug
+        raise source.error(f"{class_name}: {err}", path) from None
+
+
+def config_component_from_file_by_class(model: torch.nn.Module, filename: Union[str, PathLike[str]],
+                                        class_name: str, **extra_args: Any) -> Any:
+    """Builds the one instance of class ``class_name`` that a YAML file defines, e.g. the
+    ``PostTrainLinearQuantizer`` of a ``--qe-config-file``; the file's ``policies`` are ignored.
+
+    Args:
+        model: the model the instance works on (given to constructors that take ``model``).
+        filename: the YAML file (any schedule section: ``quantizers``, ``pruners``, ...).
+        class_name: the registered class to look for.
+        **extra_args: constructor arguments that override the file's.
+    Returns:
+        the instance (its instance name is the one in the file).
+    Raises:
+        ScheduleError: no such file, malformed YAML, no or several instances of ``class_name``, or bad arguments
+            (naming the file, the YAML path and the line).
+
+    Example:
+        >>> quantizer = config_component_from_file_by_class(model, 'ptq.yaml', 'PostTrainLinearQuantizer')
+    """
+    sched, source = load_schedule_file(filename)
+    _check_mapping(sched, source, (), "the file")
+    found = [(key, section, name, spec) for key, section in SECTIONS.items()
+             for name, spec in (sched.get(key) or {}).items()
+             if isinstance(spec, dict) and spec.get("class") == class_name]
+    if len(found) != 1:
+        classes = sorted({spec.get("class") for key in SECTIONS for spec in (sched.get(key) or {}).values()
+                          if isinstance(spec, dict) and spec.get("class")})
+        raise source.error(f"expected exactly one instance of class {class_name}, found {len(found)} (classes "
+                           f"defined: {', '.join(map(str, classes)) or 'none'})", ())
+    key, section, name, spec = found[0]
+    args = {k: v for k, v in spec.items() if k != "class"} | extra_args
+    return _instantiate(class_name, section, args, {"name": name, "model": model, "optimizer": None}, source,
+                        (key, name))
+
+
 def _build_instances(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], sched: dict[str, Any],
                      source: _Source) -> dict[str, dict[str, Any]]:
     instances: dict[str, dict[str, Any]] = {key: {} for key in SECTIONS}
@@ -209,19 +262,9 @@ def _build_instances(model: torch.nn.Module, optimizer: Optional[torch.optim.Opt
             _check_mapping(spec, source, path, f"instance '{name}'")
             if "class" not in spec:
                 raise source.error(f"instance '{name}' has no 'class'", path)
-            try:
-                cls = section.registry.get(spec["class"])
-            except KeyError as err:
-                raise source.error(err.args[0], path + ("class",)) from None
             args = {k: v for k, v in spec.items() if k != "class"}
-            kwargs = _bind_arguments(cls, args, {"name": name, "model": model, "optimizer": optimizer}, section,
-                                     source, path)
-            try:
-                instance = cls(**kwargs)
-            except ArgumentError as err:  # a value the constructor's annotations or checks refuse
-                raise source.argument_error(err, path, spec["class"]) from None
-            except UserError as err:  # the constructor's other input checks; anything else is a bug
-                raise source.error(f"{spec['class']}: {err}", path) from None
+            injected = {"name": name, "model": model, "optimizer": optimizer}
+            instance = _instantiate(spec["class"], section, args, injected, source, path)
             if hasattr(instance, "targets") and key in ("pruners", "regularizers"):
                 try:
                     match_names(instance.targets(), param_names, "parameter")
