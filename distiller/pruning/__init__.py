@@ -2,7 +2,7 @@
 
 Importing this package registers every pruner under its class name, for YAML ``class:`` lookups.
 """
-from .agp import AutomatedGradualPruner, AutomatedGradualPrunerBase, agp_target_sparsity
+from .agp import AgpPruningRate, AutomatedGradualPruner, AutomatedGradualPrunerBase, agp_target_sparsity
 from .base import ParameterPruner
 from .level import SparsityLevelParameterPruner
 from .magnitude import MagnitudeParameterPruner
@@ -29,6 +29,7 @@ from .structure import StructureParameterPruner
 __all__ = [
     "ParameterPruner",
     "AutomatedGradualPrunerBase",
+    "AgpPruningRate",
     "agp_target_sparsity",
     "AutomatedGradualPruner",
     "MagnitudeParameterPruner",

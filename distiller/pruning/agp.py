@@ -36,6 +36,21 @@ def agp_target_sparsity(initial_sparsity, final_sparsity, starting_epoch, ending
     return final_sparsity + (initial_sparsity - final_sparsity) * (1.0 - progress) ** 3
 
 
+class AgpPruningRate:
+    """The AGP rate schedule as Distiller's rate-scheduler object: ``step`` returns the target sparsity of
+    :func:`agp_target_sparsity`. A pruner's ``rate_scheduler_factory`` builds one from its sparsities; a custom
+    factory returns any object with the same ``step``.
+    """
+
+    def __init__(self, initial_sparsity, final_sparsity):
+        self.initial_sparsity, self.final_sparsity = initial_sparsity, final_sparsity
+
+    def step(self, current_epoch, starting_epoch, ending_epoch, freq):
+        """The target sparsity at ``current_epoch`` of a policy over ``[starting_epoch, ending_epoch)``."""
+        return agp_target_sparsity(self.initial_sparsity, self.final_sparsity, starting_epoch, ending_epoch, freq,
+                                   current_epoch)
+
+
 class AutomatedGradualPrunerBase(ParameterPruner):
     """AGP rate schedule; subclasses decide which elements/structures reach the target.
 
@@ -43,23 +58,31 @@ class AutomatedGradualPrunerBase(ParameterPruner):
         name: instance name.
         initial_sparsity, final_sparsity: fractions in [0, 1).
         weights: parameter names / regular expressions to prune.
+        rate_scheduler_factory: ``factory(initial_sparsity, final_sparsity)`` returning the object whose
+            ``step(current_epoch, starting_epoch, ending_epoch, freq)`` gives each epoch's target sparsity
+            (Distiller's argument; default: :class:`AgpPruningRate`).
     """
 
-    def __init__(self, name, initial_sparsity, final_sparsity, weights):
+    def __init__(self, name, initial_sparsity, final_sparsity, weights, rate_scheduler_factory=AgpPruningRate):
         super().__init__(name)
         self.initial_sparsity = as_number(name, "initial_sparsity", initial_sparsity, minimum=0.0, below=1.0)
         self.final_sparsity = as_number(name, "final_sparsity", final_sparsity, minimum=0.0, below=1.0)
         if self.final_sparsity < self.initial_sparsity:
             raise ArgumentError(f"{name}: final_sparsity={final_sparsity} is below initial_sparsity={initial_sparsity}")
         self.weights = as_weights_list(name, weights)
+        if not callable(rate_scheduler_factory):
+            raise ArgumentError(f"{name}: rate_scheduler_factory={rate_scheduler_factory!r} is not callable; pass a "
+                                f"class or function (initial_sparsity, final_sparsity) -> object with step(...)",
+                                argument="rate_scheduler_factory")
+        self.rate_scheduler = rate_scheduler_factory(self.initial_sparsity, self.final_sparsity)
 
     def targets(self):
         return self.weights
 
     def compute_target_sparsity(self, meta):
         try:
-            return agp_target_sparsity(self.initial_sparsity, self.final_sparsity, meta["starting_epoch"],
-                                       meta["ending_epoch"], meta["frequency"], meta["current_epoch"])
+            return self.rate_scheduler.step(meta["current_epoch"], meta["starting_epoch"], meta["ending_epoch"],
+                                            meta["frequency"])
         except ValueError as err:
             raise ArgumentError(f"{self.name}: {err}") from None
 
@@ -85,6 +108,7 @@ class AutomatedGradualPruner(AutomatedGradualPrunerBase):
         initial_sparsity: sparsity at ``starting_epoch``, in [0, 1).
         final_sparsity: sparsity reached at the last pruning epoch, in [``initial_sparsity``, 1).
         weights: parameter names / regular expressions to prune.
+        rate_scheduler_factory: see :class:`AutomatedGradualPrunerBase` (Python only).
         pruning_fn: optional callable ``(param, param_name, zeros_mask_dict, target_sparsity, model)``
             replacing the element-wise level criterion (for custom rankings in Python code).
 
@@ -106,8 +130,9 @@ class AutomatedGradualPruner(AutomatedGradualPrunerBase):
             frequency: 2
     """
 
-    def __init__(self, name, initial_sparsity, final_sparsity, weights, pruning_fn=None):
-        super().__init__(name, initial_sparsity, final_sparsity, weights)
+    def __init__(self, name, initial_sparsity, final_sparsity, weights, rate_scheduler_factory=AgpPruningRate,
+                 pruning_fn=None):
+        super().__init__(name, initial_sparsity, final_sparsity, weights, rate_scheduler_factory)
         if pruning_fn is not None and not callable(pruning_fn):
             raise ArgumentError(f"{name}: pruning_fn={pruning_fn!r} is not callable; pass a function "
                                 f"(param, param_name, zeros_mask_dict, target_sparsity, model) or leave it out")

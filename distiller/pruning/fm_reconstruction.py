@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ArgumentError
-from ..norms import structure_view
+from ..norms import canonical_group_type, structure_view
 from ..registry import register_pruner
 from ..utils import find_module_by_fq_name
 from .importance import Structures, owning_module_name
@@ -47,9 +47,14 @@ class FMReconstructionChannelPruner(RankedStructureParameterPruner):
 
     Args:
         name: instance name.
+        group_type: ``'Channels'`` (the only structure this method prunes; Distiller's schedules name it).
         desired_sparsity: fraction of input channels to prune, in [0, 1).
         weights: Conv2d (``groups=1``, zero padding) or Linear weights.
-        group_size, rounding_fn: as :class:`~distiller.pruning.L1RankedStructureParameterPruner`.
+        group_dependency, kwargs, group_size, rounding_fn: as
+            :class:`~distiller.pruning.L1RankedStructureParameterPruner`.
+        magnitude_fn: ranks the channels by this norm of their weights instead, e.g.
+            :func:`distiller.norms.l1_norm` (``fn(rows, dim=1)``: one value per row of the channels' view);
+            None (default): by their contribution to the outputs.
         ranking_noise: relative Gaussian noise added to the channel ranking.
         max_samples: the most input rows kept per layer (the newest are kept).
         positions_per_image: input positions sampled per image at each forward pass.
@@ -60,6 +65,7 @@ class FMReconstructionChannelPruner(RankedStructureParameterPruner):
 
         channel_reconstruction:
           class: FMReconstructionChannelPruner
+          group_type: Channels
           desired_sparsity: 0.5
           weights: [conv2.weight]
 
@@ -68,10 +74,18 @@ class FMReconstructionChannelPruner(RankedStructureParameterPruner):
             sampled rows than kept weights per filter.
     """
 
-    def __init__(self, name, desired_sparsity, weights, group_size=1, rounding_fn=math.floor, ranking_noise=0.0,
-                 max_samples=8192, positions_per_image=10, model=None):
-        super().__init__(name, "Channels", desired_sparsity, weights, None, None, ranking_noise, group_size,
-                         rounding_fn, importance=self._output_contribution)
+    def __init__(self, name, group_type, desired_sparsity, weights, group_dependency=None, kwargs=None,
+                 magnitude_fn=None, group_size=1, rounding_fn=math.floor, ranking_noise=0.0, max_samples=8192,
+                 positions_per_image=10, model=None):
+        if canonical_group_type(group_type) != "Channels":
+            raise ArgumentError(f"{name}: feature-map reconstruction prunes input channels; group_type must be "
+                                f"'Channels', got {group_type!r}", argument="group_type")
+        if magnitude_fn is not None and not callable(magnitude_fn):
+            raise ArgumentError(f"{name}: magnitude_fn={magnitude_fn!r} is not callable; pass e.g. "
+                                f"distiller.norms.l1_norm, or leave it out", argument="magnitude_fn")
+        self.magnitude_fn = magnitude_fn
+        super().__init__(name, "Channels", desired_sparsity, weights, group_dependency, kwargs, ranking_noise,
+                         group_size, rounding_fn, importance=self._channel_importance)
         for label, value in (("max_samples", max_samples), ("positions_per_image", positions_per_image)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ArgumentError(f"{name}: {label}={value!r} must be a positive integer")
@@ -112,6 +126,11 @@ class FMReconstructionChannelPruner(RankedStructureParameterPruner):
                                f"reconstruction needs forward passes first; start the pruning policy at a "
                                f"later epoch or run some batches through the model before pruning")
         return rows.to(device=param.device, dtype=param.dtype)
+
+    def _channel_importance(self, structures: Structures) -> torch.Tensor:
+        if self.magnitude_fn is not None:
+            return self.magnitude_fn(structures.rows(), dim=1)
+        return self._output_contribution(structures)
 
     def _output_contribution(self, structures: Structures) -> torch.Tensor:
         """``||X_c W_c^T||_F`` per input channel ``c`` on the sampled inputs."""

@@ -42,3 +42,6 @@ __all__ += ["convert_distiller_ptq_model_to_pytorch", "export_onnx_qdq", "parity
 from .lapq import ptq_coordinate_search
 
 __all__ += ["ptq_coordinate_search"]
+from ..cli.quantization import add_post_train_quant_args  # noqa: E402  (Distiller's home of the --qe-* flags)
+
+__all__ += ["add_post_train_quant_args"]

@@ -1,5 +1,6 @@
 """Element-wise AGP: targets per epoch against the closed-form schedule of Zhu & Gupta 2017."""
 import math
+import types
 
 import pytest
 import torch
@@ -7,7 +8,7 @@ import yaml
 
 from distiller.config import dict_config
 from distiller.policy import PruningPolicy
-from distiller.pruning import agp_target_sparsity
+from distiller.pruning import AgpPruningRate, agp_target_sparsity
 from distiller.registry import PRUNERS
 from distiller.scheduler import CompressionScheduler
 
@@ -99,7 +100,25 @@ def test_agp_custom_pruning_fn_receives_target():
     assert calls == [("w", pytest.approx(0.5 + (0.1 - 0.5) * 0.5 ** 3))]
 
 
+def test_agp_rate_scheduler_factory_sets_the_targets():
+    class LinearRate:  # Distiller's rate-scheduler interface
+        def __init__(self, initial_sparsity, final_sparsity):
+            self.initial, self.final = initial_sparsity, final_sparsity
+
+        def step(self, current_epoch, starting_epoch, ending_epoch, freq):
+            return self.initial + (self.final - self.initial) * (current_epoch - starting_epoch) / (ending_epoch - 1)
+
+    pruner = PRUNERS.get("AutomatedGradualPruner")("agp", 0.0, 0.5, ["w"], LinearRate)
+    masks = {"w": types.SimpleNamespace(mask=None)}
+    meta = {"starting_epoch": 0, "ending_epoch": 3, "frequency": 1, "current_epoch": 1, "model": None}
+    pruner.set_param_mask(torch.arange(1.0, 9.0), "w", masks, meta)
+    assert masks["w"].mask.tolist() == [0.0, 0.0] + [1.0] * 6  # linear: 0.25 of 8 elements at epoch 1
+    default = AgpPruningRate(0.1, 0.5)
+    assert default.step(1, 0, 3, 1) == pytest.approx(agp_target_sparsity(0.1, 0.5, 0, 3, 1, 1))
+
+
 @pytest.mark.parametrize("kwargs, message", [
+    ({"rate_scheduler_factory": "AgpPruningRate"}, "rate_scheduler_factory='AgpPruningRate' is not callable"),
     ({"initial_sparsity": 1.0, "final_sparsity": 0.5}, "initial_sparsity=1.0 is outside"),
     ({"initial_sparsity": 0.1, "final_sparsity": 1.0}, "final_sparsity=1.0 is outside"),
     ({"initial_sparsity": 0.5, "final_sparsity": 0.2}, "final_sparsity=0.2 is below initial_sparsity"),

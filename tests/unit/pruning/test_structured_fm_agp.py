@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+import distiller.norms
 from distiller.registry import PRUNERS
 from distiller.scheduler import create_model_masks_dict
 
@@ -40,8 +41,8 @@ def correlated_inputs(batches=6):
 def test_fm_reconstruction_beats_plain_channel_zeroing():
     torch.manual_seed(0)
     model = TwoLayer().eval()
-    pruner = PRUNERS.get("FMReconstructionChannelPruner")(name="fm", desired_sparsity=0.5, weights=["conv.weight"],
-                                                          model=model)
+    pruner = PRUNERS.get("FMReconstructionChannelPruner")(name="fm", group_type="Channels", desired_sparsity=0.5,
+                                                          weights=["conv.weight"], model=model)
     inputs = correlated_inputs()
     with torch.no_grad():
         reference = [model(x) for x in inputs]
@@ -60,8 +61,8 @@ def test_fm_reconstruction_beats_plain_channel_zeroing():
 def test_fm_reconstruction_of_a_linear_layer_is_exact_for_redundant_inputs():
     torch.manual_seed(0)
     layer = nn.Linear(4, 3, bias=False)
-    pruner = PRUNERS.get("FMReconstructionChannelPruner")(name="fm", desired_sparsity=0.5, weights=["weight"],
-                                                          model=layer)
+    pruner = PRUNERS.get("FMReconstructionChannelPruner")(name="fm", group_type="Channels", desired_sparsity=0.5,
+                                                          weights=["weight"], model=layer)
     base = torch.randn(64, 2)
     x = torch.cat([base, 2.0 * base], dim=1)          # columns 2, 3 duplicate 0, 1
     with torch.no_grad():
@@ -73,7 +74,8 @@ def test_fm_reconstruction_of_a_linear_layer_is_exact_for_redundant_inputs():
 
 def test_fm_reconstruction_errors():
     model = TwoLayer()
-    pruner = PRUNERS.get("FMReconstructionChannelPruner")(name="fm", desired_sparsity=0.5, weights=["conv.weight"])
+    pruner = PRUNERS.get("FMReconstructionChannelPruner")(name="fm", group_type="Channels", desired_sparsity=0.5,
+                                                          weights=["conv.weight"])
     with pytest.raises(RuntimeError, match="fm: no inputs of 'conv.weight' were recorded yet"):
         mask_of(pruner, model, "conv.weight")
     model(torch.randn(1, 3, 8, 8))       # 10 rows < 4 kept channels * 9 unknowns
@@ -81,8 +83,25 @@ def test_fm_reconstruction_errors():
         mask_of(pruner, model, "conv.weight")
     grouped = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2))
     with pytest.raises(ValueError, match="'0.weight' is not the weight of a Linear or Conv2d layer with groups=1"):
-        PRUNERS.get("FMReconstructionChannelPruner")(name="fm", desired_sparsity=0.5, weights=["0.weight"],
-                                                     model=grouped)
+        PRUNERS.get("FMReconstructionChannelPruner")(name="fm", group_type="Channels", desired_sparsity=0.5,
+                                                     weights=["0.weight"], model=grouped)
+
+
+def test_fm_reconstruction_takes_distillers_arguments():
+    torch.manual_seed(0)
+    model = TwoLayer().eval()
+    with torch.no_grad():
+        model.conv.weight.mul_(torch.arange(1.0, 9.0).view(1, 8, 1, 1))  # channel c's L1 norm grows with c
+    pruner = PRUNERS.get("FMReconstructionChannelPruner")("fm", "Channels", 0.5, ["conv.weight"], None, None,
+                                                          distiller.norms.l1_norm, model=model)
+    for x in correlated_inputs():
+        model(x)
+    mask = mask_of(pruner, model, "conv.weight")
+    assert mask.amax(dim=(0, 2, 3)).tolist() == [0.0] * 4 + [1.0] * 4  # the 4 weakest channels by L1 norm
+    with pytest.raises(ValueError, match="group_type must be 'Channels', got 'Filters'"):
+        PRUNERS.get("FMReconstructionChannelPruner")("fm", "Filters", 0.5, ["conv.weight"])
+    with pytest.raises(ValueError, match="magnitude_fn='l1' is not callable"):
+        PRUNERS.get("FMReconstructionChannelPruner")("fm", "Channels", 0.5, ["conv.weight"], magnitude_fn="l1")
 
 
 @pytest.fixture

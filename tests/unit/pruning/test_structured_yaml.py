@@ -47,7 +47,8 @@ def test_blocks_leader_and_rounding_from_yaml(model):
       "weights": ["conv9.weight"]}, "'conv9.weight' matches no parameter"),
     ({"class": "L1RankedStructureParameterPruner_AGP", "initial_sparsity": 0.1, "final_sparsity": 0.5,
       "group_type": "Filters", "weights": ["conv1.weight"], "group_sise": 2}, "has no argument 'group_sise'"),
-    ({"class": "FMReconstructionChannelPruner", "desired_sparsity": 0.5, "weights": ["fc.bias"]},
+    ({"class": "FMReconstructionChannelPruner", "group_type": "Channels", "desired_sparsity": 0.5,
+      "weights": ["fc.bias"]},
      "'fc.bias' is not the weight of a Linear or Conv2d layer"),
 ])
 def test_bad_pruner_yaml_is_a_schedule_error(model, args, message):
