@@ -29,6 +29,7 @@ import scipy.optimize
 from torch import nn
 
 from ..errors import ArgumentError, InputFileError, ScheduleError, UserError, suggest
+from ..quantization.export.pytorch_int8 import BACKENDS
 from ..quantization.fp8 import FP8_SCALINGS
 from ..quantization.lapq import LAPQ_INIT_MODES
 from ..quantization.overrides import override_pattern
@@ -121,7 +122,7 @@ def add_post_train_quant_args(argparser: argparse.ArgumentParser, add_lapq_args:
     group.add_argument("--qe-save-fp-weights", action="store_true", help="Allow weights requantization")
     group.add_argument("--qe-convert-pytorch", "--qept", action="store_true",
                        help="Convert the model to PyTorch native integer modules and evaluate it too")
-    group.add_argument("--qe-pytorch-backend", default="x86", choices=("x86", "fbgemm", "qnnpack", "onednn"),
+    group.add_argument("--qe-pytorch-backend", default="x86", choices=BACKENDS,
                        help="When --qe-convert-pytorch is set, the PyTorch quantization backend to use")
     group.add_argument("--qe-export-onnx", action="store_true",
                        help="Also export the quantized model as QDQ ONNX (quantized_qdq.onnx in the run "

@@ -4,5 +4,5 @@ from .parity import OnnxRuntimeModule, parity_check
 from .pytorch_int8 import BACKENDS, convert_distiller_ptq_model_to_pytorch
 from .walk import ExportError, QParams
 
-__all__ = ["convert_distiller_ptq_model_to_pytorch", "export_onnx_qdq", "build_qdq_model", "parity_check", "OnnxRuntimeModule",
-           "BACKENDS", "ExportError", "QParams"]
+__all__ = ["convert_distiller_ptq_model_to_pytorch", "export_onnx_qdq", "build_qdq_model", "parity_check",
+           "OnnxRuntimeModule", "BACKENDS", "ExportError", "QParams"]

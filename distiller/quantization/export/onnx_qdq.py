@@ -22,29 +22,40 @@ The TorchScript export was within one step in both cases: the new exporter write
 pooling as ReduceMean instead of GlobalAveragePool, whose different summation order moves one sample's
 classifier input across a rounding tie (16 of 640 outputs differ by one step between the two exports).
 """
+from __future__ import annotations
+
 import functools
 import importlib
 import logging
+import os
+import types
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import fx, nn
 
 from ...errors import MissingDependencyError
+from ..range_linear.param_wrappers import RangeLinearQuantParamLayerWrapper
 from .pytorch_int8 import accumulator_grid_bias
-from .walk import Emitter, cpu_model, walk_quantized_model
+from .walk import Emitter, OutputModules, QParams, cpu_model, walk_quantized_model
+
+if TYPE_CHECKING:  # onnx is imported where it is used (it is slow to import)
+    import onnx
 
 __all__ = ["export_onnx_qdq", "export_to_onnx", "build_qdq_model", "import_onnx_package", "ONNX_INSTALL_HINT"]
 
 logger = logging.getLogger(__name__)
 
 _OPSET = 20
+_Path = Union[str, os.PathLike]
 #: How to install the optional packages of ONNX export and ONNX Runtime evaluation.
 ONNX_INSTALL_HINT = "pip install 'distiller[onnx]'"
 
 
-def import_onnx_package(name, feature):
+def import_onnx_package(name: str, feature: str) -> types.ModuleType:
     """Imports the optional package ``name`` (``onnxruntime``, ``onnxscript``) that ``feature`` needs.
 
     Raises:
@@ -60,7 +71,7 @@ def import_onnx_package(name, feature):
 
 
 @functools.cache
-def _quantize_dequantize_op():
+def _quantize_dequantize_op() -> torch._ops.OpOverload:
     """The OpOverload of the custom op ``distiller::quantize_dequantize(x, scale, zero_point, axis)``: fake
     quantization to the full range of ``zero_point``'s dtype (uint8 or int8), per tensor for a 0-d
     ``scale``, else per channel along ``axis``. Registered on first use."""
@@ -73,16 +84,16 @@ def _quantize_dequantize_op():
         return torch.fake_quantize_per_channel_affine(x, scale.float(), zero_point.int(), axis, info.min, info.max)
 
     @quantize_dequantize.register_fake
-    def _(x, scale, zero_point, axis):
+    def _(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, axis: int) -> torch.Tensor:
         return torch.empty_like(x)
     return torch.ops.distiller.quantize_dequantize.default
 
 
-def _onnx_translation():
+def _onnx_translation() -> dict[Callable[..., Any], Callable[..., Any]]:
     """``custom_translation_table`` of the exporter: our fake quantization as QuantizeLinear/DequantizeLinear."""
     opset = getattr(import_onnx_package("onnxscript", "ONNX export"), f"opset{_OPSET}")
 
-    def quantize_dequantize(x, scale, zero_point, axis: int):
+    def quantize_dequantize(x: Any, scale: Any, zero_point: Any, axis: int) -> Any:  # onnxscript values
         quantized = opset.QuantizeLinear(x, scale, zero_point, axis=axis)
         return opset.DequantizeLinear(quantized, scale, zero_point, axis=axis)
     return {_quantize_dequantize_op(): quantize_dequantize}
@@ -91,34 +102,34 @@ def _onnx_translation():
 class QDQEmitter(Emitter):
     """Emits float operations with fake quantization (exported as QuantizeLinear/DequantizeLinear)."""
 
-    def __init__(self, graph, modules):
+    def __init__(self, graph: fx.Graph, modules: OutputModules) -> None:
         super().__init__(graph, modules)
         self._constants = 0
 
-    def _constant(self, name, value):
+    def _constant(self, name: str, value: torch.Tensor) -> fx.Node:
         self.modules[name] = value
         return self.graph.get_attr(name)
 
-    def _quantize_dequantize(self, value, scale, zero_point, axis=0):
+    def _quantize_dequantize(self, value: fx.Node, scale: fx.Node, zero_point: fx.Node, axis: int = 0) -> fx.Node:
         return self.graph.call_function(_quantize_dequantize_op(), (value, scale, zero_point, axis))
 
-    def quantize(self, value, qparams):
+    def quantize(self, value: fx.Node, qparams: QParams) -> fx.Node:
         self._constants += 1
         scale = self._constant(f"qdq{self._constants}_scale", torch.tensor(qparams.scale, dtype=torch.float32))
         zero_point = self._constant(f"qdq{self._constants}_zero_point",
                                     torch.tensor(qparams.zero_point, dtype=torch.uint8))
         return self._quantize_dequantize(value, scale, zero_point)
 
-    def requantize(self, value, old, new):
+    def requantize(self, value: fx.Node, old: QParams, new: QParams) -> fx.Node:
         return self.quantize(value, new)
 
-    def dequantize(self, value, qparams):
+    def dequantize(self, value: fx.Node, qparams: QParams) -> fx.Node:
         return value
 
-    def wrapper_input(self, value, state, qparams):
+    def wrapper_input(self, value: fx.Node, state: Optional[QParams], qparams: QParams) -> fx.Node:
         return self.quantize(value, qparams)  # ONNX Runtime needs a DequantizeLinear right before the op
 
-    def _weight(self, name, wrapper):
+    def _weight(self, name: str, wrapper: RangeLinearQuantParamLayerWrapper) -> tuple[fx.Node, Optional[fx.Node]]:
         weight = self._constant(f"{name}.weight", wrapper.dequantized_weight().detach().float())
         scales = (1.0 / wrapper.w_scale.double()).reshape(-1).float()
         if wrapper.w_scale.numel() == 1:
@@ -127,16 +138,15 @@ class QDQEmitter(Emitter):
         zero_point = self._constant(f"{name}.weight_zero_point", torch.zeros_like(scales, dtype=torch.int8))
         quantized = self._quantize_dequantize(weight, scale, zero_point)
         bias = accumulator_grid_bias(wrapper)
-        if bias is not None:
-            bias = self._constant(f"{name}.bias", bias)
-        return quantized, bias
+        return quantized, None if bias is None else self._constant(f"{name}.bias", bias)
 
-    def _finish(self, value, out_qp, relu):
+    def _finish(self, value: fx.Node, out_qp: QParams, relu: bool) -> fx.Node:
         if relu and out_qp.zero_point != 0:  # a range starting at 0 makes the ReLU redundant
             value = self.graph.call_function(F.relu, (value,))
         return self.quantize(value, out_qp)
 
-    def param_layer(self, name, wrapper, x, in_qp, out_qp, relu):
+    def param_layer(self, name: str, wrapper: RangeLinearQuantParamLayerWrapper, x: fx.Node, in_qp: QParams,
+                    out_qp: QParams, relu: bool) -> fx.Node:
         weight, bias = self._weight(name, wrapper)
         layer = wrapper.wrapped_module
         if isinstance(layer, nn.Linear):
@@ -147,15 +157,16 @@ class QDQEmitter(Emitter):
                                                     layer.groups))
         return self._finish(value, out_qp, relu)
 
-    def binary(self, name, kind, inputs, out_qp, relu):
-        op = {"add": torch.add, "mul": torch.mul, "matmul": torch.matmul}[kind]
+    def binary(self, name: str, kind: str, inputs: Sequence[fx.Node], out_qp: QParams, relu: bool) -> fx.Node:
+        ops: dict[str, Callable[..., torch.Tensor]] = {"add": torch.add, "mul": torch.mul, "matmul": torch.matmul}
+        op = ops[kind]
         return self._finish(self.graph.call_function(op, tuple(inputs)), out_qp, relu)
 
-    def concat(self, name, inputs, dim, out_qp):
+    def concat(self, name: str, inputs: Sequence[fx.Node], dim: int, out_qp: QParams) -> fx.Node:
         return self.quantize(self.graph.call_function(torch.cat, (list(inputs), dim)), out_qp)
 
 
-def build_qdq_model(model):
+def build_qdq_model(model: nn.Module) -> fx.GraphModule:
     """The float GraphModule with fake quantization that :func:`export_onnx_qdq` exports."""
     return walk_quantized_model(model, QDQEmitter, supports_matmul=True).eval()
 
@@ -164,9 +175,9 @@ def build_qdq_model(model):
 class _Constants:
     """Values of initializers, Constant nodes and Identity nodes of constants, by output name."""
 
-    def __init__(self, graph):
+    def __init__(self, graph: onnx.GraphProto) -> None:
         from onnx import numpy_helper
-        self.values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+        self.values: dict[str, np.ndarray] = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
         for node in graph.node:
             if node.op_type == "Constant":
                 for attr in node.attribute:
@@ -175,11 +186,14 @@ class _Constants:
             elif node.op_type == "Identity" and node.input[0] in self.values:
                 self.values[node.output[0]] = self.values[node.input[0]]
 
-    def get(self, name):
+    def get(self, name: str) -> Optional[np.ndarray]:
         return self.values.get(name)
 
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.values[name]
 
-def _quantize_array(x, scale, zero_point, axis):
+
+def _quantize_array(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: int) -> np.ndarray:
     if scale.ndim and scale.size > 1:
         shape = [1] * x.ndim
         shape[axis] = -1
@@ -188,7 +202,7 @@ def _quantize_array(x, scale, zero_point, axis):
     return np.clip(np.rint(x / scale) + zero_point.astype(np.int64), info.min, info.max).astype(zero_point.dtype)
 
 
-def _fold_constant_quantize(model):
+def _fold_constant_quantize(model: onnx.ModelProto) -> None:
     """QuantizeLinear of a constant (weights) -> an integer initializer feeding the DequantizeLinear."""
     from onnx import numpy_helper
     graph, constants = model.graph, _Constants(model.graph)
@@ -199,7 +213,7 @@ def _fold_constant_quantize(model):
             kept.append(node)
             continue
         axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
-        quantized = _quantize_array(value, constants.get(node.input[1]), constants.get(node.input[2]), axis)
+        quantized = _quantize_array(value, constants[node.input[1]], constants[node.input[2]], axis)
         renamed[node.output[0]] = node.input[0] + "_quantized"  # e.g. conv1.weight_quantized
         graph.initializer.append(numpy_helper.from_array(quantized, renamed[node.output[0]]))
     for node in kept:
@@ -209,7 +223,7 @@ def _fold_constant_quantize(model):
     graph.node.extend(kept)
 
 
-def _quantize_biases(model):
+def _quantize_biases(model: onnx.ModelProto) -> None:
     """Float biases of Conv/Gemm fed by DequantizeLinear inputs -> int32 initializers + DequantizeLinear."""
     from onnx import helper, numpy_helper
     graph, constants = model.graph, _Constants(model.graph)
@@ -219,9 +233,10 @@ def _quantize_biases(model):
             continue
         bias = constants.get(node.input[2])
         dq_x, dq_w = producers.get(node.input[0]), producers.get(node.input[1])
-        if bias is None or not all(d is not None and d.op_type == "DequantizeLinear" for d in (dq_x, dq_w)):
+        if (bias is None or dq_x is None or dq_w is None
+                or not dq_x.op_type == dq_w.op_type == "DequantizeLinear"):
             continue
-        scale = (constants.get(dq_x.input[1]).astype(np.float64) * constants.get(dq_w.input[1]).astype(np.float64))
+        scale = constants[dq_x.input[1]].astype(np.float64) * constants[dq_w.input[1]].astype(np.float64)
         q_bias = np.rint(bias.astype(np.float64) / scale).astype(np.int32)
         name = node.input[2] + "_int32"
         scale_name, zp_name = name + "_scale", name + "_zero_point"
@@ -236,14 +251,14 @@ def _quantize_biases(model):
         node.input[2] = dequantized
 
 
-def _remove_unused_initializers(model):
+def _remove_unused_initializers(model: onnx.ModelProto) -> None:
     used = {name for node in model.graph.node for name in node.input}
     kept = [init for init in model.graph.initializer if init.name in used]
     del model.graph.initializer[:]
     model.graph.initializer.extend(kept)
 
 
-def export_onnx_qdq(model, dummy_input, path):
+def export_onnx_qdq(model: nn.Module, dummy_input: Any, path: _Path) -> _Path:
     """Writes ``model`` (prepared by PostTrainLinearQuantizer, static ranges) as a QDQ ONNX file.
 
     Args:
@@ -275,7 +290,9 @@ def export_onnx_qdq(model, dummy_input, path):
     return path
 
 
-def export_to_onnx(model, dummy_input, path, output_name="output", custom_translation_table=None):
+def export_to_onnx(model: nn.Module, dummy_input: Any, path: _Path, output_name: str = "output",
+                   custom_translation_table: Optional[dict[Callable[..., Any], Callable[..., Any]]] = None,
+                   ) -> _Path:
     """Exports ``model`` with PyTorch's current exporter (``torch.onnx.export(..., dynamo=True)``) to one
     ``.onnx`` file, with a dynamic batch dimension; inputs are named ``input`` (``input0``, ``input1``...
     for several).
@@ -295,7 +312,7 @@ def export_to_onnx(model, dummy_input, path, output_name="output", custom_transl
     return path
 
 
-def _batch_of_two(x):
+def _batch_of_two(x: torch.Tensor) -> torch.Tensor:
     """An example input with a batch of at least two: ``torch.export`` specializes a batch of one to a
     constant, which would fix the exported model's batch size."""
     return torch.cat([x, x]) if x.shape[0] == 1 else x

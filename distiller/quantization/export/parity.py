@@ -1,6 +1,13 @@
 """Agreement between a simulated quantized model and its deployed forms (PyTorch int8, ONNX Runtime)."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any, Optional, Union
+
 import numpy as np
 import torch
+from torch import nn
 
 from ...errors import ArgumentError
 from ...utils import model_device
@@ -9,17 +16,19 @@ from .onnx_qdq import import_onnx_package
 __all__ = ["parity_check", "OnnxRuntimeModule"]
 
 
-def _inputs_of(batch):
+def _inputs_of(batch: Any) -> torch.Tensor:
     return batch[0] if isinstance(batch, (list, tuple)) else batch
 
 
-def _compare(reference, outputs):
-    reference, outputs = torch.cat(reference), torch.cat(outputs)
-    return {"top1_agreement": (reference.argmax(1) == outputs.argmax(1)).float().mean().item(),
-            "max_abs_diff": (reference - outputs).abs().max().item()}
+def _compare(reference: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor]) -> dict[str, float]:
+    expected, got = torch.cat(list(reference)), torch.cat(list(outputs))
+    return {"top1_agreement": (expected.argmax(1) == got.argmax(1)).float().mean().item(),
+            "max_abs_diff": (expected - got).abs().max().item()}
 
 
-def parity_check(sim_model, data, converted_model=None, onnx_path=None, max_batches=None):
+def parity_check(sim_model: nn.Module, data: Iterable[Any], converted_model: Optional[nn.Module] = None,
+                 onnx_path: Optional[Union[str, os.PathLike]] = None,
+                 max_batches: Optional[int] = None) -> dict[str, Any]:
     """Runs the same batches through the simulated model and its deployed forms and compares outputs.
 
     Args:
@@ -39,7 +48,9 @@ def parity_check(sim_model, data, converted_model=None, onnx_path=None, max_batc
         raise ArgumentError("parity_check needs converted_model and/or onnx_path to compare with")
     onnx_model = OnnxRuntimeModule(onnx_path) if onnx_path is not None else None
     device = model_device(sim_model)
-    reference, converted, ort = [], [], []
+    reference: list[torch.Tensor] = []
+    converted: list[torch.Tensor] = []
+    ort: list[torch.Tensor] = []
     was_training = sim_model.training
     sim_model.eval()
     with torch.no_grad():
@@ -55,7 +66,7 @@ def parity_check(sim_model, data, converted_model=None, onnx_path=None, max_batc
     sim_model.train(was_training)
     if not reference:
         raise ArgumentError("parity_check: data yielded no batch")
-    result = {"samples": sum(len(r) for r in reference)}
+    result: dict[str, Any] = {"samples": sum(len(r) for r in reference)}
     if converted:
         result["pytorch_int8"] = _compare(reference, converted)
     if ort:
@@ -71,7 +82,7 @@ class OnnxRuntimeModule(torch.nn.Module):
         MissingDependencyError: ``onnxruntime`` is not installed (``pip install 'distiller[onnx]'``).
     """
 
-    def __init__(self, path, threads=None):
+    def __init__(self, path: Union[str, os.PathLike], threads: Optional[int] = None) -> None:
         super().__init__()
         onnxruntime = import_onnx_package("onnxruntime", "Running an ONNX model")
         options = onnxruntime.SessionOptions()
@@ -80,6 +91,6 @@ class OnnxRuntimeModule(torch.nn.Module):
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         output = self.session.run(None, {self.input_name: x.detach().cpu().numpy()})[0]
         return torch.from_numpy(np.asarray(output)).to(x.device)

@@ -6,29 +6,37 @@ linear+ReLU fused), ``torch.ops.quantized`` adds/products/concatenations and ``q
 produces, but with the scales and zero points of the simulated model, so both compute the same integers
 (up to rounding ties of the float requantization multipliers).
 """
+from __future__ import annotations
+
 import logging
+import typing
+from collections.abc import Sequence
+from typing import Any, Literal, Optional
 
 import torch
-from torch import nn
+from torch import fx, nn
 from torch.ao.nn import quantized as nnq
 from torch.ao.nn.intrinsic import quantized as nniq
 
 from ...errors import ArgumentError
-from .walk import Emitter, ExportError, cpu_model, walk_quantized_model
+from ...spec import validated
+from ..range_linear.param_wrappers import RangeLinearQuantParamLayerWrapper
+from .walk import Emitter, ExportError, QParams, cpu_model, walk_quantized_model
 
-__all__ = ["convert_distiller_ptq_model_to_pytorch", "BACKENDS"]
+__all__ = ["convert_distiller_ptq_model_to_pytorch", "Backend", "BACKENDS"]
 
 logger = logging.getLogger(__name__)
 
-#: Accepted ``backend`` names (``x86`` and ``fbgemm`` are PyTorch's x86 engines, ``qnnpack`` its ARM/mobile one).
-BACKENDS = ("x86", "fbgemm", "qnnpack", "onednn")
+#: A quantized engine (``x86`` and ``fbgemm`` are PyTorch's x86 engines, ``qnnpack`` its ARM/mobile one).
+Backend = Literal["x86", "fbgemm", "qnnpack", "onednn"]
+BACKENDS: tuple[str, ...] = typing.get_args(Backend)
 
 _QUANTIZED_LAYERS = {  # float type -> (plain quantized module, quantized module with fused ReLU)
     nn.Conv1d: (nnq.Conv1d, nniq.ConvReLU1d), nn.Conv2d: (nnq.Conv2d, nniq.ConvReLU2d),
     nn.Conv3d: (nnq.Conv3d, nniq.ConvReLU3d), nn.Linear: (nnq.Linear, nniq.LinearReLU)}
 
 
-def _quantized_weight(wrapper):
+def _quantized_weight(wrapper: RangeLinearQuantParamLayerWrapper) -> torch.Tensor:
     """The wrapper's int8 weights as a PyTorch quantized tensor (same integers, PyTorch scales)."""
     real = wrapper.dequantized_weight().detach().float()
     scales = (1.0 / wrapper.w_scale.double()).reshape(-1)
@@ -37,7 +45,7 @@ def _quantized_weight(wrapper):
     return torch.quantize_per_tensor(real, float(scales), 0, torch.qint8)
 
 
-def accumulator_grid_bias(wrapper):
+def accumulator_grid_bias(wrapper: RangeLinearQuantParamLayerWrapper) -> Optional[torch.Tensor]:
     """The bias the simulated layer adds: rounded to the accumulator's grid (``input scale * weight scale``)
     and clamped to its range, as a float tensor (kernels that add a float bias then add the same value)."""
     layer = wrapper.wrapped_module
@@ -48,7 +56,7 @@ def accumulator_grid_bias(wrapper):
     return (q_bias / acc_scale).float()
 
 
-def _quantized_layer(wrapper, out_qp, relu):
+def _quantized_layer(wrapper: RangeLinearQuantParamLayerWrapper, out_qp: QParams, relu: bool) -> nn.Module:
     layer = wrapper.wrapped_module
     plain, fused = _QUANTIZED_LAYERS[type(layer)]
     cls = fused if relu else plain
@@ -65,29 +73,32 @@ def _quantized_layer(wrapper, out_qp, relu):
 class PyTorchInt8Emitter(Emitter):
     """Emits PyTorch quantized modules and ops."""
 
-    def quantize(self, value, qparams):
+    def quantize(self, value: fx.Node, qparams: QParams) -> fx.Node:
         return self.graph.call_function(torch.quantize_per_tensor,
                                         (value, qparams.scale, qparams.zero_point, torch.quint8))
 
-    def requantize(self, value, old, new):
+    def requantize(self, value: fx.Node, old: QParams, new: QParams) -> fx.Node:
         return self.quantize(self.dequantize(value, old), new)
 
-    def dequantize(self, value, qparams):
+    def dequantize(self, value: fx.Node, qparams: QParams) -> fx.Node:
         return self.graph.call_method("dequantize", (value,))
 
-    def param_layer(self, name, wrapper, x, in_qp, out_qp, relu):
+    def param_layer(self, name: str, wrapper: RangeLinearQuantParamLayerWrapper, x: fx.Node, in_qp: QParams,
+                    out_qp: QParams, relu: bool) -> fx.Node:
         target = self.add_module(name, _quantized_layer(wrapper, out_qp, relu))
         return self.graph.call_module(target, (x,))
 
-    def binary(self, name, kind, inputs, out_qp, relu):
+    def binary(self, name: str, kind: str, inputs: Sequence[fx.Node], out_qp: QParams, relu: bool) -> fx.Node:
         op = getattr(torch.ops.quantized, f"{kind}_relu" if relu else kind)
         return self.graph.call_function(op, (*inputs, out_qp.scale, out_qp.zero_point))
 
-    def concat(self, name, inputs, dim, out_qp):
+    def concat(self, name: str, inputs: Sequence[fx.Node], dim: int, out_qp: QParams) -> fx.Node:
         return self.graph.call_function(torch.ops.quantized.cat, (list(inputs), dim, out_qp.scale, out_qp.zero_point))
 
 
-def convert_distiller_ptq_model_to_pytorch(model, dummy_input, backend="x86"):
+@validated
+def convert_distiller_ptq_model_to_pytorch(model: nn.Module, dummy_input: Any,
+                                           backend: Backend = "x86") -> fx.GraphModule:
     """Converts a model prepared by :class:`PostTrainLinearQuantizer` to PyTorch's integer kernels.
 
     Quantized conv/linear layers become ``torch.ao.nn.quantized`` modules (ReLU fused when it is their only
@@ -108,13 +119,15 @@ def convert_distiller_ptq_model_to_pytorch(model, dummy_input, backend="x86"):
         ExportError: layers without an integer kernel (quantized matmul, embedding, FP8/FP16), dynamic
             ranges, bit widths other than 8 (32 for the accumulator), asymmetric weights, integer scale
             approximation, or an untraceable model.
-        ValueError: an unknown or unavailable backend.
+        distiller.errors.ArgumentError: an unknown backend (checked by :func:`distiller.spec.validated`), or
+            one this torch build lacks.
     Example:
         >>> int8_model = convert_distiller_ptq_model_to_pytorch(quantized_model, torch.randn(1, 3, 32, 32))
     """
-    if backend not in BACKENDS or backend not in torch.backends.quantized.supported_engines:
+    if backend not in torch.backends.quantized.supported_engines:
         raise ArgumentError(f"quantization backend {backend!r} is not available; this torch build supports "
-                            f"{', '.join(e for e in torch.backends.quantized.supported_engines if e != 'none')}")
+                            f"{', '.join(e for e in torch.backends.quantized.supported_engines if e != 'none')}",
+                            argument="backend")
     torch.backends.quantized.engine = backend
     converted = walk_quantized_model(cpu_model(model), PyTorchInt8Emitter).eval()
     inputs = dummy_input if isinstance(dummy_input, (tuple, list)) else (dummy_input,)

@@ -8,10 +8,14 @@ input's grid (ReLU, max-pooling, reshapes, dropout) run on quantized values; eve
 float on dequantized values. An :class:`Emitter` decides what each step looks like (PyTorch quantized
 modules, or QuantizeLinear/DequantizeLinear pairs for ONNX).
 """
+from __future__ import annotations
+
 import abc
 import copy
 import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +33,9 @@ from ..range_linear.param_wrappers import (RangeLinearEmbeddingWrapper, RangeLin
 from ..range_linear.ptq_graph import (GRID_PRESERVING_FUNCTIONS, GRID_PRESERVING_METHODS, GRID_PRESERVING_MODULES,
                                       SAME_RANGE_AS_INPUT_MODULES)
 from ..range_linear.wrappers import FP16Wrapper, RangeLinearFakeQuantWrapper, RangeLinearQuantWrapper
+
+#: The attributes of the output model: submodules and constant tensors, by name.
+OutputModules = dict[str, Union[nn.Module, torch.Tensor]]
 
 __all__ = ["QParams", "Emitter", "ExportError", "walk_quantized_model"]
 
@@ -50,7 +57,8 @@ class QParams:
     zero_point: int
 
 
-def to_pytorch_qparams(scale_d, zero_point_d, mode):
+def to_pytorch_qparams(scale_d: Union[float, torch.Tensor], zero_point_d: Union[float, torch.Tensor],
+                       mode: LinearQuantMode) -> QParams:
     """PyTorch-convention uint8 parameters of Distiller's ``(scale, zero_point)`` in ``mode``."""
     offset = 0 if mode == LinearQuantMode.ASYMMETRIC_UNSIGNED else 128
     return QParams(1.0 / float(scale_d), int(round(-float(zero_point_d))) + offset)
@@ -59,46 +67,48 @@ def to_pytorch_qparams(scale_d, zero_point_d, mode):
 class Emitter(abc.ABC):
     """Builds the output graph for one deployment format; every method returns the new fx node."""
 
-    def __init__(self, graph, modules):
+    def __init__(self, graph: fx.Graph, modules: OutputModules) -> None:
         self.graph = graph        # the fx.Graph being built
         self.modules = modules    # name -> module of the output model
 
-    def add_module(self, name, module):
+    def add_module(self, name: str, module: nn.Module) -> str:
+        """Adds ``module`` to the output model under ``name``; returns the name."""
         self.modules[name] = module
         return name
 
     @abc.abstractmethod
-    def quantize(self, value, qparams):
+    def quantize(self, value: fx.Node, qparams: QParams) -> fx.Node:
         """A float value quantized with ``qparams``."""
 
     @abc.abstractmethod
-    def requantize(self, value, old, new):
+    def requantize(self, value: fx.Node, old: QParams, new: QParams) -> fx.Node:
         """A quantized value moved from ``old`` to ``new`` parameters."""
 
     @abc.abstractmethod
-    def dequantize(self, value, qparams):
+    def dequantize(self, value: fx.Node, qparams: QParams) -> fx.Node:
         """The float value of a quantized one."""
 
-    def wrapper_input(self, value, state, qparams):
+    def wrapper_input(self, value: fx.Node, state: Optional[QParams], qparams: QParams) -> fx.Node:
         """The input of an integer operation: ``value`` (quantized with ``state`` or float) as ``qparams``."""
         if state is None:
             return self.quantize(value, qparams)
         return value if state == qparams else self.requantize(value, state, qparams)
 
     @abc.abstractmethod
-    def param_layer(self, name, wrapper, x, in_qp, out_qp, relu):
+    def param_layer(self, name: str, wrapper: RangeLinearQuantParamLayerWrapper, x: fx.Node, in_qp: QParams,
+                    out_qp: QParams, relu: bool) -> fx.Node:
         """Conv/Linear from a quantized input; ``relu``: the layer's only consumer is a ReLU (fused)."""
 
     @abc.abstractmethod
-    def binary(self, name, kind, inputs, out_qp, relu):
+    def binary(self, name: str, kind: str, inputs: Sequence[fx.Node], out_qp: QParams, relu: bool) -> fx.Node:
         """``kind`` in ('add', 'mul', 'matmul') of quantized inputs."""
 
     @abc.abstractmethod
-    def concat(self, name, inputs, dim, out_qp):
+    def concat(self, name: str, inputs: Sequence[fx.Node], dim: int, out_qp: QParams) -> fx.Node:
         """Concatenation of quantized inputs."""
 
 
-def _check_static(name, wrapper):
+def _check_static(name: str, wrapper: RangeLinearQuantWrapper) -> None:
     if not wrapper.preset_act_stats:
         raise ExportError(f"'{name}' uses dynamic activation ranges; integer deployment needs static ranges: "
                           f"quantize with calibration statistics (model_activation_stats / --qe-stats-file)")
@@ -109,7 +119,7 @@ def _check_static(name, wrapper):
                           f"deployment kernels requantize with float scales, so results would differ")
 
 
-def _check_param_layer(name, wrapper):
+def _check_param_layer(name: str, wrapper: RangeLinearQuantParamLayerWrapper) -> None:
     _check_static(name, wrapper)
     if wrapper.num_bits_params != 8 or wrapper.num_bits_accum != 32:
         raise ExportError(f"'{name}' uses {wrapper.num_bits_params}-bit weights / {wrapper.num_bits_accum}-bit "
@@ -122,16 +132,16 @@ def _check_param_layer(name, wrapper):
         raise ExportError(f"'{name}' uses padding_mode={conv.padding_mode!r}; only 'zeros' is supported")
 
 
-def _unsupported(name, module):
-    hint = {RangeLinearQuantMatmulWrapper: "exclude it with overrides {%r: {bits_activations: null}}" % name,
-            RangeLinearEmbeddingWrapper: "exclude it with overrides {%r: {bits_weights: null}}" % name}
+def _unsupported(name: str, module: nn.Module) -> ExportError:
+    hint = {RangeLinearQuantMatmulWrapper: f"exclude it with overrides {{{name!r}: {{bits_activations: null}}}}",
+            RangeLinearEmbeddingWrapper: f"exclude it with overrides {{{name!r}: {{bits_weights: null}}}}"}
     return ExportError(f"'{name}' ({type(module).__name__}) has no integer kernel in this format; "
                        + hint.get(type(module), f"exclude it from quantization (overrides {{{name!r}: "
                                                 f"{{bits_activations: null, bits_weights: null}}}})"))
 
 
 class _Walker:
-    def __init__(self, model, emitter_cls, supports_matmul):
+    def __init__(self, model: nn.Module, emitter_cls: type[Emitter], supports_matmul: bool) -> None:
         self.sim = model
         try:
             self.gm = trace_model(model, leaf_modules=_LEAF_TYPES)
@@ -141,23 +151,25 @@ class _Walker:
         self.graph = fx.Graph()
         self.emitter = emitter_cls(self.graph, {})
         self.supports_matmul = supports_matmul
-        self.env, self.state, self.skip = {}, {}, set()
+        self.env: dict[fx.Node, fx.Node] = {}  # node of the traced model -> node of the output graph
+        self.state: dict[fx.Node, Optional[QParams]] = {}  # its quantization parameters (None: float)
+        self.skip: set[fx.Node] = set()
 
-    def arg(self, value, want_float=True):
+    def arg(self, value: Any, want_float: bool = True) -> Any:
         """New-graph counterpart of an argument; quantized values are dequantized if ``want_float``."""
-        def convert(node):
+        def convert(node: fx.Node) -> fx.Node:
             new, qp = self.env[node], self.state.get(node)
             return self.emitter.dequantize(new, qp) if (qp is not None and want_float) else new
         return fx.map_arg(value, convert)
 
-    def is_identity(self, node):
-        return node.op == "call_module" and isinstance(self.sim_modules[node.target], _IDENTITIES)
+    def is_identity(self, node: fx.Node) -> bool:
+        return node.op == "call_module" and isinstance(self.sim_modules[str(node.target)], _IDENTITIES)
 
-    def relu_follows(self, node):
+    def relu_follows(self, node: fx.Node) -> Optional[fx.Node]:
         """The ReLU node that is ``node``'s only consumer (through identities), or None."""
         while len(node.users) == 1:
             (user,) = node.users
-            if ((user.op == "call_module" and isinstance(self.sim_modules[user.target], nn.ReLU))
+            if ((user.op == "call_module" and isinstance(self.sim_modules[str(user.target)], nn.ReLU))
                     or (user.op == "call_function" and user.target in _RELU_FUNCTIONS)
                     or (user.op == "call_method" and user.target in ("relu", "relu_"))):
                 return user
@@ -166,7 +178,7 @@ class _Walker:
             node = user
         return None
 
-    def run(self):
+    def run(self) -> fx.GraphModule:
         for node in self.gm.graph.nodes:
             if node in self.skip:
                 continue
@@ -175,32 +187,32 @@ class _Walker:
         return fx.GraphModule(self.emitter.modules, self.graph, class_name="QuantizedModel")
 
     # ------------------------------------------------------------------------------------ node kinds
-    def on_placeholder(self, node):
-        self.env[node] = self.graph.placeholder(node.target, default_value=node.args[0] if node.args
+    def on_placeholder(self, node: fx.Node) -> None:
+        self.env[node] = self.graph.placeholder(str(node.target), default_value=node.args[0] if node.args
                                                 else inspect.Signature.empty)
 
-    def on_get_attr(self, node):
-        self.emitter.modules[node.target] = copy.deepcopy(getattr(self.gm, node.target))
-        self.env[node] = self.graph.get_attr(node.target)
+    def on_get_attr(self, node: fx.Node) -> None:
+        self.emitter.modules[str(node.target)] = copy.deepcopy(getattr(self.gm, str(node.target)))
+        self.env[node] = self.graph.get_attr(str(node.target))
 
-    def on_output(self, node):
+    def on_output(self, node: fx.Node) -> None:
         self.graph.output(self.arg(node.args[0]))
 
-    def _keeps_grid(self, node):
+    def _keeps_grid(self, node: fx.Node) -> bool:
         if node.op == "call_function":
             return node.target in GRID_PRESERVING_FUNCTIONS
         return node.op == "call_method" and node.target in GRID_PRESERVING_METHODS
 
-    def on_call_function(self, node):
+    def on_call_function(self, node: fx.Node) -> None:
         self._generic(node, self.graph.call_function)
 
-    def on_call_method(self, node):
+    def on_call_method(self, node: fx.Node) -> None:
         self._generic(node, self.graph.call_method)
 
-    def _generic(self, node, make):
+    def _generic(self, node: fx.Node, make: Callable[..., fx.Node]) -> None:
         first = node.args[0] if node.args else None
-        on_quantized = isinstance(first, fx.Node) and self.state.get(first) is not None
-        if on_quantized and (self._keeps_grid(node) or (node.op == "call_method" and node.target in _SHAPE_METHODS)):
+        if (isinstance(first, fx.Node) and self.state.get(first) is not None
+                and (self._keeps_grid(node) or (node.op == "call_method" and node.target in _SHAPE_METHODS))):
             args = (self.env[first],) + tuple(self.arg(a) for a in node.args[1:])
             self.env[node] = make(node.target, args, self.arg(node.kwargs))
             if node.target not in _SHAPE_METHODS:
@@ -208,10 +220,12 @@ class _Walker:
             return
         self.env[node] = make(node.target, self.arg(node.args), self.arg(node.kwargs))
 
-    def on_call_module(self, node):
-        name, module = node.target, self.sim_modules[node.target]
+    def on_call_module(self, node: fx.Node) -> None:
+        name = str(node.target)
+        module = self.sim_modules[name]
         if self.is_identity(node):  # folded BatchNorms, dropout: nothing to run in inference
             source = node.args[0]
+            assert isinstance(source, fx.Node)  # a module call's input
             self.env[node] = self.env[source]
             if source in self.state:
                 self.state[node] = self.state[source]
@@ -240,7 +254,7 @@ class _Walker:
         self.env[node] = self.graph.call_module(target, self.arg(node.args), self.arg(node.kwargs))
         return None
 
-    def _inputs(self, node, module):
+    def _inputs(self, node: fx.Node, module: RangeLinearQuantWrapper) -> list[fx.Node]:
         args = node.args[0] if len(node.args) == 1 and isinstance(node.args[0], (list, tuple)) else node.args
         result = []
         for index, arg in enumerate(args):
@@ -249,16 +263,16 @@ class _Walker:
             result.append(self.emitter.wrapper_input(self.env[arg], self.state.get(arg), qp))
         return result
 
-    def _output_qparams(self, module):
+    def _output_qparams(self, module: RangeLinearQuantWrapper) -> QParams:
         return to_pytorch_qparams(module.output_scale, module.output_zero_point, module.mode.activations)
 
-    def _finish(self, node, value, out_qp, relu_node):
+    def _finish(self, node: fx.Node, value: fx.Node, out_qp: QParams, relu_node: Optional[fx.Node]) -> None:
         self.env[node], self.state[node] = value, out_qp
         if relu_node is not None:  # the ReLU was fused into the operation
             self.skip.add(relu_node)
             self.env[relu_node], self.state[relu_node] = value, out_qp
 
-    def _param_layer(self, node, name, module):
+    def _param_layer(self, node: fx.Node, name: str, module: RangeLinearQuantParamLayerWrapper) -> None:
         _check_param_layer(name, module)
         (x,) = self._inputs(node, module)
         relu = self.relu_follows(node)
@@ -266,7 +280,7 @@ class _Walker:
         in_qp = to_pytorch_qparams(module.input_scales[0], module.input_zero_points[0], module.mode.activations)
         self._finish(node, self.emitter.param_layer(name, module, x, in_qp, out_qp, relu is not None), out_qp, relu)
 
-    def _binary(self, node, name, module, kind):
+    def _binary(self, node: fx.Node, name: str, module: RangeLinearQuantWrapper, kind: str) -> None:
         _check_static(name, module)
         inputs = self._inputs(node, module)
         if len(inputs) != 2:
@@ -275,13 +289,13 @@ class _Walker:
         out_qp = self._output_qparams(module)
         self._finish(node, self.emitter.binary(name, kind, inputs, out_qp, relu is not None), out_qp, relu)
 
-    def _concat(self, node, name, module):
+    def _concat(self, node: fx.Node, name: str, module: RangeLinearQuantConcatWrapper) -> None:
         _check_static(name, module)
         out_qp = self._output_qparams(module)
         self._finish(node, self.emitter.concat(name, self._inputs(node, module), module.wrapped_module.dim, out_qp),
                      out_qp, None)
 
-    def _fake_quant(self, node, name, module):
+    def _fake_quant(self, node: fx.Node, name: str, module: RangeLinearFakeQuantWrapper) -> None:
         _check_static(name, module)
         out_qp = self._output_qparams(module)
         first = node.args[0] if node.args else None
@@ -296,12 +310,13 @@ class _Walker:
         self._finish(node, self.emitter.quantize(value, out_qp), out_qp, None)
 
 
-def cpu_model(model):
+def cpu_model(model: nn.Module) -> nn.Module:
     """``model`` itself if it lives on the CPU, else a CPU copy (the user's model is never moved)."""
     return model if all(t.device.type == "cpu" for t in model.parameters()) else copy.deepcopy(model).cpu()
 
 
-def walk_quantized_model(model, emitter_cls, supports_matmul=False):
+def walk_quantized_model(model: nn.Module, emitter_cls: type[Emitter],
+                         supports_matmul: bool = False) -> fx.GraphModule:
     """Re-emits ``model`` (prepared by PostTrainLinearQuantizer) with ``emitter_cls``; returns a GraphModule.
 
     Raises:

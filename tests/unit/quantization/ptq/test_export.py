@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from distiller.errors import ArgumentError
 from distiller.quantization import ExportError, convert_distiller_ptq_model_to_pytorch, export_onnx_qdq, parity_check
 
 ACTS_U8 = {"activations": "asym_u", "weights": "sym"}
@@ -87,7 +88,8 @@ def test_conversion_errors_name_the_layer(float_model, quantize, test_batch):
     _, asymmetric = quantize(mode="asym_u")
     with pytest.raises(ExportError, match="ASYMMETRIC_UNSIGNED weights"):
         convert_distiller_ptq_model_to_pytorch(asymmetric, test_batch[:1])
-    with pytest.raises(ValueError, match="backend 'tpu'"):
+    with pytest.raises(ArgumentError, match="argument 'backend' expects 'x86' or 'fbgemm' or 'qnnpack' or 'onednn', "
+                                            "got 'tpu'"):
         convert_distiller_ptq_model_to_pytorch(asymmetric, test_batch[:1], backend="tpu")
 
 
