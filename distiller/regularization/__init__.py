@@ -3,7 +3,7 @@
 Importing this package registers every regularizer under its class name, for YAML ``class:`` lookups.
 """
 from .base import Regularizer
-from .drop_filter import DropFilterRegularizer
+from .drop_filter import DropFilterRegularizer, drops_only_in_training
 from .group_lasso import GROUP_TYPES, GroupLassoRegularizer, group_l2_norms
 from .group_variance import GroupVarianceRegularizer
 from .l1 import L1Regularizer
@@ -14,6 +14,7 @@ __all__ = [
     "GroupLassoRegularizer",
     "GroupVarianceRegularizer",
     "DropFilterRegularizer",
+    "drops_only_in_training",
     "group_l2_norms",
     "GROUP_TYPES",
 ]

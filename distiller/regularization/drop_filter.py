@@ -10,7 +10,17 @@ Mechanics: before each scheduled mini-batch the policy calls :meth:`DropFilterRe
 which draws one keep-mask per layer; a forward hook on the layer applies it during that mini-batch's
 training forward pass; :meth:`~DropFilterRegularizer.loss` (after the forward pass) retires the masks.
 Outside the policy's epochs nothing is drawn, so nothing is dropped.
+
+BatchNorm after dropped filters: the running statistics that BatchNorm layers gather in training forward
+passes describe networks with dropped filters (a dropped filter's channel has mean and variance 0, and the
+layers after it see fewer active inputs), not the full network that evaluation runs. Re-estimate them on
+the training data before evaluating after an epoch with drops (:func:`drops_only_in_training` tells when),
+as BN calibration does for networks trained as random sub-networks (Yu & Huang 2019, "Universally
+Slimmable Networks and Improved Training Techniques"). Training itself is unaffected: in training mode
+BatchNorm normalizes with the statistics of the mini-batch.
 """
+from typing import TYPE_CHECKING
+
 import torch
 
 from ..errors import ArgumentError
@@ -18,6 +28,9 @@ from ..registry import register_regularizer
 from ..thresholding import parse_regims
 from ..utils import find_module_by_fq_name, match_names, pattern_lookup
 from .base import Regularizer
+
+if TYPE_CHECKING:
+    from ..scheduler import CompressionScheduler
 
 
 def _owning_module_name(param_name):
@@ -39,12 +52,13 @@ class DropFilterRegularizer(Regularizer):
 
     YAML::
 
-        regularizers:
-          drop_filter:
-            class: DropFilterRegularizer
-            reg_regims:
-              layer1.0.conv1.weight: 0.1
-              'layer2\\..*\\.conv1\\.weight': 0.1
+        drop_filter:
+          class: DropFilterRegularizer
+          reg_regims:
+            conv1.weight: 0.1
+            'conv[2-9]\\.weight': 0.3     # names or regular expressions
+
+    Scheduled on the epochs where filters are dropped::
 
         policies:
           - regularizer: {instance_name: drop_filter}
@@ -100,3 +114,34 @@ class DropFilterRegularizer(Regularizer):
         for handle in self._handles:
             handle.remove()
         self._handles = []
+
+
+def drops_only_in_training(scheduler: "CompressionScheduler", epoch: int) -> bool:
+    """Whether a policy scheduled in ``epoch`` drops structures in training forward passes only.
+
+    That is a :class:`DropFilterRegularizer`, or a pruner whose forward-only masks (``use_double_copies`` or
+    ``mask_on_forward_only``) are discarded after each mini-batch (``discard_masks_at_minibatch_end``), such
+    as :class:`~distiller.pruning.BernoulliFilterPruner` drawing a new mask every mini-batch. After such an
+    epoch the BatchNorm running statistics do not fit the network that evaluation runs (see the module
+    docstring): recalibrate them first.
+
+    Args:
+        scheduler: the compression scheduler.
+        epoch: the epoch just trained.
+    Returns:
+        True when the BatchNorm statistics should be re-estimated before evaluating.
+
+    Example::
+
+        if drops_only_in_training(scheduler, epoch):
+            with torch.no_grad():
+                torch.optim.swa_utils.update_bn(train_loader, model)
+        top1 = evaluate(model, val_loader)
+    """
+    for policy in scheduler.policies.get(epoch, ()):
+        if isinstance(getattr(policy, "regularizer", None), DropFilterRegularizer):
+            return True
+        forward_only = getattr(policy, "use_double_copies", False) or getattr(policy, "mask_on_forward_only", False)
+        if forward_only and getattr(policy, "discard_masks_at_minibatch_end", False):
+            return True
+    return False

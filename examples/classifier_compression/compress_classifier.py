@@ -27,6 +27,7 @@ from distiller.apputils import save_checkpoint
 from distiller.apputils.execution_env import log_execution_env_state
 from distiller.data_loggers import (CsvLogger, PythonLogger, TensorBoardLogger, log_training_progress,
                                     log_weights_sparsity)
+from distiller.regularization import drops_only_in_training
 
 import app_utils
 import reporting
@@ -121,6 +122,12 @@ def train_and_validate(args, exp, criterion, loggers, run_dir):
         train = train_one_epoch(exp.model, criterion, exp.optimizer, exp.train_loader, epoch, exp.scheduler,
                                 exp.num_classes, loggers, args.print_freq)
         train.update(seconds=time.time() - start, cpu_seconds=time.process_time() - start_cpu)
+        if drops_only_in_training(exp.scheduler, epoch):
+            # BatchNorm statistics gathered with dropped filters do not fit the full network evaluated next.
+            with torch.no_grad():
+                torch.optim.swa_utils.update_bn(exp.train_loader, exp.model, distiller.model_device(exp.model))
+            msglogger.info("Recalibrated the BatchNorm statistics of the full network (filters were dropped in "
+                           "training)")
         with exp.scheduler.soft_masks_applied():
             valid = evaluate(exp.model, criterion, exp.valid_loader, exp.num_classes)
         lr = exp.optimizer.param_groups[0]["lr"]
