@@ -92,7 +92,7 @@ def test_checkpoint_is_plain_data_with_schedule_state(agp_runs):
     assert (checkpoint["arch"], checkpoint["epoch"]) == ("simplenet_cifar", 2)
     masks = checkpoint["compression_sched"]["masks_dict"]
     assert all(masks[name] is not None for name in PRUNED) and masks["fc3.weight"] is None
-    assert [p["class"] for p in checkpoint["compression_sched"]["policies"]] == ["PruningPolicy", "LRPolicy"]
+    assert [p["class"] for p in checkpoint["compression_sched"]["policies"].values()] == ["PruningPolicy", "LRPolicy"]
     assert checkpoint["extras"]["seed"] == 3 and len(checkpoint["extras"]["score_history"]) == 3
     assert load_weights_only(os.path.join(full.run_dir, "best.pth.tar"))["arch"] == "simplenet_cifar"
     untrained = load_weights_only(os.path.join(full.run_dir, "untrained_checkpoint.pth.tar"))
