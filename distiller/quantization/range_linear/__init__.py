@@ -5,9 +5,10 @@ from .param_wrappers import (RangeLinearEmbeddingWrapper, RangeLinearQuantMatmul
                              RangeLinearQuantParamLayerWrapper)
 from .post_train import PostTrainLinearQuantizer
 from .ptq_graph import fold_batch_norm
-from .wrappers import FP16Wrapper, RangeLinearFakeQuantWrapper, RangeLinearQuantWrapper, saturation_range_from_stats
+from .wrappers import (FP16Wrapper, FPWrapper, RangeLinearFakeQuantWrapper, RangeLinearQuantWrapper,
+                       saturation_range_from_stats)
 
 __all__ = ["PostTrainLinearQuantizer", "RangeLinearQuantWrapper", "RangeLinearQuantParamLayerWrapper",
            "RangeLinearQuantMatmulWrapper", "RangeLinearQuantEltwiseAddWrapper", "RangeLinearQuantEltwiseMultWrapper",
            "RangeLinearQuantConcatWrapper", "RangeLinearEmbeddingWrapper", "RangeLinearFakeQuantWrapper",
-           "FP16Wrapper", "saturation_range_from_stats", "fold_batch_norm"]
+           "FP16Wrapper", "FPWrapper", "saturation_range_from_stats", "fold_batch_norm"]

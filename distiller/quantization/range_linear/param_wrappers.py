@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...errors import ArgumentError
 from ...graph.cost import register_layer_wrapper
 from ...spec import BitWidth, validated
 from ..overrides import BitsSetting
@@ -20,7 +21,7 @@ from ..q_utils import (ClipMode, ClipModeArg, LinearQuantMode, LinearQuantModeAr
                        get_tensor_min_max, linear_dequantize, linear_quant_params_from_min_max,
                        linear_quant_params_from_tensor, linear_quantize_clamp, parse_linear_quant_mode,
                        quantized_range_for_mode)
-from .wrappers import ModuleStats, RangeLinearQuantWrapper
+from .wrappers import InputOverrides, ModuleStats, RangeLinearQuantWrapper
 
 __all__ = ["RangeLinearQuantParamLayerWrapper", "RangeLinearQuantMatmulWrapper", "RangeLinearEmbeddingWrapper"]
 
@@ -35,12 +36,14 @@ def _accumulation_dtype(fan_in: int, bits_a: int, bits_b: int) -> torch.dtype:
 
 
 def _quantize_weight_in_place(module: Union[_ParamLayer, nn.Embedding], num_bits: int, mode: LinearQuantMode,
-                              per_channel: bool, save_fp_weights: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Replaces ``module.weight`` by its integers; returns (scale, zero_point)."""
+                              per_channel: bool, save_fp_weights: bool, clip: ClipMode = ClipMode.NONE,
+                              clip_n_stds: Optional[float] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replaces ``module.weight`` by its integers (range clipped by ``clip``); returns (scale, zero_point)."""
     weight = module.weight.detach()
     if save_fp_weights:
         module.register_buffer("float_weight", weight.clone())
-    scale, zero_point = linear_quant_params_from_tensor(weight, num_bits, mode, per_channel=per_channel)
+    scale, zero_point = linear_quant_params_from_tensor(weight, num_bits, mode, per_channel=per_channel, clip=clip,
+                                                        num_stds=clip_n_stds)
     scale, zero_point = scale.to(weight.device), zero_point.to(weight.device)
     with torch.no_grad():
         module.weight.copy_(linear_quantize_clamp(weight, scale, zero_point, *quantized_range_for_mode(num_bits, mode)))
@@ -57,8 +60,14 @@ class RangeLinearQuantParamLayerWrapper(RangeLinearQuantWrapper):
         num_bits_acts: bits of input and output; None quantizes only the weights (float activations).
         num_bits_params: bits of the weights.
         per_channel_wts: one weight scale per output channel.
+        input_overrides, inputs_quant_auto_fallback: see :class:`RangeLinearQuantWrapper`.
         save_fp_weights: keep the float weights in a ``float_weight`` buffer of the wrapped module.
+        also_clip_weights: clip the weights' range with the activations' ``clip_acts`` (N_STD, GAUSS or LAPLACE,
+            measured on the weights themselves) instead of using their full range.
         Other arguments: see :class:`RangeLinearQuantWrapper`.
+    Raises:
+        ArgumentError: ``also_clip_weights`` with ``clip_acts`` AVG (an average over batches; weights are one
+            tensor).
     """
 
     wrapped_module: _ParamLayer
@@ -71,20 +80,29 @@ class RangeLinearQuantParamLayerWrapper(RangeLinearQuantWrapper):
                  clip_acts: ClipModeArg = ClipMode.NONE, per_channel_wts: bool = False,
                  activation_stats: Optional[ModuleStats] = None, clip_n_stds: Optional[PositiveReal] = None,
                  clip_half_range: bool = False, scale_approx_mult_bits: BitsSetting = None,
-                 save_fp_weights: bool = False) -> None:
+                 input_overrides: Optional[InputOverrides] = None, inputs_quant_auto_fallback: bool = True,
+                 save_fp_weights: bool = False, also_clip_weights: bool = False) -> None:
         if not isinstance(wrapped_module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
             raise TypeError(f"{type(self).__name__} wraps Conv1d/2d/3d and Linear, not {type(wrapped_module).__name__}")
         super().__init__(wrapped_module, num_bits_acts, num_bits_accum, mode, clip_acts, activation_stats,
-                         clip_n_stds, clip_half_range, scale_approx_mult_bits, num_inputs=1)
+                         clip_n_stds, clip_half_range, scale_approx_mult_bits, num_inputs=1,
+                         input_overrides=input_overrides, inputs_quant_auto_fallback=inputs_quant_auto_fallback)
         self.num_bits_params = num_bits_params
         self.per_channel_wts = per_channel_wts
         self.save_fp_weights = save_fp_weights
+        self.also_clip_weights = also_clip_weights
+        weights_clip = self.clip_acts if also_clip_weights else ClipMode.NONE
+        if weights_clip == ClipMode.AVG:
+            raise ArgumentError("also_clip_weights cannot clip weights with clip_acts AVG (an average over batches of "
+                                "activations); use N_STD, GAUSS or LAPLACE", argument="also_clip_weights")
         scale, zero_point = _quantize_weight_in_place(wrapped_module, self.num_bits_params, self.mode.weights,
-                                                      per_channel_wts, save_fp_weights)
+                                                      per_channel_wts, save_fp_weights, weights_clip,
+                                                      self.clip_n_stds)
         self.register_buffer("w_scale", scale)
         self.register_buffer("w_zero_point", zero_point)
         fan_in = wrapped_module.weight[0].numel()
-        self._acc_dtype = _accumulation_dtype(fan_in, self.num_bits_acts or 32, self.num_bits_params)
+        input_bits = self.input_settings[0].num_bits if 0 in self.input_settings else self.num_bits_acts or 32
+        self._acc_dtype = _accumulation_dtype(fan_in, input_bits, self.num_bits_params)
 
     def requantize_weights(self, range_multiplier: float = 1.0) -> None:
         """Re-quantizes the weights from ``float_weight`` with their range scaled by ``range_multiplier``

@@ -6,8 +6,9 @@ import logging
 import os
 import typing
 from collections.abc import Mapping
-from typing import Any, Optional, TypeGuard, Union
+from typing import Any, Literal, Optional, TypeGuard, Union
 
+import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -30,7 +31,8 @@ from .param_wrappers import (RangeLinearEmbeddingWrapper, RangeLinearQuantMatmul
                              RangeLinearQuantParamLayerWrapper)
 from .ptq_graph import (GRID_PRESERVING_MODULES, SAME_RANGE_AS_INPUT_MODULES, QuantizationGraph, analyze_model,
                         fold_batch_norm)
-from .wrappers import FP16Wrapper, ModuleStats, RangeLinearFakeQuantWrapper, RangeLinearQuantWrapper, TensorStats
+from .wrappers import (FP16Wrapper, FPWrapper, ModuleStats, RangeLinearFakeQuantWrapper, RangeLinearQuantWrapper,
+                       TensorStats)
 
 __all__ = ["PostTrainLinearQuantizer"]
 
@@ -43,10 +45,13 @@ _MULTI_INPUT_WRAPPERS = {dm.EltwiseAdd: RangeLinearQuantEltwiseAddWrapper,
 # Modules without a range of their own: kept float (their outputs stay on the input's grid).
 _KEEP_TYPES = GRID_PRESERVING_MODULES + (dm.Split, dm.Chunk, dm.View)
 _OVERRIDE_KEYS = ("bits_accum", "mode", "clip_acts", "clip_n_stds", "clip_half_range", "per_channel_wts",
-                  "scale_approx_mult_bits", "fp16", "fp8", "fp8_scaling")
+                  "scale_approx_mult_bits", "fp16", "fpq_module", "also_clip_weights", "fp8", "fp8_scaling")
+#: ``fpq_module`` values: the precision (bits) of floating-point layers.
+FPPrecision = Literal[16, 32, 64]
+_FP_DTYPES = {32: torch.float32, 64: torch.float64}
 # Decisions whose wrapper uses static activation ranges (and so needs calibration statistics).
 _STATIC_KINDS = ("param", "matmul", "multi", "fake")
-#: How a layer is quantized: a kind ('keep', 'fp8', 'fp16', 'embedding', 'param', 'matmul', 'multi', 'fake') and
+#: How a layer is quantized: a kind ('keep', 'fp8', 'fp16', 'fpq', 'embedding', 'param', 'matmul', 'multi', 'fake') and
 #: the wrapper's arguments.
 _Decision = tuple[str, dict[str, Any]]
 #: Calibration statistics: a YAML file from ``collect_quant_stats`` or its content, ``{module: ModuleStats}``.
@@ -78,8 +83,8 @@ class PostTrainLinearQuantizer(Quantizer):
         bits_activations, bits_parameters, bits_accum: bit widths (None: not quantized).
         overrides: per-layer settings, first matching pattern wins (see :class:`Quantizer`); keys:
             ``bits_activations``, ``bits_weights``, ``bits_accum``, ``mode``, ``clip_acts``, ``clip_n_stds``,
-            ``clip_half_range``, ``per_channel_wts``, ``scale_approx_mult_bits``, ``fp16``, ``fp8``,
-            ``fp8_scaling``.
+            ``clip_half_range``, ``per_channel_wts``, ``scale_approx_mult_bits``, ``fp16``, ``fpq_module``,
+            ``also_clip_weights``, ``fp8``, ``fp8_scaling``.
         mode: LinearQuantMode, its name, 'sym' / 'sym_restr' / 'asym_s' / 'asym_u', or
             ``{'activations': mode, 'weights': mode}``.
         clip_acts: ClipMode or its name (NONE, AVG, N_STD, GAUSS, LAPLACE).
@@ -93,7 +98,11 @@ class PostTrainLinearQuantizer(Quantizer):
         inputs_quant_auto_fallback: a layer input produced by a quantized layer (possibly through ReLU,
             max-pool, reshape, dropout) reuses that layer's output parameters, and needs no statistics
             of its own. False: each layer quantizes its inputs with its own statistics.
+        fpq_module: keep every layer (except those overridden) in floating point of this many bits instead of
+            integers, whatever the bit widths: 16 as ``fp16``; 32 or 64 runs the layers in float32 / float64
+            (:class:`~distiller.quantization.range_linear.wrappers.FPWrapper`). Distiller's argument.
         save_fp_weights: keep float weights in ``float_weight`` buffers (to re-quantize later).
+        also_clip_weights: clip the weights' ranges with ``clip_acts`` too (N_STD, GAUSS, LAPLACE).
         fp8: quantize ``nn.Linear`` layers to FP8 E4M3 (see :mod:`distiller.quantization.fp8`).
         fp8_scaling: ``'per_tensor'`` or ``'per_row'`` FP8 scales.
 
@@ -132,7 +141,8 @@ class PostTrainLinearQuantizer(Quantizer):
                  per_channel_wts: bool = False, model_activation_stats: Optional[StatsSource] = None,
                  fp16: bool = False, clip_n_stds: Optional[PositiveReal] = None, clip_half_range: bool = False,
                  scale_approx_mult_bits: BitsSetting = None, inputs_quant_auto_fallback: bool = True,
-                 save_fp_weights: bool = False, fp8: bool = False, fp8_scaling: FP8Scaling = "per_tensor") -> None:
+                 fpq_module: Optional[FPPrecision] = None, save_fp_weights: bool = False,
+                 also_clip_weights: bool = False, fp8: bool = False, fp8_scaling: FP8Scaling = "per_tensor") -> None:
         # Everything is checked before the constructor touches the model.
         self.mode = verify_quant_mode(mode)
         self.clip_acts = parse_clip_mode(clip_acts)
@@ -157,7 +167,8 @@ class PostTrainLinearQuantizer(Quantizer):
         self._defaults = dict(bits_accum=self.bits_accum, mode=self.mode, clip_acts=self.clip_acts,
                               clip_n_stds=clip_n_stds, clip_half_range=clip_half_range,
                               per_channel_wts=per_channel_wts, scale_approx_mult_bits=self.scale_approx_mult_bits,
-                              fp16=fp16, fp8=fp8, fp8_scaling=fp8_scaling)
+                              fp16=fp16, fpq_module=fpq_module, also_clip_weights=also_clip_weights, fp8=fp8,
+                              fp8_scaling=fp8_scaling)
         self._stats: Optional[dict[str, dict[str, Any]]] = None
         self._graph = QuantizationGraph()
         self._decisions: dict[str, _Decision] = {}
@@ -274,6 +285,8 @@ class PostTrainLinearQuantizer(Quantizer):
                 raise self._layer_error(name, f"fp8 quantization applies to nn.Linear layers; '{name}' is "
                                               f"{type(module).__name__} (restrict the override pattern)", "fp8")
             return "fp8", {"scaling": o["fp8_scaling"]}
+        if o["fpq_module"] is not None:
+            return ("fp16", {}) if o["fpq_module"] == 16 else ("fpq", {"dtype": _FP_DTYPES[o["fpq_module"]]})
         if o["fp16"]:
             return "fp16", {}
         if isinstance(module, nn.Embedding):
@@ -285,7 +298,12 @@ class PostTrainLinearQuantizer(Quantizer):
         if parse_clip_mode(settings["clip_acts"]) == ClipMode.N_STD and settings["clip_n_stds"] is None:
             raise self._layer_error(name, f"layer '{name}': clip_acts N_STD needs clip_n_stds", "clip_acts")
         if isinstance(module, _PARAM_LAYERS) and bits.wts is not None:
-            return "param", dict(settings, num_bits_params=bits.wts, per_channel_wts=o["per_channel_wts"])
+            if o["also_clip_weights"] and parse_clip_mode(settings["clip_acts"]) == ClipMode.AVG:
+                raise self._layer_error(name, f"layer '{name}': also_clip_weights cannot clip weights with clip_acts "
+                                              f"AVG (an average over batches); use N_STD, GAUSS or LAPLACE",
+                                        "also_clip_weights")
+            return "param", dict(settings, num_bits_params=bits.wts, per_channel_wts=o["per_channel_wts"],
+                                 also_clip_weights=o["also_clip_weights"])
         if bits.acts is None:
             return "keep", {}
         if isinstance(module, (dm.Matmul, dm.BatchMatmul)):
@@ -346,6 +364,8 @@ class PostTrainLinearQuantizer(Quantizer):
             return FP8LinearWrapper(module, settings["scaling"], self.layer_activation_stats(name))
         if kind == "fp16":
             return FP16Wrapper(module)
+        if kind == "fpq":
+            return FPWrapper(module, settings["dtype"])
         if kind == "embedding":
             return RangeLinearEmbeddingWrapper(module, save_fp_weights=self.save_fp_weights, **settings)
         stats = self.layer_activation_stats(name) if self._needs_stats(kind, settings) else None
@@ -416,4 +436,4 @@ def _same_activation_format(producer: Optional[nn.Module],
             and producer.mode.activations == consumer.mode.activations)
 
 
-_WRAPPER_TYPES = (RangeLinearQuantWrapper, RangeLinearEmbeddingWrapper, FP16Wrapper, FP8LinearWrapper)
+_WRAPPER_TYPES = (RangeLinearQuantWrapper, RangeLinearEmbeddingWrapper, FP16Wrapper, FPWrapper, FP8LinearWrapper)

@@ -14,6 +14,7 @@ a quantized checkpoint holds them and :mod:`distiller.quantization.export` reuse
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any, Optional, Union
@@ -31,7 +32,7 @@ from ..q_utils import (ClipMode, ClipModeArg, LinearQuantMode, PositiveReal, Qua
                        quantized_range_for_mode, verify_quant_mode)
 
 __all__ = ["RangeLinearQuantWrapper", "RangeLinearFakeQuantWrapper", "FP16Wrapper", "saturation_range_from_stats",
-           "UNSET"]
+           "UNSET", "InputOverrides", "InputQuantSettings", "FPWrapper"]
 
 #: Marks a static input scale that the quantizer must still fill in (from the producing layer).
 UNSET = float("nan")
@@ -40,7 +41,25 @@ UNSET = float("nan")
 TensorStats = Mapping[str, float]
 #: Calibration statistics of one module: ``{'inputs': {index: TensorStats}, 'output': TensorStats}``.
 ModuleStats = Mapping[str, Any]
+#: Per-input quantization settings, Distiller's ``input_overrides``: ``{index: {'from_output': True}}`` or
+#: ``{index: {'bits_activations': b, 'mode': m, 'clip_acts': c, 'clip_n_stds': n}}`` (any subset).
+InputOverrides = Mapping[int, Mapping[str, Any]]
 _Number = Union[float, torch.Tensor]
+_INPUT_OVERRIDE_KEYS = ("from_output", "bits_activations", "mode", "clip_acts", "clip_n_stds")
+
+
+@dataclasses.dataclass(frozen=True)
+class InputQuantSettings:
+    """How one input of a wrapper is quantized (by default: as the wrapper's output is)."""
+    num_bits: int
+    mode: LinearQuantMode
+    clip_acts: ClipMode
+    clip_n_stds: Optional[float]
+    clip_half_range: bool
+
+    @property
+    def qrange(self) -> tuple[int, int]:
+        return quantized_range_for_mode(self.num_bits, self.mode)
 
 
 def saturation_range_from_stats(stats: TensorStats, clip_mode: ClipModeArg, num_bits: int,
@@ -117,6 +136,16 @@ class RangeLinearQuantWrapper(nn.Module):
         scale_approx_mult_bits: approximate the requantization factor by an integer multiplier of this
             many bits and a shift (None: exact float factor).
         num_inputs: how many tensor inputs the module takes (default: as many as the stats describe).
+        input_overrides: settings of individual inputs (see :data:`InputOverrides`): ``from_output`` uses the
+            output's settings without half-range clipping; otherwise the given bits, mode, clip mode and
+            standard deviations replace the output's. (The integer exporters assume every input in the
+            activation format: keep ``bits_activations``/``mode`` unchanged in models you export.)
+        inputs_quant_auto_fallback: quantize an input without ``input_overrides`` with the output's settings
+            (True, the default here), or leave it to the quantizer, which gives it its producer's parameters
+            (False, Distiller's wrapper default: with dynamic ranges every input then needs an override).
+    Raises:
+        ArgumentError: an override names an unknown setting or a bad value, or dynamic ranges without
+            fallback leave an input without settings.
     """
 
     # Static quantization parameters (buffers, registered with activation statistics).
@@ -130,7 +159,8 @@ class RangeLinearQuantWrapper(nn.Module):
                  mode: QuantModeArg = LinearQuantMode.SYMMETRIC, clip_acts: ClipModeArg = ClipMode.NONE,
                  activation_stats: Optional[ModuleStats] = None, clip_n_stds: Optional[PositiveReal] = None,
                  clip_half_range: bool = False, scale_approx_mult_bits: BitsSetting = None,
-                 num_inputs: Optional[NonNegativeInt] = None) -> None:
+                 num_inputs: Optional[NonNegativeInt] = None, input_overrides: Optional[InputOverrides] = None,
+                 inputs_quant_auto_fallback: bool = True) -> None:
         super().__init__()
         self.wrapped_module = wrapped_module
         self.num_bits_acts = num_bits_acts
@@ -147,9 +177,18 @@ class RangeLinearQuantWrapper(nn.Module):
                             if self.num_bits_acts is not None else None)
         accum_max = 2 ** (self.num_bits_accum - 1)
         self.accum_qrange = (-accum_max, accum_max - 1)
+        self.inputs_quant_auto_fallback = inputs_quant_auto_fallback
+        self.input_settings = ({int(i): self._input_override(int(i), dict(v)) for i, v in input_overrides.items()}
+                               if input_overrides and self.num_bits_acts is not None else {})
         self.preset_act_stats = activation_stats is not None and self.num_bits_acts is not None
         if activation_stats is not None and self.preset_act_stats:
             self._init_static_params(activation_stats, num_inputs)
+        elif self.num_bits_acts is not None and not inputs_quant_auto_fallback:
+            unset = [i for i in range(num_inputs if num_inputs is not None else 1) if i not in self.input_settings]
+            if unset:
+                raise ArgumentError(f"{type(self).__name__}: with dynamic ranges input(s) {unset} get no producer's "
+                                    f"parameters: give them input_overrides or set inputs_quant_auto_fallback",
+                                    argument="input_overrides")
         self.register_forward_pre_hook(_inference_only)
 
     @property
@@ -162,18 +201,59 @@ class RangeLinearQuantWrapper(nn.Module):
         assert self.acts_qrange is not None, f"{type(self).__name__} does not quantize activations"
         return self.acts_qrange
 
+    @property
+    def output_settings(self) -> InputQuantSettings:
+        """The output's quantization settings (and every input's by default)."""
+        return InputQuantSettings(self.acts_bits, self.mode.activations, self.clip_acts, self.clip_n_stds,
+                                  self.clip_half_range)
+
+    def _input_override(self, index: int, override: dict[str, Any]) -> InputQuantSettings:
+        unknown = sorted(set(override) - set(_INPUT_OVERRIDE_KEYS))
+        if unknown:
+            raise ArgumentError(f"input_overrides[{index}]: unknown setting(s) {unknown}; valid: "
+                                f"{', '.join(_INPUT_OVERRIDE_KEYS)}", argument="input_overrides", location=(index,))
+        output = self.output_settings
+        if override.pop("from_output", False):
+            if override:
+                raise ArgumentError(f"input_overrides[{index}]: 'from_output' takes no other setting, got "
+                                    f"{sorted(override)}", argument="input_overrides", location=(index,))
+            return dataclasses.replace(output, clip_half_range=False)
+        settings = InputQuantSettings(override.get("bits_activations", output.num_bits),
+                                      verify_quant_mode(override.get("mode", output.mode)).activations,
+                                      parse_clip_mode(override.get("clip_acts", output.clip_acts)),
+                                      override.get("clip_n_stds", output.clip_n_stds), False)
+        if not isinstance(settings.num_bits, int) or isinstance(settings.num_bits, bool) or \
+                not 1 < settings.num_bits <= 32:
+            raise ArgumentError(f"input_overrides[{index}].bits_activations={settings.num_bits!r} must be an integer "
+                                f"in 2..32", argument="input_overrides", location=(index, "bits_activations"))
+        if settings.clip_acts == ClipMode.N_STD and settings.clip_n_stds is None:
+            raise ArgumentError(f"input_overrides[{index}]: clip_acts N_STD needs clip_n_stds",
+                                argument="input_overrides", location=(index, "clip_n_stds"))
+        return settings
+
+    def input_settings_of(self, index: int) -> Optional[InputQuantSettings]:
+        """How input ``index`` is quantized: its override, else the output's settings (with fallback), else
+        None (its parameters must come from its producer)."""
+        if index in self.input_settings:
+            return self.input_settings[index]
+        return self.output_settings if self.inputs_quant_auto_fallback else None
+
     # -------------------------------------------------------------------------------- static ranges
-    def _params_from_stats(self, stats: TensorStats) -> tuple[float, float]:
-        lo, hi = saturation_range_from_stats(stats, self.clip_acts, self.acts_bits, self.clip_n_stds,
-                                             self.clip_half_range)
-        scale, zero_point = linear_quant_params_from_min_max(self.acts_bits, self.mode.activations,
+    def _params_from_stats(self, stats: TensorStats, settings: Optional[InputQuantSettings] = None
+                           ) -> tuple[float, float]:
+        settings = settings or self.output_settings
+        lo, hi = saturation_range_from_stats(stats, settings.clip_acts, settings.num_bits, settings.clip_n_stds,
+                                             settings.clip_half_range)
+        scale, zero_point = linear_quant_params_from_min_max(settings.num_bits, settings.mode,
                                                              torch.tensor(lo), torch.tensor(hi))
         return float(scale), float(zero_point)
 
     def _init_static_params(self, stats: ModuleStats, num_inputs: Optional[int]) -> None:
         inputs = {int(i): s for i, s in (stats.get("inputs") or {}).items()}
         count = num_inputs if num_inputs is not None else (max(inputs) + 1 if inputs else 1)
-        params = [self._params_from_stats(inputs[i]) if i in inputs else (UNSET, UNSET) for i in range(count)]
+        settings = [self.input_settings_of(i) for i in range(count)]
+        params = [self._params_from_stats(inputs[i], settings[i]) if i in inputs and settings[i] is not None
+                  else (UNSET, UNSET) for i in range(count)]
         self.register_buffer("input_scales", torch.tensor([p[0] for p in params]))
         self.register_buffer("input_zero_points", torch.tensor([p[1] for p in params]))
         if self.has_output_stats:
@@ -214,17 +294,24 @@ class RangeLinearQuantWrapper(nn.Module):
         """(scale, zero_point) of input ``index``: static buffers, or measured on ``tensor``."""
         if self.preset_act_stats:
             return self.input_scales[index], self.input_zero_points[index]
-        return self._dynamic_params(tensor)
+        settings = self.input_settings_of(index)
+        if settings is None:
+            raise ArgumentError(f"{type(self).__name__}: input {index} has no quantization settings: give it "
+                                f"input_overrides or set inputs_quant_auto_fallback", argument="input_overrides")
+        return self._dynamic_params(tensor, settings)
 
-    def _dynamic_params(self, tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        lo, hi = _dynamic_range(tensor.detach(), self.clip_acts, self.acts_bits, self.clip_n_stds,
-                                self.clip_half_range)
-        return linear_quant_params_from_min_max(self.acts_bits, self.mode.activations, lo, hi)
+    def _dynamic_params(self, tensor: torch.Tensor, settings: Optional[InputQuantSettings] = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        settings = settings or self.output_settings
+        lo, hi = _dynamic_range(tensor.detach(), settings.clip_acts, settings.num_bits, settings.clip_n_stds,
+                                settings.clip_half_range)
+        return linear_quant_params_from_min_max(settings.num_bits, settings.mode, lo, hi)
 
     def quantize_input(self, index: int, tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (integers, scale, zero_point) of input ``index`` (integers as float values)."""
         scale, zero_point = self.input_quant_params(index, tensor)
-        q = linear_quantize_clamp(tensor, scale, zero_point, *self._acts_range())
+        settings = self.input_settings.get(index)
+        q = linear_quantize_clamp(tensor, scale, zero_point, *(settings.qrange if settings else self._acts_range()))
         return q, scale, zero_point
 
     def requantize_output(self, accumulator: torch.Tensor, accumulator_scale: _Number,
@@ -318,3 +405,28 @@ class FP16Wrapper(nn.Module):
         output = self.wrapped_module(*rounded)
         return output.half().to(output.dtype) if isinstance(output, torch.Tensor) else output
 
+
+class FPWrapper(nn.Module):
+    """Runs the wrapped module in another floating-point precision (Distiller's ``fpq_module`` 32 or 64): its
+    own parameters and its floating-point inputs in ``dtype``, its output back in the input's dtype.
+
+    Args:
+        wrapped_module: the module (its own parameters are converted to ``dtype``).
+        dtype: ``torch.float32`` or ``torch.float64``.
+    """
+
+    def __init__(self, wrapped_module: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.dtype = dtype
+        self.wrapped_module = wrapped_module.to(dtype)
+
+    def forward(self, *inputs: Any) -> Any:
+        floats = [x for x in inputs if isinstance(x, torch.Tensor) and x.is_floating_point()]
+        converted = [x.to(self.dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x for x in inputs]
+        output = self.wrapped_module(*converted)
+        if floats and isinstance(output, torch.Tensor) and output.is_floating_point():
+            return output.to(floats[0].dtype)
+        return output
+
+    def extra_repr(self) -> str:
+        return f"dtype={self.dtype}"
