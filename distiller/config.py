@@ -240,7 +240,7 @@ def config_component_from_file_by_class(model: torch.nn.Module, filename: Union[
              for name, spec in (sched.get(key) or {}).items()
              if isinstance(spec, dict) and spec.get("class") == class_name]
     if len(found) != 1:
-        classes = sorted({spec.get("class") for key in SECTIONS for spec in (sched.get(key) or {}).values()
+        classes = sorted({str(spec["class"]) for key in SECTIONS for spec in (sched.get(key) or {}).values()
                           if isinstance(spec, dict) and spec.get("class")})
         raise source.error(f"expected exactly one instance of class {class_name}, found {len(found)} (classes "
                            f"defined: {', '.join(map(str, classes)) or 'none'})", ())

@@ -101,7 +101,7 @@ class MaskDict(dict[str, ParameterMasker]):
         masker = self[name] = ParameterMasker(name)
         return masker
 
-    def pop(self, name: str, *default: Any) -> Any:  # type: ignore[override]
+    def pop(self, name: str, *default: Any) -> Any:
         self.version += 1
         return super().pop(name, *default)
 

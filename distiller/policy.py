@@ -7,6 +7,7 @@ are registered at the end of this module (:func:`distiller.registry.register_sec
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import namedtuple
 from collections.abc import Mapping
@@ -101,7 +102,8 @@ class ScheduledTrainingPolicy:
     def _params(self, model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
         """(name, parameter) for each of ``self.param_names`` still in the model, in that order."""
         params = dict(model.named_parameters())
-        return [(name, params[name]) for name in self.param_names if name in params]
+        names: list[str] = getattr(self, "param_names", None) or []  # set by attach() in subclasses
+        return [(name, params[name]) for name in names if name in params]
 
 
 class PruningPolicy(ScheduledTrainingPolicy):
@@ -116,15 +118,21 @@ class PruningPolicy(ScheduledTrainingPolicy):
     Raises:
         ArgumentError: an unknown or badly typed argument; ``levels`` for a pruner without levels.
     """
-    ARGS = {field: getattr(PruningPolicyArgs(), field) for field in PruningPolicyArgs.__dataclass_fields__}
+    ARGS = dataclasses.asdict(PruningPolicyArgs())
 
     def __init__(self, pruner: Any, pruner_args: Union[PruningPolicyArgs, Mapping[str, Any], None],
                  classes: Optional[list[str]] = None, layers: Optional[list[str]] = None) -> None:
         super().__init__(classes, layers)
         args = pruner_args if isinstance(pruner_args, PruningPolicyArgs) else \
             build_record(PruningPolicyArgs, dict(pruner_args or {}), "pruning policy")
-        for key in self.ARGS:
-            setattr(self, key, getattr(args, key))
+        self.levels = args.levels
+        self.keep_mask = args.keep_mask
+        self.mini_batch_pruning_frequency = args.mini_batch_pruning_frequency
+        self.mask_on_forward_only = args.mask_on_forward_only
+        self.mask_gradients = args.mask_gradients
+        self.use_double_copies = args.use_double_copies
+        self.discard_masks_at_minibatch_end = args.discard_masks_at_minibatch_end
+        self.skip_first_minibatch = args.skip_first_minibatch
         if self.levels is not None:  # before the targets are resolved: the override may name other weights
             if not hasattr(pruner, "levels"):
                 raise ArgumentError(f"pruner '{pruner.name}' ({type(pruner).__name__}) has no 'levels' to override",

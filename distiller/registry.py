@@ -166,7 +166,7 @@ def refuse_untrainable(registry: Registry[Any], instance: Any) -> None:
                             "training-time class (e.g. QuantAwareTrainRangeLinearQuantizer)")
 
 
-PolicyBuilder = Callable[[Any, Mapping[str, Any]], Any]
+PolicyBuilder = Callable[[Any, Any], Any]  # (instance, typed policy args or None) -> policy
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ class CompressionScheduler:
         self._transforms: list[dict[str, Any]] = []
         self._params_by_mask_name = dict(model.named_parameters())
         self._named_policies: dict[str, ScheduledTrainingPolicy] = {}
+        self._bounds: dict[ScheduledTrainingPolicy, tuple[int, int, Optional[int]]] = {}
         self._pending_policy_states: dict[str, Any] = {}
         self._fused_cache: Optional[tuple[int, list[torch.Tensor], list[torch.Tensor]]] = None
 
@@ -89,7 +90,7 @@ class CompressionScheduler:
         policy.attach(self)
         for epoch in schedule.epoch_list():
             self.policies.setdefault(epoch, []).append(policy)
-        start, end, every = schedule.bounds()
+        start, end, every = self._bounds[policy] = schedule.bounds()
         self.sched_metadata[policy] = {"starting_epoch": start, "ending_epoch": end, "frequency": every}
         self._named_policies[name] = policy
         if name in self._pending_policy_states:
@@ -103,10 +104,9 @@ class CompressionScheduler:
         return unique
 
     def _meta(self, policy: ScheduledTrainingPolicy, epoch: int, optimizer: Optional[Optimizer]) -> PolicyContext:
-        bounds = self.sched_metadata[policy]
-        return PolicyContext(starting_epoch=bounds["starting_epoch"], ending_epoch=bounds["ending_epoch"],
-                             frequency=bounds["frequency"], current_epoch=epoch, model=self.model,
-                             optimizer=optimizer, scheduler=self)
+        start, end, every = self._bounds[policy]
+        return PolicyContext(starting_epoch=start, ending_epoch=end, frequency=every, current_epoch=epoch,
+                             model=self.model, optimizer=optimizer, scheduler=self)
 
     def _active(self, epoch: int) -> list[ScheduledTrainingPolicy]:
         return self.policies.get(epoch, [])
@@ -165,7 +165,8 @@ class CompressionScheduler:
 
     # ------------------------------------------------------------------------------------ masking
     def _masked_params(self, include_soft: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        params, masks = [], []
+        params: list[torch.Tensor] = []
+        masks: list[torch.Tensor] = []
         for name, param in self.model.named_parameters():
             masker = self.zeros_mask_dict.get(name)
             if masker is None or masker.mask is None or (masker.is_soft and not include_soft):
@@ -200,7 +201,7 @@ class CompressionScheduler:
             with scheduler.soft_masks_applied():
                 top1 = evaluate(model, test_loader)
         """
-        soft = [(param, masker.mask) for param, masker in self._soft_maskers()]
+        soft = [(param, masker.mask) for param, masker in self._soft_maskers() if masker.mask is not None]
         saved = [param.detach().clone() for param, _ in soft]
         with torch.no_grad():
             for param, mask in soft:

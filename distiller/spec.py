@@ -25,6 +25,7 @@ from typing import Annotated, Any, Optional, TypeVar, Union
 
 import annotated_types
 import pydantic
+from typing_extensions import dataclass_transform
 from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
 from .errors import ArgumentError, suggest
@@ -87,8 +88,7 @@ def _with_yaml_numbers(hint: Any) -> Any:
     if not args or origin is typing.Literal:
         return hint
     if origin is Annotated:
-        base, *metadata = args
-        return Annotated[(_with_yaml_numbers(base), *metadata)]
+        return Annotated[(_with_yaml_numbers(args[0]),) + tuple(args[1:])]
     converted = tuple(_with_yaml_numbers(arg) for arg in args)
     if origin in (Union, types.UnionType):
         return Union[converted]
@@ -226,6 +226,7 @@ def validated(func: _F) -> _F:
 _R = TypeVar("_R", bound=type)
 
 
+@dataclass_transform(frozen_default=True)
 def record(cls: _R) -> _R:
     """Class decorator: a frozen dataclass whose fields are checked against their annotations on
     construction (the same checks as :func:`validated`); a ``__post_init__`` the class defines runs after
