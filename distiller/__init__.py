@@ -46,7 +46,9 @@ __all__ = [
 ]
 
 # Distiller's other top-level names, kept where its users import them from (README: "Coming from Distiller").
-from . import early_exit, model_summaries, model_transforms, sensitivity, summary_graph  # noqa: E402
+from . import (directives, early_exit, model_summaries, model_transforms, sensitivity,  # noqa: E402
+               summary_graph)
+from .directives import FreezeTraining, adjust_dropout, freeze_all, freeze_training  # noqa: E402
 from .early_exit import EarlyExitMgr  # noqa: E402
 from .pruning import (ActivationAPoZRankedFilterPruner, ActivationAPoZRankedFilterPruner_AGP,  # noqa: E402
                       ActivationMeanRankedFilterPruner, ActivationMeanRankedFilterPruner_AGP, AutomatedGradualPruner,
@@ -78,7 +80,7 @@ from .utils import (MutableNamedTuple, activation_channels_apoz, activation_chan
                     yaml_ordered_save)
 
 __all__ += [
-    "early_exit", "model_summaries", "model_transforms", "sensitivity", "summary_graph",
+    "directives", "early_exit", "model_summaries", "model_transforms", "sensitivity", "summary_graph",
     # pruners
     "AutomatedGradualPruner", "MagnitudeParameterPruner", "SparsityLevelParameterPruner", "SensitivityPruner",
     "SplicingPruner", "BaiduRNNPruner", "StructureParameterPruner", "L1RankedStructureParameterPruner",
@@ -98,8 +100,8 @@ __all__ += [
     "connectivity_summary", "connectivity_summary_verbose", "connectivity_tbl_summary", "attributes_summary",
     "attributes_summary_tbl", "export_img_classifier_to_onnx", "perform_sensitivity_analysis",
     "sensitivities_to_csv",
-    # early exits
-    "EarlyExitMgr",
+    # training directives and early exits
+    "FreezeTraining", "freeze_training", "freeze_all", "adjust_dropout", "EarlyExitMgr",
     # Distiller's utils
     "MutableNamedTuple", "activation_channels_apoz", "activation_channels_l1", "activation_channels_means",
     "assign_layer_fq_names", "convert_tensors_recursively_to", "filter_kwargs", "float_range_argparse_checker",
