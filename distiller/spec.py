@@ -116,6 +116,8 @@ def describe_type(hint: Any) -> str:
         return " or ".join("None" if a is type(None) else describe_type(a) for a in args)
     if origin is not None and isinstance(origin, type) and issubclass(origin, Mapping):
         return f"a mapping of {_bare(describe_type(args[0]))} to {_bare(describe_type(args[1]))}" if args else "a mapping"
+    if _is_fixed_tuple(origin, args):
+        return f"a list [{', '.join(_bare(describe_type(arg)) for arg in args)}]"
     if origin is not None and isinstance(origin, type) and issubclass(origin, Sequence):
         return f"a list of {_bare(describe_type(args[0]))}" if args else "a list"
     if isinstance(hint, type):
@@ -163,7 +165,7 @@ def check_value(owner: str, argument: str, hint: Any, value: Any) -> Any:
 def _hint_at(hint: Any, location: tuple[Any, ...]) -> Any:
     """The annotation of the value at ``location`` inside a value of type ``hint`` (an element of a list,
     a value of a mapping), so a message can say what that element should have been."""
-    for _ in location:
+    for part in location:
         while typing.get_origin(hint) is Annotated:
             hint = typing.get_args(hint)[0]
         if typing.get_origin(hint) in (Union, types.UnionType):
@@ -171,8 +173,16 @@ def _hint_at(hint: Any, location: tuple[Any, ...]) -> Any:
         origin, args = typing.get_origin(hint), typing.get_args(hint)
         if not (isinstance(origin, type) and args):
             return hint
-        hint = args[-1] if issubclass(origin, Mapping) else args[0]
+        if _is_fixed_tuple(origin, args):
+            hint = args[part] if isinstance(part, int) and 0 <= part < len(args) else hint
+        else:
+            hint = args[-1] if issubclass(origin, Mapping) else args[0]
     return hint
+
+
+def _is_fixed_tuple(origin: Any, args: tuple[Any, ...]) -> bool:
+    """Whether a hint is ``tuple[X, Y]`` (one type per position), not ``tuple[X, ...]``."""
+    return origin is tuple and bool(args) and args[-1] is not Ellipsis
 
 
 def _is_type_tag(part: str) -> bool:

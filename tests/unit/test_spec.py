@@ -69,3 +69,12 @@ def test_wrong_argument_names_stay_python_type_errors():
 def test_check_value_and_describe_type_directly():
     assert check_value("X", "level", Fraction, 0) == 0.0
     assert describe_type(Optional[dict[str, Fraction]]) == "a mapping of string to number in [0, 1) or None"
+
+
+def test_fixed_length_tuples_describe_each_position():
+    pair = tuple[Real, Literal["Filters", "Channels"]]
+    assert describe_type(pair) == "a list [number, 'Filters' or 'Channels']"
+    with pytest.raises(ArgumentError) as info:
+        check_value("X", "regims", dict[str, pair], {"w": (0.1, "Filter")})
+    assert (info.value.argument, info.value.location) == ("regims", ("w", 1))
+    assert "argument 'regims['w'][1]' expects 'Filters' or 'Channels', got 'Filter'" in str(info.value)
