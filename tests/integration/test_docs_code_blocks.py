@@ -303,8 +303,9 @@ FEATURES = {"pruning": "distiller.pruning.AutomatedGradualPruner",
             "knowledge distillation": "distiller.KnowledgeDistillationPolicy"}
 # Distiller names the README says exist, and those it says are missing.
 README_PRESENT = ["distiller.CompressionScheduler", "distiller.file_config", "distiller.pruning.AutomatedGradualPruner",
-                  "distiller.quantization.PostTrainLinearQuantizer", "distiller.apputils.save_checkpoint"]
-README_MISSING = ["distiller.KnowledgeDistillationPolicy", "distiller.remove_filters", "distiller.model_summaries"]
+                  "distiller.quantization.PostTrainLinearQuantizer", "distiller.apputils.save_checkpoint",
+                  "distiller.remove_filters", "distiller.model_summaries"]
+README_MISSING = ["distiller.KnowledgeDistillationPolicy"]
 
 
 def exists(dotted: str) -> bool:

@@ -123,3 +123,13 @@ def test_removed_machinery_raises_a_user_error_naming_the_replacement(key):
     module, _, name = key.rpartition(".")
     with pytest.raises(UserError, match="instead"):
         getattr(importlib.import_module(module), name)(*MIGRATION[key]())
+
+
+def test_readme_states_the_counts_and_lists_every_missing_or_changed_name():
+    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
+    available = len([row for row in ROWS if _key(row) not in PENDING])
+    modules = len([module for module in MODULES if module not in PENDING_MODULES])
+    assert f"{available} of the {len(ROWS)} public names" in readme
+    assert f"{modules} of its {len(MODULES)} module paths" in readme
+    for key in list(PENDING) + list(PENDING_MODULES) + list(MIGRATION):
+        assert key.rpartition(".")[2] in readme, f"the README's Distiller tables do not mention {key}"
