@@ -4,6 +4,8 @@ Used by :class:`~distiller.pruning.StructureParameterPruner` and by the regulari
 thresholding (Wen et al. 2016, "Learning Structured Sparsity in Deep Neural Networks": groups driven to
 near zero by group lasso are then removed). Structures are those of :mod:`distiller.norms`.
 """
+from typing import Any
+
 import torch
 
 from .errors import ArgumentError
@@ -84,7 +86,8 @@ class GroupThresholdMixin:
     """Adds :func:`group_threshold_mask` as a method, for pruners and regularizers written against Distiller's
     mixin of this name."""
 
-    def group_threshold_mask(self, param, group_type, threshold, threshold_criteria):
+    def group_threshold_mask(self, param: torch.Tensor, group_type: str, threshold: Any,
+                             threshold_criteria: str) -> torch.Tensor:
         """See :func:`group_threshold_mask` (returns the mask)."""
         return group_threshold_mask(param, group_type, threshold, threshold_criteria)
 

@@ -13,6 +13,7 @@ accepted too (empty prefix).
 import csv
 import os
 from collections import OrderedDict
+from typing import Any, Sequence
 
 import torch
 from tabulate import tabulate
@@ -58,7 +59,7 @@ def weights_sparsity_rows(model):
     return rows
 
 
-def model_buffer_values(model, buffer_names):
+def model_buffer_values(model: torch.nn.Module, buffer_names: Sequence[str]) -> OrderedDict[str, list]:
     """The values of the tensors named ``buffer_names`` held by ``model``'s modules (e.g. PACT's
     ``clip_val``, a quantizer's scale buffers).
 
@@ -107,7 +108,8 @@ class DataLogger:
     def log_weights_distribution(self, named_params, steps_completed):
         """Logs the value distribution of ``named_params`` (iterable of ``(name, tensor)``)."""
 
-    def log_model_buffers(self, model, buffer_names, tag_prefix, epoch, completed, total, freq):
+    def log_model_buffers(self, model: torch.nn.Module, buffer_names: Sequence[str], tag_prefix: str, epoch: int,
+                          completed: int, total: int, freq: int) -> None:
         """Logs the values of the buffers named ``buffer_names`` (see :func:`model_buffer_values`)."""
 
     def close(self):
@@ -147,7 +149,8 @@ class PythonLogger(DataLogger):
                                tabulate([list(r.values()) for r in rows], headers=list(rows[0]),
                                         tablefmt="psql", floatfmt=".5f"))
 
-    def log_model_buffers(self, model, buffer_names, tag_prefix, epoch, completed, total, freq):
+    def log_model_buffers(self, model: torch.nn.Module, buffer_names: Sequence[str], tag_prefix: str, epoch: int,
+                          completed: int, total: int, freq: int) -> None:
         for buffer_name, rows in model_buffer_values(model, buffer_names).items():
             if not rows:
                 continue
@@ -194,7 +197,8 @@ class TensorBoardLogger(DataLogger):
             self.writer.add_histogram(name.replace(".", "/"), param.detach().cpu(), steps_completed)
         self.writer.flush()
 
-    def log_model_buffers(self, model, buffer_names, tag_prefix, epoch, completed, total, freq):
+    def log_model_buffers(self, model: torch.nn.Module, buffer_names: Sequence[str], tag_prefix: str, epoch: int,
+                          completed: int, total: int, freq: int) -> None:
         """Scalars ``<tag_prefix><module>/<buffer>[/<index>]`` at step ``epoch * total + completed``."""
         step = epoch * int(total) + completed if epoch > -1 else completed
         for buffer_name, rows in model_buffer_values(model, buffer_names).items():
@@ -274,7 +278,8 @@ class CsvLogger(DataLogger):
         for row in _distribution_rows(named_params):
             table.append({"step": steps_completed, **row})
 
-    def log_model_buffers(self, model, buffer_names, tag_prefix, epoch, completed, total, freq):
+    def log_model_buffers(self, model: torch.nn.Module, buffer_names: Sequence[str], tag_prefix: str, epoch: int,
+                          completed: int, total: int, freq: int) -> None:
         """One row per module and buffer in ``<buffer>.csv``: epoch, completed, total, layer, values."""
         for buffer_name, rows in model_buffer_values(model, buffer_names).items():
             for module_name, values in rows:
@@ -311,7 +316,8 @@ def log_activation_statistics(epoch, phase, loggers, collector):
         logger.log_activation_statistic(phase, collector.stat_name, collector.value(), epoch)
 
 
-def log_model_buffers(model, buffer_names, tag_prefix, epoch, steps_completed, total_steps, log_freq, loggers=()):
+def log_model_buffers(model: torch.nn.Module, buffer_names: Sequence[str], tag_prefix: str, epoch: int,
+                      steps_completed: int, total_steps: int, log_freq: int, loggers: Any = ()) -> None:
     """Sends the values of the buffers named ``buffer_names`` (e.g. ``['clip_val']`` of PACT layers) to
     every logger in ``loggers``; ``tag_prefix`` starts each TensorBoard tag / log line."""
     for logger in _as_list(loggers):

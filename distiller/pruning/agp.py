@@ -7,6 +7,7 @@ The rate schedule is a pure function; what gets pruned to reach the target (elem
 left to the subclass.
 """
 import abc
+from typing import Optional
 
 from ..errors import ArgumentError
 from ..registry import register_pruner
@@ -42,10 +43,10 @@ class AgpPruningRate:
     factory returns any object with the same ``step``.
     """
 
-    def __init__(self, initial_sparsity, final_sparsity):
+    def __init__(self, initial_sparsity: float, final_sparsity: float) -> None:
         self.initial_sparsity, self.final_sparsity = initial_sparsity, final_sparsity
 
-    def step(self, current_epoch, starting_epoch, ending_epoch, freq):
+    def step(self, current_epoch: int, starting_epoch: int, ending_epoch: int, freq: Optional[int]) -> float:
         """The target sparsity at ``current_epoch`` of a policy over ``[starting_epoch, ending_epoch)``."""
         return agp_target_sparsity(self.initial_sparsity, self.final_sparsity, starting_epoch, ending_epoch, freq,
                                    current_epoch)

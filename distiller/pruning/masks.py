@@ -11,6 +11,7 @@ Example:
     tensor([0., 1., 0., 1.])
 """
 import math
+from typing import Optional
 
 import torch
 
@@ -110,7 +111,7 @@ def create_mask_sensitivity_criterion(tensor, sensitivity):
     return create_mask_threshold_criterion(tensor, weights_std(tensor) * sensitivity)
 
 
-def mask_tensor(tensor, mask, inplace=True):
+def mask_tensor(tensor: torch.Tensor, mask: Optional[torch.Tensor], inplace: bool = True) -> torch.Tensor:
     """Multiplies ``tensor`` by the 0/1 ``mask``, without recording gradients.
 
     Args:
