@@ -206,7 +206,8 @@ def validated(func: _F) -> _F:
     *name* of arguments is Python's own ``TypeError``, as for any call.
     """
     signature = inspect.signature(func)
-    owner = func.__qualname__.split(".")[0] if func.__name__ == "__init__" else func.__qualname__
+    is_init = func.__name__ == "__init__"
+    owner = func.__qualname__.split(".")[0] if is_init else func.__qualname__
     hints: dict[str, Any] = {}
 
     @functools.wraps(func)
@@ -216,17 +217,18 @@ def validated(func: _F) -> _F:
                          if name != "return")
             hints.setdefault("", None)
         bound = signature.bind(*args, **kwargs)
+        who = type(args[0]).__name__ if is_init and args else owner  # a subclass that inherits __init__
         for name, value in bound.arguments.items():
             hint = hints.get(name)
             if hint is None:
                 continue
             kind = signature.parameters[name].kind
             if kind is inspect.Parameter.VAR_POSITIONAL:
-                bound.arguments[name] = tuple(check_value(owner, f"{name}[{i}]", hint, v) for i, v in enumerate(value))
+                bound.arguments[name] = tuple(check_value(who, f"{name}[{i}]", hint, v) for i, v in enumerate(value))
             elif kind is inspect.Parameter.VAR_KEYWORD:
-                bound.arguments[name] = {k: check_value(owner, k, hint, v) for k, v in value.items()}
+                bound.arguments[name] = {k: check_value(who, k, hint, v) for k, v in value.items()}
             else:
-                bound.arguments[name] = check_value(owner, name, hint, value)
+                bound.arguments[name] = check_value(who, name, hint, value)
         return func(*bound.args, **bound.kwargs)
 
     wrapper.__signature__ = signature  # type: ignore[attr-defined]  # inspect.signature(cls) sees the real one

@@ -78,3 +78,11 @@ def test_fixed_length_tuples_describe_each_position():
         check_value("X", "regims", dict[str, pair], {"w": (0.1, "Filter")})
     assert (info.value.argument, info.value.location) == ("regims", ("w", 1))
     assert "argument 'regims['w'][1]' expects 'Filters' or 'Channels', got 'Filter'" in str(info.value)
+
+
+def test_a_subclass_inheriting_a_validated_init_is_named_in_errors():
+    class SubToy(Toy):
+        pass
+
+    with pytest.raises(ArgumentError, match=r"^SubToy: argument 'level' expects a number in \[0, 1\)"):
+        SubToy(name="toy", level=1.0, weights=["w"])
