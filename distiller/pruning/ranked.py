@@ -261,17 +261,16 @@ class L1RankedStructureParameterPruner(RankedStructureParameterPruner):
 
     YAML::
 
-        pruners:
-          filter_pruner:
-            class: L1RankedStructureParameterPruner
-            group_type: Filters          # or Channels, Rows, Cols, 2D, Blocks, 4D
-            desired_sparsity: 0.5
-            weights: [layer1.0.conv1.weight, layer1.1.conv1.weight]
-            group_size: 1                # optional: prune multiples of N filters
-            # group_dependency: Leader   # optional: all weights share the first weight's choice
-            # group_dependency: Graph    # optional: whole dependency groups, with their BatchNorms
-            # dataset: cifar10           # Graph: example input shape when pruning before any forward pass
-            # kwargs: {block_shape: [1, 4, 1, 1]}   # for group_type: Blocks
+        filter_pruner:
+          class: L1RankedStructureParameterPruner
+          group_type: Filters          # or Channels, Rows, Cols, 2D, Blocks, 4D
+          desired_sparsity: 0.5
+          weights: [conv1.weight, conv2.weight]
+          group_size: 1                # optional: prune multiples of N filters
+          # group_dependency: Leader   # optional: all weights share the first weight's choice
+          # group_dependency: Graph    # optional: whole dependency groups, with their BatchNorms
+          # dataset: cifar10           # Graph: example input shape when pruning before any forward pass
+          # kwargs: {block_shape: [1, 4, 1, 1]}   # for group_type: Blocks
     """
 
     default_importance = "L1"
@@ -283,12 +282,11 @@ class L2RankedStructureParameterPruner(RankedStructureParameterPruner):
 
     YAML::
 
-        pruners:
-          channel_pruner:
-            class: L2RankedStructureParameterPruner
-            group_type: Channels
-            desired_sparsity: 0.25
-            weights: [layer2.0.conv2.weight]
+        channel_pruner:
+          class: L2RankedStructureParameterPruner
+          group_type: Channels
+          desired_sparsity: 0.25
+          weights: [conv1.weight, conv2.weight]
     """
 
     default_importance = "L2"
@@ -303,12 +301,11 @@ class GradientRankedFilterPruner(RankedStructureParameterPruner):
 
     YAML::
 
-        pruners:
-          taylor_pruner:
-            class: GradientRankedFilterPruner
-            group_type: Filters
-            desired_sparsity: 0.3
-            weights: [layer2.0.conv1.weight]
+        taylor_pruner:
+          class: GradientRankedFilterPruner
+          group_type: Filters
+          desired_sparsity: 0.3
+          weights: [conv1.weight, conv2.weight]
     """
 
     default_importance = "Taylor"

@@ -53,13 +53,12 @@ class BaiduRNNPruner(ParameterPruner):
 
     YAML::
 
-        pruners:
-          rnn_pruner:
-            class: BaiduRNNPruner
-            q: 0.17
-            ramp_epoch_offset: 3
-            ramp_slope_mult: 1.5
-            weights: ['rnn.weight_ih_l0', 'rnn.weight_hh_l0']
+        rnn_pruner:
+          class: BaiduRNNPruner
+          q: 0.17
+          ramp_epoch_offset: 1
+          ramp_slope_mult: 1.5
+          weights: [fc.weight]     # in a recurrent model, e.g. [rnn.weight_ih_l0, rnn.weight_hh_l0]
     """
 
     def __init__(self, name, q, ramp_epoch_offset, ramp_slope_mult, weights):
