@@ -25,7 +25,7 @@ setup(
         # ONNX export (PyTorch's exporter needs onnxscript) and running exported models
         "onnx": ONNX_EXTRA,
         "dev": ["pytest>=7", "pytest-xdist>=3", "nbclient>=0.8", "ipykernel>=6", "mkdocs>=1.5",
-                "torch-pruning>=1.3", *ONNX_EXTRA],
+                "torch-pruning>=1.3", "mypy>=1.10", "ruff>=0.5", *ONNX_EXTRA],
     },
     classifiers=[
         "License :: OSI Approved :: Apache Software License",

@@ -82,7 +82,9 @@ class Registry(Generic[T]):
             ArgumentError: ``name`` is already registered by another object.
         """
         def add(item: T) -> T:
-            key = name or getattr(item, "__name__")
+            key = name or getattr(item, "__name__", None)
+            if key is None:
+                raise ArgumentError(f"{self.kind}: {item!r} has no __name__: register it with name=...")
             existing = self._entries.get(key)
             if existing is not None and existing.value is not item:
                 where = getattr(existing.value, "__module__", "?") + "." + getattr(existing.value, "__qualname__", key)

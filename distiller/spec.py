@@ -95,7 +95,7 @@ def _with_yaml_numbers(hint: Any) -> Any:
     return origin[converted if len(converted) > 1 else converted[0]]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _adapter(hint: Any) -> TypeAdapter[Any]:
     return TypeAdapter(_with_yaml_numbers(hint), config=_CONFIG)
 
@@ -115,7 +115,9 @@ def describe_type(hint: Any) -> str:
     if origin in (Union, types.UnionType):
         return " or ".join("None" if a is type(None) else describe_type(a) for a in args)
     if origin is not None and isinstance(origin, type) and issubclass(origin, Mapping):
-        return f"a mapping of {_bare(describe_type(args[0]))} to {_bare(describe_type(args[1]))}" if args else "a mapping"
+        if not args:
+            return "a mapping"
+        return f"a mapping of {_bare(describe_type(args[0]))} to {_bare(describe_type(args[1]))}"
     if _is_fixed_tuple(origin, args):
         return f"a list [{', '.join(_bare(describe_type(arg)) for arg in args)}]"
     if origin is not None and isinstance(origin, type) and issubclass(origin, Sequence):
@@ -246,7 +248,7 @@ def record(cls: _R) -> _R:
     relations = cls.__dict__.get("__post_init__")
     hints: dict[str, Any] = {}
 
-    def __post_init__(self: Any) -> None:
+    def __post_init__(self: Any) -> None:  # noqa: N807  (installed as the dataclass's hook)
         if not hints:
             hints.update(typing.get_type_hints(cls, include_extras=True))
         for field in dataclasses.fields(self):

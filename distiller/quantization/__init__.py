@@ -36,10 +36,10 @@ __all__ += ["PostTrainLinearQuantizer", "RangeLinearQuantWrapper", "RangeLinearQ
             "RangeLinearQuantMatmulWrapper", "RangeLinearQuantEltwiseAddWrapper", "RangeLinearQuantEltwiseMultWrapper",
             "RangeLinearQuantConcatWrapper", "RangeLinearEmbeddingWrapper", "RangeLinearFakeQuantWrapper",
             "FP16Wrapper", "FP8LinearWrapper"]
-from .export import ExportError, convert_distiller_ptq_model_to_pytorch, export_onnx_qdq, parity_check
+from .export import ExportError, convert_distiller_ptq_model_to_pytorch, export_onnx_qdq, parity_check  # noqa: E402
 
 __all__ += ["convert_distiller_ptq_model_to_pytorch", "export_onnx_qdq", "parity_check", "ExportError"]
-from .lapq import ptq_coordinate_search
+from .lapq import ptq_coordinate_search  # noqa: E402
 
 __all__ += ["ptq_coordinate_search"]
 from ..cli.quantization import add_post_train_quant_args  # noqa: E402  (Distiller's home of the --qe-* flags)
