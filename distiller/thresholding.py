@@ -4,22 +4,51 @@ Used by :class:`~distiller.pruning.StructureParameterPruner` and by the regulari
 thresholding (Wen et al. 2016, "Learning Structured Sparsity in Deep Neural Networks": groups driven to
 near zero by group lasso are then removed). Structures are those of :mod:`distiller.norms`.
 """
-from typing import Any
+from __future__ import annotations
 
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal, Optional, TypeVar, Union
+
+import annotated_types
 import torch
+from pydantic import BeforeValidator
 
 from .errors import ArgumentError
 from .norms import canonical_group_type, expand_structure_mask, structure_view
 
-THRESHOLD_CRITERIA = ("Mean_Abs", "Max")
+#: How a structure's magnitude is scored: mean or largest absolute value.
+ThresholdCriteria = Literal["Mean_Abs", "Max"]
+THRESHOLD_CRITERIA: tuple[str, ...] = typing.get_args(ThresholdCriteria)
+
+_V = TypeVar("_V")
+_G = TypeVar("_G")
+
+#: A regularization strength or a threshold: a number >= 0.
+Strength = Annotated[float, annotated_types.Ge(0)]
+#: ``reg_regims``: a non-empty mapping of parameter name / regular expression -> a value of type ``_V``
+#: (e.g. ``Regims[Strength]``).
+Regims = Annotated[Mapping[str, _V], annotated_types.MinLen(1)]
 
 
-def threshold_mask(weights, threshold):
+def _as_pair(value: Any) -> Any:
+    """YAML writes a ``[strength, group_type]`` entry as a list: the pair the spec checks."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return tuple(value)
+    raise ValueError("write [strength, group_type], e.g. [0.0002, Filters]")
+
+
+#: A ``reg_regims`` entry ``[strength, group_type]`` whose group type is one of the ``Literal`` ``_G``.
+StrengthAndGroup = Annotated[tuple[Strength, _G], BeforeValidator(_as_pair)]
+
+
+def threshold_mask(weights: torch.Tensor, threshold: Union[float, torch.Tensor]) -> torch.Tensor:
     """0/1 mask (``weights``' dtype and device) keeping the elements whose magnitude exceeds ``threshold``."""
     return (weights.detach().abs() > threshold).to(weights.dtype)
 
 
-def group_scores(param, group_type, threshold_criteria, block_shape=None):
+def group_scores(param: torch.Tensor, group_type: str, threshold_criteria: str,
+                 block_shape: Optional[Sequence[int]] = None) -> torch.Tensor:
     """Per-structure magnitude: mean (``'Mean_Abs'``) or largest (``'Max'``) absolute value.
 
     Args:
@@ -40,7 +69,8 @@ def group_scores(param, group_type, threshold_criteria, block_shape=None):
     return magnitudes.mean(dim=1) if threshold_criteria == "Mean_Abs" else magnitudes.amax(dim=1)
 
 
-def group_threshold_binary_map(param, group_type, threshold, threshold_criteria, block_shape=None):
+def group_threshold_binary_map(param: torch.Tensor, group_type: str, threshold: Union[float, torch.Tensor],
+                               threshold_criteria: str, block_shape: Optional[Sequence[int]] = None) -> torch.Tensor:
     """One 0/1 entry per structure (``param``'s dtype): 1 where the structure's ``threshold_criteria``
     score (see :func:`group_scores`) is strictly greater than ``threshold``.
 
@@ -55,7 +85,9 @@ def group_threshold_binary_map(param, group_type, threshold, threshold_criteria,
     return (scores > torch.as_tensor(threshold, device=param.device)).to(param.dtype)
 
 
-def group_threshold_mask(param, group_type, threshold, threshold_criteria, binary_map=None, block_shape=None):
+def group_threshold_mask(param: torch.Tensor, group_type: str, threshold: Union[float, torch.Tensor],
+                         threshold_criteria: str, binary_map: Optional[torch.Tensor] = None,
+                         block_shape: Optional[Sequence[int]] = None) -> torch.Tensor:
     """Mask (``param``'s shape, dtype and device) that zeroes every structure whose magnitude score is at
     or below ``threshold``; for ``'4D'`` the whole tensor survives or goes. Arguments as
     :func:`group_threshold_binary_map`, plus:

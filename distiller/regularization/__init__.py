@@ -4,7 +4,7 @@ Importing this package registers every regularizer under its class name, for YAM
 """
 from .base import Regularizer
 from .drop_filter import DropFilterRegularizer, drops_only_in_training
-from .group_lasso import GROUP_TYPES, GroupLassoRegularizer, group_l2_norms
+from .group_lasso import GROUP_TYPES, GroupLassoRegularizer, GroupLassoType, group_l2_norms
 from .group_variance import GroupVarianceRegularizer
 from .l1 import L1Regularizer
 
@@ -17,4 +17,5 @@ __all__ = [
     "drops_only_in_training",
     "group_l2_norms",
     "GROUP_TYPES",
+    "GroupLassoType",
 ]

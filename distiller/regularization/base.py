@@ -1,9 +1,20 @@
 """The contract between regularizers and :class:`~distiller.policy.RegularizationPolicy`."""
+from __future__ import annotations
+
 import abc
+from collections.abc import Mapping
+from typing import Any, Optional
+
+import torch
+
+from ..masking import ParameterMasker
+from ..thresholding import ThresholdCriteria
 
 
 class Regularizer(abc.ABC):
     """Base class of all regularizers.
+
+    Registered subclasses check their arguments through their annotations (:func:`distiller.spec.validated`).
 
     Args:
         name: the instance name (the YAML key under ``regularizers:``).
@@ -13,28 +24,31 @@ class Regularizer(abc.ABC):
             whose norm falls below the regularization strength (turning the regularizer into a pruner).
     """
 
-    def __init__(self, name, model, reg_regims, threshold_criteria=None):
+    def __init__(self, name: str, model: torch.nn.Module, reg_regims: Mapping[str, Any],
+                 threshold_criteria: Optional[ThresholdCriteria] = None) -> None:
         self.name = name
         self.model = model
         self.reg_regims = dict(reg_regims)
         self.threshold_criteria = threshold_criteria
 
-    def targets(self):
+    def targets(self) -> list[str]:
         """The parameter names / regular expressions this regularizer acts on."""
         return list(self.reg_regims)
 
     @abc.abstractmethod
-    def loss(self, param, param_name, regularizer_loss, zeros_mask_dict):
+    def loss(self, param: torch.Tensor, param_name: str, regularizer_loss: torch.Tensor,
+             zeros_mask_dict: Mapping[str, ParameterMasker]) -> torch.Tensor:
         """Returns ``regularizer_loss`` plus this regularizer's term for ``param``."""
 
-    def on_minibatch_begin(self, model, zeros_mask_dict):
+    def on_minibatch_begin(self, model: torch.nn.Module, zeros_mask_dict: Mapping[str, ParameterMasker]) -> None:
         """Called before the forward pass of every scheduled mini-batch (default: nothing)."""
 
-    def threshold(self, param, param_name, zeros_mask_dict):
+    def threshold(self, param: torch.Tensor, param_name: str, zeros_mask_dict: Mapping[str, ParameterMasker]) -> None:
         """Sets ``zeros_mask_dict[param_name].mask`` from ``threshold_criteria`` (default: no-op when None)."""
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
+        """The regularizer's state for a checkpoint (plain data; default: none)."""
         return {}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restores what :meth:`state_dict` returned."""

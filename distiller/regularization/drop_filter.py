@@ -19,13 +19,18 @@ as BN calibration does for networks trained as random sub-networks (Yu & Huang 2
 Slimmable Networks and Improved Training Techniques"). Training itself is unaffected: in training mode
 BatchNorm normalizes with the statistics of the mini-batch.
 """
-from typing import TYPE_CHECKING
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
 
 from ..errors import ArgumentError
+from ..masking import ParameterMasker
 from ..registry import register_regularizer
-from ..thresholding import parse_regims
+from ..spec import Fraction, validated
+from ..thresholding import Regims, ThresholdCriteria
 from ..utils import find_module_by_fq_name, match_names, pattern_lookup
 from .base import Regularizer
 
@@ -33,7 +38,7 @@ if TYPE_CHECKING:
     from ..scheduler import CompressionScheduler
 
 
-def _owning_module_name(param_name):
+def _owning_module_name(param_name: str) -> str:
     return param_name.rsplit(".", 1)[0] if "." in param_name else ""
 
 
@@ -67,28 +72,28 @@ class DropFilterRegularizer(Regularizer):
             frequency: 1
     """
 
-    def __init__(self, name, model, reg_regims, threshold_criteria=None):
+    reg_regims: dict[str, float]
+
+    @validated
+    def __init__(self, name: str, model: torch.nn.Module, reg_regims: Regims[Fraction],
+                 threshold_criteria: Optional[ThresholdCriteria] = None) -> None:
         if threshold_criteria is not None:
-            raise ArgumentError(f"{name}: DropFilterRegularizer does not threshold; remove threshold_criteria")
-        regims = parse_regims(name, reg_regims)
-        bad = [key for key, (p, _) in regims.items() if p >= 1.0]
-        if bad:
-            raise ArgumentError(f"{name}: reg_regims[{bad[0]!r}]: the drop probability must be below 1")
+            raise ArgumentError(f"{name}: DropFilterRegularizer does not threshold; remove threshold_criteria",
+                                argument="threshold_criteria")
         super().__init__(name, model, reg_regims, threshold_criteria)
-        self.drop_probabilities = {key: p for key, (p, _) in regims.items()}
-        self._layers = {}                # module name -> (module, drop probability)
+        self._layers: dict[str, tuple[torch.nn.Module, float]] = {}   # module name -> (module, drop probability)
         names = [n for n, _ in model.named_parameters()]
-        for hits in match_names(list(regims), names).values():
+        for hits in match_names(list(self.reg_regims), names).values():
             for param_name in hits:
                 layer = _owning_module_name(param_name)
                 self._layers[layer] = (find_module_by_fq_name(model, layer),
-                                       pattern_lookup(self.drop_probabilities, param_name))
-        self._keep = {}                  # module name -> keep-mask for the current mini-batch
+                                       pattern_lookup(self.reg_regims, param_name))
+        self._keep: dict[str, torch.Tensor] = {}   # module name -> keep-mask for the current mini-batch
         self._handles = [module.register_forward_hook(self._make_hook(layer))
                          for layer, (module, _) in self._layers.items()]
 
-    def _make_hook(self, layer):
-        def hook(module, inputs, output):
+    def _make_hook(self, layer: str) -> Callable[[torch.nn.Module, Any, torch.Tensor], Optional[torch.Tensor]]:
+        def hook(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> Optional[torch.Tensor]:
             keep = self._keep.get(layer)
             if keep is None or not module.training:
                 return None
@@ -96,27 +101,29 @@ class DropFilterRegularizer(Regularizer):
             return output * scale.to(output.device).view([1, -1] + [1] * (output.dim() - 2))
         return hook
 
-    def on_minibatch_begin(self, model, zeros_mask_dict):
+    def on_minibatch_begin(self, model: torch.nn.Module, zeros_mask_dict: Mapping[str, ParameterMasker]) -> None:
         """Draws this mini-batch's filter keep-masks."""
         for layer, (module, probability) in self._layers.items():
-            draws = torch.rand(module.weight.shape[0], device=module.weight.device)
+            weight = module.get_parameter("weight")
+            draws = torch.rand(weight.shape[0], device=weight.device)
             keep = draws >= probability
             keep[draws.argmax()] = True          # never drop every filter of a layer
             self._keep[layer] = keep
 
-    def loss(self, param, param_name, regularizer_loss, zeros_mask_dict):
+    def loss(self, param: torch.Tensor, param_name: str, regularizer_loss: torch.Tensor,
+             zeros_mask_dict: Mapping[str, ParameterMasker]) -> torch.Tensor:
         """Retires the mini-batch's masks (the forward pass is over); DropFilter adds no loss term."""
         self._keep.pop(_owning_module_name(param_name), None)
         return regularizer_loss
 
-    def remove_hooks(self):
+    def remove_hooks(self) -> None:
         """Removes the forward hooks from the model."""
         for handle in self._handles:
             handle.remove()
         self._handles = []
 
 
-def drops_only_in_training(scheduler: "CompressionScheduler", epoch: int) -> bool:
+def drops_only_in_training(scheduler: CompressionScheduler, epoch: int) -> bool:
     """Whether a policy scheduled in ``epoch`` drops structures in training forward passes only.
 
     That is a :class:`DropFilterRegularizer`, or a pruner whose forward-only masks (``use_double_copies`` or

@@ -4,22 +4,31 @@ Yuan & Lin 2006, "Model selection and estimation in regression with grouped vari
 deep networks by Wen et al. 2016, "Learning Structured Sparsity in Deep Neural Networks" (SSL,
 arXiv:1608.03665). The term for one weight is ``strength * sum_g ||w_g||_2`` over its groups ``g``.
 """
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal, Optional
+
 import torch
 
+from ..masking import ParameterMasker
 from ..norms import structure_view
 from ..registry import register_regularizer
-from ..thresholding import group_threshold_mask, parse_regims
+from ..spec import validated
+from ..thresholding import Regims, StrengthAndGroup, ThresholdCriteria, group_threshold_mask
 from ..utils import pattern_lookup
 from .base import Regularizer
-from .l1 import check_threshold_criteria
+
+#: The group types a ``reg_regims`` entry of a group regularizer may name.
+GroupLassoType = Literal["2D", "Rows", "Cols", "Rows+Cols", "Channels", "Filters", "3D", "4D", "Channels+4D"]
 
 #: YAML group type -> the structure types (see distiller.norms) whose group norms are penalised.
-GROUP_TYPES = {"2D": ("2D",), "Rows": ("Rows",), "Cols": ("Cols",), "Rows+Cols": ("Rows", "Cols"),
-               "Channels": ("Channels",), "Filters": ("Filters",), "3D": ("Filters",), "4D": ("4D",),
-               "Channels+4D": ("Channels", "4D")}
+GROUP_TYPES: dict[GroupLassoType, tuple[str, ...]] = {
+    "2D": ("2D",), "Rows": ("Rows",), "Cols": ("Cols",), "Rows+Cols": ("Rows", "Cols"), "Channels": ("Channels",),
+    "Filters": ("Filters",), "3D": ("Filters",), "4D": ("4D",), "Channels+4D": ("Channels", "4D")}
 
 
-def group_l2_norms(param, structure):
+def group_l2_norms(param: torch.Tensor, structure: str) -> torch.Tensor:
     """Differentiable L2 norm of each ``structure`` group of ``param`` (1D tensor on its device)."""
     return torch.linalg.vector_norm(structure_view(param, structure), ord=2, dim=1)
 
@@ -35,8 +44,8 @@ class GroupLassoRegularizer(Regularizer):
     Args:
         name: instance name.
         model: the model (given automatically by the YAML schedule).
-        reg_regims: parameter name / regex -> ``[strength, group_type]`` with ``group_type`` in ``2D``,
-            ``Rows``, ``Cols``, ``Rows+Cols``, ``Channels``, ``Filters``/``3D``, ``4D``, ``Channels+4D``.
+        reg_regims: parameter name / regex -> ``[strength, group_type]`` (strength >= 0) with ``group_type``
+            in ``2D``, ``Rows``, ``Cols``, ``Rows+Cols``, ``Channels``, ``Filters``/``3D``, ``4D``, ``Channels+4D``.
         threshold_criteria: None, ``'Mean_Abs'`` or ``'Max'``.
 
     YAML::
@@ -49,25 +58,28 @@ class GroupLassoRegularizer(Regularizer):
           threshold_criteria: Mean_Abs
     """
 
-    def __init__(self, name, model, reg_regims, threshold_criteria=None):
-        check_threshold_criteria(name, threshold_criteria)
-        self.regims = parse_regims(name, reg_regims, group_types=GROUP_TYPES)
+    reg_regims: dict[str, tuple[float, GroupLassoType]]
+
+    @validated
+    def __init__(self, name: str, model: torch.nn.Module, reg_regims: Regims[StrengthAndGroup[GroupLassoType]],
+                 threshold_criteria: Optional[ThresholdCriteria] = None) -> None:
         super().__init__(name, model, reg_regims, threshold_criteria)
 
-    def group_term(self, norms):
+    def group_term(self, norms: torch.Tensor) -> torch.Tensor:
         """The penalty of one weight's group norms (group lasso: their sum)."""
         return norms.sum()
 
-    def loss(self, param, param_name, regularizer_loss, zeros_mask_dict):
-        strength, group_type = pattern_lookup(self.regims, param_name)
+    def loss(self, param: torch.Tensor, param_name: str, regularizer_loss: torch.Tensor,
+             zeros_mask_dict: Mapping[str, ParameterMasker]) -> torch.Tensor:
+        strength, group_type = pattern_lookup(self.reg_regims, param_name)
         for structure in GROUP_TYPES[group_type]:
             regularizer_loss = regularizer_loss + strength * self.group_term(group_l2_norms(param, structure))
         return regularizer_loss
 
-    def threshold(self, param, param_name, zeros_mask_dict):
+    def threshold(self, param: torch.Tensor, param_name: str, zeros_mask_dict: Mapping[str, ParameterMasker]) -> None:
         if self.threshold_criteria is None:
             return
-        strength, group_type = pattern_lookup(self.regims, param_name)
+        strength, group_type = pattern_lookup(self.reg_regims, param_name)
         mask = torch.ones_like(param)
         for structure in GROUP_TYPES[group_type]:
             mask = mask * group_threshold_mask(param, structure, strength, self.threshold_criteria)

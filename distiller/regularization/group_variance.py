@@ -7,6 +7,10 @@ few groups carry the layer and the rest shrink. Here the term is ``1 / (1 + CV^2
 positive, bounded by 1, falls as the norms spread apart, and is scale-free (it cannot be lowered by
 merely growing the weights).
 """
+from __future__ import annotations
+
+import torch
+
 from ..registry import register_regularizer
 from .group_lasso import GroupLassoRegularizer
 
@@ -30,7 +34,7 @@ class GroupVarianceRegularizer(GroupLassoRegularizer):
             conv2.weight: [0.01, Channels]
     """
 
-    def group_term(self, norms):
+    def group_term(self, norms: torch.Tensor) -> torch.Tensor:
         if norms.numel() < 2:
             return norms.sum() * 0.0 + 1.0
         return 1.0 / (1.0 + norms.var() / (norms.mean().square() + _EPS))

@@ -3,18 +3,19 @@
 Tibshirani 1996, "Regression Shrinkage and Selection via the Lasso"; used for network pruning by
 Han et al. 2015, "Learning both Weights and Connections for Efficient Neural Networks".
 """
-from ..errors import ArgumentError
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Optional
+
+import torch
+
+from ..masking import ParameterMasker
 from ..registry import register_regularizer
-from ..thresholding import THRESHOLD_CRITERIA, parse_regims, threshold_mask
+from ..spec import validated
+from ..thresholding import Regims, Strength, ThresholdCriteria, threshold_mask
 from ..utils import pattern_lookup
 from .base import Regularizer
-
-
-def check_threshold_criteria(name, threshold_criteria):
-    """Raises ValueError unless ``threshold_criteria`` is None, ``'Mean_Abs'`` or ``'Max'``."""
-    if threshold_criteria is not None and threshold_criteria not in THRESHOLD_CRITERIA:
-        raise ArgumentError(f"{name}: threshold_criteria={threshold_criteria!r} must be one of "
-                            f"{list(THRESHOLD_CRITERIA)} or left out")
 
 
 @register_regularizer
@@ -27,7 +28,7 @@ class L1Regularizer(Regularizer):
     Args:
         name: instance name.
         model: the model (given automatically by the YAML schedule).
-        reg_regims: parameter name / regex -> strength.
+        reg_regims: parameter name / regex -> strength (a number >= 0).
         threshold_criteria: None, ``'Mean_Abs'`` or ``'Max'``.
 
     YAML::
@@ -40,16 +41,19 @@ class L1Regularizer(Regularizer):
           # threshold_criteria: Mean_Abs
     """
 
-    def __init__(self, name, model, reg_regims, threshold_criteria=None):
-        check_threshold_criteria(name, threshold_criteria)
-        self.strengths = {key: value for key, (value, _) in parse_regims(name, reg_regims).items()}
+    reg_regims: dict[str, float]
+
+    @validated
+    def __init__(self, name: str, model: torch.nn.Module, reg_regims: Regims[Strength],
+                 threshold_criteria: Optional[ThresholdCriteria] = None) -> None:
         super().__init__(name, model, reg_regims, threshold_criteria)
 
-    def loss(self, param, param_name, regularizer_loss, zeros_mask_dict):
-        strength = pattern_lookup(self.strengths, param_name)
+    def loss(self, param: torch.Tensor, param_name: str, regularizer_loss: torch.Tensor,
+             zeros_mask_dict: Mapping[str, ParameterMasker]) -> torch.Tensor:
+        strength = pattern_lookup(self.reg_regims, param_name)
         return regularizer_loss + strength * param.abs().sum()
 
-    def threshold(self, param, param_name, zeros_mask_dict):
+    def threshold(self, param: torch.Tensor, param_name: str, zeros_mask_dict: Mapping[str, ParameterMasker]) -> None:
         if self.threshold_criteria is None:
             return
-        zeros_mask_dict[param_name].mask = threshold_mask(param, pattern_lookup(self.strengths, param_name))
+        zeros_mask_dict[param_name].mask = threshold_mask(param, pattern_lookup(self.reg_regims, param_name))

@@ -57,7 +57,7 @@ def thresholded_structures(policies) -> dict:
     for policy in policies:
         if isinstance(policy, distiller.RegularizationPolicy) and policy.regularizer.threshold_criteria:
             for name in policy.param_names:
-                group_type = pattern_lookup(policy.regularizer.regims, name)[1]
+                group_type = pattern_lookup(policy.regularizer.reg_regims, name)[1]
                 structures[name] = GROUP_TYPES[group_type][0]
         elif isinstance(policy, distiller.PruningPolicy) and isinstance(policy.pruner, StructureParameterPruner):
             for name in policy.param_names:
@@ -120,7 +120,7 @@ def test_example_schedule_runs_on_resnet20_and_each_policy_has_its_effect(path):
     counts_before = {name: pin_first_structure_near_zero(params[name], structure)
                      for name, structure in thresholded.items()}
     drop_filter = [p for p in policies if isinstance(getattr(p, "regularizer", None), DropFilterRegularizer)]
-    drop_layers = {module_of(n): pattern_lookup(p.regularizer.drop_probabilities, n)
+    drop_layers = {module_of(n): pattern_lookup(p.regularizer.reg_regims, n)
                    for p in drop_filter for n in p.param_names}
     outputs = []
     record_filter_outputs(model, list(drop_layers), outputs)

@@ -60,5 +60,5 @@ def test_bad_pruner_yaml_is_a_schedule_error(model, args, message):
 def test_bad_regularizer_yaml_is_a_schedule_error(model):
     sched = schedule({"class": "GroupLassoRegularizer", "reg_regims": {"conv1.weight": [0.1, "Kernels"]}},
                      section="regularizers", policy="regularizer")
-    with pytest.raises(ScheduleError, match="unknown group type 'Kernels'"):
+    with pytest.raises(ScheduleError, match=r"reg_regims\['conv1.weight'\]\[1\]' expects '2D' or .* got 'Kernels'"):
         masks_after_epoch0(model, sched)

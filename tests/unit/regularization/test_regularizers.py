@@ -1,11 +1,15 @@
 """Regularizers: losses against closed forms, gradients, thresholding, DropFilter through the scheduler."""
+import typing
+
 import pytest
 import torch
 from torch import nn
 
 import distiller
-from distiller.regularization import (DropFilterRegularizer, GroupLassoRegularizer, GroupVarianceRegularizer,
-                                      L1Regularizer)
+from distiller.errors import ArgumentError, ScheduleError
+from distiller.registry import REGULARIZERS
+from distiller.regularization import (GROUP_TYPES, DropFilterRegularizer, GroupLassoRegularizer, GroupLassoType,
+                                      GroupVarianceRegularizer, L1Regularizer)
 from distiller.scheduler import create_model_masks_dict
 from distiller.testing import TinyCNN, train_with_scheduler
 
@@ -107,17 +111,66 @@ def test_group_variance_closed_form_scale_invariance_and_direction(model):
     assert torch.isfinite(w.grad).all() and w.grad.abs().sum() > 0
 
 
-def test_regularizers_reject_bad_arguments(model):
-    with pytest.raises(ValueError, match=r"gl: reg_regims\['conv1.weight'\]=0.1 must be \[value, group_type\]"):
-        GroupLassoRegularizer("gl", model, {"conv1.weight": 0.1})
-    with pytest.raises(ValueError, match="unknown group type 'Filter'"):
-        GroupLassoRegularizer("gl", model, {"conv1.weight": [0.1, "Filter"]})
-    with pytest.raises(ValueError, match="threshold_criteria='L1' must be one of"):
-        L1Regularizer("l1", model, {"conv1.weight": 0.1}, threshold_criteria="L1")
-    with pytest.raises(ValueError, match="drop probability must be below 1"):
-        DropFilterRegularizer("df", model, {"conv1.weight": 1.0})
-    with pytest.raises(ValueError, match="remove threshold_criteria"):
+BAD_ARGUMENTS = [  # class, arguments, argument named, place inside it, expected type, value given
+    ("GroupLassoRegularizer", {"reg_regims": {"conv1.weight": 0.1}}, "reg_regims", ("conv1.weight",),
+     "a list [number >= 0, '2D' or 'Rows'", 0.1),
+    ("GroupLassoRegularizer", {"reg_regims": {"conv1.weight": [0.1]}}, "reg_regims", ("conv1.weight",),
+     "e.g. [0.0002, Filters]", [0.1]),
+    ("GroupLassoRegularizer", {"reg_regims": {"conv1.weight": [0.1, "Filter"]}}, "reg_regims", ("conv1.weight", 1),
+     "'2D' or 'Rows' or 'Cols' or 'Rows+Cols' or 'Channels' or 'Filters' or '3D' or '4D' or 'Channels+4D'", "Filter"),
+    ("GroupVarianceRegularizer", {"reg_regims": {"conv1.weight": [-0.1, "Filters"]}}, "reg_regims",
+     ("conv1.weight", 0), "a number >= 0", -0.1),
+    ("GroupLassoRegularizer", {"reg_regims": {"conv1.weight": [0.1, "Filters"]}, "threshold_criteria": "L1"},
+     "threshold_criteria", (), "'Mean_Abs' or 'Max' or None", "L1"),
+    ("L1Regularizer", {"reg_regims": {"conv1.weight": "x"}}, "reg_regims", ("conv1.weight",), "a number >= 0", "x"),
+    ("L1Regularizer", {"reg_regims": {"conv1.weight": -1}}, "reg_regims", ("conv1.weight",), "a number >= 0", -1),
+    ("L1Regularizer", {"reg_regims": {}}, "reg_regims", (), "a mapping of string to number >= 0", {}),
+    ("L1Regularizer", {"reg_regims": ["conv1.weight"]}, "reg_regims", (), "a mapping of string to number >= 0",
+     ["conv1.weight"]),
+    ("DropFilterRegularizer", {"reg_regims": {"conv1.weight": 1.0}}, "reg_regims", ("conv1.weight",),
+     "a number in [0, 1)", 1.0),
+]
+
+
+@pytest.mark.parametrize("class_name, args, argument, location, expected, given", BAD_ARGUMENTS)
+def test_bad_arguments_name_the_argument_entry_expected_type_and_value(model, class_name, args, argument, location,
+                                                                       expected, given):
+    with pytest.raises(ArgumentError) as info:
+        REGULARIZERS.get(class_name)("reg", model, **args)
+    err = info.value
+    assert (err.argument, err.location) == (argument, location)
+    where = "".join(f"[{part!r}]" for part in location)
+    assert str(err).startswith(f"{class_name}: argument '{argument}{where}' expects ")
+    assert expected in str(err) and f"got {given!r}" in str(err)
+
+
+@pytest.mark.parametrize("class_name, args", [(c, a) for c, a, *_ in BAD_ARGUMENTS])
+def test_python_and_yaml_callers_get_the_same_error(model, class_name, args):
+    with pytest.raises(ArgumentError) as python:
+        REGULARIZERS.get(class_name)("reg", model, **args)
+    schedule = {"regularizers": {"reg": {"class": class_name, **args}},
+                "policies": [{"regularizer": {"instance_name": "reg"}, "starting_epoch": 0, "ending_epoch": 2}]}
+    with pytest.raises(ScheduleError) as yaml:
+        distiller.config.dict_config(model, torch.optim.SGD(model.parameters(), lr=0.1), schedule)
+    err = python.value
+    assert str(err) in str(yaml.value)
+    inside = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in err.location)
+    assert yaml.value.path == f"regularizers.reg.{err.argument}{inside}"
+
+
+def test_drop_filter_refuses_thresholding(model):
+    with pytest.raises(ArgumentError, match="remove threshold_criteria") as info:
         DropFilterRegularizer("df", model, {"conv1.weight": 0.1}, threshold_criteria="Max")
+    assert info.value.argument == "threshold_criteria"
+
+
+def test_group_types_are_the_annotated_ones():
+    assert set(GROUP_TYPES) == set(typing.get_args(GroupLassoType))
+
+
+def test_yaml_values_are_normalised(model):
+    reg = GroupLassoRegularizer("gl", model, {"conv1.weight": ["2e-4", "Filters"]})
+    assert reg.reg_regims == {"conv1.weight": (0.0002, "Filters")}
 
 
 def test_drop_filter_drops_whole_filters_for_one_training_forward(model):
@@ -166,3 +219,22 @@ def test_drop_filter_acts_only_in_the_policys_epochs(model, batches):
     per_epoch = [zero_channels[i:i + len(batches)] for i in range(0, len(zero_channels), len(batches))]
     assert sum(per_epoch[0]) == 0 and sum(per_epoch[2]) == 0
     assert all(count > 0 for count in per_epoch[1])
+
+
+def test_schedule_file_error_points_at_the_bad_entry_line(model, tmp_path):
+    path = tmp_path / "schedule.yaml"
+    path.write_text("regularizers:\n"
+                    "  gl:\n"
+                    "    class: GroupLassoRegularizer\n"
+                    "    reg_regims:\n"
+                    "      conv1.weight: [0.0002, Filters]\n"
+                    "      conv2.weight: [0.0002, Channel]\n"
+                    "policies:\n"
+                    "  - regularizer: {instance_name: gl}\n"
+                    "    starting_epoch: 0\n"
+                    "    ending_epoch: 2\n")
+    with pytest.raises(ScheduleError) as info:
+        distiller.file_config(model, torch.optim.SGD(model.parameters(), lr=0.1), str(path))
+    err = info.value
+    assert (err.path, err.line) == ("regularizers.gl.reg_regims.conv2.weight[1]", 6)
+    assert "expects '2D' or 'Rows'" in str(err) and "got 'Channel'" in str(err)
