@@ -20,7 +20,11 @@ Example:
     >>> keep = ranked_structure_mask(filters_lp_norm(w, p=1), fraction=0.5)
     >>> mask = expand_structure_mask(keep, w.shape, 'Filters')   # zero the 4 weakest filters
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Callable, Sequence
+from typing import Optional
 
 import torch
 
@@ -30,7 +34,7 @@ GROUP_TYPE_ALIASES = {"3D": "Filters", "Filters": "Filters", "Channels": "Channe
                       "Cols": "Cols", "2D": "2D", "Kernels": "2D", "Blocks": "Blocks", "4D": "4D"}
 
 
-def canonical_group_type(group_type):
+def canonical_group_type(group_type: str) -> str:
     """Returns the canonical name of ``group_type`` (``'3D'`` -> ``'Filters'``, ``'Kernels'`` -> ``'2D'``).
 
     Raises:
@@ -43,26 +47,28 @@ def canonical_group_type(group_type):
                             f"{sorted(GROUP_TYPE_ALIASES)}") from None
 
 
-def _check_weight(weight, group_type):
+def _check_weight(weight: torch.Tensor, group_type: str) -> None:
     if weight.dim() not in (2, 4) and group_type not in ("4D", "Blocks"):
         raise ArgumentError(f"group_type {group_type!r} needs a 2D (Linear) or 4D (Conv2d) weight, "
                             f"got shape {tuple(weight.shape)}")
 
 
-def _check_block_shape(weight_shape, block_shape):
-    block_shape = [int(b) for b in block_shape]
-    if len(block_shape) == 4 and len(weight_shape) == 2 and block_shape[2:] == [1, 1]:
-        block_shape = block_shape[:2]          # Distiller's 4-element block shape on a Linear weight
-    if len(block_shape) != len(weight_shape) or any(b <= 0 for b in block_shape):
-        raise ArgumentError(f"block_shape {block_shape} does not fit a weight of shape {tuple(weight_shape)}: "
+def _check_block_shape(weight_shape: Sequence[int], block_shape: Optional[Sequence[int]]) -> list[int]:
+    if block_shape is None:
+        raise ArgumentError("group_type 'Blocks' needs a block_shape, e.g. [1, 4, 1, 1]")
+    shape = [int(b) for b in block_shape]
+    if len(shape) == 4 and len(weight_shape) == 2 and shape[2:] == [1, 1]:
+        shape = shape[:2]          # Distiller's 4-element block shape on a Linear weight
+    if len(shape) != len(weight_shape) or any(b <= 0 for b in shape):
+        raise ArgumentError(f"block_shape {shape} does not fit a weight of shape {tuple(weight_shape)}: "
                             f"give one positive size per weight dimension, e.g. [1, 4, 1, 1] for a conv")
-    if any(s % b for s, b in zip(weight_shape, block_shape)):
-        raise ArgumentError(f"block_shape {block_shape} does not tile weight shape {tuple(weight_shape)}: "
+    if any(s % b for s, b in zip(weight_shape, shape)):
+        raise ArgumentError(f"block_shape {shape} does not tile weight shape {tuple(weight_shape)}: "
                             f"each weight dimension must be a multiple of the block dimension")
-    return block_shape
+    return shape
 
 
-def _block_permutations(ndim):
+def _block_permutations(ndim: int) -> tuple[list[int], list[int]]:
     """Dimension orders that move block-grid dims first (and back), for an ``ndim``-D weight."""
     to_grid = [2 * d for d in range(ndim)] + [2 * d + 1 for d in range(ndim)]
     back = [0] * (2 * ndim)
@@ -71,7 +77,7 @@ def _block_permutations(ndim):
     return to_grid, back
 
 
-def structure_view(weight, group_type, block_shape=None):
+def structure_view(weight: torch.Tensor, group_type: str, block_shape: Optional[Sequence[int]] = None) -> torch.Tensor:
     """Returns ``weight`` as a 2D tensor with one row per structure of ``group_type``.
 
     Args:
@@ -96,16 +102,15 @@ def structure_view(weight, group_type, block_shape=None):
         return weight.reshape(weight.shape[0] * weight.shape[1], -1)
     if group_type == "4D":
         return weight.reshape(1, -1)
-    if block_shape is None:
-        raise ArgumentError("group_type 'Blocks' needs a block_shape, e.g. [1, 4, 1, 1]")
-    block_shape = _check_block_shape(weight.shape, block_shape)
-    split = [size for dim, b in zip(weight.shape, block_shape) for size in (dim // b, b)]
+    blocks = _check_block_shape(weight.shape, block_shape)
+    split = [size for dim, b in zip(weight.shape, blocks) for size in (dim // b, b)]
     to_grid, _ = _block_permutations(weight.dim())
     grid = weight.reshape(split).permute(to_grid)
-    return grid.reshape(math.prod(split[0::2]), math.prod(block_shape))
+    return grid.reshape(math.prod(split[0::2]), math.prod(blocks))
 
 
-def expand_structure_mask(structure_mask, weight_shape, group_type, block_shape=None):
+def expand_structure_mask(structure_mask: torch.Tensor, weight_shape: Sequence[int], group_type: str,
+                          block_shape: Optional[Sequence[int]] = None) -> torch.Tensor:
     """Maps a per-structure mask (as ordered by :func:`structure_view`) to a mask of ``weight_shape``.
 
     Args:
@@ -120,10 +125,10 @@ def expand_structure_mask(structure_mask, weight_shape, group_type, block_shape=
     shape = tuple(weight_shape)
     per_structure = structure_mask.reshape(-1, 1)
     if group_type == "Blocks":
-        block_shape = _check_block_shape(shape, block_shape)
-        grid = [s // b for s, b in zip(shape, block_shape)]
+        blocks = _check_block_shape(shape, block_shape)
+        grid = [s // b for s, b in zip(shape, blocks)]
         _, back = _block_permutations(len(shape))
-        tiled = per_structure.reshape(grid + [1] * len(shape)).expand(grid + block_shape)
+        tiled = per_structure.reshape(grid + [1] * len(shape)).expand(grid + blocks)
         return tiled.permute(back).reshape(shape)
     view_shape = structure_view(torch.empty(shape, device="meta"), group_type).shape
     expanded = per_structure.expand(view_shape)
@@ -135,7 +140,8 @@ def expand_structure_mask(structure_mask, weight_shape, group_type, block_shape=
     return expanded.reshape(shape)
 
 
-def structures_lp_norm(weight, group_type, p=1, group_len=1, length_normalized=False, block_shape=None):
+def structures_lp_norm(weight: torch.Tensor, group_type: str, p: float = 1, group_len: int = 1,
+                       length_normalized: bool = False, block_shape: Optional[Sequence[int]] = None) -> torch.Tensor:
     """Lp norm of each group of ``group_len`` consecutive structures of ``weight``.
 
     Args:
@@ -161,12 +167,14 @@ def structures_lp_norm(weight, group_type, p=1, group_len=1, length_normalized=F
     return norms / grouped.shape[1] if length_normalized else norms
 
 
-def filters_lp_norm(weight, p=1, group_len=1, length_normalized=False):
+def filters_lp_norm(weight: torch.Tensor, p: float = 1, group_len: int = 1,
+                    length_normalized: bool = False) -> torch.Tensor:
     """Lp norm of each output filter (conv) or row (Linear): tensor ``[out // group_len]``."""
     return structures_lp_norm(weight, "Filters", p, group_len, length_normalized)
 
 
-def channels_lp_norm(weight, p=1, group_len=1, length_normalized=False):
+def channels_lp_norm(weight: torch.Tensor, p: float = 1, group_len: int = 1,
+                     length_normalized: bool = False) -> torch.Tensor:
     """Lp norm of each input channel (conv) or column (Linear): tensor ``[in // group_len]``.
 
     For a grouped or depthwise convolution dim 1 of the weight holds the input channels *of one group*
@@ -175,42 +183,47 @@ def channels_lp_norm(weight, p=1, group_len=1, length_normalized=False):
     return structures_lp_norm(weight, "Channels", p, group_len, length_normalized)
 
 
-def rows_lp_norm(weight, p=1, group_len=1, length_normalized=False):
+def rows_lp_norm(weight: torch.Tensor, p: float = 1, group_len: int = 1,
+                 length_normalized: bool = False) -> torch.Tensor:
     """Lp norm of each row of ``weight.view(out, -1)``: tensor ``[out // group_len]``."""
     return structures_lp_norm(weight, "Rows", p, group_len, length_normalized)
 
 
-def cols_lp_norm(weight, p=1, group_len=1, length_normalized=False):
+def cols_lp_norm(weight: torch.Tensor, p: float = 1, group_len: int = 1,
+                 length_normalized: bool = False) -> torch.Tensor:
     """Lp norm of each column of ``weight.view(out, -1)``: tensor ``[in*kh*kw // group_len]``."""
     return structures_lp_norm(weight, "Cols", p, group_len, length_normalized)
 
 
-def kernels_lp_norm(weight, p=1, group_len=1, length_normalized=False):
+def kernels_lp_norm(weight: torch.Tensor, p: float = 1, group_len: int = 1,
+                    length_normalized: bool = False) -> torch.Tensor:
     """Lp norm of each 2D kernel ``weight[o, i]``: tensor ``[out * in // group_len]`` (row-major)."""
     return structures_lp_norm(weight, "2D", p, group_len, length_normalized)
 
 
-def blocks_lp_norm(weight, block_shape, p=1, length_normalized=False):
+def blocks_lp_norm(weight: torch.Tensor, block_shape: Sequence[int], p: float = 1,
+                   length_normalized: bool = False) -> torch.Tensor:
     """Lp norm of each ``block_shape`` block tiling ``weight``, in row-major block-grid order."""
     return structures_lp_norm(weight, "Blocks", p, 1, length_normalized, block_shape)
 
 
-def l1_norm(tensor, dim=1):
+def l1_norm(tensor: torch.Tensor, dim: int = 1) -> torch.Tensor:
     """Sum of absolute values along ``dim``."""
     return torch.linalg.vector_norm(tensor, ord=1, dim=dim)
 
 
-def l2_norm(tensor, dim=1):
+def l2_norm(tensor: torch.Tensor, dim: int = 1) -> torch.Tensor:
     """Euclidean norm along ``dim``."""
     return torch.linalg.vector_norm(tensor, ord=2, dim=dim)
 
 
-def max_norm(tensor, dim=1):
+def max_norm(tensor: torch.Tensor, dim: int = 1) -> torch.Tensor:
     """Largest absolute value along ``dim``."""
     return torch.linalg.vector_norm(tensor, ord=float("inf"), dim=dim)
 
 
-def num_structures_to_prune(num_structures, fraction, group_size=1, rounding_fn=math.floor):
+def num_structures_to_prune(num_structures: int, fraction: float, group_size: int = 1,
+                            rounding_fn: Callable[[float], float] = math.floor) -> int:
     """How many of ``num_structures`` to prune for ``fraction``, in multiples of ``group_size``.
 
     ``rounding_fn(fraction * num_structures / group_size) * group_size``, capped so that at least one
@@ -227,8 +240,9 @@ def num_structures_to_prune(num_structures, fraction, group_size=1, rounding_fn=
     return max(0, min(count, num_structures - 1))
 
 
-def ranked_structure_mask(importance, fraction, group_size=1, rounding_fn=math.floor, noise=0.0,
-                          generator=None):
+def ranked_structure_mask(importance: torch.Tensor, fraction: float, group_size: int = 1,
+                          rounding_fn: Callable[[float], float] = math.floor, noise: float = 0.0,
+                          generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Keep-mask that prunes the ``fraction`` least important structures, in multiples of ``group_size``.
 
     Args:

@@ -7,7 +7,7 @@ near zero by group lasso are then removed). Structures are those of :mod:`distil
 from __future__ import annotations
 
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Annotated, Any, Literal, Optional, TypeVar, Union
 
 import annotated_types
@@ -124,7 +124,8 @@ class GroupThresholdMixin:
         return group_threshold_mask(param, group_type, threshold, threshold_criteria)
 
 
-def parse_regims(owner, reg_regims, group_types=None):
+def parse_regims(owner: str, reg_regims: Any,
+                 group_types: Optional[Collection[str]] = None) -> dict[str, tuple[float, Optional[str]]]:
     """Validates a ``reg_regims`` mapping: parameter name / regex -> value or ``[value, group_type]``.
 
     Args:

@@ -96,6 +96,8 @@ def test_bad_structure_arguments(conv_weight):
         norms.blocks_lp_norm(conv_weight, [1, 3])
     with pytest.raises(ValueError, match="needs a block_shape"):
         norms.structure_view(conv_weight, "Blocks")
+    with pytest.raises(ValueError, match="needs a block_shape"):
+        norms.expand_structure_mask(torch.ones(4), conv_weight.shape, "Blocks")
     with pytest.raises(ValueError, match="needs a 2D"):
         norms.filters_lp_norm(torch.ones(2, 2, 2))
 
