@@ -9,38 +9,42 @@ Example:
     >>> sparsity_3D(w)      # 2 of 4 filters are zero
     0.5
 """
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+
 import torch
 
 from ..errors import ArgumentError
 from ..norms import structure_view
 
 
-def _check_tensor(tensor):
+def _check_tensor(tensor: torch.Tensor) -> None:
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"expected a torch.Tensor, got {type(tensor).__name__}")
     if tensor.numel() == 0:
         raise ArgumentError(f"the sparsity of an empty tensor (shape {tuple(tensor.shape)}) is undefined")
 
 
-def density(tensor):
+def density(tensor: torch.Tensor) -> float:
     """Fraction of non-zero elements of ``tensor``."""
     _check_tensor(tensor)
     return torch.count_nonzero(tensor).item() / tensor.numel()
 
 
-def sparsity(tensor):
+def sparsity(tensor: torch.Tensor) -> float:
     """Fraction of zero elements of ``tensor``."""
     _check_tensor(tensor)
     return (tensor.numel() - torch.count_nonzero(tensor).item()) / tensor.numel()
 
 
-def zero_rows_fraction(matrix):
+def zero_rows_fraction(matrix: torch.Tensor) -> float:
     """Fraction of the rows of a 2D tensor whose elements are all zero."""
     nonzero_rows = torch.count_nonzero(matrix.ne(0).any(dim=1)).item()
     return (matrix.shape[0] - nonzero_rows) / matrix.shape[0]
 
 
-def sparsity_2D(tensor):
+def sparsity_2D(tensor: torch.Tensor) -> float:
     """Kernel-wise sparsity: fraction of zero 2D kernels ``w[o, i]`` of a 4D conv weight, or of zero
     rows of a 2D tensor; 0 for other ranks."""
     _check_tensor(tensor)
@@ -51,12 +55,12 @@ def sparsity_2D(tensor):
     return 0.0
 
 
-def density_2D(tensor):
+def density_2D(tensor: torch.Tensor) -> float:
     """1 - :func:`sparsity_2D`."""
     return 1.0 - sparsity_2D(tensor)
 
 
-def sparsity_3D(tensor):
+def sparsity_3D(tensor: torch.Tensor) -> float:
     """Filter-wise sparsity: fraction of zero output filters of a 4D conv weight; 0 for other ranks."""
     _check_tensor(tensor)
     if tensor.dim() != 4:
@@ -64,12 +68,12 @@ def sparsity_3D(tensor):
     return zero_rows_fraction(structure_view(tensor, "Filters"))
 
 
-def density_3D(tensor):
+def density_3D(tensor: torch.Tensor) -> float:
     """1 - :func:`sparsity_3D`."""
     return 1.0 - sparsity_3D(tensor)
 
 
-def sparsity_ch(tensor):
+def sparsity_ch(tensor: torch.Tensor) -> float:
     """Channel-wise sparsity: fraction of input channels ``w[:, c]`` that are zero in every filter of a
     4D conv weight; 0 for other ranks."""
     _check_tensor(tensor)
@@ -78,12 +82,12 @@ def sparsity_ch(tensor):
     return zero_rows_fraction(structure_view(tensor, "Channels"))
 
 
-def density_ch(tensor):
+def density_ch(tensor: torch.Tensor) -> float:
     """1 - :func:`sparsity_ch`."""
     return 1.0 - sparsity_ch(tensor)
 
 
-def sparsity_matrix(tensor, dim):
+def sparsity_matrix(tensor: torch.Tensor, dim: int) -> float:
     """Fraction of zero slices of a 2D tensor along ``dim``: rows (``dim=0``) or columns (``dim=1``) of
     the stored matrix; 0 for other ranks."""
     _check_tensor(tensor)
@@ -94,7 +98,7 @@ def sparsity_matrix(tensor, dim):
     return zero_rows_fraction(tensor if dim == 0 else tensor.t())
 
 
-def sparsity_rows(tensor, transposed=True):
+def sparsity_rows(tensor: torch.Tensor, transposed: bool = True) -> float:
     """Row-wise sparsity of a 2D (Linear) weight; 0 for other ranks.
 
     PyTorch stores Linear weights transposed (``[out, in]``) with respect to the GEMM ``x @ W``, so by
@@ -106,7 +110,7 @@ def sparsity_rows(tensor, transposed=True):
     return sparsity_matrix(tensor, 1 if transposed else 0)
 
 
-def sparsity_cols(tensor, transposed=True):
+def sparsity_cols(tensor: torch.Tensor, transposed: bool = True) -> float:
     """Column-wise sparsity of a 2D (Linear) weight; 0 for other ranks.
 
     By default (``transposed=True``) the GEMM columns, i.e. output features, are the stored rows; with
@@ -115,17 +119,17 @@ def sparsity_cols(tensor, transposed=True):
     return sparsity_matrix(tensor, 0 if transposed else 1)
 
 
-def density_rows(tensor, transposed=True):
+def density_rows(tensor: torch.Tensor, transposed: bool = True) -> float:
     """1 - :func:`sparsity_rows`."""
     return 1.0 - sparsity_rows(tensor, transposed)
 
 
-def density_cols(tensor, transposed=True):
+def density_cols(tensor: torch.Tensor, transposed: bool = True) -> float:
     """1 - :func:`sparsity_cols`."""
     return 1.0 - sparsity_cols(tensor, transposed)
 
 
-def sparsity_blocks(tensor, block_shape):
+def sparsity_blocks(tensor: torch.Tensor, block_shape: Sequence[int]) -> float:
     """Fraction of zero blocks among the ``block_shape`` blocks that tile ``tensor``.
 
     Args:
@@ -139,7 +143,8 @@ def sparsity_blocks(tensor, block_shape):
     return zero_rows_fraction(structure_view(tensor, "Blocks", block_shape))
 
 
-def selected_tensors(model, param_dims=(2, 4), param_types=("weight", "bias")):
+def selected_tensors(model: torch.nn.Module, param_dims: Collection[int] = (2, 4),
+                     param_types: Collection[str] = ("weight", "bias")) -> Iterator[tuple[str, torch.Tensor]]:
     """Yields ``(name, tensor)`` for the state-dict tensors whose rank is in ``param_dims`` and whose last name
     component (``weight``, ``bias``, ...) is in ``param_types``: the tensors that the model-level metrics and
     the sparsity summaries cover."""
@@ -149,12 +154,14 @@ def selected_tensors(model, param_dims=(2, 4), param_types=("weight", "bias")):
             yield name, tensor
 
 
-def model_numel(model, param_dims=(2, 4), param_types=("weight", "bias")):
+def model_numel(model: torch.nn.Module, param_dims: Collection[int] = (2, 4),
+                param_types: Collection[str] = ("weight", "bias")) -> int:
     """Total number of elements of the model tensors selected by rank and type (see :func:`model_sparsity`)."""
     return sum(tensor.numel() for _, tensor in selected_tensors(model, param_dims, param_types))
 
 
-def model_params_stats(model, param_dims=(2, 4), param_types=("weight", "bias")):
+def model_params_stats(model: torch.nn.Module, param_dims: Collection[int] = (2, 4),
+                       param_types: Collection[str] = ("weight", "bias")) -> tuple[float, int, int]:
     """Returns ``(sparsity_percent, numel, nonzero_count)`` over the selected model tensors.
 
     Raises:
@@ -163,14 +170,15 @@ def model_params_stats(model, param_dims=(2, 4), param_types=("weight", "bias"))
     numel = nonzero = 0
     for _, tensor in selected_tensors(model, param_dims, param_types):
         numel += tensor.numel()
-        nonzero += torch.count_nonzero(tensor).item()
+        nonzero += int(torch.count_nonzero(tensor))
     if numel == 0:
         raise ArgumentError(f"no tensor of the model has a rank in param_dims={list(param_dims)} and a name "
                             f"ending in param_types={list(param_types)}; widen the selection")
     return 100.0 * (numel - nonzero) / numel, numel, nonzero
 
 
-def model_sparsity(model, param_dims=(2, 4), param_types=("weight", "bias")):
+def model_sparsity(model: torch.nn.Module, param_dims: Collection[int] = (2, 4),
+                   param_types: Collection[str] = ("weight", "bias")) -> float:
     """Percentage of zero elements over the model tensors of rank ``param_dims`` named ``param_types``.
 
     The default selects the weights of Linear (2D) and Conv2d (4D) layers. Selection matches the last
@@ -180,6 +188,7 @@ def model_sparsity(model, param_dims=(2, 4), param_types=("weight", "bias")):
     return model_params_stats(model, param_dims, param_types)[0]
 
 
-def model_params_size(model, param_dims=(2, 4), param_types=("weight", "bias")):
+def model_params_size(model: torch.nn.Module, param_dims: Collection[int] = (2, 4),
+                      param_types: Collection[str] = ("weight", "bias")) -> int:
     """Number of non-zero elements over the selected model tensors (the size of a sparse encoding)."""
     return model_params_stats(model, param_dims, param_types)[2]
