@@ -112,6 +112,8 @@ def describe_type(hint: Any) -> str:
         return describe_type(base) + "".join(_describe_bound(b) for b in bounds)
     if origin is typing.Literal:
         return " or ".join(repr(a) for a in args)
+    if hint is Callable or origin is Callable:
+        return "a callable"
     if origin in (Union, types.UnionType):
         return " or ".join("None" if a is type(None) else describe_type(a) for a in args)
     if origin is not None and isinstance(origin, type) and issubclass(origin, Mapping):

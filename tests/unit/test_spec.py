@@ -1,5 +1,6 @@
 """The spec layer: annotations are the validation, for Python and YAML callers alike."""
 import inspect
+from collections.abc import Callable
 from typing import Literal, Optional
 
 import pytest
@@ -69,6 +70,7 @@ def test_wrong_argument_names_stay_python_type_errors():
 def test_check_value_and_describe_type_directly():
     assert check_value("X", "level", Fraction, 0) == 0.0
     assert describe_type(Optional[dict[str, Fraction]]) == "a mapping of string to number in [0, 1) or None"
+    assert describe_type(Optional[Callable[[float, float], object]]) == "a callable or None"
 
 
 def test_fixed_length_tuples_describe_each_position():
