@@ -1,8 +1,12 @@
 """Helpers for finding modules and parameters by name, DataParallel name normalisation and seeding."""
+from __future__ import annotations
+
 import logging
 import os
 import random
 import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Optional, TypeVar, Union
 
 import numpy as np
 import torch
@@ -12,15 +16,16 @@ from .errors import UnmatchedNameError
 msglogger = logging.getLogger(__name__)
 
 _PARALLEL_PREFIX = "module."
+_V = TypeVar("_V")
 
 
-def normalize_module_name(layer_name):
+def normalize_module_name(layer_name: str) -> str:
     """Removes the ``module.`` components that DataParallel/DDP add to names (``module.conv1`` -> ``conv1``)."""
     parts = [part for part in layer_name.split(".") if part != "module"]
     return ".".join(parts) if parts or layer_name == "" else layer_name
 
 
-def denormalize_module_name(parallel_model, normalized_name):
+def denormalize_module_name(parallel_model: torch.nn.Module, normalized_name: str) -> str:
     """Returns the name that ``normalized_name`` has in ``parallel_model`` (adding ``module.`` where the model
     has it)."""
     for name, _ in parallel_model.named_modules():
@@ -32,29 +37,30 @@ def denormalize_module_name(parallel_model, normalized_name):
     return normalized_name
 
 
-def normalize_state_dict_keys(state_dict, add_prefix=False):
+def normalize_state_dict_keys(state_dict: Mapping[str, _V], add_prefix: bool = False) -> dict[str, _V]:
     """Returns a copy of ``state_dict`` with ``module.`` prefixes removed (or added when ``add_prefix``)."""
-    out = type(state_dict)() if isinstance(state_dict, dict) else {}
+    out: dict[str, _V] = type(state_dict)() if isinstance(state_dict, dict) else {}
     for key, value in state_dict.items():
         key = normalize_module_name(key)
         out[_PARALLEL_PREFIX + key if add_prefix else key] = value
     return out
 
 
-def model_is_parallel(model):
+def model_is_parallel(model: torch.nn.Module) -> bool:
+    """Whether ``model`` is wrapped in ``DataParallel`` or ``DistributedDataParallel``."""
     return isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel))
 
 
-def model_device(model):
+def model_device(model: torch.nn.Module) -> torch.device:
     """The device of the model's first parameter or buffer (CPU for a model without tensors)."""
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
+    for param in model.parameters():
+        return param.device
+    for buffer in model.buffers():
+        return buffer.device
     return torch.device("cpu")
 
 
-def find_module_by_fq_name(model, fq_mod_name):
+def find_module_by_fq_name(model: torch.nn.Module, fq_mod_name: str) -> Optional[torch.nn.Module]:
     """Returns the module named ``fq_mod_name`` (``module.`` prefixes ignored), or None."""
     wanted = normalize_module_name(fq_mod_name)
     for name, module in model.named_modules():
@@ -63,12 +69,12 @@ def find_module_by_fq_name(model, fq_mod_name):
     return None
 
 
-def model_find_module(model, module_to_find):
+def model_find_module(model: torch.nn.Module, module_to_find: str) -> Optional[torch.nn.Module]:
     """Returns the module named ``module_to_find`` (``module.`` prefixes ignored), or None."""
     return find_module_by_fq_name(model, module_to_find)
 
 
-def model_find_module_name(model, module_to_find):
+def model_find_module_name(model: torch.nn.Module, module_to_find: torch.nn.Module) -> Optional[str]:
     """Returns the name of ``module_to_find`` inside ``model``, or None."""
     for name, module in model.named_modules():
         if module is module_to_find:
@@ -76,7 +82,7 @@ def model_find_module_name(model, module_to_find):
     return None
 
 
-def model_find_param(model, param_to_find_name):
+def model_find_param(model: torch.nn.Module, param_to_find_name: str) -> Optional[torch.nn.Parameter]:
     """Returns the parameter named ``param_to_find_name`` (``module.`` prefixes ignored), or None."""
     wanted = normalize_module_name(param_to_find_name)
     for name, param in model.named_parameters():
@@ -85,7 +91,7 @@ def model_find_param(model, param_to_find_name):
     return None
 
 
-def model_find_param_name(model, param_to_find):
+def model_find_param_name(model: torch.nn.Module, param_to_find: torch.Tensor) -> Optional[str]:
     """Returns the name of the parameter tensor ``param_to_find``, or None."""
     for name, param in model.named_parameters():
         if param is param_to_find:
@@ -93,7 +99,7 @@ def model_find_param_name(model, param_to_find):
     return None
 
 
-def match_names(patterns, names, kind="parameter"):
+def match_names(patterns: Iterable[str], names: Iterable[str], kind: str = "parameter") -> dict[str, list[str]]:
     """Resolves exact names and regular expressions against ``names``.
 
     A pattern matches a name when it equals it or fully matches it as a regular expression, ignoring
@@ -108,28 +114,28 @@ def match_names(patterns, names, kind="parameter"):
     Raises:
         UnmatchedNameError: for the first pattern that matches nothing (or is not a valid regex).
     """
-    names = list(names)
-    normalized = [normalize_module_name(n) for n in names]
-    resolved = {}
+    candidates = list(names)
+    normalized = [normalize_module_name(n) for n in candidates]
+    resolved: dict[str, list[str]] = {}
     for pattern in patterns:
         if pattern == "*":
-            resolved[pattern] = list(names)
+            resolved[pattern] = list(candidates)
             continue
         wanted = normalize_module_name(str(pattern))
-        hits = [n for n, norm in zip(names, normalized) if norm == wanted]
+        hits = [n for n, norm in zip(candidates, normalized) if norm == wanted]
         if not hits:
             try:
                 regex = re.compile(wanted)
             except re.error as err:
-                raise UnmatchedNameError(pattern, names, kind) from err
-            hits = [n for n, norm in zip(names, normalized) if regex.fullmatch(norm)]
+                raise UnmatchedNameError(pattern, candidates, kind) from err
+            hits = [n for n, norm in zip(candidates, normalized) if regex.fullmatch(norm)]
         if not hits:
-            raise UnmatchedNameError(pattern, names, kind)
+            raise UnmatchedNameError(pattern, candidates, kind)
         resolved[pattern] = hits
     return resolved
 
 
-def pattern_lookup(mapping, name):
+def pattern_lookup(mapping: Mapping[str, _V], name: str) -> Optional[_V]:
     """Returns ``mapping``'s value for ``name``: an exact key, else the first key that fully matches it as
     a regex, else the ``'*'`` entry, else None (``module.`` prefixes ignored)."""
     wanted = normalize_module_name(name)
@@ -216,13 +222,13 @@ def _set_deterministic_cublas_workspace() -> None:
     os.environ["CUBLAS_WORKSPACE_CONFIG"] = DETERMINISTIC_CUBLAS_CONFIGS[0]
 
 
-def volume(tensor):
+def volume(tensor: Union[torch.Tensor, Sequence[int]]) -> int:
     """Number of elements of a tensor, or of a shape."""
     shape = tensor.shape if isinstance(tensor, torch.Tensor) else tensor
     return int(np.prod(tuple(shape), dtype=np.int64))
 
 
-def to_np(var):
+def to_np(var: torch.Tensor) -> np.ndarray:
     """The values of tensor ``var`` as a NumPy array (detached, on the CPU)."""
     return var.detach().cpu().numpy()
 

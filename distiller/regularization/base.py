@@ -9,6 +9,7 @@ import torch
 
 from ..masking import ParameterMasker
 from ..thresholding import ThresholdCriteria
+from ..utils import pattern_lookup
 
 
 class Regularizer(abc.ABC):
@@ -34,6 +35,19 @@ class Regularizer(abc.ABC):
     def targets(self) -> list[str]:
         """The parameter names / regular expressions this regularizer acts on."""
         return list(self.reg_regims)
+
+    def regim(self, param_name: str) -> Any:
+        """The ``reg_regims`` entry of ``param_name``: its exact name, else the first regular expression that
+        matches it, else ``'*'``.
+
+        Raises:
+            KeyError: no entry matches ``param_name`` (it is not one of :meth:`targets`).
+        """
+        entry = pattern_lookup(self.reg_regims, param_name)
+        if entry is None:
+            raise KeyError(f"{self.name}: no entry of reg_regims matches parameter '{param_name}' "
+                           f"(keys: {list(self.reg_regims)})")
+        return entry
 
     @abc.abstractmethod
     def loss(self, param: torch.Tensor, param_name: str, regularizer_loss: torch.Tensor,

@@ -31,7 +31,7 @@ from ..masking import ParameterMasker
 from ..registry import register_regularizer
 from ..spec import Fraction, validated
 from ..thresholding import Regims, ThresholdCriteria
-from ..utils import find_module_by_fq_name, match_names, pattern_lookup
+from ..utils import match_names
 from .base import Regularizer
 
 if TYPE_CHECKING:
@@ -86,8 +86,7 @@ class DropFilterRegularizer(Regularizer):
         for hits in match_names(list(self.reg_regims), names).values():
             for param_name in hits:
                 layer = _owning_module_name(param_name)
-                self._layers[layer] = (find_module_by_fq_name(model, layer),
-                                       pattern_lookup(self.reg_regims, param_name))
+                self._layers[layer] = (model.get_submodule(layer), self.regim(param_name))
         self._keep: dict[str, torch.Tensor] = {}   # module name -> keep-mask for the current mini-batch
         self._handles = [module.register_forward_hook(self._make_hook(layer))
                          for layer, (module, _) in self._layers.items()]

@@ -16,7 +16,6 @@ from ..norms import structure_view
 from ..registry import register_regularizer
 from ..spec import validated
 from ..thresholding import Regims, StrengthAndGroup, ThresholdCriteria, group_threshold_mask
-from ..utils import pattern_lookup
 from .base import Regularizer
 
 #: The group types a ``reg_regims`` entry of a group regularizer may name.
@@ -71,7 +70,7 @@ class GroupLassoRegularizer(Regularizer):
 
     def loss(self, param: torch.Tensor, param_name: str, regularizer_loss: torch.Tensor,
              zeros_mask_dict: Mapping[str, ParameterMasker]) -> torch.Tensor:
-        strength, group_type = pattern_lookup(self.reg_regims, param_name)
+        strength, group_type = self.regim(param_name)
         for structure in GROUP_TYPES[group_type]:
             regularizer_loss = regularizer_loss + strength * self.group_term(group_l2_norms(param, structure))
         return regularizer_loss
@@ -79,7 +78,7 @@ class GroupLassoRegularizer(Regularizer):
     def threshold(self, param: torch.Tensor, param_name: str, zeros_mask_dict: Mapping[str, ParameterMasker]) -> None:
         if self.threshold_criteria is None:
             return
-        strength, group_type = pattern_lookup(self.reg_regims, param_name)
+        strength, group_type = self.regim(param_name)
         mask = torch.ones_like(param)
         for structure in GROUP_TYPES[group_type]:
             mask = mask * group_threshold_mask(param, structure, strength, self.threshold_criteria)

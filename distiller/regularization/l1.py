@@ -14,7 +14,6 @@ from ..masking import ParameterMasker
 from ..registry import register_regularizer
 from ..spec import validated
 from ..thresholding import Regims, Strength, ThresholdCriteria, threshold_mask
-from ..utils import pattern_lookup
 from .base import Regularizer
 
 
@@ -50,10 +49,10 @@ class L1Regularizer(Regularizer):
 
     def loss(self, param: torch.Tensor, param_name: str, regularizer_loss: torch.Tensor,
              zeros_mask_dict: Mapping[str, ParameterMasker]) -> torch.Tensor:
-        strength = pattern_lookup(self.reg_regims, param_name)
+        strength = self.regim(param_name)
         return regularizer_loss + strength * param.abs().sum()
 
     def threshold(self, param: torch.Tensor, param_name: str, zeros_mask_dict: Mapping[str, ParameterMasker]) -> None:
         if self.threshold_criteria is None:
             return
-        zeros_mask_dict[param_name].mask = threshold_mask(param, pattern_lookup(self.reg_regims, param_name))
+        zeros_mask_dict[param_name].mask = threshold_mask(param, self.regim(param_name))

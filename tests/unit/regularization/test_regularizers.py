@@ -238,3 +238,10 @@ def test_schedule_file_error_points_at_the_bad_entry_line(model, tmp_path):
     err = info.value
     assert (err.path, err.line) == ("regularizers.gl.reg_regims.conv2.weight[1]", 6)
     assert "expects '2D' or 'Rows'" in str(err) and "got 'Channel'" in str(err)
+
+
+def test_regim_looks_up_exact_names_then_regexes_and_refuses_others(model):
+    reg = L1Regularizer("l1", model, {r"conv\d\.weight": 0.2, "conv1.weight": 0.1})
+    assert (reg.regim("conv1.weight"), reg.regim("conv2.weight")) == (0.1, 0.2)
+    with pytest.raises(KeyError, match="no entry of reg_regims matches parameter 'fc.weight'"):
+        reg.regim("fc.weight")
