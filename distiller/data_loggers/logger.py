@@ -10,10 +10,15 @@ Each logger implements the same four hooks, so an application fans one call out 
 ``stats_dict`` is Distiller's ``(prefix, OrderedDict(name -> number))`` tuple; a plain mapping is
 accepted too (empty prefix).
 """
+from __future__ import annotations
+
 import csv
+import logging
 import os
+import typing
 from collections import OrderedDict
-from typing import Any, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Optional, Protocol, Union
 
 import torch
 from tabulate import tabulate
@@ -23,7 +28,26 @@ __all__ = ["DataLogger", "PythonLogger", "TensorBoardLogger", "CsvLogger", "weig
            "log_model_buffers"]
 
 
-def _split_stats(stats_dict):
+#: A number as the loggers accept it: a Python number or a one-element tensor.
+Number = Union[int, float, torch.Tensor]
+#: Distiller's ``(prefix, OrderedDict(name -> number))`` statistics, or a plain mapping (empty prefix).
+StatsDict = Union[tuple[str, Mapping[str, Number]], Mapping[str, Number]]
+#: ``(name, tensor)`` pairs, e.g. ``model.named_parameters()``.
+NamedTensors = Iterable[tuple[str, torch.Tensor]]
+#: buffer name -> ``(module name, values)`` per module holding it (see :func:`model_buffer_values`).
+BufferValues = OrderedDict[str, list[tuple[str, list[float]]]]
+
+
+class ActivationStatsCollector(Protocol):
+    """What :func:`log_activation_statistics` needs of a collector: its statistic's name and values."""
+
+    stat_name: str
+
+    def value(self) -> Mapping[str, Any]:
+        """layer name -> the statistic's value."""
+
+
+def _split_stats(stats_dict: StatsDict) -> tuple[str, OrderedDict[str, Union[int, float]]]:
     """Returns ``(prefix, OrderedDict)`` from a ``(prefix, mapping)`` tuple or a plain mapping."""
     if isinstance(stats_dict, tuple):
         prefix, stats = stats_dict
@@ -32,14 +56,14 @@ def _split_stats(stats_dict):
     return prefix, OrderedDict((name, _number(value)) for name, value in stats.items())
 
 
-def _number(value):
+def _number(value: Number) -> Union[int, float]:
     """A Python int/float from a number or a one-element tensor."""
     if isinstance(value, torch.Tensor):
         value = value.item()
     return value if isinstance(value, int) else float(value)
 
 
-def weights_sparsity_rows(model):
+def weights_sparsity_rows(model: torch.nn.Module) -> list[dict[str, Any]]:
     """Per-weight sparsity of ``model``: the multi-dimensional ``*weight`` parameters (conv, linear, ...).
 
     Returns:
@@ -59,7 +83,7 @@ def weights_sparsity_rows(model):
     return rows
 
 
-def model_buffer_values(model: torch.nn.Module, buffer_names: Sequence[str]) -> OrderedDict[str, list]:
+def model_buffer_values(model: torch.nn.Module, buffer_names: Sequence[str]) -> BufferValues:
     """The values of the tensors named ``buffer_names`` held by ``model``'s modules (e.g. PACT's
     ``clip_val``, a quantizer's scale buffers).
 
@@ -67,7 +91,7 @@ def model_buffer_values(model: torch.nn.Module, buffer_names: Sequence[str]) -> 
         dict buffer name -> list of ``(module name, [values...])``, in module order; modules without such a
         tensor attribute (or list of tensors) are skipped.
     """
-    found = OrderedDict((name, []) for name in buffer_names)
+    found: BufferValues = OrderedDict((name, []) for name in buffer_names)
     for module_name, module in model.named_modules():
         for buffer_name in buffer_names:
             value = getattr(module, buffer_name, None)
@@ -82,7 +106,7 @@ def model_buffer_values(model: torch.nn.Module, buffer_names: Sequence[str]) -> 
     return found
 
 
-def _distribution_rows(named_params):
+def _distribution_rows(named_params: NamedTensors) -> list[dict[str, Any]]:
     rows = []
     for name, param in named_params:
         values = param.detach().float()
@@ -96,33 +120,38 @@ class DataLogger:
     """Base class: the hooks an application calls. Each default ignores the call, for loggers (user
     subclasses included) whose backend has no use for that kind of data."""
 
-    def log_training_progress(self, stats_dict, epoch, completed, total, freq):
+    def log_training_progress(self, stats_dict: StatsDict, epoch: int, completed: int, total: int, freq: int) -> None:
         """Logs scalar statistics after ``completed`` of ``total`` steps of ``epoch`` (-1: testing)."""
 
-    def log_activation_statistic(self, phase, stat_name, activation_stats, epoch):
+    def log_activation_statistic(self, phase: str, stat_name: str, activation_stats: Mapping[str, Number],
+                                 epoch: int) -> None:
         """Logs ``activation_stats`` (layer name -> number) of statistic ``stat_name`` in ``phase``."""
 
-    def log_weights_sparsity(self, model, epoch):
+    def log_weights_sparsity(self, model: torch.nn.Module, epoch: int) -> None:
         """Logs the sparsity of every weight tensor of ``model`` (see :func:`weights_sparsity_rows`)."""
 
-    def log_weights_distribution(self, named_params, steps_completed):
+    def log_weights_distribution(self, named_params: NamedTensors, steps_completed: int) -> None:
         """Logs the value distribution of ``named_params`` (iterable of ``(name, tensor)``)."""
 
     def log_model_buffers(self, model: torch.nn.Module, buffer_names: Sequence[str], tag_prefix: str, epoch: int,
                           completed: int, total: int, freq: int) -> None:
         """Logs the values of the buffers named ``buffer_names`` (see :func:`model_buffer_values`)."""
 
-    def close(self):
+    def close(self) -> None:
         """Flushes and releases the backend."""
+
+
+#: One logger or a list of them.
+Loggers = Union[DataLogger, Sequence[DataLogger]]
 
 
 class PythonLogger(DataLogger):
     """Writes statistics as text lines and tables to a :class:`logging.Logger`."""
 
-    def __init__(self, logger):
+    def __init__(self, logger: logging.Logger) -> None:
         self.pylogger = logger
 
-    def log_training_progress(self, stats_dict, epoch, completed, total, freq):
+    def log_training_progress(self, stats_dict: StatsDict, epoch: int, completed: int, total: int, freq: int) -> None:
         _, stats = _split_stats(stats_dict)
         head = (f"Epoch: [{epoch}][{completed:5d}/{int(total):5d}]" if epoch > -1
                 else f"Test: [{completed:5d}/{int(total):5d}]")
@@ -130,19 +159,20 @@ class PythonLogger(DataLogger):
                            for name, value in stats.items())
         self.pylogger.info("%s    %s", head, body)
 
-    def log_activation_statistic(self, phase, stat_name, activation_stats, epoch):
+    def log_activation_statistic(self, phase: str, stat_name: str, activation_stats: Mapping[str, Number],
+                                 epoch: int) -> None:
         table = tabulate([(layer, _number(value)) for layer, value in activation_stats.items()],
                          headers=["Layer", stat_name], tablefmt="psql", floatfmt=".4f")
         self.pylogger.info("Epoch %d %s activation statistic '%s':\n%s", epoch, phase, stat_name, table)
 
-    def log_weights_sparsity(self, model, epoch):
+    def log_weights_sparsity(self, model: torch.nn.Module, epoch: int) -> None:
         rows = weights_sparsity_rows(model)
         table = tabulate([list(row.values()) for row in rows], headers=list(rows[0]), tablefmt="psql",
                          floatfmt=".2f")
         self.pylogger.info("Parameters sparsity (epoch %d):\n%s\nTotal sparsity: %.2f%%",
                            epoch, table, rows[-1]["sparsity"])
 
-    def log_weights_distribution(self, named_params, steps_completed):
+    def log_weights_distribution(self, named_params: NamedTensors, steps_completed: int) -> None:
         rows = _distribution_rows(named_params)
         if rows:
             self.pylogger.info("Weights distribution at step %d:\n%s", steps_completed,
@@ -168,31 +198,32 @@ class TensorBoardLogger(DataLogger):
     weight sparsity to ``sparsity/weights/<param>`` (percent) at step ``epoch``.
     """
 
-    def __init__(self, logdir, comment=""):
+    def __init__(self, logdir: str, comment: str = "") -> None:
         # Imported here: loading tensorboard takes seconds and is only needed by this logger.
         from torch.utils.tensorboard import SummaryWriter
         self.logdir = logdir
         self.writer = SummaryWriter(log_dir=logdir, comment=comment)
 
-    def log_training_progress(self, stats_dict, epoch, completed, total, freq):
+    def log_training_progress(self, stats_dict: StatsDict, epoch: int, completed: int, total: int, freq: int) -> None:
         prefix, stats = _split_stats(stats_dict)
         step = epoch * int(total) + completed if epoch > -1 else completed
         for name, value in stats.items():
             self.writer.add_scalar(prefix + name, value, step)
         self.writer.flush()
 
-    def log_activation_statistic(self, phase, stat_name, activation_stats, epoch):
+    def log_activation_statistic(self, phase: str, stat_name: str, activation_stats: Mapping[str, Number],
+                                 epoch: int) -> None:
         for layer, value in activation_stats.items():
             self.writer.add_scalar(f"{stat_name}/{phase}/{layer}", _number(value), epoch)
         self.writer.flush()
 
-    def log_weights_sparsity(self, model, epoch):
+    def log_weights_sparsity(self, model: torch.nn.Module, epoch: int) -> None:
         for row in weights_sparsity_rows(model):
             tag = "total" if row["parameter"] == "Total" else row["parameter"]
             self.writer.add_scalar(f"sparsity/weights/{tag}", row["sparsity"], epoch)
         self.writer.flush()
 
-    def log_weights_distribution(self, named_params, steps_completed):
+    def log_weights_distribution(self, named_params: NamedTensors, steps_completed: int) -> None:
         for name, param in named_params:
             self.writer.add_histogram(name.replace(".", "/"), param.detach().cpu(), steps_completed)
         self.writer.flush()
@@ -208,17 +239,19 @@ class TensorBoardLogger(DataLogger):
                     self.writer.add_scalar(tag if len(values) == 1 else f"{tag}/{index}", value, step)
         self.writer.flush()
 
-    def close(self):
+    def close(self) -> None:
         self.writer.close()
 
 
 class _CsvTable:
     """A CSV file that grows one row at a time; the header widens (file rewritten) when new keys appear."""
 
-    def __init__(self, path):
-        self.path, self.fieldnames, self.rows = path, [], []
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fieldnames: list[str] = []
+        self.rows: list[Mapping[str, Any]] = []
 
-    def append(self, row):
+    def append(self, row: Mapping[str, Any]) -> None:
         self.rows.append(row)
         new_keys = [key for key in row if key not in self.fieldnames]
         if new_keys or len(self.rows) == 1:
@@ -227,7 +260,7 @@ class _CsvTable:
         else:
             self._write([row], mode="a", header=False)
 
-    def _write(self, rows, mode, header):
+    def _write(self, rows: Sequence[Mapping[str, Any]], mode: str, header: bool) -> None:
         with open(self.path, mode, newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.fieldnames)
             if header:
@@ -245,35 +278,37 @@ class CsvLogger(DataLogger):
     File names get ``fname_prefix + '_'`` in front when ``fname_prefix`` is set.
     """
 
-    def __init__(self, fname_prefix="", logdir=""):
+    def __init__(self, fname_prefix: str = "", logdir: str = "") -> None:
         self.fname_prefix, self.logdir = fname_prefix, logdir
-        self._tables = {}
+        self._tables: dict[str, _CsvTable] = {}
 
-    def get_fname(self, postfix):
+    def get_fname(self, postfix: str) -> str:
+        """The path of the CSV file for records of kind ``postfix``."""
         name = f"{self.fname_prefix}_{postfix}" if self.fname_prefix else postfix
         return os.path.join(self.logdir, name + ".csv")
 
-    def _table(self, postfix):
+    def _table(self, postfix: str) -> _CsvTable:
         if postfix not in self._tables:
             self._tables[postfix] = _CsvTable(self.get_fname(postfix))
         return self._tables[postfix]
 
-    def log_training_progress(self, stats_dict, epoch, completed, total, freq):
+    def log_training_progress(self, stats_dict: StatsDict, epoch: int, completed: int, total: int, freq: int) -> None:
         prefix, stats = _split_stats(stats_dict)
         postfix = prefix.strip("/").replace("/", "_").lower() or "training_progress"
         self._table(postfix).append({"epoch": epoch, "completed": completed, "total": int(total), **stats})
 
-    def log_activation_statistic(self, phase, stat_name, activation_stats, epoch):
+    def log_activation_statistic(self, phase: str, stat_name: str, activation_stats: Mapping[str, Number],
+                                 epoch: int) -> None:
         table = self._table(f"activations_{stat_name}")
         for layer, value in activation_stats.items():
             table.append({"epoch": epoch, "phase": phase, "layer": layer, stat_name: _number(value)})
 
-    def log_weights_sparsity(self, model, epoch):
+    def log_weights_sparsity(self, model: torch.nn.Module, epoch: int) -> None:
         table = self._table("weights_sparsity")
         for row in weights_sparsity_rows(model):
             table.append({"epoch": epoch, **row})
 
-    def log_weights_distribution(self, named_params, steps_completed):
+    def log_weights_distribution(self, named_params: NamedTensors, steps_completed: int) -> None:
         table = self._table("weights_distribution")
         for row in _distribution_rows(named_params):
             table.append({"step": steps_completed, **row})
@@ -288,11 +323,14 @@ class CsvLogger(DataLogger):
                                                  **{f"val_{i}": v for i, v in enumerate(values)}})
 
 
-def _as_list(loggers):
-    return list(loggers) if isinstance(loggers, (list, tuple)) else [loggers]
+def _as_list(loggers: Loggers) -> list[DataLogger]:
+    if isinstance(loggers, (list, tuple)):
+        return list(loggers)
+    return [typing.cast(DataLogger, loggers)]  # a single logger (duck-typed ones included)
 
 
-def log_training_progress(stats_dict, params_dict, epoch, steps_completed, total_steps, log_freq, loggers):
+def log_training_progress(stats_dict: StatsDict, params_dict: Optional[Mapping[str, torch.Tensor]], epoch: int,
+                          steps_completed: int, total_steps: int, log_freq: int, loggers: Loggers) -> None:
     """Sends ``stats_dict`` (and, when given, the distribution of ``params_dict`` (name -> tensor)) to
     every logger in ``loggers``."""
     for logger in _as_list(loggers):
@@ -301,13 +339,14 @@ def log_training_progress(stats_dict, params_dict, epoch, steps_completed, total
             logger.log_weights_distribution(params_dict.items(), steps_completed)
 
 
-def log_weights_sparsity(model, epoch, loggers):
+def log_weights_sparsity(model: torch.nn.Module, epoch: int, loggers: Loggers) -> None:
     """Sends the weight sparsity of ``model`` to every logger in ``loggers``."""
     for logger in _as_list(loggers):
         logger.log_weights_sparsity(model, epoch)
 
 
-def log_activation_statistics(epoch, phase, loggers, collector):
+def log_activation_statistics(epoch: int, phase: str, loggers: Loggers,
+                              collector: Optional[ActivationStatsCollector]) -> None:
     """Sends the values of an activation-statistics ``collector`` (with ``stat_name`` and ``value()``)
     to every logger in ``loggers``; does nothing when ``collector`` is None (no statistics collected)."""
     if collector is None:
@@ -317,7 +356,7 @@ def log_activation_statistics(epoch, phase, loggers, collector):
 
 
 def log_model_buffers(model: torch.nn.Module, buffer_names: Sequence[str], tag_prefix: str, epoch: int,
-                      steps_completed: int, total_steps: int, log_freq: int, loggers: Any = ()) -> None:
+                      steps_completed: int, total_steps: int, log_freq: int, loggers: Loggers = ()) -> None:
     """Sends the values of the buffers named ``buffer_names`` (e.g. ``['clip_val']`` of PACT layers) to
     every logger in ``loggers``; ``tag_prefix`` starts each TensorBoard tag / log line."""
     for logger in _as_list(loggers):
