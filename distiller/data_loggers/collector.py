@@ -15,11 +15,15 @@ from the mean (the maximum-likelihood scale of a Laplace distribution, used by A
 al. 2019), computed in the second pass once the mean is known. Inputs are recorded before the module
 runs, so in-place modules do not corrupt their own input statistics.
 """
+from __future__ import annotations
+
 import copy
 import logging
 import math
 import os
 from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, Optional, Union
 
 import torch
 import yaml
@@ -37,19 +41,22 @@ logger = logging.getLogger(__name__)
 STATS_FILE_NAME = "acts_quantization_stats.yaml"
 _STAT_KEYS = ("min", "max", "avg_min", "avg_max", "mean", "std", "b")
 
+#: module name -> ``{'inputs': {index: record}, 'output': record}``, a record being statistic name -> value.
+QuantStats = Mapping[str, Mapping[str, Any]]
+
 
 class _RunningStats:
     """Accumulates the statistics of one tensor position (an input index or the output) of a module."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.min, self.max = math.inf, -math.inf
         self.sum_avg_min = self.sum_avg_max = 0.0
         self.samples = 0
         self.sum = self.sum_sq = self.sum_abs_dev = 0.0
         self.numel = 0
-        self.shape = None
+        self.shape: Optional[list[int]] = None
 
-    def update(self, tensor):
+    def update(self, tensor: torch.Tensor) -> None:
         t = tensor.detach()
         flat = t.reshape(t.size(0), -1) if t.dim() > 1 else t.reshape(1, -1)
         if flat.numel() == 0:
@@ -68,16 +75,16 @@ class _RunningStats:
         self.numel += flat.numel()
         self.shape = [1] + list(t.shape[1:]) if t.dim() > 1 else list(t.shape)
 
-    def update_abs_dev(self, tensor):
+    def update_abs_dev(self, tensor: torch.Tensor) -> None:
         self.sum_abs_dev += (tensor.detach().float() - self.mean).abs().sum().item()
 
     @property
-    def mean(self):
+    def mean(self) -> float:
         return self.sum / self.numel
 
-    def as_dict(self, with_b):
+    def as_dict(self, with_b: bool) -> dict[str, Any]:
         variance = max(self.sum_sq / self.numel - self.mean ** 2, 0.0)
-        record = {"min": float(self.min), "max": float(self.max),
+        record: dict[str, Any] = {"min": float(self.min), "max": float(self.max),
                   "avg_min": self.sum_avg_min / self.samples, "avg_max": self.sum_avg_max / self.samples,
                   "mean": float(self.mean), "std": math.sqrt(variance)}
         if with_b:
@@ -86,7 +93,7 @@ class _RunningStats:
         return record
 
 
-def _tensor_items(values):
+def _tensor_items(values: Sequence[Any]) -> list[tuple[int, torch.Tensor]]:
     return [(i, v) for i, v in enumerate(values) if isinstance(v, torch.Tensor) and v.is_floating_point()]
 
 
@@ -109,8 +116,10 @@ class QuantCalibrationStatsCollector:
 
     stat_name = "quant_calibration_stats"
 
-    def __init__(self, model, classes=None, inplace_runtime_check=False, disable_inplace_attrs=False,
-                 inplace_attr_names=("inplace",), modules_to_collect=None):
+    def __init__(self, model: torch.nn.Module, classes: Optional[Iterable[type[torch.nn.Module]]] = None,
+                 inplace_runtime_check: bool = False, disable_inplace_attrs: bool = False,
+                 inplace_attr_names: Collection[str] = ("inplace",),
+                 modules_to_collect: Optional[Iterable[str]] = None) -> None:
         self.model = model
         self.inplace_runtime_check = inplace_runtime_check
         leaves = [(n, m) for n, m in model.named_modules() if n and not any(True for _ in m.children())]
@@ -127,10 +136,10 @@ class QuantCalibrationStatsCollector:
                     if getattr(module, attr, None) is True:
                         setattr(module, attr, False)
         self._stats = OrderedDict((name, {"inputs": {}, "output": None}) for name, _ in leaves)
-        self._handles = []
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._second_pass = False
 
-    def start(self):
+    def start(self) -> QuantCalibrationStatsCollector:
         """Installs the hooks (first pass: ranges and moments)."""
         self.stop()
         for name, module in self._modules:
@@ -138,29 +147,31 @@ class QuantCalibrationStatsCollector:
             self._handles.append(module.register_forward_hook(self._output_hook(name)))
         return self
 
-    def start_second_pass(self):
+    def start_second_pass(self) -> QuantCalibrationStatsCollector:
         """Switches to the second pass, which needs the first pass's means (for ``b``)."""
         self._second_pass = True
         return self.start()
 
-    def stop(self):
+    def stop(self) -> None:
+        """Removes the hooks."""
         for handle in self._handles:
             handle.remove()
         self._handles = []
 
-    def reset(self):
+    def reset(self) -> None:
+        """Removes the hooks and forgets the statistics gathered so far."""
         self.stop()
         self._stats = OrderedDict((name, {"inputs": {}, "output": None}) for name, _ in self._modules)
         self._second_pass = False
 
-    def _update(self, stats, tensor):
+    def _update(self, stats: _RunningStats, tensor: torch.Tensor) -> None:
         if not self._second_pass:
             stats.update(tensor)
         elif stats.numel:
             stats.update_abs_dev(tensor)
 
-    def _input_hook(self, name):
-        def hook(module, inputs):
+    def _input_hook(self, name: str) -> Callable[[torch.nn.Module, tuple[Any, ...]], None]:
+        def hook(module: torch.nn.Module, inputs: tuple[Any, ...]) -> None:
             record = self._stats[name]["inputs"]
             for index, tensor in _tensor_items(inputs):
                 if self._second_pass and index not in record:
@@ -168,8 +179,8 @@ class QuantCalibrationStatsCollector:
                 self._update(record.setdefault(index, _RunningStats()), tensor)
         return hook
 
-    def _output_hook(self, name):
-        def hook(module, inputs, output):
+    def _output_hook(self, name: str) -> Callable[[torch.nn.Module, tuple[Any, ...], Any], None]:
+        def hook(module: torch.nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
             if not isinstance(output, torch.Tensor) or not output.is_floating_point():
                 return
             if self.inplace_runtime_check and any(output is t for t in inputs):
@@ -183,9 +194,9 @@ class QuantCalibrationStatsCollector:
             self._update(entry["output"], output)
         return hook
 
-    def value(self):
+    def value(self) -> OrderedDict[str, dict[str, Any]]:
         """The statistics as plain data (modules that never ran are omitted)."""
-        result = OrderedDict()
+        result: OrderedDict[str, dict[str, Any]] = OrderedDict()
         for name, entry in self._stats.items():
             inputs = {i: s.as_dict(self._second_pass) for i, s in sorted(entry["inputs"].items()) if s.numel}
             output = entry["output"]
@@ -196,14 +207,14 @@ class QuantCalibrationStatsCollector:
                 result[name]["output"] = output.as_dict(self._second_pass)
         return result
 
-    def save(self, fname):
+    def save(self, fname: Union[str, os.PathLike[str]]) -> Union[str, os.PathLike[str]]:
         """Writes ``value()`` to the YAML file ``fname``; returns its path."""
         return save_quant_stats(self.value(), fname)
 
 
-def save_quant_stats(stats, fname):
+def save_quant_stats(stats: QuantStats, fname: Union[str, os.PathLike[str]]) -> Union[str, os.PathLike[str]]:
     """Writes calibration statistics to a YAML file (plain types only, loadable with ``yaml.safe_load``)."""
-    def plain(value):
+    def plain(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: plain(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
@@ -216,7 +227,7 @@ def save_quant_stats(stats, fname):
     return fname
 
 
-def load_quant_stats(stats_or_path):
+def load_quant_stats(stats_or_path: Union[str, os.PathLike[str], QuantStats]) -> QuantStats:
     """Returns the statistics from a YAML file path (or validates an already loaded mapping).
 
     Raises:
@@ -246,8 +257,11 @@ def load_quant_stats(stats_or_path):
     return stats_or_path
 
 
-def collect_quant_stats(model, test_fn, save_dir=None, classes=None, inplace_runtime_check=False,
-                        disable_inplace_attrs=False, inplace_attr_names=("inplace",), modules_to_collect=None):
+def collect_quant_stats(model: torch.nn.Module, test_fn: Callable[[torch.nn.Module], Any],
+                        save_dir: Optional[Union[str, os.PathLike[str]]] = None,
+                        classes: Optional[Iterable[type[torch.nn.Module]]] = None, inplace_runtime_check: bool = False,
+                        disable_inplace_attrs: bool = False, inplace_attr_names: Collection[str] = ("inplace",),
+                        modules_to_collect: Optional[Iterable[str]] = None) -> OrderedDict[str, dict[str, Any]]:
     """Collects calibration statistics of ``model`` by running ``test_fn(model)`` twice.
 
     Statistics are gathered on a copy of ``model`` in which functional adds/concats/products were turned
