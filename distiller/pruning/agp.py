@@ -6,18 +6,23 @@ curve, fast at first and slowly at the end, between the policy's ``starting_epoc
 The rate schedule is a pure function; what gets pruned to reach the target (elements, filters, ...) is
 left to the subclass.
 """
+from __future__ import annotations
+
 import abc
-from typing import Optional
+from collections.abc import Callable
+from typing import Any, Optional
+
+import torch
 
 from ..errors import ArgumentError
 from ..registry import register_pruner
-from .base import ParameterPruner
-from .magnitude import as_number, as_weights_list
+from ..spec import Fraction, validated
+from .base import MaskDict, Meta, ParameterPruner, WeightNames
 from .masks import create_mask_level_criterion
 
 
-def agp_target_sparsity(initial_sparsity, final_sparsity, starting_epoch, ending_epoch, frequency,
-                        current_epoch):
+def agp_target_sparsity(initial_sparsity: float, final_sparsity: float, starting_epoch: float, ending_epoch: float,
+                        frequency: Optional[int], current_epoch: float) -> float:
     """The AGP sparsity target for ``current_epoch``.
 
     ``s_t = s_f + (s_i - s_f) * (1 - (t - t_0) / span) ** 3`` where ``span`` is the last pruning epoch
@@ -52,6 +57,11 @@ class AgpPruningRate:
                                    current_epoch)
 
 
+#: ``rate_scheduler_factory(initial_sparsity, final_sparsity)``: an object whose ``step(current_epoch,
+#: starting_epoch, ending_epoch, freq)`` gives the target sparsity (e.g. :class:`AgpPruningRate`).
+RateSchedulerFactory = Callable[[float, float], Any]
+
+
 class AutomatedGradualPrunerBase(ParameterPruner):
     """AGP rate schedule; subclasses decide which elements/structures reach the target.
 
@@ -64,36 +74,40 @@ class AutomatedGradualPrunerBase(ParameterPruner):
             (Distiller's argument; default: :class:`AgpPruningRate`).
     """
 
-    def __init__(self, name, initial_sparsity, final_sparsity, weights, rate_scheduler_factory=AgpPruningRate):
+    @validated
+    def __init__(self, name: str, initial_sparsity: Fraction, final_sparsity: Fraction, weights: WeightNames,
+                 rate_scheduler_factory: RateSchedulerFactory = AgpPruningRate) -> None:
         super().__init__(name)
-        self.initial_sparsity = as_number(name, "initial_sparsity", initial_sparsity, minimum=0.0, below=1.0)
-        self.final_sparsity = as_number(name, "final_sparsity", final_sparsity, minimum=0.0, below=1.0)
-        if self.final_sparsity < self.initial_sparsity:
-            raise ArgumentError(f"{name}: final_sparsity={final_sparsity} is below initial_sparsity={initial_sparsity}")
-        self.weights = as_weights_list(name, weights)
-        if not callable(rate_scheduler_factory):
-            raise ArgumentError(f"{name}: rate_scheduler_factory={rate_scheduler_factory!r} is not callable; pass a "
-                                f"class or function (initial_sparsity, final_sparsity) -> object with step(...)",
-                                argument="rate_scheduler_factory")
+        if final_sparsity < initial_sparsity:
+            raise ArgumentError(f"{name}: final_sparsity={final_sparsity} is below initial_sparsity={initial_sparsity}",
+                                argument="final_sparsity")
+        self.initial_sparsity = initial_sparsity
+        self.final_sparsity = final_sparsity
+        self.weights = list(weights)
         self.rate_scheduler = rate_scheduler_factory(self.initial_sparsity, self.final_sparsity)
 
-    def targets(self):
+    def targets(self) -> list[str]:
         return self.weights
 
-    def compute_target_sparsity(self, meta):
+    def compute_target_sparsity(self, meta: Meta) -> float:
         try:
             return self.rate_scheduler.step(meta["current_epoch"], meta["starting_epoch"], meta["ending_epoch"],
                                             meta["frequency"])
         except ValueError as err:
             raise ArgumentError(f"{self.name}: {err}") from None
 
-    def set_param_mask(self, param, param_name, zeros_mask_dict, meta):
+    def set_param_mask(self, param: torch.Tensor, param_name: str, zeros_mask_dict: MaskDict, meta: Meta) -> None:
         self.prune_to_target_sparsity(param, param_name, zeros_mask_dict,
                                       self.compute_target_sparsity(meta), meta["model"])
 
     @abc.abstractmethod
-    def prune_to_target_sparsity(self, param, param_name, zeros_mask_dict, target_sparsity, model):
+    def prune_to_target_sparsity(self, param: torch.Tensor, param_name: str, zeros_mask_dict: MaskDict,
+                                 target_sparsity: float, model: Optional[torch.nn.Module]) -> None:
         """Sets the mask of ``param`` so that ``target_sparsity`` of it (elements or structures) is zero."""
+
+
+#: ``pruning_fn(param, param_name, zeros_mask_dict, target_sparsity, model)``: sets the mask itself.
+PruningFn = Callable[[torch.Tensor, str, MaskDict, float, Optional[torch.nn.Module]], None]
 
 
 @register_pruner
@@ -131,15 +145,15 @@ class AutomatedGradualPruner(AutomatedGradualPrunerBase):
             frequency: 2
     """
 
-    def __init__(self, name, initial_sparsity, final_sparsity, weights, rate_scheduler_factory=AgpPruningRate,
-                 pruning_fn=None):
+    @validated
+    def __init__(self, name: str, initial_sparsity: Fraction, final_sparsity: Fraction, weights: WeightNames,
+                 rate_scheduler_factory: RateSchedulerFactory = AgpPruningRate,
+                 pruning_fn: Optional[PruningFn] = None) -> None:
         super().__init__(name, initial_sparsity, final_sparsity, weights, rate_scheduler_factory)
-        if pruning_fn is not None and not callable(pruning_fn):
-            raise ArgumentError(f"{name}: pruning_fn={pruning_fn!r} is not callable; pass a function "
-                                f"(param, param_name, zeros_mask_dict, target_sparsity, model) or leave it out")
         self.pruning_fn = pruning_fn
 
-    def prune_to_target_sparsity(self, param, param_name, zeros_mask_dict, target_sparsity, model=None):
+    def prune_to_target_sparsity(self, param: torch.Tensor, param_name: str, zeros_mask_dict: MaskDict,
+                                 target_sparsity: float, model: Optional[torch.nn.Module] = None) -> None:
         if self.pruning_fn is not None:
             self.pruning_fn(param, param_name, zeros_mask_dict, target_sparsity, model)
             return

@@ -1,4 +1,4 @@
-"""The contract between pruners and the scheduler.
+"""The contract between pruners and the scheduler, and the argument types the pruners share.
 
 A pruner decides masks; it never touches weights. The :class:`~distiller.policy.PruningPolicy` that
 schedules it resolves :meth:`ParameterPruner.targets` against the model once (an unmatched name is an
@@ -6,7 +6,34 @@ error, not "0% sparsity"), then calls :meth:`ParameterPruner.set_param_mask` for
 parameter at the scheduled epochs / mini-batches. The mask is stored in ``zeros_mask_dict[name].mask``
 (a tensor of 0/1 with the parameter's shape, dtype and device); the scheduler applies it.
 """
+from __future__ import annotations
+
 import abc
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import annotated_types
+import torch
+from pydantic import BeforeValidator
+
+from ..masking import ParameterMasker
+from ..spec import NamePatterns
+
+#: Parameter name -> its :class:`~distiller.ParameterMasker`.
+MaskDict = Mapping[str, ParameterMasker]
+#: The schedule facts a pruner gets (see :meth:`ParameterPruner.set_param_mask`).
+Meta = Mapping[str, Any]
+#: A magnitude threshold, sensitivity or multiplier: a number >= 0.
+NonNegativeReal = Annotated[float, annotated_types.Ge(0)]
+
+
+def _as_name_list(value: Any) -> Any:
+    """A single name is the list of that name (``weights: fc.weight`` in a schedule)."""
+    return [value] if isinstance(value, str) else value
+
+
+#: ``weights``: one parameter name / regular expression or a non-empty list of them.
+WeightNames = Annotated[NamePatterns, BeforeValidator(_as_name_list), annotated_types.MinLen(1)]
 
 
 class ParameterPruner(abc.ABC):
@@ -16,15 +43,15 @@ class ParameterPruner(abc.ABC):
         name: the instance name (the YAML key under ``pruners:``).
     """
 
-    def __init__(self, name):
+    def __init__(self, name: str) -> None:
         self.name = name
 
     @abc.abstractmethod
-    def targets(self):
+    def targets(self) -> list[str]:
         """Returns the parameter names / regular expressions this pruner acts on (``'*'``: all)."""
 
     @abc.abstractmethod
-    def set_param_mask(self, param, param_name, zeros_mask_dict, meta):
+    def set_param_mask(self, param: torch.Tensor, param_name: str, zeros_mask_dict: MaskDict, meta: Meta) -> None:
         """Computes the mask of ``param`` and stores it in ``zeros_mask_dict[param_name].mask``.
 
         Args:
@@ -35,12 +62,12 @@ class ParameterPruner(abc.ABC):
                 ``current_epoch`` (fractional when pruning inside an epoch), ``model``, ``optimizer``.
         """
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """Plain-data state that a resumed run needs (default: none)."""
         return {}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restores what :meth:`state_dict` returned."""
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

@@ -11,7 +11,11 @@ are pruned. Reconstruction: ``W' = argmin ||X_kept W'^T - X W^T||`` with ``torch
 
 Unlike the other pruners this one also rewrites the kept weights (the reconstruction is the method).
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Callable
+from typing import Any, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -19,12 +23,18 @@ import torch.nn.functional as F
 from ..errors import ArgumentError
 from ..norms import canonical_group_type, structure_view
 from ..registry import register_pruner
+from ..spec import Fraction, PositiveInt, validated
 from ..utils import find_module_by_fq_name
+from .base import MaskDict, NonNegativeReal, WeightNames
 from .importance import Structures, owning_module_name
 from .ranked import RankedStructureParameterPruner
 
+#: ``magnitude_fn(rows, dim=1)``: one value per row of the channels' view, e.g. :func:`distiller.norms.l1_norm`.
+MagnitudeFn = Callable[..., torch.Tensor]
 
-def sample_layer_inputs(module, inputs, positions_per_image, generator=None):
+
+def sample_layer_inputs(module: torch.nn.Module, inputs: torch.Tensor, positions_per_image: int,
+                        generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Rows of the layer's unfolded input, ``positions_per_image`` random positions per sample.
 
     Returns:
@@ -74,33 +84,31 @@ class FMReconstructionChannelPruner(RankedStructureParameterPruner):
             sampled rows than kept weights per filter.
     """
 
-    def __init__(self, name, group_type, desired_sparsity, weights, group_dependency=None, kwargs=None,
-                 magnitude_fn=None, group_size=1, rounding_fn=math.floor, ranking_noise=0.0, max_samples=8192,
-                 positions_per_image=10, model=None):
+    @validated
+    def __init__(self, name: str, group_type: str, desired_sparsity: Fraction, weights: WeightNames,
+                 group_dependency: Optional[str] = None, kwargs: Optional[dict[str, Any]] = None,
+                 magnitude_fn: Optional[MagnitudeFn] = None, group_size: PositiveInt = 1,
+                 rounding_fn: Union[Callable[[float], int], str] = math.floor, ranking_noise: NonNegativeReal = 0.0,
+                 max_samples: PositiveInt = 8192, positions_per_image: PositiveInt = 10,
+                 model: Optional[torch.nn.Module] = None) -> None:
         if canonical_group_type(group_type) != "Channels":
             raise ArgumentError(f"{name}: feature-map reconstruction prunes input channels; group_type must be "
                                 f"'Channels', got {group_type!r}", argument="group_type")
-        if magnitude_fn is not None and not callable(magnitude_fn):
-            raise ArgumentError(f"{name}: magnitude_fn={magnitude_fn!r} is not callable; pass e.g. "
-                                f"distiller.norms.l1_norm, or leave it out", argument="magnitude_fn")
         self.magnitude_fn = magnitude_fn
         super().__init__(name, "Channels", desired_sparsity, weights, group_dependency, kwargs, ranking_noise,
                          group_size, rounding_fn, importance=self._channel_importance)
-        for label, value in (("max_samples", max_samples), ("positions_per_image", positions_per_image)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ArgumentError(f"{name}: {label}={value!r} must be a positive integer")
         self.max_samples = max_samples
         self.positions_per_image = positions_per_image
-        self._samples = {}
-        self._handles = None
+        self._samples: dict[str, torch.Tensor] = {}
+        self._handles: Optional[list[torch.utils.hooks.RemovableHandle]] = None
         if model is not None:
             self.attach(model)
 
-    def attach(self, model):
+    def attach(self, model: torch.nn.Module) -> None:
         """Installs the input-sampling hooks on the layers of the targeted weights (once)."""
         if self._handles is not None:
             return
-        layers = {}
+        layers: dict[str, torch.nn.Module] = {}
         for param_name, _ in self._targeted_params(model):
             module_name = owning_module_name(param_name)
             module = find_module_by_fq_name(model, module_name)
@@ -111,15 +119,15 @@ class FMReconstructionChannelPruner(RankedStructureParameterPruner):
             layers[module_name] = module
         self._handles = [module.register_forward_pre_hook(self._make_hook(name)) for name, module in layers.items()]
 
-    def _make_hook(self, module_name):
-        def hook(module, inputs):
+    def _make_hook(self, module_name: str) -> Callable[[torch.nn.Module, tuple[torch.Tensor, ...]], None]:
+        def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
             rows = sample_layer_inputs(module, inputs[0], self.positions_per_image)
             previous = self._samples.get(module_name)
             stacked = rows if previous is None else torch.cat([previous, rows.to(previous.device)])
             self._samples[module_name] = stacked[-self.max_samples:]
         return hook
 
-    def _inputs(self, param, param_name):
+    def _inputs(self, param: torch.Tensor, param_name: str) -> torch.Tensor:
         rows = self._samples.get(owning_module_name(param_name))
         if rows is None:
             raise RuntimeError(f"{self.name}: no inputs of '{param_name}' were recorded yet: feature-map "
@@ -142,7 +150,8 @@ class FMReconstructionChannelPruner(RankedStructureParameterPruner):
         gram = torch.einsum("sck,scl->ckl", x, x)            # per-channel input Gram matrices
         return torch.einsum("ock,ckl,ocl->c", w, gram, w).clamp_min(0).sqrt()
 
-    def prune_to_target_sparsity(self, param, param_name, zeros_mask_dict, target_sparsity, model, step=None):
+    def prune_to_target_sparsity(self, param: torch.Tensor, param_name: str, zeros_mask_dict: MaskDict,
+                                 target_sparsity: float, model: torch.nn.Module, step: Optional[float] = None) -> None:
         self.attach(model)
         super().prune_to_target_sparsity(param, param_name, zeros_mask_dict, target_sparsity, model, step)
         keep = structure_view(zeros_mask_dict[param_name].mask, "Channels")[:, 0] > 0
@@ -151,7 +160,7 @@ class FMReconstructionChannelPruner(RankedStructureParameterPruner):
         with torch.no_grad():
             param.copy_(self.reconstructed_weight(param, param_name, keep))
 
-    def reconstructed_weight(self, param, param_name, keep):
+    def reconstructed_weight(self, param: torch.Tensor, param_name: str, keep: torch.Tensor) -> torch.Tensor:
         """Least-squares refit of the kept input channels to the layer's original outputs."""
         x = self._inputs(param, param_name)
         out_ch, in_ch = param.shape[:2]
@@ -167,7 +176,7 @@ class FMReconstructionChannelPruner(RankedStructureParameterPruner):
         refit[:, kept_columns] = solution.t()
         return refit.reshape(param.shape)
 
-    def remove_hooks(self):
+    def remove_hooks(self) -> None:
         """Removes the input-sampling hooks and frees the samples."""
         for handle in self._handles or ():
             handle.remove()

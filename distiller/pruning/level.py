@@ -1,5 +1,14 @@
 """Pruning to an exact sparsity level per parameter."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
 from ..registry import register_pruner
+from ..spec import Fraction, check_value, validated
+from ..thresholding import Regims
+from .base import MaskDict, Meta
 from .magnitude import PerParameterValuePruner
 from .masks import create_mask_level_criterion
 
@@ -24,17 +33,18 @@ class SparsityLevelParameterPruner(PerParameterValuePruner):
             'fc.weight': 0.8
     """
 
-    def __init__(self, name, levels):
-        super().__init__(name, "levels", levels, minimum=0.0, below=1.0)
+    @validated
+    def __init__(self, name: str, levels: Regims[Fraction]) -> None:
+        super().__init__(name, "levels", levels)
 
     @property
-    def levels(self):
+    def levels(self) -> dict[str, float]:
         return self.values
 
     @levels.setter
-    def levels(self, levels):
+    def levels(self, levels: Mapping[str, float]) -> None:
         # PruningPolicy's ``levels`` argument overrides the pruner's levels through this setter.
-        self.values = self.checked_values(levels)
+        self.values = dict(check_value(type(self).__name__, "levels", Regims[Fraction], levels))
 
-    def set_param_mask(self, param, param_name, zeros_mask_dict, meta):
+    def set_param_mask(self, param: torch.Tensor, param_name: str, zeros_mask_dict: MaskDict, meta: Meta) -> None:
         zeros_mask_dict[param_name].mask = create_mask_level_criterion(param, self.value_for(param_name))

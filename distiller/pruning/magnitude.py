@@ -1,19 +1,28 @@
-"""Magnitude-threshold pruning, and the argument checks shared by the element-wise pruners.
+"""Magnitude-threshold pruning, and the per-parameter settings shared by the element-wise pruners.
 
 Element-wise pruners take their per-parameter settings as a mapping from parameter names / regular
-expressions (``'*'``: every targeted parameter) to a number; :class:`PerParameterValuePruner` validates
-such a mapping once, in the constructor, and looks the value of a parameter up at pruning time.
+expressions (``'*'``: every targeted parameter) to a number; :class:`PerParameterValuePruner` holds such a
+mapping and looks the value of a parameter up at pruning time.
 """
+from __future__ import annotations
+
 import numbers
+from collections.abc import Mapping
+from typing import Any, Optional
+
+import torch
 
 from ..errors import ArgumentError
 from ..registry import register_pruner
+from ..spec import validated
+from ..thresholding import Regims
 from ..utils import pattern_lookup
-from .base import ParameterPruner
+from .base import MaskDict, Meta, NonNegativeReal, ParameterPruner
 from .masks import create_mask_threshold_criterion
 
 
-def as_number(owner, label, value, minimum=None, below=None):
+def as_number(owner: str, label: str, value: Any, minimum: Optional[float] = None,
+              below: Optional[float] = None) -> float:
     """Returns ``value`` as a float after checking its type and range.
 
     Numeric strings are accepted because PyYAML reads exponent literals without a dot (``1e-3``) as
@@ -46,7 +55,7 @@ def as_number(owner, label, value, minimum=None, below=None):
     return number
 
 
-def as_weights_list(owner, weights):
+def as_weights_list(owner: str, weights: Any) -> list[str]:
     """Returns ``weights`` (one name/regex or a list of them) as a non-empty list of strings.
 
     Raises:
@@ -65,37 +74,23 @@ def as_weights_list(owner, weights):
 class PerParameterValuePruner(ParameterPruner):
     """Base of the pruners configured by a ``{name or regex or '*': number}`` mapping.
 
+    The subclass's ``@validated`` constructor checks the mapping (see :mod:`distiller.spec`).
+
     Args:
         name: instance name.
         arg_name: the constructor argument holding the mapping (for messages).
-        values: the mapping; each value is checked with :func:`as_number` and ``minimum``/``below``.
-        minimum, below: the allowed range of the values.
-    Raises:
-        ValueError: for a missing/empty mapping, a non-string key or a bad value.
+        values: the mapping.
     """
 
-    def __init__(self, name, arg_name, values, minimum=None, below=None):
+    def __init__(self, name: str, arg_name: str, values: Mapping[str, float]) -> None:
         super().__init__(name)
         self.arg_name = arg_name
-        self.value_range = (minimum, below)
-        self.values = self.checked_values(values)
+        self.values = dict(values)
 
-    def checked_values(self, values):
-        """Returns ``values`` validated, with numbers as floats (see the class docstring)."""
-        if not isinstance(values, dict) or not values:
-            raise ArgumentError(f"{self.name}: '{self.arg_name}' must be a non-empty mapping from parameter "
-                                f"names (or regexes, or '*') to numbers, got {values!r}")
-        checked = {}
-        for key, value in values.items():
-            if not isinstance(key, str) or not key:
-                raise ArgumentError(f"{self.name}: {self.arg_name} key {key!r} is not a parameter name or regex")
-            checked[key] = as_number(self.name, f"{self.arg_name}[{key!r}]", value, *self.value_range)
-        return checked
-
-    def targets(self):
+    def targets(self) -> list[str]:
         return list(self.values)
 
-    def value_for(self, param_name):
+    def value_for(self, param_name: str) -> float:
         """The configured value of ``param_name``: exact name, else first matching regex, else ``'*'``.
 
         Raises:
@@ -128,12 +123,13 @@ class MagnitudeParameterPruner(PerParameterValuePruner):
             '*': 0.01
     """
 
-    def __init__(self, name, thresholds):
-        super().__init__(name, "thresholds", thresholds, minimum=0.0)
+    @validated
+    def __init__(self, name: str, thresholds: Regims[NonNegativeReal]) -> None:
+        super().__init__(name, "thresholds", thresholds)
 
     @property
-    def thresholds(self):
+    def thresholds(self) -> dict[str, float]:
         return self.values
 
-    def set_param_mask(self, param, param_name, zeros_mask_dict, meta):
+    def set_param_mask(self, param: torch.Tensor, param_name: str, zeros_mask_dict: MaskDict, meta: Meta) -> None:
         zeros_mask_dict[param_name].mask = create_mask_threshold_criterion(param, self.value_for(param_name))

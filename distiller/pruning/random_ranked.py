@@ -6,15 +6,31 @@ filters at every mini-batch is a structured form of dropout (Park & Kwak 2016, "
 Effect in Convolutional Neural Networks"; Gomez et al. 2019, "Learning Sparse Networks Using Targeted
 Dropout").
 """
+from __future__ import annotations
+
 import math
 import random
-from typing import Any, Callable, Optional, Sequence, Union
+from collections.abc import Callable
+from typing import Annotated, Any, Optional, Union
 
 import torch
+from pydantic import BeforeValidator
 
 from ..errors import ArgumentError
 from ..registry import register_pruner
+from ..spec import Fraction, PositiveInt, validated
+from .base import MaskDict, Meta, NonNegativeReal, WeightNames
+from .importance import Importance
 from .ranked import L1RankedStructureParameterPruner, RankedStructureParameterPruner
+
+
+def _as_pair(value: Any) -> Any:
+    """YAML writes ``sparsity_range`` as a list: the ``(low, high)`` pair the spec checks."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+#: ``[low, high]`` sparsity bounds, each in [0, 1).
+SparsityRange = Annotated[tuple[Fraction, Fraction], BeforeValidator(_as_pair)]
 
 
 @register_pruner
@@ -74,24 +90,24 @@ class RandomLevelStructureParameterPruner(L1RankedStructureParameterPruner):
           weights: [conv1.weight, conv2.weight]
     """
 
-    def __init__(self, name: str, group_type: str, sparsity_range: Sequence[float], weights: Union[str, Sequence[str]],
+    @validated
+    def __init__(self, name: str, group_type: str, sparsity_range: SparsityRange, weights: WeightNames,
                  group_dependency: Optional[str] = None,
-                 kwargs: Optional[dict] = None, noise: float = 0.0, group_size: int = 1,
-                 rounding_fn: Union[Callable, str] = math.floor, logging_fn: Optional[Callable] = None,
-                 importance: Any = None, dummy_input: Any = None, dataset: Optional[str] = None,
-                 model: Optional[torch.nn.Module] = None) -> None:
-        try:
-            low, high = (float(bound) for bound in sparsity_range)
-        except (TypeError, ValueError):
-            raise ArgumentError(f"{name}: sparsity_range={sparsity_range!r} must be a pair [low, high]") from None
-        if not 0.0 <= low <= high < 1.0:
-            raise ArgumentError(f"{name}: sparsity_range={sparsity_range!r} must satisfy 0 <= low <= high < 1")
+                 kwargs: Optional[dict[str, Any]] = None, noise: NonNegativeReal = 0.0, group_size: PositiveInt = 1,
+                 rounding_fn: Union[Callable[[float], int], str] = math.floor,
+                 logging_fn: Optional[Callable[[str], Any]] = None,
+                 importance: Union[str, Importance, Callable[..., torch.Tensor], None] = None, dummy_input: Any = None,
+                 dataset: Optional[str] = None, model: Optional[torch.nn.Module] = None) -> None:
+        low, high = sparsity_range
+        if low > high:
+            raise ArgumentError(f"{name}: sparsity_range={list(sparsity_range)} has low > high; write [low, high]",
+                                argument="sparsity_range")
         super().__init__(name, group_type, high, weights, group_dependency, kwargs, noise, group_size,
                          rounding_fn, logging_fn, importance, dummy_input, dataset, model)
         self.sparsity_range = (low, high)
-        self._level: Optional[tuple] = None       # (step, sparsity) drawn for the current step
+        self._level: Optional[tuple[Any, float]] = None       # (step, sparsity) drawn for the current step
 
-    def set_param_mask(self, param: torch.Tensor, param_name: str, zeros_mask_dict: dict, meta: dict) -> None:
+    def set_param_mask(self, param: torch.Tensor, param_name: str, zeros_mask_dict: MaskDict, meta: Meta) -> None:
         step = meta.get("current_epoch")
         if step is None or self._level is None or self._level[0] != step:
             self._level = (step, random.uniform(*self.sparsity_range))

@@ -1,13 +1,23 @@
 """Gradual magnitude pruning of recurrent networks with a two-slope threshold schedule."""
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import annotated_types
+import torch
+
 from ..errors import ArgumentError
 from ..registry import register_pruner
-from .base import ParameterPruner
-from .magnitude import as_number, as_weights_list
+from ..spec import validated
+from .base import MaskDict, Meta, NonNegativeReal, ParameterPruner, WeightNames
 from .masks import create_mask_threshold_criterion
 
+#: ``q``: the magnitude scale of the schedule (0 would never prune).
+PositiveReal = Annotated[float, annotated_types.Gt(0)]
 
-def baidu_rnn_threshold(q, ramp_epoch_offset, ramp_slope_mult, starting_epoch, ending_epoch,
-                        frequency, current_epoch):
+
+def baidu_rnn_threshold(q: float, ramp_epoch_offset: float, ramp_slope_mult: float, starting_epoch: float,
+                        ending_epoch: float, frequency: Optional[int], current_epoch: float) -> float:
     """The magnitude threshold of Narang et al. 2017 at ``current_epoch``.
 
     With ``ramp = starting_epoch + ramp_epoch_offset``, the start slope is
@@ -24,7 +34,7 @@ def baidu_rnn_threshold(q, ramp_epoch_offset, ramp_slope_mult, starting_epoch, e
     if not starting_epoch <= ramp_epoch < ending_epoch:
         raise ArgumentError(f"the ramp epoch starting_epoch + ramp_epoch_offset = {ramp_epoch} must lie in "
                             f"[starting_epoch={starting_epoch}, ending_epoch={ending_epoch}); lower "
-                         f"ramp_epoch_offset or extend the policy")
+                            f"ramp_epoch_offset or extend the policy")
     start_slope = 2.0 * q * frequency / (2.0 * (ramp_epoch - starting_epoch)
                                               + 3.0 * (ending_epoch - ramp_epoch))
     if current_epoch < ramp_epoch:
@@ -61,20 +71,19 @@ class BaiduRNNPruner(ParameterPruner):
           weights: [fc.weight]     # in a recurrent model, e.g. [rnn.weight_ih_l0, rnn.weight_hh_l0]
     """
 
-    def __init__(self, name, q, ramp_epoch_offset, ramp_slope_mult, weights):
+    @validated
+    def __init__(self, name: str, q: PositiveReal, ramp_epoch_offset: NonNegativeReal, ramp_slope_mult: NonNegativeReal,
+                 weights: WeightNames) -> None:
         super().__init__(name)
-        self.q = as_number(name, "q", q, minimum=0.0)
-        if self.q == 0:
-            raise ArgumentError(f"{name}: q=0 never prunes anything; give a positive magnitude scale (the paper "
-                                f"takes the 90th percentile of |w|)")
-        self.ramp_epoch_offset = as_number(name, "ramp_epoch_offset", ramp_epoch_offset, minimum=0.0)
-        self.ramp_slope_mult = as_number(name, "ramp_slope_mult", ramp_slope_mult, minimum=0.0)
-        self.weights = as_weights_list(name, weights)
+        self.q = q
+        self.ramp_epoch_offset = ramp_epoch_offset
+        self.ramp_slope_mult = ramp_slope_mult
+        self.weights = list(weights)
 
-    def targets(self):
+    def targets(self) -> list[str]:
         return self.weights
 
-    def threshold(self, meta):
+    def threshold(self, meta: Meta) -> float:
         """The pruning threshold at ``meta['current_epoch']``."""
         try:
             return baidu_rnn_threshold(self.q, self.ramp_epoch_offset, self.ramp_slope_mult,
@@ -83,5 +92,5 @@ class BaiduRNNPruner(ParameterPruner):
         except ValueError as err:
             raise ArgumentError(f"{self.name}: {err}") from None
 
-    def set_param_mask(self, param, param_name, zeros_mask_dict, meta):
+    def set_param_mask(self, param: torch.Tensor, param_name: str, zeros_mask_dict: MaskDict, meta: Meta) -> None:
         zeros_mask_dict[param_name].mask = create_mask_threshold_criterion(param, self.threshold(meta))

@@ -1,5 +1,12 @@
 """Sensitivity pruning: a magnitude threshold scaled by each layer's weight standard deviation."""
+from __future__ import annotations
+
+import torch
+
 from ..registry import register_pruner
+from ..spec import validated
+from ..thresholding import Regims
+from .base import MaskDict, Meta, NonNegativeReal
 from .magnitude import PerParameterValuePruner
 from .masks import create_mask_sensitivity_criterion
 
@@ -26,13 +33,14 @@ class SensitivityPruner(PerParameterValuePruner):
             '*': 0.5
     """
 
-    def __init__(self, name, sensitivities):
-        super().__init__(name, "sensitivities", sensitivities, minimum=0.0)
+    @validated
+    def __init__(self, name: str, sensitivities: Regims[NonNegativeReal]) -> None:
+        super().__init__(name, "sensitivities", sensitivities)
 
     @property
-    def sensitivities(self):
+    def sensitivities(self) -> dict[str, float]:
         return self.values
 
-    def set_param_mask(self, param, param_name, zeros_mask_dict, meta):
+    def set_param_mask(self, param: torch.Tensor, param_name: str, zeros_mask_dict: MaskDict, meta: Meta) -> None:
         zeros_mask_dict[param_name].mask = create_mask_sensitivity_criterion(param,
                                                                              self.value_for(param_name))

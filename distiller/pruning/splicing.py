@@ -1,9 +1,17 @@
 """Dynamic Network Surgery: pruning with splicing (hysteresis between two magnitude thresholds)."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 
 from ..errors import ArgumentError
 from ..registry import register_pruner
-from .magnitude import PerParameterValuePruner, as_number
+from ..spec import validated
+from ..thresholding import Regims
+from .base import MaskDict, Meta, NonNegativeReal
+from .magnitude import PerParameterValuePruner
 from .masks import weights_std
 
 
@@ -61,29 +69,32 @@ class SplicingPruner(PerParameterValuePruner):
             frequency: 1
     """
 
-    def __init__(self, name, sensitivities, low_thresh_mult, hi_thresh_mult, sensitivity_multiplier=0):
-        super().__init__(name, "sensitivities", sensitivities, minimum=0.0)
-        self.low_thresh_mult = as_number(name, "low_thresh_mult", low_thresh_mult, minimum=0.0)
-        self.hi_thresh_mult = as_number(name, "hi_thresh_mult", hi_thresh_mult, minimum=0.0)
-        if self.hi_thresh_mult < self.low_thresh_mult:
+    @validated
+    def __init__(self, name: str, sensitivities: Regims[NonNegativeReal], low_thresh_mult: NonNegativeReal,
+                 hi_thresh_mult: NonNegativeReal, sensitivity_multiplier: NonNegativeReal = 0) -> None:
+        super().__init__(name, "sensitivities", sensitivities)
+        if hi_thresh_mult < low_thresh_mult:
             raise ArgumentError(f"{name}: hi_thresh_mult={hi_thresh_mult} is below low_thresh_mult="
-                                f"{low_thresh_mult}; the splicing threshold must not be below the pruning one")
-        self.sensitivity_multiplier = as_number(name, "sensitivity_multiplier", sensitivity_multiplier,
-                                                minimum=0.0)
-        self.weight_stats = {}  # param name -> [mean(|w|), std(w)] from the first pruning of that param
+                                f"{low_thresh_mult}; the splicing threshold must not be below the pruning one",
+                                argument="hi_thresh_mult")
+        self.low_thresh_mult = low_thresh_mult
+        self.hi_thresh_mult = hi_thresh_mult
+        self.sensitivity_multiplier = sensitivity_multiplier
+        # param name -> [mean(|w|), std(w)] from the first pruning of that param
+        self.weight_stats: dict[str, list[float]] = {}
 
     @property
-    def sensitivities(self):
+    def sensitivities(self) -> dict[str, float]:
         return self.values
 
-    def current_sensitivity(self, param_name, meta):
+    def current_sensitivity(self, param_name: str, meta: Meta) -> float:
         """The sensitivity of ``param_name`` at ``meta['current_epoch']`` (grown by the multiplier)."""
         sensitivity = self.value_for(param_name)
         if self.sensitivity_multiplier:
             sensitivity *= 1.0 + self.sensitivity_multiplier * (meta["current_epoch"] - meta["starting_epoch"])
         return sensitivity
 
-    def splice_thresholds(self, param, param_name, meta):
+    def splice_thresholds(self, param: torch.Tensor, param_name: str, meta: Meta) -> tuple[float, float]:
         """Returns ``(low, high)`` thresholds for ``param``, recording its statistics on first use."""
         stats = self.weight_stats.get(param_name)
         if stats is None:
@@ -94,7 +105,7 @@ class SplicingPruner(PerParameterValuePruner):
         base = mean_magnitude + std * self.current_sensitivity(param_name, meta)
         return base * self.low_thresh_mult, base * self.hi_thresh_mult
 
-    def set_param_mask(self, param, param_name, zeros_mask_dict, meta):
+    def set_param_mask(self, param: torch.Tensor, param_name: str, zeros_mask_dict: MaskDict, meta: Meta) -> None:
         low, high = self.splice_thresholds(param, param_name, meta)
         masker = zeros_mask_dict[param_name]
         with torch.no_grad():
@@ -103,9 +114,9 @@ class SplicingPruner(PerParameterValuePruner):
             mask.masked_fill_(magnitudes < low, 0).masked_fill_(magnitudes >= high, 1)
         masker.mask = mask
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {"weight_stats": {name: list(stats) for name, stats in self.weight_stats.items()}}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.weight_stats = {name: [float(v) for v in stats]
                              for name, stats in state.get("weight_stats", {}).items()}

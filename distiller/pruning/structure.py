@@ -3,12 +3,20 @@
 The structured counterpart of magnitude pruning; with group-lasso training (Wen et al. 2016, "Learning
 Structured Sparsity in Deep Neural Networks") the groups the regularizer drove to near zero are removed.
 """
-from ..errors import ArgumentError
-from ..norms import GROUP_TYPE_ALIASES
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
 from ..registry import register_pruner
-from ..thresholding import THRESHOLD_CRITERIA, group_threshold_mask, parse_regims
+from ..spec import validated
+from ..thresholding import Regims, StrengthAndGroup, ThresholdCriteria, group_threshold_mask
 from ..utils import pattern_lookup
-from .base import ParameterPruner
+from .base import MaskDict, Meta, ParameterPruner
+
+#: The structures a threshold removes (:data:`distiller.norms.GROUP_TYPE_ALIASES` except ``'Blocks'``).
+StructureGroupType = Literal["2D", "Kernels", "Rows", "Cols", "3D", "Filters", "4D", "Channels"]
 
 
 @register_pruner
@@ -18,7 +26,7 @@ class StructureParameterPruner(ParameterPruner):
     Args:
         name: instance name.
         model: the model (given automatically by the YAML schedule).
-        reg_regims: parameter name / regex -> ``[threshold, group_type]`` with ``group_type`` in
+        reg_regims: parameter name / regex -> ``[threshold, group_type]`` (threshold >= 0) with ``group_type`` in
             ``'2D'``, ``'Rows'``, ``'Cols'``, ``'3D'``/``'Filters'``, ``'4D'``, ``'Channels'``.
         threshold_criteria: ``'Mean_Abs'`` (mean absolute value) or ``'Max'`` (largest absolute value).
 
@@ -32,19 +40,18 @@ class StructureParameterPruner(ParameterPruner):
             fc.weight: [0.001, Rows]
     """
 
-    def __init__(self, name, model, reg_regims, threshold_criteria):
+    @validated
+    def __init__(self, name: str, model: torch.nn.Module, reg_regims: Regims[StrengthAndGroup[StructureGroupType]],
+                 threshold_criteria: ThresholdCriteria) -> None:
         super().__init__(name)
-        if threshold_criteria not in THRESHOLD_CRITERIA:
-            raise ArgumentError(f"{name}: threshold_criteria={threshold_criteria!r} must be one of "
-                                f"{list(THRESHOLD_CRITERIA)}")
         self.model = model
-        self.reg_regims = parse_regims(name, reg_regims, group_types=set(GROUP_TYPE_ALIASES) - {"Blocks"})
+        self.reg_regims = dict(reg_regims)
         self.threshold_criteria = threshold_criteria
 
-    def targets(self):
+    def targets(self) -> list[str]:
         return list(self.reg_regims)
 
-    def set_param_mask(self, param, param_name, zeros_mask_dict, meta):
+    def set_param_mask(self, param: torch.Tensor, param_name: str, zeros_mask_dict: MaskDict, meta: Meta) -> None:
         threshold, group_type = pattern_lookup(self.reg_regims, param_name)
         zeros_mask_dict[param_name].mask = group_threshold_mask(param, group_type, threshold,
                                                                 self.threshold_criteria)

@@ -117,7 +117,7 @@ def _pruner(final=0.8, weight="conv2.weight", instance="p", epochs="starting_epo
     (_pruner().replace("final_sparsity", "final_sparsty"),
      ["pruners.p.final_sparsty", "has no argument 'final_sparsty'", "did you mean 'final_sparsity'"]),
     (_pruner().replace("    final_sparsity: 0.8\n", ""), ["pruners.p", "missing a required argument: 'final_sparsity'"]),
-    (_pruner(final=1.5), ["pruners.p", "final_sparsity=1.5 is outside"]),
+    (_pruner(final=1.5), ["pruners.p.final_sparsity", "line 5", "expects a number in [0, 1), got 1.5"]),
     (_pruner(instance="q"), ["policies[0].pruner.instance_name", "instance 'q' is not defined"]),
     (_pruner(epochs="epochs: [0, 1]\n    starting_epoch: 0"), ["policies[0]", "either 'epochs' or starting_epoch"]),
     (_pruner(epochs="starting_epoch: 3\n    ending_epoch: 3"), ["policies[0].ending_epoch", "must be greater"]),

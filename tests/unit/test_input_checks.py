@@ -19,7 +19,8 @@ def _optimizer():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: AutomatedGradualPruner("p", 0.1, 1.5, ["w"]), "final_sparsity=1.5 is outside"),
+    (lambda: AutomatedGradualPruner("p", 0.1, 1.5, ["w"]),
+     r"argument 'final_sparsity' expects a number in \[0, 1\), got 1.5"),
     (lambda: AutomatedGradualPruner("p", 0.5, 0.1, ["w"]), "below initial_sparsity"),
     (lambda: agp_target_sparsity(0.1, 0.5, 0, 1, 1, 0), "at least two pruning epochs"),
     (lambda: L1RankedStructureParameterPruner("p", "Kernelz", 0.5, ["w"]), "unknown group_type 'Kernelz'"),

@@ -7,6 +7,7 @@ import torch
 import yaml
 
 from distiller.config import dict_config
+from distiller.errors import ArgumentError
 from distiller.policy import PruningPolicy
 from distiller.pruning import AgpPruningRate, agp_target_sparsity
 from distiller.registry import PRUNERS
@@ -117,21 +118,37 @@ def test_agp_rate_scheduler_factory_sets_the_targets():
     assert default.step(1, 0, 3, 1) == pytest.approx(agp_target_sparsity(0.1, 0.5, 0, 3, 1, 1))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"rate_scheduler_factory": "AgpPruningRate"}, "rate_scheduler_factory='AgpPruningRate' is not callable"),
-    ({"initial_sparsity": 1.0, "final_sparsity": 0.5}, "initial_sparsity=1.0 is outside"),
-    ({"initial_sparsity": 0.1, "final_sparsity": 1.0}, "final_sparsity=1.0 is outside"),
-    ({"initial_sparsity": 0.5, "final_sparsity": 0.2}, "final_sparsity=0.2 is below initial_sparsity"),
-    ({"initial_sparsity": "x", "final_sparsity": 0.2}, "initial_sparsity='x' is not a number"),
-    ({"weights": []}, "'weights' must be a non-empty list"),
-    ({"weights": None}, "'weights' must be a non-empty list"),
-    ({"pruning_fn": "prune_level"}, "pruning_fn='prune_level' is not callable"),
+@pytest.mark.parametrize("kwargs, argument, message", [
+    ({"rate_scheduler_factory": "AgpPruningRate"}, "rate_scheduler_factory",
+     "argument 'rate_scheduler_factory' expects a callable, got 'AgpPruningRate'"),
+    ({"initial_sparsity": 1.0, "final_sparsity": 0.5}, "initial_sparsity",
+     r"argument 'initial_sparsity' expects a number in \[0, 1\), got 1.0"),
+    ({"initial_sparsity": 0.1, "final_sparsity": 1.0}, "final_sparsity",
+     r"argument 'final_sparsity' expects a number in \[0, 1\), got 1.0"),
+    ({"initial_sparsity": "x", "final_sparsity": 0.2}, "initial_sparsity",
+     r"argument 'initial_sparsity' expects a number in \[0, 1\), got 'x'"),
+    ({"weights": []}, "weights", r"argument 'weights' expects a list of string, got \[\]"),
+    ({"weights": None}, "weights", "argument 'weights' expects a list of string, got None"),
+    ({"pruning_fn": "prune_level"}, "pruning_fn",
+     "argument 'pruning_fn' expects a callable or None, got 'prune_level'"),
 ])
-def test_agp_bad_arguments_name_the_instance(kwargs, message):
+def test_agp_bad_argument_values_name_the_argument_expected_type_and_value(kwargs, argument, message):
     args = {"initial_sparsity": 0.05, "final_sparsity": 0.5, "weights": ["w"], **kwargs}
-    with pytest.raises(ValueError, match=message) as info:
+    with pytest.raises(ArgumentError, match=f"^AutomatedGradualPruner: {message}") as info:
         PRUNERS.get("AutomatedGradualPruner")(name="my_agp", **args)
-    assert str(info.value).startswith("my_agp: ")
+    assert info.value.argument == argument
+
+
+def test_agp_final_sparsity_below_initial_names_the_instance_and_argument():
+    with pytest.raises(ArgumentError, match="^my_agp: final_sparsity=0.2 is below initial_sparsity") as info:
+        PRUNERS.get("AutomatedGradualPruner")(name="my_agp", initial_sparsity=0.5, final_sparsity=0.2, weights=["w"])
+    assert info.value.argument == "final_sparsity"
+
+
+def test_agp_takes_a_single_weight_name_and_yaml_exponents():
+    pruner = PRUNERS.get("AutomatedGradualPruner")(name="my_agp", initial_sparsity="5e-2", final_sparsity=0.5,
+                                                   weights="fc.weight")
+    assert (pruner.initial_sparsity, pruner.targets()) == (0.05, ["fc.weight"])
 
 
 def test_agp_without_room_for_two_pruning_epochs_names_the_instance():

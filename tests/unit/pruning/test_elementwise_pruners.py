@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from distiller.errors import ArgumentError
 from distiller.pruning import baidu_rnn_threshold
 from distiller.registry import PRUNERS
 from distiller.scheduler import ParameterMasker
@@ -46,7 +47,7 @@ def test_level_pruner_levels_override_is_validated():
     pruner = build("SparsityLevelParameterPruner", name="lvl", levels={"*": 0.5})
     pruner.levels = {"*": 0.75}
     assert int((prune(pruner, torch.randn(8)) == 0).sum()) == 6
-    with pytest.raises(ValueError, match=r"lvl: levels\['\*'\]=1\.0 is outside"):
+    with pytest.raises(ArgumentError, match=r"levels\['\*'\]' expects a number in \[0, 1\), got 1.0"):
         pruner.levels = {"*": 1.0}
 
 
@@ -118,30 +119,45 @@ def test_baidu_pruner_ramp_after_end_names_instance():
         prune(pruner, torch.ones(3), ending_epoch=10)
 
 
-@pytest.mark.parametrize("class_name, kwargs, message", [
-    ("MagnitudeParameterPruner", {"thresholds": {}}, "'thresholds' must be a non-empty mapping"),
-    ("MagnitudeParameterPruner", {"thresholds": 0.1}, "'thresholds' must be a non-empty mapping"),
-    ("MagnitudeParameterPruner", {"thresholds": {"*": "high"}}, r"thresholds\['\*'\]='high' is not a number"),
-    ("MagnitudeParameterPruner", {"thresholds": {"*": -0.1}}, "must be at least 0"),
-    ("MagnitudeParameterPruner", {"thresholds": {"*": True}}, "is not a number"),
-    ("SparsityLevelParameterPruner", {"levels": {"fc.weight": 1.0}}, r"levels\['fc.weight'\]=1.0 is outside"),
-    ("SparsityLevelParameterPruner", {"levels": {"*": -0.1}}, "must be at least 0"),
-    ("SensitivityPruner", {"sensitivities": {"*": None}}, "is not a number"),
-    ("SplicingPruner", {"sensitivities": {"*": 1}, "low_thresh_mult": 1.2, "hi_thresh_mult": 0.8},
-     "hi_thresh_mult=0.8 is below low_thresh_mult"),
+@pytest.mark.parametrize("class_name, kwargs, argument, message", [
+    ("MagnitudeParameterPruner", {"thresholds": {}}, "thresholds",
+     r"argument 'thresholds' expects a mapping of string to number >= 0, got \{\}"),
+    ("MagnitudeParameterPruner", {"thresholds": 0.1}, "thresholds",
+     r"argument 'thresholds' expects a mapping of string to number >= 0, got 0.1"),
+    ("MagnitudeParameterPruner", {"thresholds": {"*": "high"}}, "thresholds",
+     r"argument 'thresholds\['\*'\]' expects a number >= 0, got 'high'"),
+    ("MagnitudeParameterPruner", {"thresholds": {"*": -0.1}}, "thresholds",
+     r"argument 'thresholds\['\*'\]' expects a number >= 0, got -0.1"),
+    ("MagnitudeParameterPruner", {"thresholds": {"*": True}}, "thresholds",
+     r"argument 'thresholds\['\*'\]' expects a number >= 0, got True"),
+    ("SparsityLevelParameterPruner", {"levels": {"fc.weight": 1.0}}, "levels",
+     r"argument 'levels\['fc.weight'\]' expects a number in \[0, 1\), got 1.0"),
+    ("SparsityLevelParameterPruner", {"levels": {"*": -0.1}}, "levels",
+     r"argument 'levels\['\*'\]' expects a number in \[0, 1\), got -0.1"),
+    ("SensitivityPruner", {"sensitivities": {"*": None}}, "sensitivities",
+     r"argument 'sensitivities\['\*'\]' expects a number >= 0, got None"),
     ("SplicingPruner", {"sensitivities": {"*": 1}, "low_thresh_mult": 0.9, "hi_thresh_mult": 1.1,
-                        "sensitivity_multiplier": -1}, "sensitivity_multiplier"),
-    ("BaiduRNNPruner", {"q": 0, "ramp_epoch_offset": 1, "ramp_slope_mult": 1.5, "weights": ["w"]},
-     "q=0 never prunes"),
-    ("BaiduRNNPruner", {"q": 0.1, "ramp_epoch_offset": 1, "ramp_slope_mult": 1.5, "weights": []},
-     "'weights' must be a non-empty list"),
-    ("BaiduRNNPruner", {"q": 0.1, "ramp_epoch_offset": 1, "ramp_slope_mult": 1.5, "weights": [3]},
-     r"weights\[0\]=3 is not a parameter name"),
+                        "sensitivity_multiplier": -1}, "sensitivity_multiplier",
+     "argument 'sensitivity_multiplier' expects a number >= 0, got -1"),
+    ("BaiduRNNPruner", {"q": 0, "ramp_epoch_offset": 1, "ramp_slope_mult": 1.5, "weights": ["w"]}, "q",
+     "argument 'q' expects a number > 0, got 0"),
+    ("BaiduRNNPruner", {"q": 0.1, "ramp_epoch_offset": -1, "ramp_slope_mult": 1.5, "weights": ["w"]},
+     "ramp_epoch_offset", "argument 'ramp_epoch_offset' expects a number >= 0, got -1"),
+    ("BaiduRNNPruner", {"q": 0.1, "ramp_epoch_offset": 1, "ramp_slope_mult": 1.5, "weights": []}, "weights",
+     r"argument 'weights' expects a list of string, got \[\]"),
+    ("BaiduRNNPruner", {"q": 0.1, "ramp_epoch_offset": 1, "ramp_slope_mult": 1.5, "weights": [3]}, "weights",
+     r"argument 'weights\[0\]' expects a string, got 3"),
 ])
-def test_bad_arguments_raise_naming_the_instance(class_name, kwargs, message):
-    with pytest.raises(ValueError, match=message) as info:
+def test_bad_argument_values_name_the_class_argument_expected_type_and_value(class_name, kwargs, argument, message):
+    with pytest.raises(ArgumentError, match=f"^{class_name}: {message}") as info:
         build(class_name, name="my_pruner", **kwargs)
-    assert str(info.value).startswith("my_pruner: ")
+    assert info.value.argument == argument
+
+
+def test_splicing_thresholds_in_the_wrong_order_name_the_instance_and_argument():
+    with pytest.raises(ArgumentError, match="^my_pruner: hi_thresh_mult=0.8 is below low_thresh_mult") as info:
+        build("SplicingPruner", name="my_pruner", sensitivities={"*": 1}, low_thresh_mult=1.2, hi_thresh_mult=0.8)
+    assert info.value.argument == "hi_thresh_mult"
 
 
 def test_value_lookup_without_match_names_the_parameter():
