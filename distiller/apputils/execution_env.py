@@ -61,8 +61,9 @@ def config_pylogger(log_cfg_file: Optional[str], experiment_name: Optional[str],
         output_dir: parent of the run directory.
         verbose: log DEBUG records on the console too.
     Returns:
-        the root :class:`logging.Logger`, with attributes ``logdir`` (the run directory) and
-        ``log_filename``. Handlers installed by an earlier call are closed and replaced.
+        a :class:`RunLogger` over the root logger, with ``logdir`` (the run directory) and ``log_filename``;
+        the run directory is the caller's to pass on (nothing is stored on the root logger). Handlers
+        installed by an earlier call are closed and replaced.
     """
     logdir = create_run_dir(output_dir, experiment_name)
     log_filename = os.path.join(logdir, os.path.basename(logdir) + ".log")
@@ -87,10 +88,20 @@ def config_pylogger(log_cfg_file: Optional[str], experiment_name: Optional[str],
             setattr(handler, _HANDLER_TAG, True)
             root.addHandler(handler)
         root.setLevel(logging.DEBUG)
-    # Distiller's applications read the run directory from the logger (msglogger.logdir).
-    root.logdir, root.log_filename = logdir, log_filename  # type: ignore[attr-defined]
     root.info("Log file for this run: %s", os.path.realpath(log_filename))
-    return root
+    return RunLogger(root, logdir, log_filename)
+
+
+class RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]  # generic only in typeshed
+    """The root logger of one run, with that run's directory and log file.
+
+    Distiller's applications read the run directory as ``msglogger.logdir``; this keeps that working
+    without storing per-run state on the process-wide root logger.
+    """
+
+    def __init__(self, logger: logging.Logger, logdir: str, log_filename: str) -> None:
+        super().__init__(logger, {})
+        self.logdir, self.log_filename = logdir, log_filename
 
 
 def _git_state(path: str) -> tuple[Optional[str], Optional[bool]]:

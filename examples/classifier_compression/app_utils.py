@@ -12,6 +12,7 @@ import random
 import sys
 import traceback
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Optional
 
 import torch
@@ -74,9 +75,11 @@ def logging_before_run_dir(create_run_log, verbose=False):
 
     Inside the block, log records go to the console only and are held; after the block succeeds,
     ``create_run_log()`` creates the run directory and its log (e.g. :func:`config_pylogger`) and the held
-    records are written to the run's log file. If the block raises, no run directory is created and the
-    logging configuration is as before.
+    records are written to the run's log file; the context's value then has it as ``.log`` (its ``logdir``
+    is the run directory). If the block raises, no run directory is created and the logging configuration
+    is as before.
     """
+    run = SimpleNamespace(log=None)
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
     console = logging.StreamHandler(sys.stdout)
@@ -86,11 +89,11 @@ def logging_before_run_dir(create_run_log, verbose=False):
     root.handlers[:] = [console, held]
     root.setLevel(logging.DEBUG)
     try:
-        yield
+        yield run
     finally:
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
-    create_run_log()
+    run.log = create_run_log()
     for handler in root.handlers:
         if isinstance(handler, logging.FileHandler):
             for record in held.records:

@@ -207,11 +207,11 @@ def _quantize_and_evaluate(args, exp, criterion, run_dir):
 def main(args):
     """Runs the application; returns the run's summary (None when it only exports to ONNX)."""
     started = time.time(), time.process_time()
-    with app_utils.logging_before_run_dir(lambda: app_utils.create_run_log(args), args.verbose):
+    with app_utils.logging_before_run_dir(lambda: app_utils.create_run_log(args), args.verbose) as run:
         exp = app_utils.build_experiment(args)
         if args.quantize_eval:  # bad quantization settings fail here, before any data is read
             distiller.cli.quantization.check_quantization_args(exp.model, args)
-    run_dir = msglogger.logdir
+    run_dir = run.log.logdir
     log_execution_env_state([args.compress], run_dir, args=args)
     if args.export_onnx is not None:
         reporting.export_onnx(exp.model, exp.dummy_input, args.export_onnx or os.path.join(run_dir, f"{exp.arch}.onnx"))

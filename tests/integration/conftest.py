@@ -41,11 +41,23 @@ def run_classifier(classifier_app):
     import app_utils
 
     def run(*argv):
-        logging.getLogger().logdir = None
+        created = []  # the run directory, when the app got as far as creating one
+        create_run_log = app_utils.create_run_log
+
+        def recording(args):
+            run_log = create_run_log(args)
+            created.append(run_log.logdir)
+            return run_log
+
         stderr = io.StringIO()
-        with contextlib.redirect_stderr(stderr):
-            status = app_utils.run_cli(classifier_app.main, classifier_app.get_args_parser(), [str(a) for a in argv])
-        run_dir = getattr(logging.getLogger(), "logdir", None)
+        app_utils.create_run_log = recording
+        try:
+            with contextlib.redirect_stderr(stderr):
+                status = app_utils.run_cli(classifier_app.main, classifier_app.get_args_parser(),
+                                           [str(a) for a in argv])
+        finally:
+            app_utils.create_run_log = create_run_log
+        run_dir = created[-1] if created else None
         summary_path = os.path.join(run_dir, "summary.json") if run_dir else ""
         summary = None
         if os.path.isfile(summary_path):

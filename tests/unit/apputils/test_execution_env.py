@@ -46,3 +46,18 @@ def test_log_execution_env_state_records_versions_args_and_copies_configs(tmp_pa
     saved = json.loads((logdir / "environment.json").read_text())
     assert saved["torch"] == state["torch"] and saved["args"] == {"arch": "x", "lr": 0.1}
     assert (logdir / "configs" / "schedule.yaml").read_text() == "version: 1\n"
+
+
+def test_the_run_directory_is_returned_not_stored_on_the_root_logger(tmp_path):
+    root = logging.getLogger()
+    try:
+        run_log = config_pylogger(None, "run", output_dir=str(tmp_path))
+        assert os.path.isdir(run_log.logdir) and run_log.logger is root
+        assert not hasattr(root, "logdir") and not hasattr(root, "log_filename")
+        run_log.info("through the run's logger")
+        with open(run_log.log_filename) as f:
+            assert "through the run's logger" in f.read()
+    finally:
+        for handler in [h for h in root.handlers if getattr(h, "_distiller_run_handler", False)]:
+            root.removeHandler(handler)
+            handler.close()
