@@ -49,7 +49,11 @@ class EarlyExitMgr:
             self.exit_points.append(exit_point)
 
     def _branch_point(self, model: nn.Module, exit_point: str) -> BranchPoint:
-        return model.get_submodule(exit_point)
+        module = model.get_submodule(exit_point)
+        if not isinstance(module, BranchPoint):
+            raise RuntimeError(f"'{exit_point}' of this model is a {type(module).__name__}, not an exit: pass the "
+                               f"model given to attach_exits")
+        return module
 
     def get_exits_outputs(self, model: nn.Module) -> list[torch.Tensor]:
         """The outputs of the exits from the last forward pass, in :attr:`exit_points` order.

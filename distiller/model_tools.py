@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import copy
 import numbers
-from typing import Any, Optional, Sequence, Union
+import typing
+from typing import Any, Optional, Sequence, TypeGuard, Union
 
 import torch
 from torch import nn
@@ -94,7 +95,10 @@ def model_setattr(model: nn.Module, attr_name: str, val: Any, register: bool = F
         is_parameter = isinstance(val, nn.Parameter)
         if hasattr(owner, attribute) and attribute not in (owner._parameters if is_parameter else owner._buffers):
             delattr(owner, attribute)  # a plain attribute or another kind of member would block registration
-        (owner.register_parameter if is_parameter else owner.register_buffer)(attribute, val)
+        if isinstance(val, nn.Parameter):
+            owner.register_parameter(attribute, val)
+        else:
+            owner.register_buffer(attribute, val)
         return
     setattr(owner, attribute, val)
 
@@ -126,7 +130,7 @@ def convert_tensors_recursively_to(val: Any, *args: Any, **kwargs: Any) -> Any:
     return val
 
 
-def _is_shape(shape: Any) -> bool:
+def _is_shape(shape: Any) -> TypeGuard[Shape]:
     return isinstance(shape, (tuple, list, torch.Size)) and all(isinstance(d, numbers.Integral) for d in shape)
 
 
@@ -141,18 +145,18 @@ def _check_nested_shape(input_shape: Any) -> None:
 
 
 def _input_shape(dataset: Optional[str], input_shape: Optional[NestedShape]) -> NestedShape:
-    if (dataset is None) == (input_shape is None):
-        raise ArgumentError("give exactly one of dataset (e.g. 'cifar10') and input_shape (e.g. (1, 3, 32, 32))")
-    if dataset is not None:
+    if dataset is not None and input_shape is None:
         return dataset_input_shape(dataset)
-    _check_nested_shape(input_shape)
-    return input_shape
+    if input_shape is not None and dataset is None:
+        _check_nested_shape(input_shape)
+        return input_shape
+    raise ArgumentError("give exactly one of dataset (e.g. 'cifar10') and input_shape (e.g. (1, 3, 32, 32))")
 
 
 def _random_inputs(shape: NestedShape, device: Optional[Union[str, torch.device]]) -> Any:
     if _is_shape(shape):
         return torch.randn(tuple(int(d) for d in shape), device=device)
-    return tuple(_random_inputs(s, device) for s in shape)
+    return tuple(_random_inputs(s, device) for s in typing.cast(Sequence[NestedShape], shape))
 
 
 def get_dummy_input(dataset: Optional[str] = None, device: Optional[Union[str, torch.device]] = None,
@@ -186,4 +190,5 @@ def set_model_input_shape_attr(model: nn.Module, dataset: Optional[str] = None,
     unless the model already has one; code written for Distiller reads it to build example inputs."""
     if getattr(model, "input_shape", None) is None:
         shape = _input_shape(dataset, input_shape)
-        model.input_shape = tuple(shape) if _is_shape(shape) else shape
+        # torch types every Module attribute as Tensor | Module; this one is a plain (shape) attribute
+        model.input_shape = tuple(shape) if _is_shape(shape) else shape  # type: ignore[assignment]

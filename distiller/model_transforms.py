@@ -1,15 +1,17 @@
 """Model transforms under Distiller's module path: folding BatchNorm layers into the layers before them."""
 from __future__ import annotations
 
+import typing
 from collections import OrderedDict
 from typing import Any, Optional
 
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .graph.adjacency import AdjacentsEntry
 from .graph.summary_graph import SummaryGraph
 from .model_tools import model_setattr
-from .quantization.bn_fold import _FOLDABLE, SimulatedFoldedBatchNorm, find_batchnorm_pairs
+from .quantization.bn_fold import _FOLDABLE, FoldableLayer, SimulatedFoldedBatchNorm, find_batchnorm_pairs
 from .quantization.range_linear.ptq_graph import fold_batch_norm
 from .utils import model_is_parallel
 
@@ -22,7 +24,7 @@ def _pairs_from_adjacency(model: nn.Module, adjacency_map: OrderedDict[str, Adja
     pairs = []
     for name, entry in adjacency_map.items():
         layer = modules.get(name)
-        if type(layer) not in _FOLDABLE or len(entry.successors) != 1:
+        if layer is None or type(layer) not in _FOLDABLE or len(entry.successors) != 1:
             continue
         bn_name = entry.successors[0].name
         bn = modules.get(bn_name)
@@ -59,12 +61,14 @@ def fold_batch_norms(model: nn.Module, dummy_input: Any = None,
         >>> model.eval()
         >>> fold_batch_norms(model, dummy_input=torch.randn(1, 3, 32, 32))
     """
-    inner = model.module if model_is_parallel(model) else model
+    inner = model.get_submodule("module") if model_is_parallel(model) else model
     if adjacency_map is None and dummy_input is not None:
         adjacency_map = SummaryGraph(inner, dummy_input).adjacency_map()
     pairs = find_batchnorm_pairs(inner) if adjacency_map is None else _pairs_from_adjacency(inner, adjacency_map)
     for layer_name, bn_name in pairs:
-        layer, bn = inner.get_submodule(layer_name), inner.get_submodule(bn_name)
+        # both found as a foldable layer and its BatchNorm
+        layer = typing.cast(FoldableLayer, inner.get_submodule(layer_name))
+        bn = typing.cast(_BatchNorm, inner.get_submodule(bn_name))
         if inference:
             fold_batch_norm(layer, bn)
         else:

@@ -6,7 +6,7 @@ import os
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Optional, TypeVar, Union
+from typing import Optional, TypeVar, Union
 
 import numpy as np
 import torch

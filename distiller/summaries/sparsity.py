@@ -5,7 +5,7 @@ biases of rank 2 and 4: Linear and Conv2d). Percentages are 0-100; the last row 
 """
 from __future__ import annotations
 
-from typing import Any, Sequence, Union
+from typing import Any, Literal, Sequence, Union, overload
 
 import pandas as pd
 import torch
@@ -35,6 +35,21 @@ def _tensors(model: torch.nn.Module, param_dims: Sequence[int]) -> list[tuple[st
 
 def _total_sparsity(volume: int, nonzeros: float) -> float:
     return 100.0 * (1.0 - nonzeros / volume)
+
+
+@overload
+def weights_sparsity_summary(model: torch.nn.Module, return_total_sparsity: Literal[False] = False,
+                             param_dims: Sequence[int] = (2, 4)) -> pd.DataFrame: ...
+
+
+@overload
+def weights_sparsity_summary(model: torch.nn.Module, return_total_sparsity: Literal[True],
+                             param_dims: Sequence[int] = (2, 4)) -> tuple[pd.DataFrame, float]: ...
+
+
+@overload
+def weights_sparsity_summary(model: torch.nn.Module, return_total_sparsity: bool = False,
+                             param_dims: Sequence[int] = (2, 4)) -> Union[pd.DataFrame, tuple[pd.DataFrame, float]]: ...
 
 
 def weights_sparsity_summary(model: torch.nn.Module, return_total_sparsity: bool = False,
@@ -70,6 +85,21 @@ def weights_sparsity_summary(model: torch.nn.Module, return_total_sparsity: bool
     rows.append([TOTAL_ROW_NAME, "-", volume, nonzeros, 0, 0, 0, 0, 0, total, 0, 0, 0])
     df = pd.DataFrame(rows, columns=WEIGHTS_SPARSITY_COLUMNS)
     return (df, total) if return_total_sparsity else df
+
+
+@overload
+def weights_sparsity_tbl_summary(model: torch.nn.Module, return_total_sparsity: Literal[False] = False,
+                                 param_dims: Sequence[int] = (2, 4)) -> str: ...
+
+
+@overload
+def weights_sparsity_tbl_summary(model: torch.nn.Module, return_total_sparsity: Literal[True],
+                                 param_dims: Sequence[int] = (2, 4)) -> tuple[str, float]: ...
+
+
+@overload
+def weights_sparsity_tbl_summary(model: torch.nn.Module, return_total_sparsity: bool = False,
+                                 param_dims: Sequence[int] = (2, 4)) -> Union[str, tuple[str, float]]: ...
 
 
 def weights_sparsity_tbl_summary(model: torch.nn.Module, return_total_sparsity: bool = False,

@@ -33,3 +33,10 @@ def test_unknown_exit_points_attach_nothing():
     with pytest.raises(UnmatchedNameError, match="'2' matches no module"):
         mgr.attach_exits(model, [("1", nn.Linear(3, 2)), ("2", nn.Linear(3, 2))])
     assert isinstance(model[1], nn.ReLU) and mgr.exit_points == []
+
+
+def test_a_model_without_the_exits_is_refused_naming_the_exit_point():
+    mgr = EarlyExitMgr()
+    mgr.attach_exits(nn.Sequential(nn.Linear(4, 3), nn.ReLU()), [("1", nn.Linear(3, 2))])
+    with pytest.raises(RuntimeError, match="'1' of this model is a ReLU, not an exit"):
+        mgr.get_exits_outputs(nn.Sequential(nn.Linear(4, 3), nn.ReLU()))
