@@ -12,7 +12,12 @@ Statistics (per output channel, averaged over samples and positions):
 * ``'apoz'``: Average Percentage of Zeros (Hu et al. 2016, "Network Trimming", arXiv:1607.03250).
 * ``'mean'``: mean activation (Molchanov et al. 2016, arXiv:1611.06440).
 """
+from __future__ import annotations
+
 import logging
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -27,7 +32,7 @@ _RECTIFIERS = (torch.nn.ReLU, torch.nn.ReLU6, torch.nn.LeakyReLU, torch.nn.ELU, 
 _RECTIFIER_FUNCTIONS = {"relu", "relu_", "relu6", "leaky_relu", "elu", "silu", "gelu", "hardtanh"}
 
 
-def per_channel_statistic(output, statistic):
+def per_channel_statistic(output: torch.Tensor, statistic: str) -> tuple[torch.Tensor, int]:
     """Per-channel sum of ``statistic`` over the batch and spatial positions, and the number of values.
 
     Args:
@@ -41,7 +46,7 @@ def per_channel_statistic(output, statistic):
     return summed, values.shape[1]
 
 
-def _downstream_of(traced, module_name):
+def _downstream_of(traced: torch.fx.GraphModule, module_name: str) -> tuple[str, bool]:
     """Name of the module to hook for ``module_name``'s rectified output, and whether a rectifier follows."""
     modules = dict(traced.named_modules())
     node = next((n for n in traced.graph.nodes if n.op == "call_module" and n.target == module_name), None)
@@ -70,29 +75,33 @@ class ActivationStatsCollector:
         ValueError: for an unknown statistic or a module name that is not in the model.
     """
 
-    def __init__(self, model, module_names, statistic):
+    def __init__(self, model: torch.nn.Module, module_names: Sequence[str], statistic: str) -> None:
         if statistic not in STATISTICS:
             raise ArgumentError(f"unknown activation statistic {statistic!r}; expected one of {STATISTICS}")
         self.statistic = statistic
-        self._sums, self._counts, self._last = {}, {}, {}
-        self._handles = []
+        self._sums: dict[str, torch.Tensor] = {}
+        self._counts: dict[str, int] = {}
+        self._last: dict[str, torch.Tensor] = {}
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
         hook_points = self._hook_points(model, [normalize_module_name(n) for n in module_names])
         for name, (hooked_name, rectified) in hook_points.items():
             module = find_module_by_fq_name(model, hooked_name)
+            assert module is not None, hooked_name  # checked in _hook_points, or found there by tracing the model
             self._handles.append(module.register_forward_hook(self._make_hook(name, rectified)))
 
     @staticmethod
-    def _hook_points(model, names):
+    def _hook_points(model: torch.nn.Module, names: list[str]) -> dict[str, tuple[str, bool]]:
         missing = [n for n in names if find_module_by_fq_name(model, n) is None]
         if missing:
             raise ArgumentError(f"activation statistics: no module named {missing[0]!r} in the model")
         try:
-            traced = torch.fx.symbolic_trace(model.module if model_is_parallel(model) else model)
+            unwrapped = typing.cast(torch.nn.Module, model.module) if model_is_parallel(model) else model
+            traced = torch.fx.symbolic_trace(unwrapped)
         except Exception as err:  # noqa: BLE001 - any tracing failure means "use the fallback"
             logger.info("activation statistics: the model cannot be traced with torch.fx (%s); measuring "
                         "the convolution outputs, counting non-positive values as zeros", err)
             return {n: (n, True) for n in names}
-        points = {}
+        points: dict[str, tuple[str, bool]] = {}
         for name in names:
             hooked, rectified = _downstream_of(traced, name)
             if not rectified:
@@ -100,8 +109,8 @@ class ActivationStatsCollector:
             points[name] = (hooked, rectified)
         return points
 
-    def _make_hook(self, name, rectified):
-        def hook(module, inputs, output):
+    def _make_hook(self, name: str, rectified: bool) -> Callable[[torch.nn.Module, Any, torch.Tensor], None]:
+        def hook(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> None:
             activations = torch.relu(output) if rectified else output
             summed, count = per_channel_statistic(activations, self.statistic)
             previous = self._sums.get(name)
@@ -116,7 +125,7 @@ class ActivationStatsCollector:
             self._counts[name] = self._counts.get(name, 0) + count
         return hook
 
-    def statistic_of(self, module_name):
+    def statistic_of(self, module_name: str) -> torch.Tensor:
         """Per-filter statistic of ``module_name`` over the forward passes since the last call.
 
         When no forward pass happened since the last call, the last statistic is returned again.
@@ -133,15 +142,15 @@ class ActivationStatsCollector:
                                f"initial_sparsity of 0), or run some batches through the model before pruning")
         return self._last[name]
 
-    def remove(self):
+    def remove(self) -> None:
         """Removes the forward hooks."""
         for handle in self._handles:
             handle.remove()
         self._handles = []
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, torch.Tensor]:
         """The last computed statistic per module (plain tensors), so a resumed run can rank at once."""
         return {name: value.cpu() for name, value in self._last.items()}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self._last.update(state)

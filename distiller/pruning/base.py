@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import annotated_types
 import torch
@@ -18,11 +18,14 @@ from pydantic import BeforeValidator
 
 from ..masking import ParameterMasker
 from ..spec import NamePatterns
+from ..utils import pattern_lookup
 
 #: Parameter name -> its :class:`~distiller.ParameterMasker`.
 MaskDict = Mapping[str, ParameterMasker]
 #: The schedule facts a pruner gets (see :meth:`ParameterPruner.set_param_mask`).
 Meta = Mapping[str, Any]
+_V = TypeVar("_V")
+
 #: A magnitude threshold, sensitivity or multiplier: a number >= 0.
 NonNegativeReal = Annotated[float, annotated_types.Ge(0)]
 
@@ -34,6 +37,18 @@ def _as_name_list(value: Any) -> Any:
 
 #: ``weights``: one parameter name / regular expression or a non-empty list of them.
 WeightNames = Annotated[NamePatterns, BeforeValidator(_as_name_list), annotated_types.MinLen(1)]
+
+
+def setting_for(owner: str, arg_name: str, settings: Mapping[str, _V], param_name: str) -> _V:
+    """``settings``' entry for ``param_name``: exact name, else the first matching regex, else ``'*'``.
+
+    Raises:
+        KeyError: naming ``owner``, ``arg_name`` and the parameter when nothing matches.
+    """
+    value = pattern_lookup(settings, param_name)
+    if value is None:
+        raise KeyError(f"{owner}: no entry of '{arg_name}' matches parameter '{param_name}' (keys: {list(settings)})")
+    return value
 
 
 class ParameterPruner(abc.ABC):

@@ -42,7 +42,8 @@ def sample_layer_inputs(module: torch.nn.Module, inputs: torch.Tensor, positions
     """
     x = inputs.detach()
     if isinstance(module, torch.nn.Conv2d):
-        patches = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)
+        patches = F.unfold(x, module.kernel_size, module.dilation, module.padding,  # type: ignore[arg-type]
+                           module.stride)  # (a string padding is refused when the hooks are installed)
         rows = patches.transpose(1, 2)                        # [N, L, C*kh*kw]
     else:
         rows = x.reshape(x.shape[0], -1, x.shape[-1])        # [N, positions, in_features]
@@ -112,10 +113,13 @@ class FMReconstructionChannelPruner(RankedStructureParameterPruner):
         for param_name, _ in self._targeted_params(model):
             module_name = owning_module_name(param_name)
             module = find_module_by_fq_name(model, module_name)
-            conv_ok = isinstance(module, torch.nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
-            if not (conv_ok or isinstance(module, torch.nn.Linear)) or param_name.rsplit(".", 1)[-1] != "weight":
+            conv_ok = (isinstance(module, torch.nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
+                       and not isinstance(module.padding, str))
+            if (module is None or not (conv_ok or isinstance(module, torch.nn.Linear))
+                    or param_name.rsplit(".", 1)[-1] != "weight"):
                 raise ArgumentError(f"{self.name}: '{param_name}' is not the weight of a Linear or Conv2d layer with "
-                                    f"groups=1 and zero padding; feature-map reconstruction cannot handle it")
+                                    f"groups=1 and numeric zero padding (not 'same'/'valid'); feature-map "
+                                    f"reconstruction cannot handle it")
             layers[module_name] = module
         self._handles = [module.register_forward_pre_hook(self._make_hook(name)) for name, module in layers.items()]
 
@@ -154,8 +158,9 @@ class FMReconstructionChannelPruner(RankedStructureParameterPruner):
                                  target_sparsity: float, model: torch.nn.Module, step: Optional[float] = None) -> None:
         self.attach(model)
         super().prune_to_target_sparsity(param, param_name, zeros_mask_dict, target_sparsity, model, step)
-        keep = structure_view(zeros_mask_dict[param_name].mask, "Channels")[:, 0] > 0
-        if keep.all():
+        mask = zeros_mask_dict[param_name].mask
+        keep = None if mask is None else structure_view(mask, "Channels")[:, 0] > 0
+        if keep is None or keep.all():
             return                       # nothing pruned, nothing to reconstruct
         with torch.no_grad():
             param.copy_(self.reconstructed_weight(param, param_name, keep))

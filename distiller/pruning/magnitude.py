@@ -16,8 +16,7 @@ from ..errors import ArgumentError
 from ..registry import register_pruner
 from ..spec import validated
 from ..thresholding import Regims
-from ..utils import pattern_lookup
-from .base import MaskDict, Meta, NonNegativeReal, ParameterPruner
+from .base import MaskDict, Meta, NonNegativeReal, ParameterPruner, setting_for
 from .masks import create_mask_threshold_criterion
 
 
@@ -96,11 +95,7 @@ class PerParameterValuePruner(ParameterPruner):
         Raises:
             KeyError: when nothing in the mapping matches ``param_name``.
         """
-        value = pattern_lookup(self.values, param_name)
-        if value is None:
-            raise KeyError(f"{self.name}: no entry of '{self.arg_name}' matches parameter "
-                           f"'{param_name}' (keys: {list(self.values)})")
-        return value
+        return setting_for(self.name, self.arg_name, self.values, param_name)
 
 
 @register_pruner

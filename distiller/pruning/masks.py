@@ -10,8 +10,10 @@ Example:
     >>> create_mask_level_criterion(w, 0.5)          # exactly half of the elements pruned
     tensor([0., 1., 0., 1.])
 """
+from __future__ import annotations
+
 import math
-from typing import Optional
+from typing import Any, Optional, Union
 
 import torch
 
@@ -23,13 +25,13 @@ from ..thresholding import threshold_mask
 _COUNT_EPSILON = 1e-6
 
 
-def _check_float_tensor(tensor, helper):
+def _check_float_tensor(tensor: Any, helper: str) -> None:
     if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
         raise TypeError(f"{helper} needs a floating-point torch.Tensor, got "
                         f"{getattr(tensor, 'dtype', type(tensor).__name__)}")
 
 
-def create_mask_threshold_criterion(tensor, threshold):
+def create_mask_threshold_criterion(tensor: torch.Tensor, threshold: Union[float, torch.Tensor]) -> torch.Tensor:
     """Keeps the elements whose magnitude is strictly above ``threshold``.
 
     Args:
@@ -42,7 +44,7 @@ def create_mask_threshold_criterion(tensor, threshold):
     return threshold_mask(tensor, threshold)
 
 
-def pruned_element_count(numel, desired_sparsity):
+def pruned_element_count(numel: int, desired_sparsity: float) -> int:
     """The number of elements that ``desired_sparsity`` of ``numel`` elements prunes (rounded down).
 
     Raises:
@@ -53,7 +55,7 @@ def pruned_element_count(numel, desired_sparsity):
     return min(numel, math.floor(desired_sparsity * numel + _COUNT_EPSILON))
 
 
-def create_mask_level_criterion(tensor, desired_sparsity):
+def create_mask_level_criterion(tensor: torch.Tensor, desired_sparsity: float) -> torch.Tensor:
     """Prunes exactly ``floor(desired_sparsity * numel)`` elements: those with the smallest magnitudes.
 
     Unlike a magnitude threshold, the count is exact even when magnitudes tie (e.g. elements that an
@@ -88,13 +90,13 @@ def create_mask_level_criterion(tensor, desired_sparsity):
     return mask
 
 
-def weights_std(tensor):
+def weights_std(tensor: torch.Tensor) -> torch.Tensor:
     """Standard deviation of ``tensor``'s elements as a 0-dim tensor (0 for a single element)."""
     with torch.no_grad():
         return torch.std(tensor.detach(), correction=1 if tensor.numel() > 1 else 0)
 
 
-def create_mask_sensitivity_criterion(tensor, sensitivity):
+def create_mask_sensitivity_criterion(tensor: torch.Tensor, sensitivity: float) -> torch.Tensor:
     """Han et al. 2015 criterion: keeps the elements with ``|w| > std(w) * sensitivity``.
 
     Han, Pool, Tran & Dally, "Learning both Weights and Connections for Efficient Neural Networks",

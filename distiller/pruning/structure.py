@@ -12,8 +12,7 @@ import torch
 from ..registry import register_pruner
 from ..spec import validated
 from ..thresholding import Regims, StrengthAndGroup, ThresholdCriteria, group_threshold_mask
-from ..utils import pattern_lookup
-from .base import MaskDict, Meta, ParameterPruner
+from .base import MaskDict, Meta, ParameterPruner, setting_for
 
 #: The structures a threshold removes (:data:`distiller.norms.GROUP_TYPE_ALIASES` except ``'Blocks'``).
 StructureGroupType = Literal["2D", "Kernels", "Rows", "Cols", "3D", "Filters", "4D", "Channels"]
@@ -52,6 +51,6 @@ class StructureParameterPruner(ParameterPruner):
         return list(self.reg_regims)
 
     def set_param_mask(self, param: torch.Tensor, param_name: str, zeros_mask_dict: MaskDict, meta: Meta) -> None:
-        threshold, group_type = pattern_lookup(self.reg_regims, param_name)
+        threshold, group_type = setting_for(self.name, "reg_regims", self.reg_regims, param_name)
         zeros_mask_dict[param_name].mask = group_threshold_mask(param, group_type, threshold,
                                                                 self.threshold_criteria)

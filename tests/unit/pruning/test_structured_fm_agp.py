@@ -85,6 +85,10 @@ def test_fm_reconstruction_errors():
     with pytest.raises(ValueError, match="'0.weight' is not the weight of a Linear or Conv2d layer with groups=1"):
         PRUNERS.get("FMReconstructionChannelPruner")(name="fm", group_type="Channels", desired_sparsity=0.5,
                                                      weights=["0.weight"], model=grouped)
+    same = nn.Sequential(nn.Conv2d(4, 4, 3, padding="same"))
+    with pytest.raises(ValueError, match="'0.weight' is not the weight .* numeric zero padding"):
+        PRUNERS.get("FMReconstructionChannelPruner")(name="fm", group_type="Channels", desired_sparsity=0.5,
+                                                     weights=["0.weight"], model=same)
 
 
 def test_fm_reconstruction_takes_distillers_arguments():

@@ -221,6 +221,8 @@ def test_structure_threshold_pruner(model):
     with pytest.raises(ValueError, match="argument 'threshold_criteria' expects 'Mean_Abs' or 'Max', got 'L2'"):
         build("StructureParameterPruner", name="s", model=model, threshold_criteria="L2",
               reg_regims={"conv1.weight": [0.1, "Filters"]})
+    with pytest.raises(KeyError, match="s: no entry of 'reg_regims' matches parameter 'conv2.weight'"):
+        prune_all(pruner, model, ["conv2.weight"])
 
 
 @pytest.mark.parametrize("kwargs, message", [
