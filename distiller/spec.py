@@ -30,8 +30,8 @@ from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
 from .errors import ArgumentError, suggest
 
-__all__ = ["Range", "Real", "Fraction", "PositiveInt", "NonNegativeInt", "BitWidth", "NamePatterns",
-           "validated", "record", "build_record", "check_value", "describe_type"]
+__all__ = ["Range", "Real", "Fraction", "PositiveInt", "NonNegativeInt", "PositiveReal", "NonNegativeReal", "BitWidth",
+           "NamePatterns", "validated", "record", "build_record", "check_value", "describe_type"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _T = TypeVar("_T")
@@ -72,6 +72,10 @@ Real = Annotated[float, BeforeValidator(_yaml_real)]
 #: A fraction of a tensor, e.g. a sparsity level: ``0 <= x < 1``.
 Fraction = Annotated[float, Range(0, 1, hi_open=True)]
 PositiveInt = Annotated[int, annotated_types.Gt(0)]
+#: A real number > 0 (a clipping value, a scale).
+PositiveReal = Annotated[float, annotated_types.Gt(0)]
+#: A real number >= 0 (a threshold, a multiplier, a weight decay).
+NonNegativeReal = Annotated[float, annotated_types.Ge(0)]
 NonNegativeInt = Annotated[int, annotated_types.Ge(0)]
 #: A quantization bit width.
 BitWidth = Annotated[int, Range(1, 32)]
@@ -156,8 +160,9 @@ def check_value(owner: str, argument: str, hint: Any, value: Any) -> Any:
     try:
         return _adapter(hint).validate_python(value)
     except ValidationError as err:
-        first = err.errors()[0]
-        location = tuple(part for part in first["loc"] if not isinstance(part, str) or not _is_type_tag(part))
+        errors = [(tuple(part for part in error["loc"] if not isinstance(part, str) or not _is_type_tag(part)), error)
+                  for error in err.errors()]
+        location, first = max(errors, key=lambda pair: len(pair[0]))  # of a union's members, the one that got furthest
         where = "".join(f"[{p!r}]" if isinstance(p, str) else f"[{p}]" for p in location)
         given = _dig(value, location)
         detail = first["msg"][0].lower() + first["msg"][1:]

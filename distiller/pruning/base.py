@@ -17,7 +17,7 @@ import torch
 from pydantic import BeforeValidator
 
 from ..masking import ParameterMasker
-from ..spec import NamePatterns
+from ..spec import NamePatterns, NonNegativeReal  # noqa: F401  (re-exported for the pruners)
 from ..utils import pattern_lookup
 
 #: Parameter name -> its :class:`~distiller.ParameterMasker`.
@@ -26,8 +26,6 @@ MaskDict = Mapping[str, ParameterMasker]
 Meta = Mapping[str, Any]
 _V = TypeVar("_V")
 
-#: A magnitude threshold, sensitivity or multiplier: a number >= 0.
-NonNegativeReal = Annotated[float, annotated_types.Ge(0)]
 
 
 def _as_name_list(value: Any) -> Any:

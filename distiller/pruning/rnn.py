@@ -1,19 +1,16 @@
 """Gradual magnitude pruning of recurrent networks with a two-slope threshold schedule."""
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Optional
 
-import annotated_types
 import torch
 
 from ..errors import ArgumentError
 from ..registry import register_pruner
-from ..spec import validated
+from ..spec import PositiveReal, validated
 from .base import MaskDict, Meta, NonNegativeReal, ParameterPruner, WeightNames
 from .masks import create_mask_threshold_criterion
 
-#: ``q``: the magnitude scale of the schedule (0 would never prune).
-PositiveReal = Annotated[float, annotated_types.Gt(0)]
 
 
 def baidu_rnn_threshold(q: float, ramp_epoch_offset: float, ramp_slope_mult: float, starting_epoch: float,

@@ -22,12 +22,11 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, NamedTuple, Optional, TypeVar, Union
 
-import annotated_types
 import torch
 from pydantic import PlainValidator
 
 from ..errors import ArgumentError
-from ..spec import BitWidth, Range, check_value
+from ..spec import BitWidth, NonNegativeReal, PositiveReal, Range, check_value
 
 __all__ = ["LinearQuantMode", "ClipMode", "ModuleQuantMode", "parse_linear_quant_mode", "parse_clip_mode",
            "verify_quant_mode", "LinearQuantModeArg", "QuantModeArg", "ClipModeArg", "SymmetricBitWidth",
@@ -139,10 +138,6 @@ QuantModeArg = Annotated[Union[LinearQuantMode, str, ModuleQuantMode, Mapping[st
 ClipModeArg = Annotated[Union[ClipMode, str], PlainValidator(parse_clip_mode)]
 #: Bit width of a symmetric signed range (one bit is the sign).
 SymmetricBitWidth = Annotated[int, Range(2, 32)]
-#: A real number > 0 (e.g. a clipping value or a number of standard deviations).
-PositiveReal = Annotated[float, annotated_types.Gt(0)]
-#: A real number >= 0 (e.g. a weight decay).
-NonNegativeReal = Annotated[float, annotated_types.Ge(0)]
 
 #: A saturation value or quantization parameter: a python number or a (per-channel) tensor.
 _T = TypeVar("_T", float, torch.Tensor)
