@@ -17,13 +17,15 @@ Example schedule (fine-tune only the classifier during epochs 30-39)::
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable, Sequence
+from typing import Annotated, Any, Optional, Union
 
 from torch import nn
 
 from .errors import ArgumentError
 from .policy import ScheduledTrainingPolicy, is_last_scheduled_epoch
 from .registry import register_extension
+from .spec import Range, validated
 
 msglogger = logging.getLogger(__name__)
 
@@ -65,17 +67,16 @@ def freeze_all(model: nn.Module, freeze: bool) -> None:
         param.requires_grad_(not freeze)
 
 
-def adjust_dropout(module: nn.Module, new_probabilty: float) -> None:
+@validated
+def adjust_dropout(module: nn.Module, new_probabilty: Annotated[float, Range(0, 1)]) -> None:
     """Sets the drop probability of every dropout layer in ``module`` (the argument keeps Distiller's spelling).
 
     Han et al. 2015, "Learning both Weights and Connections for Efficient Neural Networks": a pruned network
     has less capacity, so retraining it should use a lower dropout ratio.
 
     Raises:
-        ArgumentError: ``new_probabilty`` is outside [0, 1].
+        ArgumentError: ``new_probabilty`` is not a number in [0, 1].
     """
-    if not 0.0 <= new_probabilty <= 1.0:
-        raise ArgumentError(f"adjust_dropout: the probability must be in [0, 1], got {new_probabilty}")
     for submodule in module.modules():
         if isinstance(submodule, _DROPOUT_TYPES):
             submodule.p = new_probabilty
@@ -97,7 +98,8 @@ class FreezeTraining(ScheduledTrainingPolicy):
           which_params: [conv1, bn1]
     """
 
-    def __init__(self, name: str, which_params: Optional[list[str]] = None) -> None:
+    @validated
+    def __init__(self, name: str, which_params: Optional[Union[str, Sequence[str]]] = None) -> None:
         super().__init__()
         self.name = name
         self.which_params = which_params

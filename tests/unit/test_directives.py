@@ -6,7 +6,7 @@ from torch import nn
 
 from distiller import FreezeTraining, adjust_dropout, freeze_all, freeze_training
 from distiller.config import dict_config
-from distiller.errors import ArgumentError
+from distiller.errors import ArgumentError, ScheduleError
 from distiller.testing import TinyCNN, train_with_scheduler
 
 SCHEDULE = """
@@ -40,8 +40,23 @@ def test_adjust_dropout_reaches_nested_dropout_layers():
     model = nn.Sequential(nn.Dropout(0.5), nn.Sequential(nn.Dropout2d(0.2), nn.Linear(2, 2)))
     adjust_dropout(model, 0.1)
     assert model[0].p == 0.1 and model[1][0].p == 0.1
-    with pytest.raises(ArgumentError, match=r"must be in \[0, 1\]"):
+    with pytest.raises(ArgumentError, match=r"adjust_dropout: argument 'new_probabilty' expects a number in \[0, 1\], "
+                                             r"got 1.5"):
         adjust_dropout(model, 1.5)
+
+
+def test_bad_which_params_is_the_same_error_from_python_and_yaml():
+    with pytest.raises(ArgumentError) as python:
+        FreezeTraining("freeze", which_params=["conv", 3])
+    assert (python.value.argument, python.value.location) == ("which_params", (1,))
+    assert "argument 'which_params[1]' expects a string, got 3" in str(python.value)
+    schedule = yaml.safe_load(SCHEDULE)
+    schedule["extensions"]["freeze_features"]["which_params"] = ["conv", 3]
+    model = TinyCNN()
+    with pytest.raises(ScheduleError) as from_yaml:
+        dict_config(model, torch.optim.SGD(model.parameters(), lr=0.1), schedule)
+    assert str(python.value) in str(from_yaml.value)
+    assert from_yaml.value.path == "extensions.freeze_features.which_params[1]"
 
 
 def test_scheduled_freeze_keeps_the_features_fixed_during_its_epochs(batches):

@@ -1,7 +1,7 @@
 """The spec layer: annotations are the validation, for Python and YAML callers alike."""
 import inspect
-from collections.abc import Callable
-from typing import Literal, Optional
+from collections.abc import Callable, Sequence
+from typing import Literal, Optional, Union
 
 import pytest
 
@@ -88,3 +88,10 @@ def test_a_subclass_inheriting_a_validated_init_is_named_in_errors():
 
     with pytest.raises(ArgumentError, match=r"^SubToy: argument 'level' expects a number in \[0, 1\)"):
         SubToy(name="toy", level=1.0, weights=["w"])
+
+
+def test_a_union_reports_the_member_that_matched_furthest():
+    with pytest.raises(ArgumentError) as info:
+        check_value("X", "names", Optional[Union[str, Sequence[str]]], ["conv", 3])
+    assert info.value.location == (1,)
+    assert "argument 'names[1]' expects a string, got 3" in str(info.value)
