@@ -16,6 +16,7 @@ from pydantic import BeforeValidator
 
 from .errors import ArgumentError
 from .norms import canonical_group_type, expand_structure_mask, structure_view
+from .spec import NonNegativeReal
 
 #: How a structure's magnitude is scored: mean or largest absolute value.
 ThresholdCriteria = Literal["Mean_Abs", "Max"]
@@ -25,7 +26,7 @@ _V = TypeVar("_V")
 _G = TypeVar("_G")
 
 #: A regularization strength or a threshold: a number >= 0.
-Strength = Annotated[float, annotated_types.Ge(0)]
+Strength = NonNegativeReal
 #: ``reg_regims``: a non-empty mapping of parameter name / regular expression -> a value of type ``_V``
 #: (e.g. ``Regims[Strength]``).
 Regims = Annotated[Mapping[str, _V], annotated_types.MinLen(1)]
