@@ -7,7 +7,7 @@ near zero by group lasso are then removed). Structures are those of :mod:`distil
 from __future__ import annotations
 
 import typing
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, Optional, TypeVar, Union
 
 import annotated_types
@@ -124,41 +124,3 @@ class GroupThresholdMixin:
         """See :func:`group_threshold_mask` (returns the mask)."""
         return group_threshold_mask(param, group_type, threshold, threshold_criteria)
 
-
-def parse_regims(owner: str, reg_regims: Any,
-                 group_types: Optional[Collection[str]] = None) -> dict[str, tuple[float, Optional[str]]]:
-    """Validates a ``reg_regims`` mapping: parameter name / regex -> value or ``[value, group_type]``.
-
-    Args:
-        owner: the instance name, for messages.
-        reg_regims: the mapping from the schedule.
-        group_types: when given, every entry must be ``[value, group_type]`` with a group type from
-            this collection; otherwise every entry must be a plain number.
-    Returns:
-        dict name -> ``(float value, group_type or None)``.
-    Raises:
-        ValueError: naming the offending entry.
-    """
-    if not isinstance(reg_regims, dict) or not reg_regims:
-        raise ArgumentError(f"{owner}: reg_regims must be a non-empty mapping of parameter name -> "
-                            f"{'[value, group_type]' if group_types else 'value'}, got {reg_regims!r}")
-    parsed = {}
-    for key, entry in reg_regims.items():
-        where = f"{owner}: reg_regims[{key!r}]"
-        if group_types is None:
-            value, group_type = entry, None
-        elif isinstance(entry, (list, tuple)) and len(entry) == 2:
-            value, group_type = entry
-            if group_type not in group_types:
-                raise ArgumentError(f"{where}: unknown group type {group_type!r}; expected one of "
-                                    f"{sorted(group_types)}")
-        else:
-            raise ArgumentError(f"{where}={entry!r} must be [value, group_type], e.g. [0.0002, Filters]")
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise ArgumentError(f"{where}: {value!r} is not a number") from None
-        if not value >= 0:
-            raise ArgumentError(f"{where}: {value} must be >= 0")
-        parsed[key] = (value, group_type)
-    return parsed

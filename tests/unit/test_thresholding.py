@@ -1,10 +1,13 @@
-"""distiller.thresholding: element and structure threshold masks, reg_regims parsing."""
+"""distiller.thresholding: element and structure threshold masks, reg_regims types."""
+from typing import Literal
+
 import pytest
 import torch
 
 from distiller.errors import ArgumentError
-from distiller.thresholding import (GroupThresholdMixin, group_scores, group_threshold_binary_map,
-                                   group_threshold_mask, parse_regims, threshold_mask)
+from distiller.spec import check_value
+from distiller.thresholding import (GroupThresholdMixin, Regims, Strength, StrengthAndGroup, group_scores,
+                                   group_threshold_binary_map, group_threshold_mask, threshold_mask)
 
 
 def test_threshold_mask_keeps_strictly_larger_magnitudes():
@@ -69,19 +72,21 @@ def test_bad_criteria_and_group_type():
         group_threshold_mask(torch.ones(2, 2), "Row", 0.1, "Max")
 
 
-def test_parse_regims_validates_entries():
-    assert parse_regims("r", {"a": "1e-3"}) == {"a": (0.001, None)}
-    assert parse_regims("r", {"a": [0.1, "Filters"]}, group_types={"Filters"}) == {"a": (0.1, "Filters")}
-    with pytest.raises(ValueError, match=r"r: reg_regims\['a'\]=0.1 must be \[value, group_type\]"):
-        parse_regims("r", {"a": 0.1}, group_types={"Filters"})
-    with pytest.raises(ValueError, match="unknown group type 'Filter'"):
-        parse_regims("r", {"a": [0.1, "Filter"]}, group_types={"Filters"})
-    with pytest.raises(ValueError, match="'x' is not a number"):
-        parse_regims("r", {"a": "x"})
-    with pytest.raises(ValueError, match="must be >= 0"):
-        parse_regims("r", {"a": -1})
-    with pytest.raises(ValueError, match="non-empty mapping"):
-        parse_regims("r", None)
+@pytest.mark.parametrize("value, location, expected", [
+    ({"a": 0.1}, ("a",), "expects a list [number >= 0, 'Filters'], got 0.1"),
+    ({"a": [0.1, "Filter"]}, ("a", 1), "expects 'Filters', got 'Filter'"),
+    ({"a": ["x", "Filters"]}, ("a", 0), "expects a number >= 0, got 'x'"),
+    ({"a": [-1, "Filters"]}, ("a", 0), "expects a number >= 0, got -1"),
+    ({}, (), "expects a mapping of string to list [number >= 0, 'Filters'], got {}"),
+    (None, (), "got None"),
+])
+def test_reg_regims_types_name_the_bad_entry(value, location, expected):
+    hint = Regims[StrengthAndGroup[Literal["Filters"]]]
+    assert check_value("R", "reg_regims", hint, {"a": ["1e-3", "Filters"]}) == {"a": (0.001, "Filters")}
+    with pytest.raises(ArgumentError) as info:
+        check_value("R", "reg_regims", hint, value)
+    assert info.value.location == location and expected in str(info.value)
+    assert check_value("R", "reg_regims", Regims[Strength], {"a": "1e-3"}) == {"a": 0.001}
 
 
 def test_binary_map_from_another_layer_is_expanded_instead_of_thresholding(spiky_filters):
