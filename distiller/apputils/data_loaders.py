@@ -109,8 +109,11 @@ def load_data(dataset: str, arch: Optional[str], data_dir: Optional[Union[str, o
     if seed is None:
         seed = torch.initial_seed()
     input_shape = _input_shape(dataset, arch)
-    sources = _imagenet(data_dir, test_only, crop=input_shape[-1]) if dataset == "imagenet" else \
-        _SOURCES[dataset](data_dir, test_only)
+    if dataset == "imagenet":
+        assert data_dir is not None  # refused above for every dataset but digits
+        sources = _imagenet(data_dir, test_only, crop=input_shape[-1])
+    else:
+        sources = _SOURCES[dataset](data_dir, test_only)
     if sources.in_memory:
         workers = 0  # worker processes would only add start-up time
     make_loader = functools.partial(_make_loader, batch_size=batch_size, workers=workers, seed=seed,

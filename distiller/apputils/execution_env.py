@@ -50,7 +50,7 @@ def create_run_dir(output_dir: Union[str, os.PathLike[str]], experiment_name: Op
 
 
 def config_pylogger(log_cfg_file: Optional[str], experiment_name: Optional[str],
-                    output_dir: Union[str, os.PathLike[str]] = "logs", verbose: bool = False) -> logging.Logger:
+                    output_dir: Union[str, os.PathLike[str]] = "logs", verbose: bool = False) -> RunLogger:
     """Creates the run directory and sends log records to a file in it and to the console.
 
     Args:
@@ -92,7 +92,7 @@ def config_pylogger(log_cfg_file: Optional[str], experiment_name: Optional[str],
     return RunLogger(root, logdir, log_filename)
 
 
-class RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]  # generic only in typeshed
+class RunLogger(logging.LoggerAdapter):
     """The root logger of one run, with that run's directory and log file.
 
     Distiller's applications read the run directory as ``msglogger.logdir``; this keeps that working

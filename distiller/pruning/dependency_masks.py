@@ -31,6 +31,7 @@ from ..errors import ArgumentError
 from ..graph import DependencyGraph
 from ..graph.capture import zeros_like_inputs
 from ..utils import model_device, normalize_module_name
+from .base import MaskDict
 from .importance import Importance, Structures, owning_module_name
 
 msglogger = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ class DependencyMasks:
                 masks[name] = masks[name] * mask if name in masks else mask
         return masks
 
-    def set_companion_masks(self, masks: dict[str, torch.Tensor], targeted: set[str], zeros_mask_dict: dict,
+    def set_companion_masks(self, masks: dict[str, torch.Tensor], targeted: set[str], zeros_mask_dict: MaskDict,
                             model: torch.nn.Module, template: Any) -> None:
         """Sets the masks of the non-targeted parameters (BatchNorm weights and biases, coupled layers...)
         with the masking mode of ``template`` (a targeted weight's masker), applying hard masks at once, as

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
@@ -19,7 +20,7 @@ from ..errors import ArgumentError
 from ..norms import canonical_group_type, expand_structure_mask, structure_view
 from ..registry import register_pruner
 from ..utils import match_names
-from .base import ParameterPruner
+from .base import MaskDict, Meta, ParameterPruner
 from .dependency_masks import DependencyMasks
 from .importance import Importance, Structures, owning_module_name, resolve_importance
 from .magnitude import as_number, as_weights_list
@@ -157,11 +158,11 @@ class RankedStructureParameterPruner(ParameterPruner):
                                          self.noise)
 
     # ------------------------------------------------------------------------------------ masking
-    def set_param_mask(self, param: torch.Tensor, param_name: str, zeros_mask_dict: dict, meta: dict) -> None:
+    def set_param_mask(self, param: torch.Tensor, param_name: str, zeros_mask_dict: MaskDict, meta: Meta) -> None:
         self.prune_to_target_sparsity(param, param_name, zeros_mask_dict, self.desired_sparsity,
                                       meta["model"], step=meta.get("current_epoch"))
 
-    def prune_to_target_sparsity(self, param: torch.Tensor, param_name: str, zeros_mask_dict: dict,
+    def prune_to_target_sparsity(self, param: torch.Tensor, param_name: str, zeros_mask_dict: MaskDict,
                                  target_sparsity: float, model: torch.nn.Module, step: Optional[float] = None) -> None:
         """Sets ``zeros_mask_dict[param_name].mask`` so that ``target_sparsity`` of the structures are zero.
 
@@ -187,7 +188,7 @@ class RankedStructureParameterPruner(ParameterPruner):
         self.logging_fn(f"{self.name}: {param_name} keeps {int(keep.sum())}/{keep.numel()} {self.group_type} "
                         f"(target sparsity {target_sparsity:.3f})")
 
-    def _set_graph_masks(self, param_name: str, zeros_mask_dict: dict, target_sparsity: float,
+    def _set_graph_masks(self, param_name: str, zeros_mask_dict: MaskDict, target_sparsity: float,
                          model: torch.nn.Module, step: Optional[float]) -> None:
         assert self.dependency is not None  # only called with group_dependency 'Graph'
         masks = self._shared(step, target_sparsity, model, self._graph_choice)
@@ -246,8 +247,8 @@ class RankedStructureParameterPruner(ParameterPruner):
     def state_dict(self) -> dict:
         return self.importance.state_dict()
 
-    def load_state_dict(self, state: dict) -> None:
-        self.importance.load_state_dict(state)
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.importance.load_state_dict(dict(state))
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(name={self.name!r}, group_type={self.group_type!r}, "

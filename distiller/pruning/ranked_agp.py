@@ -26,12 +26,15 @@ registered aliases of it that only fix the default criterion. YAML (all share th
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
+from ..errors import ArgumentError
 from ..registry import register_pruner
 from .agp import AutomatedGradualPrunerBase
+from .base import MaskDict, Meta
 from .importance import Importance
 from .ranked import RankedStructureParameterPruner
 
@@ -83,18 +86,20 @@ class StructuredAGP(AutomatedGradualPrunerBase):
             rounding_fn, importance=importance if importance is not None else self.default_importance,
             dummy_input=dummy_input, dataset=dataset, model=model)
 
-    def set_param_mask(self, param: torch.Tensor, param_name: str, zeros_mask_dict: dict, meta: dict) -> None:
+    def set_param_mask(self, param: torch.Tensor, param_name: str, zeros_mask_dict: MaskDict, meta: Meta) -> None:
         self.ranker.prune_to_target_sparsity(param, param_name, zeros_mask_dict, self.compute_target_sparsity(meta),
                                              meta["model"], step=meta.get("current_epoch"))
 
-    def prune_to_target_sparsity(self, param: torch.Tensor, param_name: str, zeros_mask_dict: dict,
-                                 target_sparsity: float, model: torch.nn.Module) -> None:
+    def prune_to_target_sparsity(self, param: torch.Tensor, param_name: str, zeros_mask_dict: MaskDict,
+                                 target_sparsity: float, model: Optional[torch.nn.Module]) -> None:
+        if model is None:
+            raise ArgumentError(f"{self.name}: structured pruning ranks channels on the model: pass model=")
         self.ranker.prune_to_target_sparsity(param, param_name, zeros_mask_dict, target_sparsity, model)
 
     def state_dict(self) -> dict:
         return self.ranker.state_dict()
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.ranker.load_state_dict(state)
 
     def __repr__(self) -> str:
