@@ -244,23 +244,9 @@ class ConvRule(LayerRule):
 
 
 @register_layer_rule(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-class ConvTransposeRule(LayerRule):
-    """Transposed convolutions (weight ``[in, out / groups, ...]``): like :class:`ConvRule` with the
-    weight's first two dimensions swapped."""
-
-    dims = {"in_channels": "in", "out_channels": "out"}
-
-    def flow(self, call: LayerCall) -> Flow:
-        module, x = call.module, call.inputs[0]
-        in_slots = call.channels(x, 1)
-        if _is_depthwise(module):
-            return _depthwise_output(call, x, in_slots, module.out_channels // module.groups)
-        call.reads("in_channels", in_slots, x, 1)
-        out_slots = call.creates("out_channels", module.out_channels)
-        if module.groups > 1:
-            call.same_count(in_slots, module.in_channels // module.groups)
-            call.same_count(out_slots, module.out_channels // module.groups)
-        return call.output(out_slots, 1)
+class ConvTransposeRule(ConvRule):
+    """Transposed convolutions (weight ``[in, out / groups, ...]``): the channel flow of :class:`ConvRule`,
+    with the weight's first two dimensions swapped."""
 
     def channel_weights(self, module: Layer, attr: str, weight: torch.Tensor) -> Optional[torch.Tensor]:
         if attr == "in_channels":
@@ -280,11 +266,6 @@ class ConvTransposeRule(LayerRule):
         elif not _is_depthwise(module):  # depthwise: the input channels carry the selection
             edits.append(("weight", _grouped_column_select(module.out_channels // module.groups, module.groups, keep)))
         return edits, {attr: count}
-
-    def check(self, module: Layer, attr: str, keep: torch.Tensor) -> Optional[str]:
-        if module.groups > 1 and not _is_depthwise(module):
-            return _uneven_groups(module, attr, keep, module.groups)
-        return None
 
 
 @register_layer_rule(nn.Linear)

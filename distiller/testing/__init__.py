@@ -1,4 +1,4 @@
 """Tiny models and a minimal training loop shared by tests, notebooks and docs."""
-from .models import TinyCNN, TinyResidualNet, train_with_scheduler
+from .models import TinyCNN, TinyConcatNet, TinyResidualNet, train_with_scheduler
 
-__all__ = ["TinyCNN", "TinyResidualNet", "train_with_scheduler"]
+__all__ = ["TinyCNN", "TinyConcatNet", "TinyResidualNet", "train_with_scheduler"]

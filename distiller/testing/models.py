@@ -51,6 +51,21 @@ class TinyResidualNet(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
+
+class TinyConcatNet(nn.Module):
+    """Two 1x1 convolutions (4 and 6 filters) concatenated and read by a third: each producer owns a slice
+    of the reader's input channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 1)
+        self.b = nn.Conv2d(3, 6, 1)
+        self.head = nn.Conv2d(10, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([self.a(x), self.b(x)], dim=1))
+
+
 def train_with_scheduler(model: nn.Module, optimizer: torch.optim.Optimizer,
                          scheduler: Optional[CompressionScheduler],
                          batches: Sequence[tuple[torch.Tensor, torch.Tensor]], epochs: int, start_epoch: int = 0,

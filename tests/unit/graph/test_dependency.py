@@ -5,6 +5,7 @@ from torch import nn
 
 from distiller.graph import DependencyGraph, DependencyGroup
 from distiller.models import create_model
+from distiller.testing import TinyConcatNet
 
 
 def _resnet20():
@@ -31,19 +32,8 @@ def test_a_residual_stream_is_one_group_of_channels_shared_by_every_layer_on_it(
     assert set(groups[-1].blocked.values()) == {"it reaches the model output"} and len(groups[-1].blocked) == 10
 
 
-class Concat(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a = nn.Conv2d(3, 4, 1)
-        self.b = nn.Conv2d(3, 6, 1)
-        self.head = nn.Conv2d(10, 2, 1)
-
-    def forward(self, x):
-        return self.head(torch.cat([self.a(x), self.b(x)], dim=1))
-
-
 def test_a_concatenation_maps_each_producer_to_its_slice_of_the_reader():
-    deps = DependencyGraph(Concat(), torch.randn(1, 3, 4, 4))
+    deps = DependencyGraph(TinyConcatNet(), torch.randn(1, 3, 4, 4))
     reader = deps.channels("head", "in_channels")
     assert torch.equal(reader, torch.cat([deps.channels("a", "out_channels"), deps.channels("b", "out_channels")]))
     group = next(g for g in deps.groups() if ("head", "in_channels") in g.members)

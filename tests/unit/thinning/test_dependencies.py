@@ -9,6 +9,7 @@ from torch import nn
 
 from distiller.scheduler import create_model_masks_dict
 from distiller.thinning import ThinningError, remove_channels, remove_filters
+from distiller.testing import TinyConcatNet
 
 
 def _zero_filters(conv, indices):
@@ -42,19 +43,8 @@ def test_residual_channels_go_only_where_every_producer_is_zero():
     assert model.conv.weight.shape == (6, 6, 3, 3)
 
 
-class Concat(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a = nn.Conv2d(3, 4, 1)
-        self.b = nn.Conv2d(3, 6, 1)
-        self.head = nn.Conv2d(10, 2, 1)
-
-    def forward(self, x):
-        return self.head(torch.cat([self.a(x), self.b(x)], dim=1))
-
-
 def test_concatenation_maps_each_producer_to_its_slice_of_the_consumer():
-    model = Concat()
+    model = TinyConcatNet()
     _zero_filters(model.a, [0])
     _zero_filters(model.b, [1, 5])
     x = torch.randn(2, 3, 4, 4)
@@ -127,7 +117,7 @@ def test_strict_raises_naming_the_blocking_node_and_changes_nothing():
 
 
 def test_model_output_channels_are_never_removed(caplog):
-    model = Concat()
+    model = TinyConcatNet()
     _zero_filters(model.head, [1])
     with caplog.at_level(logging.INFO, logger="distiller.thinning"):
         recipe = remove_filters(model, None, dummy_input=torch.randn(1, 3, 4, 4))
@@ -150,7 +140,7 @@ def test_round_to_keeps_multiples_keeping_the_strongest_extra_filters():
 
 def test_round_to_must_be_a_positive_integer():
     with pytest.raises(ThinningError, match="round_to"):
-        remove_filters(Concat(), None, dummy_input=torch.randn(1, 3, 4, 4), round_to=0)
+        remove_filters(TinyConcatNet(), None, dummy_input=torch.randn(1, 3, 4, 4), round_to=0)
 
 
 def test_unused_channels_go_with_their_producers():
@@ -168,7 +158,7 @@ def test_unused_channels_go_with_their_producers():
 
 def test_missing_example_input_is_a_clear_error():
     with pytest.raises(ThinningError, match="dummy_input"):
-        remove_filters(Concat(), None)
+        remove_filters(TinyConcatNet(), None)
 
 
 @pytest.mark.parametrize("shift,warned", [(0.5, True), (0.0, False)])
