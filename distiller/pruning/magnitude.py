@@ -6,68 +6,15 @@ mapping and looks the value of a parameter up at pruning time.
 """
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
-from typing import Any, Optional
 
 import torch
 
-from ..errors import ArgumentError
 from ..registry import register_pruner
 from ..spec import validated
 from ..thresholding import Regims
 from .base import MaskDict, Meta, NonNegativeReal, ParameterPruner, setting_for
 from .masks import create_mask_threshold_criterion
-
-
-def as_number(owner: str, label: str, value: Any, minimum: Optional[float] = None,
-              below: Optional[float] = None) -> float:
-    """Returns ``value`` as a float after checking its type and range.
-
-    Numeric strings are accepted because PyYAML reads exponent literals without a dot (``1e-3``) as
-    strings.
-
-    Args:
-        owner: the pruner instance name, for the message.
-        label: the argument (path) being checked, e.g. ``thresholds['conv1.weight']``.
-        value: the value to check.
-        minimum: smallest allowed value (inclusive), or None.
-        below: exclusive upper bound, or None.
-    Raises:
-        ValueError: naming ``owner`` and ``label`` when the value is not a number or out of range.
-    """
-    number = None
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            pass
-    if number is None or number != number:
-        raise ArgumentError(f"{owner}: {label}={value!r} is not a number")
-    if minimum is not None and number < minimum:
-        raise ArgumentError(f"{owner}: {label}={value!r} must be at least {minimum}")
-    if below is not None and number >= below:
-        range_text = f"[{minimum}, {below})" if minimum is not None else f"below {below}"
-        raise ArgumentError(f"{owner}: {label}={value!r} is outside {range_text}")
-    return number
-
-
-def as_weights_list(owner: str, weights: Any) -> list[str]:
-    """Returns ``weights`` (one name/regex or a list of them) as a non-empty list of strings.
-
-    Raises:
-        ValueError: naming ``owner`` when ``weights`` is missing, empty or holds non-strings.
-    """
-    names = [weights] if isinstance(weights, str) else weights
-    if not isinstance(names, (list, tuple)) or not names:
-        raise ArgumentError(f"{owner}: 'weights' must be a non-empty list of parameter names or regular "
-                            f"expressions, got {weights!r}")
-    for index, entry in enumerate(names):
-        if not isinstance(entry, str) or not entry:
-            raise ArgumentError(f"{owner}: weights[{index}]={entry!r} is not a parameter name or regex")
-    return list(names)
 
 
 class PerParameterValuePruner(ParameterPruner):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Literal, Optional, Union
 
 import torch
 
@@ -20,15 +20,14 @@ from ..errors import ArgumentError
 from ..norms import canonical_group_type, expand_structure_mask, structure_view
 from ..registry import register_pruner
 from ..utils import match_names
-from .base import MaskDict, Meta, ParameterPruner
+from ..spec import Fraction, NonNegativeReal, PositiveInt, validated
+from .base import MaskDict, Meta, ParameterPruner, WeightNames
 from .dependency_masks import DependencyMasks
 from .importance import Importance, Structures, owning_module_name, resolve_importance
-from .magnitude import as_number, as_weights_list
 
 logger = logging.getLogger(__name__)
 
 ROUNDING_FUNCTIONS: dict[str, Callable] = {"floor": math.floor, "ceil": math.ceil, "round": round}
-GROUP_DEPENDENCIES = (None, "Leader", "Graph")
 
 
 def resolve_rounding_fn(rounding_fn: Union[Callable, str]) -> Callable:
@@ -75,39 +74,39 @@ class RankedStructureParameterPruner(ParameterPruner):
     #: Registered name of the criterion used when ``importance`` is not given.
     default_importance: Optional[str] = None
 
-    def __init__(self, name: str, group_type: str, desired_sparsity: float, weights: Union[str, Sequence[str]],
-                 group_dependency: Optional[str] = None,
-                 kwargs: Optional[dict] = None, noise: float = 0.0, group_size: int = 1,
+    @validated
+    def __init__(self, name: str, group_type: str, desired_sparsity: Fraction, weights: WeightNames,
+                 group_dependency: Optional[Literal["Leader", "Graph"]] = None,
+                 kwargs: Optional[dict[str, Any]] = None, noise: NonNegativeReal = 0.0, group_size: PositiveInt = 1,
                  rounding_fn: Union[Callable, str] = math.floor, logging_fn: Optional[Callable] = None,
                  importance: Union[str, Importance, Callable, None] = None, dummy_input: Any = None,
                  dataset: Optional[str] = None,
                  model: Optional[torch.nn.Module] = None) -> None:
         super().__init__(name)
         self.group_type = canonical_group_type(group_type)
-        if group_dependency not in GROUP_DEPENDENCIES:
-            raise ArgumentError(f"{name}: group_dependency={group_dependency!r} is not one of {GROUP_DEPENDENCIES}")
         if group_dependency == "Leader" and self.group_type == "4D":
-            raise ArgumentError(f"{name}: group_dependency 'Leader' does not apply to group_type '4D'")
+            raise ArgumentError(f"{name}: group_dependency 'Leader' does not apply to group_type '4D'",
+                                argument="group_dependency")
         kwargs = dict(kwargs or {})
         unknown = sorted(set(kwargs) - {"block_shape"})
         if unknown:
-            raise ArgumentError(f"{name}: unknown kwargs {unknown}; the only structure argument is 'block_shape'")
+            raise ArgumentError(f"{name}: unknown kwargs {unknown}; the only structure argument is 'block_shape'",
+                                argument="kwargs")
         self.block_shape = kwargs.get("block_shape")
         if self.group_type == "Blocks" and self.block_shape is None:
-            raise ArgumentError(f"{name}: group_type 'Blocks' needs kwargs: {{block_shape: [1, k, h, w]}}")
-        if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
-            raise ArgumentError(f"{name}: group_size={group_size} must be a positive integer")
+            raise ArgumentError(f"{name}: group_type 'Blocks' needs kwargs: {{block_shape: [1, k, h, w]}}",
+                                argument="kwargs")
         if importance is None and self.default_importance is None:
             raise ArgumentError(f"{name}: pass an importance criterion (e.g. importance='L1')")
         self.importance = resolve_importance(importance if importance is not None else self.default_importance)
         problem = self.importance.check_group_type(self.group_type)
         if problem:
             raise ArgumentError(f"{name}: {problem}")
-        self.desired_sparsity = as_number(name, "desired_sparsity", desired_sparsity, minimum=0.0, below=1.0)
-        self.weights = as_weights_list(name, weights)
+        self.desired_sparsity = desired_sparsity
+        self.weights = list(weights)
         self.group_dependency = group_dependency
-        self.noise = as_number(name, "noise", noise, minimum=0.0)
-        self.group_size = int(group_size)
+        self.noise = noise
+        self.group_size = group_size
         self.rounding_fn = resolve_rounding_fn(rounding_fn)
         self.logging_fn = logging_fn or logger.debug
         self.dependency: Optional[DependencyMasks] = (DependencyMasks(name, self.group_type, dummy_input, dataset)

@@ -229,13 +229,13 @@ def test_structure_threshold_pruner(model):
     ({"group_type": "Filter"}, "unknown group_type 'Filter'"),
     ({"group_type": "Blocks"}, "needs kwargs: {block_shape"),
     ({"kwargs": {"block_size": [1]}}, "unknown kwargs \\['block_size'\\]"),
-    ({"group_dependency": "leader"}, "group_dependency='leader' is not one of"),
+    ({"group_dependency": "leader"}, "argument 'group_dependency' expects 'Leader' or 'Graph' or None, got 'leader'"),
     ({"group_type": "4D", "group_dependency": "Leader"}, "'Leader' does not apply to group_type '4D'"),
     ({"desired_sparsity": 1.0}, "desired_sparsity"),
     ({"rounding_fn": "trunc"}, "rounding_fn 'trunc' is neither callable"),
-    ({"group_size": 0}, "group_size=0 must be a positive integer"),
+    ({"group_size": 0}, "argument 'group_size' expects an integer > 0, got 0"),
     ({"noise": -1}, "noise"),
-    ({"weights": []}, "'weights' must be a non-empty list"),
+    ({"weights": []}, "argument 'weights' expects a list of string, got \\[\\]"),
 ])
 def test_constructor_rejects_bad_arguments(kwargs, message):
     args = {"name": "bad", "group_type": "Filters", "desired_sparsity": 0.5, "weights": ["conv1.weight"], **kwargs}
