@@ -27,7 +27,7 @@ from ..spec import Fraction, PositiveInt, validated
 from ..utils import find_module_by_fq_name
 from .base import MaskDict, NonNegativeReal, WeightNames
 from .importance import Structures, owning_module_name
-from .ranked import RankedStructureParameterPruner
+from .ranked import GroupDependency, RankedStructureParameterPruner
 
 #: ``magnitude_fn(rows, dim=1)``: one value per row of the channels' view, e.g. :func:`distiller.norms.l1_norm`.
 MagnitudeFn = Callable[..., torch.Tensor]
@@ -87,7 +87,7 @@ class FMReconstructionChannelPruner(RankedStructureParameterPruner):
 
     @validated
     def __init__(self, name: str, group_type: str, desired_sparsity: Fraction, weights: WeightNames,
-                 group_dependency: Optional[str] = None, kwargs: Optional[dict[str, Any]] = None,
+                 group_dependency: Optional[GroupDependency] = None, kwargs: Optional[dict[str, Any]] = None,
                  magnitude_fn: Optional[MagnitudeFn] = None, group_size: PositiveInt = 1,
                  rounding_fn: Union[Callable[[float], int], str] = math.floor, ranking_noise: NonNegativeReal = 0.0,
                  max_samples: PositiveInt = 8192, positions_per_image: PositiveInt = 10,

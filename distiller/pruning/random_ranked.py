@@ -21,7 +21,7 @@ from ..registry import register_pruner
 from ..spec import Fraction, PositiveInt, validated
 from .base import MaskDict, Meta, NonNegativeReal, WeightNames
 from .importance import Importance
-from .ranked import L1RankedStructureParameterPruner, RankedStructureParameterPruner
+from .ranked import GroupDependency, L1RankedStructureParameterPruner, RankedStructureParameterPruner
 
 
 def _as_pair(value: Any) -> Any:
@@ -92,7 +92,7 @@ class RandomLevelStructureParameterPruner(L1RankedStructureParameterPruner):
 
     @validated
     def __init__(self, name: str, group_type: str, sparsity_range: SparsityRange, weights: WeightNames,
-                 group_dependency: Optional[str] = None,
+                 group_dependency: Optional[GroupDependency] = None,
                  kwargs: Optional[dict[str, Any]] = None, noise: NonNegativeReal = 0.0, group_size: PositiveInt = 1,
                  rounding_fn: Union[Callable[[float], int], str] = math.floor,
                  logging_fn: Optional[Callable[[str], Any]] = None,

@@ -27,6 +27,10 @@ from .importance import Importance, Structures, owning_module_name, resolve_impo
 
 logger = logging.getLogger(__name__)
 
+#: How structured pruners couple layers: the first listed weight decides for all ('Leader', Distiller's), or
+#: whole channel dependency groups of the model's graph ('Graph').
+GroupDependency = Literal["Leader", "Graph"]
+
 ROUNDING_FUNCTIONS: dict[str, Callable] = {"floor": math.floor, "ceil": math.ceil, "round": round}
 
 
@@ -76,7 +80,7 @@ class RankedStructureParameterPruner(ParameterPruner):
 
     @validated
     def __init__(self, name: str, group_type: str, desired_sparsity: Fraction, weights: WeightNames,
-                 group_dependency: Optional[Literal["Leader", "Graph"]] = None,
+                 group_dependency: Optional[GroupDependency] = None,
                  kwargs: Optional[dict[str, Any]] = None, noise: NonNegativeReal = 0.0, group_size: PositiveInt = 1,
                  rounding_fn: Union[Callable, str] = math.floor, logging_fn: Optional[Callable] = None,
                  importance: Union[str, Importance, Callable, None] = None, dummy_input: Any = None,

@@ -36,7 +36,7 @@ from ..registry import register_pruner
 from .agp import AutomatedGradualPrunerBase
 from .base import MaskDict, Meta
 from .importance import Importance
-from .ranked import RankedStructureParameterPruner
+from .ranked import GroupDependency, RankedStructureParameterPruner
 
 __all__ = ["StructuredAGP", "L1RankedStructureParameterPruner_AGP", "L2RankedStructureParameterPruner_AGP",
            "GradientRankedFilterPruner_AGP", "RandomRankedFilterPruner_AGP", "BernoulliFilterPruner_AGP",
@@ -75,7 +75,7 @@ class StructuredAGP(AutomatedGradualPrunerBase):
     default_importance: Optional[str] = None
 
     def __init__(self, name: str, initial_sparsity: float, final_sparsity: float, group_type: str,
-                 weights: Union[str, Sequence[str]], group_dependency: Optional[str] = None,
+                 weights: Union[str, Sequence[str]], group_dependency: Optional[GroupDependency] = None,
                  kwargs: Optional[dict] = None, noise: float = 0.0, group_size: int = 1,
                  rounding_fn: Union[Callable, str] = math.floor,
                  importance: Union[str, Importance, Callable, None] = None, dummy_input: Any = None,
