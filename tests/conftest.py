@@ -17,6 +17,16 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def restore_torch_determinism():
+    """``--det`` (set_deterministic) switches torch to strict deterministic algorithms process-wide: switch
+    back after every test, so no test changes the settings the next one runs under."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    yield
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
 @pytest.fixture
 def batches():
     generator = torch.Generator().manual_seed(0)

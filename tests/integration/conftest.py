@@ -2,13 +2,11 @@
 import contextlib
 import io
 import json
-import logging
 import os
 import sys
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 APP_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "examples", "classifier_compression"))
 
@@ -19,15 +17,6 @@ def classifier_app():
     sys.path.insert(0, APP_DIR)
     import compress_classifier
     return compress_classifier
-
-
-@pytest.fixture(autouse=True)
-def restore_torch_determinism():
-    """``--deterministic`` switches torch to deterministic algorithms process-wide: switch back after."""
-    enabled = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    yield
-    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
 @pytest.fixture(scope="session")

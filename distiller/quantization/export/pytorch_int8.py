@@ -8,8 +8,10 @@ produces, but with the scales and zero points of the simulated model, so both co
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import typing
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal, Optional
 
@@ -130,6 +132,7 @@ def convert_distiller_ptq_model_to_pytorch(model: nn.Module, dummy_input: Any,
                             argument="backend")
     torch.backends.quantized.engine = backend
     converted = walk_quantized_model(cpu_model(model), PyTorchInt8Emitter).eval()
+    _run_under_relaxed_determinism(converted)
     inputs = dummy_input if isinstance(dummy_input, (tuple, list)) else (dummy_input,)
     try:
         with torch.no_grad():
@@ -138,3 +141,31 @@ def convert_distiller_ptq_model_to_pytorch(model: nn.Module, dummy_input: Any,
         raise ExportError(f"the converted int8 model fails on the example input ({type(err).__name__}: {err})") from err
     logger.info("Converted the quantized model to PyTorch int8 (%s backend)", backend)
     return converted
+
+
+def _run_under_relaxed_determinism(model: nn.Module) -> None:
+    """Lets the int8 model run when strict deterministic algorithms are on (``--det``).
+
+    torch.ao's quantized CPU kernels size their outputs with ``quantized_resize_cpu_``, which strict mode
+    refuses because it cannot fill the new memory; every element is then written by the kernel, so the
+    int8 forward pass is deterministic. During the model's forward pass strict mode is relaxed to
+    warn-only for these ops, with their warning silenced, and restored afterwards.
+    """
+    saved: list[tuple[bool, bool, contextlib.ExitStack]] = []
+
+    def relax(module: nn.Module, args: Any) -> None:
+        quiet = contextlib.ExitStack()
+        quiet.enter_context(warnings.catch_warnings())
+        warnings.filterwarnings("ignore", message="quantized_resize_cpu_ does not have a deterministic")
+        saved.append((torch.are_deterministic_algorithms_enabled(),
+                      torch.is_deterministic_algorithms_warn_only_enabled(), quiet))
+        if saved[-1][0]:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+
+    def restore(module: nn.Module, args: Any, output: Any) -> None:
+        enabled, warn_only, quiet = saved.pop()
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+        quiet.close()
+
+    model.register_forward_pre_hook(relax)
+    model.register_forward_hook(restore, always_call=True)  # also when the forward pass raises

@@ -111,3 +111,22 @@ def test_layer_without_integer_kernel_is_an_error():
     PostTrainLinearQuantizer(model, model_activation_stats=stats, mode=ACTS_U8).prepare_model()
     with pytest.raises(ExportError, match="'matmul' \\(RangeLinearQuantMatmulWrapper\\) has no integer kernel"):
         convert_distiller_ptq_model_to_pytorch(model, x)
+
+
+def test_the_int8_model_runs_under_strict_deterministic_algorithms(quantize, test_batch, recwarn):
+    """--det turns on strict mode, which refuses torch.ao's output resize; the int8 model still runs, the
+    setting is restored after each call, and no warning is emitted for it."""
+    _, model = quantize(mode=ACTS_U8)
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        torch.use_deterministic_algorithms(True)
+        int8 = convert_distiller_ptq_model_to_pytorch(model, test_batch[:1])
+        with torch.no_grad():
+            first, second = int8(test_batch), int8(test_batch)
+        assert torch.equal(first, second)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+    assert not [w for w in recwarn if "deterministic" in str(w.message)]
