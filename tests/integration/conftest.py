@@ -54,3 +54,22 @@ def run_classifier(classifier_app):
                 summary = json.load(f)
         return SimpleNamespace(status=status, stderr=stderr.getvalue(), run_dir=run_dir, summary=summary)
     return run
+
+
+@pytest.fixture(scope="session")
+def filter_pruned_checkpoint(tmp_path_factory):
+    """A checkpoint of simplenet_cifar with 3 conv1 filters and 8 conv2 filters masked to zero."""
+    import torch
+
+    import distiller
+    from distiller.apputils import save_checkpoint
+    from distiller.models import create_model
+    model = create_model(False, "digits", "simplenet_cifar", device_ids=-1)
+    scheduler = distiller.CompressionScheduler(model)
+    for name, zero_filters in (("conv1.weight", 3), ("conv2.weight", 8)):
+        mask = torch.ones_like(model.get_parameter(name))
+        mask[:zero_filters] = 0
+        scheduler.zeros_mask_dict[name].mask = mask
+    scheduler.mask_all_weights()
+    return save_checkpoint(4, "simplenet_cifar", model, scheduler=scheduler,
+                           dir=str(tmp_path_factory.mktemp("filter_pruned")))

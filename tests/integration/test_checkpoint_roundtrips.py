@@ -139,21 +139,6 @@ def test_quantized_checkpoint_of_a_pruned_model_reloads(run_classifier, agp_runs
     assert reloaded.summary["loss"] == quantized.summary["quantized"]["quantized"]["Loss"]
 
 
-@pytest.fixture(scope="module")
-def filter_pruned_checkpoint(tmp_path_factory):
-    """simplenet_cifar with 3 conv1 filters and 8 conv2 filters masked to zero."""
-    import distiller
-    model = create_model(False, "digits", "simplenet_cifar", device_ids=-1)
-    scheduler = distiller.CompressionScheduler(model)
-    for name, zero_filters in (("conv1.weight", 3), ("conv2.weight", 8)):
-        mask = torch.ones_like(model.get_parameter(name))
-        mask[:zero_filters] = 0
-        scheduler.zeros_mask_dict[name].mask = mask
-    scheduler.mask_all_weights()
-    return save_checkpoint(4, "simplenet_cifar", model, scheduler=scheduler,
-                           dir=str(tmp_path_factory.mktemp("filter_pruned")))
-
-
 def test_thinned_then_quantized_checkpoint_reloads(run_classifier, filter_pruned_checkpoint, tmp_path):
     result = run_classifier(*FAST, *WHOLE_TEST_SET, "-e", "--thinnify", "--quantize-eval", "-o", tmp_path,
                             "--resume-from", filter_pruned_checkpoint)

@@ -183,18 +183,10 @@ def test_export_onnx_default_path_is_in_the_run_directory(run_classifier, tmp_pa
     assert glob.glob(os.path.join(result.run_dir, "simplenet_cifar.onnx"))
 
 
-def test_thinnify_removes_zero_filters_of_a_loaded_checkpoint(run_classifier, tmp_path):
-    import distiller
-    from distiller.apputils import load_checkpoint, save_checkpoint
+def test_thinnify_removes_zero_filters_of_a_loaded_checkpoint(run_classifier, filter_pruned_checkpoint, tmp_path):
+    from distiller.apputils import load_checkpoint
     from distiller.models import create_model
-    model = create_model(False, "digits", "simplenet_cifar", device_ids=-1)
-    scheduler = distiller.CompressionScheduler(model)
-    for name, zero_filters in (("conv1.weight", 3), ("conv2.weight", 8)):
-        mask = torch.ones_like(model.get_parameter(name))
-        mask[:zero_filters] = 0
-        scheduler.zeros_mask_dict[name].mask = mask
-    scheduler.mask_all_weights()
-    path = save_checkpoint(4, "simplenet_cifar", model, scheduler=scheduler, dir=str(tmp_path))
+    path = filter_pruned_checkpoint
     result = run_classifier(*FAST, "-e", "--thinnify", "--resume-from", path, "-o", tmp_path)
     assert result.status == 0, result.stderr
     # conv1 3x5x5x6 -> 3 filters; conv2 loses 3 input channels and 8 of 16 filters; fc1 loses 8*25 inputs
