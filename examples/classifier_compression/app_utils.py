@@ -227,6 +227,10 @@ def build_experiment(args):
     checkpoint_path, checkpoint_arch, extras = _checkpoint_info(args)
     dataset = resolve_dataset(args, checkpoint_arch)
     arch = args.arch or checkpoint_arch or DEFAULT_ARCH[dataset]
+    if arch.endswith("_earlyexit"):
+        raise ArgumentError(f"--arch {arch}: early-exit networks return one output per exit, and this app does not "
+                            "train or score them yet (Distiller's --earlyexit_lossweights/--earlyexit_thresholds); "
+                            f"use {arch[:-len('_earlyexit')]} here, or distiller.EarlyExitMgr in your own loop")
     seed = resolve_seed(args, extras)
     if args.deterministic:
         distiller.set_deterministic(seed)
