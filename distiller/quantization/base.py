@@ -29,14 +29,12 @@ import enum
 import inspect
 import logging
 import typing
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple, Optional, TypeVar, Union
 
 import torch
 import torch.nn as nn
-from torch.utils.hooks import RemovableHandle
 
 from ..errors import ArgumentError
 from ..spec import validated
@@ -79,8 +77,34 @@ FP_BKP_PREFIX = "float_"
 
 _Q = TypeVar("_Q", bound="Quantizer")
 
-# model -> what prepare_model did to it; lets an identical quantizer adopt a replayed model (resume).
-_PREPARED_MODELS: weakref.WeakKeyDictionary[nn.Module, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+class _Preparation:
+    """What ``prepare_model`` did to a model: the quantizer's record and the modules it replaced.
+
+    It travels with the model as a no-op forward pre-hook of its root module (so a deep copy of the model
+    carries its own), which lets an identically configured quantizer adopt a model that ``load_checkpoint``
+    replayed, without any module-level registry.
+    """
+
+    def __init__(self, record: dict[str, Any], replaced: set[str]) -> None:
+        self.record, self.replaced = record, replaced
+
+    def __call__(self, module: nn.Module, args: Any) -> None:
+        return None
+
+    @staticmethod
+    def of(model: nn.Module) -> Optional[_Preparation]:
+        return next((hook for hook in model._forward_pre_hooks.values() if isinstance(hook, _Preparation)), None)
+
+    @staticmethod
+    def forget(model: nn.Module) -> None:
+        """Removes the record and every float-copy refresh hook from ``model`` (a new quantizer takes over)."""
+        for module in model.modules():
+            for hooks in (module._forward_pre_hooks, module._forward_hooks):
+                for key in [k for k, hook in hooks.items()
+                            if isinstance(hook, _Preparation) or getattr(hook, "_distiller_refresh_hook", False)]:
+                    del hooks[key]
 
 
 def _plain(value: Any, what: str) -> Any:
@@ -208,15 +232,14 @@ class Quantizer:
         self._dummy_input_spec = _input_spec(dummy_input)
         existing = [*self.model.parameters(), *self.model.buffers()]
         key = self._model_key()
-        previous = _PREPARED_MODELS.get(key)
+        previous = _Preparation.of(key)
         if previous is not None:
             mine = self.state_dict()
-            if (previous["record"]["class"], previous["record"]["args"]) != (mine["class"], mine["args"]):
-                raise RuntimeError(f"the model was already prepared by {previous['record']['class']} with "
-                                   f"other settings ({previous['record']['args']}); build a fresh model")
-            replaced = previous["replaced"]
-            for handle in previous["hooks"]:
-                handle.remove()
+            if (previous.record["class"], previous.record["args"]) != (mine["class"], mine["args"]):
+                raise RuntimeError(f"the model was already prepared by {previous.record['class']} with "
+                                   f"other settings ({previous.record['args']}); build a fresh model")
+            replaced = previous.replaced
+            _Preparation.forget(key)
         else:
             fp_copies = {FP_BKP_PREFIX + "weight", FP_BKP_PREFIX + "bias"}
             if any(name.rsplit(".", 1)[-1] in fp_copies for name, _ in self.model.named_parameters()):
@@ -228,12 +251,13 @@ class Quantizer:
                 self.module_qbits_map, self.module_overrides_map = self._resolve_layer_settings(self.model)
             replaced |= self._apply_replacements(self._plan_replacements(skip=replaced))
         self.params_to_quantize = self._collect_params_to_quantize(replaced)
-        hooks = self._setup_fp_copies() if self.train_with_fp_copy else []
+        if self.train_with_fp_copy:
+            self._setup_fp_copies()
         if previous is None:
             self._post_prepare_model()
         place_added_tensors(self.model, existing)
         self._update_optimizer()
-        _PREPARED_MODELS[key] = {"record": self.state_dict(), "replaced": replaced, "hooks": hooks}
+        key.register_forward_pre_hook(_Preparation(self.state_dict(), set(replaced)))
         self.prepared = True
         msglogger.info("%s prepared the model: %d modules replaced, %d parameters quantized",
                        type(self).__name__, len(replaced), len(self.params_to_quantize))
@@ -366,7 +390,7 @@ class Quantizer:
                 result.append(ParamToQuant(module, name, fp_attr, attr, bits))
         return result
 
-    def _setup_fp_copies(self) -> list[_HookPair]:
+    def _setup_fp_copies(self) -> None:
         """Moves each quantized parameter to ``float_<name>`` and registers the quantized-value buffer."""
         by_module: OrderedDict[nn.Module, list[ParamToQuant]] = OrderedDict()
         for ptq in self.params_to_quantize:
@@ -377,9 +401,10 @@ class Quantizer:
                 module.register_parameter(ptq.fp_attr_name, param)  # same object: optimizer state stays valid
                 module.register_buffer(ptq.q_attr_name, param.detach().clone())
             by_module.setdefault(module, []).append(ptq)
-        return [self._register_refresh_hooks(module, ptqs) for module, ptqs in by_module.items()]
+        for module, ptqs in by_module.items():
+            self._register_refresh_hooks(module, ptqs)
 
-    def _register_refresh_hooks(self, module: nn.Module, ptqs: Sequence[ParamToQuant]) -> _HookPair:
+    def _register_refresh_hooks(self, module: nn.Module, ptqs: Sequence[ParamToQuant]) -> None:
         """Recomputes the quantized buffers from the float copies for each forward, inside autograd, and
         stores detached values afterwards (so the module stays deep-copyable and checkpoints hold values)."""
         def quantize_before_forward(mod: nn.Module, args: Any) -> None:
@@ -392,8 +417,10 @@ class Quantizer:
             for ptq in ptqs:
                 mod._buffers[ptq.q_attr_name] = mod.get_buffer(ptq.q_attr_name).detach()
 
-        return _HookPair(module.register_forward_pre_hook(quantize_before_forward),
-                         module.register_forward_hook(detach_after_forward))
+        quantize_before_forward._distiller_refresh_hook = True  # type: ignore[attr-defined]  # see _Preparation.forget
+        detach_after_forward._distiller_refresh_hook = True  # type: ignore[attr-defined]
+        module.register_forward_pre_hook(quantize_before_forward)
+        module.register_forward_hook(detach_after_forward)
 
     def quantize_params(self) -> None:
         """Quantizes every parameter in ``params_to_quantize`` now (into the buffer with a float copy,
@@ -483,15 +510,7 @@ def _init_signature(cls: type[Any]) -> inspect.Signature:
 Quantizer.__signature__ = _init_signature(Quantizer)  # type: ignore[attr-defined]  # read by inspect.signature
 
 
-class _HookPair:
-    """Removes a forward pre-hook and forward hook together."""
 
-    def __init__(self, *handles: RemovableHandle) -> None:
-        self.handles = handles
-
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
 
 
 #: Shape and dtype of an example input (``{'shape': [...], 'dtype': 'float32'}``), or a list of them.

@@ -235,3 +235,29 @@ def test_activation_bits_on_a_model_without_activation_modules_is_an_error():
     assert not any(name.endswith("float_weight") for name, _ in model.named_parameters())  # nothing applied
     ToyQuantizer(model, bits_activations=None).prepare_model()  # weights only: fine
     assert isinstance(model.conv1.float_weight, nn.Parameter)
+
+
+def test_the_preparation_record_travels_with_the_model_not_a_module_level_registry():
+    """A deep copy of a prepared model can be adopted by an identical quantizer on its own, and doing so
+    leaves the original's float-copy hooks in place; nothing is kept in module-level state."""
+    import distiller.quantization.base as base
+    from distiller.quantization import DorefaQuantizer
+    from distiller.testing import TinyCNN
+
+    def refresh_hooks(model):
+        return sum(getattr(hook, "_distiller_refresh_hook", False) for module in model.modules()
+                   for hook in [*module._forward_pre_hooks.values(), *module._forward_hooks.values()])
+
+    model = TinyCNN()
+    DorefaQuantizer(model, torch.optim.SGD(model.parameters(), lr=0.1), bits_activations=8,
+                    bits_weights=4).prepare_model()
+    before = refresh_hooks(model)
+    assert before > 0
+    twin = copy.deepcopy(model)
+    DorefaQuantizer(twin, torch.optim.SGD(twin.parameters(), lr=0.1), bits_activations=8,
+                    bits_weights=4).prepare_model()
+    assert refresh_hooks(model) == before and refresh_hooks(twin) == before
+    with pytest.raises(RuntimeError, match="already prepared by DorefaQuantizer with other settings"):
+        DorefaQuantizer(twin, torch.optim.SGD(twin.parameters(), lr=0.1), bits_activations=8,
+                        bits_weights=2).prepare_model()
+    assert not hasattr(base, "_PREPARED_MODELS")
