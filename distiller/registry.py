@@ -94,6 +94,12 @@ class Registry(Generic[T]):
             return item
         return add(obj) if obj is not None else add
 
+    def copy(self) -> Registry[T]:
+        """An independent registry with the same entries (e.g. to register into temporarily in a test)."""
+        twin: Registry[T] = Registry(self.kind)
+        twin._entries = dict(self._entries)
+        return twin
+
     def unregister(self, name: str) -> None:
         """Removes ``name`` (e.g. a class a test or notebook registered for itself)."""
         self.entry(name)

@@ -30,6 +30,7 @@ from typing import Callable, Optional
 from torch import nn
 
 from ..errors import ArgumentError, suggest
+from ..registry import Registry
 
 _FAMILY_OF_DATASET = {"cifar10": "cifar10", "digits": "cifar10", "mnist": "mnist", "imagenet": "imagenet"}
 _INPUT_SHAPE = {"cifar10": (1, 3, 32, 32), "mnist": (1, 1, 28, 28), "imagenet": (1, 3, 224, 224)}
@@ -56,7 +57,8 @@ class ModelEntry:
         return tuple(d for d in DATASETS if _FAMILY_OF_DATASET[d] == self.family)
 
 
-_MODELS: dict[str, ModelEntry] = {}
+#: architecture name -> :class:`ModelEntry` (the same registry class as the schedule sections').
+MODELS: Registry[ModelEntry] = Registry("models")
 _PREFIXES: dict[str, Callable[[str], ModelEntry]] = {}
 
 
@@ -76,10 +78,11 @@ def register_model(family: str, name: Optional[str] = None, build_pretrained: Op
 
     def add(builder: ModelBuilder) -> ModelBuilder:
         key = name or builder.__name__
-        existing = _MODELS.get(key)
+        existing = MODELS.get(key) if key in MODELS else None
         if existing is not None and existing.build is not builder:
             raise ArgumentError(f"architecture name '{key}' is already registered (family '{existing.family}')")
-        _MODELS[key] = ModelEntry(key, family, builder, build_pretrained)
+        if existing is None:
+            MODELS.register(ModelEntry(key, family, builder, build_pretrained), name=key)
         return builder
     return add
 
@@ -104,9 +107,9 @@ def register_user_model(arch: str, dataset: str, model: ModelBuilder) -> None:
 def list_models(dataset: Optional[str] = None) -> list[str]:
     """The sorted names of all registered architectures, or of those built for ``dataset``."""
     if dataset is None:
-        return sorted(_MODELS)
+        return MODELS.names()
     family = _FAMILY_OF_DATASET[check_dataset(dataset)]
-    return sorted(name for name, entry in _MODELS.items() if entry.family == family)
+    return [name for name, entry in MODELS.items() if entry.family == family]
 
 
 def check_dataset(dataset: str) -> str:
@@ -125,9 +128,9 @@ def model_entry(arch: str) -> ModelEntry:
         if str(arch).startswith(prefix):
             return resolve(str(arch)[len(prefix):])
     try:
-        return _MODELS[arch]
+        return MODELS.get(arch)
     except KeyError:
-        hint = suggest(arch, _MODELS)
+        hint = suggest(arch, MODELS.names())
         raise ArgumentError(f"unknown architecture '{arch}'" + (f"; did you mean {hint}?" if hint else "")
                             + " (see distiller.models.ALL_MODEL_NAMES for all names)") from None
 

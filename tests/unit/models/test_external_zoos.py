@@ -17,7 +17,7 @@ from distiller.models import external, registry
 
 @pytest.fixture
 def fresh_registry(monkeypatch):
-    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
+    monkeypatch.setattr(registry, "MODELS", registry.MODELS.copy())
 
 
 def fake_timm(calls):

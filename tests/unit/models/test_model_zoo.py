@@ -247,7 +247,7 @@ def test_model_on_cuda_device():
 
 
 def test_register_model_adds_an_architecture(monkeypatch):
-    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
+    monkeypatch.setattr(registry, "MODELS", registry.MODELS.copy())
 
     @models.register_model("mnist")
     def linear_mnist(num_classes=10):
