@@ -15,7 +15,7 @@ from .quantization.bn_fold import _FOLDABLE, FoldableLayer, SimulatedFoldedBatch
 from .quantization.range_linear.ptq_graph import fold_batch_norm
 from .utils import model_is_parallel
 
-__all__ = ["fold_batch_norms"]
+__all__ = ["fold_batch_norms", "batchnorms_after"]
 
 
 def _pairs_from_adjacency(model: nn.Module, adjacency_map: OrderedDict[str, AdjacentsEntry]) -> list[tuple[str, str]]:
@@ -75,3 +75,14 @@ def fold_batch_norms(model: nn.Module, dummy_input: Any = None,
             model_setattr(inner, layer_name, SimulatedFoldedBatchNorm(layer, bn).train(layer.training))
         model_setattr(inner, bn_name, nn.Identity())
     return model
+
+
+def batchnorms_after(model: nn.Module) -> dict[str, _BatchNorm]:
+    """``'<layer>.weight'`` -> the BatchNorm that alone reads that layer's output (the pairs BatchNorm
+    folding would merge), for every such layer of ``model``.
+
+    Raises:
+        distiller.graph.capture.GraphCaptureError: the model cannot be traced by ``torch.fx``.
+    """
+    return {f"{layer}.weight": typing.cast(_BatchNorm, model.get_submodule(bn))
+            for layer, bn in find_batchnorm_pairs(model)}

@@ -133,6 +133,8 @@ class PruningPolicy(ScheduledTrainingPolicy):
         self.use_double_copies = args.use_double_copies
         self.discard_masks_at_minibatch_end = args.discard_masks_at_minibatch_end
         self.skip_first_minibatch = args.skip_first_minibatch
+        self.fold_batchnorm = args.fold_batchnorm
+        self._batchnorm_of: dict[str, torch.nn.Module] = {}  # weight name -> the BatchNorm folded for ranking
         if self.levels is not None:  # before the targets are resolved: the override may name other weights
             if not hasattr(pruner, "levels"):
                 raise ArgumentError(f"pruner '{pruner.name}' ({type(pruner).__name__}) has no 'levels' to override",
@@ -146,6 +148,14 @@ class PruningPolicy(ScheduledTrainingPolicy):
 
     def attach(self, scheduler: Any) -> None:
         self.param_names = self._scoped_param_names(scheduler.model, self.pruner.targets(), "parameter")
+        if self.fold_batchnorm:
+            from .model_transforms import batchnorms_after  # the quantization package loads on demand only
+            self._batchnorm_of = {name: bn for name, bn in batchnorms_after(scheduler.model).items()
+                                  if name in self.param_names}
+            if not self._batchnorm_of:
+                raise ArgumentError(f"pruner '{self.pruner.name}': fold_batchnorm is set, but no BatchNorm directly "
+                                    f"follows the layer of any of its weights ({', '.join(self.param_names)}); "
+                                    "drop fold_batchnorm", argument="fold_batchnorm")
 
     def _init_maskers(self, model: torch.nn.Module, zeros_mask_dict: MaskDict) -> None:
         for name, param in self._params(model):
@@ -158,7 +168,9 @@ class PruningPolicy(ScheduledTrainingPolicy):
 
     def _set_masks(self, model: torch.nn.Module, zeros_mask_dict: MaskDict, meta: Meta) -> None:
         for name, param in self._params(model):
-            self.pruner.set_param_mask(param, name, zeros_mask_dict, meta)
+            bn = self._batchnorm_of.get(name)
+            ranked = param if bn is None else _folded_for_ranking(param, bn)
+            self.pruner.set_param_mask(ranked, name, zeros_mask_dict, meta)
             masker = zeros_mask_dict[name]
             if not masker.is_soft:  # soft masks are applied by the scheduler before each forward pass
                 masker.mask_tensor(param)
@@ -324,6 +336,14 @@ class LRPolicy(ScheduledTrainingPolicy):
         # Re-creating the LR scheduler reset the optimizer's learning rates: put back the resumed ones.
         for group, lr in zip(self.lr_scheduler.optimizer.param_groups, self.lr_scheduler.get_last_lr()):
             group["lr"] = lr
+
+
+def _folded_for_ranking(weight: torch.Tensor, bn: Any) -> torch.Tensor:
+    """``weight`` scaled per output channel as folding ``bn`` into its layer would (a detached copy)."""
+    with torch.no_grad():
+        gamma = bn.weight if bn.weight is not None else torch.ones_like(bn.running_var)
+        scale = gamma / torch.sqrt(bn.running_var + bn.eps)
+        return weight.detach() * scale.reshape(-1, *([1] * (weight.dim() - 1)))
 
 
 def _extension_policy(extension: Any, args: Any) -> Any:

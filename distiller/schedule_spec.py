@@ -70,6 +70,9 @@ class PruningPolicyArgs:
         use_double_copies: loss on masked weights, update of unmasked weights.
         discard_masks_at_minibatch_end: drop the masks after each mini-batch.
         skip_first_minibatch: first mask after one optimizer step.
+        fold_batchnorm: rank each weight as if the BatchNorm right after its layer were folded into it
+            (scaled per output channel by ``gamma / sqrt(running_var + eps)``); the mask still applies to
+            the weight itself. For magnitude criteria: a filter that BatchNorm scales down counts as small.
     """
     levels: Optional[dict[str, Fraction]] = None
     keep_mask: bool = False
@@ -79,6 +82,7 @@ class PruningPolicyArgs:
     use_double_copies: bool = False
     discard_masks_at_minibatch_end: bool = False
     skip_first_minibatch: bool = False
+    fold_batchnorm: bool = False
 
 
 @record
