@@ -114,7 +114,8 @@ class PruningPolicy(ScheduledTrainingPolicy):
         pruner_args: the policy entry's ``args`` (a mapping or a
             :class:`~distiller.schedule_spec.PruningPolicyArgs`): ``levels``, ``keep_mask``,
             ``mini_batch_pruning_frequency``, ``mask_on_forward_only``, ``mask_gradients``,
-            ``use_double_copies``, ``discard_masks_at_minibatch_end``, ``skip_first_minibatch``.
+            ``use_double_copies``, ``discard_masks_at_minibatch_end``, ``skip_first_minibatch``,
+            ``fold_batchnorm``.
     Raises:
         ArgumentError: an unknown or badly typed argument; ``levels`` for a pruner without levels.
     """
