@@ -410,18 +410,11 @@ def _configure(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer
             _fast_forward(instance, resumed_epoch)
         try:
             scheduler.add_policy(plan.section.make_policy(instance, plan.args), name=plan.instance_name,
-                                 **_schedule_kwargs(plan.schedule))
+                                 schedule=plan.schedule)
         except UserError as err:  # e.g. a quantizer that cannot prepare this model
             raise source.error(str(err), ("policies", plan.index)) from None
     scheduler.schedule_yaml = _append_yaml_document(previous_yaml, source.text)
     return scheduler
-
-
-def _schedule_kwargs(schedule: PolicySchedule) -> dict[str, Any]:
-    if schedule.epochs is not None:
-        return {"epochs": list(schedule.epochs)}
-    return {"starting_epoch": schedule.starting_epoch, "ending_epoch": schedule.ending_epoch,
-            "frequency": schedule.frequency}
 
 
 def _append_yaml_document(stream: Optional[str], text: Optional[str]) -> Optional[str]:

@@ -50,6 +50,8 @@ class ScheduledTrainingPolicy:
     def __init__(self, classes: Optional[list[str]] = None, layers: Optional[list[str]] = None) -> None:
         self.classes = classes
         self.layers = layers
+        #: the parameters the policy acts on, resolved by :meth:`attach` (policies that act on parameters)
+        self.param_names: Optional[list[str]] = None
 
     def attach(self, scheduler: Any) -> None:
         """Called once by :meth:`CompressionScheduler.add_policy`; validates against the model."""
@@ -102,8 +104,7 @@ class ScheduledTrainingPolicy:
     def _params(self, model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
         """(name, parameter) for each of ``self.param_names`` still in the model, in that order."""
         params = dict(model.named_parameters())
-        names: list[str] = getattr(self, "param_names", None) or []  # set by attach() in subclasses
-        return [(name, params[name]) for name in names if name in params]
+        return [(name, params[name]) for name in self.param_names or [] if name in params]
 
 
 class PruningPolicy(ScheduledTrainingPolicy):
@@ -142,7 +143,6 @@ class PruningPolicy(ScheduledTrainingPolicy):
                                     argument="levels")
             pruner.levels = self.levels
         self.pruner = pruner
-        self.param_names: Optional[list[str]] = None
         self.is_last_epoch = False
         self._maskers_ready = False  # flags and hooks set up in this process
         self._started = False        # pruning has begun (possibly in the run this one resumes)
@@ -238,7 +238,6 @@ class RegularizationPolicy(ScheduledTrainingPolicy):
         self.keep_mask = build_record(RegularizationPolicyArgs, {"keep_mask": keep_mask}, "regularization policy"
                                       ).keep_mask
         self.is_last_epoch = False
-        self.param_names: Optional[list[str]] = None
 
     def attach(self, scheduler: Any) -> None:
         self.param_names = self._scoped_param_names(scheduler.model, self.regularizer.targets(), "parameter")

@@ -111,20 +111,19 @@ class PolicyContext(Mapping[str, Any]):
     scheduler: Any = None  # the CompressionScheduler (typed Any: the scheduler module imports this one)
 
     def __getitem__(self, key: str) -> Any:
-        if key not in self._keys():
+        if key not in _CONTEXT_KEYS:
             raise KeyError(key)
         return getattr(self, key)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._keys())
+        return iter(_CONTEXT_KEYS)
 
     def __len__(self) -> int:
-        return len(self._keys())
-
-    @classmethod
-    def _keys(cls) -> tuple[str, ...]:
-        return tuple(field.name for field in dataclasses.fields(cls))
+        return len(_CONTEXT_KEYS)
 
     def at_epoch(self, current_epoch: float) -> PolicyContext:
         """The same context at another (possibly fractional, mid-epoch) epoch."""
         return dataclasses.replace(self, current_epoch=current_epoch)
+
+
+_CONTEXT_KEYS = tuple(field.name for field in dataclasses.fields(PolicyContext))

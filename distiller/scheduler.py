@@ -56,8 +56,6 @@ class CompressionScheduler:
         self.device = torch.device(device) if device is not None else model_device(model)
         #: epoch -> the policies active in it, in scheduling order.
         self.policies: dict[int, list[ScheduledTrainingPolicy]] = {}
-        #: policy -> ``{'starting_epoch', 'ending_epoch', 'frequency'}`` (Distiller's attribute).
-        self.sched_metadata: dict[ScheduledTrainingPolicy, dict[str, Optional[int]]] = {}
         self.zeros_mask_dict = zeros_mask_dict if isinstance(zeros_mask_dict, MaskDict) else \
             create_model_masks_dict(model) if zeros_mask_dict is None else MaskDict(zeros_mask_dict)
         #: The YAML text of the schedule(s) the policies were built from (set by ``file_config`` /
@@ -67,34 +65,43 @@ class CompressionScheduler:
         self._transforms: list[dict[str, Any]] = []
         self._params_by_mask_name = dict(model.named_parameters())
         self._named_policies: dict[str, ScheduledTrainingPolicy] = {}
-        self._bounds: dict[ScheduledTrainingPolicy, tuple[int, int, Optional[int]]] = {}
+        self._bounds: dict[ScheduledTrainingPolicy, tuple[int, int, Optional[int]]] = {}  # (start, end, frequency)
         self._pending_policy_states: dict[str, Any] = {}
         self._fused_cache: Optional[tuple[int, list[torch.Tensor], list[torch.Tensor]]] = None
 
     # ----------------------------------------------------------------------------------- policies
     def add_policy(self, policy: ScheduledTrainingPolicy, epochs: Optional[list[int]] = None, starting_epoch: int = 0,
-                   ending_epoch: int = 1, frequency: int = 1, *, name: Optional[str] = None) -> None:
+                   ending_epoch: int = 1, frequency: int = 1, *, name: Optional[str] = None,
+                   schedule: Optional[PolicySchedule] = None) -> None:
         """Schedules ``policy`` on ``epochs`` (a list) or on ``range(starting_epoch, ending_epoch, frequency)``.
 
         Args:
             name: the policy's name in checkpoints (schedules use the instance name); by default its class
                 name. A repeated name gets ``#2``, ``#3``, ... in scheduling order.
+            schedule: the epochs as an already validated record (as :mod:`distiller.config` builds them),
+                instead of ``epochs``/``starting_epoch``/``ending_epoch``/``frequency``.
         Raises:
             ArgumentError: an empty or inverted epoch range, or (through the policy) parameter names that
                 match nothing in the model.
             CheckpointError: a resumed state saved under this name belongs to another kind of policy.
         """
-        schedule = PolicySchedule(epochs=epochs) if epochs is not None else \
-            PolicySchedule(starting_epoch=starting_epoch, ending_epoch=ending_epoch, frequency=frequency)
+        if schedule is None:
+            schedule = PolicySchedule(epochs=epochs) if epochs is not None else \
+                PolicySchedule(starting_epoch=starting_epoch, ending_epoch=ending_epoch, frequency=frequency)
         name = self._unique_name(name or type(policy).__name__)
         policy.attach(self)
         for epoch in schedule.epoch_list():
             self.policies.setdefault(epoch, []).append(policy)
-        start, end, every = self._bounds[policy] = schedule.bounds()
-        self.sched_metadata[policy] = {"starting_epoch": start, "ending_epoch": end, "frequency": every}
+        self._bounds[policy] = schedule.bounds()
         self._named_policies[name] = policy
         if name in self._pending_policy_states:
             self._restore_policy_state(name, policy, self._pending_policy_states.pop(name))
+
+    @property
+    def sched_metadata(self) -> dict[ScheduledTrainingPolicy, dict[str, Optional[int]]]:
+        """policy -> ``{'starting_epoch', 'ending_epoch', 'frequency'}`` (Distiller's attribute)."""
+        return {policy: dict(zip(("starting_epoch", "ending_epoch", "frequency"), bounds))
+                for policy, bounds in self._bounds.items()}
 
     def _unique_name(self, name: str) -> str:
         unique, count = name, 1
