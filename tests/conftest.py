@@ -28,6 +28,19 @@ def restore_torch_determinism():
 
 
 @pytest.fixture
+def onnx_export_calls(monkeypatch):
+    """Records the ``dynamo`` argument of every ``torch.onnx.export`` call the test makes (the export runs)."""
+    calls = []
+    original_export = torch.onnx.export
+
+    def recording_export(*args, **kwargs):
+        calls.append(kwargs.get("dynamo"))
+        return original_export(*args, **kwargs)
+    monkeypatch.setattr(torch.onnx, "export", recording_export)
+    return calls
+
+
+@pytest.fixture
 def batches():
     generator = torch.Generator().manual_seed(0)
     return [(torch.randn(8, 3, 8, 8, generator=generator), torch.randint(0, 10, (8,), generator=generator))

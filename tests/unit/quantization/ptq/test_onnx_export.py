@@ -54,17 +54,10 @@ def test_a_broken_install_is_not_reported_as_missing(monkeypatch):
 
 @pytest.mark.slow
 def test_qdq_export_with_the_dynamo_exporter_matches_the_simulated_model(quantize, test_batch, tmp_path,
-                                                                         monkeypatch):
-    exporter_calls = []
-    original_export = torch.onnx.export
-
-    def recording_export(*args, **kwargs):
-        exporter_calls.append(kwargs.get("dynamo"))
-        return original_export(*args, **kwargs)
-    monkeypatch.setattr(torch.onnx, "export", recording_export)
+                                                                         onnx_export_calls):
     _, model = quantize(mode=ACTS_U8, per_channel_wts=True)
     path = export_onnx_qdq(model, test_batch[:1], str(tmp_path / "model.onnx"))
-    assert exporter_calls == [True]
+    assert onnx_export_calls == [True]
     exported = onnx.load(path)
     ops = [node.op_type for node in exported.graph.node]
     assert {node.domain for node in exported.graph.node} <= {"", "ai.onnx"}  # no custom op left
