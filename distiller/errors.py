@@ -14,7 +14,7 @@ from os import PathLike
 from typing import Any, Optional, Union
 
 __all__ = ["UserError", "ScheduleError", "ArgumentError", "InputFileError", "CheckpointError",
-           "UnmatchedNameError", "MissingDependencyError", "suggest", "summarize_names"]
+           "UnmatchedNameError", "MissingDependencyError", "suggest", "summarize_names", "first_few"]
 
 
 class UserError(Exception):
@@ -82,7 +82,11 @@ def suggest(name: Any, candidates: Iterable[Any], n: int = 3) -> str:
 
 
 def summarize_names(names: Iterable[str], first: int = 5) -> str:
-    """``'a', 'b', 'c' and 7 more``: the first few of ``names`` and how many were left out."""
-    names = list(names)
-    shown = ", ".join(f"'{n}'" for n in names[:first])
-    return shown + (f" and {len(names) - first} more" if len(names) > first else "")
+    """``'a', 'b', 'c' and 7 more``: the first few of ``names``, quoted, and how many were left out."""
+    return first_few([f"'{name}'" for name in names], first)
+
+
+def first_few(items: Iterable[str], first: int = 5, separator: str = ", ") -> str:
+    """The first few of ``items`` joined by ``separator``, then ``and N more`` for those left out."""
+    items = list(items)
+    return separator.join(items[:first]) + (f" and {len(items) - first} more" if len(items) > first else "")

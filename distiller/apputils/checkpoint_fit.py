@@ -13,7 +13,7 @@ from typing import Any, Mapping, Optional, Union
 
 import torch
 
-from ..errors import CheckpointError, UserError, summarize_names
+from ..errors import CheckpointError, UserError, first_few, summarize_names
 from ..registry import MODEL_TRANSFORMS
 from ..utils import model_is_parallel, normalize_module_name
 
@@ -64,10 +64,9 @@ class StateFit:
         if self.unexpected:
             parts.append(f"has {count(self.unexpected)} the model lacks ({summarize_names(self.unexpected)})")
         if self.reshaped:
-            shown = ", ".join(f"'{name}': {_shape(saved)} in the checkpoint, {_shape(own)} in the model"
-                              for name, saved, own in self.reshaped[:3])
-            more = f" and {len(self.reshaped) - 3} more" if len(self.reshaped) > 3 else ""
-            parts.append(f"has {count(self.reshaped)} of another shape [{shown}{more}]")
+            shown = first_few([f"'{name}': {_shape(saved)} in the checkpoint, {_shape(own)} in the model"
+                               for name, saved, own in self.reshaped], first=3)
+            parts.append(f"has {count(self.reshaped)} of another shape [{shown}]")
         return "; ".join(parts)
 
 

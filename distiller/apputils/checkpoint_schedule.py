@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from ..config import _format_path, dict_config, file_config, load_schedule_file
-from ..errors import CheckpointError, ScheduleError
+from ..errors import CheckpointError, ScheduleError, first_few
 from ..scheduler import CompressionScheduler
 
 msglogger = logging.getLogger(__name__)
@@ -108,10 +108,9 @@ def _check_same_schedule(stored: list, given: list, schedule_file: str, chkpt_fi
     differences = _schedule_differences(stored, given)
     if not differences:
         return
-    shown = "; ".join(f"{path or 'the schedule'}: {_show(old)} in the checkpoint, {_show(new)} in the file"
-                      for path, old, new in differences[:3])
-    more = f" and {len(differences) - 3} more" if len(differences) > 3 else ""
+    shown = first_few([f"{path or 'the schedule'}: {_show(old)} in the checkpoint, {_show(new)} in the file"
+                       for path, old, new in differences], first=3, separator="; ")
     raise CheckpointError(f"the schedule '{schedule_file}' differs from the one stored in '{chkpt_file}' "
-                          f"({shown}{more}): drop the schedule file (--compress) to continue the stored schedule, "
+                          f"({shown}): drop the schedule file (--compress) to continue the stored schedule, "
                           f"or start a new run from the checkpoint's weights (--exp-load-weights-from "
                           f"{chkpt_file} --compress {schedule_file})")
