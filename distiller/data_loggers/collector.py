@@ -28,12 +28,12 @@ from typing import Any, Optional, Union
 import torch
 import yaml
 
-from ..errors import ArgumentError, InputFileError
+from ..errors import ArgumentError, InputFileError, first_few
 from ..modules import convert_functional_ops
 from ..utils import match_names
 
 __all__ = ["QuantCalibrationStatsCollector", "collect_quant_stats", "save_quant_stats", "load_quant_stats",
-           "STATS_FILE_NAME"]
+           "STATS_FILE_NAME", "leaf_modules"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,30 @@ class _RunningStats:
         return record
 
 
+def leaf_modules(model: torch.nn.Module, classes: Optional[Iterable[type[torch.nn.Module]]] = None
+                 ) -> list[tuple[str, torch.nn.Module]]:
+    """The named leaf modules of ``model`` (the root excluded), restricted to instances of ``classes``.
+
+    Raises:
+        ArgumentError: ``classes`` holds something that is not a module class, or no leaf module of
+            ``model`` is an instance of any of them (the message lists the module types the model has).
+    """
+    leaves = [(n, m) for n, m in model.named_modules() if n and next(m.children(), None) is None]
+    if classes is None:
+        return leaves
+    classes = tuple(classes)
+    bad = [c for c in classes if not (isinstance(c, type) and issubclass(c, torch.nn.Module))]
+    if bad:
+        raise ArgumentError(f"classes must be torch.nn.Module subclasses, got {bad!r}", argument="classes")
+    selected = [(n, m) for n, m in leaves if isinstance(m, classes)]
+    if not selected:
+        wanted = ", ".join(c.__name__ for c in classes)
+        present = sorted({type(m).__name__ for _, m in leaves})
+        raise ArgumentError(f"no module of the model is an instance of {wanted}; its leaf module types are "
+                            f"{first_few(present, 10)}: pass classes= naming some of them", argument="classes")
+    return selected
+
+
 def _tensor_items(values: Sequence[Any]) -> list[tuple[int, torch.Tensor]]:
     return [(i, v) for i, v in enumerate(values) if isinstance(v, torch.Tensor) and v.is_floating_point()]
 
@@ -112,6 +136,7 @@ class QuantCalibrationStatsCollector:
         modules_to_collect: module names / regular expressions to restrict collection to.
     Raises:
         distiller.errors.UnmatchedNameError: a name in ``modules_to_collect`` matches no module.
+        distiller.errors.ArgumentError: no module of the model is an instance of ``classes``.
     """
 
     stat_name = "quant_calibration_stats"
@@ -122,9 +147,7 @@ class QuantCalibrationStatsCollector:
                  modules_to_collect: Optional[Iterable[str]] = None) -> None:
         self.model = model
         self.inplace_runtime_check = inplace_runtime_check
-        leaves = [(n, m) for n, m in model.named_modules() if n and not any(True for _ in m.children())]
-        if classes is not None:
-            leaves = [(n, m) for n, m in leaves if isinstance(m, tuple(classes))]
+        leaves = leaf_modules(model, classes)
         if modules_to_collect is not None:
             wanted = {n for names in match_names(modules_to_collect, [n for n, _ in model.named_modules() if n],
                                                  kind="module").values() for n in names}
@@ -135,7 +158,8 @@ class QuantCalibrationStatsCollector:
                 for attr in inplace_attr_names:
                     if getattr(module, attr, None) is True:
                         setattr(module, attr, False)
-        self._stats = OrderedDict((name, {"inputs": {}, "output": None}) for name, _ in leaves)
+        self._stats: OrderedDict[str, dict[str, Any]] = OrderedDict(
+            (name, {"inputs": {}, "output": None}) for name, _ in leaves)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._second_pass = False
 

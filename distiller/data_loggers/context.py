@@ -1,13 +1,14 @@
-"""``collector_context``: run an activation-statistics collector for the duration of a ``with`` block."""
+"""``collector_context`` / ``collectors_context``: run activation-statistics collectors for the duration of a
+``with`` block."""
 from __future__ import annotations
 
 import contextlib
 import inspect
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 from ..errors import ArgumentError
 
-__all__ = ["collector_context"]
+__all__ = ["collector_context", "collectors_context"]
 
 
 @contextlib.contextmanager
@@ -45,3 +46,23 @@ def collector_context(collector: Any, modules_list: Optional[Sequence[str]] = No
         yield collector
     finally:
         collector.stop()
+
+
+@contextlib.contextmanager
+def collectors_context(collectors_dict: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """Runs every collector of ``collectors_dict`` (name -> collector, e.g. one phase's collectors) with
+    :func:`collector_context` for the duration of the block: all are reset and started on entry and
+    stopped on exit, also when the block raises. None values are skipped.
+
+    Yields:
+        ``collectors_dict``.
+    Example:
+        >>> collectors = {"sparsity": SummaryActivationStatsCollector(model, "sparsity", distiller.utils.sparsity)}
+        >>> with collectors_context(collectors):
+        ...     evaluate(model)
+        >>> collectors["sparsity"].value()
+    """
+    with contextlib.ExitStack() as stack:
+        for collector in collectors_dict.values():
+            stack.enter_context(collector_context(collector))
+        yield collectors_dict

@@ -34,7 +34,6 @@ PENDING = {
     "distiller.draw_model_to_file": "graph-drawing issue: PNG rendering needs Graphviz's dot program",
     "distiller.create_png": "graph-drawing issue: PNG rendering needs Graphviz's dot program",
     "distiller.create_pydot_graph": "graph-drawing issue: PNG rendering needs Graphviz's dot program",
-    "distiller.data_loggers.collect_histograms": "activation-statistics issue: histogram collector (two passes)",
 }
 #: module paths that do not exist yet -> why.
 PENDING_MODULES = {
