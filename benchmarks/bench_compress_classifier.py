@@ -20,16 +20,14 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples",
-                                "classifier_compression"))
-import app_utils  # noqa: E402
-import compress_classifier  # noqa: E402
-import reporting  # noqa: E402
+from distiller.apputils.classifier_loop import train_one_epoch
+from distiller.apputils.classifier_reports import weight_statistics
+from distiller.apputils.classifier_setup import build_experiment
+from distiller.apputils.image_classifier import init_classifier_compression_arg_parser
 
 DEFAULT_SCHEDULE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "agp-pruning",
                                 "resnet20_digits.schedule_agp.yaml")
@@ -49,8 +47,9 @@ def get_args_parser():
 def build(args, schedule):
     # --epochs only matters to the app's check that the schedule fits: the benchmark times single epochs.
     argv = ["-a", args.arch, "-b", str(args.batch_size), "--seed", "0", "--epochs", "10000"]
-    app_args = compress_classifier.get_args_parser().parse_args(argv + (["--compress", schedule] if schedule else []))
-    return app_utils.build_experiment(app_args)
+    parser = init_classifier_compression_arg_parser()
+    app_args = parser.parse_args(argv + (["--compress", schedule] if schedule else []))
+    return build_experiment(app_args)
 
 
 def timed_epoch(exp, epoch):
@@ -58,8 +57,8 @@ def timed_epoch(exp, epoch):
     exp.train_loader.sampler.set_epoch(epoch)
     start, start_cpu = time.perf_counter(), time.process_time()
     exp.scheduler.on_epoch_begin(epoch, exp.optimizer)
-    compress_classifier.train_one_epoch(exp.model, torch.nn.CrossEntropyLoss(), exp.optimizer, exp.train_loader,
-                                        epoch, exp.scheduler, exp.num_classes, loggers=[], print_freq=10 ** 9)
+    train_one_epoch(exp.model, torch.nn.CrossEntropyLoss(), exp.optimizer, exp.train_loader, epoch, exp.scheduler,
+                    loggers=[], print_freq=10 ** 9)
     exp.scheduler.on_epoch_end(epoch, exp.optimizer, metrics={"min": 0.0, "max": 0.0})
     return time.perf_counter() - start, time.process_time() - start_cpu
 
@@ -85,7 +84,7 @@ def main(args):
         "median_cpu_s": {name: round(m[1], 3) for name, m in medians.items()},
         "wall_ratio": round(medians["schedule"][0] / medians["no_schedule"][0], 4),
         "cpu_ratio": round(medians["schedule"][1] / medians["no_schedule"][1], 4),
-        "weight_sparsity_percent_after": {name: round(reporting.weight_statistics(exp.model)["sparsity"], 2)
+        "weight_sparsity_percent_after": {name: round(weight_statistics(exp.model)["sparsity"], 2)
                                           for name, exp in variants.items()},
         "machine": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(), "torch": torch.__version__,

@@ -27,25 +27,25 @@ def run_classifier(classifier_app):
         a namespace with ``status`` (exit status), ``stderr``, ``run_dir`` and ``summary`` (the parsed
         summary.json, or None).
     """
-    import app_utils
+    from distiller.apputils import app_runner, image_classifier
 
     def run(*argv):
         created = []  # the run directory, when the app got as far as creating one
-        create_run_log = app_utils.create_run_log
+        create_run_log = image_classifier.create_run_log
 
-        def recording(args):
-            run_log = create_run_log(args)
+        def recording(*args, **kwargs):
+            run_log = create_run_log(*args, **kwargs)
             created.append(run_log.logdir)
             return run_log
 
         stderr = io.StringIO()
-        app_utils.create_run_log = recording
+        image_classifier.create_run_log = recording
         try:
             with contextlib.redirect_stderr(stderr):
-                status = app_utils.run_cli(classifier_app.main, classifier_app.get_args_parser(),
+                status = app_runner.run_cli(classifier_app.main, classifier_app.get_args_parser(),
                                            [str(a) for a in argv])
         finally:
-            app_utils.create_run_log = create_run_log
+            image_classifier.create_run_log = create_run_log
         run_dir = created[-1] if created else None
         summary_path = os.path.join(run_dir, "summary.json") if run_dir else ""
         summary = None

@@ -155,8 +155,9 @@ def test_two_quantizers_are_refused_naming_both(run_classifier, tmp_path):
 
 @pytest.fixture
 def app_module(classifier_app):
-    """The app's ``app_utils`` module (imported by the app)."""
-    return sys.modules["app_utils"]
+    """The engine's setup module, where the app's experiment is built."""
+    from distiller.apputils import classifier_setup
+    return classifier_setup
 
 
 @pytest.mark.parametrize("bug", [ValueError("boom"), RuntimeError("boom"), OSError("boom"),
@@ -179,12 +180,12 @@ def test_a_library_bug_exits_with_status_1_and_its_traceback(tmp_path):
     driver.write_text(textwrap.dedent(f"""\
         import runpy, sys
         sys.path.insert(0, {app_dir!r})
-        import app_utils
+        from distiller.apputils import classifier_setup
 
         def create_model(*args, **kwargs):
             raise ValueError("boom: a bug inside the library")
 
-        app_utils.create_model = create_model
+        classifier_setup.create_model = create_model
         sys.argv = ["compress_classifier.py", "-a", "simplenet_cifar", "-o", {str(tmp_path / "runs")!r}]
         runpy.run_path({os.path.join(app_dir, "compress_classifier.py")!r}, run_name="__main__")
         """))

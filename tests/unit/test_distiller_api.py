@@ -39,8 +39,6 @@ PENDING = {
 PENDING_MODULES = {
     "distiller.knowledge_distillation": "knowledge-distillation issue",
     "distiller.pruning.greedy_filter_pruning": "greedy filter pruning issue",
-    "distiller.apputils.image_classifier": "sample-application issue: Distiller's ClassifierCompressor engine "
-                                           "lives in examples/classifier_compression/app_utils.py",
 }
 #: "module.name" -> arguments of a call that must raise a UserError naming the replacement.
 MIGRATION = {
