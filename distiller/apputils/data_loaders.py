@@ -19,7 +19,9 @@ same batches as the interrupted run.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
+import math
 import os
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -387,3 +389,9 @@ def classification_dataset_str_from_arch(arch: str) -> str:
 
 classification_num_classes = dataset_num_classes
 classification_get_input_shape = dataset_input_shape
+
+
+def first_batches(loader: Iterable[Any], portion: float) -> list[Any]:
+    """The first ``portion`` of ``loader``'s batches (at least one), read once into memory."""
+    count = max(1, math.ceil(portion * len(loader)))  # type: ignore[arg-type]
+    return list(itertools.islice(iter(loader), count))

@@ -17,11 +17,13 @@ checkpoints go there (``app.logdir``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import logging
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any, Optional, Union
 
 import torch
@@ -29,20 +31,24 @@ from torch.utils.data import DataLoader
 
 from .. import cli
 from ..errors import ArgumentError
-from ..data_loggers import CsvLogger, PythonLogger, TensorBoardLogger, log_training_progress, log_weights_sparsity
+from ..data_loggers import (CsvLogger, PythonLogger, TensorBoardLogger, collectors_context, log_activation_statistics,
+                            log_training_progress, log_weights_sparsity)
 from ..regularization import drops_only_in_training
 from ..thinning import remove_filters
 from ..utils import model_device, set_seed
 from . import classifier_reports as reports
 from .app_runner import create_run_log, logging_before_run_dir
 from .checkpoint import save_checkpoint
+from .classifier_activations import (acts_histogram_collection, acts_quant_stats_collection,
+                                     create_activation_stats_collectors, save_collectors_data)
 from .classifier_loop import evaluate, test, train, train_one_epoch, validate
 from .classifier_setup import DEFAULT_ARCH, Experiment, build_experiment, resolve_dataset
 from .data_loaders import load_data as _load_dataset
 from .execution_env import log_execution_env_state
 
 __all__ = ["ClassifierCompressor", "init_classifier_compression_arg_parser", "load_data", "train", "validate", "test",
-           "evaluate_model", "train_one_epoch", "evaluate"]
+           "evaluate_model", "train_one_epoch", "evaluate", "create_activation_stats_collectors",
+           "save_collectors_data", "acts_quant_stats_collection", "acts_histogram_collection"]
 
 msglogger = logging.getLogger(__name__)
 
@@ -57,6 +63,7 @@ def init_classifier_compression_arg_parser(include_ptq_lapq_args: bool = False) 
     parser = cli.ArgumentParser(description="distiller image classification model compression")
     cli.add_common_args(parser)
     cli.add_thinning_args(parser)
+    cli.add_statistics_args(parser)
     cli.add_post_train_quant_args(parser, add_lapq_args=include_ptq_lapq_args)
     return parser
 
@@ -127,6 +134,7 @@ class ClassifierCompressor:
         log_cfg = log_cfg if log_cfg and os.path.isfile(log_cfg) else None
         with logging_before_run_dir(lambda: create_run_log(self.args, log_cfg), self.args.verbose) as run:
             self.experiment: Experiment = build_experiment(self.args)
+            self.activations_collectors = create_activation_stats_collectors(self.model, *self.args.activation_stats)
             if getattr(self.args, "quantize_eval", False):  # bad settings fail here, before any data is read
                 from ..cli.quantization import check_quantization_args
                 check_quantization_args(self.model, self.args)
@@ -174,9 +182,10 @@ class ClassifierCompressor:
     def train_one_epoch(self, epoch: int, verbose: bool = True) -> tuple[float, float, float]:
         """Trains one epoch with the schedule's mini-batch callbacks; returns ``(top1, top5, loss)``."""
         start, start_cpu = time.time(), time.process_time()
-        scores = train_one_epoch(self.model, self.criterion, self.optimizer, self.train_loader, epoch,
-                                 self.compression_scheduler, self.loggers if verbose else self.loggers[1:],
-                                 self.args.print_freq)
+        with self._activation_statistics("train", epoch):
+            scores = train_one_epoch(self.model, self.criterion, self.optimizer, self.train_loader, epoch,
+                                     self.compression_scheduler, self.loggers if verbose else self.loggers[1:],
+                                     self.args.print_freq)
         self._epoch_train = dict(scores, seconds=time.time() - start, cpu_seconds=time.process_time() - start_cpu)
         if drops_only_in_training(self.compression_scheduler, epoch):
             # BatchNorm statistics gathered with dropped filters do not fit the full network evaluated next.
@@ -188,7 +197,7 @@ class ClassifierCompressor:
 
     def validate_one_epoch(self, epoch: int, verbose: bool = True) -> tuple[float, float, float]:
         """Evaluates on the validation set (with soft masks applied); returns ``(top1, top5, loss)``."""
-        with self.compression_scheduler.soft_masks_applied():
+        with self.compression_scheduler.soft_masks_applied(), self._activation_statistics("valid", epoch):
             scores = evaluate(self.model, self.criterion, self.val_loader)
         self._epoch_valid = scores
         return scores["Top1"], scores["Top5"], scores["Loss"]
@@ -264,8 +273,27 @@ class ClassifierCompressor:
     def test(self) -> tuple[float, float, float]:
         """Distiller's ``test``: the test scores of the model with its masks applied (``--confusion`` also
         prints the confusion matrix), logged as ``Performance/Test/*``."""
-        with self.compression_scheduler.soft_masks_applied():
+        with self.compression_scheduler.soft_masks_applied(), self._activation_statistics("test", -1):
             return test(self.test_loader, self.model, self.criterion, self.loggers[1:], None, self.args)
+
+    @contextlib.contextmanager
+    def _activation_statistics(self, phase: str, epoch: int) -> Iterator[None]:
+        """Runs the block with the phase's ``--activation-stats`` collectors, then logs the ReLU-output
+        sparsity to TensorBoard and saves every collector's data under ``<run dir>/activation_stats/<phase>/``
+        (the latest epoch's)."""
+        collectors = self.activations_collectors[phase]
+        with collectors_context(collectors):
+            yield
+        if collectors:
+            log_activation_statistics(epoch, phase, [self.tflogger], collectors["sparsity_ofm"])
+            save_collectors_data(collectors, os.path.join(self.logdir, "activation_stats", phase))
+
+    def collect_activation_histograms(self) -> dict[str, Any]:
+        """Activation histograms over ``--activation-histograms`` of the test set (two passes: ranges, then
+        histograms), saved to ``<run dir>/acts_histograms.pt``; returns them."""
+        with self.compression_scheduler.soft_masks_applied():
+            return acts_histogram_collection(self.model, self.criterion, self.test_loader,
+                                             self.args.activation_histograms, self.logdir)
 
     @property
     def completed_epochs(self) -> int:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
 import scipy.optimize
 from torch import nn
 
+from ..apputils.data_loaders import first_batches
 from ..errors import ArgumentError, InputFileError, ScheduleError, UserError, suggest
 from ..quantization.export.pytorch_int8 import BACKENDS
 from ..quantization.fp8 import FP8_SCALINGS
@@ -312,12 +313,6 @@ def check_quantization_args(model: nn.Module, args: argparse.Namespace) -> None:
         quantizer.check_settings()
 
 
-def _first_batches(loader: _Loader, portion: float) -> list[Any]:
-    """The first ``portion`` of ``loader``'s batches (at least one)."""
-    count = max(1, math.ceil(portion * len(loader)))
-    return list(itertools.islice(iter(loader), count))
-
-
 class _LoaderPortion:
     """The first ``count`` batches of a loader, re-read from the loader at every iteration."""
 
@@ -341,7 +336,7 @@ def _calibration_stats(model: nn.Module, args: argparse.Namespace, test_loader: 
     if args.qe_config_file and "model_activation_stats" in _config_file_quantizer_args(args.qe_config_file)[1]:
         return None
     portion = args.qe_calibration or DEFAULT_CALIBRATION_FRACTION
-    batches = _first_batches(test_loader, portion)
+    batches = first_batches(test_loader, portion)
     msglogger.info("Collecting quantization calibration statistics on %d batches (%.0f%% of the test set)",
                    len(batches), 100 * portion)
     return collect_quant_stats(model, lambda m: test_fn(m, batches), save_dir=run_dir)
@@ -352,7 +347,7 @@ def _run_lapq(quantizer: PostTrainLinearQuantizer, args: argparse.Namespace, tes
     from ..quantization.lapq import ptq_coordinate_search
 
     count = max(1, math.ceil(args.lapq_eval_size * len(test_loader)))
-    batches = _first_batches(test_loader, args.lapq_eval_size) if args.lapq_eval_memoize_dataloader \
+    batches = first_batches(test_loader, args.lapq_eval_size) if args.lapq_eval_memoize_dataloader \
         else _LoaderPortion(test_loader, count)
     ptq_coordinate_search(quantizer, dummy_input, lambda m: test_fn(m, batches)["Loss"],
                           method=args.lapq_method, maxiter=args.lapq_maxiter, maxfev=args.lapq_maxfev,

@@ -217,8 +217,9 @@ class SummaryActivationStatsCollector(ActivationStatsCollector):
         values = self.value()
         if all(not isinstance(v, list) for v in values.values()):
             return pd.DataFrame({self.stat_name: list(values.values())}, index=pd.Index(list(values), name="module"))
-        rows = {name: v if isinstance(v, list) else [v] for name, v in values.items()}
-        frame = pd.DataFrame.from_dict(rows, orient="index")
+        # Modules have different channel counts: one Series per module, padded with NaN by concatenation.
+        frame = pd.concat([pd.Series(v if isinstance(v, list) else [v], name=name) for name, v in values.items()],
+                          axis=1).T
         frame.index.name = "module"
         return frame
 

@@ -27,11 +27,15 @@ def get_args_parser():
 
 
 def main(args):
-    """Runs the application; returns the run's summary (None when it only exports to ONNX)."""
+    """Runs the application; returns the run's summary (None when it only exports to ONNX or collects
+    activation histograms)."""
     app = ClassifierCompressor(args, script_dir=os.path.dirname(os.path.abspath(__file__)))
     with app, logging_redirect_tqdm():
         if args.export_onnx is not None:
             app.export_onnx()
+            return None
+        if args.activation_histograms:
+            app.collect_activation_histograms()
             return None
         if not args.evaluate:
             if args.save_untrained_model:

@@ -133,3 +133,38 @@ def test_ptq_app_needs_a_checkpoint(ptq_app, tmp_path, capsys):
     assert run_cli(ptq_app.main, ptq_app.get_args_parser(), ["-o", str(tmp_path)]) == 2
     assert "--resume-from PATH is required" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
+
+
+def test_activation_stats_of_each_requested_phase_are_saved(tmp_path):
+    import pandas as pd
+    args = parse(*FAST, "--epochs", 1, "-o", tmp_path, "--act-stats", "valid", "test")
+    with classifier.ClassifierCompressor(args) as app:
+        assert app.activations_collectors["train"] == {}
+        app.run_training_loop()
+        app.test()
+    for phase in ("valid", "test"):
+        sheet = pd.read_excel(os.path.join(app.logdir, "activation_stats", phase, "sparsity_ofm.xlsx"))
+        relus = [name for name, m in app.model.named_modules() if isinstance(m, torch.nn.ReLU)]
+        assert set(relus) <= set(sheet.astype(str).to_string().split()), sheet
+    assert not os.path.exists(os.path.join(app.logdir, "activation_stats", "train"))
+    assert all(not collector._handles for collectors in app.activations_collectors.values()
+               for collector in collectors.values()), "collectors must be stopped after each phase"
+
+
+def test_activation_histograms_mode_writes_the_histograms(run_classifier, tmp_path):
+    result = run_classifier("-a", "simplenet_cifar", "-b", "128", "--etes", "0.3", "-o", tmp_path, "--act-hist", "0.5")
+    assert result.status == 0, result.stderr
+    histograms = torch.load(os.path.join(result.run_dir, "acts_histograms.pt"), weights_only=True)
+    first = next(iter(histograms.values()))
+    assert int(first["output"]["hist"].sum()) == int(first["output"]["total_numel"]) > 0
+
+
+def test_acts_quant_stats_collection_needs_a_directory_to_save(filter_pruned_checkpoint, tmp_path):
+    args = parse("-a", "simplenet_cifar", "-b", "128", "--etes", "0.2")
+    model = create_model(False, "digits", "simplenet_cifar", parallel=False)
+    with pytest.raises(ArgumentError, match="save_dir"):
+        classifier.acts_quant_stats_collection(model, torch.nn.CrossEntropyLoss(), [], args, save_to_file=True)
+    stats = classifier.acts_quant_stats_collection(model, torch.nn.CrossEntropyLoss(), [], args, save_to_file=True,
+                                                   save_dir=str(tmp_path))
+    assert stats["conv1"]["output"]["max"] >= stats["conv1"]["output"]["min"]
+    assert os.path.isfile(tmp_path / "acts_quantization_stats.yaml")
