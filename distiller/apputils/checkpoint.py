@@ -123,7 +123,9 @@ def read_checkpoint(chkpt_file: Union[str, os.PathLike[str]]) -> dict[str, Any]:
     except pickle.UnpicklingError:
         # torch's own message suggests weights_only=False: unsafe for files of unknown origin, so not repeated.
         raise CheckpointError(f"'{chkpt_file}' is not a readable distiller checkpoint: it is corrupt, or it pickles "
-                              f"Python classes (as Distiller's checkpoints did), which is never loaded") from None
+                              f"Python classes (as Distiller's checkpoints did), which is never loaded; convert a "
+                              f"Distiller checkpoint with: python -m distiller.apputils.convert_checkpoint "
+                              f"{chkpt_file} NEW.pth.tar") from None
     except Exception as err:  # torch raises several other types (RuntimeError, EOFError, zipfile errors)
         raise CheckpointError(f"'{chkpt_file}' is not a readable distiller checkpoint (corrupt or truncated): "
                               f"{str(err).splitlines()[0]}") from None
