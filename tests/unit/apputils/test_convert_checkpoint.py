@@ -4,6 +4,7 @@ checkpoints that load_checkpoint rebuilds with the same outputs; bad input is a 
 import argparse
 import collections
 import importlib
+import os
 
 import numpy as np
 import pytest
@@ -288,6 +289,24 @@ def test_missing_corrupt_and_foreign_files(tmp_path):
     assert "no 'state_dict' entry" in convert_error(tmp_path / "other.pth.tar", tmp_path)
     ours = save_checkpoint(0, "simplenet_cifar", build("simplenet_cifar"), dir=tmp_path)
     assert "already in this library's format" in convert_error(ours, tmp_path)
+
+
+class RunsCommand:
+    """Unpickles by calling os.system, as a malicious file would."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def test_functions_a_file_names_are_never_called(simplenet_checkpoint, tmp_path):
+    marker = tmp_path / "ran"
+    old = simplenet_checkpoint(extras={"payload": RunsCommand(f"touch {marker}")})
+    summary = convert_checkpoint(old, tmp_path / "new.pth.tar")
+    assert not marker.exists()
+    assert summary["dropped"] == [f"extras['payload'] (holds {os.system.__module__}.system)"]
 
 
 def test_load_checkpoint_points_distiller_checkpoints_to_the_converter(simplenet_checkpoint):
