@@ -40,7 +40,8 @@ def run_cli(main: Callable[[argparse.Namespace], Any], parser: argparse.Argument
         sys.stderr.write(f"{parser.prog}: error: {err}\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write(f"{parser.prog}: interrupted; resume with --resume-from <run dir>/checkpoint.pth.tar\n")
+        hint = "; resume with --resume-from <run dir>/checkpoint.pth.tar" if hasattr(args, "resume_from") else ""
+        sys.stderr.write(f"{parser.prog}: interrupted{hint}\n")
         return 130
     return 0
 
