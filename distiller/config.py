@@ -105,7 +105,9 @@ def _node_lines(node: yaml.Node, path: Path, out: dict[Path, int]) -> None:
     out[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
-            child = path + (key.value,)
+            # an integer key (e.g. an input index of input_overrides) is an int in the loaded schedule's paths too
+            integer = key.tag == "tag:yaml.org,2002:int" and key.value.isdigit()
+            child = path + (int(key.value) if integer else key.value,)
             _node_lines(value, child, out)
             out[child] = key.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):

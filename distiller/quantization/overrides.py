@@ -4,11 +4,13 @@
 ``[pattern, settings]`` pairs (as :meth:`~distiller.quantization.Quantizer.state_dict` records it); each
 pattern is a module name or a full-match regular expression, each settings dict holds bit widths
 (:data:`BITS_KEYS`) and method-specific keys. A setting has the type of the quantizer argument it overrides
-and is checked by :mod:`distiller.spec` against that type.
+and is checked by :mod:`distiller.spec` against that type; a setting with a structure of its own (e.g.
+``input_overrides``) is checked by its function (:class:`CheckedBy`).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Optional
 
 from pydantic import BeforeValidator
@@ -16,7 +18,7 @@ from pydantic import BeforeValidator
 from ..errors import ArgumentError, UnmatchedNameError
 from ..spec import BitWidth, check_value
 
-__all__ = ["OverrideError", "Overrides", "BitsSetting", "BITS_KEYS", "BITS_TYPES", "check_overrides",
+__all__ = ["OverrideError", "Overrides", "BitsSetting", "BITS_KEYS", "BITS_TYPES", "CheckedBy", "check_overrides",
            "override_pattern"]
 
 #: Bit-width settings and the :class:`~distiller.quantization.QBits` field each one sets.
@@ -30,17 +32,26 @@ BITS_TYPES: dict[str, Any] = {key: BitsSetting for key in BITS_KEYS}
 class OverrideError(ArgumentError):
     """An entry of a quantizer's ``overrides`` that cannot be applied.
 
-    Its ``argument`` is ``'overrides'`` and its ``location`` ``(pattern,)`` or ``(pattern, setting)``, so a
-    schedule reader can point at the entry's line.
+    Its ``argument`` is ``'overrides'`` and its ``location`` ``(pattern,)``, ``(pattern, setting)`` or, for a
+    place inside the setting's value, ``(pattern, setting, *inner)``, so a schedule reader can point at the line.
 
     Attributes:
         pattern: the entry's key (as :class:`~distiller.errors.UnmatchedNameError` has for patterns that
             match nothing).
     """
 
-    def __init__(self, pattern: str, message: str, setting: Optional[str] = None) -> None:
+    def __init__(self, pattern: str, message: str, setting: Optional[str] = None, inner: tuple[Any, ...] = ()) -> None:
         self.pattern = pattern
-        super().__init__(message, argument="overrides", location=(pattern,) if setting is None else (pattern, setting))
+        super().__init__(message, argument="overrides",
+                         location=(pattern,) if setting is None else (pattern, setting, *inner))
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckedBy:
+    """In a quantizer's ``override_types``: a setting checked by ``check(owner, argument, value)``, which returns
+    the value normalised or raises :class:`~distiller.errors.ArgumentError` whose ``location`` is the place
+    inside the value."""
+    check: Callable[[str, str, Any], Any]
 
 
 def _pairs_as_mapping(value: Any) -> Any:
@@ -67,20 +78,23 @@ def check_overrides(owner: str, overrides: Optional[Mapping[str, Mapping[str, An
     Args:
         owner: the quantizer's class name, for messages.
         overrides: already of type :data:`Overrides` (a mapping).
-        types: setting name -> type (an annotation :func:`distiller.spec.check_value` understands).
+        types: setting name -> type (an annotation :func:`distiller.spec.check_value` understands, or a
+            :class:`CheckedBy`).
     Raises:
         OverrideError: a setting whose value does not have its type (the message names the entry, the
-            setting, the expected type and the value).
+            setting, the expected type and the value; the location goes down to the place inside the value).
     """
     result = []
     for pattern, settings in (overrides or {}).items():
         checked = dict(settings)
         for key, value in settings.items():
             if key in types:
+                argument, kind = f"overrides[{pattern!r}][{key!r}]", types[key]
                 try:
-                    checked[key] = check_value(owner, f"overrides[{pattern!r}][{key!r}]", types[key], value)
+                    checked[key] = (kind.check(owner, argument, value) if isinstance(kind, CheckedBy)
+                                    else check_value(owner, argument, kind, value))
                 except ArgumentError as err:
-                    raise OverrideError(pattern, str(err), setting=key) from None
+                    raise OverrideError(pattern, str(err), setting=key, inner=err.location) from None
         result.append((pattern, checked))
     return result
 

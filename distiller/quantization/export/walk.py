@@ -117,6 +117,11 @@ def _check_static(name: str, wrapper: RangeLinearQuantWrapper) -> None:
     if wrapper.scale_approx_mult_bits is not None:
         raise ExportError(f"'{name}' approximates scales with integer multipliers (scale_approx_mult_bits); the "
                           f"deployment kernels requantize with float scales, so results would differ")
+    other = sorted(i for i, s in wrapper.input_settings.items()
+                   if s.num_bits != 8 or s.mode != wrapper.mode.activations)
+    if other:
+        raise ExportError(f"'{name}' quantizes input(s) {other} with other bits or mode than its activations "
+                          f"(input_overrides); integer kernels take every input in the 8-bit activation format")
 
 
 def _check_param_layer(name: str, wrapper: RangeLinearQuantParamLayerWrapper) -> None:
@@ -130,6 +135,10 @@ def _check_param_layer(name: str, wrapper: RangeLinearQuantParamLayerWrapper) ->
     conv = wrapper.wrapped_module
     if isinstance(conv, nn.modules.conv._ConvNd) and conv.padding_mode != "zeros":
         raise ExportError(f"'{name}' uses padding_mode={conv.padding_mode!r}; only 'zeros' is supported")
+
+
+def _input_qparams(wrapper: RangeLinearQuantWrapper, index: int) -> QParams:
+    return to_pytorch_qparams(wrapper.input_scales[index], wrapper.input_zero_points[index], wrapper.mode.activations)
 
 
 def _unsupported(name: str, module: nn.Module) -> ExportError:
@@ -256,12 +265,8 @@ class _Walker:
 
     def _inputs(self, node: fx.Node, module: RangeLinearQuantWrapper) -> list[fx.Node]:
         args = node.args[0] if len(node.args) == 1 and isinstance(node.args[0], (list, tuple)) else node.args
-        result = []
-        for index, arg in enumerate(args):
-            qp = to_pytorch_qparams(module.input_scales[index], module.input_zero_points[index],
-                                    module.mode.activations)
-            result.append(self.emitter.wrapper_input(self.env[arg], self.state.get(arg), qp))
-        return result
+        return [self.emitter.wrapper_input(self.env[arg], self.state.get(arg), _input_qparams(module, index))
+                for index, arg in enumerate(args)]
 
     def _output_qparams(self, module: RangeLinearQuantWrapper) -> QParams:
         return to_pytorch_qparams(module.output_scale, module.output_zero_point, module.mode.activations)
@@ -277,7 +282,7 @@ class _Walker:
         (x,) = self._inputs(node, module)
         relu = self.relu_follows(node)
         out_qp = self._output_qparams(module)
-        in_qp = to_pytorch_qparams(module.input_scales[0], module.input_zero_points[0], module.mode.activations)
+        in_qp = _input_qparams(module, 0)
         self._finish(node, self.emitter.param_layer(name, module, x, in_qp, out_qp, relu is not None), out_qp, relu)
 
     def _binary(self, node: fx.Node, name: str, module: RangeLinearQuantWrapper, kind: str) -> None:
@@ -306,7 +311,11 @@ class _Walker:
             self._finish(node, self.graph.call_module(target, (self.env[first],)), out_qp, None)
             return
         target = self.emitter.add_module(name, inner)
-        value = self.graph.call_module(target, self.arg(node.args), self.arg(node.kwargs))
+        args = self.arg(node.args)
+        if module.quantize_inputs:  # the inputs quantized as the simulation does, then the module in float
+            args = tuple(self.emitter.dequantize(x, _input_qparams(module, index))
+                         for index, x in enumerate(self._inputs(node, module)))
+        value = self.graph.call_module(target, args, self.arg(node.kwargs))
         self._finish(node, self.emitter.quantize(value, out_qp), out_qp, None)
 
 

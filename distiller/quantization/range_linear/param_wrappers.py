@@ -101,7 +101,7 @@ class RangeLinearQuantParamLayerWrapper(RangeLinearQuantWrapper):
         self.register_buffer("w_scale", scale)
         self.register_buffer("w_zero_point", zero_point)
         fan_in = wrapped_module.weight[0].numel()
-        input_bits = self.input_settings[0].num_bits if 0 in self.input_settings else self.num_bits_acts or 32
+        input_bits = self.input_bits(0) if self.num_bits_acts is not None else 32
         self._acc_dtype = _accumulation_dtype(fan_in, input_bits, self.num_bits_params)
 
     def requantize_weights(self, range_multiplier: float = 1.0) -> None:
@@ -166,14 +166,16 @@ class RangeLinearQuantMatmulWrapper(RangeLinearQuantWrapper):
     def __init__(self, wrapped_module: nn.Module, num_bits_acts: BitWidth, num_bits_accum: BitWidth = 32,
                  mode: QuantModeArg = LinearQuantMode.SYMMETRIC, clip_acts: ClipModeArg = ClipMode.NONE,
                  activation_stats: Optional[ModuleStats] = None, clip_n_stds: Optional[PositiveReal] = None,
-                 clip_half_range: bool = False, scale_approx_mult_bits: BitsSetting = None) -> None:
+                 clip_half_range: bool = False, scale_approx_mult_bits: BitsSetting = None,
+                 input_overrides: Optional[InputOverrides] = None) -> None:
         super().__init__(wrapped_module, num_bits_acts, num_bits_accum, mode, clip_acts, activation_stats,
-                         clip_n_stds, clip_half_range, scale_approx_mult_bits, num_inputs=2)
+                         clip_n_stds, clip_half_range, scale_approx_mult_bits, num_inputs=2,
+                         input_overrides=input_overrides)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         qa, sa, za = self.quantize_input(0, a)
         qb, sb, zb = self.quantize_input(1, b)
-        dtype = _accumulation_dtype(a.size(-1), self.acts_bits, self.acts_bits)
+        dtype = _accumulation_dtype(a.size(-1), self.input_bits(0), self.input_bits(1))
         acc = self.wrapped_module((qa + za).to(dtype), (qb + zb).to(dtype)).clamp(*self.accum_qrange)
         return self.dequantize_output(acc, (sa * sb).to(dtype), a.dtype)
 

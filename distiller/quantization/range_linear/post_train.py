@@ -22,11 +22,12 @@ from ...utils import normalize_module_name
 from ..base import QBits, Quantizer, inner_model
 from ..bn_fold import FoldableLayer, find_batchnorm_pairs
 from ..fp8 import FP8LinearWrapper, FP8Scaling
-from ..overrides import BITS_KEYS, BITS_TYPES, BitsSetting, OverrideError, Overrides, check_overrides
+from ..overrides import BITS_KEYS, BITS_TYPES, BitsSetting, CheckedBy, OverrideError, Overrides, check_overrides
 from ..q_utils import (ClipMode, ClipModeArg, LinearQuantMode, PositiveReal, QuantModeArg, parse_clip_mode,
                        verify_quant_mode)
 from .eltwise_wrappers import (RangeLinearQuantConcatWrapper, RangeLinearQuantEltwiseAddWrapper,
                                RangeLinearQuantEltwiseMultWrapper)
+from .input_overrides import InputQuantSettings, check_input_overrides, input_quant_settings
 from .param_wrappers import (RangeLinearEmbeddingWrapper, RangeLinearQuantMatmulWrapper,
                              RangeLinearQuantParamLayerWrapper)
 from .ptq_graph import (GRID_PRESERVING_MODULES, SAME_RANGE_AS_INPUT_MODULES, QuantizationGraph, analyze_model,
@@ -45,7 +46,18 @@ _MULTI_INPUT_WRAPPERS = {dm.EltwiseAdd: RangeLinearQuantEltwiseAddWrapper,
 # Modules without a range of their own: kept float (their outputs stay on the input's grid).
 _KEEP_TYPES = GRID_PRESERVING_MODULES + (dm.Split, dm.Chunk, dm.View)
 _OVERRIDE_KEYS = ("bits_accum", "mode", "clip_acts", "clip_n_stds", "clip_half_range", "per_channel_wts",
-                  "scale_approx_mult_bits", "fp16", "fpq_module", "also_clip_weights", "fp8", "fp8_scaling")
+                  "scale_approx_mult_bits", "fp16", "fpq_module", "also_clip_weights", "fp8", "fp8_scaling",
+                  "input_overrides", "quantize_inputs")
+#: Settings of a layer's inputs, given by overrides only (not constructor arguments), and their types.
+_INPUT_OVERRIDE_TYPES: dict[str, Any] = {"input_overrides": CheckedBy(check_input_overrides), "quantize_inputs": bool}
+#: Decision kinds whose wrapper always quantizes its inputs.
+_INTEGER_INPUT_KINDS = ("param", "matmul", "multi")
+#: What each decision kind does with the layer's inputs, for messages.
+_KIND_INPUTS = {"keep": "is not wrapped (its output stays on its input's grid or in float)",
+                "fp8": "is quantized to FP8, its inputs with FP8 scales", "fp16": "runs in float16",
+                "fpq": "runs in floating point (fpq_module)", "embedding": "is an embedding: its inputs are indices",
+                "param": "always quantizes its input", "matmul": "always quantizes its inputs",
+                "multi": "always quantizes its inputs", "fake": "runs in float on its inputs as they come"}
 #: ``fpq_module`` values: the precision (bits) of floating-point layers.
 FPPrecision = Literal[16, 32, 64]
 _FP_DTYPES = {32: torch.float32, 64: torch.float64}
@@ -84,7 +96,15 @@ class PostTrainLinearQuantizer(Quantizer):
         overrides: per-layer settings, first matching pattern wins (see :class:`Quantizer`); keys:
             ``bits_activations``, ``bits_weights``, ``bits_accum``, ``mode``, ``clip_acts``, ``clip_n_stds``,
             ``clip_half_range``, ``per_channel_wts``, ``scale_approx_mult_bits``, ``fp16``, ``fpq_module``,
-            ``also_clip_weights``, ``fp8``, ``fp8_scaling``.
+            ``also_clip_weights``, ``fp8``, ``fp8_scaling``, and Distiller's input settings:
+            ``input_overrides`` (``{index: settings}``, see
+            :mod:`~distiller.quantization.range_linear.input_overrides`) for a layer that quantizes its inputs
+            (conv/linear, matmul, add/mult/concat, or a fake-quantized layer with ``quantize_inputs``); such an
+            input is quantized with these settings and its own statistics, never with its producer's
+            parameters. ``quantize_inputs: true`` makes a fake-quantized layer (float compute, quantized
+            output: e.g. a Tanh or Softmax) quantize its inputs too, which matters where it reads the model's
+            input or a float layer's output (inputs from a quantized layer keep that layer's parameters);
+            Distiller did so by default, here it is off unless asked for.
         mode: LinearQuantMode, its name, 'sym' / 'sym_restr' / 'asym_s' / 'asym_u', or
             ``{'activations': mode, 'weights': mode}``.
         clip_acts: ClipMode or its name (NONE, AVG, N_STD, GAUSS, LAPLACE).
@@ -121,7 +141,8 @@ class PostTrainLinearQuantizer(Quantizer):
           # model_activation_stats: stats/acts_quantization_stats.yaml   # calibrated (static) activation ranges
           overrides:
             fc: {clip_acts: NONE}
-            conv1: {bits_activations: null, bits_weights: null}
+            conv1:
+              input_overrides: {0: {bits_activations: 8, clip_acts: NONE}}   # the model's input, unclipped
 
     Raises:
         distiller.errors.ArgumentError: an argument of the wrong type (bit widths outside 1..32, unknown
@@ -168,7 +189,7 @@ class PostTrainLinearQuantizer(Quantizer):
                               clip_n_stds=clip_n_stds, clip_half_range=clip_half_range,
                               per_channel_wts=per_channel_wts, scale_approx_mult_bits=self.scale_approx_mult_bits,
                               fp16=fp16, fpq_module=fpq_module, also_clip_weights=also_clip_weights, fp8=fp8,
-                              fp8_scaling=fp8_scaling)
+                              fp8_scaling=fp8_scaling, input_overrides=None, quantize_inputs=False)
         self._stats: Optional[dict[str, dict[str, Any]]] = None
         self._graph = QuantizationGraph()
         self._decisions: dict[str, _Decision] = {}
@@ -187,11 +208,13 @@ class PostTrainLinearQuantizer(Quantizer):
                                          f"bits_activations, bits_weights, {', '.join(_OVERRIDE_KEYS)}",
                                 setting=unknown[0])
 
-    def _layer_error(self, name: str, message: str, setting: str) -> ArgumentError:
-        """The error for ``setting`` of layer ``name``: an :class:`OverrideError` naming the override that gave
-        it, or an ``ArgumentError`` naming the argument when it comes from the constructor's defaults."""
+    def _layer_error(self, name: str, message: str, setting: str, inner: tuple[Any, ...] = ()) -> ArgumentError:
+        """The error for ``setting`` of layer ``name`` (at ``inner`` inside its value): an :class:`OverrideError`
+        naming the override that gave it, or an ``ArgumentError`` naming the argument when it comes from the
+        constructor's defaults."""
         pattern = self._override_for(name)[0]
-        return ArgumentError(message, argument=setting) if pattern is None else OverrideError(pattern, message, setting)
+        return (ArgumentError(message, argument=setting, location=inner) if pattern is None
+                else OverrideError(pattern, message, setting, inner))
 
     @staticmethod
     def _check_stats_names(model: nn.Module, stats: Mapping[str, ModuleStats]) -> None:
@@ -207,8 +230,11 @@ class PostTrainLinearQuantizer(Quantizer):
 
     def check_settings(self) -> None:
         """As :meth:`Quantizer.check_settings`, and decides how every layer is quantized, which rejects e.g.
-        ``fp8`` on a layer that is not ``nn.Linear`` or ``clip_acts: N_STD`` without ``clip_n_stds``.
-        Calibration statistics are checked against the layers by :meth:`prepare_model`."""
+        ``fp8`` on a layer that is not ``nn.Linear``, ``clip_acts: N_STD`` without ``clip_n_stds`` or
+        ``input_overrides`` of an input a layer does not have. Calibration statistics are checked against the
+        layers by :meth:`prepare_model`."""
+        if not self._graph.traced and any("input_overrides" in settings for _, settings in self.overrides):
+            self._graph = analyze_model(self._model_key())  # how many inputs each layer takes
         for _, _, full_name, module, _, extra in self._plan_replacements(skip=set()):
             self._decide(module, full_name, self.module_qbits_map, **extra)
 
@@ -276,6 +302,39 @@ class PostTrainLinearQuantizer(Quantizer):
     def _decide(self, module: nn.Module, name: str, qbits_map: Mapping[str, QBits],
                 **layer_overrides: Any) -> _Decision:
         """Returns (kind, settings): how layer ``name`` is quantized. Raises on impossible settings."""
+        kind, settings = self._decide_kind(module, name, qbits_map, **layer_overrides)
+        return kind, self._with_input_settings(module, name, kind, settings, layer_overrides)
+
+    def _with_input_settings(self, module: nn.Module, name: str, kind: str, settings: dict[str, Any],
+                             layer_overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """``settings`` with the layer's ``quantize_inputs`` and ``input_overrides``, which must fit its wrapper."""
+        quantize_inputs, overrides = layer_overrides.get("quantize_inputs"), layer_overrides.get("input_overrides")
+        what = f"'{name}' ({type(module).__name__})"
+        if kind == "fake":
+            settings = dict(settings, quantize_inputs=bool(quantize_inputs))
+        elif quantize_inputs is not None:
+            raise self._layer_error(name, f"quantize_inputs applies to fake-quantized layers (float compute, quantized "
+                                          f"output); {what} {_KIND_INPUTS[kind]}", "quantize_inputs")
+        if not overrides:
+            return settings
+        if kind in _INTEGER_INPUT_KINDS and settings["num_bits_acts"] is None:
+            raise self._layer_error(name, f"input_overrides: {what} has float activations (bits_activations: null)",
+                                    "input_overrides")
+        if kind not in _INTEGER_INPUT_KINDS and not (kind == "fake" and quantize_inputs):
+            hint = "; set quantize_inputs: true for it" if kind == "fake" else ""
+            raise self._layer_error(name, f"input_overrides: {what} {_KIND_INPUTS[kind]}{hint}", "input_overrides")
+        output = InputQuantSettings(settings["num_bits_acts"], verify_quant_mode(settings["mode"]).activations,
+                                    parse_clip_mode(settings["clip_acts"]), settings["clip_n_stds"],
+                                    settings["clip_half_range"])
+        count = {"param": 1, "matmul": 2}.get(kind, self._graph.num_inputs.get(normalize_module_name(name)))
+        try:
+            input_quant_settings(output, overrides, count)
+        except ArgumentError as err:
+            raise self._layer_error(name, f"layer {what}: {err}", "input_overrides", err.location) from None
+        return dict(settings, input_overrides=overrides)
+
+    def _decide_kind(self, module: nn.Module, name: str, qbits_map: Mapping[str, QBits],
+                     **layer_overrides: Any) -> _Decision:
         o = {**self._defaults, **layer_overrides}
         bits = qbits_map[name]
         if isinstance(module, _KEEP_TYPES):
@@ -333,12 +392,13 @@ class PostTrainLinearQuantizer(Quantizer):
                 continue
             if not stats["output"]:
                 problems.append(f"'{name}' output")
-            if kind == "fake":
+            if kind == "fake" and not settings["quantize_inputs"]:
                 continue
             count = self._graph.num_inputs.get(name, len(stats["inputs"]) or 1)
             sources = self._graph.input_sources.get(name, {})
+            overridden = settings.get("input_overrides") or {}
             for index in range(count):
-                shared = (self.inputs_quant_auto_fallback and index in sources
+                shared = (self.inputs_quant_auto_fallback and index in sources and index not in overridden
                           and self._gives_static_output(sources[index], settings))
                 if index not in stats["inputs"] and not shared:
                     problems.append(f"'{name}' input {index}")
@@ -380,16 +440,18 @@ class PostTrainLinearQuantizer(Quantizer):
         if kind == "multi":
             return _MULTI_INPUT_WRAPPERS[type(module)](module, activation_stats=stats,
                                                        num_inputs=self._graph.num_inputs.get(name), **settings)
-        return RangeLinearFakeQuantWrapper(module, activation_stats=stats, **settings)
+        return RangeLinearFakeQuantWrapper(module, activation_stats=stats, num_inputs=self._graph.num_inputs.get(name),
+                                           **settings)
 
     def layer_activation_stats(self, name: str) -> Optional[dict[str, Any]]:
         """The statistics layer ``name`` was quantized with (after BN folding and ReLU fusion), or None."""
         return None if self._stats is None else self._stats.get(normalize_module_name(name))
 
     def share_producer_quant_params(self) -> None:
-        """Inputs reached unchanged from a quantized layer take its output parameters; average pooling
-        keeps its input's parameters (as integer kernels do). Called by ``prepare_model`` (with
-        ``inputs_quant_auto_fallback``); call it again after changing output parameters (LAPQ does)."""
+        """Inputs reached unchanged from a quantized layer take its output parameters (unless ``input_overrides``
+        set their own); average pooling keeps its input's parameters (as integer kernels do). Called by
+        ``prepare_model`` (with ``inputs_quant_auto_fallback``); call it again after changing output parameters
+        (LAPQ does)."""
         modules = dict(self._model_key().named_modules())
         self.shared_inputs = {}
         for name in self._graph.order:
@@ -398,12 +460,12 @@ class PostTrainLinearQuantizer(Quantizer):
                 continue
             for index, source in self._graph.input_sources.get(name, {}).items():
                 producer = modules.get(source)
-                if not _same_activation_format(producer, wrapper):
+                if index in wrapper.input_settings or not _same_activation_format(producer, wrapper):
                     continue
-                if isinstance(wrapper, RangeLinearFakeQuantWrapper):
-                    if isinstance(wrapper.wrapped_module, SAME_RANGE_AS_INPUT_MODULES) and index == 0:
-                        wrapper.use_input_grid(producer.output_scale, producer.output_zero_point)
-                elif index < len(wrapper.input_scales):
+                if (isinstance(wrapper, RangeLinearFakeQuantWrapper) and index == 0
+                        and isinstance(wrapper.wrapped_module, SAME_RANGE_AS_INPUT_MODULES)):
+                    wrapper.use_input_grid(producer.output_scale, producer.output_zero_point)
+                if index < len(wrapper.input_scales):  # a fake-quantized layer has them with quantize_inputs
                     wrapper.set_input_quant_params(index, producer.output_scale, producer.output_zero_point)
                     self.shared_inputs[(name, index)] = source
         missing = [f"'{n}' {what}" for n, m in modules.items() if isinstance(m, RangeLinearQuantWrapper)
@@ -424,9 +486,9 @@ class PostTrainLinearQuantizer(Quantizer):
 
 #: Override settings have the types of the constructor arguments of the same names.
 PostTrainLinearQuantizer.override_types = {
-    **BITS_TYPES, **{key: hint for key, hint in typing.get_type_hints(PostTrainLinearQuantizer.__init__,
-                                                                      include_extras=True).items()
-                     if key in _OVERRIDE_KEYS}}
+    **BITS_TYPES, **_INPUT_OVERRIDE_TYPES,
+    **{key: hint for key, hint in typing.get_type_hints(PostTrainLinearQuantizer.__init__, include_extras=True).items()
+       if key in _OVERRIDE_KEYS}}
 
 
 def _same_activation_format(producer: Optional[nn.Module],

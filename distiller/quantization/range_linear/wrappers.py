@@ -14,7 +14,6 @@ a quantized checkpoint holds them and :mod:`distiller.quantization.export` reuse
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any, Optional, Union
@@ -30,6 +29,7 @@ from ..q_utils import (ClipMode, ClipModeArg, LinearQuantMode, PositiveReal, Qua
                        get_tensor_mean_n_stds_min_max, get_tensor_min_max, linear_dequantize,
                        linear_quant_params_from_min_max, linear_quantize_clamp, parse_clip_mode,
                        quantized_range_for_mode, verify_quant_mode)
+from .input_overrides import InputOverrides, InputQuantSettings, check_input_overrides, input_quant_settings
 
 __all__ = ["RangeLinearQuantWrapper", "RangeLinearFakeQuantWrapper", "FP16Wrapper", "saturation_range_from_stats",
            "UNSET", "InputOverrides", "InputQuantSettings", "FPWrapper"]
@@ -41,25 +41,7 @@ UNSET = float("nan")
 TensorStats = Mapping[str, float]
 #: Calibration statistics of one module: ``{'inputs': {index: TensorStats}, 'output': TensorStats}``.
 ModuleStats = Mapping[str, Any]
-#: Per-input quantization settings, Distiller's ``input_overrides``: ``{index: {'from_output': True}}`` or
-#: ``{index: {'bits_activations': b, 'mode': m, 'clip_acts': c, 'clip_n_stds': n}}`` (any subset).
-InputOverrides = Mapping[int, Mapping[str, Any]]
 _Number = Union[float, torch.Tensor]
-_INPUT_OVERRIDE_KEYS = ("from_output", "bits_activations", "mode", "clip_acts", "clip_n_stds")
-
-
-@dataclasses.dataclass(frozen=True)
-class InputQuantSettings:
-    """How one input of a wrapper is quantized (by default: as the wrapper's output is)."""
-    num_bits: int
-    mode: LinearQuantMode
-    clip_acts: ClipMode
-    clip_n_stds: Optional[float]
-    clip_half_range: bool
-
-    @property
-    def qrange(self) -> tuple[int, int]:
-        return quantized_range_for_mode(self.num_bits, self.mode)
 
 
 def saturation_range_from_stats(stats: TensorStats, clip_mode: ClipModeArg, num_bits: int,
@@ -138,8 +120,8 @@ class RangeLinearQuantWrapper(nn.Module):
         num_inputs: how many tensor inputs the module takes (default: as many as the stats describe).
         input_overrides: settings of individual inputs (see :data:`InputOverrides`): ``from_output`` uses the
             output's settings without half-range clipping; otherwise the given bits, mode, clip mode and
-            standard deviations replace the output's. (The integer exporters assume every input in the
-            activation format: keep ``bits_activations``/``mode`` unchanged in models you export.)
+            standard deviations replace the output's (see :mod:`.input_overrides`). The integer exporters
+            refuse inputs with other bits or mode than the activations.
         inputs_quant_auto_fallback: quantize an input without ``input_overrides`` with the output's settings
             (True, the default here), or leave it to the quantizer, which gives it its producer's parameters
             (False, Distiller's wrapper default: with dynamic ranges every input then needs an override).
@@ -178,8 +160,8 @@ class RangeLinearQuantWrapper(nn.Module):
         accum_max = 2 ** (self.num_bits_accum - 1)
         self.accum_qrange = (-accum_max, accum_max - 1)
         self.inputs_quant_auto_fallback = inputs_quant_auto_fallback
-        self.input_settings = ({int(i): self._input_override(int(i), dict(v)) for i, v in input_overrides.items()}
-                               if input_overrides and self.num_bits_acts is not None else {})
+        self.input_settings = (self._input_settings(input_overrides, num_inputs) if self.num_bits_acts is not None
+                               else {})
         self.preset_act_stats = activation_stats is not None and self.num_bits_acts is not None
         if activation_stats is not None and self.preset_act_stats:
             self._init_static_params(activation_stats, num_inputs)
@@ -207,29 +189,17 @@ class RangeLinearQuantWrapper(nn.Module):
         return InputQuantSettings(self.acts_bits, self.mode.activations, self.clip_acts, self.clip_n_stds,
                                   self.clip_half_range)
 
-    def _input_override(self, index: int, override: dict[str, Any]) -> InputQuantSettings:
-        unknown = sorted(set(override) - set(_INPUT_OVERRIDE_KEYS))
-        if unknown:
-            raise ArgumentError(f"input_overrides[{index}]: unknown setting(s) {unknown}; valid: "
-                                f"{', '.join(_INPUT_OVERRIDE_KEYS)}", argument="input_overrides", location=(index,))
-        output = self.output_settings
-        if override.pop("from_output", False):
-            if override:
-                raise ArgumentError(f"input_overrides[{index}]: 'from_output' takes no other setting, got "
-                                    f"{sorted(override)}", argument="input_overrides", location=(index,))
-            return dataclasses.replace(output, clip_half_range=False)
-        settings = InputQuantSettings(override.get("bits_activations", output.num_bits),
-                                      verify_quant_mode(override.get("mode", output.mode)).activations,
-                                      parse_clip_mode(override.get("clip_acts", output.clip_acts)),
-                                      override.get("clip_n_stds", output.clip_n_stds), False)
-        if not isinstance(settings.num_bits, int) or isinstance(settings.num_bits, bool) or \
-                not 1 < settings.num_bits <= 32:
-            raise ArgumentError(f"input_overrides[{index}].bits_activations={settings.num_bits!r} must be an integer "
-                                f"in 2..32", argument="input_overrides", location=(index, "bits_activations"))
-        if settings.clip_acts == ClipMode.N_STD and settings.clip_n_stds is None:
-            raise ArgumentError(f"input_overrides[{index}]: clip_acts N_STD needs clip_n_stds",
-                                argument="input_overrides", location=(index, "clip_n_stds"))
-        return settings
+    def _input_settings(self, input_overrides: Optional[InputOverrides],
+                        num_inputs: Optional[int]) -> dict[int, InputQuantSettings]:
+        checked = check_input_overrides(type(self).__name__, "input_overrides", input_overrides or {})
+        try:
+            return input_quant_settings(self.output_settings, checked, num_inputs)
+        except ArgumentError as err:
+            raise ArgumentError(f"{type(self).__name__}: {err}", argument=err.argument, location=err.location) from None
+
+    def input_bits(self, index: int) -> int:
+        """Bits of input ``index``: its override's, else the activations' (the format its producer shares)."""
+        return self.input_settings[index].num_bits if index in self.input_settings else self.acts_bits
 
     def input_settings_of(self, index: int) -> Optional[InputQuantSettings]:
         """How input ``index`` is quantized: its override, else the output's settings (with fallback), else
@@ -349,20 +319,40 @@ class RangeLinearQuantWrapper(nn.Module):
 
 class RangeLinearFakeQuantWrapper(RangeLinearQuantWrapper):
     """Runs the wrapped module in float and quantizes its output (for layers without integer math:
-    activations, pooling, normalisation, ...). Its inputs come from quantized producers already.
+    activations, pooling, normalisation, ...).
+
+    Its inputs are used as they come (they come from quantized producers already), unless
+    ``quantize_inputs``: then each floating-point input is quantized (and dequantized) first, with its own
+    statistics and the output's settings, its ``input_overrides``, or the parameters the quantizer gives it
+    (those of its quantized producer, which leave it unchanged). That is Distiller's ``quantize_inputs``, for
+    a layer that reads the model's input or a float layer's output.
 
     After :meth:`use_input_grid` (average pooling whose input has the output's parameters, as integer
     kernels run it) the module runs on the input's integers and the result is rounded once, as an
     integer kernel does, instead of on float values whose rounding ties would fall either way.
+
+    Args:
+        num_inputs: with ``quantize_inputs``, how many inputs it takes (default: as many as the statistics
+            describe).
+        input_overrides: see :class:`RangeLinearQuantWrapper`; they need ``quantize_inputs``.
+        quantize_inputs: quantize the inputs before running the module.
+        Other arguments: see :class:`RangeLinearQuantWrapper`.
     """
 
     @validated
     def __init__(self, wrapped_module: nn.Module, num_bits_acts: BitsSetting, num_bits_accum: BitWidth = 32,
                  mode: QuantModeArg = LinearQuantMode.SYMMETRIC, clip_acts: ClipModeArg = ClipMode.NONE,
                  activation_stats: Optional[ModuleStats] = None, clip_n_stds: Optional[PositiveReal] = None,
-                 clip_half_range: bool = False, scale_approx_mult_bits: BitsSetting = None) -> None:
+                 clip_half_range: bool = False, scale_approx_mult_bits: BitsSetting = None,
+                 num_inputs: Optional[NonNegativeInt] = None, input_overrides: Optional[InputOverrides] = None,
+                 quantize_inputs: bool = False) -> None:
+        if input_overrides and not quantize_inputs:
+            raise ArgumentError(f"{type(self).__name__}: input_overrides need quantize_inputs=True (without it the "
+                                f"inputs are used as they come)", argument="input_overrides")
         super().__init__(wrapped_module, num_bits_acts, num_bits_accum, mode, clip_acts, activation_stats,
-                         clip_n_stds, clip_half_range, scale_approx_mult_bits, num_inputs=0)
+                         clip_n_stds, clip_half_range, scale_approx_mult_bits,
+                         num_inputs=num_inputs if quantize_inputs else 0, input_overrides=input_overrides)
+        self.quantize_inputs = quantize_inputs
         self.on_input_grid = False
 
     def use_input_grid(self, scale: torch.Tensor, zero_point: torch.Tensor) -> None:
@@ -370,7 +360,17 @@ class RangeLinearFakeQuantWrapper(RangeLinearQuantWrapper):
         self.set_output_quant_params(scale, zero_point)
         self.on_input_grid = True
 
+    def _quantized_inputs(self, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+        if self.preset_act_stats and len(inputs) > len(self.input_scales):
+            raise RuntimeError(f"{type(self).__name__} was calibrated for {len(self.input_scales)} inputs but got "
+                               f"{len(inputs)}")
+        return tuple(linear_dequantize(*self.quantize_input(index, x))
+                     if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+                     for index, x in enumerate(inputs))
+
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if self.quantize_inputs:
+            inputs = self._quantized_inputs(inputs)
         if self.on_input_grid:
             scale, zero_point = self.output_scale, self.output_zero_point
             integers = torch.round(inputs[0] * scale)  # q + zero_point, exactly
@@ -383,6 +383,9 @@ class RangeLinearFakeQuantWrapper(RangeLinearQuantWrapper):
             scale, zero_point = self._dynamic_params(output)
         q = linear_quantize_clamp(output, scale, zero_point, *self._acts_range())
         return linear_dequantize(q, scale, zero_point)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", quantize_inputs=True" if self.quantize_inputs else "")
 
 
 class FP16Wrapper(nn.Module):

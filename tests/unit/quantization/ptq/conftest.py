@@ -93,3 +93,26 @@ def quantize(float_model, stats):
         quantizer.prepare_model(torch.randn(1, 3, 8, 8))
         return quantizer, model
     return build
+
+
+class TanhStem(nn.Module):
+    """A layer without integer arithmetic (tanh) reads the model's input."""
+
+    def __init__(self):
+        super().__init__()
+        self.tanh = nn.Tanh()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.relu(self.conv(self.tanh(x))), 1))
+
+
+@pytest.fixture
+def tanh_stem():
+    """(model, its calibration statistics, a test batch)."""
+    torch.manual_seed(0)
+    model = TanhStem().eval()
+    batches = [torch.randn(8, 3, 4, 4) * 2 for _ in range(2)]
+    return model, collect_quant_stats(model, lambda m: [m(x) for x in batches]), torch.randn(16, 3, 4, 4) * 2

@@ -130,3 +130,30 @@ def test_the_int8_model_runs_under_strict_deterministic_algorithms(quantize, tes
     finally:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
     assert not [w for w in recwarn if "deterministic" in str(w.message)]
+
+
+@pytest.mark.parametrize("backend", _BACKENDS[:1])
+def test_inputs_with_their_own_8_bit_parameters_are_exported(quantize, test_batch, backend):
+    _, model = quantize(mode=ACTS_U8, overrides={"fc": {"input_overrides": {0: {"clip_acts": "AVG"}}},
+                                                 "avgpool": {"quantize_inputs": True}})
+    converted = convert_distiller_ptq_model_to_pytorch(model, test_batch[:1], backend=backend)
+    with torch.no_grad():
+        simulated, integer = model(test_batch), converted(test_batch)
+    assert (simulated - integer).abs().max().item() <= 1.01 / model.fc.output_scale.item()
+    _, four_bit = quantize(mode=ACTS_U8, overrides={"fc": {"input_overrides": {0: {"bits_activations": 4}}}})
+    with pytest.raises(ExportError, match=r"'fc' quantizes input\(s\) \[0\] with other bits or mode"):
+        convert_distiller_ptq_model_to_pytorch(four_bit, test_batch[:1], backend=backend)
+
+
+@pytest.mark.parametrize("backend", _BACKENDS[:1])
+def test_a_float_layer_quantizing_the_model_input_is_exported(tanh_stem, backend):
+    from distiller.quantization import PostTrainLinearQuantizer
+
+    model, stats, x = tanh_stem
+    PostTrainLinearQuantizer(model, model_activation_stats=stats, mode=ACTS_U8,
+                             overrides={"tanh": {"quantize_inputs": True}}).prepare_model(x[:1])
+    converted = convert_distiller_ptq_model_to_pytorch(model, x[:1], backend=backend)
+    with torch.no_grad():
+        simulated, integer = model(x), converted(x)
+    assert converted.code.count("torch.quantize_per_tensor(") == 2  # the model's input, then tanh's output
+    assert (simulated - integer).abs().max().item() <= 1.01 / model.fc.output_scale.item()

@@ -90,13 +90,31 @@ def test_also_clip_weights_clips_with_the_activation_clip_mode(layer_and_data):
         RangeLinearQuantParamLayerWrapper(copy.deepcopy(layer), 8, 8, clip_acts="AVG", also_clip_weights=True)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({0: {"bits": 4}}, r"input_overrides\[0\]: unknown setting\(s\) \['bits'\]"),
-    ({0: {"from_output": True, "bits_activations": 4}}, "'from_output' takes no other setting"),
-    ({0: {"bits_activations": 40}}, r"bits_activations=40 must be an integer in 2..32"),
-    ({0: {"clip_acts": "N_STD"}}, "clip_acts N_STD needs clip_n_stds"),
+@pytest.mark.parametrize("overrides, message, location", [
+    ({0: {"bits": 4}}, r"argument 'input_overrides\[0\]' has unknown setting 'bits'", (0, "bits")),
+    ({0: {"from_output": True, "bits_activations": 4}}, "'from_output' takes the output's settings and no other",
+     (0,)),
+    ({0: {"bits_activations": 40}}, r"argument 'input_overrides\[0\]\['bits_activations'\]' expects an integer "
+                                    r"in \[2, 32\], got 40", (0, "bits_activations")),
+    ({0: {"clip_acts": "N_STD"}}, "clip_acts N_STD needs clip_n_stds", (0, "clip_acts")),
+    ({-1: {"bits_activations": 4}}, "its keys are input indices", (-1,)),
+    ({0: 4}, r"argument 'input_overrides\[0\]' expects a mapping of settings", (0,)),
+    ({1: {"bits_activations": 4}}, r"input_overrides\[1\]: the layer takes 1 input\(s\)", (1,)),
 ])
-def test_bad_input_overrides_are_argument_errors(layer_and_data, overrides, message):
+def test_bad_input_overrides_are_argument_errors(layer_and_data, overrides, message, location):
     with pytest.raises(ArgumentError, match=message) as info:
         RangeLinearQuantParamLayerWrapper(layer_and_data[0], 8, 8, input_overrides=overrides)
-    assert info.value.argument == "input_overrides"
+    assert info.value.argument == "input_overrides" and info.value.location == location
+
+
+def test_a_fake_quantized_layer_quantizes_its_inputs_only_when_asked(layer_and_data):
+    from distiller.quantization import RangeLinearFakeQuantWrapper
+
+    _, x, _ = layer_and_data
+    with pytest.raises(ArgumentError, match="input_overrides need quantize_inputs=True"):
+        RangeLinearFakeQuantWrapper(nn.Tanh(), 8, input_overrides={0: {"bits_activations": 4}})
+    plain = RangeLinearFakeQuantWrapper(nn.Identity(), 8).eval()
+    coarse = RangeLinearFakeQuantWrapper(nn.Identity(), 8, quantize_inputs=True,
+                                         input_overrides={0: {"bits_activations": 2}}).eval()
+    with torch.no_grad():
+        assert plain(x).unique().numel() > 16 and coarse(x).unique().numel() <= 4  # a 2-bit input: 4 levels at most
