@@ -1,12 +1,12 @@
-"""Every fenced code block of the READMEs is tested, so the documentation cannot rot.
+"""Every fenced code block of the READMEs and of the documentation site (docs-src/) is tested, so the documentation cannot rot.
 
 * ``python`` blocks run as written, in a fresh directory that holds the files the document defines (a block
   right after ``<!-- file: NAME -->`` is the content of NAME). Paths with ``<placeholders>`` (a run's
   date) are replaced by files this test makes, listed in ``PLACEHOLDER_FILES``.
 * ``yaml`` blocks must be such files, read by a python block of the same document (schedules are then
   loaded by ``distiller.file_config`` on the model they are written for).
-* ``bash`` blocks: every ``python <script>.py ...`` command is parsed by that script's own
-  ``get_args_parser()``, and the repository paths it names must exist; the sample application's commands
+* ``bash`` blocks: every ``python <script>.py ...`` (or ``python -m distiller.<module> ...``) command is
+  parsed by that script's own ``get_args_parser()``, and the repository paths it names must exist; the sample application's commands
   that train on the embedded digits data from scratch are run for 2 epochs on a 5% subset. Environment
   setup (``python3 -m venv``, ``. .venv/bin/activate``, ``pip install``) and variable assignments are
   allowed around them; any other command needs a mark.
@@ -29,7 +29,8 @@ import torch
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DOCS = sorted(["README.md", "benchmarks/README.md"]
               + [os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "examples", "**", "README.md"),
-                                                             recursive=True)])
+                                                             recursive=True)]
+              + [os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs-src", "*.md"))])
 MARK = re.compile(r"^<!--\s*(not-tested|file):\s*(.*?)\s*-->$")
 APP = "examples/classifier_compression/compress_classifier.py"
 SETUP_COMMANDS = (("python3", "-m", "venv"), (".",), ("source",), ("pip", "install"))
@@ -140,6 +141,8 @@ def script_commands(block: Block) -> list:
                 variables.update(t.split("=", 1) for t in (expand(a, variables) for a in assignments))
             elif command[0] in ("python", "python3") and command[1].endswith(".py"):
                 commands.append(ScriptCommand(command[1], command[2:]))
+            elif command[0] in ("python", "python3") and command[1] == "-m" and command[2].startswith("distiller."):
+                commands.append(ScriptCommand(command[2].replace(".", "/") + ".py", command[3:]))
             else:
                 assert any(tuple(command[:len(s)]) == s for s in SETUP_COMMANDS), \
                     f"{' '.join(command)!r} cannot be checked: mark the block <!-- not-tested: REASON -->"
@@ -147,7 +150,10 @@ def script_commands(block: Block) -> list:
 
 
 def load_script(path: str):
-    """Imports a script of the repository by path (its directory on sys.path, as when it runs)."""
+    """Imports a script of the repository by path (its directory on sys.path, as when it runs); a module of
+    the library (``python -m distiller....``) by its name."""
+    if path.startswith("distiller/"):
+        return importlib.import_module(path[:-len(".py")].replace("/", "."))
     directory = os.path.dirname(os.path.join(ROOT, path))
     if directory not in sys.path:
         sys.path.insert(0, directory)
