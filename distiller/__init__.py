@@ -60,7 +60,9 @@ from .pruning import (ActivationAPoZRankedFilterPruner, ActivationAPoZRankedFilt
                       SensitivityPruner, SparsityLevelParameterPruner, SplicingPruner, StructureParameterPruner,
                       create_mask_level_criterion, create_mask_sensitivity_criterion, create_mask_threshold_criterion,
                       mask_tensor)
-from .sensitivity import perform_sensitivity_analysis, sensitivities_to_csv  # noqa: E402
+from .graph.drawing import (create_png, create_pydot_graph, draw_img_classifier_to_file,  # noqa: E402
+                            draw_model_to_file)
+from .sensitivity import perform_sensitivity_analysis, sensitivities_to_csv, sensitivities_to_png  # noqa: E402
 from .summaries import (attributes_summary, attributes_summary_tbl, connectivity_summary,  # noqa: E402
                         connectivity_summary_verbose, connectivity_tbl_summary, export_img_classifier_to_onnx,
                         masks_sparsity_tbl_summary, model_performance_tbl_summary, model_summary,
@@ -99,7 +101,8 @@ __all__ += [
     "weights_sparsity_tbl_summary", "masks_sparsity_tbl_summary", "model_performance_tbl_summary",
     "connectivity_summary", "connectivity_summary_verbose", "connectivity_tbl_summary", "attributes_summary",
     "attributes_summary_tbl", "export_img_classifier_to_onnx", "perform_sensitivity_analysis",
-    "sensitivities_to_csv",
+    "sensitivities_to_csv", "sensitivities_to_png", "create_pydot_graph", "create_png", "draw_model_to_file",
+    "draw_img_classifier_to_file",
     # training directives and early exits
     "FreezeTraining", "freeze_training", "freeze_all", "adjust_dropout", "EarlyExitMgr",
     # Distiller's utils

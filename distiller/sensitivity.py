@@ -11,8 +11,10 @@ from __future__ import annotations
 import copy
 import csv
 import logging
+import os
 from collections import OrderedDict
-from typing import Callable, Dict, Iterable, Sequence
+from collections.abc import Mapping
+from typing import Callable, Dict, Iterable, Sequence, Union
 
 import torch
 from torch import nn
@@ -23,7 +25,7 @@ from .pruning.masks import create_mask_level_criterion
 
 msglogger = logging.getLogger(__name__)
 
-__all__ = ["SENSITIVITY_GROUPS", "perform_sensitivity_analysis", "sensitivities_to_csv"]
+__all__ = ["SENSITIVITY_GROUPS", "perform_sensitivity_analysis", "sensitivities_to_csv", "sensitivities_to_png"]
 
 #: ``group`` values: what is pruned, and the structure type ranked for it.
 SENSITIVITY_GROUPS = {"element": None, "filter": "Filters", "channel": "Channels"}
@@ -97,15 +99,102 @@ def perform_sensitivity_analysis(model: nn.Module, net_params: Sequence[str], sp
     return sensitivities
 
 
+def _score_names(sensitivities: Sensitivities) -> list[str]:
+    """Distiller's ``top1, top5, loss`` when every result holds three scores, else ``score0, score1, ...``."""
+    widths = {len(values) for sensitivity in sensitivities.values() for values in sensitivity.values()}
+    return ["top1", "top5", "loss"] if widths <= {3} else [f"score{i}" for i in range(max(widths))]
+
+
 def sensitivities_to_csv(sensitivities: Sensitivities, fname: str) -> None:
     """Writes ``sensitivities`` to the CSV file ``fname``: one row per (parameter, sparsity) with the recorded
     scores, under the header ``parameter, sparsity, top1, top5, loss`` (Distiller's; results with other
     lengths get ``score<i>`` columns instead)."""
-    widths = {len(values) for sensitivity in sensitivities.values() for values in sensitivity.values()}
-    scores = ["top1", "top5", "loss"] if widths <= {3} else [f"score{i}" for i in range(max(widths))]
+    scores = _score_names(sensitivities)
     with open(fname, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["parameter", "sparsity", *scores])
         for param_name, sensitivity in sensitivities.items():
             for level, values in sensitivity.items():
                 writer.writerow([param_name, level, *values])
+
+
+#: inches of one panel of :func:`sensitivities_to_png`, and of each legend row below the panels
+_PANEL_SIZE = (6.4, 4.8)
+_LEGEND_ROW_HEIGHT = 0.25
+_LEGEND_COLUMNS = 3
+_DPI = 100
+#: one line style per ten curves (matplotlib's default color cycle has ten colors)
+_LINE_STYLES = ("-", "--", "-.", ":")
+
+
+def _check_sensitivities(sensitivities: Sensitivities) -> None:
+    if not isinstance(sensitivities, Mapping) or not sensitivities:
+        raise ArgumentError("sensitivities must be a non-empty dict {param_name: {sparsity: scores}}, as "
+                            f"perform_sensitivity_analysis returns; got {sensitivities!r}", argument="sensitivities")
+    for param_name, sensitivity in sensitivities.items():
+        if not isinstance(sensitivity, Mapping) or not sensitivity or not all(
+                isinstance(scores, Sequence) and not isinstance(scores, str) and scores
+                for scores in sensitivity.values()):
+            raise ArgumentError(f"sensitivities['{param_name}'] must be a non-empty dict {{sparsity: (scores...)}}, "
+                                f"got {sensitivity!r}", argument="sensitivities", location=(param_name,))
+
+
+def _curve(param_name: str, sensitivity: Dict[float, tuple], n_scores: int) -> tuple[list, list]:
+    """The sorted sparsity levels of ``sensitivity``, and the values of each of its first ``n_scores`` scores."""
+    try:
+        points = sorted((float(level), [float(score) for score in values[:n_scores]])
+                        for level, values in sensitivity.items())
+    except (TypeError, ValueError) as error:
+        raise ArgumentError(f"sensitivities['{param_name}'] holds a sparsity level or a score that is not a "
+                            f"number ({error})", argument="sensitivities", location=(param_name,)) from None
+    return [level for level, _ in points], [[values[i] for _, values in points] for i in range(n_scores)]
+
+
+def _image_format(fname: Union[str, os.PathLike]) -> str:
+    from matplotlib.backend_bases import FigureCanvasBase
+    formats = FigureCanvasBase.get_supported_filetypes()
+    image_format = os.path.splitext(os.fspath(fname))[1][1:].lower() or "png"
+    if image_format not in formats:
+        raise ArgumentError(f"cannot plot to '{os.fspath(fname)}': '.{image_format}' is not an image format "
+                            f"matplotlib writes; use one of {sorted(formats)}", argument="fname")
+    return image_format
+
+
+def sensitivities_to_png(sensitivities: Sensitivities, fname: Union[str, os.PathLike]) -> None:
+    """Plots the sensitivity curves to the image file ``fname``: for each parameter, its top-1 score against
+    sparsity, and beside it a top-5 panel when the scores are Distiller's ``(top1, top5, loss)`` (other results:
+    their first score). One legend entry per parameter, below the panels.
+
+    The format follows the extension of ``fname`` (``.png``, ``.svg``, ``.pdf``, ... any format matplotlib
+    writes; PNG when there is none). The image is 640 x 480 pixels per panel, plus 25 pixels per legend row
+    (three parameters a row).
+
+    Args:
+        sensitivities: ``{param_name: {sparsity: scores}}``, as :func:`perform_sensitivity_analysis` returns.
+        fname: the output file.
+    Raises:
+        ArgumentError: empty or malformed ``sensitivities`` (no parameter, a parameter without levels, a score
+            that is not a number) or an extension matplotlib does not write.
+    """
+    _check_sensitivities(sensitivities)
+    image_format = _image_format(fname)
+    names = _score_names(sensitivities)
+    n_panels = 2 if names[:2] == ["top1", "top5"] else 1
+    curves = {name: _curve(name, sensitivity, n_panels) for name, sensitivity in sensitivities.items()}
+    # Figure without pyplot: no GUI backend is selected and no global figure state is kept
+    from matplotlib.figure import Figure
+    legend_rows = -(-len(curves) // _LEGEND_COLUMNS)
+    width, height = _PANEL_SIZE
+    figure = Figure(figsize=(width * n_panels, height + _LEGEND_ROW_HEIGHT * legend_rows), dpi=_DPI,
+                    layout="constrained")
+    for panel, axes in enumerate(figure.subplots(1, n_panels, squeeze=False)[0]):
+        for i, (param_name, (levels, scores)) in enumerate(curves.items()):
+            axes.plot(levels, scores[panel], marker=".", linestyle=_LINE_STYLES[i // 10 % len(_LINE_STYLES)],
+                      label=param_name)
+        axes.set_xlabel("sparsity")
+        axes.set_ylabel(names[panel])
+        axes.grid(True)
+    figure.suptitle("Pruning sensitivity")
+    handles, labels = figure.axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=_LEGEND_COLUMNS)
+    figure.savefig(fname, format=image_format, dpi=_DPI)

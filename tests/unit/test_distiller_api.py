@@ -29,11 +29,6 @@ PENDING = {
     "distiller.greedy_pruner": "greedy filter pruning issue (Distiller's greedy_filter_pruning search)",
     "distiller.pruning.greedy_filter_pruning.greedy_pruner": "greedy filter pruning issue",
     "distiller.pruning.greedy_filter_pruning.add_greedy_pruner_args": "greedy filter pruning issue",
-    "distiller.sensitivities_to_png": "sensitivity-analysis issue: plotting needs matplotlib, not a dependency",
-    "distiller.draw_img_classifier_to_file": "graph-drawing issue: PNG rendering needs Graphviz's dot program",
-    "distiller.draw_model_to_file": "graph-drawing issue: PNG rendering needs Graphviz's dot program",
-    "distiller.create_png": "graph-drawing issue: PNG rendering needs Graphviz's dot program",
-    "distiller.create_pydot_graph": "graph-drawing issue: PNG rendering needs Graphviz's dot program",
 }
 #: module paths that do not exist yet -> why.
 PENDING_MODULES = {
