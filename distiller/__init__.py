@@ -80,6 +80,8 @@ from .utils import (MutableNamedTuple, activation_channels_apoz, activation_chan
                     norm_filters, optimizer_device_name, param_name_2_module_name, pretty_int,
                     set_model_input_shape_attr, size2str, size_to_str, sparsity_matrix, to_np, yaml_ordered_load,
                     yaml_ordered_save)
+from . import knowledge_distillation  # noqa: E402
+from .knowledge_distillation import DistillationLossWeights, KnowledgeDistillationPolicy  # noqa: E402
 
 __all__ += [
     "directives", "early_exit", "model_summaries", "model_transforms", "sensitivity", "summary_graph",
@@ -113,4 +115,6 @@ __all__ += [
     "msglogger", "non_zero_channels", "norm_filters", "optimizer_device_name", "param_name_2_module_name",
     "pretty_int", "set_model_input_shape_attr", "size2str", "size_to_str", "sparsity_matrix", "to_np",
     "yaml_ordered_load", "yaml_ordered_save",
+    # knowledge distillation
+    "knowledge_distillation", "KnowledgeDistillationPolicy", "DistillationLossWeights",
 ]

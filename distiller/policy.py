@@ -16,8 +16,8 @@ from typing import Any, Optional, Union
 import torch
 
 from .errors import ArgumentError
-from .registry import (EXTENSIONS, LR_SCHEDULERS, PRUNERS, QUANTIZERS, REGULARIZERS, Section, refuse_untrainable,
-                       register_section)
+from .registry import (DISTILLERS, EXTENSIONS, LR_SCHEDULERS, PRUNERS, QUANTIZERS, REGULARIZERS, Section,
+                       refuse_untrainable, register_section)
 from .schedule_spec import PolicyContext, PruningPolicyArgs, RegularizationPolicyArgs
 from .spec import build_record
 from .utils import match_names
@@ -346,17 +346,20 @@ def _folded_for_ranking(weight: torch.Tensor, bn: Any) -> torch.Tensor:
         return weight.detach() * scale.reshape(-1, *([1] * (weight.dim() - 1)))
 
 
-def _extension_policy(extension: Any, args: Any) -> Any:
-    """Extensions are policies themselves."""
-    return extension
+def _instance_policy(instance: Any, args: Any) -> Any:
+    """Extensions and distillers are policies themselves."""
+    return instance
 
 
 # The built-in schedule sections, in the order their instances are built. A new section registers the
-# same way from user code (see distiller.registry.register_section).
+# same way from user code (see distiller.registry.register_section). Distillers come before LR schedulers:
+# they may add parameter groups (hint adapters) to the optimizer, which a learning-rate scheduler must see
+# when it is built.
 register_section(Section("pruners", "pruner", PRUNERS, PruningPolicy, PruningPolicyArgs))
 register_section(Section("regularizers", "regularizer", REGULARIZERS,
                          lambda regularizer, args: RegularizationPolicy(regularizer, args.keep_mask),
                          RegularizationPolicyArgs))
 register_section(Section("quantizers", "quantizer", QUANTIZERS, lambda quantizer, args: QuantizationPolicy(quantizer)))
+register_section(Section("distillers", "distiller", DISTILLERS, _instance_policy))
 register_section(Section("lr_schedulers", "lr_scheduler", LR_SCHEDULERS, lambda lr, args: LRPolicy(lr)))
-register_section(Section("extensions", "extension", EXTENSIONS, _extension_policy))
+register_section(Section("extensions", "extension", EXTENSIONS, _instance_policy))

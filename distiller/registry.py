@@ -35,9 +35,9 @@ import yaml
 from .errors import ArgumentError, suggest
 
 __all__ = ["Registry", "Section", "SECTIONS", "register_section", "list_classes", "yaml_example", "refuse_untrainable",
-           "PRUNERS", "REGULARIZERS", "QUANTIZERS", "LR_SCHEDULERS", "EXTENSIONS", "MODEL_TRANSFORMS",
-           "register_pruner", "register_regularizer", "register_quantizer", "register_lr_scheduler",
-           "register_extension", "register_model_transform"]
+           "PRUNERS", "REGULARIZERS", "QUANTIZERS", "DISTILLERS", "LR_SCHEDULERS", "EXTENSIONS", "MODEL_TRANSFORMS",
+           "register_pruner", "register_regularizer", "register_quantizer", "register_distiller",
+           "register_lr_scheduler", "register_extension", "register_model_transform"]
 
 T = TypeVar("T")
 
@@ -221,6 +221,7 @@ def register_section(section: Section) -> Section:
 PRUNERS: Registry[type] = Registry("pruners")
 REGULARIZERS: Registry[type] = Registry("regularizers")
 QUANTIZERS: Registry[type] = Registry("quantizers")
+DISTILLERS: Registry[type] = Registry("distillers")
 LR_SCHEDULERS: Registry[type] = Registry("lr_schedulers")
 EXTENSIONS: Registry[type] = Registry("extensions")
 #: kind -> ``fn(model, record, optimizer=None)`` that replays a structural change (thinning, quantization)
@@ -230,6 +231,7 @@ MODEL_TRANSFORMS: Registry[Callable[..., Any]] = Registry("model transforms")
 register_pruner = PRUNERS.register
 register_regularizer = REGULARIZERS.register
 register_quantizer = QUANTIZERS.register
+register_distiller = DISTILLERS.register
 register_lr_scheduler = LR_SCHEDULERS.register
 register_extension = EXTENSIONS.register
 

@@ -34,6 +34,11 @@ msglogger = logging.getLogger(__name__)
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "load_lean_checkpoint", "get_contents_table"]
 
+#: Key of an optimizer parameter group that a policy owns (the value is the policy's name): it trains parameters
+#: outside the model, such as distillation hint adapters. ``load_checkpoint`` rebuilds such a group with
+#: placeholders holding the saved optimizer state, which the policy adopts when the schedule is built again.
+POLICY_PARAM_GROUP = "distiller_policy"
+
 # Exact types: subclasses such as enums or torch's TorchVersion would need their class to unpickle.
 _PLAIN_SCALARS = (str, int, float, bool, type(None), torch.Size, torch.dtype, torch.device)
 
@@ -148,7 +153,8 @@ def _check_optimizer_groups(model: nn.Module, optimizer: Optional[Optimizer], ch
                             chkpt_file: _Path) -> None:
     """The optimizer (passed, or rebuilt when None) must have the saved optimizer's parameter groups, or
     the saved state would be attached to the wrong parameters."""
-    saved = [len(group["params"]) for group in checkpoint["optimizer_state_dict"]["param_groups"]]
+    saved_groups = checkpoint["optimizer_state_dict"]["param_groups"]
+    saved = [len(group["params"]) for group in saved_groups]
     if optimizer is not None:
         own = [len(group["params"]) for group in optimizer.param_groups]
         if own != saved:
@@ -157,7 +163,9 @@ def _check_optimizer_groups(model: nn.Module, optimizer: Optional[Optimizer], ch
                                   f"optimizer=None to rebuild the saved optimizer")
         return
     params = {normalize_module_name(name) for name, _ in model.named_parameters()}
-    stale = [name for names in checkpoint.get("optimizer_param_names") or [] for name in names if name not in params]
+    model_groups = [names for names, group in zip(checkpoint.get("optimizer_param_names") or [], saved_groups)
+                    if POLICY_PARAM_GROUP not in group]
+    stale = [name for names in model_groups for name in names if name not in params]
     if stale:
         named = [name for name in stale if name]  # unnamed: no longer in the model when it was saved
         raise CheckpointError(f"the optimizer saved in '{chkpt_file}' holds {len(stale)} parameters the model does "
@@ -198,7 +206,8 @@ def _fitting(entries: Mapping[str, _T], fit: StateFit) -> dict[str, _T]:
 
 
 def _rebuild_optimizer(model: nn.Module, checkpoint: Mapping[str, Any]) -> Optional[Optimizer]:
-    """Creates the saved optimizer type over the model's parameters, grouped as they were saved."""
+    """Creates the saved optimizer type over the model's parameters, grouped as they were saved; a group a policy
+    owns gets empty placeholders, which the policy replaces by its parameters (keeping their restored state)."""
     cls = getattr(torch.optim, checkpoint.get("optimizer_type", ""), None)
     if cls is None:
         msglogger.warning("cannot rebuild optimizer of type %r; pass an optimizer to load_checkpoint",
@@ -207,7 +216,8 @@ def _rebuild_optimizer(model: nn.Module, checkpoint: Mapping[str, Any]) -> Optio
     params = {normalize_module_name(name): p for name, p in model.named_parameters()}
     saved_groups = checkpoint["optimizer_state_dict"]["param_groups"]
     group_names = checkpoint.get("optimizer_param_names") or [list(params)]
-    groups = [{"params": [params[n] for n in names if n in params]} for names in group_names]
+    groups = [{"params": [nn.Parameter(torch.empty(0)) for _ in names] if POLICY_PARAM_GROUP in saved
+               else [params[n] for n in names if n in params]} for names, saved in zip(group_names, saved_groups)]
     optimizer = cls(groups, **{k: v for k, v in saved_groups[0].items() if k not in ("params", "initial_lr")})
     return optimizer
 

@@ -23,16 +23,12 @@ DATA = Path(__file__).parents[1] / "data"
 
 #: "module.name" -> why it is not available yet. Each must fail to import.
 PENDING = {
-    "distiller.KnowledgeDistillationPolicy": "knowledge-distillation issue: the policy, its loss and app flags",
-    "distiller.DistillationLossWeights": "knowledge-distillation issue: the policy, its loss and app flags",
-    "distiller.knowledge_distillation.add_distillation_args": "knowledge-distillation issue: the app's flags",
     "distiller.greedy_pruner": "greedy filter pruning issue (Distiller's greedy_filter_pruning search)",
     "distiller.pruning.greedy_filter_pruning.greedy_pruner": "greedy filter pruning issue",
     "distiller.pruning.greedy_filter_pruning.add_greedy_pruner_args": "greedy filter pruning issue",
 }
 #: module paths that do not exist yet -> why.
 PENDING_MODULES = {
-    "distiller.knowledge_distillation": "knowledge-distillation issue",
     "distiller.pruning.greedy_filter_pruning": "greedy filter pruning issue",
 }
 #: "module.name" -> arguments of a call that must raise a UserError naming the replacement.
