@@ -98,6 +98,12 @@ class CompressionScheduler:
             self._restore_policy_state(name, policy, self._pending_policy_states.pop(name))
 
     @property
+    def unclaimed_policy_states(self) -> dict[str, str]:
+        """name -> class of the loaded policy states that no added policy has claimed yet (their policies
+        are added when the schedule is rebuilt on resume)."""
+        return {name: state["class"] for name, state in self._pending_policy_states.items()}
+
+    @property
     def sched_metadata(self) -> dict[ScheduledTrainingPolicy, dict[str, Optional[int]]]:
         """policy -> ``{'starting_epoch', 'ending_epoch', 'frequency'}`` (Distiller's attribute)."""
         return {policy: dict(zip(("starting_epoch", "ending_epoch", "frequency"), bounds))

@@ -85,23 +85,31 @@ def resume_schedule(model: torch.nn.Module, optimizer: Optional[torch.optim.Opti
         if stored is not None:
             given, _ = load_schedule_file(schedule_file)
             _check_same_schedule(_stored_documents(stored), [given], schedule_file, chkpt_file)
-        return file_config(model, optimizer, schedule_file, scheduler, resumed_epoch)
-    if stored is None:
-        pending = [state["class"] for state in scheduler.state_dict()["policies"].values()]
-        if pending:
-            raise CheckpointError(f"'{chkpt_file}' holds the state of {len(pending)} policies ({', '.join(pending)}) "
-                                  "but not their schedule (it was saved without one): pass the run's schedule file "
-                                  "(--compress) to continue them, or start over from epoch 0 (--reset-optimizer)")
-        return scheduler
-    try:
-        for document in _stored_documents(stored):
-            dict_config(model, optimizer, document, scheduler, resumed_epoch)
-    except ScheduleError as err:
-        raise CheckpointError(f"the schedule stored in '{chkpt_file}' does not build: {err}") from err
-    scheduler.schedule_yaml = stored  # the original text, comments included
-    msglogger.info("Resumed the compression schedule stored in '%s' (%d policies)", chkpt_file,
-                   len(scheduler.state_dict()["policies"]))
+        scheduler = file_config(model, optimizer, schedule_file, scheduler, resumed_epoch)
+    elif stored is not None:
+        try:
+            for document in _stored_documents(stored):
+                dict_config(model, optimizer, document, scheduler, resumed_epoch)
+        except ScheduleError as err:
+            raise CheckpointError(f"the schedule stored in '{chkpt_file}' does not build: {err}") from err
+        scheduler.schedule_yaml = stored  # the original text, comments included
+        msglogger.info("Resumed the compression schedule stored in '%s' (%d policies)", chkpt_file,
+                       len(scheduler.state_dict()["policies"]))
+    _check_states_claimed(scheduler, chkpt_file)
     return scheduler
+
+
+def _check_states_claimed(scheduler: CompressionScheduler, chkpt_file: str) -> None:
+    """Every policy whose state the checkpoint holds must run again: continuing part of a run mixes two runs."""
+    unclaimed = scheduler.unclaimed_policy_states
+    if unclaimed:
+        names = ", ".join(f"'{name}' ({cls})" for name, cls in unclaimed.items())
+        where = "they are not in its stored schedule" if scheduler.schedule_yaml is not None else \
+            "it has no schedule stored (it was saved without one)"
+        raise CheckpointError(f"'{chkpt_file}' holds the state of policies this run does not schedule: {names}; "
+                              f"{where}. Add them again (the run's schedule file with --compress, or the "
+                              "flags that added them, e.g. the --kd-* flags for 'knowledge_distillation'), or start "
+                              "over from epoch 0 (--reset-optimizer)")
 
 
 def _check_same_schedule(stored: list, given: list, schedule_file: str, chkpt_file: str) -> None:

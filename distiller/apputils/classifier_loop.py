@@ -66,7 +66,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
             stats = OrderedDict(("Objective Loss" if k == "Loss" else k, v) for k, v in scores.values().items())
             if components:
                 stats["Overall Loss"] = overall_loss.item()
-                stats.update((c.name, float(c.value)) for c in components)
+                stats.update((c.name, float(c.value.detach())) for c in components)
             stats["LR"] = optimizer.param_groups[0]["lr"]
             stats["Time"] = (time.time() - batch_start) / (step + 1)
             log_training_progress(("Performance/Training/", stats), None, epoch, step + 1, steps, print_freq,

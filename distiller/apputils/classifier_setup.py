@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from .. import thinning as _thinning  # noqa: F401  registers the 'thinning' replayer that thinned checkpoints need
 from ..errors import ArgumentError
+from ..knowledge_distillation import policy_from_args
 from ..models import check_dataset, create_model, dataset_num_classes, datasets_of_arch
 from ..models.create import CPU
 from ..quantization.export.onnx_qdq import import_onnx_package
@@ -123,6 +124,8 @@ def _check_flag_combinations(args: argparse.Namespace) -> None:
     if getattr(args, "quantize_eval", False) and not args.evaluate:
         raise ArgumentError("--quantize-eval quantizes a trained model for evaluation: add --evaluate (-e) and "
                             "--resume-from PATH")
+    if getattr(args, "kd_teacher", None) and args.evaluate:
+        raise ArgumentError("--kd-teacher distils while training: drop it with --evaluate (-e)")
     if args.reset_optimizer and not args.resume_from:
         raise ArgumentError("--reset-optimizer applies to --resume-from; add --resume-from PATH or drop it")
     if getattr(args, "thinnify", False) and args.evaluate and not (args.resume_from or args.exp_load_weights_from):
@@ -169,6 +172,7 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
     model = create_model(args.pretrained, dataset, arch, parallel=not args.load_serialized,
                          device_ids=resolve_device_ids(args))
     scheduler, optimizer, start_epoch = _load_start_point(args, model, checkpoint_path, arch)
+    _add_distillation(args, model, scheduler, dataset)
     scheduler = _configure_schedule(args, model, optimizer, scheduler, start_epoch)
     if args.compress and not args.evaluate:
         _check_schedule_runs(scheduler, args.epochs)
@@ -232,6 +236,16 @@ def _configure_schedule(args: argparse.Namespace, model: torch.nn.Module, optimi
         scheduler = file_config(model, optimizer, args.compress, scheduler, resumed_epoch=resumed_epoch)
     _warn_unreached_policies(scheduler, args.epochs)
     return scheduler
+
+
+def _add_distillation(args: argparse.Namespace, model: torch.nn.Module, scheduler: CompressionScheduler,
+                      dataset: str) -> None:
+    """Schedules the knowledge distillation that the ``--kd-*`` flags describe, before the schedule's policies
+    (so the regularization terms those add are not scaled by the student weight)."""
+    built = policy_from_args(model, args, dataset) if hasattr(args, "kd_teacher") and not args.evaluate else None
+    if built is not None:
+        policy, schedule = built
+        scheduler.add_policy(policy, name=policy.name, schedule=schedule)
 
 
 def _check_schedule_runs(scheduler: CompressionScheduler, epochs: int) -> None:

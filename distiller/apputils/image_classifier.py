@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 
 from .. import cli
 from ..errors import ArgumentError
+from ..knowledge_distillation import add_distillation_args
 from ..data_loggers import (CsvLogger, PythonLogger, TensorBoardLogger, collectors_context, log_activation_statistics,
                             log_training_progress, log_weights_sparsity)
 from ..regularization import drops_only_in_training
@@ -57,13 +58,14 @@ Loaders = Union[Optional[DataLoader], list[Optional[DataLoader]]]
 
 
 def init_classifier_compression_arg_parser(include_ptq_lapq_args: bool = False) -> argparse.ArgumentParser:
-    """The image-classification command line: :func:`distiller.cli.add_common_args`, ``--thinnify`` and the
-    post-training quantization flags ``--quantize-eval``/``--qe-*`` (with the LAPQ ``--lapq-*`` flags when
-    ``include_ptq_lapq_args``)."""
+    """The image-classification command line: :func:`distiller.cli.add_common_args`, ``--thinnify``, the
+    activation statistics, knowledge distillation (``--kd-*``) and the post-training quantization flags
+    ``--quantize-eval``/``--qe-*`` (with the LAPQ ``--lapq-*`` flags when ``include_ptq_lapq_args``)."""
     parser = cli.ArgumentParser(description="distiller image classification model compression")
     cli.add_common_args(parser)
     cli.add_thinning_args(parser)
     cli.add_statistics_args(parser)
+    add_distillation_args(parser, enable_pretrained=True)  # the teacher arch is checked when it is built
     cli.add_post_train_quant_args(parser, add_lapq_args=include_ptq_lapq_args)
     return parser
 

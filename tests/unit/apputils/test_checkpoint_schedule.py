@@ -145,8 +145,26 @@ def test_policy_states_without_a_schedule_are_not_dropped_silently(batches, tmp_
     scheduler.add_policy(distiller.LRPolicy(lr), starting_epoch=0, ending_epoch=4)  # not from a schedule
     path = save_checkpoint(0, "tiny", model, optimizer, scheduler, dir=str(tmp_path))
     fresh, loaded, fresh_optimizer, start_epoch = load_checkpoint(TinyCNN(), path)
-    with pytest.raises(CheckpointError, match=r"holds the state of 1 policies \(LRPolicy\) but not their schedule"):
+    with pytest.raises(CheckpointError, match=r"does not schedule: 'LRPolicy' \(LRPolicy\); it has no schedule "
+                                              r"stored"):
         resume_schedule(fresh, fresh_optimizer, loaded, start_epoch - 1, chkpt_file=path)
+
+
+def test_a_policy_added_beside_the_stored_schedule_must_be_added_again(schedule_file, batches, tmp_path):
+    """E.g. knowledge distillation added by app flags: resuming without it would continue half the run."""
+    model, optimizer = _setup()
+    scheduler = distiller.file_config(model, optimizer, schedule_file)
+    lr = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)
+    scheduler.add_policy(distiller.LRPolicy(lr), starting_epoch=0, ending_epoch=4, name="by_flags")
+    path = save_checkpoint(0, "tiny", model, optimizer, scheduler, dir=str(tmp_path))
+    fresh, loaded, fresh_optimizer, start_epoch = load_checkpoint(TinyCNN(), path)
+    with pytest.raises(CheckpointError, match=r"does not schedule: 'by_flags' \(LRPolicy\); they are not in its "
+                                              r"stored schedule"):
+        resume_schedule(fresh, fresh_optimizer, loaded, start_epoch - 1, chkpt_file=path)
+    fresh, loaded, fresh_optimizer, start_epoch = load_checkpoint(TinyCNN(), path)
+    again = torch.optim.lr_scheduler.StepLR(fresh_optimizer, step_size=1)
+    loaded.add_policy(distiller.LRPolicy(again), starting_epoch=0, ending_epoch=4, name="by_flags")
+    assert resume_schedule(fresh, fresh_optimizer, loaded, start_epoch - 1, chkpt_file=path).unclaimed_policy_states == {}
 
 
 def test_unclaimed_policy_states_survive_a_save_before_the_schedule_is_resumed(schedule_file, batches, tmp_path):
