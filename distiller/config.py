@@ -46,7 +46,9 @@ import yaml
 
 from . import policy as _builtin_sections  # noqa: F401  (registers the built-in schedule sections)
 from .errors import ArgumentError, ScheduleError, UnmatchedNameError, UserError, suggest
+from .masking import named_scheduled_parameters
 from .registry import SECTIONS, Section, refuse_untrainable
+from .schedule_conflicts import ScheduledInstance, find_conflict, moved_targets_message
 from .schedule_spec import PolicySchedule
 from .scheduler import CompressionScheduler
 from .spec import build_record
@@ -255,7 +257,7 @@ def config_component_from_file_by_class(model: torch.nn.Module, filename: Union[
 def _build_instances(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], sched: dict[str, Any],
                      source: _Source) -> dict[str, dict[str, Any]]:
     instances: dict[str, dict[str, Any]] = {key: {} for key in SECTIONS}
-    param_names = [name for name, _ in model.named_parameters()]
+    param_names = [name for name, _ in named_scheduled_parameters(model)]
     for key, section in SECTIONS.items():
         entries = sched.get(key) or {}
         _check_mapping(entries, source, (key,), f"'{key}'")
@@ -363,7 +365,15 @@ def _validate(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer]
         for name in named:
             if (key, name) not in used:
                 msglogger.warning("%s instance '%s' is defined but no policy schedules it", key, name)
+    conflict = find_conflict(model, _scheduled_instances(instances, plans))
+    if conflict is not None:
+        raise source.error(conflict[1], ("policies", conflict[0]))
     return instances, plans
+
+
+def _scheduled_instances(instances: dict[str, dict[str, Any]], plans: list[_Plan]) -> list[ScheduledInstance]:
+    return [ScheduledInstance(plan.index, plan.section.key, plan.instance_name,
+                              instances[plan.section.key][plan.instance_name]) for plan in plans]
 
 
 def _check_single_quantizer(sched: dict[str, Any], source: _Source) -> None:
@@ -406,15 +416,29 @@ def _configure(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer
     if scheduler is None:
         scheduler = CompressionScheduler(model)
     previous_yaml = scheduler.schedule_yaml if scheduler.policies else ""
-    for plan in plans:
-        instance = instances[plan.section.key][plan.instance_name]
-        if plan.section.key == "lr_schedulers" and resumed_epoch is not None:
-            _fast_forward(instance, resumed_epoch)
+    quantizer: Optional[ScheduledInstance] = None  # once it has prepared the model
+    added = []
+    for plan, item in zip(plans, _scheduled_instances(instances, plans)):
+        if item.section == "lr_schedulers" and resumed_epoch is not None:
+            _fast_forward(item.instance, resumed_epoch)
         try:
-            scheduler.add_policy(plan.section.make_policy(instance, plan.args), name=plan.instance_name,
-                                 schedule=plan.schedule)
+            policy = plan.section.make_policy(item.instance, plan.args)
+            scheduler.add_policy(policy, name=plan.instance_name, schedule=plan.schedule)
+        except UnmatchedNameError as err:
+            if quantizer is None or item.section not in ("pruners", "regularizers"):
+                raise source.error(str(err), ("policies", plan.index)) from None
+            # its weights matched the model (checked by _build_instances) before the quantizer prepared it
+            raise source.error(moved_targets_message(item, [err.pattern], quantizer), ("policies", plan.index)) from None
         except UserError as err:  # e.g. a quantizer that cannot prepare this model
             raise source.error(str(err), ("policies", plan.index)) from None
+        if item.section == "quantizers":
+            quantizer = item
+        added.append((item, policy))
+    names = {name for name, _ in named_scheduled_parameters(model)} if quantizer is not None else set()
+    for item, policy in added if quantizer is not None else ():
+        missing = [name for name in getattr(policy, "param_names", None) or [] if name not in names]
+        if missing:  # the quantizer prepared the model after this policy resolved its names
+            raise source.error(moved_targets_message(item, missing, quantizer), ("policies", item.index))
     scheduler.schedule_yaml = _append_yaml_document(previous_yaml, source.text)
     return scheduler
 
@@ -439,7 +463,7 @@ def describe_schedule(model: torch.nn.Module, filename: Union[str, PathLike[str]
     if optimizer is None:  # LR schedulers need one to be built; a throwaway never touches the model
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     instances, plans = _validate(model, optimizer, sched, source)
-    names = [n for n, _ in model.named_parameters()]
+    names = [n for n, _ in named_scheduled_parameters(model)]
     rows = []
     for plan in plans:
         instance = instances[plan.section.key][plan.instance_name]

@@ -2,6 +2,13 @@
 
 The dict counts every mask change (:attr:`MaskDict.version`), so the scheduler can cache the fused
 list of masked parameters until a mask changes; the count belongs to the dict, not to a global.
+
+Quantization-aware training moves a quantized weight to a full-precision Parameter (``conv1.weight`` becomes
+the Parameter ``conv1.float_weight``; ``conv1.weight`` is then a buffer holding the quantized value). A schedule
+keeps calling the weight ``conv1.weight``: :func:`named_scheduled_parameters` lists the model's parameters
+under those names, and a :class:`MaskDict` answers ``conv1.weight`` with the masker of ``conv1.float_weight``
+(:attr:`MaskDict.aliases`). So pruners and regularizers act on the float copy, masks are applied to it after
+each optimizer step, and the quantized weight computed from it is zero wherever the mask is.
 """
 from __future__ import annotations
 
@@ -10,7 +17,11 @@ from typing import Any, Optional, Union
 
 import torch
 
-__all__ = ["ParameterMasker", "MaskDict", "create_model_masks_dict"]
+__all__ = ["ParameterMasker", "MaskDict", "create_model_masks_dict", "FP_BKP_PREFIX", "float_copy_aliases",
+           "named_scheduled_parameters"]
+
+#: Prefix of the full-precision copy of a quantized parameter (``weight`` -> ``float_weight``).
+FP_BKP_PREFIX = "float_"
 
 
 class ParameterMasker:
@@ -83,14 +94,25 @@ class ParameterMasker:
 
 class MaskDict(dict[str, ParameterMasker]):
     """name -> :class:`ParameterMasker`; creates maskers on first access (parameters added by quantization
-    or other transforms get one lazily) and counts mask changes in :attr:`version`."""
+    or other transforms get one lazily) and counts mask changes in :attr:`version`.
+
+    Keys are the model's parameter names; ``[]`` also accepts the names in :attr:`aliases` (a quantized
+    weight's name for the masker of its float copy, see the module docstring), which the
+    :class:`~distiller.CompressionScheduler` keeps up to date with its model. ``in``, ``get`` and iteration
+    see the keys only.
+    """
 
     def __init__(self, maskers: Union[Mapping[str, ParameterMasker], Iterable[tuple[str, ParameterMasker]]] = ()) \
             -> None:
         super().__init__()
         self.version = 0
+        #: another name of a parameter -> its key (e.g. ``conv1.weight`` -> ``conv1.float_weight``).
+        self.aliases: dict[str, str] = {}
         for name, masker in dict(maskers).items():
             self[name] = masker
+
+    def __getitem__(self, name: str) -> ParameterMasker:
+        return super().__getitem__(self.aliases.get(name, name))
 
     def __setitem__(self, name: str, masker: ParameterMasker) -> None:
         masker._owner = self
@@ -109,3 +131,23 @@ class MaskDict(dict[str, ParameterMasker]):
 def create_model_masks_dict(model: torch.nn.Module) -> MaskDict:
     """Returns a dict with one (empty) :class:`ParameterMasker` per parameter of ``model``."""
     return MaskDict((name, ParameterMasker(name)) for name, _ in model.named_parameters())
+
+
+def float_copy_aliases(model: torch.nn.Module) -> dict[str, str]:
+    """``{quantized weight name: float copy name}`` for every parameter of ``model`` that a quantizer moved to
+    a full-precision copy (``{'conv1.weight': 'conv1.float_weight'}``); empty for a model without any."""
+    aliases = {}
+    for module_name, module in model.named_modules():
+        prefix = f"{module_name}." if module_name else ""
+        for attr in module._parameters:
+            quantized = attr[len(FP_BKP_PREFIX):]
+            if attr.startswith(FP_BKP_PREFIX) and quantized in module._buffers:
+                aliases[prefix + quantized] = prefix + attr
+    return aliases
+
+
+def named_scheduled_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    """``model.named_parameters()`` under the names a schedule uses: a quantizer's float copy
+    ``conv1.float_weight`` is listed as ``conv1.weight`` (the weight it trains)."""
+    renamed = {copy: name for name, copy in float_copy_aliases(model).items()}
+    return [(renamed.get(name, name), param) for name, param in model.named_parameters()]

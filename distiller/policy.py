@@ -16,6 +16,7 @@ from typing import Any, Optional, Union
 import torch
 
 from .errors import ArgumentError
+from .masking import named_scheduled_parameters
 from .registry import (DISTILLERS, EXTENSIONS, LR_SCHEDULERS, PRUNERS, QUANTIZERS, REGULARIZERS, Section,
                        refuse_untrainable, register_section)
 from .schedule_spec import PolicyContext, PruningPolicyArgs, RegularizationPolicyArgs
@@ -89,21 +90,21 @@ class ScheduledTrainingPolicy:
         """Restores what :meth:`state_dict` returned."""
 
     def _scoped_param_names(self, model: torch.nn.Module, patterns: Any, kind: str) -> list[str]:
-        """Resolves ``patterns`` against the parameters in this policy's scope (``classes``/``layers``)."""
-        names = [name for name, _ in model.named_parameters()]
+        """Resolves ``patterns`` against the parameters in this policy's scope (``classes``/``layers``), by the
+        names schedules use (a quantizer's float copy under its weight's name, see :mod:`distiller.masking`)."""
+        names = [name for name, _ in named_scheduled_parameters(model)]
         if self.classes or self.layers:
-            scope = {f"{module_name}.{pname}" if module_name else pname
-                     for module_name, module in model.named_modules()
+            scope = {module_name for module_name, module in model.named_modules()
                      if (not self.classes or type(module).__name__ in self.classes)
-                     and (not self.layers or module_name in self.layers)
-                     for pname, _ in module.named_parameters(recurse=False)}
-            names = [n for n in names if n in scope]
+                     and (not self.layers or module_name in self.layers)}
+            names = [n for n in names if n.rpartition(".")[0] in scope]
         resolved = match_names(patterns, names, kind)
         return list(dict.fromkeys(n for hits in resolved.values() for n in hits))
 
     def _params(self, model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
-        """(name, parameter) for each of ``self.param_names`` still in the model, in that order."""
-        params = dict(model.named_parameters())
+        """(name, parameter) for each of ``self.param_names`` still in the model, in that order; under
+        quantization-aware training the parameter of ``conv1.weight`` is its float copy ``conv1.float_weight``."""
+        params = dict(named_scheduled_parameters(model))
         return [(name, params[name]) for name in self.param_names or [] if name in params]
 
 

@@ -27,7 +27,7 @@ import torch
 from torch.optim import Optimizer
 
 from .errors import CheckpointError
-from .masking import MaskDict, ParameterMasker, create_model_masks_dict
+from .masking import MaskDict, ParameterMasker, create_model_masks_dict, float_copy_aliases
 from .policy import LossComponent, PolicyLoss, ScheduledTrainingPolicy
 from .schedule_spec import PolicyContext, PolicySchedule
 from .utils import model_device, normalize_module_name
@@ -58,6 +58,7 @@ class CompressionScheduler:
         self.policies: dict[int, list[ScheduledTrainingPolicy]] = {}
         self.zeros_mask_dict = zeros_mask_dict if isinstance(zeros_mask_dict, MaskDict) else \
             create_model_masks_dict(model) if zeros_mask_dict is None else MaskDict(zeros_mask_dict)
+        self.zeros_mask_dict.aliases = float_copy_aliases(model)
         #: The YAML text of the schedule(s) the policies were built from (set by ``file_config`` /
         #: ``dict_config``; several schedules are separate YAML documents), saved in checkpoints so a
         #: resumed run can rebuild the same policies. None when the policies did not come from a schedule.
@@ -253,7 +254,8 @@ class CompressionScheduler:
         there already (a schedule re-applied on resume). Masks follow their parameter object to its new
         name: a quantizer wrapping ``conv1`` turns ``conv1.weight`` into ``conv1.wrapped_module.weight``,
         quantization-aware training into ``conv1.float_weight``. So the masks keep applying, and checkpoints
-        name them as the transformed model does.
+        name them as the transformed model does; the mask dict still answers a float copy's masker under the
+        quantized weight's name (``zeros_mask_dict['conv1.weight']``, see :mod:`distiller.masking`).
 
         Args:
             kind: the kind of change (``'thinning'``, ``'quantization'``).
@@ -279,6 +281,7 @@ class CompressionScheduler:
             for masker in self.zeros_mask_dict.values():
                 masker.mask = None
         self._params_by_mask_name = dict(self.model.named_parameters())
+        self.zeros_mask_dict.aliases = float_copy_aliases(self.model)
         self._fused_cache = None
 
     # ------------------------------------------------------------------------------------- state

@@ -75,6 +75,11 @@ class ParameterPruner(abc.ABC):
                 ``current_epoch`` (fractional when pruning inside an epoch), ``model``, ``optimizer``.
         """
 
+    @property
+    def uses_channel_graph(self) -> bool:
+        """Whether the pruner traces the model's channel dependency graph (``group_dependency: Graph``)."""
+        return False
+
     def state_dict(self) -> dict[str, Any]:
         """Plain-data state that a resumed run needs (default: none)."""
         return {}

@@ -17,6 +17,7 @@ from typing import Any, Callable, Literal, Optional, Union
 import torch
 
 from ..errors import ArgumentError
+from ..masking import named_scheduled_parameters
 from ..norms import canonical_group_type, expand_structure_mask, structure_view
 from ..registry import register_pruner
 from ..utils import match_names
@@ -124,6 +125,10 @@ class RankedStructureParameterPruner(ParameterPruner):
     def targets(self) -> list:
         return self.weights
 
+    @property
+    def uses_channel_graph(self) -> bool:
+        return self.dependency is not None
+
     def attach(self, model: torch.nn.Module) -> None:
         """Prepares the criterion (e.g. activation hooks) and ``'Graph'``'s input recording (once)."""
         if not self._attached:
@@ -226,8 +231,9 @@ class RankedStructureParameterPruner(ParameterPruner):
         return choice
 
     def _targeted_params(self, model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
-        """(name, param) of every targeted weight, in ``weights`` order (the first is the leader)."""
-        params = dict(model.named_parameters())
+        """(name, param) of every targeted weight, in ``weights`` order (the first is the leader); a quantized
+        weight's parameter is its float copy (see :mod:`distiller.masking`)."""
+        params = dict(named_scheduled_parameters(model))
         names: list[str] = []
         for hits in match_names(self.weights, params).values():
             names += [n for n in hits if n not in names]

@@ -86,6 +86,10 @@ class StructuredAGP(AutomatedGradualPrunerBase):
             rounding_fn, importance=importance if importance is not None else self.default_importance,
             dummy_input=dummy_input, dataset=dataset, model=model)
 
+    @property
+    def uses_channel_graph(self) -> bool:
+        return self.ranker.uses_channel_graph
+
     def set_param_mask(self, param: torch.Tensor, param_name: str, zeros_mask_dict: MaskDict, meta: Meta) -> None:
         self.ranker.prune_to_target_sparsity(param, param_name, zeros_mask_dict, self.compute_target_sparsity(meta),
                                              meta["model"], step=meta.get("current_epoch"))

@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ArgumentError
+from ..masking import FP_BKP_PREFIX
 from ..spec import validated
 from ..utils import match_names, model_is_parallel
 from .overrides import BITS_KEYS, BITS_TYPES, BitsSetting, OverrideError, Overrides, check_overrides
@@ -70,10 +71,6 @@ ParamQuantizationFn = Callable[[torch.Tensor, ParamToQuant], torch.Tensor]
 ReplacementFn = Callable[..., Optional[nn.Module]]
 #: One planned replacement: parent, child attribute, full name, module, replacement function, layer overrides.
 _PlannedReplacement = tuple[nn.Module, str, str, nn.Module, ReplacementFn, dict[str, Any]]
-
-#: Prefix of the full-precision copy of a quantized parameter (``weight`` -> ``float_weight``).
-FP_BKP_PREFIX = "float_"
-
 
 _Q = TypeVar("_Q", bound="Quantizer")
 
@@ -148,6 +145,10 @@ class Quantizer:
     #: Override setting -> its type (checked by :func:`~distiller.quantization.overrides.check_overrides`);
     #: any other setting must be an argument of the replacement function (:meth:`check_settings`).
     override_types: ClassVar[Mapping[str, Any]] = BITS_TYPES
+    #: Whether ``param_quantization_fn`` maps a weight of exactly 0.0 to exactly 0 (linear quantization does: its
+    #: zero point is an integer). Pruned weights are zero in the float copy, so a schedule may prune or threshold
+    #: only weights whose quantizer keeps them zero (checked by :mod:`distiller.schedule_conflicts`).
+    keeps_zero_weights: ClassVar[bool] = True
 
     def __new__(cls: type[_Q], *args: Any, **kwargs: Any) -> _Q:
         # Record the constructor arguments of the concrete class, for state_dict() and checkpoint replay.
@@ -210,6 +211,11 @@ class Quantizer:
             qbits_map[name] = bits
             overrides_map[name] = {k: v for k, v in settings.items() if k not in BITS_KEYS}
         return qbits_map, overrides_map
+
+    def quantized_weight_names(self) -> list[str]:
+        """The names (``conv1.weight``) of the weights this quantizer quantizes, known before :meth:`prepare_model`."""
+        return [f"{name}.weight" if name else "weight" for name, module in self.model.named_modules()
+                if isinstance(module, self.quantizable_weight_types) and self.module_qbits_map[name].wts is not None]
 
     # ----------------------------------------------------------------------------------- preparation
     def prepare_model(self, dummy_input: Any = None) -> None:

@@ -166,6 +166,9 @@ class DorefaQuantizer(_ClippedReLUQuantizer):
             frequency: 1
     """
 
+    #: The 2^b weight levels are symmetric around 0 with an even count (one bit: +-mean|w|): 0 is not one of them.
+    keeps_zero_weights = False
+
     @validated
     def __init__(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer], bits_activations: BitsSetting = 32,
                  bits_weights: BitsSetting = 32, bits_bias: Literal[None] = None,
@@ -219,6 +222,8 @@ class PACTQuantizer(_ClippedReLUQuantizer):
             conv1: {bits_weights: null, bits_activations: null}
             fc: {bits_weights: null}
     """
+
+    keeps_zero_weights = False  # DoReFa's weights (see DorefaQuantizer)
 
     @validated
     def __init__(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer], bits_activations: BitsSetting = 32,

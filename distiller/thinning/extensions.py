@@ -57,6 +57,9 @@ class StructureRemover(ScheduledTrainingPolicy):
         ValueError: for an unknown ``thinning_func_str``.
     """
 
+    #: Thinning traces the model's channel dependency graph (see :mod:`distiller.schedule_conflicts`).
+    uses_channel_graph = True
+
     def __init__(self, thinning_func_str="contract_model", arch=None, dataset=None, round_to=1):
         super().__init__()
         if thinning_func_str not in THINNING_FUNCTIONS:
