@@ -13,9 +13,9 @@ from .extensions import THINNING_FUNCTIONS, ChannelRemover, FilterRemover, Struc
 from .plan import ThinningError
 from .prune_and_thin import ThinningReport, prune_and_thin
 from .recipe import ThinningRecipe, apply_thinning_recipe
-from .remove import contract_model, remove_channels, remove_filters
+from .remove import contract_model, remove_channels, remove_filters, speedup
 
-__all__ = ["remove_filters", "remove_channels", "contract_model", "prune_and_thin", "ThinningReport",
+__all__ = ["remove_filters", "remove_channels", "contract_model", "speedup", "prune_and_thin", "ThinningReport",
            "ThinningRecipe", "apply_thinning_recipe", "ThinningError", "StructureRemover", "FilterRemover",
            "ChannelRemover", "THINNING_FUNCTIONS", "execute_thinning_recipes_list", "get_normalized_recipe",
            "resnet_cifar_remove_layers"]

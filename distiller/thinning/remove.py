@@ -14,6 +14,7 @@ import logging
 import torch
 
 from ..graph import DependencyGraph
+from ..masking import ParameterMasker
 from ..summaries.compute import model_params
 from ..utils import model_device, normalize_module_name
 from .plan import ThinningError, dead_channels, make_plan, weight_importance
@@ -22,7 +23,7 @@ from .surgery import apply_edits
 
 msglogger = logging.getLogger(__name__)
 
-__all__ = ["remove_filters", "remove_channels", "contract_model", "example_input", "mask_lookup"]
+__all__ = ["remove_filters", "remove_channels", "contract_model", "speedup", "example_input", "mask_lookup"]
 
 
 def example_input(model, dummy_input, dataset):
@@ -154,3 +155,23 @@ def contract_model(model, zeros_mask_dict, arch=None, dataset=None, optimizer=No
     del arch
     return thin_by(model, zeros_mask_dict, "Both", dummy_input, dataset, optimizer, scheduler, round_to, strict,
                    leaf_modules)
+
+
+def speedup(model, dummy_input, masks, optimizer=None, scheduler=None):
+    """Physically removes what ``masks`` pruned (NNI's "speedup" step after fusion compression): the filters
+    that are zero and the channels no layer reads any more, with everything coupled to them. Other zeros
+    (element-wise sparsity) stay in place.
+
+    Args:
+        model: the model, changed in place.
+        dummy_input: example input to capture the graph.
+        masks: weight name -> 0/1 tensor (e.g. :meth:`distiller.compose.Pruner.get_masks`).
+        optimizer, scheduler: as for :func:`remove_filters`.
+    Returns:
+        the :class:`ThinningRecipe` applied.
+    """
+    maskers = {}
+    for name, mask in masks.items():
+        maskers[name] = ParameterMasker(name)
+        maskers[name].mask = mask
+    return thin_by(model, maskers, "Both", dummy_input, None, optimizer, scheduler)
