@@ -47,8 +47,8 @@ def _names(entry: Mapping[str, Any], key: str, index: int, what: str) -> list[st
 def select_modules(model: nn.Module, entry: Mapping[str, Any], index: int, what: str,
                    weighted: bool = True) -> list[str]:
     """The names of the modules that ``entry`` selects among the weighted ones (with a ``weight``
-    Parameter), or among all leaf modules unless ``weighted``, in model order: of a type in ``op_types`` and matching ``op_names`` (each given selector must hold),
-    minus ``exclude_op_names``.
+    Parameter), or among all leaf modules unless ``weighted``, in model order: of a type in ``op_types``
+    and matching ``op_names`` (each given selector must hold), minus ``exclude_op_names``.
 
     Raises:
         ArgumentError: an ``op_types`` name that is no module type of the model, or an entry that
