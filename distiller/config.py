@@ -428,19 +428,27 @@ def _configure(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer
             if quantizer is None or item.section not in ("pruners", "regularizers"):
                 raise source.error(str(err), ("policies", plan.index)) from None
             # its weights matched the model (checked by _build_instances) before the quantizer prepared it
-            raise source.error(moved_targets_message(item, [err.pattern], quantizer), ("policies", plan.index)) from None
+            message = moved_targets_message(item, [err.pattern], quantizer)
+            raise source.error(message, ("policies", plan.index)) from None
         except UserError as err:  # e.g. a quantizer that cannot prepare this model
             raise source.error(str(err), ("policies", plan.index)) from None
         if item.section == "quantizers":
             quantizer = item
         added.append((item, policy))
-    names = {name for name, _ in named_scheduled_parameters(model)} if quantizer is not None else set()
-    for item, policy in added if quantizer is not None else ():
-        missing = [name for name in getattr(policy, "param_names", None) or [] if name not in names]
-        if missing:  # the quantizer prepared the model after this policy resolved its names
-            raise source.error(moved_targets_message(item, missing, quantizer), ("policies", item.index))
+    if quantizer is not None:
+        _check_targets_kept(model, added, quantizer, source)
     scheduler.schedule_yaml = _append_yaml_document(previous_yaml, source.text)
     return scheduler
+
+
+def _check_targets_kept(model: torch.nn.Module, added: list[tuple[ScheduledInstance, Any]],
+                        quantizer: ScheduledInstance, source: _Source) -> None:
+    """Refuses policies that resolved their parameter names before ``quantizer`` prepared the model and moved them."""
+    names = {name for name, _ in named_scheduled_parameters(model)}
+    for item, policy in added:
+        missing = [name for name in getattr(policy, "param_names", None) or [] if name not in names]
+        if missing:
+            raise source.error(moved_targets_message(item, missing, quantizer), ("policies", item.index))
 
 
 def _append_yaml_document(stream: Optional[str], text: Optional[str]) -> Optional[str]:

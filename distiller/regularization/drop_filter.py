@@ -22,12 +22,12 @@ BatchNorm normalizes with the statistics of the mini-batch.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
 import torch
 
 from ..errors import ArgumentError
-from ..masking import ParameterMasker
+from ..masking import ParameterMasker, named_scheduled_parameters
 from ..registry import register_regularizer
 from ..spec import Fraction, validated
 from ..thresholding import Regims, ThresholdCriteria
@@ -82,7 +82,7 @@ class DropFilterRegularizer(Regularizer):
                                 argument="threshold_criteria")
         super().__init__(name, model, reg_regims, threshold_criteria)
         self._layers: dict[str, tuple[torch.nn.Module, float]] = {}   # module name -> (module, drop probability)
-        names = [n for n, _ in model.named_parameters()]
+        names = [n for n, _ in named_scheduled_parameters(model)]  # conv1.weight under quantization too
         for hits in match_names(list(self.reg_regims), names).values():
             for param_name in hits:
                 layer = _owning_module_name(param_name)
@@ -103,7 +103,7 @@ class DropFilterRegularizer(Regularizer):
     def on_minibatch_begin(self, model: torch.nn.Module, zeros_mask_dict: Mapping[str, ParameterMasker]) -> None:
         """Draws this mini-batch's filter keep-masks."""
         for layer, (module, probability) in self._layers.items():
-            weight = module.get_parameter("weight")
+            weight = cast(torch.Tensor, module.weight)  # the quantized buffer under quantization-aware training
             draws = torch.rand(weight.shape[0], device=weight.device)
             keep = draws >= probability
             keep[draws.argmax()] = True          # never drop every filter of a layer

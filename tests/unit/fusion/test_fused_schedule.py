@@ -100,3 +100,19 @@ def test_policies_run_in_the_schedules_order_at_every_callback(model_and_optimiz
     for callback in ("on_epoch_begin", "on_minibatch_end", "on_epoch_end"):
         assert [label for name, epoch, label in calls if name == callback and epoch == 0] == ["a", "b"]
         assert [label for name, epoch, label in calls if name == callback and epoch == 1] == ["c", "a", "b"]
+
+
+def test_drop_filter_regularizer_trains_and_resumes_with_a_quantizer(fused_schedule, model_and_optimizer,
+                                                                     fusion_batches):
+    schedule = fused_schedule(order=("qat",))
+    schedule["regularizers"] = {"drop": {"class": "DropFilterRegularizer", "reg_regims": {"conv2.weight": 0.5}}}
+    schedule["policies"].insert(0, {"regularizer": {"instance_name": "drop"}, "starting_epoch": 0, "ending_epoch": 2})
+    model, optimizer = model_and_optimizer()
+    scheduler = distiller.config.dict_config(model, optimizer, schedule)
+    dropped = []
+    model.bn2.register_forward_pre_hook(lambda module, args: dropped.append(int((args[0].abs().sum((0, 2, 3)) == 0)
+                                                                                .sum())))
+    train_with_scheduler(model, optimizer, scheduler, fusion_batches, epochs=1)
+    assert len(dropped) == 3 and sum(dropped) > 0  # whole filters of conv2 dropped in training
+    resumed = distiller.config.dict_config(model, optimizer, schedule, distiller.CompressionScheduler(model))
+    assert len(resumed.policies[0]) == 2  # built again on the quantized model, as a resumed run does
