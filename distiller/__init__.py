@@ -60,6 +60,7 @@ from .pruning import (ActivationAPoZRankedFilterPruner, ActivationAPoZRankedFilt
                       SensitivityPruner, SparsityLevelParameterPruner, SplicingPruner, StructureParameterPruner,
                       create_mask_level_criterion, create_mask_sensitivity_criterion, create_mask_threshold_criterion,
                       mask_tensor)
+from .pruning.greedy_filter_pruning import greedy_pruner  # noqa: E402
 from .graph.drawing import (create_png, create_pydot_graph, draw_img_classifier_to_file,  # noqa: E402
                             draw_model_to_file)
 from .sensitivity import perform_sensitivity_analysis, sensitivities_to_csv, sensitivities_to_png  # noqa: E402
@@ -94,7 +95,7 @@ __all__ += [
     "L2RankedStructureParameterPruner_AGP", "GradientRankedFilterPruner_AGP", "ActivationAPoZRankedFilterPruner_AGP",
     "ActivationMeanRankedFilterPruner_AGP", "RandomRankedFilterPruner_AGP", "BernoulliFilterPruner_AGP",
     "create_mask_threshold_criterion", "create_mask_level_criterion", "create_mask_sensitivity_criterion",
-    "mask_tensor", "GroupThresholdMixin",
+    "mask_tensor", "GroupThresholdMixin", "greedy_pruner",
     # thinning
     "remove_filters", "remove_channels", "contract_model", "StructureRemover", "FilterRemover", "ChannelRemover",
     "ThinningRecipe", "execute_thinning_recipes_list", "get_normalized_recipe", "resnet_cifar_remove_layers",

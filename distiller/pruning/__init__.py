@@ -15,6 +15,7 @@ from .activation_ranked import (ActivationAPoZRankedFilterPruner, ActivationMean
                                 ActivationRankedFilterPruner)
 from .activation_stats import ActivationStatsCollector
 from .fm_reconstruction import FMReconstructionChannelPruner
+from .greedy_filter_pruning import add_greedy_pruner_args, greedy_pruner
 from .importance import (IMPORTANCES, ActivationImportance, BernoulliImportance, FunctionImportance, Importance,
                          LpImportance, RandomImportance, Structures, TaylorImportance, register_importance)
 from .random_ranked import BernoulliFilterPruner, RandomLevelStructureParameterPruner, RandomRankedFilterPruner
@@ -56,6 +57,9 @@ __all__ = [
     "RandomLevelStructureParameterPruner",
     "StructureParameterPruner",
     "FMReconstructionChannelPruner",
+    # greedy filter pruning (a search with thinning, not a schedulable pruner)
+    "greedy_pruner",
+    "add_greedy_pruner_args",
     "StructuredAGP",
     # importance criteria of the ranked structure pruners
     "Importance",

@@ -22,15 +22,9 @@ from distiller.errors import UserError
 DATA = Path(__file__).parents[1] / "data"
 
 #: "module.name" -> why it is not available yet. Each must fail to import.
-PENDING = {
-    "distiller.greedy_pruner": "greedy filter pruning issue (Distiller's greedy_filter_pruning search)",
-    "distiller.pruning.greedy_filter_pruning.greedy_pruner": "greedy filter pruning issue",
-    "distiller.pruning.greedy_filter_pruning.add_greedy_pruner_args": "greedy filter pruning issue",
-}
+PENDING: dict[str, str] = {}
 #: module paths that do not exist yet -> why.
-PENDING_MODULES = {
-    "distiller.pruning.greedy_filter_pruning": "greedy filter pruning issue",
-}
+PENDING_MODULES: dict[str, str] = {}
 #: "module.name" -> arguments of a call that must raise a UserError naming the replacement.
 MIGRATION = {
     "distiller.resnet_cifar_remove_layers": lambda: (torch.nn.Linear(2, 2),),
