@@ -124,6 +124,11 @@ def _check_flag_combinations(args: argparse.Namespace) -> None:
     if getattr(args, "quantize_eval", False) and not args.evaluate:
         raise ArgumentError("--quantize-eval quantizes a trained model for evaluation: add --evaluate (-e) and "
                             "--resume-from PATH")
+    if getattr(args, "greedy", False) and (args.evaluate or args.compress):
+        raise ArgumentError("--greedy prunes and fine-tunes by itself: drop --evaluate and --compress (start from a "
+                            "trained model with --resume-from or --exp-load-weights-from)")
+    if getattr(args, "greedy", False) and args.greedy_target_density is None:
+        raise ArgumentError("--greedy needs --greedy-target-density (the share of the MACs to keep, e.g. 0.5)")
     if getattr(args, "kd_teacher", None) and args.evaluate:
         raise ArgumentError("--kd-teacher distils while training: drop it with --evaluate (-e)")
     if args.reset_optimizer and not args.resume_from:

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 from .. import cli
 from ..errors import ArgumentError
 from ..knowledge_distillation import add_distillation_args
+from ..pruning.greedy_filter_pruning import GreedyStep, add_greedy_pruner_args, greedy_pruner
 from ..data_loggers import (CsvLogger, PythonLogger, TensorBoardLogger, collectors_context, log_activation_statistics,
                             log_training_progress, log_weights_sparsity)
 from ..regularization import drops_only_in_training
@@ -59,13 +60,15 @@ Loaders = Union[Optional[DataLoader], list[Optional[DataLoader]]]
 
 def init_classifier_compression_arg_parser(include_ptq_lapq_args: bool = False) -> argparse.ArgumentParser:
     """The image-classification command line: :func:`distiller.cli.add_common_args`, ``--thinnify``, the
-    activation statistics, knowledge distillation (``--kd-*``) and the post-training quantization flags
+    activation statistics, knowledge distillation (``--kd-*``), greedy filter pruning (``--greedy*``) and the
+    post-training quantization flags
     ``--quantize-eval``/``--qe-*`` (with the LAPQ ``--lapq-*`` flags when ``include_ptq_lapq_args``)."""
     parser = cli.ArgumentParser(description="distiller image classification model compression")
     cli.add_common_args(parser)
     cli.add_thinning_args(parser)
     cli.add_statistics_args(parser)
     add_distillation_args(parser, enable_pretrained=True)  # the teacher arch is checked when it is built
+    add_greedy_pruner_args(parser)
     cli.add_post_train_quant_args(parser, add_lapq_args=include_ptq_lapq_args)
     return parser
 
@@ -316,6 +319,33 @@ class ClassifierCompressor:
         msglogger.info("Thinned the model: weights %d -> %d, MACs %d -> %d; saved %s",
                        before["params_total"], after["params_total"], before["macs"], after["macs"], path)
         return path
+
+    def greedy_prune(self) -> list[GreedyStep]:
+        """Greedy filter pruning (``--greedy``): removes, step by step, the filters whose removal costs the
+        least validation top-1 per MAC saved, fine-tuning after each step, until ``--greedy-target-density``
+        of the MACs is left; each step's network is saved as ``greedy__<step>__<density>__<top1>.pth.tar``
+        and described in ``greedy.csv``. Returns the steps."""
+        exp, loader = self.experiment, self.val_loader
+
+        def test_fn(model: torch.nn.Module) -> tuple[float, float, float]:
+            results = evaluate(model, self.criterion, loader)
+            return results["Top1"], results["Top5"], results["Loss"]
+
+        def train_fn(model: torch.nn.Module, epochs: int) -> None:
+            for epoch in range(epochs):
+                train(self.train_loader, model, self.criterion, self.optimizer, epoch, self.compression_scheduler,
+                      self.loggers[1:], self.args)
+
+        def save_step(step: GreedyStep, model: torch.nn.Module) -> None:
+            save_checkpoint(step.iteration, exp.arch, model, self.optimizer, self.compression_scheduler,
+                            name=f"greedy__{step.iteration:03d}__{100 * step.density:.1f}__{step.top1:.1f}",
+                            dir=self.logdir, extras={"seed": exp.seed, "dataset": exp.dataset})
+
+        _, steps = greedy_pruner(self.model, self.args, self.args.greedy_target_density,
+                                 self.args.greedy_pruning_step, test_fn, train_fn, dummy_input=exp.dummy_input,
+                                 save_dir=self.logdir, optimizer=self.optimizer, scheduler=self.compression_scheduler,
+                                 on_step=save_step)
+        return steps
 
     def summary(self, scores: tuple[float, float, float]) -> dict[str, Any]:
         """The run's summary: the test ``scores`` (from :meth:`test`), the best epoch, the model's size and

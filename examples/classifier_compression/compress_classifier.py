@@ -37,7 +37,9 @@ def main(args):
         if args.activation_histograms:
             app.collect_activation_histograms()
             return None
-        if not args.evaluate:
+        if args.greedy:
+            app.greedy_prune()
+        elif not args.evaluate:
             if args.save_untrained_model:
                 app.save_untrained_model()
             app.run_training_loop()
