@@ -310,8 +310,9 @@ FEATURES = {"pruning": "distiller.pruning.AutomatedGradualPruner",
 # Distiller names the README says exist, and those it says are missing.
 README_PRESENT = ["distiller.CompressionScheduler", "distiller.file_config", "distiller.pruning.AutomatedGradualPruner",
                   "distiller.quantization.PostTrainLinearQuantizer", "distiller.apputils.save_checkpoint",
-                  "distiller.remove_filters", "distiller.model_summaries"]
-README_MISSING = ["distiller.KnowledgeDistillationPolicy"]
+                  "distiller.remove_filters", "distiller.model_summaries", "distiller.KnowledgeDistillationPolicy",
+                  "distiller.greedy_pruner"]
+README_MISSING: list = []
 
 
 def exists(dotted: str) -> bool:
