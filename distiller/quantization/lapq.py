@@ -138,8 +138,7 @@ class _SearchSpace:
                 wrapper.set_output_quant_params(*params)
             else:
                 wrapper.set_input_quant_params(kind, *params)
-        if self.quantizer.inputs_quant_auto_fallback:
-            self.quantizer.share_producer_quant_params()
+        self.quantizer.share_producer_quant_params()
 
     def describe(self) -> dict[str, dict[str, Any]]:
         result: dict[str, dict[str, Any]] = {}

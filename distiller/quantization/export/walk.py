@@ -32,7 +32,7 @@ from ..range_linear.param_wrappers import (RangeLinearEmbeddingWrapper, RangeLin
                                            RangeLinearQuantParamLayerWrapper)
 from ..range_linear.ptq_graph import (GRID_PRESERVING_FUNCTIONS, GRID_PRESERVING_METHODS, GRID_PRESERVING_MODULES,
                                       SAME_RANGE_AS_INPUT_MODULES)
-from ..range_linear.wrappers import FP16Wrapper, RangeLinearFakeQuantWrapper, RangeLinearQuantWrapper
+from ..range_linear.wrappers import FP16Wrapper, FPWrapper, RangeLinearFakeQuantWrapper, RangeLinearQuantWrapper
 
 #: The attributes of the output model: submodules and constant tensors, by name.
 OutputModules = dict[str, Union[nn.Module, torch.Tensor]]
@@ -135,6 +135,12 @@ def _check_param_layer(name: str, wrapper: RangeLinearQuantParamLayerWrapper) ->
     conv = wrapper.wrapped_module
     if isinstance(conv, nn.modules.conv._ConvNd) and conv.padding_mode != "zeros":
         raise ExportError(f"'{name}' uses padding_mode={conv.padding_mode!r}; only 'zeros' is supported")
+
+
+def _no_fused_relu(name: str, wrapper: RangeLinearQuantWrapper, kind: str) -> None:
+    if wrapper.relu_fused:
+        raise ExportError(f"'{name}' applies the ReLU after it (make_identity), which integer {kind} kernels cannot "
+                          f"fuse; remove make_identity from that ReLU")
 
 
 def _input_qparams(wrapper: RangeLinearQuantWrapper, index: int) -> QParams:
@@ -283,32 +289,44 @@ class _Walker:
         relu = self.relu_follows(node)
         out_qp = self._output_qparams(module)
         in_qp = _input_qparams(module, 0)
-        self._finish(node, self.emitter.param_layer(name, module, x, in_qp, out_qp, relu is not None), out_qp, relu)
+        value = self.emitter.param_layer(name, module, x, in_qp, out_qp, relu is not None or module.relu_fused)
+        self._finish(node, value, out_qp, relu)
 
     def _binary(self, node: fx.Node, name: str, module: RangeLinearQuantWrapper, kind: str) -> None:
         _check_static(name, module)
         inputs = self._inputs(node, module)
         if len(inputs) != 2:
             raise ExportError(f"'{name}' has {len(inputs)} inputs; integer {kind} kernels take two")
+        if kind == "matmul":
+            _no_fused_relu(name, module, kind)
         relu = self.relu_follows(node) if kind != "matmul" else None
         out_qp = self._output_qparams(module)
-        self._finish(node, self.emitter.binary(name, kind, inputs, out_qp, relu is not None), out_qp, relu)
+        value = self.emitter.binary(name, kind, inputs, out_qp, relu is not None or module.relu_fused)
+        self._finish(node, value, out_qp, relu)
 
     def _concat(self, node: fx.Node, name: str, module: RangeLinearQuantConcatWrapper) -> None:
         _check_static(name, module)
+        _no_fused_relu(name, module, "concatenation")
         out_qp = self._output_qparams(module)
         self._finish(node, self.emitter.concat(name, self._inputs(node, module), module.wrapped_module.dim, out_qp),
                      out_qp, None)
 
     def _fake_quant(self, node: fx.Node, name: str, module: RangeLinearFakeQuantWrapper) -> None:
         _check_static(name, module)
+        if isinstance(module.wrapped_module, (FPWrapper, FP16Wrapper)):
+            raise ExportError(f"'{name}' computes in another floating-point precision before its output is "
+                              f"quantized (fpq_module); deployment formats run float layers in float32: set "
+                              f"fpq_module: 32 for it or remove the setting")
         out_qp = self._output_qparams(module)
         first = node.args[0] if node.args else None
         inner = copy.deepcopy(module.wrapped_module)
         if (isinstance(inner, SAME_RANGE_AS_INPUT_MODULES) and isinstance(first, fx.Node)
                 and self.state.get(first) == out_qp):
             target = self.emitter.add_module(name, inner)
-            self._finish(node, self.graph.call_module(target, (self.env[first],)), out_qp, None)
+            value = self.graph.call_module(target, (self.env[first],))
+            if module.relu_fused:  # on quantized values: stays on the grid
+                value = self.graph.call_function(F.relu, (value,))
+            self._finish(node, value, out_qp, None)
             return
         target = self.emitter.add_module(name, inner)
         args = self.arg(node.args)
@@ -316,6 +334,8 @@ class _Walker:
             args = tuple(self.emitter.dequantize(x, _input_qparams(module, index))
                          for index, x in enumerate(self._inputs(node, module)))
         value = self.graph.call_module(target, args, self.arg(node.kwargs))
+        if module.relu_fused:
+            value = self.graph.call_function(F.relu, (value,))
         self._finish(node, self.emitter.quantize(value, out_qp), out_qp, None)
 
 

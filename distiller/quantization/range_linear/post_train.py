@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Optional, TypeGuard, Union
 
 import torch
@@ -14,7 +15,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ... import modules as dm
 from ...data_loggers.collector import load_quant_stats
-from ...errors import ArgumentError, suggest
+from ...errors import ArgumentError, first_few, suggest
 from ...graph.capture import GraphCaptureError
 from ...registry import register_quantizer
 from ...spec import BitWidth, validated
@@ -28,18 +29,19 @@ from ..q_utils import (ClipMode, ClipModeArg, LinearQuantMode, PositiveReal, Qua
 from .eltwise_wrappers import (RangeLinearQuantConcatWrapper, RangeLinearQuantEltwiseAddWrapper,
                                RangeLinearQuantEltwiseMultWrapper)
 from .input_overrides import InputQuantSettings, check_input_overrides, input_quant_settings
+from .layer_overrides import (LAYER_OVERRIDE_TYPES, WEIGHTED_LAYERS, fake_problem, float_compute, identity_problem,
+                              identity_producers, inputs_without_quantized_producer)
 from .param_wrappers import (RangeLinearEmbeddingWrapper, RangeLinearQuantMatmulWrapper,
                              RangeLinearQuantParamLayerWrapper)
 from .ptq_graph import (GRID_PRESERVING_MODULES, SAME_RANGE_AS_INPUT_MODULES, QuantizationGraph, analyze_model,
-                        fold_batch_norm)
-from .wrappers import (FP16Wrapper, FPWrapper, ModuleStats, RangeLinearFakeQuantWrapper, RangeLinearQuantWrapper,
-                       TensorStats)
+                        effective_stats, fold_batch_norm)
+from .wrappers import FP16Wrapper, FPWrapper, ModuleStats, RangeLinearFakeQuantWrapper, RangeLinearQuantWrapper
 
 __all__ = ["PostTrainLinearQuantizer"]
 
 logger = logging.getLogger(__name__)
 
-_PARAM_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+_PARAM_LAYERS = WEIGHTED_LAYERS
 _MULTI_INPUT_WRAPPERS = {dm.EltwiseAdd: RangeLinearQuantEltwiseAddWrapper,
                          dm.EltwiseMult: RangeLinearQuantEltwiseMultWrapper,
                          dm.Concat: RangeLinearQuantConcatWrapper}
@@ -47,9 +49,10 @@ _MULTI_INPUT_WRAPPERS = {dm.EltwiseAdd: RangeLinearQuantEltwiseAddWrapper,
 _KEEP_TYPES = GRID_PRESERVING_MODULES + (dm.Split, dm.Chunk, dm.View)
 _OVERRIDE_KEYS = ("bits_accum", "mode", "clip_acts", "clip_n_stds", "clip_half_range", "per_channel_wts",
                   "scale_approx_mult_bits", "fp16", "fpq_module", "also_clip_weights", "fp8", "fp8_scaling",
-                  "input_overrides", "quantize_inputs")
-#: Settings of a layer's inputs, given by overrides only (not constructor arguments), and their types.
-_INPUT_OVERRIDE_TYPES: dict[str, Any] = {"input_overrides": CheckedBy(check_input_overrides), "quantize_inputs": bool}
+                  "input_overrides", "quantize_inputs", "inputs_quant_auto_fallback", *LAYER_OVERRIDE_TYPES)
+#: Settings given by overrides only (not constructor arguments), and their types.
+_OVERRIDE_ONLY_TYPES: dict[str, Any] = {"input_overrides": CheckedBy(check_input_overrides), "quantize_inputs": bool,
+                                        **LAYER_OVERRIDE_TYPES}
 #: Decision kinds whose wrapper always quantizes its inputs.
 _INTEGER_INPUT_KINDS = ("param", "matmul", "multi")
 #: What each decision kind does with the layer's inputs, for messages.
@@ -57,25 +60,18 @@ _KIND_INPUTS = {"keep": "is not wrapped (its output stays on its input's grid or
                 "fp8": "is quantized to FP8, its inputs with FP8 scales", "fp16": "runs in float16",
                 "fpq": "runs in floating point (fpq_module)", "embedding": "is an embedding: its inputs are indices",
                 "param": "always quantizes its input", "matmul": "always quantizes its inputs",
-                "multi": "always quantizes its inputs", "fake": "runs in float on its inputs as they come"}
+                "multi": "always quantizes its inputs", "fake": "runs in float on its inputs as they come",
+                "identity": "becomes an identity (make_identity)"}
 #: ``fpq_module`` values: the precision (bits) of floating-point layers.
 FPPrecision = Literal[16, 32, 64]
 _FP_DTYPES = {32: torch.float32, 64: torch.float64}
 # Decisions whose wrapper uses static activation ranges (and so needs calibration statistics).
 _STATIC_KINDS = ("param", "matmul", "multi", "fake")
-#: How a layer is quantized: a kind ('keep', 'fp8', 'fp16', 'fpq', 'embedding', 'param', 'matmul', 'multi', 'fake') and
-#: the wrapper's arguments.
+#: How a layer is quantized: a kind ('keep', 'fp8', 'fp16', 'fpq', 'embedding', 'param', 'matmul', 'multi', 'fake',
+#: 'identity') and the wrapper's arguments.
 _Decision = tuple[str, dict[str, Any]]
 #: Calibration statistics: a YAML file from ``collect_quant_stats`` or its content, ``{module: ModuleStats}``.
 StatsSource = Union[str, os.PathLike, Mapping[str, ModuleStats]]
-
-
-def _relu_clipped(stats: TensorStats) -> dict[str, float]:
-    """Statistics of ReLU(x) approximated from those of x (for a functional ReLU with no stats)."""
-    clipped = dict(stats)
-    for key in ("min", "max", "avg_min", "avg_max"):
-        clipped[key] = max(stats[key], 0.0)
-    return clipped
 
 
 @register_quantizer(trains=False)  # post-training only: a training schedule refuses it
@@ -104,7 +100,11 @@ class PostTrainLinearQuantizer(Quantizer):
             parameters. ``quantize_inputs: true`` makes a fake-quantized layer (float compute, quantized
             output: e.g. a Tanh or Softmax) quantize its inputs too, which matters where it reads the model's
             input or a float layer's output (inputs from a quantized layer keep that layer's parameters);
-            Distiller did so by default, here it is off unless asked for.
+            Distiller did so by default, here it is off unless asked for. ``inputs_quant_auto_fallback`` per
+            layer; ``fake: true`` (float compute, float weights, quantized output: for any layer, ReLU and
+            max-pooling included; ``fake: false`` leaves a layer that would be fake-quantized in float) and
+            ``make_identity: true`` (a ReLU becomes ``nn.Identity``, the quantized layer before it applies it):
+            see :mod:`~distiller.quantization.range_linear.layer_overrides`.
         mode: LinearQuantMode, its name, 'sym' / 'sym_restr' / 'asym_s' / 'asym_u', or
             ``{'activations': mode, 'weights': mode}``.
         clip_acts: ClipMode or its name (NONE, AVG, N_STD, GAUSS, LAPLACE).
@@ -115,9 +115,11 @@ class PostTrainLinearQuantizer(Quantizer):
         clip_n_stds: standard deviations for ``clip_acts: N_STD``.
         clip_half_range: clip only the upper end of activation ranges.
         scale_approx_mult_bits: approximate requantization factors by integer multiply + shift.
-        inputs_quant_auto_fallback: a layer input produced by a quantized layer (possibly through ReLU,
-            max-pool, reshape, dropout) reuses that layer's output parameters, and needs no statistics
-            of its own. False: each layer quantizes its inputs with its own statistics.
+        inputs_quant_auto_fallback: a layer input produced by a quantized layer in the same activation format
+            (possibly through ReLU, max-pool, reshape, dropout) reuses that layer's output parameters either way.
+            Any other input without ``input_overrides`` (the model's input, a float layer's output) is quantized
+            with its own statistics and the layer's output settings (True), or is an error (False: every such
+            input needs ``input_overrides``), as in Distiller.
         fpq_module: keep every layer (except those overridden) in floating point of this many bits instead of
             integers, whatever the bit widths: 16 as ``fp16``; 32 or 64 runs the layers in float32 / float64
             (:class:`~distiller.quantization.range_linear.wrappers.FPWrapper`). Distiller's argument.
@@ -193,6 +195,9 @@ class PostTrainLinearQuantizer(Quantizer):
         self._stats: Optional[dict[str, dict[str, Any]]] = None
         self._graph = QuantizationGraph()
         self._decisions: dict[str, _Decision] = {}
+        #: The layers that apply the ReLU of a ``make_identity`` (layer -> the ReLU), set with the decisions.
+        self._fused_relus: dict[str, str] = {}
+        self._planned_folds: Optional[list[tuple[str, str]]] = None
         #: (layer, input index) -> the producing layer whose output parameters that input reuses.
         self.shared_inputs: dict[tuple[str, int], str] = {}
         self.default_replacement_fn = self._replace
@@ -229,36 +234,62 @@ class PostTrainLinearQuantizer(Quantizer):
                                 argument="model_activation_stats")
 
     def check_settings(self) -> None:
-        """As :meth:`Quantizer.check_settings`, and decides how every layer is quantized, which rejects e.g.
-        ``fp8`` on a layer that is not ``nn.Linear``, ``clip_acts: N_STD`` without ``clip_n_stds`` or
-        ``input_overrides`` of an input a layer does not have. Calibration statistics are checked against the
-        layers by :meth:`prepare_model`."""
-        if not self._graph.traced and any("input_overrides" in settings for _, settings in self.overrides):
-            self._graph = analyze_model(self._model_key())  # how many inputs each layer takes
-        for _, _, full_name, module, _, extra in self._plan_replacements(skip=set()):
-            self._decide(module, full_name, self.module_qbits_map, **extra)
+        """As :meth:`Quantizer.check_settings`, and plans every layer from the model's graph (BatchNorm folding,
+        ReLU fusion, where each input comes from) and decides how it is quantized, which rejects e.g. ``fp8`` on
+        a layer that is not ``nn.Linear``, ``clip_acts: N_STD`` without ``clip_n_stds``, ``input_overrides`` of
+        an input a layer does not have, ``fake``/``make_identity`` where they cannot apply, inputs that
+        ``inputs_quant_auto_fallback: false`` leaves without parameters and, with calibration statistics,
+        layers they miss. The model does not change."""
+        self._planned_folds = self._plan_layers()
+
+    def _plan_layers(self) -> list[tuple[str, str]]:
+        """Decides how every layer is quantized and checks the decisions against the graph and the statistics.
+
+        Returns:
+            the (layer, BatchNorm) pairs to fold.
+        """
+        inner = self._model_key()
+        if any(isinstance(m, _WRAPPER_TYPES) for m in inner.modules()):
+            raise RuntimeError("the model already holds post-training quantization wrappers; build a fresh model")
+        pairs = self._batchnorm_pairs(inner)
+        folded_into = {bn: layer for layer, bn in pairs}  # the graph sees these BatchNorms as identities
+        plan = [(normalize_module_name(full_name), full_name, module, extra)
+                for _, _, full_name, module, _, extra in self._plan_replacements(skip=set())]
+        fake_grid_keepers = {name for name, _, module, extra in plan
+                             if extra.get("fake") and isinstance(module, GRID_PRESERVING_MODULES)}
+        self._graph = analyze_model(inner, pass_through=folded_into, producers=fake_grid_keepers)
+        self._stats = (None if self.model_activation_stats is None
+                       else effective_stats(self.model_activation_stats, pairs, self._graph))
+        self._decisions, full_names, strict = {}, {}, []
+        for name, full_name, module, extra in plan:
+            if name in folded_into:
+                stray = sorted(set(extra) & set(LAYER_OVERRIDE_TYPES))
+                if stray:
+                    raise self._layer_error(full_name, f"{stray[0]}: '{name}' is folded into '{folded_into[name]}' "
+                                                       f"(BatchNorm folding); set it there", stray[0])
+                continue
+            self._decisions[name] = self._decide(module, full_name, self.module_qbits_map, **extra)
+            full_names[name] = full_name
+            if not extra.get("inputs_quant_auto_fallback", self.inputs_quant_auto_fallback):
+                strict.append(name)
+        self._fused_relus = self._check_identities(full_names)
+        self._check_strict_inputs(full_names, strict)
+        self._check_static_coverage()
+        return pairs
 
     # ------------------------------------------------------------------------------ preparation
     def _pre_prepare_model(self, dummy_input: Any) -> set[str]:
-        """Plans every layer and checks the statistics (raising before any change), then folds BatchNorms.
+        """Folds the BatchNorms of the plan that :meth:`check_settings` (run by ``prepare_model`` right before)
+        made and checked.
 
         Returns:
             the names of the folded BatchNorm layers (now ``nn.Identity``).
         """
         inner = self._model_key()
-        if any(isinstance(m, _WRAPPER_TYPES) for m in inner.modules()):
-            raise RuntimeError("the model already holds post-training quantization wrappers; build a fresh model")
         prefix = "module." if inner is not self.model else ""
-        pairs = self._batchnorm_pairs(inner)
+        pairs = self._planned_folds if self._planned_folds is not None else self._plan_layers()
+        self._planned_folds = None
         folded = {bn for _, bn in pairs}
-        self._graph = analyze_model(inner, pass_through=folded)
-        self._stats = self._effective_stats(pairs)
-        self._decisions = {}
-        for _, _, full_name, module, _, extra in self._plan_replacements(skip=set()):
-            name = normalize_module_name(full_name)
-            if name not in folded:
-                self._decisions[name] = self._decide(module, full_name, self.module_qbits_map, **extra)
-        self._check_static_coverage()
         for layer_name, bn_name in pairs:
             # find_batchnorm_pairs only pairs foldable layers with BatchNorms that track statistics
             fold_batch_norm(typing.cast(FoldableLayer, inner.get_submodule(layer_name)),
@@ -270,8 +301,7 @@ class PostTrainLinearQuantizer(Quantizer):
         return {prefix + bn for bn in folded}
 
     def _post_prepare_model(self) -> None:
-        if self.inputs_quant_auto_fallback:
-            self.share_producer_quant_params()
+        self.share_producer_quant_params()
 
     def _batchnorm_pairs(self, model: nn.Module) -> list[tuple[str, str]]:
         try:
@@ -279,24 +309,6 @@ class PostTrainLinearQuantizer(Quantizer):
         except GraphCaptureError as err:
             logger.warning("BatchNorm layers are not folded: %s", err)
             return []
-
-    def _effective_stats(self, pairs: list[tuple[str, str]]) -> Optional[dict[str, dict[str, Any]]]:
-        """Calibration statistics as the prepared layers see them: a folded layer's output is its BN's,
-        a layer followed only by a ReLU has the ReLU's output range."""
-        if self.model_activation_stats is None:
-            return None
-        stats: dict[str, dict[str, Any]] = {
-            name: {"inputs": {int(i): rec for i, rec in (entry.get("inputs") or {}).items()},
-                   "output": entry.get("output")}
-            for name, entry in copy.deepcopy(self.model_activation_stats).items()}
-        for layer, bn in pairs:
-            if layer in stats and stats.get(bn, {}).get("output"):
-                stats[layer]["output"] = stats[bn]["output"]
-        for name, relu in self._graph.relu_after.items():
-            if name in stats and stats[name]["output"]:
-                relu_out = stats.get(relu, {}).get("output") if relu else None
-                stats[name]["output"] = relu_out or _relu_clipped(stats[name]["output"])
-        return stats
 
     # ------------------------------------------------------------------------------- decisions
     def _decide(self, module: nn.Module, name: str, qbits_map: Mapping[str, QBits],
@@ -315,14 +327,12 @@ class PostTrainLinearQuantizer(Quantizer):
         elif quantize_inputs is not None:
             raise self._layer_error(name, f"quantize_inputs applies to fake-quantized layers (float compute, quantized "
                                           f"output); {what} {_KIND_INPUTS[kind]}", "quantize_inputs")
+        reason = self._why_no_quantized_inputs(kind, settings)
+        for key in ("input_overrides", "inputs_quant_auto_fallback"):
+            if reason is not None and layer_overrides.get(key) not in (None, {}):
+                raise self._layer_error(name, f"{key}: {what} {reason}", key)
         if not overrides:
             return settings
-        if kind in _INTEGER_INPUT_KINDS and settings["num_bits_acts"] is None:
-            raise self._layer_error(name, f"input_overrides: {what} has float activations (bits_activations: null)",
-                                    "input_overrides")
-        if kind not in _INTEGER_INPUT_KINDS and not (kind == "fake" and quantize_inputs):
-            hint = "; set quantize_inputs: true for it" if kind == "fake" else ""
-            raise self._layer_error(name, f"input_overrides: {what} {_KIND_INPUTS[kind]}{hint}", "input_overrides")
         output = InputQuantSettings(settings["num_bits_acts"], verify_quant_mode(settings["mode"]).activations,
                                     parse_clip_mode(settings["clip_acts"]), settings["clip_n_stds"],
                                     settings["clip_half_range"])
@@ -333,10 +343,31 @@ class PostTrainLinearQuantizer(Quantizer):
             raise self._layer_error(name, f"layer {what}: {err}", "input_overrides", err.location) from None
         return dict(settings, input_overrides=overrides)
 
+    @staticmethod
+    def _why_no_quantized_inputs(kind: str, settings: Mapping[str, Any]) -> Optional[str]:
+        """Why a layer of this decision quantizes no inputs (for messages), or None when it does."""
+        if kind in _INTEGER_INPUT_KINDS:
+            return "has float activations (bits_activations: null)" if settings["num_bits_acts"] is None else None
+        if kind == "fake":
+            return None if settings["quantize_inputs"] else f"{_KIND_INPUTS[kind]}; set quantize_inputs: true for it"
+        return _KIND_INPUTS[kind]
+
     def _decide_kind(self, module: nn.Module, name: str, qbits_map: Mapping[str, QBits],
                      **layer_overrides: Any) -> _Decision:
         o = {**self._defaults, **layer_overrides}
         bits = qbits_map[name]
+        given = self._override_for(name)[1]
+        if layer_overrides.get("make_identity"):
+            problem = identity_problem(module, name, given)
+            if problem is not None:
+                raise self._layer_error(name, problem, "make_identity")
+            return "identity", {}
+        if layer_overrides.get("fake"):
+            blame = fake_problem(module, name, bits, given)
+            if blame is not None:
+                raise self._layer_error(name, blame[1], blame[0])
+            precision = o["fpq_module"] if o["fpq_module"] is not None else (16 if o["fp16"] else None)
+            return "fake", dict(self._activation_settings(name, bits, o), fpq_module=precision)
         if isinstance(module, _KEEP_TYPES):
             return "keep", {}
         if o["fp8"] and (isinstance(module, nn.Linear) or "fp8" in layer_overrides):
@@ -351,11 +382,7 @@ class PostTrainLinearQuantizer(Quantizer):
         if isinstance(module, nn.Embedding):
             return ("embedding", {"num_bits": bits.wts, "mode": verify_quant_mode(o["mode"]).weights,
                                   "per_channel_wts": o["per_channel_wts"]}) if bits.wts is not None else ("keep", {})
-        settings = dict(num_bits_acts=bits.acts, num_bits_accum=o["bits_accum"], mode=o["mode"],
-                        clip_acts=o["clip_acts"], clip_n_stds=o["clip_n_stds"], clip_half_range=o["clip_half_range"],
-                        scale_approx_mult_bits=o["scale_approx_mult_bits"])
-        if parse_clip_mode(settings["clip_acts"]) == ClipMode.N_STD and settings["clip_n_stds"] is None:
-            raise self._layer_error(name, f"layer '{name}': clip_acts N_STD needs clip_n_stds", "clip_acts")
+        settings = self._activation_settings(name, bits, o)
         if isinstance(module, _PARAM_LAYERS) and bits.wts is not None:
             if o["also_clip_weights"] and parse_clip_mode(settings["clip_acts"]) == ClipMode.AVG:
                 raise self._layer_error(name, f"layer '{name}': also_clip_weights cannot clip weights with clip_acts "
@@ -367,15 +394,65 @@ class PostTrainLinearQuantizer(Quantizer):
             return "keep", {}
         if isinstance(module, (dm.Matmul, dm.BatchMatmul)):
             return "matmul", settings
-        return ("multi" if type(module) in _MULTI_INPUT_WRAPPERS else "fake"), settings
+        if type(module) in _MULTI_INPUT_WRAPPERS:
+            return "multi", settings
+        return ("keep", {}) if layer_overrides.get("fake") is False else ("fake", dict(settings, fpq_module=None))
+
+    def _activation_settings(self, name: str, bits: QBits, o: Mapping[str, Any]) -> dict[str, Any]:
+        """The arguments of layer ``name``'s wrapper that quantize activations, from its settings ``o``."""
+        settings = dict(num_bits_acts=bits.acts, num_bits_accum=o["bits_accum"], mode=o["mode"],
+                        clip_acts=o["clip_acts"], clip_n_stds=o["clip_n_stds"], clip_half_range=o["clip_half_range"],
+                        scale_approx_mult_bits=o["scale_approx_mult_bits"])
+        if parse_clip_mode(settings["clip_acts"]) == ClipMode.N_STD and settings["clip_n_stds"] is None:
+            raise self._layer_error(name, f"layer '{name}': clip_acts N_STD needs clip_n_stds", "clip_acts")
+        return settings
 
     def _needs_stats(self, kind: str, settings: Mapping[str, Any]) -> bool:
         return self._stats is not None and kind in _STATIC_KINDS and settings["num_bits_acts"] is not None
 
-    def _gives_static_output(self, name: str, like: Mapping[str, Any]) -> bool:
+    def _quantized_like(self, name: str, like: Optional[Mapping[str, Any]] = None) -> bool:
+        """Whether layer ``name`` quantizes its output (in the activation format, bits and mode, of ``like``)."""
         kind, settings = self._decisions.get(name, ("keep", {}))
-        return (self._needs_stats(kind, settings) and settings["num_bits_acts"] == like["num_bits_acts"]
-                and verify_quant_mode(settings["mode"]).activations == verify_quant_mode(like["mode"]).activations)
+        if kind not in _STATIC_KINDS or settings["num_bits_acts"] is None:
+            return False
+        return like is None or (settings["num_bits_acts"] == like["num_bits_acts"] and verify_quant_mode(
+            settings["mode"]).activations == verify_quant_mode(like["mode"]).activations)
+
+    def _gives_static_output(self, name: str, like: Mapping[str, Any]) -> bool:
+        return self._stats is not None and self._quantized_like(name, like)
+
+    def _check_identities(self, full_names: Mapping[str, str]) -> dict[str, str]:
+        """The layers that apply the ReLU of a ``make_identity`` (layer -> ReLU)."""
+        fused: dict[str, str] = {}
+        for relu in (name for name, (kind, _) in self._decisions.items() if kind == "identity"):
+            producers, problem = identity_producers(self._graph, relu, self._quantized_like)
+            if problem is not None:
+                raise self._layer_error(full_names[relu], problem, "make_identity")
+            fused.update(dict.fromkeys(producers, relu))
+        return fused
+
+    def _check_strict_inputs(self, full_names: Mapping[str, str], strict: Sequence[str]) -> None:
+        """Every input of the layers in ``strict`` (``inputs_quant_auto_fallback`` off) comes from a layer that
+        quantizes its output in their format, or has ``input_overrides``."""
+        problems: dict[str, list[str]] = {}
+        for name in strict:
+            kind, settings = self._decisions[name]
+            if self._why_no_quantized_inputs(kind, settings) is None:
+                count = {"param": 1, "matmul": 2}.get(kind, self._graph.num_inputs.get(name, 1))
+                problems[name] = inputs_without_quantized_producer(
+                    self._graph, name, count, settings.get("input_overrides") or {},
+                    functools.partial(self._quantized_like, like=settings))
+        fix = ("give such inputs input_overrides (e.g. {0: {from_output: true}}), quantize their producers, or set "
+               "inputs_quant_auto_fallback: true")
+        for name, found in problems.items():
+            pattern, given = self._override_for(full_names[name])
+            if found and pattern is not None and "inputs_quant_auto_fallback" in given:
+                raise OverrideError(pattern, f"{'; '.join(found)}, and inputs_quant_auto_fallback is false for it: "
+                                             f"{fix}", "inputs_quant_auto_fallback")
+        found = [text for texts in problems.values() for text in texts]
+        if found:
+            raise ArgumentError(f"inputs_quant_auto_fallback is false, but {first_few(found, 3, '; ')}: {fix}",
+                                argument="inputs_quant_auto_fallback")
 
     def _check_static_coverage(self) -> None:
         """Every statically quantized layer has the statistics it needs (or a producer to take them from)."""
@@ -398,7 +475,7 @@ class PostTrainLinearQuantizer(Quantizer):
             sources = self._graph.input_sources.get(name, {})
             overridden = settings.get("input_overrides") or {}
             for index in range(count):
-                shared = (self.inputs_quant_auto_fallback and index in sources and index not in overridden
+                shared = (index in sources and index not in overridden
                           and self._gives_static_output(sources[index], settings))
                 if index not in stats["inputs"] and not shared:
                     problems.append(f"'{name}' input {index}")
@@ -420,6 +497,8 @@ class PostTrainLinearQuantizer(Quantizer):
         name = normalize_module_name(name)
         if kind == "keep":
             return None
+        if kind == "identity":
+            return nn.Identity()
         if kind == "fp8":
             return FP8LinearWrapper(module, settings["scaling"], self.layer_activation_stats(name))
         if kind == "fp16":
@@ -432,16 +511,22 @@ class PostTrainLinearQuantizer(Quantizer):
         if self._stats is not None and stats is None and settings["num_bits_acts"] is not None:
             logger.info("'%s' did not run during calibration; it stays float", name)
             return None
+        wrapper: RangeLinearQuantWrapper
         if kind == "param":
-            return RangeLinearQuantParamLayerWrapper(module, activation_stats=stats,
-                                                     save_fp_weights=self.save_fp_weights, **settings)
-        if kind == "matmul":
-            return RangeLinearQuantMatmulWrapper(module, activation_stats=stats, **settings)
-        if kind == "multi":
-            return _MULTI_INPUT_WRAPPERS[type(module)](module, activation_stats=stats,
-                                                       num_inputs=self._graph.num_inputs.get(name), **settings)
-        return RangeLinearFakeQuantWrapper(module, activation_stats=stats, num_inputs=self._graph.num_inputs.get(name),
-                                           **settings)
+            wrapper = RangeLinearQuantParamLayerWrapper(module, activation_stats=stats,
+                                                        save_fp_weights=self.save_fp_weights, **settings)
+        elif kind == "matmul":
+            wrapper = RangeLinearQuantMatmulWrapper(module, activation_stats=stats, **settings)
+        elif kind == "multi":
+            wrapper = _MULTI_INPUT_WRAPPERS[type(module)](module, activation_stats=stats,
+                                                          num_inputs=self._graph.num_inputs.get(name), **settings)
+        else:
+            arguments = {key: value for key, value in settings.items() if key != "fpq_module"}
+            wrapper = RangeLinearFakeQuantWrapper(float_compute(module, settings["fpq_module"]), activation_stats=stats,
+                                                  num_inputs=self._graph.num_inputs.get(name), **arguments)
+        if name in self._fused_relus:
+            wrapper.fuse_relu()
+        return wrapper
 
     def layer_activation_stats(self, name: str) -> Optional[dict[str, Any]]:
         """The statistics layer ``name`` was quantized with (after BN folding and ReLU fusion), or None."""
@@ -450,8 +535,7 @@ class PostTrainLinearQuantizer(Quantizer):
     def share_producer_quant_params(self) -> None:
         """Inputs reached unchanged from a quantized layer take its output parameters (unless ``input_overrides``
         set their own); average pooling keeps its input's parameters (as integer kernels do). Called by
-        ``prepare_model`` (with ``inputs_quant_auto_fallback``); call it again after changing output parameters
-        (LAPQ does)."""
+        ``prepare_model``; call it again after changing output parameters (LAPQ does)."""
         modules = dict(self._model_key().named_modules())
         self.shared_inputs = {}
         for name in self._graph.order:
@@ -486,7 +570,7 @@ class PostTrainLinearQuantizer(Quantizer):
 
 #: Override settings have the types of the constructor arguments of the same names.
 PostTrainLinearQuantizer.override_types = {
-    **BITS_TYPES, **_INPUT_OVERRIDE_TYPES,
+    **BITS_TYPES, **_OVERRIDE_ONLY_TYPES,
     **{key: hint for key, hint in typing.get_type_hints(PostTrainLinearQuantizer.__init__, include_extras=True).items()
        if key in _OVERRIDE_KEYS}}
 

@@ -11,9 +11,10 @@
 """
 from __future__ import annotations
 
+import copy
 import logging
 import operator
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -27,7 +28,7 @@ from ... import modules as distiller_modules
 from ...graph import GraphCaptureError, trace_model
 from ..bn_fold import FoldableLayer
 
-__all__ = ["QuantizationGraph", "analyze_model", "fold_batch_norm", "GRID_PRESERVING_MODULES",
+__all__ = ["QuantizationGraph", "analyze_model", "effective_stats", "fold_batch_norm", "GRID_PRESERVING_MODULES",
            "SAME_RANGE_AS_INPUT_MODULES"]
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ class QuantizationGraph:
         order: called modules in execution order.
         num_inputs: module -> number of positional inputs.
         input_sources: module -> {input index: producing module}.
-        relu_after: module -> the ReLU module that is its only consumer (None for a functional ReLU).
+        relu_after: module (not an identity) -> the ReLU module that is its only consumer (None for a functional
+            ReLU).
     """
     traced: bool = False
     order: list[str] = field(default_factory=list)
@@ -69,9 +71,11 @@ class QuantizationGraph:
     relu_after: dict[str, Optional[str]] = field(default_factory=dict)
 
 
-def _is_grid_preserving(node: fx.Node, modules: dict[str, nn.Module], pass_through: Collection[str]) -> bool:
+def _is_grid_preserving(node: fx.Node, modules: dict[str, nn.Module], pass_through: Collection[str],
+                        producers: Collection[str] = ()) -> bool:
     if node.op == "call_module":
-        return node.target in pass_through or isinstance(modules[str(node.target)], GRID_PRESERVING_MODULES)
+        return node.target in pass_through or (node.target not in producers
+                                               and isinstance(modules[str(node.target)], GRID_PRESERVING_MODULES))
     if node.op == "call_function":
         return node.target in GRID_PRESERVING_FUNCTIONS
     return node.op == "call_method" and node.target in GRID_PRESERVING_METHODS
@@ -84,11 +88,11 @@ def _is_relu(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
             or (node.op == "call_method" and node.target in _RELU_METHODS))
 
 
-def _producer(node: Any, modules: dict[str, nn.Module], calls: dict[str, int],
-              pass_through: Collection[str]) -> Optional[str]:
+def _producer(node: Any, modules: dict[str, nn.Module], calls: dict[str, int], pass_through: Collection[str],
+              producers: Collection[str]) -> Optional[str]:
     """The module whose output reaches ``node`` through grid-preserving operations, or None."""
     while isinstance(node, fx.Node):
-        preserving = _is_grid_preserving(node, modules, pass_through)
+        preserving = _is_grid_preserving(node, modules, pass_through, producers)
         if node.op == "call_module" and not preserving:
             return str(node.target) if calls[str(node.target)] == 1 else None
         if not preserving or not node.args:
@@ -111,14 +115,17 @@ def _single_relu_consumer(node: fx.Node, modules: dict[str, nn.Module],
     return False, None
 
 
-def analyze_model(model: nn.Module, pass_through: Collection[str] = ()) -> QuantizationGraph:
+def analyze_model(model: nn.Module, pass_through: Collection[str] = (),
+                  producers: Collection[str] = ()) -> QuantizationGraph:
     """Traces ``model`` (leaves: torch layers, ``distiller.modules``, childless modules) and returns the
     :class:`QuantizationGraph`; an untraceable model gives ``traced=False`` and a logged reason.
 
     Args:
         pass_through: names of modules to treat as identities (BatchNorms about to be folded).
+        producers: names of grid-preserving modules that quantize their output anyway (``fake: true``), so
+            their consumers' inputs come from them, not from what they read.
     """
-    pass_through = set(pass_through)
+    pass_through, producers = set(pass_through), set(producers)
     leaves = [name for name, module in model.named_modules() if name and not any(True for _ in module.children())]
     try:
         graph = trace_model(model, leaf_modules=leaves + list(_DISTILLER_MODULE_TYPES)).graph
@@ -141,11 +148,38 @@ def analyze_model(model: nn.Module, pass_through: Collection[str] = ()) -> Quant
         result.num_inputs[name] = len(args)
         if calls[name] > 1:
             continue
-        sources = {i: _producer(arg, modules, calls, pass_through) for i, arg in enumerate(args)}
+        sources = {i: _producer(arg, modules, calls, pass_through, producers) for i, arg in enumerate(args)}
         result.input_sources[name] = {i: src for i, src in sources.items() if src is not None}
         fused, relu = _single_relu_consumer(node, modules, pass_through)
-        if fused:
+        if fused and name not in pass_through and not isinstance(modules[name], _PASS_THROUGH_MODULES):
             result.relu_after[name] = relu
+    return result
+
+
+def _relu_clipped(stats: Mapping[str, float]) -> dict[str, float]:
+    """Statistics of ReLU(x) approximated from those of x (for a functional ReLU with no stats)."""
+    clipped = dict(stats)
+    for key in ("min", "max", "avg_min", "avg_max"):
+        clipped[key] = max(stats[key], 0.0)
+    return clipped
+
+
+def effective_stats(stats: Mapping[str, Mapping[str, Any]], folds: Collection[tuple[str, str]],
+                    graph: QuantizationGraph) -> dict[str, dict[str, Any]]:
+    """Calibration statistics (``{module: {'inputs': {index: stats}, 'output': stats}}``) as the prepared layers
+    see them: a layer with a BatchNorm folded in (``folds``: (layer, BatchNorm) pairs) has the BatchNorm's output
+    range, a layer followed only by a ReLU has the ReLU's. A copy with integer input indices."""
+    result: dict[str, dict[str, Any]] = {
+        name: {"inputs": {int(i): rec for i, rec in (entry.get("inputs") or {}).items()},
+               "output": entry.get("output")}
+        for name, entry in copy.deepcopy(dict(stats)).items()}
+    for layer, bn in folds:
+        if layer in result and result.get(bn, {}).get("output"):
+            result[layer]["output"] = result[bn]["output"]
+    for name, relu in graph.relu_after.items():
+        if name in result and result[name]["output"]:
+            relu_out = result.get(relu, {}).get("output") if relu else None
+            result[name]["output"] = relu_out or _relu_clipped(result[name]["output"])
     return result
 
 

@@ -233,6 +233,19 @@ class RangeLinearQuantWrapper(nn.Module):
 
     #: Whether the output has its own range (False for wrappers whose output uses the input's range).
     has_output_stats = True
+    #: Whether the output integers get a ReLU (see :meth:`fuse_relu`).
+    relu_fused = False
+
+    def fuse_relu(self) -> None:
+        """Applies the ReLU that follows the layer to its quantized output: integers below the one standing for 0
+        (``-zero_point``) are raised to it, as integer kernels fuse a ReLU into requantization. The quantizer
+        does so for ``make_identity`` (the ReLU module becomes an identity)."""
+        self.relu_fused = True
+
+    def _apply_fused_relu(self, q: torch.Tensor, zero_point: _Number) -> torch.Tensor:
+        if not self.relu_fused:
+            return q
+        return torch.maximum(q, torch.as_tensor(-zero_point, dtype=q.dtype, device=q.device))
 
     def quant_params_for_range(self, lo: float, hi: float) -> tuple[float, float]:
         """Distiller (scale, zero_point) of this wrapper's activation format for the real range [lo, hi]."""
@@ -301,7 +314,7 @@ class RangeLinearQuantWrapper(nn.Module):
         if self.scale_approx_mult_bits is not None:
             factor = approx_scale_as_mult_and_shift(factor, self.scale_approx_mult_bits)
         q = linear_quantize_clamp(accumulator * factor, 1.0, zero_point, *self._acts_range())
-        return q, scale, zero_point
+        return self._apply_fused_relu(q, zero_point), scale, zero_point
 
     def dequantize_output(self, accumulator: torch.Tensor, accumulator_scale: _Number,
                           dtype: torch.dtype, float_output: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -314,7 +327,8 @@ class RangeLinearQuantWrapper(nn.Module):
                 f"mode_acts={self.mode.activations.name}, mode_wts={self.mode.weights.name}")
         return (f"{mode}, num_bits_acts={self.num_bits_acts}, num_bits_accum={self.num_bits_accum}, "
                 f"clip_acts={self.clip_acts.name}, preset_activation_stats={self.preset_act_stats}, "
-                f"scale_approx_mult_bits={self.scale_approx_mult_bits}")
+                f"scale_approx_mult_bits={self.scale_approx_mult_bits}"
+                + (", relu_fused=True" if self.relu_fused else ""))
 
 
 class RangeLinearFakeQuantWrapper(RangeLinearQuantWrapper):
@@ -375,14 +389,14 @@ class RangeLinearFakeQuantWrapper(RangeLinearQuantWrapper):
             scale, zero_point = self.output_scale, self.output_zero_point
             integers = torch.round(inputs[0] * scale)  # q + zero_point, exactly
             q = linear_quantize_clamp(self.wrapped_module(integers), 1.0, zero_point, *self._acts_range())
-            return linear_dequantize(q, scale, zero_point)
+            return linear_dequantize(self._apply_fused_relu(q, zero_point), scale, zero_point)
         output = self.wrapped_module(*inputs)
         if self.preset_act_stats:
             scale, zero_point = self.output_scale, self.output_zero_point
         else:
             scale, zero_point = self._dynamic_params(output)
         q = linear_quantize_clamp(output, scale, zero_point, *self._acts_range())
-        return linear_dequantize(q, scale, zero_point)
+        return linear_dequantize(self._apply_fused_relu(q, zero_point), scale, zero_point)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (", quantize_inputs=True" if self.quantize_inputs else "")

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import distiller
-from distiller.errors import UnmatchedNameError
+from distiller.errors import ArgumentError, UnmatchedNameError
 from distiller.modules import Concat, EltwiseAdd
 from distiller.quantization import (FP16Wrapper, LinearQuantMode, PostTrainLinearQuantizer,
                                     RangeLinearFakeQuantWrapper, RangeLinearQuantConcatWrapper,
@@ -134,12 +134,18 @@ def test_relu_range_fused_and_inputs_reuse_producer_params(quantize):
     assert model.avgpool.output_scale == model.cat.output_scale
 
 
-def test_no_auto_fallback_uses_each_layers_own_statistics(quantize):
-    # with N_STD clipping the max-pool output (block.conv1's input) gets another range than its producer
-    _, model = quantize(mode="asym_u", clip_acts="N_STD", clip_n_stds=2, inputs_quant_auto_fallback=False)
-    assert model.block.conv1.input_scales[0] != model.conv1.output_scale
-    _, shared = quantize(mode="asym_u", clip_acts="N_STD", clip_n_stds=2)
-    assert shared.block.conv1.input_scales[0] == shared.conv1.output_scale
+def test_no_auto_fallback_shares_producers_and_needs_settings_for_other_inputs(quantize):
+    """Distiller's inputs_quant_auto_fallback=False: inputs from quantized layers still take their parameters; an
+    input without a quantized producer (the model's input) needs input_overrides instead of its own range."""
+    with pytest.raises(ArgumentError, match=r"inputs_quant_auto_fallback is false, but input 0 of 'conv1' comes from "
+                                            r"no quantized layer \(the model's input") as caught:
+        quantize(mode="asym_u", clip_acts="N_STD", clip_n_stds=2, inputs_quant_auto_fallback=False)
+    assert caught.value.argument == "inputs_quant_auto_fallback"
+    quantizer, model = quantize(mode="asym_u", clip_acts="N_STD", clip_n_stds=2, inputs_quant_auto_fallback=False,
+                                overrides={"conv1": {"input_overrides": {0: {"from_output": True}}}})
+    # with N_STD clipping the max-pool output (block.conv1's input) would get another range of its own
+    assert model.block.conv1.input_scales[0] == model.conv1.output_scale
+    assert quantizer.shared_inputs[("block.conv1", 0)] == "conv1"
 
 
 def test_overrides_set_per_layer_bits_and_exclusions(quantize):
