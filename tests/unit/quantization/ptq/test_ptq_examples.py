@@ -10,7 +10,8 @@ import torch
 from distiller.cli.quantization import add_post_train_quant_args, check_quantization_args, quantizer_from_args
 from distiller.data_loggers import collect_quant_stats
 from distiller.models import create_model
-from distiller.quantization import RangeLinearQuantWrapper
+from distiller.quantization import (RangeLinearFakeQuantWrapper, RangeLinearQuantWrapper,
+                                    convert_distiller_ptq_model_to_pytorch)
 from distiller.quantization.q_utils import ClipMode
 
 EXAMPLES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "examples", "quantization",
@@ -19,7 +20,8 @@ EXAMPLES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", 
 
 def test_examples_exist():
     assert {os.path.basename(p) for p in EXAMPLES} >= {"resnet20_digits_post_train.yaml",
-                                                       "resnet20_digits_post_train_input_overrides.yaml"}
+                                                       "resnet20_digits_post_train_input_overrides.yaml",
+                                                       "resnet20_digits_post_train_fake.yaml"}
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +67,23 @@ def test_input_overrides_example_sets_the_model_input_and_the_classifier_input(r
     assert model.conv1.input_settings[0].clip_acts == ClipMode.NONE and model.conv1.clip_acts == ClipMode.AVG
     assert model.fc.input_settings[0].clip_acts == ClipMode.AVG and model.fc.clip_acts == ClipMode.NONE
     assert quantizer.shared_inputs[("layer1.0.conv1", 0)] == "conv1"  # other inputs still reuse their producer's
+
+
+def test_fake_example_runs_the_first_layer_in_float_and_exports(resnet20_and_stats):
+    float_model, stats, batch = resnet20_and_stats
+    path = next(p for p in EXAMPLES if p.endswith("_fake.yaml"))
+    model = create_model(False, "digits", "resnet20_cifar", parallel=False).eval()
+    model.load_state_dict(float_model.state_dict())
+    quantizer = quantizer_from_args(model, _config_args(path), stats)
+    quantizer.prepare_model(batch[:1])
+    assert isinstance(model.conv1, RangeLinearFakeQuantWrapper) and model.conv1.relu_fused
+    assert isinstance(model.relu, torch.nn.Identity) and not quantizer.inputs_quant_auto_fallback
+    assert quantizer.shared_inputs[("layer1.0.conv1", 0)] == "conv1"
+    converted = convert_distiller_ptq_model_to_pytorch(model, batch[:1])
+    assert type(converted.get_submodule("conv1")) is torch.nn.Conv2d  # float, between (de)quantize
+    with torch.no_grad():
+        simulated, integer = model(batch), converted(batch)
+    assert (simulated.argmax(1) == integer.argmax(1)).all()
+    # requantization ties (x * scale in the simulation, x / scale in the kernels) may fall the other way in some of
+    # the 20 layers, a step each (the integer-only example differs by two steps on this batch too)
+    assert (simulated - integer).abs().max().item() <= 3.01 / model.fc.output_scale.item()
