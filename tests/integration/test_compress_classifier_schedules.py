@@ -13,7 +13,7 @@ from distiller.models import create_model, datasets_of_arch
 pytestmark = pytest.mark.slow
 
 EXAMPLES = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "examples"))
-SCHEDULE_DIRS = ("agp-pruning", "baseline_networks", "sensitivity-pruning", "network_surgery")
+SCHEDULE_DIRS = ("agp-pruning", "baseline_networks", "sensitivity-pruning", "network_surgery", "fusion")
 # Structure-pruning schedules (``*filters*``, ``*channels*``) are tested with the thinning code.
 SCHEDULES = sorted(path for directory in SCHEDULE_DIRS
                    for path in glob.glob(os.path.join(EXAMPLES, directory, "**", "*.yaml"), recursive=True)
