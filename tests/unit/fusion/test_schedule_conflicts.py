@@ -1,8 +1,10 @@
 """Combinations a fused schedule refuses when it loads: a ScheduleError naming both instances, and the model
-left as it was wherever the conflict is known before the quantizer prepares it."""
+left as it was wherever the conflict is known before the quantizer prepares it; and the supported alternatives."""
 import pytest
+import torch
 
 import distiller
+import distiller.thinning
 from distiller.errors import ScheduleError
 
 DOREFA = {"class": "DorefaQuantizer", "bits_activations": 8, "bits_weights": 4}
@@ -82,3 +84,24 @@ def test_schedules_without_a_quantizer_keep_thinning_and_graph_pruning(fused_sch
     del schedule["quantizers"]
     scheduler = distiller.config.dict_config(*model_and_optimizer(), schedule)
     assert len(scheduler.policies[1]) == 5
+
+
+def test_quantization_after_thinning_takes_its_ranges_from_the_thinned_weights(fused_schedule, model_and_optimizer,
+                                                                                fusion_batches):
+    """The supported order: thin first, then a schedule with the quantizer (nothing to fix by hand)."""
+    model, optimizer = model_and_optimizer()
+    scheduler = distiller.CompressionScheduler(model)
+    for name in ("conv1.weight", "bn1.weight", "bn1.bias"):
+        mask = torch.ones_like(model.get_parameter(name))
+        mask[:3] = 0
+        scheduler.zeros_mask_dict[name].mask = mask
+    scheduler.mask_all_weights()
+    distiller.thinning.remove_filters(model, scheduler.zeros_mask_dict, optimizer=optimizer,
+                                      dummy_input=fusion_batches[0][0], scheduler=scheduler)
+    quantizer = dict(fused_schedule()["quantizers"]["qat"], per_channel_wts=True)
+    scheduler = distiller.config.dict_config(model, optimizer, fused_schedule(order=("qat",), quantizer=quantizer),
+                                             scheduler)
+    distiller.testing.train_with_scheduler(model, optimizer, scheduler, fusion_batches, epochs=1)
+    assert model.conv1.weight.shape[0] == 5 and model.conv1.weight_scale.shape == (5, 1, 1, 1)
+    assert max(row.unique().numel() for row in model.conv1.weight) <= 16
+    assert [t["kind"] for t in scheduler.model_transforms] == ["thinning", "quantization"]
