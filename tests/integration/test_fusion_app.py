@@ -1,13 +1,14 @@
 """compress_classifier with the fused example schedule (filter + element-wise pruning, group lasso and
-4-bit/8-bit quantization-aware training): pruned weights are zero in the float copies and in the quantized
-weights, the regularization term is logged, and a resumed run ends with the uninterrupted run's weights."""
+4-bit/8-bit quantization-aware training) and knowledge distillation (--kd-* flags): pruned weights are zero in
+the float copies and in the quantized weights, the distillation and regularization terms are logged, and a
+resumed run ends with the uninterrupted run's weights."""
 import glob
 import os
 
 import pytest
 import torch
 
-from distiller.apputils import load_checkpoint
+from distiller.apputils import load_checkpoint, save_checkpoint
 from distiller.models import create_model
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -23,9 +24,13 @@ def fused_runs(run_classifier, tmp_path_factory):
     """Three epochs of the fused schedule (pruning starts at epoch 1), and the same run stopped after two and
     resumed for the third."""
     out = tmp_path_factory.mktemp("fusion_runs")
-    full = run_classifier(*FAST, "--epochs", 3, "-o", out, "-n", "full")
-    first = run_classifier(*FAST, "--epochs", 2, "-o", out, "-n", "first")
-    resumed = run_classifier(*FAST, "--epochs", 3, "-o", out, "-n", "resumed",
+    torch.manual_seed(3)
+    teacher = save_checkpoint(0, "simplenet_cifar", create_model(False, "digits", "simplenet_cifar", parallel=False),
+                              dir=str(out))
+    fused = [*FAST, "--kd-teacher", "simplenet_cifar", "--kd-resume", teacher, "--kd-temp", 4, "--kd-start-epoch", 1]
+    full = run_classifier(*fused, "--epochs", 3, "-o", out, "-n", "full")
+    first = run_classifier(*fused, "--epochs", 2, "-o", out, "-n", "first")
+    resumed = run_classifier(*fused, "--epochs", 3, "-o", out, "-n", "resumed",
                              "--resume-from", os.path.join(first.run_dir, "checkpoint.pth.tar"))
     for run in (full, first, resumed):
         assert run.status == 0, run.stderr
@@ -48,10 +53,12 @@ def test_pruned_weights_are_zero_in_the_float_copies_and_after_quantization(fuse
     assert full.summary["sparsity"] > 0
 
 
-def test_regularization_term_is_logged_beside_the_losses(fused_runs):
+def test_distillation_and_regularization_terms_are_logged_beside_the_losses(fused_runs):
     full, _ = fused_runs
     log = "".join(open(path).read() for path in glob.glob(os.path.join(full.run_dir, "*.log")))
-    assert "GroupLassoRegularizer_loss" in log and "Overall Loss" in log
+    later = log.split("Epoch: [1]", 1)[1]  # distillation starts at epoch 1
+    assert "GroupLassoRegularizer_loss" in later and "Overall Loss" in later
+    assert "Distillation Loss" in later and "Student Loss" in later
 
 
 def test_resumed_fused_run_ends_with_the_uninterrupted_runs_weights(fused_runs):
