@@ -223,7 +223,7 @@ class Quantizer(Compressor):
                 raise ArgumentError(f"Quantizer config_list[{index}] needs 'quant_bits'")
             bits = _bits(entry["quant_bits"], index)
             for name in select_modules(model, entry, index, "Quantizer", weighted=False):
-                overrides[re.escape(name)] = bits
+                overrides[re.escape(name)] = dict(bits)  # one mapping per module: plain YAML, no anchors
         self.instances[self._prefix] = {"class": quantizer_class, "bits_activations": None, "bits_weights": None,
                                         "bits_bias": None, **quantizer_args, "overrides": overrides}
 

@@ -196,8 +196,8 @@ def short_digits_runs() -> list:
             if command.script != APP:
                 continue
             args = parse(command)
-            if args.data is None and not (args.resume_from or args.exp_load_weights_from or args.evaluate) \
-                    and command.argv not in runs:
+            needs_earlier_run = args.resume_from or args.exp_load_weights_from or getattr(args, "kd_resume", None)
+            if args.data is None and not (needs_earlier_run or args.evaluate) and command.argv not in runs:
                 runs.append(command.argv)
     return runs
 

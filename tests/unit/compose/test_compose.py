@@ -88,6 +88,7 @@ def test_quantizer_entries_become_overrides_of_the_selected_modules_only():
     assert instance["overrides"]["fc"] == {"bits_weights": 8, "bits_activations": 8}
     assert len(instance["overrides"]) == 6 + 1 + 1
     assert instance["bits_weights"] is None and instance["mode"] == "ASYMMETRIC_UNSIGNED"
+    assert "&id" not in quantizer.to_yaml(epochs=2), "plain YAML: no anchors for repeated settings"
     quantizer.compress(_batches(2), epochs=2, optimizer=torch.optim.SGD(model.parameters(), lr=0.01))
     assert len(torch.unique(model.layer1[0].conv1.weight.detach())) <= 16
     assert len(torch.unique(model.layer2[0].conv1.weight.detach())) > 256, "layer2 was not selected: it stays float"
