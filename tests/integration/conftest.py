@@ -27,6 +27,20 @@ def run_classifier(classifier_app):
         a namespace with ``status`` (exit status), ``stderr``, ``run_dir`` and ``summary`` (the parsed
         summary.json, or None).
     """
+    return app_runner_for(classifier_app)
+
+
+@pytest.fixture(scope="session")
+def run_lottery():
+    """Runs examples/lottery_ticket/lottery.py in-process, as :func:`run_classifier` runs its app."""
+    sys.path.insert(0, os.path.join(os.path.dirname(APP_DIR), "lottery_ticket"))
+    import lottery
+    return app_runner_for(lottery)
+
+
+def app_runner_for(app_module):
+    """A function running ``app_module`` (a script with ``main`` and ``get_args_parser`` over
+    ClassifierCompressor) in-process with the given command-line arguments."""
     from distiller.apputils import app_runner, image_classifier
 
     def run(*argv):
@@ -42,7 +56,7 @@ def run_classifier(classifier_app):
         image_classifier.create_run_log = recording
         try:
             with contextlib.redirect_stderr(stderr):
-                status = app_runner.run_cli(classifier_app.main, classifier_app.get_args_parser(),
+                status = app_runner.run_cli(app_module.main, app_module.get_args_parser(),
                                            [str(a) for a in argv])
         finally:
             image_classifier.create_run_log = create_run_log
