@@ -128,8 +128,11 @@ def describe_type(hint: Any) -> str:
         return f"a list [{', '.join(_bare(describe_type(arg)) for arg in args)}]"
     if origin is not None and isinstance(origin, type) and issubclass(origin, Sequence):
         return f"a list of {_bare(describe_type(args[0]))}" if args else "a list"
+    if hint is Any:
+        return "any value"
     if isinstance(hint, type):
-        return {int: "an integer", bool: "true or false", str: "a string"}.get(hint, f"a {hint.__name__}")
+        named = {int: "an integer", bool: "true or false", str: "a string"}.get(hint)
+        return named or f"{'an' if hint.__name__[0].lower() in 'aeiou' else 'a'} {hint.__name__}"
     return str(hint)
 
 
