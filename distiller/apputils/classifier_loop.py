@@ -30,6 +30,12 @@ def progress(loader: Iterable[Any], description: str) -> tqdm:
     return tqdm(loader, desc=description, unit="batch", leave=False, disable=None, delay=2)
 
 
+def final_logits(output: Any) -> torch.Tensor:
+    """The logits scored in training: the model's output, or the final exit's of an early-exit network (which
+    returns one output per exit, see :mod:`distiller.apputils.classifier_earlyexit`)."""
+    return output[-1] if isinstance(output, (list, tuple)) else output
+
+
 def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     loader: Iterable[Any], epoch: int, scheduler: Optional[CompressionScheduler] = None,
                     loggers: Sequence[DataLogger] = (), print_freq: int = 10) -> dict[str, float]:
@@ -61,7 +67,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
         optimizer.step()
         if scheduler is not None:
             scheduler.on_minibatch_end(epoch, step, steps, optimizer)
-        scores.update(output, target, loss)
+        scores.update(final_logits(output), target, loss)
         if (step + 1) % print_freq == 0 or step + 1 == steps:
             stats = OrderedDict(("Objective Loss" if k == "Loss" else k, v) for k, v in scores.values().items())
             if components:

@@ -25,6 +25,7 @@ from ..scheduler import CompressionScheduler
 from ..utils import model_device, set_deterministic, set_seed
 from ..config import file_config
 from .checkpoint import load_checkpoint, read_checkpoint
+from .classifier_earlyexit import check_earlyexit_flags
 from .checkpoint_schedule import resume_schedule
 from .data_loaders import load_data
 
@@ -159,10 +160,8 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
     checkpoint_path, checkpoint_arch, extras = _checkpoint_info(args)
     dataset = resolve_dataset(args, checkpoint_arch)
     arch = args.arch or checkpoint_arch or DEFAULT_ARCH[dataset]
-    if arch.endswith("_earlyexit"):
-        raise ArgumentError(f"--arch {arch}: early-exit networks return one output per exit, and this app does not "
-                            "train or score them yet (Distiller's --earlyexit_lossweights/--earlyexit_thresholds); "
-                            f"use {arch[:-len('_earlyexit')]} here, or distiller.EarlyExitMgr in your own loop")
+    if hasattr(args, "earlyexit_thresholds"):
+        check_earlyexit_flags(args, arch)
     seed = resolve_seed(args, extras)
     if args.deterministic:
         set_deterministic(seed)

@@ -43,6 +43,7 @@ from .app_runner import create_run_log, logging_before_run_dir
 from .checkpoint import save_checkpoint
 from .classifier_activations import (acts_histogram_collection, acts_quant_stats_collection,
                                      create_activation_stats_collectors, save_collectors_data)
+from .classifier_earlyexit import EarlyExitLoss, earlyexit_setup, evaluate_earlyexit, log_earlyexit
 from .classifier_loop import evaluate, test, train, train_one_epoch, validate
 from .classifier_setup import DEFAULT_ARCH, Experiment, build_experiment, resolve_dataset
 from .data_loaders import load_data as _load_dataset
@@ -60,13 +61,14 @@ Loaders = Union[Optional[DataLoader], list[Optional[DataLoader]]]
 
 def init_classifier_compression_arg_parser(include_ptq_lapq_args: bool = False) -> argparse.ArgumentParser:
     """The image-classification command line: :func:`distiller.cli.add_common_args`, ``--thinnify``, the
-    activation statistics, knowledge distillation (``--kd-*``), greedy filter pruning (``--greedy*``) and the
-    post-training quantization flags
+    activation statistics, early exits (``--earlyexit_*``), knowledge distillation (``--kd-*``), greedy filter
+    pruning (``--greedy*``) and the post-training quantization flags
     ``--quantize-eval``/``--qe-*`` (with the LAPQ ``--lapq-*`` flags when ``include_ptq_lapq_args``)."""
     parser = cli.ArgumentParser(description="distiller image classification model compression")
     cli.add_common_args(parser)
     cli.add_thinning_args(parser)
     cli.add_statistics_args(parser)
+    cli.add_earlyexit_args(parser)
     add_distillation_args(parser, enable_pretrained=True)  # the teacher arch is checked when it is built
     add_greedy_pruner_args(parser)
     cli.add_post_train_quant_args(parser, add_lapq_args=include_ptq_lapq_args)
@@ -139,6 +141,7 @@ class ClassifierCompressor:
         log_cfg = log_cfg if log_cfg and os.path.isfile(log_cfg) else None
         with logging_before_run_dir(lambda: create_run_log(self.args, log_cfg), self.args.verbose) as run:
             self.experiment: Experiment = build_experiment(self.args)
+            self.earlyexit = earlyexit_setup(self.args, self.model, self.experiment.dummy_input)
             self.activations_collectors = create_activation_stats_collectors(self.model, *self.args.activation_stats)
             if getattr(self.args, "quantize_eval", False):  # bad settings fail here, before any data is read
                 from ..cli.quantization import check_quantization_args
@@ -148,7 +151,11 @@ class ClassifierCompressor:
         self.pylogger = PythonLogger(msglogger)
         self.tflogger = TensorBoardLogger(self.logdir)
         self.csvlogger = CsvLogger(logdir=self.logdir)
-        self.criterion = torch.nn.CrossEntropyLoss()
+        self.criterion: torch.nn.Module = torch.nn.CrossEntropyLoss()
+        if self.earlyexit is not None:
+            self.criterion = EarlyExitLoss(self.args.earlyexit_lossweights or [])
+        #: The early exits' test results (see :func:`evaluate_earlyexit`), once :meth:`test` ran.
+        self.earlyexit_test: Optional[dict[str, Any]] = None
         # The current epoch's training and validation scores and learning rate, for its log line.
         self._epoch_train: dict[str, float] = {}
         self._epoch_valid: dict[str, Any] = {}
@@ -203,7 +210,7 @@ class ClassifierCompressor:
     def validate_one_epoch(self, epoch: int, verbose: bool = True) -> tuple[float, float, float]:
         """Evaluates on the validation set (with soft masks applied); returns ``(top1, top5, loss)``."""
         with self.compression_scheduler.soft_masks_applied(), self._activation_statistics("valid", epoch):
-            scores = evaluate(self.model, self.criterion, self.val_loader)
+            scores = self._evaluate(self.val_loader, "Validation")
         self._epoch_valid = scores
         return scores["Top1"], scores["Top5"], scores["Loss"]
 
@@ -270,15 +277,31 @@ class ClassifierCompressor:
             self._finalize_epoch(epoch, top1, top5)
         return self.experiment.score_history
 
+    def _evaluate(self, loader: Optional[DataLoader], phase: str) -> dict[str, Any]:
+        """Evaluates the model on ``loader``: with early exits (logged per exit), see :func:`evaluate_earlyexit`;
+        otherwise :func:`~distiller.apputils.classifier_loop.evaluate`."""
+        if self.earlyexit is None:
+            return evaluate(self.model, self.criterion, loader)
+        results = evaluate_earlyexit(self.model, self.criterion, loader, self.earlyexit)
+        log_earlyexit(phase, results)
+        return results
+
     def validate(self, epoch: int = -1) -> tuple[float, float, float]:
         """Distiller's ``validate``: the validation scores, logged as ``Performance/Validation/*``."""
         with self.compression_scheduler.soft_masks_applied():
+            if self.earlyexit is not None:
+                results = self._evaluate(self.val_loader, "Validation")
+                return results["Top1"], results["Top5"], results["Loss"]
             return validate(self.val_loader, self.model, self.criterion, self.loggers[1:], self.args, epoch)
 
     def test(self) -> tuple[float, float, float]:
         """Distiller's ``test``: the test scores of the model with its masks applied (``--confusion`` also
-        prints the confusion matrix), logged as ``Performance/Test/*``."""
+        prints the confusion matrix), logged as ``Performance/Test/*``; an early-exit network's scores are those
+        of the exits its samples take (per-exit results in :attr:`earlyexit_test`)."""
         with self.compression_scheduler.soft_masks_applied(), self._activation_statistics("test", -1):
+            if self.earlyexit is not None:
+                self.earlyexit_test = self._evaluate(self.test_loader, "Test")
+                return self.earlyexit_test["Top1"], self.earlyexit_test["Top5"], self.earlyexit_test["Loss"]
             return test(self.test_loader, self.model, self.criterion, self.loggers[1:], None, self.args)
 
     @contextlib.contextmanager
@@ -355,9 +378,13 @@ class ClassifierCompressor:
         with self.compression_scheduler.soft_masks_applied():
             self.pylogger.log_weights_sparsity(self.model, self.completed_epochs - 1)
             statistics = reports.model_statistics(self.model, exp.dummy_input)
-        return {"arch": exp.arch, "dataset": exp.dataset, "top1": scores[0], "top5": scores[1], "loss": scores[2],
-                "best_top1": best[0]["top1"] if best else None, "best_epoch": best[0]["epoch"] if best else None,
-                **statistics, "epochs": self.completed_epochs, "seed": exp.seed, "run_dir": self.logdir}
+        summary = {"arch": exp.arch, "dataset": exp.dataset, "top1": scores[0], "top5": scores[1], "loss": scores[2],
+                   "best_top1": best[0]["top1"] if best else None, "best_epoch": best[0]["epoch"] if best else None,
+                   **statistics, "epochs": self.completed_epochs, "seed": exp.seed, "run_dir": self.logdir}
+        if self.earlyexit_test is not None:
+            summary["early_exit"] = {"thresholds": self.earlyexit.thresholds, **{
+                key: self.earlyexit_test[key] for key in ("exits", "avg_macs", "macs_saved")}}
+        return summary
 
     def quantize_and_evaluate(self) -> dict[str, Any]:
         """Post-training quantization of the model (``--quantize-eval``, see :mod:`distiller.cli.quantization`);

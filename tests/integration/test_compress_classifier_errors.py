@@ -40,11 +40,6 @@ def test_arch_of_another_dataset(run_classifier, tmp_path):
     assert_user_error(run_classifier("-a", "simplenet_mnist", "-o", tmp_path), "simplenet_mnist", "digits")
 
 
-def test_early_exit_arch_is_refused_until_the_app_trains_exits(run_classifier, tmp_path):
-    assert_user_error(run_classifier("-a", "resnet20_cifar_earlyexit", "-o", tmp_path),
-                      "resnet20_cifar_earlyexit", "use resnet20_cifar", "EarlyExitMgr")
-
-
 def test_missing_dataset_dir(run_classifier, tmp_path):
     missing = tmp_path / "no_such_dir"
     assert_user_error(run_classifier("--dataset", "cifar10", missing, "-o", tmp_path), str(missing))
