@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 import torch
 
 __all__ = ["ParameterMasker", "MaskDict", "create_model_masks_dict", "FP_BKP_PREFIX", "float_copy_aliases",
-           "named_scheduled_parameters"]
+           "trained_parameter", "named_scheduled_parameters"]
 
 #: Prefix of the full-precision copy of a quantized parameter (``weight`` -> ``float_weight``).
 FP_BKP_PREFIX = "float_"
@@ -144,6 +144,13 @@ def float_copy_aliases(model: torch.nn.Module) -> dict[str, str]:
             if attr.startswith(FP_BKP_PREFIX) and quantized in module._buffers:
                 aliases[prefix + quantized] = prefix + attr
     return aliases
+
+
+def trained_parameter(module: torch.nn.Module, attr: str) -> Optional[torch.nn.Parameter]:
+    """The Parameter that training updates for ``module``'s tensor ``attr``: its full-precision copy
+    ``float_<attr>`` under quantization-aware training, else ``attr`` itself when it is a Parameter, else None."""
+    copy = module._parameters.get(FP_BKP_PREFIX + attr)
+    return copy if copy is not None else module._parameters.get(attr)
 
 
 def named_scheduled_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:

@@ -14,6 +14,7 @@ prove that every op still sees the same channels in the same order.
 from __future__ import annotations
 
 import collections
+import copy
 import functools
 import math
 import operator
@@ -137,6 +138,20 @@ class LayerCall:
         if self.tracking_zeros:
             zeros = along(zeros if zeros is not None else self._zero_outputs(), shape, dim)
         return Flow(along(slots, shape, dim), zeros)
+
+    def through(self, module: torch.nn.Module) -> Any:
+        """Runs this call as a call of ``module`` (the module a wrapper holds and computes, see
+        :class:`~distiller.graph.wrappers.WrapperRule`); dimensions are recorded under this call's module name."""
+        held = copy.copy(self.op)
+        held.module, held.type = module, type(module).__name__
+        return self._interpreter.visit(held, self.inputs, self.kwargs)
+
+    def function(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        """Runs ``fn(*args, **kwargs)`` on flows as the graph runs a call of that function (``operator.add``,
+        ``torch.cat``...), for a module that computes such a function itself."""
+        call = copy.copy(self.op)
+        call.kind, call.target, call.type, call.module = "function", fn, fn.__name__, None
+        return self._interpreter.visit(call, args, kwargs)
 
     def with_zeros(self, flow: Flow, keep_zero: torch.Tensor, dim: int) -> Flow:
         """``flow`` where only the positions along ``dim`` with ``keep_zero`` stay zero."""

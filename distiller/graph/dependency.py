@@ -36,6 +36,7 @@ from .channel_ledger import Analysis
 from .channel_plan import verified_keep
 from .layer_rules import LayerRule, layer_rule_for, registered_layer_types
 from .summary_graph import SummaryGraph
+from .wrappers import layer_weight
 
 Score = Callable[[str, str], Optional[torch.Tensor]]
 
@@ -72,8 +73,8 @@ class DependencyGraph:
         example_inputs: a tensor or tuple of positional inputs (a batch of one is enough).
         leaf_modules: module names or classes to keep as opaque calls when tracing (modules with a layer
             rule are leaves anyway).
-        weight_of: optional ``fn(module_name, module) -> tensor``: the weight (or its mask) that zero tests
-            look at (:meth:`zero_filters`).
+        weight_of: optional ``fn(module_name, module) -> tensor or None``: the weight (or its mask) that zero
+            tests look at (:meth:`zero_filters`); None stands for the layer's own weight (:meth:`weight`).
         track_zeros: with ``weight_of``, follow the zero filters through the graph, recording which inputs
             of each layer are zero (for finding removable zero channels).
     Raises:
@@ -111,7 +112,7 @@ class DependencyGraph:
         return self.table[self.analysis.usages[(module_name, attr)]]
 
     def module(self, module_name: str) -> torch.nn.Module:
-        """The module called ``module_name`` (one that holds channels)."""
+        """The layer called ``module_name`` (one that holds channels; for a wrapper, the layer it holds)."""
         return self.analysis.modules[module_name]
 
     def rule(self, module_name: str) -> LayerRule:
@@ -127,6 +128,12 @@ class DependencyGraph:
         the dimension owns no weights (a depthwise conv's input, a norm)."""
         return self.rule(module_name).channel_weights(self.module(module_name), attr, tensor)
 
+    def weight(self, module_name: str) -> torch.Tensor:
+        """The real values of the weight of the layer called ``module_name`` (detached): through a quantization
+        wrapper, or the full-precision copy of quantization-aware training
+        (:func:`~distiller.graph.wrappers.layer_weight`)."""
+        return layer_weight(self.graph.model.get_submodule(module_name))
+
     def zero_filters(self, module_name: str, module: torch.nn.Module, attr: str) -> torch.Tensor:
         """Bool per position of ``attr``: ``weight_of``'s weights there are all zero (cached)."""
         key = (module_name, attr)
@@ -134,7 +141,9 @@ class DependencyGraph:
             raise ValueError("zero tests need the weights: build DependencyGraph(..., weight_of=...)")
         if key not in self._zero_cache:
             rule = cast(LayerRule, layer_rule_for(module))
-            weights = cast(torch.Tensor, rule.channel_weights(module, attr, self.weight_of(module_name, module)))
+            weight = self.weight_of(module_name, module)
+            weight = self.weight(module_name) if weight is None else weight
+            weights = cast(torch.Tensor, rule.channel_weights(module, attr, weight))
             self._zero_cache[key] = (weights == 0).all(dim=1).cpu()
         return self._zero_cache[key]
 

@@ -42,6 +42,7 @@ __all__ += ["convert_distiller_ptq_model_to_pytorch", "export_onnx_qdq", "parity
 from .lapq import ptq_coordinate_search  # noqa: E402
 
 __all__ += ["ptq_coordinate_search"]
+from . import layer_rules  # noqa: F401,E402  (registers how the dependency graph and thinning see quantized modules)
 from ..cli.quantization import add_post_train_quant_args  # noqa: E402  (Distiller's home of the --qe-* flags)
 
 __all__ += ["add_post_train_quant_args"]

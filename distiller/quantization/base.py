@@ -44,7 +44,7 @@ from .overrides import BITS_KEYS, BITS_TYPES, BitsSetting, OverrideError, Overri
 from .placement import place_added_tensors
 from .q_utils import ModuleQuantMode
 
-__all__ = ["Quantizer", "QBits", "ParamToQuant", "FP_BKP_PREFIX", "OverrideError"]
+__all__ = ["Quantizer", "QBits", "ParamToQuant", "FP_BKP_PREFIX", "OverrideError", "preparing_quantizer_class"]
 
 msglogger = logging.getLogger(__name__)
 
@@ -84,8 +84,8 @@ class _Preparation:
     replayed, without any module-level registry.
     """
 
-    def __init__(self, record: dict[str, Any], replaced: set[str]) -> None:
-        self.record, self.replaced = record, replaced
+    def __init__(self, record: dict[str, Any], replaced: set[str], quantizer_class: type[Quantizer]) -> None:
+        self.record, self.replaced, self.quantizer_class = record, replaced, quantizer_class
 
     def __call__(self, module: nn.Module, args: Any) -> None:
         return None
@@ -263,7 +263,7 @@ class Quantizer:
             self._post_prepare_model()
         place_added_tensors(self.model, existing)
         self._update_optimizer()
-        key.register_forward_pre_hook(_Preparation(self.state_dict(), set(replaced)))
+        key.register_forward_pre_hook(_Preparation(self.state_dict(), set(replaced), type(self)))
         self.prepared = True
         msglogger.info("%s prepared the model: %d modules replaced, %d parameters quantized",
                        type(self).__name__, len(replaced), len(self.params_to_quantize))
@@ -501,6 +501,13 @@ class Quantizer:
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(bits_activations={self.default_qbits.acts}, bits_weights="
                 f"{self.default_qbits.wts}, bits_bias={self.default_qbits.bias}, overrides={len(self.overrides)})")
+
+
+def preparing_quantizer_class(model: nn.Module) -> Optional[type[Quantizer]]:
+    """The class of the quantizer that prepared ``model`` (e.g. to ask its :attr:`Quantizer.keeps_zero_weights`),
+    or None for a model that no quantizer prepared."""
+    preparation = _Preparation.of(inner_model(model))
+    return None if preparation is None else preparation.quantizer_class
 
 
 def inner_model(model: nn.Module) -> nn.Module:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from typing import Callable, cast
+from typing import Callable
 
 import torch
 
@@ -81,7 +81,7 @@ def weight_importance(deps: DependencyGraph, group_type: str, p: int = 1) -> tor
     filters (``'Filters'``) or input weights (``'Channels'``), each layer's norms divided by their mean.
     The weights themselves are ranked (not their masks), so soft-masked structures keep their rank."""
     def layer_norms(module_name: str, attr: str) -> torch.Tensor | None:
-        weights = deps.channel_weights(module_name, attr, cast(torch.Tensor, deps.module(module_name).weight).detach())
+        weights = deps.channel_weights(module_name, attr, deps.weight(module_name))
         return None if weights is None else torch.linalg.vector_norm(weights, ord=p, dim=1)
     return deps.channel_scores(ROLE_OF_GROUP_TYPE[group_type], layer_norms)
 

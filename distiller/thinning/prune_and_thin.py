@@ -129,7 +129,7 @@ def prune_and_thin(model: torch.nn.Module, example_inputs: Any, fraction: float,
     params_before, macs_before = model_params(model), deps.graph.total_macs()
     removed = sum(deps.channels(*key).numel() - keep.numel() for key, keep in plan.items()
                   if deps.role(*key) == "out")
-    apply_edits(model, recipe.modules, optimizer)
+    apply_edits(model, recipe.modules, optimizer, note_ranges=True)
     blocked: collections.Counter = collections.Counter()
     for key in deps.members:
         if deps.role(*key) == "out":

@@ -8,13 +8,20 @@ an op whose channel mapping is unknown, a view with a hard-coded size) stay, and
 
 Distiller-compatible signatures; ``dummy_input`` is new (graphs come from an example input), and so are
 ``scheduler``, ``round_to``, ``strict`` and ``leaf_modules``. Returns the :class:`ThinningRecipe`.
+
+Quantized models are thinned as they are: the graph sees through quantization wrappers
+(:mod:`distiller.quantization.layer_rules`), zero tests read the real weights (float copies, dequantized
+integers), and the float copies and quantization parameters follow the weights
+(:mod:`distiller.thinning.followers`), so the thinned quantized model computes what it computed before and
+quantization-aware training goes on. Recorded after the quantization transform, the recipe replays after it.
 """
 import logging
 
 import torch
 
 from ..graph import DependencyGraph
-from ..masking import ParameterMasker
+from ..masking import FP_BKP_PREFIX, ParameterMasker
+from ..quantization.base import preparing_quantizer_class
 from ..summaries.compute import model_params
 from ..utils import model_device, normalize_module_name
 from .plan import ThinningError, dead_channels, make_plan, weight_importance
@@ -42,13 +49,17 @@ def example_input(model, dummy_input, dataset):
 
 
 def mask_lookup(zeros_mask_dict):
-    """``fn(module_name, module) -> tensor``: the module weight's mask when it has one, else the weight."""
+    """``fn(module_name, module) -> tensor or None``: the mask of the module's weight (kept under its name or
+    under its float copy's, ``float_weight``, with quantization-aware training) when it has one, else None (the
+    dependency graph then looks at the layer's real weight: see :meth:`~distiller.graph.DependencyGraph.weight`)."""
     masks = {normalize_module_name(name): masker for name, masker in (zeros_mask_dict or {}).items()}
 
     def weight_of(module_name, module):
-        masker = masks.get(normalize_module_name(f"{module_name}.weight"))
-        mask = getattr(masker, "mask", None)
-        return (mask if mask is not None else module.weight).detach()
+        for attr in ("weight", FP_BKP_PREFIX + "weight"):
+            mask = getattr(masks.get(normalize_module_name(f"{module_name}.{attr}")), "mask", None)
+            if mask is not None:
+                return mask.detach()
+        return None
     return weight_of
 
 
@@ -79,6 +90,19 @@ def _warn_constants(deps, plan, group_type):
                       ", ".join(names[:5]), ", ..." if len(names) > 5 else "")
 
 
+def _check_quantizer(model):
+    """Thinning removes zero weights, which must stay zero after quantization.
+
+    Raises:
+        ThinningError: the model was prepared by a quantizer whose weight levels do not include 0 (DoReFa, PACT).
+    """
+    quantizer = preparing_quantizer_class(model)
+    if quantizer is not None and not quantizer.keeps_zero_weights:
+        raise ThinningError(f"the model was prepared by {quantizer.__name__}, whose weight levels do not include 0: "
+                            "the zero filters and channels thinning removes are non-zero after quantization, so "
+                            "removing them would change the outputs; thin the float model before quantizing it")
+
+
 def _removed(keep, size):
     return torch.ones(size, dtype=torch.bool).index_fill_(0, keep, False)
 
@@ -86,6 +110,7 @@ def _removed(keep, size):
 def thin_by(model, zeros_mask_dict, group_type, dummy_input=None, dataset=None, optimizer=None, scheduler=None,
             round_to=1, strict=False, leaf_modules=()):
     """Removes the channels that are zero (``'Filters'``), unused (``'Channels'``) or either (``'Both'``)."""
+    _check_quantizer(model)
     inputs = example_input(model, dummy_input, dataset)
     deps = DependencyGraph(model, inputs, leaf_modules, mask_lookup(zeros_mask_dict),
                            track_zeros=group_type != "Channels")
@@ -99,7 +124,7 @@ def thin_by(model, zeros_mask_dict, group_type, dummy_input=None, dataset=None, 
         _warn_constants(deps, plan, group_type)
     mask_dicts = [d for d in (zeros_mask_dict, getattr(scheduler, "zeros_mask_dict", None)) if d is not None]
     before = model_params(model)
-    apply_edits(model, recipe.modules, optimizer, list({id(d): d for d in mask_dicts}.values()))
+    apply_edits(model, recipe.modules, optimizer, list({id(d): d for d in mask_dicts}.values()), note_ranges=True)
     if scheduler is not None:
         record = recipe.to_record()
         scheduler.record_transform(record.pop("kind"), record)
@@ -160,7 +185,8 @@ def contract_model(model, zeros_mask_dict, arch=None, dataset=None, optimizer=No
 def speedup(model, dummy_input, masks, optimizer=None, scheduler=None):
     """Physically removes what ``masks`` pruned (NNI's "speedup" step after fusion compression): the filters
     that are zero and the channels no layer reads any more, with everything coupled to them. Other zeros
-    (element-wise sparsity) stay in place.
+    (element-wise sparsity) stay in place. A quantized model keeps its quantization: float copies, per-channel
+    scales and zero points follow the kept channels, and nothing needs re-calibrating.
 
     Args:
         model: the model, changed in place.
