@@ -14,12 +14,13 @@ Refused when the schedule loads (:func:`find_conflict`), each error naming both 
 
 * pruning or thresholding weights that the quantizer cannot keep at zero (DoReFa and PACT weights have no zero
   level): the pruned weights would come back as non-zero quantized values;
-* thinning (``StructureRemover``, ``FilterRemover``, ``ChannelRemover``) with a quantizer: the quantizer prepares
-  the model when the schedule loads, so the thinning would cut a quantization-aware-trained model, whose
-  fake-quantization modules hide the channels from the graph thinning works on. Thin in a schedule without the
-  quantizer, then train with the quantizer from the thinned checkpoint (``--exp-load-weights-from``): the
-  quantization parameters are computed from the thinned weights at every step;
-* ``group_dependency: Graph`` with a quantizer, for the same reason;
+* thinning (``StructureRemover``, ``FilterRemover``, ``ChannelRemover``) or ``group_dependency: Graph`` with a
+  quantizer whose weight levels do not include 0 (DoReFa, PACT: the zero channels they remove would still
+  contribute after quantization) or with ``fold_bn`` (a ``SimulatedFoldedBatchNorm`` holds a layer and its
+  BatchNorm, which the channel graph does not follow). With the other quantizers the graph follows the channels
+  through the quantization modules and thinning slices the float copies and quantization parameters with the
+  weights (:mod:`distiller.thinning.followers`); the recipe is recorded after the quantization transform, so
+  ``load_checkpoint`` replays both in that order;
 * weights that the quantizer's preparation renames or removes (``fold_bn`` moves each folded layer into a
   ``SimulatedFoldedBatchNorm``): :func:`moved_targets_message` is raised once the quantizer has prepared the model.
 """
@@ -63,19 +64,18 @@ def find_conflict(model: torch.nn.Module, scheduled: Sequence[ScheduledInstance]
     quantizer = next((s for s in scheduled if s.section == "quantizers"), None)
     if quantizer is None:
         return None
+    graph_problem = _channel_graph_problem(quantizer.instance)
     for item in scheduled:
         graph_user = getattr(item.instance, "uses_channel_graph", False)
-        if graph_user and item.section == "extensions":
+        if graph_user and graph_problem and item.section == "extensions":
             return item.index, (
-                f"{item.title} thins the model, but {quantizer.title} prepares it for quantization-aware training "
-                "when the schedule loads, and thinning a quantization-aware-trained model is not supported (its "
-                "fake-quantization modules hide the channels from the thinning graph): thin in a schedule without "
+                f"{item.title} thins the model, but {quantizer.title} {graph_problem}: thin in a schedule without "
                 "the quantizer, then train with the quantizer from the thinned checkpoint (--exp-load-weights-from)")
-        if graph_user:
+        if graph_user and graph_problem:
             return item.index, (
-                f"{item.title} uses group_dependency: Graph, but the graph cannot follow channels through the "
-                f"fake-quantization modules of {quantizer.title}: drop group_dependency (or use Leader), or prune "
-                "with Graph in a schedule before quantization-aware training")
+                f"{item.title} uses group_dependency: Graph, but {quantizer.title} {graph_problem}: drop "
+                "group_dependency (or use Leader), or prune with Graph in a schedule before quantization-aware "
+                "training")
         masked = _masked_quantized_weights(model, item, quantizer.instance)
         if masked:
             return item.index, (
@@ -83,6 +83,17 @@ def find_conflict(model: torch.nn.Module, scheduled: Sequence[ScheduledInstance]
                 f"{type(quantizer.instance).__name__}'s weight levels do not include 0, so the pruned weights would "
                 "be non-zero after quantization: use QuantAwareTrainRangeLinearQuantizer or WRPNQuantizer, or keep "
                 "these layers' weights in float (overrides: {<layer>: {bits_weights: null}})")
+    return None
+
+
+def _channel_graph_problem(quantizer: Any) -> Optional[str]:
+    """Why channels that the channel graph finds zero cannot be removed from ``quantizer``'s model, or None."""
+    if not quantizer.keeps_zero_weights:
+        return (f"quantizes weights to levels that do not include 0 ({type(quantizer).__name__}), so zero channels "
+                "would still contribute after quantization")
+    if getattr(quantizer, "fold_bn", False):
+        return ("folds BatchNorms (fold_bn) into SimulatedFoldedBatchNorm modules, whose channels the graph does not "
+                "follow")
     return None
 
 

@@ -13,7 +13,8 @@ what thinning would remove with it:
   thinning, so every zeroed channel can be removed;
 * the masks cover every parameter slice of a chosen channel: the filters and biases producing it, the
   BatchNorm (or other norm) weight and bias it passes through, the weights reading it. So a pruned filter is
-  exactly zero downstream, and masked and thinned models compute the same outputs.
+  exactly zero downstream, and masked and thinned models compute the same outputs. Under quantization-aware
+  training the masks are those of the float copies (named as the schedule names the weights: ``conv1.weight``).
 
 The graph comes from an example input: ``dummy_input``, else the input of the model's first forward pass
 seen since the pruner was built, else zeros shaped like ``dataset``'s images.
@@ -30,6 +31,7 @@ from torch.utils.hooks import RemovableHandle
 from ..errors import ArgumentError
 from ..graph import DependencyGraph
 from ..graph.capture import zeros_like_inputs
+from ..masking import named_scheduled_parameters, trained_parameter
 from ..utils import model_device, normalize_module_name
 from .base import MaskDict
 from .importance import Importance, Structures, owning_module_name
@@ -48,8 +50,8 @@ def _parameter_masks(deps: DependencyGraph, module_name: str, attr: str, keep: t
     edits, _ = deps.rule(module_name).edits(module, attr, keep)
     masks = {}
     for tensor_name, slicer in edits:
-        tensor = getattr(module, tensor_name)
-        if not isinstance(tensor, torch.nn.Parameter):
+        tensor = trained_parameter(module, tensor_name)  # a quantized layer's float copy
+        if tensor is None:
             continue
         ids = torch.arange(tensor.numel()).reshape(tensor.shape)
         mask = torch.zeros(tensor.numel())
@@ -169,7 +171,7 @@ class DependencyMasks:
         for name, attr in deps.members:
             if name == module_name and deps.role(name, attr) == self.role:
                 module = deps.module(name)
-                if getattr(module, "weight", None) is param and deps.channel_weights(name, attr, param) is not None:
+                if trained_parameter(module, "weight") is param and deps.channel_weights(name, attr, param) is not None:
                     return attr
         what = "filters" if self.role == "out" else "input channels"
         raise ArgumentError(f"{self.name}: group_dependency 'Graph' ranks the {what} of layer weights; "
@@ -177,7 +179,7 @@ class DependencyMasks:
 
     @staticmethod
     def _masks(model: torch.nn.Module, deps: DependencyGraph, keep: torch.Tensor) -> dict[str, torch.Tensor]:
-        names = {normalize_module_name(name): name for name, _ in model.named_parameters()}
+        names = {normalize_module_name(name): name for name, _ in named_scheduled_parameters(model)}
         masks: dict[str, torch.Tensor] = {}
         for (module_name, attr), kept in deps.kept_positions(keep).items():
             for tensor_name, mask in _parameter_masks(deps, module_name, attr, kept).items():
@@ -191,7 +193,7 @@ class DependencyMasks:
         with the masking mode of ``template`` (a targeted weight's masker), applying hard masks at once, as
         the pruning policy does for the targeted weights. Companions of an earlier step that are no longer
         pruned get all-ones masks."""
-        params = dict(model.named_parameters())
+        params = dict(named_scheduled_parameters(model))
         companions = {name for name in masks if name not in targeted}
         for name in self.companions - companions:
             zeros_mask_dict[name].mask = torch.ones_like(params[name])

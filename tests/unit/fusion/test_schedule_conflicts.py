@@ -46,23 +46,31 @@ def test_thresholding_regularizer_with_dorefa_is_refused(fused_schedule, model_a
     assert distiller.config.dict_config(*model_and_optimizer(), schedule).model_transforms
 
 
+FLOAT_CONV_DOREFA = dict(DOREFA, overrides={"conv1": {"bits_weights": None}, "conv2": {"bits_weights": None}})
+
+
 @pytest.mark.parametrize("thinner", ["FilterRemover", "ChannelRemover", "StructureRemover"])
-def test_thinning_with_a_quantizer_is_refused(thinner, fused_schedule, model_and_optimizer):
-    schedule = fused_schedule()
+@pytest.mark.parametrize("quantizer, reason", [(FLOAT_CONV_DOREFA, "levels that do not include 0"),
+                                               (FOLD_BN, "fold_bn")], ids=["dorefa", "fold_bn"])
+def test_thinning_with_a_quantizer_it_cannot_follow_is_refused(thinner, quantizer, reason, fused_schedule,
+                                                               model_and_optimizer):
+    schedule = fused_schedule(quantizer=quantizer)
     schedule["extensions"] = {"thinner": {"class": thinner}}
     schedule["policies"].append({"extension": {"instance_name": "thinner"}, "epochs": [1]})
     message, untouched = _error(schedule, *model_and_optimizer())
     assert f"at 'policies[5]': extension 'thinner' ({thinner}) thins the model" in message
-    assert "quantizer 'qat' (QuantAwareTrainRangeLinearQuantizer)" in message and "--exp-load-weights-from" in message
-    assert untouched
+    assert f"quantizer 'qat' ({quantizer['class']})" in message and reason in message
+    assert "--exp-load-weights-from" in message and untouched
 
 
-def test_graph_dependency_with_a_quantizer_is_refused(fused_schedule, model_and_optimizer):
-    schedule = fused_schedule()
+@pytest.mark.parametrize("quantizer", [FLOAT_CONV_DOREFA, FOLD_BN], ids=["dorefa", "fold_bn"])
+def test_graph_dependency_with_a_quantizer_it_cannot_follow_is_refused(quantizer, fused_schedule,
+                                                                       model_and_optimizer):
+    schedule = fused_schedule(quantizer=quantizer)
     schedule["pruners"]["conv1_filters"].update(group_dependency="Graph", dataset="cifar10")
     message, untouched = _error(schedule, *model_and_optimizer())
     assert "pruner 'conv1_filters' (L1RankedStructureParameterPruner_AGP) uses group_dependency: Graph" in message
-    assert "quantizer 'qat'" in message and untouched
+    assert f"quantizer 'qat' ({quantizer['class']})" in message and untouched
 
 
 @pytest.mark.parametrize("order, index", [(("conv2_elements", "qat"), 0), (("qat", "conv2_elements"), 1)],
