@@ -85,3 +85,13 @@ def test_unpruned_checkpoint_is_refused(run_lottery, checkpoints, tmp_path):
     untrained, _ = checkpoints
     result = run_lottery(*FAST, "--lt-untrained-ckpt", untrained, "--lt-pruned-ckpt", untrained, "-o", tmp_path)
     assert result.status == 2 and "holds no pruning masks" in result.stderr, result.stderr
+
+
+def test_random_init_that_repeats_the_initial_weights_is_refused(run_classifier, run_lottery, checkpoints, tmp_path):
+    _, pruned = checkpoints
+    first = run_classifier("-a", "simplenet_cifar", *FAST, "--save-untrained-model", "-o", tmp_path)
+    assert first.status == 0, first.stderr
+    untrained = os.path.join(first.run_dir, "untrained_checkpoint.pth.tar")
+    result = run_lottery(*FAST, "--lt-random-init", "--lt-untrained-ckpt", untrained, "--lt-pruned-ckpt", pruned,
+                         "-o", tmp_path)
+    assert result.status == 2 and "--seed 1 gives the very weights" in result.stderr, result.stderr
