@@ -70,12 +70,12 @@ def test_lowering_refuses_other_bit_widths_naming_the_setting(quantize):
         build_pt2e_model(model)
 
 
-def test_missing_cpp_compiler_is_named(quantize, test_batch, monkeypatch):
+def test_missing_cpp_compiler_is_named(quantize, test_batch):
     from torch._inductor import config
-    monkeypatch.setattr(config.cpp, "cxx", ("distiller-no-such-compiler++",))
     _, model = quantize(mode=ACTS_U8)
-    with pytest.raises(MissingDependencyError, match="C\\+\\+ compiler.*distiller-no-such-compiler"):
-        compile_int8(model, test_batch[:2])
+    with config.patch({"cpp.cxx": ("distiller-no-such-compiler++",)}):
+        with pytest.raises(MissingDependencyError, match="C\\+\\+ compiler.*distiller-no-such-compiler"):
+            compile_int8(model, test_batch[:2])
 
 
 def test_onednn_lowering_uses_int8_kernels_with_fused_relu(quantize):
