@@ -116,3 +116,20 @@ def tanh_stem():
     model = TanhStem().eval()
     batches = [torch.randn(8, 3, 4, 4) * 2 for _ in range(2)]
     return model, collect_quant_stats(model, lambda m: [m(x) for x in batches]), torch.randn(16, 3, 4, 4) * 2
+
+
+@pytest.fixture
+def check_config_file(tmp_path):
+    """``check(model, overrides_yaml)``: runs the app's check of ``--qe-config-file`` on a PostTrainLinearQuantizer
+    config whose ``overrides:`` block is ``overrides_yaml`` (indented as under ``overrides:``)."""
+    import argparse
+
+    from distiller.cli.quantization import add_post_train_quant_args, check_quantization_args
+
+    def check(model, overrides_yaml):
+        config = tmp_path / "ptq.yaml"
+        config.write_text("quantizers:\n  ptq:\n    class: PostTrainLinearQuantizer\n    overrides:\n" + overrides_yaml)
+        parser = argparse.ArgumentParser()
+        add_post_train_quant_args(parser)
+        check_quantization_args(model, parser.parse_args(["--qe-config-file", str(config)]))
+    return check

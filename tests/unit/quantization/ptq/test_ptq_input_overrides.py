@@ -165,17 +165,9 @@ def test_input_settings_survive_a_checkpoint(tanh_stem):
         torch.testing.assert_close(fresh(x), quantized(x), rtol=0, atol=0)
 
 
-def test_a_config_file_error_names_the_yaml_path_and_line(float_model, tmp_path):
-    import argparse
-
-    from distiller.cli.quantization import add_post_train_quant_args, check_quantization_args
+def test_a_config_file_error_names_the_yaml_path_and_line(float_model, check_config_file):
     from distiller.errors import ScheduleError
 
-    config = tmp_path / "ptq.yaml"
-    config.write_text("quantizers:\n  ptq:\n    class: PostTrainLinearQuantizer\n    overrides:\n      conv1:\n"
-                      "        input_overrides:\n          0:\n            bits: 4\n")
-    parser = argparse.ArgumentParser()
-    add_post_train_quant_args(parser)
     with pytest.raises(ScheduleError, match=r"at 'quantizers\.ptq\.overrides\.conv1\.input_overrides\[0\]\.bits', "
                                             r"line 8: .*unknown setting 'bits'; valid: from_output, bits_activations"):
-        check_quantization_args(float_model, parser.parse_args(["--qe-config-file", str(config)]))
+        check_config_file(float_model, "      conv1:\n        input_overrides:\n          0:\n            bits: 4\n")

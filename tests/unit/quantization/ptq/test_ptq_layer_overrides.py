@@ -193,20 +193,12 @@ def test_without_a_graph_inputs_cannot_be_checked_against_their_producers():
         quantizer.check_settings()
 
 
-def test_a_config_file_error_names_the_yaml_path_and_line(float_model, tmp_path):
-    import argparse
-
-    from distiller.cli.quantization import add_post_train_quant_args, check_quantization_args
+def test_a_config_file_error_names_the_yaml_path_and_line(float_model, check_config_file):
     from distiller.errors import ScheduleError
 
-    config = tmp_path / "ptq.yaml"
-    config.write_text("quantizers:\n  ptq:\n    class: PostTrainLinearQuantizer\n    overrides:\n      conv1:\n"
-                      "        inputs_quant_auto_fallback: false\n")
-    parser = argparse.ArgumentParser()
-    add_post_train_quant_args(parser)
     with pytest.raises(ScheduleError, match=r"at 'quantizers\.ptq\.overrides\.conv1\.inputs_quant_auto_fallback', "
                                             r"line 6: input 0 of 'conv1' comes from no quantized layer"):
-        check_quantization_args(float_model, parser.parse_args(["--qe-config-file", str(config)]))
+        check_config_file(float_model, "      conv1:\n        inputs_quant_auto_fallback: false\n")
 
 
 # ------------------------------------------------------------------------------------------ checkpoint
