@@ -1,19 +1,20 @@
-"""Int8 deployment speed and size: our PTQ conversion vs PyTorch's own FX int8 path vs fp32, and ONNX Runtime.
+"""Int8 deployment speed and size: our PT2E lowering compiled by inductor vs PyTorch/torchao int8 paths.
 
-One process builds torchvision ResNet-18 (random weights: no network) and, from it:
+One process, per model (torchvision ResNet-18 and MobileNet v2 at 224x224, resnet20_cifar at 32x32; random
+weights: no network), builds and times, interleaved (one forward of each variant per round, after a warm-up;
+medians):
 
-* ``fp32``: the float model, eager PyTorch;
-* ``distiller_int8``: ``PostTrainLinearQuantizer`` (8-bit, asymmetric unsigned activations, symmetric
-  per-channel weights, static ranges from ``collect_quant_stats``) converted with
-  ``convert_distiller_ptq_model_to_pytorch`` (x86 backend);
-* ``pytorch_fx_int8``: ``torch.ao.quantization.quantize_fx.prepare_fx/convert_fx`` with the x86 qconfig
-  mapping, calibrated on the same batches;
-* ``ort_fp32`` / ``ort_qdq_int8``: ONNX Runtime (CPU, same thread count) on the float model exported to
-  ONNX and on our ``export_onnx_qdq`` file.
+* ``fp32`` / ``fp32_compiled``: the float model, eager and ``torch.compile`` (freezing);
+* ``pytorch_fx_int8``: ``torch.ao.quantization.quantize_fx`` with the x86 qconfig (while torch has it);
+* ``torchao_pt2e_compiled`` (the anchor; skipped when ``torchao`` is not installed, ``pip install
+  'distiller[bench]'``): torchao's ``prepare_pt2e/convert_pt2e`` with ``X86InductorQuantizer``, compiled;
+* ``distiller_pt2e_compiled``: ``PostTrainLinearQuantizer`` with its default settings (symmetric 8-bit
+  activations, per-channel weights, static ranges from ``collect_quant_stats``) through ``compile_int8``;
+* ``ort_fp32`` / ``ort_qdq_int8``: ONNX Runtime on the float model and on our ``export_onnx_qdq`` file.
 
-Latencies are measured interleaved (one forward of each variant per round), after a warm-up, and
-reported as medians. Prints one JSON object per variant and a summary line with the ratios (targets:
-ours / PyTorch FX <= 1.15, fp32 / int8 file size >= 3.9, ORT fp32 / ORT QDQ >= 2) and the machine.
+Prints one JSON line per variant and a summary per model: ours / anchor latency (target <= 1.0), top-1
+agreement of the compiled and ONNX Runtime models with our simulated model (target >= 0.99, from
+``parity_check``), fp32 / int8 file size (target >= 3.9), and the machine. Needs a C++ compiler (inductor).
 
 Example::
 
@@ -34,15 +35,20 @@ import torch
 import torchvision
 
 from distiller.data_loggers import collect_quant_stats
-from distiller.quantization import (PostTrainLinearQuantizer, convert_distiller_ptq_model_to_pytorch,
-                                    export_onnx_qdq, parity_check)
+from distiller.models import create_model
+from distiller.quantization import PostTrainLinearQuantizer, export_onnx_qdq, parity_check
+from distiller.quantization.export import compile_int8
+from distiller.quantization.export.onnx_qdq import export_to_onnx
+
+
+MODELS = {"resnet18": ("imagenet", 224), "mobilenet_v2": ("imagenet", 224), "resnet20_cifar": ("cifar10", 32)}
 
 
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
     parser.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime intra-op threads")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--calibration-batches", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=20, help="timed interleaved rounds")
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
@@ -66,6 +72,37 @@ def pytorch_fx_int8(model, example, calibration):
     return convert_fx(prepared)
 
 
+def torchao_pt2e_compiled(model, example, calibration):
+    """torchao's PT2E flow with X86InductorQuantizer, compiled with freezing; None without torchao."""
+    try:
+        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    except ImportError:
+        return None
+    quantizer = xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config())
+    exported = torch.export.export(copy.deepcopy(model), (example,)).module()
+    prepared = prepare_pt2e(exported, quantizer)
+    with torch.no_grad():
+        for batch in calibration:
+            prepared(batch)
+    converted = convert_pt2e(prepared)
+    compiled = torch.compile(converted)
+
+    def run(x):
+        with torch.no_grad(), torch._inductor.config.patch(freezing=True):
+            return compiled(x)
+    return run
+
+
+def fp32_compiled(model):
+    compiled = torch.compile(model)
+
+    def run(x):
+        with torch.no_grad(), torch._inductor.config.patch(freezing=True):
+            return compiled(x)
+    return run
+
+
 def ort_session(path, threads):
     import onnxruntime
     options = onnxruntime.SessionOptions()
@@ -82,57 +119,65 @@ def timed(fn, x):
     return time.perf_counter() - start
 
 
-def main(args):
-    warnings.filterwarnings("ignore")
-    torch.set_num_threads(args.threads)
+def bench_model(name, args, machine):
+    dataset, size = MODELS[name]
     torch.manual_seed(0)
-    shape = (args.batch_size, 3, args.image_size, args.image_size)
-    model = torchvision.models.resnet18().eval()
+    model = create_model(False, dataset, name, parallel=False).eval()
+    shape = (args.batch_size, 3, size, size)
     calibration = [torch.randn(shape) for _ in range(args.calibration_batches)]
-    example = calibration[0][:1]
+    example = calibration[0]
 
     stats = collect_quant_stats(model, lambda m: [m(b) for b in calibration])
     simulated = copy.deepcopy(model)
-    PostTrainLinearQuantizer(simulated, model_activation_stats=stats, per_channel_wts=True,
-                             mode={"activations": "ASYMMETRIC_UNSIGNED", "weights": "SYMMETRIC"}).prepare_model()
-    ours = convert_distiller_ptq_model_to_pytorch(simulated, example, backend="x86")
-    theirs = pytorch_fx_int8(model, example, calibration)
+    PostTrainLinearQuantizer(simulated, model_activation_stats=stats, per_channel_wts=True).prepare_model(example[:1])
+    ours = compile_int8(simulated, example)
 
     workdir = tempfile.mkdtemp(prefix="bench_quantization_")
     fp32_onnx, qdq_onnx = os.path.join(workdir, "fp32.onnx"), os.path.join(workdir, "int8_qdq.onnx")
-    torch.onnx.export(model, (example,), fp32_onnx, dynamo=False, opset_version=13, input_names=["input"],
-                      output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
-    export_onnx_qdq(simulated, example, qdq_onnx)
+    export_to_onnx(model, example[:1], fp32_onnx)
+    export_onnx_qdq(simulated, example[:1], qdq_onnx)
 
     x = torch.randn(shape)
-    parity = parity_check(simulated, [x], converted_model=ours, onnx_path=qdq_onnx)
-    variants = {"fp32": model, "distiller_int8": ours, "pytorch_fx_int8": theirs,
+    variants = {"fp32": model, "fp32_compiled": fp32_compiled(model),
+                "pytorch_fx_int8": pytorch_fx_int8(model, example, calibration),
+                "torchao_pt2e_compiled": torchao_pt2e_compiled(model, example, calibration),
+                "distiller_pt2e_compiled": ours,
                 "ort_fp32": ort_session(fp32_onnx, args.threads), "ort_qdq_int8": ort_session(qdq_onnx, args.threads)}
-    times = {name: [] for name in variants}
+    variants = {key: fn for key, fn in variants.items() if fn is not None}
+    parity = parity_check(simulated, [torch.randn(shape) for _ in range(4)], converted_model=ours, onnx_path=qdq_onnx)
+    times = {key: [] for key in variants}
     with torch.no_grad():
         for round_index in range(args.warmup + args.rounds):
-            for name, fn in variants.items():
+            for key, fn in variants.items():
                 elapsed = timed(fn, x)
                 if round_index >= args.warmup:
-                    times[name].append(elapsed)
-    medians = {name: statistics.median(values) * 1000 for name, values in times.items()}
+                    times[key].append(elapsed)
+    medians = {key: statistics.median(values) * 1000 for key, values in times.items()}
+    for key, median in medians.items():
+        print(json.dumps({"model": name, "variant": key, "median_ms": round(median, 3), "rounds": args.rounds,
+                          "batch_size": args.batch_size, "image_size": size}))
+    sizes = {"fp32": state_dict_bytes(model), "distiller_int8": state_dict_bytes(ours.lowered),
+             "ort_fp32": os.path.getsize(fp32_onnx), "ort_qdq_int8": os.path.getsize(qdq_onnx)}
+    anchor = medians.get("torchao_pt2e_compiled")
+    print(json.dumps({
+        "summary": name,
+        "ours_over_torchao_anchor_latency": None if anchor is None else round(medians["distiller_pt2e_compiled"]
+                                                                              / anchor, 3),
+        "ours_over_pytorch_fx_latency": round(medians["distiller_pt2e_compiled"] / medians["pytorch_fx_int8"], 3),
+        "fp32_compiled_over_ours_latency": round(medians["fp32_compiled"] / medians["distiller_pt2e_compiled"], 3),
+        "fp32_over_int8_file_size": round(sizes["fp32"] / sizes["distiller_int8"], 3),
+        "ort_fp32_over_ort_qdq_latency": round(medians["ort_fp32"] / medians["ort_qdq_int8"], 3),
+        "file_bytes": sizes, "parity_vs_simulated": parity, **machine}))
+
+
+def main(args):
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
     machine = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
                "cpu_count": os.cpu_count(), "threads": args.threads, "torch": torch.__version__,
                "torchvision": torchvision.__version__}
-    for name, median in medians.items():
-        print(json.dumps({"variant": name, "median_ms": round(median, 2), "rounds": args.rounds,
-                          "batch_size": args.batch_size, "image_size": args.image_size}))
-    sizes = {"fp32": state_dict_bytes(model), "distiller_int8": state_dict_bytes(ours),
-             "pytorch_fx_int8": state_dict_bytes(theirs), "ort_fp32": os.path.getsize(fp32_onnx),
-             "ort_qdq_int8": os.path.getsize(qdq_onnx)}
-    print(json.dumps({
-        "summary": "resnet18_int8",
-        "ours_over_pytorch_fx_latency": round(medians["distiller_int8"] / medians["pytorch_fx_int8"], 3),
-        "fp32_over_ours_latency": round(medians["fp32"] / medians["distiller_int8"], 3),
-        "fp32_over_int8_file_size": round(sizes["fp32"] / sizes["distiller_int8"], 3),
-        "ort_fp32_over_ort_qdq_latency": round(medians["ort_fp32"] / medians["ort_qdq_int8"], 3),
-        "onnx_fp32_over_qdq_file_size": round(sizes["ort_fp32"] / sizes["ort_qdq_int8"], 3),
-        "file_bytes": sizes, "parity_vs_simulated": parity, **machine}))
+    for name in args.models:
+        bench_model(name, args, machine)
 
 
 if __name__ == "__main__":
