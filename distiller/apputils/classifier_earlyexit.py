@@ -9,6 +9,8 @@ at the final exit, and costs the MACs computed up to that exit.
 """
 from __future__ import annotations
 
+import typing
+
 import argparse
 import logging
 from collections.abc import Iterable, Sequence
@@ -69,7 +71,7 @@ def check_earlyexit_flags(args: argparse.Namespace, arch: str) -> None:
 
 def exit_points(model: nn.Module) -> list[str]:
     """The names of ``model``'s branch points, in the order its outputs list their exits."""
-    network = model.module if model_is_parallel(model) else model
+    network = typing.cast(nn.Module, model.module) if model_is_parallel(model) else model
     return [name for name, module in network.named_modules() if isinstance(module, BranchPoint)]
 
 
@@ -172,9 +174,10 @@ def evaluate_earlyexit(model: nn.Module, criterion: nn.Module, loader: Iterable[
             scores.update(stacked[chosen, torch.arange(target.numel(), device=device)], target,
                           criterion(outputs, target))
     samples = max(int(taken.sum()), 1)
-    exits = [{"name": name, "fraction": int(n) / samples, "top1": 100.0 * int(c) / int(n) if n else None,
-              "top1_all": 100.0 * int(c_all) / samples, "macs": macs}
-             for name, n, c, c_all, macs in zip(setup.names, taken, correct, correct_all, setup.macs)]
+    exits: list[dict[str, Any]] = [
+        {"name": name, "fraction": int(n) / samples, "top1": 100.0 * int(c) / int(n) if n else None,
+         "top1_all": 100.0 * int(c_all) / samples, "macs": macs}
+        for name, n, c, c_all, macs in zip(setup.names, taken, correct, correct_all, setup.macs)]
     avg_macs = sum(e["fraction"] * e["macs"] for e in exits)
     return {**scores.values(), "exits": exits, "avg_macs": avg_macs, "macs_saved": 1.0 - avg_macs / setup.macs[-1]}
 

@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Optional, Union
 
 import torch
@@ -277,7 +277,7 @@ class ClassifierCompressor:
             self._finalize_epoch(epoch, top1, top5)
         return self.experiment.score_history
 
-    def _evaluate(self, loader: Optional[DataLoader], phase: str) -> dict[str, Any]:
+    def _evaluate(self, loader: Iterable[Any], phase: str) -> dict[str, Any]:
         """Evaluates the model on ``loader``: with early exits (logged per exit), see :func:`evaluate_earlyexit`;
         otherwise :func:`~distiller.apputils.classifier_loop.evaluate`."""
         if self.earlyexit is None:
@@ -381,7 +381,7 @@ class ClassifierCompressor:
         summary = {"arch": exp.arch, "dataset": exp.dataset, "top1": scores[0], "top5": scores[1], "loss": scores[2],
                    "best_top1": best[0]["top1"] if best else None, "best_epoch": best[0]["epoch"] if best else None,
                    **statistics, "epochs": self.completed_epochs, "seed": exp.seed, "run_dir": self.logdir}
-        if self.earlyexit_test is not None:
+        if self.earlyexit_test is not None and self.earlyexit is not None:
             summary["early_exit"] = {"thresholds": self.earlyexit.thresholds, **{
                 key: self.earlyexit_test[key] for key in ("exits", "avg_macs", "macs_saved")}}
         return summary

@@ -116,12 +116,12 @@ class OneDNNEmitter(PT2EEmitter):
                 quantized, in_qp.scale, in_qp.zero_point, packed, scale, zero_point, bias, out_qp.scale,
                 out_qp.zero_point, torch.uint8, post_op, [], ""))
         else:
-            geometry = (list(layer.stride), list(layer.padding), list(layer.dilation), layer.groups)
+            geometry: tuple[Any, ...] = (list(layer.stride), list(layer.padding), list(layer.dilation), layer.groups)
             packed = self.graph.call_function(torch.ops.onednn.qconv_prepack.default, (
                 weight, scale, in_qp.scale, in_qp.zero_point, *geometry, None))
-            value = self.graph.call_function(torch.ops.onednn.qconv_pointwise.default, (
-                quantized, in_qp.scale, in_qp.zero_point, packed, scale, zero_point, bias, *geometry,
-                out_qp.scale, out_qp.zero_point, torch.uint8, post_op, [], ""))
+            conv_args: tuple[Any, ...] = (quantized, in_qp.scale, in_qp.zero_point, packed, scale, zero_point, bias,
+                                          *geometry, out_qp.scale, out_qp.zero_point, torch.uint8, post_op, [], "")
+            value = self.graph.call_function(torch.ops.onednn.qconv_pointwise.default, conv_args)
         return self._dequantize_op(value, out_qp)
 
 
