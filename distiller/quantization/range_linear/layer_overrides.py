@@ -52,9 +52,11 @@ def fake_problem(module: nn.Module, name: str, bits: QBits, given: Mapping[str, 
         return "fake", f"fake: {what} has several outputs; fake quantization quantizes one tensor"
     if bits.acts is None:
         return "fake", f"fake: true quantizes the output of {what} with bits_activations, which is null for it"
-    if isinstance(module, WEIGHTED_LAYERS) and given.get("bits_weights") is not None:
-        return "bits_weights", (f"fake: true keeps the weights of {what} in floating point (only its output is "
-                                f"quantized), so bits_weights: {given['bits_weights']} would be ignored; remove it")
+    if isinstance(module, WEIGHTED_LAYERS):
+        for setting in ("bits_weights", "bits_bias", "per_channel_wts"):
+            if given.get(setting) not in (None, False):
+                return setting, (f"fake: true keeps the weights of {what} in floating point (only its output is "
+                                 f"quantized), so {setting}: {given[setting]} would be ignored; remove it")
     if given.get("fp8"):
         return "fp8", f"fake: true and fp8: true contradict for {what}: choose one"
     return None
