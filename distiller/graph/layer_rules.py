@@ -32,6 +32,7 @@ statistics mix the channels, so removing channels changes the others' outputs a 
 """
 from __future__ import annotations
 
+import abc
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
@@ -59,7 +60,7 @@ ROLES = ("out", "in", "param")
 _RULES: dict[type, LayerRule] = {}
 
 
-class LayerRule:
+class LayerRule(abc.ABC):
     """How one module type moves channels and shrinks. Subclass it and register it for a module class.
 
     Attributes:
@@ -69,13 +70,13 @@ class LayerRule:
 
     dims: dict[str, str] = {}
 
+    @abc.abstractmethod
     def flow(self, call: LayerCall) -> Flow:
         """Tells the analysis how the call moves channels; returns the output (a flow from ``call``).
 
         Args:
             call: the :class:`~distiller.graph.channel_flow.LayerCall` of one call of the module.
         """
-        raise NotImplementedError
 
     def edits(self, module: Layer, attr: str, keep: torch.Tensor) -> Edits:
         """How ``module`` shrinks when dimension ``attr`` keeps the positions ``keep``.

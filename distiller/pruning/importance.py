@@ -27,6 +27,7 @@ Add a criterion by subclassing :class:`Importance` and registering it::
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 from typing import Callable, Optional, Union
@@ -74,12 +75,12 @@ class Structures:
         return self.rows().shape[0]
 
 
-class Importance:
+class Importance(abc.ABC):
     """Base of the importance criteria: scores structures (higher = more important, kept longer)."""
 
+    @abc.abstractmethod
     def __call__(self, structures: Structures) -> torch.Tensor:
         """Returns a 1D tensor with one score per structure."""
-        raise NotImplementedError
 
     def check_group_type(self, group_type: str) -> Optional[str]:
         """Why the criterion cannot rank structures of ``group_type`` (a sentence), or None."""

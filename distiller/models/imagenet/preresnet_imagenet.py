@@ -9,6 +9,7 @@ Module and parameter names are Distiller's (``pre_bn``/``pre_relu``, ``bn1_2``/`
 and conv2, ``bn2_3``/``relu2_3`` between conv2 and conv3, ``downsample.0``); the residual sum is the
 ``EltwiseAdd`` module ``residual_eltwiseadd`` so that quantizers see it.
 """
+import abc
 from typing import Optional
 
 import torch
@@ -21,7 +22,7 @@ from ..registry import register_model
 STAGE_WIDTHS = (64, 128, 256, 512)
 
 
-class PreactBlock(nn.Module):
+class PreactBlock(nn.Module, abc.ABC):
     """What both block types share: the optional pre-activation, the shortcut and the residual sum."""
     expansion = 1
 
@@ -39,8 +40,9 @@ class PreactBlock(nn.Module):
             self.downsample = nn.Sequential(conv1x1(in_channels, out_channels, stride))
         self.residual_eltwiseadd = EltwiseAdd()
 
+    @abc.abstractmethod
     def residual(self, preact: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The block's layers on the pre-activated input."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         preact = self.pre_relu(self.pre_bn(x)) if self.preactivate else x
