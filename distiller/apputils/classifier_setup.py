@@ -168,11 +168,8 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
     else:
         set_seed(seed)
     msglogger.info("dataset %s, architecture %s, seed %d", dataset, arch, seed)
-    train_loader, valid_loader, test_loader, input_shape = load_data(
-        dataset, arch, args.data, args.batch_size, args.workers, validation_split=args.validation_split,
-        deterministic=args.deterministic, effective_train_size=args.effective_train_size,
-        effective_valid_size=args.effective_valid_size, effective_test_size=args.effective_test_size,
-        test_only=args.evaluate, seed=seed)
+    train_loader, valid_loader, test_loader, input_shape = loaders_of_args(args, dataset, arch, seed,
+                                                                           test_only=args.evaluate)
     model = create_model(args.pretrained, dataset, arch, parallel=not args.load_serialized,
                          device_ids=resolve_device_ids(args))
     scheduler, optimizer, start_epoch = _load_start_point(args, model, checkpoint_path, arch)
@@ -189,6 +186,16 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
                       torch.zeros(input_shape, device=model_device(model)), dataset_num_classes(dataset),
                       start_epoch, train_loader, valid_loader, test_loader,
                       list(extras.get("score_history", [])) if start_epoch > 0 else [])
+
+
+def loaders_of_args(args: argparse.Namespace, dataset: str, arch: str, seed: int, test_only: bool,
+                    fixed_subset: bool = False, sequential: bool = False) -> tuple[Any, ...]:
+    """:func:`~distiller.apputils.data_loaders.load_data` with the loader flags of the command line
+    (``DATASET_DIR``, ``-b``, ``-j``, ``--validation-split``, ``--det`` and the effective sizes)."""
+    return load_data(dataset, arch, args.data, args.batch_size, args.workers, validation_split=args.validation_split,
+                     deterministic=args.deterministic, effective_train_size=args.effective_train_size,
+                     effective_valid_size=args.effective_valid_size, effective_test_size=args.effective_test_size,
+                     fixed_subset=fixed_subset, sequential=sequential, test_only=test_only, seed=seed)
 
 
 def _new_optimizer(model: torch.nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:

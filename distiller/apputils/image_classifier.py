@@ -45,8 +45,7 @@ from .classifier_activations import (acts_histogram_collection, acts_quant_stats
                                      create_activation_stats_collectors, save_collectors_data)
 from .classifier_earlyexit import EarlyExitLoss, earlyexit_setup, evaluate_earlyexit, log_earlyexit
 from .classifier_loop import evaluate, test, train, train_one_epoch, validate
-from .classifier_setup import DEFAULT_ARCH, Experiment, build_experiment, resolve_dataset
-from .data_loaders import load_data as _load_dataset
+from .classifier_setup import DEFAULT_ARCH, Experiment, build_experiment, loaders_of_args, resolve_dataset
 from .execution_env import log_execution_env_state
 
 __all__ = ["ClassifierCompressor", "init_classifier_compression_arg_parser", "load_data", "train", "validate", "test",
@@ -89,13 +88,9 @@ def load_data(args: argparse.Namespace, fixed_subset: bool = False, sequential: 
     if not any(flags):
         raise ArgumentError("load_data: load_train, load_val and load_test are all False; request at least one loader")
     dataset = resolve_dataset(args)
-    loaders = _load_dataset(dataset, args.arch or DEFAULT_ARCH[dataset], args.data, args.batch_size, args.workers,
-                            validation_split=args.validation_split, deterministic=args.deterministic,
-                            effective_train_size=args.effective_train_size,
-                            effective_valid_size=args.effective_valid_size,
-                            effective_test_size=args.effective_test_size, fixed_subset=fixed_subset,
-                            sequential=sequential, test_only=not (load_train or load_val),
-                            seed=args.seed if args.seed is not None else 0)[:3]
+    loaders = loaders_of_args(args, dataset, args.arch or DEFAULT_ARCH[dataset],
+                              args.seed if args.seed is not None else 0, test_only=not (load_train or load_val),
+                              fixed_subset=fixed_subset, sequential=sequential)[:3]
     requested = [loader for loader, flag in zip(loaders, flags) if flag]
     return requested[0] if len(requested) == 1 else requested
 
