@@ -26,8 +26,8 @@ from ..base import QBits
 from .ptq_graph import QuantizationGraph
 from .wrappers import FP16Wrapper, FPWrapper
 
-__all__ = ["LAYER_OVERRIDE_TYPES", "WEIGHTED_LAYERS", "fake_problem", "identity_problem", "float_compute",
-           "identity_producers", "inputs_without_quantized_producer"]
+__all__ = ["LAYER_OVERRIDE_TYPES", "WEIGHTED_LAYERS", "fake_problem", "fused_recurrent_problem", "identity_problem",
+           "float_compute", "identity_producers", "inputs_without_quantized_producer"]
 
 #: The types of the override-only settings ``fake`` and ``make_identity`` (not constructor arguments).
 LAYER_OVERRIDE_TYPES: dict[str, Any] = {"fake": bool, "make_identity": bool}
@@ -35,6 +35,8 @@ LAYER_OVERRIDE_TYPES: dict[str, Any] = {"fake": bool, "make_identity": bool}
 WEIGHTED_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 #: Modules with several outputs: a fake-quantization wrapper quantizes one tensor.
 _MULTI_OUTPUT = (dm.Split, dm.Chunk)
+#: PyTorch's fused recurrent layers: one kernel (no gate to give a range) returning a tuple.
+_FUSED_RECURRENT = (nn.RNNBase, nn.LSTMCell)
 _FLOAT_DTYPES = {32: torch.float32, 64: torch.float64}
 
 
@@ -50,6 +52,9 @@ def fake_problem(module: nn.Module, name: str, bits: QBits, given: Mapping[str, 
         return "fake", f"fake: {what} is an embedding: its table is what gets quantized (bits_weights)"
     if isinstance(module, _MULTI_OUTPUT):
         return "fake", f"fake: {what} has several outputs; fake quantization quantizes one tensor"
+    recurrent = fused_recurrent_problem(module, name)
+    if recurrent is not None:
+        return "fake", f"fake: {recurrent}"
     if bits.acts is None:
         return "fake", f"fake: true quantizes the output of {what} with bits_activations, which is null for it"
     if isinstance(module, WEIGHTED_LAYERS):
@@ -60,6 +65,18 @@ def fake_problem(module: nn.Module, name: str, bits: QBits, given: Mapping[str, 
     if given.get("fp8"):
         return "fp8", f"fake: true and fp8: true contradict for {what}: choose one"
     return None
+
+
+def fused_recurrent_problem(module: nn.Module, name: str) -> Optional[str]:
+    """Why layer ``name`` cannot be quantized when it is one of PyTorch's fused recurrent layers (``nn.LSTM``,
+    ``nn.GRU``, ``nn.RNN``, ``nn.LSTMCell``), with the fix; None for any other layer."""
+    if not isinstance(module, _FUSED_RECURRENT):
+        return None
+    convert = (" convert it to distiller.modules.DistillerLSTM (distiller.modules.convert_model_to_distiller_lstm"
+               "(model), whose gates are quantizable layers), or" if isinstance(module, (nn.LSTM, nn.LSTMCell)) else "")
+    return (f"'{name}' ({type(module).__name__}) is a fused recurrent kernel returning a tuple: its gates cannot be "
+            f"quantized and its outputs cannot be fake-quantized;{convert} keep it in float with the override "
+            f"{{'{name}': {{bits_activations: null}}}}")
 
 
 def identity_problem(module: nn.Module, name: str, given: Mapping[str, Any]) -> Optional[str]:

@@ -29,8 +29,9 @@ from ..q_utils import (ClipMode, ClipModeArg, LinearQuantMode, PositiveReal, Qua
 from .eltwise_wrappers import (RangeLinearQuantConcatWrapper, RangeLinearQuantEltwiseAddWrapper,
                                RangeLinearQuantEltwiseMultWrapper)
 from .input_overrides import InputQuantSettings, check_input_overrides, input_quant_settings
-from .layer_overrides import (LAYER_OVERRIDE_TYPES, WEIGHTED_LAYERS, fake_problem, float_compute, identity_problem,
-                              identity_producers, inputs_without_quantized_producer)
+from .layer_overrides import (LAYER_OVERRIDE_TYPES, WEIGHTED_LAYERS, fake_problem, float_compute,
+                              fused_recurrent_problem, identity_problem, identity_producers,
+                              inputs_without_quantized_producer)
 from .param_wrappers import (RangeLinearEmbeddingWrapper, RangeLinearQuantMatmulWrapper,
                              RangeLinearQuantParamLayerWrapper)
 from .ptq_graph import (GRID_PRESERVING_MODULES, SAME_RANGE_AS_INPUT_MODULES, QuantizationGraph, analyze_model,
@@ -396,7 +397,12 @@ class PostTrainLinearQuantizer(Quantizer):
             return "matmul", settings
         if type(module) in _MULTI_INPUT_WRAPPERS:
             return "multi", settings
-        return ("keep", {}) if layer_overrides.get("fake") is False else ("fake", dict(settings, fpq_module=None))
+        if layer_overrides.get("fake") is False:
+            return "keep", {}
+        recurrent = fused_recurrent_problem(module, name)
+        if recurrent is not None:
+            raise self._layer_error(name, recurrent, "bits_activations")
+        return "fake", dict(settings, fpq_module=None)
 
     def _activation_settings(self, name: str, bits: QBits, o: Mapping[str, Any]) -> dict[str, Any]:
         """The arguments of layer ``name``'s wrapper that quantize activations, from its settings ``o``."""
