@@ -23,7 +23,7 @@ from typing import Any, Optional, Protocol, Union
 import torch
 from tabulate import tabulate
 
-__all__ = ["DataLogger", "PythonLogger", "TensorBoardLogger", "CsvLogger", "weights_sparsity_rows",
+__all__ = ["DataLogger", "PythonLogger", "TensorBoardLogger", "CsvLogger", "weights_sparsity_rows", "format_seconds",
            "model_buffer_values", "log_training_progress", "log_weights_sparsity", "log_activation_statistics",
            "log_model_buffers"]
 
@@ -54,6 +54,12 @@ def _split_stats(stats_dict: StatsDict) -> tuple[str, OrderedDict[str, Union[int
     else:
         prefix, stats = "", stats_dict
     return prefix, OrderedDict((name, _number(value)) for name, value in stats.items())
+
+
+def format_seconds(seconds: float) -> str:
+    """``h:mm:ss`` of a duration in seconds (rounded to the second)."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
 def _number(value: Number) -> Union[int, float]:
@@ -152,11 +158,16 @@ class PythonLogger(DataLogger):
         self.pylogger = logger
 
     def log_training_progress(self, stats_dict: StatsDict, epoch: int, completed: int, total: int, freq: int) -> None:
+        """One line: the step, each statistic and, when the statistics hold Distiller's ``Time`` (seconds per
+        mini-batch) and steps remain, the time left in the epoch (``ETA h:mm:ss``)."""
         _, stats = _split_stats(stats_dict)
         head = (f"Epoch: [{epoch}][{completed:5d}/{int(total):5d}]" if epoch > -1
                 else f"Test: [{completed:5d}/{int(total):5d}]")
         body = "    ".join(f"{name} {value}" if isinstance(value, int) else f"{name} {value:.6f}"
                            for name, value in stats.items())
+        remaining = int(total) - completed
+        if "Time" in stats and remaining > 0:
+            body += f"    ETA {format_seconds(stats['Time'] * remaining)}"
         self.pylogger.info("%s    %s", head, body)
 
     def log_activation_statistic(self, phase: str, stat_name: str, activation_stats: Mapping[str, Number],
@@ -166,11 +177,13 @@ class PythonLogger(DataLogger):
         self.pylogger.info("Epoch %d %s activation statistic '%s':\n%s", epoch, phase, stat_name, table)
 
     def log_weights_sparsity(self, model: torch.nn.Module, epoch: int) -> None:
-        rows = weights_sparsity_rows(model)
-        table = tabulate([list(row.values()) for row in rows], headers=list(rows[0]), tablefmt="psql",
-                         floatfmt=".2f")
-        self.pylogger.info("Parameters sparsity (epoch %d):\n%s\nTotal sparsity: %.2f%%",
-                           epoch, table, rows[-1]["sparsity"])
+        """Distiller's full sparsity table (:func:`~distiller.summaries.weights_sparsity_summary`: columns,
+        rows, channels, kernels, filters and elements, value statistics, the total row) and the total."""
+        # Imported here: distiller.utils imports this module early, before the summaries package can load.
+        from ..summaries.sparsity import weights_sparsity_tbl_summary
+
+        table, total = weights_sparsity_tbl_summary(model, return_total_sparsity=True)
+        self.pylogger.info("Parameters (epoch %d):\n%s\nTotal sparsity: %.2f%%", epoch, table, total)
 
     def log_weights_distribution(self, named_params: NamedTensors, steps_completed: int) -> None:
         rows = _distribution_rows(named_params)
@@ -239,6 +252,21 @@ class TensorBoardLogger(DataLogger):
                     self.writer.add_scalar(tag if len(values) == 1 else f"{tag}/{index}", value, step)
         self.writer.flush()
 
+    def log_graph(self, model: torch.nn.Module, dummy_input: Any) -> None:
+        """Writes ``model``'s graph (captured with torch.fx on ``dummy_input``, see
+        :mod:`distiller.data_loggers.tensorboard_graph`) for TensorBoard's Graphs tab.
+
+        Raises:
+            GraphCaptureError: the model cannot be traced or does not run on the input.
+        """
+        # Imported here, like SummaryWriter: tensorboard's protos load slowly and only this method needs them.
+        from ..graph.summary_graph import SummaryGraph
+        from .tensorboard_graph import graph_profile
+
+        # SummaryWriter opens its FileWriter when constructed (typed Optional for after close())
+        typing.cast(Any, self.writer.file_writer).add_graph(graph_profile(SummaryGraph(model, dummy_input)))
+        self.writer.flush()
+
     def close(self) -> None:
         self.writer.close()
 
@@ -293,9 +321,12 @@ class CsvLogger(DataLogger):
         return self._tables[postfix]
 
     def log_training_progress(self, stats_dict: StatsDict, epoch: int, completed: int, total: int, freq: int) -> None:
+        """A row ``epoch, completed, total, <statistics>``; a record of a whole pass (``total`` 1, e.g. an
+        epoch's summary or a test) has no step columns: ``epoch, <statistics>``."""
         prefix, stats = _split_stats(stats_dict)
         postfix = prefix.strip("/").replace("/", "_").lower() or "training_progress"
-        self._table(postfix).append({"epoch": epoch, "completed": completed, "total": int(total), **stats})
+        steps = {} if int(total) == 1 else {"completed": completed, "total": int(total)}
+        self._table(postfix).append({"epoch": epoch, **steps, **stats})
 
     def log_activation_statistic(self, phase: str, stat_name: str, activation_stats: Mapping[str, Number],
                                  epoch: int) -> None:

@@ -47,7 +47,7 @@ def test_csv_logger_writes_one_row_per_call_and_widens_header(tmp_path):
     assert [(r["epoch"], r["Loss"], r["Top1"]) for r in rows] == [("0", "0.5", "90.0"), ("1", "0.25", "95")]
     logger.log_training_progress(("Performance/Validation/", {"Loss": 0.125, "LR": 0.01}), 2, 1, 1, 1)
     rows = read_csv(tmp_path / "performance_validation.csv")
-    assert list(rows[0]) == ["epoch", "completed", "total", "Loss", "Top1", "LR"]
+    assert list(rows[0]) == ["epoch", "Loss", "Top1", "LR"]  # whole-pass records (total 1) have no step columns
     assert (rows[0]["LR"], rows[2]["Top1"], rows[2]["LR"]) == ("", "", "0.01")
 
 
@@ -80,6 +80,45 @@ def test_python_logger_lines_and_tables(caplog, half_sparse_model):
     assert "Epoch: [2][   10/   20]" in text and "Loss 0.123457" in text and "Steps 7" in text
     assert "Test: [    3/    3]" in text and "Top1 99.500000" in text
     assert "0.weight" in text and "Total sparsity: 40.91%" in text
+    # Distiller's full table: structure sparsities and value statistics, and the total row
+    for column in ("Cols (%)", "Rows (%)", "Ch (%)", "2D (%)", "3D (%)", "Fine (%)", "Std", "Mean", "Abs-Mean"):
+        assert column in text
+    assert "Total sparsity:" in text.split("Total sparsity: 40.91%")[0]
+
+
+def test_python_logger_shows_the_epoch_eta_from_the_batch_time(caplog):
+    logger = PythonLogger(logging.getLogger("test_python_logger_eta"))
+    with caplog.at_level(logging.INFO, logger="test_python_logger_eta"):
+        logger.log_training_progress(("", OrderedDict(Loss=1.0, Time=1.5)), 0, 10, 90, 10)
+        logger.log_training_progress(("", OrderedDict(Loss=1.0, Time=1.5)), 0, 90, 90, 10)
+        logger.log_training_progress(("", OrderedDict(Loss=1.0)), 0, 10, 90, 10)
+    lines = caplog.text.splitlines()
+    assert lines[0].endswith("ETA 0:02:00")  # 80 batches left at 1.5 s
+    assert "ETA" not in lines[1] and "ETA" not in lines[2]  # epoch done / no batch time
+
+
+def test_tensorboard_logger_writes_the_graph(tmp_path):
+    from tensorboard.backend.event_processing import event_accumulator
+    from distiller.modules import EltwiseAdd
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.add, self.fc = nn.Conv2d(2, 2, 1), EltwiseAdd(), nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.fc(self.add(self.conv(x), x).flatten(1))
+
+    logger = TensorBoardLogger(str(tmp_path))
+    logger.log_graph(Residual(), torch.zeros(1, 2, 2, 2))
+    logger.close()
+    events = event_accumulator.EventAccumulator(str(tmp_path))
+    events.Reload()
+    nodes = {node.name: node for node in events.Graph().node}
+    assert nodes["conv"].op == "Conv2d" and list(nodes["conv"].input) == ["x"]
+    add = [name for name in nodes if name.startswith("add/")]  # scoped under the EltwiseAdd module
+    assert len(add) == 1 and sorted(nodes[add[0]].input) == ["conv", "x"]
+    assert [d.size for d in nodes["fc"].attr["_output_shapes"].list.shape[0].dim] == [1, 3]
 
 
 def test_tensorboard_logger_writes_readable_scalars_and_histograms(tmp_path, half_sparse_model):

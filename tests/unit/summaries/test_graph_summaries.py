@@ -1,13 +1,17 @@
 """Connectivity and attribute summaries of a SummaryGraph; model_summary; the compute table."""
 import logging
+import os
+import stat
 
+import pandas
 import pytest
 import torch
 
-from distiller.errors import ArgumentError
+from distiller.errors import ArgumentError, MissingDependencyError
 from distiller.summaries import (attributes_summary, attributes_summary_tbl, connectivity_summary,
                                  connectivity_summary_verbose, connectivity_tbl_summary, model_performance_tbl_summary,
                                  model_summary)
+from distiller.summaries.sparsity import WEIGHTS_SPARSITY_COLUMNS
 from distiller.summary_graph import SummaryGraph
 from distiller.testing import TinyCNN
 
@@ -44,10 +48,38 @@ def test_model_summary_kinds(tiny_model, tmp_path, caplog):
     assert "Total MACs: 1,400,992" in compute and compute in caplog.text
     assert "fc" in model_summary(tiny_model, "modules") and "Conv2d" in model_summary(tiny_model, "model")
     sparsity = model_summary(tiny_model, "sparsity", logdir=str(tmp_path))
-    assert "conv1.weight" in sparsity and (tmp_path / "weights_sparsity.csv").exists()
-    with pytest.raises(ArgumentError, match="unknown summary 'png'"):
-        model_summary(tiny_model, "png")
+    assert "conv1.weight" in sparsity and "Ch (%)" in sparsity
+    csv = pandas.read_csv(tmp_path / "weights_sparsity.csv")
+    assert list(csv.columns) == WEIGHTS_SPARSITY_COLUMNS and csv["Name"].iloc[-1] == "Total sparsity:"
+    with pytest.raises(ArgumentError, match="unknown summary 'pngs'"):
+        model_summary(tiny_model, "pngs")
     with pytest.raises(ArgumentError, match="needs the dataset"):
         model_summary(tiny_model, "compute")
+    with pytest.raises(ArgumentError, match=r"what='png'\) needs the dataset"):
+        model_summary(tiny_model, "png")
     table = model_performance_tbl_summary(tiny_model, torch.randn(1, 3, 8, 8), 1)
     assert "MACs" in table and "conv2" in table
+
+
+def fake_dot(directory):
+    """A stand-in for Graphviz's ``dot`` that writes its DOT input file, labelled, as the 'image'."""
+    script = directory / "dot"
+    script.write_text('#!/bin/sh\nfor last; do :; done\necho FAKE-IMAGE; cat "$last"\n')
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return str(directory)
+
+
+@pytest.mark.parametrize("what, params_drawn", [("png", False), ("png_w_params", True)])
+def test_model_summary_draws_the_graph_to_model_png(tiny_model, tmp_path, monkeypatch, what, params_drawn):
+    monkeypatch.setenv("PATH", fake_dot(tmp_path) + os.pathsep + os.environ["PATH"])
+    text = model_summary(tiny_model, what, dataset="cifar10", logdir=str(tmp_path))
+    drawing = (tmp_path / "model.png").read_text()
+    assert str(tmp_path / "model.png") in text and drawing.startswith("FAKE-IMAGE")
+    assert "conv1" in drawing and ("conv1.weight" in drawing) == params_drawn
+
+
+def test_model_summary_png_without_graphviz_says_what_to_install(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no dot there
+    with pytest.raises(MissingDependencyError, match="Graphviz's 'dot' program"):
+        model_summary(tiny_model, "png", dataset="cifar10", logdir=str(tmp_path))
+    assert not (tmp_path / "model.png").exists()
