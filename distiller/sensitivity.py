@@ -3,24 +3,29 @@
 Han et al. 2015, "Learning both Weights and Connections for Efficient Neural Networks" (section 4.4,
 figure 6); structure (filter) sensitivity as in Li et al. 2017, "Pruning Filters for Efficient ConvNets"
 (figure 2). Each tensor is pruned alone, on a copy of the model, at each sparsity level (weakest elements
-or L1-weakest filters/channels first) and the copy is evaluated; the results show which layers tolerate
-pruning, e.g. to set per-layer levels of a ``SensitivityPruner`` or an AGP schedule.
+or L1-weakest filters/channels first, with the layers coupled to those filters/channels when an example input
+is given) and the copy is evaluated; the results show which layers tolerate pruning, e.g. to set per-layer
+levels of a ``SensitivityPruner`` or an AGP schedule.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import logging
+import math
 import os
 from collections import OrderedDict
-from collections.abc import Mapping
-from typing import Callable, Dict, Iterable, Sequence, Union
+from collections.abc import Iterator, Mapping
+from typing import Any, Callable, Dict, Iterable, Sequence, Union
 
 import torch
 from torch import nn
 
 from .errors import ArgumentError, UnmatchedNameError
 from .norms import expand_structure_mask, ranked_structure_mask, structures_lp_norm
+from .pruning.dependency_masks import DependencyMasks
+from .pruning.importance import LpImportance
 from .pruning.masks import create_mask_level_criterion
 
 msglogger = logging.getLogger(__name__)
@@ -34,12 +39,26 @@ SENSITIVITY_GROUPS = {"element": None, "filter": "Filters", "channel": "Channels
 Sensitivities = Dict[str, Dict[float, tuple]]
 
 
+#: parameter name -> mask, for the tensors one (weight, level) pruning zeroes
+Masks = Dict[str, torch.Tensor]
+
+
 def _pruning_mask(weight: torch.Tensor, sparsity_level: float, group: str) -> torch.Tensor:
     structure = SENSITIVITY_GROUPS[group]
     if structure is None:
         return create_mask_level_criterion(weight, sparsity_level)
     keep = ranked_structure_mask(structures_lp_norm(weight.detach(), structure, p=1), sparsity_level)
     return expand_structure_mask(keep.to(weight.dtype), weight.shape, structure)
+
+
+def _prunable(model: nn.Module, net_params: Sequence[str]) -> list[str]:
+    """The names of ``net_params`` that are 2D or 4D (linear and convolution weights)."""
+    prunable = [name for name in net_params if model.get_parameter(name).dim() in (2, 4)]
+    if not prunable:
+        raise ArgumentError(f"sensitivity analysis prunes 2D or 4D weights (linear and convolution layers), and "
+                            f"none of the {len(net_params)} parameters given is one ({list(net_params)[:5]}...); "
+                            f"pass the names of such weights", argument="net_params")
+    return prunable
 
 
 def _check_arguments(model: nn.Module, net_params: Sequence[str], sparsities: Iterable[float], group: str) -> None:
@@ -54,12 +73,33 @@ def _check_arguments(model: nn.Module, net_params: Sequence[str], sparsities: It
             raise ArgumentError(f"sparsity level {level} is outside [0, 1]")
 
 
+def _masks_function(model: nn.Module, group: str, dummy_input: Any) -> Callable[[str, float], Masks]:
+    """``fn(param_name, level) -> masks`` pruning one weight of ``model`` at a level: alone (``'element'``, or
+    without ``dummy_input``), or with every tensor that thinning would shrink with its filters/channels."""
+    structure = SENSITIVITY_GROUPS[group]
+    if structure is None or dummy_input is None:
+        return lambda name, level: {name: _pruning_mask(model.get_parameter(name).detach(), level, group)}
+    dependency = DependencyMasks("sensitivity", structure, dummy_input)
+    l1 = LpImportance(p=1)
+
+    def coupled(name: str, level: float) -> Masks:
+        return dependency.masks(model, [(name, model.get_parameter(name))], structure, l1, l1, level, 1,
+                                math.floor, 0.0)
+    return coupled
+
+
 def perform_sensitivity_analysis(model: nn.Module, net_params: Sequence[str], sparsities: Sequence[float],
-                                 test_func: Callable[..., tuple], group: str) -> Sensitivities:
+                                 test_func: Callable[..., tuple], group: str,
+                                 dummy_input: Any = None) -> Sensitivities:
     """Prunes each parameter of ``net_params`` alone, at each level of ``sparsities``, and evaluates the model.
 
-    ``model`` is not changed: each parameter is pruned on a copy of the model, from its original values at
-    every level.
+    ``model`` is not changed: the pruning is done on a copy of the model, from the original values at every
+    level. With ``dummy_input``, filter and channel pruning are *group-aware*: the filters (channels) chosen in
+    a weight are zeroed wherever thinning would remove them with it (see
+    :mod:`distiller.pruning.dependency_masks`): the other convolutions adding to the same residual stream,
+    their BatchNorm scales and biases, and the layers reading those channels; the ranking is by the L1 norms of
+    the tested weight's filters (channels). Channels that thinning cannot remove (those reaching the model's
+    output) stay, so a final classifier's filter curve is flat.
 
     Args:
         model: a trained model.
@@ -69,34 +109,49 @@ def perform_sensitivity_analysis(model: nn.Module, net_params: Sequence[str], sp
             ``(top1, top5, loss)``.
         group: ``'element'`` (smallest magnitudes), ``'filter'`` or ``'channel'`` (smallest L1 norms; on a
             Linear weight: output rows / input columns).
+        dummy_input: an example input of the model, for the group-aware filter and channel pruning (without
+            it, each weight is pruned on its own, as Distiller did).
     Returns:
         ``{param_name: {sparsity: tuple(test_func result)}}`` (ordered as given).
     Raises:
-        ArgumentError: an unknown group or a level outside [0, 1].
+        ArgumentError: an unknown group, a level outside [0, 1], or no 2D/4D weight in ``net_params``.
         UnmatchedNameError: a name of ``net_params`` is not a parameter of ``model``.
 
     Example:
-        >>> sens = perform_sensitivity_analysis(model, ['conv1.weight'], [0.0, 0.5, 0.9], test, 'filter')
+        >>> sens = perform_sensitivity_analysis(model, ['conv1.weight'], [0.0, 0.5, 0.9], test, 'filter',
+        ...                                     dummy_input=torch.randn(1, 3, 32, 32))
         >>> sensitivities_to_csv(sens, 'sensitivity.csv')
     """
     net_params = [net_params] if isinstance(net_params, str) else list(net_params)
     _check_arguments(model, net_params, sparsities, group)
+    pruned = copy.deepcopy(model)
+    masks_of = _masks_function(pruned, group, dummy_input)
     sensitivities: Sensitivities = OrderedDict()
-    for param_name in net_params:
-        if model.get_parameter(param_name).dim() not in (2, 4):
-            continue
-        pruned = copy.deepcopy(model)
-        weight = pruned.get_parameter(param_name)
-        original = weight.detach().clone()
+    for param_name in _prunable(model, net_params):
         sensitivity = OrderedDict()
         for level in sparsities:
             level = float(level)
             msglogger.info("Testing sensitivity of %s [%.1f%% %s sparsity]", param_name, 100 * level, group)
-            with torch.no_grad():
-                weight.copy_(original * _pruning_mask(original, level, group))
-            sensitivity[level] = tuple(test_func(model=pruned))
+            with _masked(pruned, masks_of(param_name, level)):
+                sensitivity[level] = tuple(test_func(model=pruned))
         sensitivities[param_name] = sensitivity
     return sensitivities
+
+
+@contextlib.contextmanager
+def _masked(model: nn.Module, masks: Masks) -> Iterator[None]:
+    """Runs the block with ``model``'s parameters multiplied by ``masks``, and restores them afterwards."""
+    originals = {name: model.get_parameter(name).detach().clone() for name in masks}
+    with torch.no_grad():
+        for name, mask in masks.items():
+            param = model.get_parameter(name)
+            param.mul_(mask.to(device=param.device, dtype=param.dtype))
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, original in originals.items():
+                model.get_parameter(name).copy_(original)
 
 
 def _score_names(sensitivities: Sensitivities) -> list[str]:

@@ -60,3 +60,51 @@ def test_sensitivities_to_csv(tmp_path):
         rows = list(csv.reader(f))
     assert rows == [["parameter", "sparsity", "top1", "top5", "loss"], ["conv.weight", "0.0", "91.0", "99.5", "0.3"],
                     ["conv.weight", "0.5", "88.0", "99.0", "0.4"]]
+
+
+def zero_filters_everywhere(model):
+    """Which output positions of the residual stream are zero in each tensor that holds them."""
+    def zero(tensor, dim=0):
+        norms = tensor.detach().abs().transpose(0, dim).reshape(tensor.shape[dim], -1).sum(1)
+        return norms.eq(0).nonzero().flatten().tolist()
+    return (zero(model.conv1.weight), zero(model.bn1.weight), zero(model.block_conv2.weight),
+            zero(model.block_bn2.bias), zero(model.block_conv1.weight, dim=1), zero(model.fc.weight, dim=1))
+
+
+def test_filter_sensitivity_with_an_example_input_prunes_the_coupled_layers_as_thinning_would():
+    from distiller.testing import TinyResidualNet
+    torch.manual_seed(0)
+    model = TinyResidualNet(width=8)
+    with torch.no_grad():
+        for bn in (model.bn1, model.block_bn2):
+            bn.bias.uniform_(0.5, 1.0)  # non-zero, so zeroing shows
+    original = {name: p.clone() for name, p in model.named_parameters()}
+    weakest = model.conv1.weight.detach().abs().flatten(1).sum(1).argsort()[:4].sort().values.tolist()
+
+    sens = perform_sensitivity_analysis(model, ["conv1.weight"], [0.5], zero_filters_everywhere, "filter",
+                                        dummy_input=torch.zeros(1, 3, 8, 8))
+    # conv1's 4 weakest filters are removed from the whole residual stream: the block's last conv adds to it,
+    # both BatchNorms pass it, the block's first conv and the classifier read it
+    assert sens["conv1.weight"][0.5] == (weakest,) * 6
+    alone = perform_sensitivity_analysis(model, ["conv1.weight"], [0.5], zero_filters_everywhere, "filter")
+    assert alone["conv1.weight"][0.5] == (weakest, [], [], [], [], [])
+    assert all(torch.equal(p, original[name]) for name, p in model.named_parameters())
+
+
+def test_channel_sensitivity_with_an_example_input_zeroes_the_producing_filters():
+    from distiller.testing import TinyResidualNet
+    torch.manual_seed(1)
+    model = TinyResidualNet(width=8)
+    weakest = model.block_conv2.weight.detach().abs().transpose(0, 1).flatten(1).sum(1).argsort()[:2]
+
+    def zeros(model):
+        return (model.block_conv1.weight.detach().flatten(1).abs().sum(1).eq(0).nonzero().flatten().tolist(),)
+
+    sens = perform_sensitivity_analysis(model, ["block_conv2.weight"], [0.25], zeros, "channel",
+                                        dummy_input=torch.zeros(1, 3, 8, 8))
+    assert sens["block_conv2.weight"][0.25] == (weakest.sort().values.tolist(),)
+
+
+def test_no_prunable_weight_is_an_argument_error(model):
+    with pytest.raises(ArgumentError, match="prunes 2D or 4D weights .* none of the 1 parameters given"):
+        perform_sensitivity_analysis(model, ["2.bias"], [0.5], zeros_of("0.weight"), "element")
