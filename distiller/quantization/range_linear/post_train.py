@@ -305,6 +305,8 @@ class PostTrainLinearQuantizer(Quantizer):
         self.share_producer_quant_params()
 
     def _batchnorm_pairs(self, model: nn.Module) -> list[tuple[str, str]]:
+        if not any(isinstance(module, _BatchNorm) for module in model.modules()):
+            return []  # nothing to fold: no need to trace (nor to warn when tracing fails)
         try:
             return find_batchnorm_pairs(model)
         except GraphCaptureError as err:

@@ -69,3 +69,11 @@ def test_distiller_lstm_gates_and_embedding_are_quantized_and_stay_close(calibra
     output = model(tokens)
     assert not torch.equal(output, expected)  # it is quantized ...
     torch.testing.assert_close(output, expected, atol=0.02, rtol=0.0)  # ... and close to the float model
+
+
+def test_untraceable_model_without_batchnorm_quantizes_without_folding_warning(tokens, caplog):
+    model = TinyLM(DistillerLSTM(8, 8, dropout=0.0)).eval()  # torch.fx cannot trace the time loop
+    with caplog.at_level("WARNING"):
+        PostTrainLinearQuantizer(model).prepare_model(tokens)
+    assert isinstance(model.decoder, RangeLinearQuantWrapper)
+    assert "BatchNorm" not in caplog.text
