@@ -14,7 +14,9 @@ Runs are interleaved (plain, distiller_agp, torch_prune, plain, ...); each run t
 training steps after a warm-up. Prints one JSON object per variant (median step time) and a summary line
 with the ratios to ``plain``, the host time spent inside the scheduler's callbacks per step (a direct
 overhead measure that stays readable when a busy machine makes whole-step ratios noisy), the time of one
-AGP mask update (once per pruning epoch) and the machine, including its load average.
+AGP mask update (once per pruning epoch), the memory of the masks against the weights they mask
+(:func:`distiller.masking.mask_memory_report`: bool masks, and what bit-packing them would take) and the
+machine, including its load average.
 
 Example::
 
@@ -32,6 +34,7 @@ import torch
 import torch.nn.utils.prune as torch_prune
 
 import distiller
+from distiller.masking import mask_memory_report
 from distiller.metrics import sparsity
 from distiller.models import create_model
 
@@ -138,7 +141,7 @@ def build_variants(base, device, final_sparsity):
 def weight_sparsity(model, names):
     """Mean per-layer sparsity of the effective weights (``weight`` attributes, masked for torch prune)."""
     modules = dict(model.named_modules())
-    return statistics.fmean(sparsity(getattr(modules[n.rsplit(".", 1)[0]], "weight")) for n in names)
+    return statistics.fmean(sparsity(modules[n.rsplit(".", 1)[0]].weight) for n in names)
 
 
 def machine_info(device, args):
@@ -178,12 +181,17 @@ def main(args):
                           "step_ms": [round(t, 3) for t in variant.times_ms],
                           "mean_layer_sparsity": round(weight_sparsity(variant.model, weights), 4), **info}))
     callbacks_ms = statistics.median(variants[1].callback_ms)
+    memory = mask_memory_report(variants[1].scheduler)
     print(json.dumps({"bench": "scheduler_overhead", "summary": True,
                       "ratio_distiller_agp_vs_plain": round(medians["distiller_agp"] / medians["plain"], 4),
                       "scheduler_callbacks_ms_per_step": round(callbacks_ms, 3),
                       "callbacks_share_of_plain_step": round(callbacks_ms / medians["plain"], 5),
                       "ratio_torch_prune_vs_plain": round(medians["torch_prune"] / medians["plain"], 4),
                       "agp_mask_update_ms_per_epoch": round(agp_mask_ms, 3),
+                      "mask_bytes": memory.mask_bytes, "masked_weight_bytes": memory.weight_bytes,
+                      "mask_to_weight": round(memory.mask_to_weight, 4),
+                      "mask_to_bf16_weight": round(memory.mask_to_bf16_weight, 4),
+                      "packed_mask_to_bf16_weight": round(memory.packed_to_bf16_weight, 4),
                       "pruned_layers": len(weights), **info}))
 
 

@@ -67,7 +67,8 @@ class PruningPolicyArgs:
         mini_batch_pruning_frequency: also prune every N mini-batches (0: only at epoch begin).
         mask_on_forward_only: soft pruning (mask for the forward pass only).
         mask_gradients: zero masked gradients through a hook.
-        use_double_copies: loss on masked weights, update of unmasked weights.
+        use_double_copies: loss on masked weights, update of unmasked weights. Costs a full copy of each such
+            weight during every step (+1x their bytes); ``mask_on_forward_only`` alone keeps no copy.
         discard_masks_at_minibatch_end: drop the masks after each mini-batch.
         skip_first_minibatch: first mask after one optimizer step.
         fold_batchnorm: rank each weight as if the BatchNorm right after its layer were folded into it

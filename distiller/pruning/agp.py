@@ -157,4 +157,4 @@ class AutomatedGradualPruner(AutomatedGradualPrunerBase):
         if self.pruning_fn is not None:
             self.pruning_fn(param, param_name, zeros_mask_dict, target_sparsity, model)
             return
-        zeros_mask_dict[param_name].mask = create_mask_level_criterion(param, target_sparsity)
+        zeros_mask_dict[param_name].mask = create_mask_level_criterion(param, target_sparsity, dtype=torch.bool)

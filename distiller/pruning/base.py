@@ -4,7 +4,7 @@ A pruner decides masks; it never touches weights. The :class:`~distiller.policy.
 schedules it resolves :meth:`ParameterPruner.targets` against the model once (an unmatched name is an
 error, not "0% sparsity"), then calls :meth:`ParameterPruner.set_param_mask` for each targeted
 parameter at the scheduled epochs / mini-batches. The mask is stored in ``zeros_mask_dict[name].mask``
-(a tensor of 0/1 with the parameter's shape, dtype and device); the scheduler applies it.
+(a 0/1 tensor with the parameter's shape and device, stored as ``torch.bool``); the scheduler applies it.
 """
 from __future__ import annotations
 

@@ -196,12 +196,12 @@ class DependencyMasks:
         params = dict(named_scheduled_parameters(model))
         companions = {name for name in masks if name not in targeted}
         for name in self.companions - companions:
-            zeros_mask_dict[name].mask = torch.ones_like(params[name])
+            zeros_mask_dict[name].mask = torch.ones_like(params[name], dtype=torch.bool)
         for name in companions:
             masker = zeros_mask_dict[name]
             masker.mask_on_forward_only = template.mask_on_forward_only
             masker.use_double_copies = template.use_double_copies
-            masker.mask = masks[name].to(device=params[name].device, dtype=params[name].dtype)
+            masker.mask = masks[name].to(device=params[name].device, dtype=torch.bool)
             if not masker.is_soft:
                 masker.mask_tensor(params[name])
         self.companions = companions

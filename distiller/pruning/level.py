@@ -47,4 +47,5 @@ class SparsityLevelParameterPruner(PerParameterValuePruner):
         self.values = dict(check_value(type(self).__name__, "levels", Regims[Fraction], levels))
 
     def set_param_mask(self, param: torch.Tensor, param_name: str, zeros_mask_dict: MaskDict, meta: Meta) -> None:
-        zeros_mask_dict[param_name].mask = create_mask_level_criterion(param, self.value_for(param_name))
+        zeros_mask_dict[param_name].mask = create_mask_level_criterion(param, self.value_for(param_name),
+                                                                        dtype=torch.bool)

@@ -1,6 +1,7 @@
 """Element-wise mask criteria: pure functions from a tensor to a 0/1 mask of the same shape.
 
-Every helper returns a new tensor with the input's shape, dtype and device (1 = keep, 0 = prune); none of
+Every helper returns a new tensor with the input's shape, dtype and device (1 = keep, 0 = prune; a ``dtype``
+argument where offered, e.g. ``torch.bool`` as masks are stored); none of
 them modifies its input, copies it to the CPU or tracks gradients. :func:`mask_tensor` applies a mask.
 
 Example:
@@ -55,7 +56,8 @@ def pruned_element_count(numel: int, desired_sparsity: float) -> int:
     return min(numel, math.floor(desired_sparsity * numel + _COUNT_EPSILON))
 
 
-def create_mask_level_criterion(tensor: torch.Tensor, desired_sparsity: float) -> torch.Tensor:
+def create_mask_level_criterion(tensor: torch.Tensor, desired_sparsity: float,
+                                dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """Prunes exactly ``floor(desired_sparsity * numel)`` elements: those with the smallest magnitudes.
 
     Unlike a magnitude threshold, the count is exact even when magnitudes tie (e.g. elements that an
@@ -66,8 +68,9 @@ def create_mask_level_criterion(tensor: torch.Tensor, desired_sparsity: float) -
     Args:
         tensor: a floating-point tensor.
         desired_sparsity: fraction of elements to prune, in [0, 1].
+        dtype: the mask's dtype (default: ``tensor``'s; pruners store ``torch.bool``, a quarter of float32).
     Returns:
-        0/1 mask in ``tensor``'s dtype and device with exactly that many zeros.
+        0/1 mask in ``dtype`` on ``tensor``'s device with exactly that many zeros.
     Raises:
         ValueError: for a sparsity outside [0, 1].
     """
@@ -77,12 +80,12 @@ def create_mask_level_criterion(tensor: torch.Tensor, desired_sparsity: float) -
     with torch.no_grad():
         magnitudes = tensor.detach().abs().reshape(-1)
         if num_pruned <= numel - num_pruned:
-            mask = torch.ones_like(tensor)
+            mask = torch.ones_like(tensor, dtype=dtype)
             if num_pruned:
                 smallest = torch.topk(magnitudes, num_pruned, largest=False, sorted=False).indices
                 mask.view(-1).index_fill_(0, smallest, 0)
         else:
-            mask = torch.zeros_like(tensor)
+            mask = torch.zeros_like(tensor, dtype=dtype)
             kept = numel - num_pruned
             if kept:
                 largest = torch.topk(magnitudes, kept, largest=True, sorted=False).indices

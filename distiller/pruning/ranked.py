@@ -192,7 +192,7 @@ class RankedStructureParameterPruner(ParameterPruner):
         else:
             keep = self.structure_keep_mask(param, param_name, target_sparsity, model)
         mask = expand_structure_mask(keep.to(param.device), param.shape, self.group_type, self.block_shape)
-        zeros_mask_dict[param_name].mask = mask.to(param.dtype)
+        zeros_mask_dict[param_name].mask = mask
         self.logging_fn(f"{self.name}: {param_name} keeps {int(keep.sum())}/{keep.numel()} {self.group_type} "
                         f"(target sparsity {target_sparsity:.3f})")
 
@@ -213,12 +213,12 @@ class RankedStructureParameterPruner(ParameterPruner):
         targeted = self._targeted_params(model)
         ranked = sum(max(p.shape[:2]) for _, p in targeted)   # no group ranks more channels than this
         if not self.importance.prunes(ranked, target_sparsity, self.group_size, self.rounding_fn):
-            return {name: torch.ones_like(param) for name, param in targeted}
+            return {name: torch.ones_like(param, dtype=torch.bool) for name, param in targeted}
         assert self.dependency is not None  # only called with group_dependency 'Graph'
         masks = self.dependency.masks(model, targeted, self.group_type, self.score, self.importance,
                                       target_sparsity, self.group_size, self.rounding_fn, self.noise)
         params = dict(targeted)
-        return {name: mask.to(device=params[name].device, dtype=params[name].dtype) if name in params else mask
+        return {name: mask.to(device=params[name].device, dtype=torch.bool) if name in params else mask
                 for name, mask in masks.items()}
 
     def _shared(self, step: Optional[float], target_sparsity: float, model: torch.nn.Module,

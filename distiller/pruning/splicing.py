@@ -110,7 +110,7 @@ class SplicingPruner(PerParameterValuePruner):
         masker = zeros_mask_dict[param_name]
         with torch.no_grad():
             magnitudes = param.detach().abs()
-            mask = torch.ones_like(param) if masker.mask is None else masker.mask.to(param.dtype, copy=True)
+            mask = torch.ones_like(param, dtype=torch.bool) if masker.mask is None else masker.mask.clone()
             mask.masked_fill_(magnitudes < low, 0).masked_fill_(magnitudes >= high, 1)
         masker.mask = mask
 

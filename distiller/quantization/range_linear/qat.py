@@ -136,6 +136,13 @@ class QuantAwareTrainRangeLinearQuantizer(Quantizer):
             model that ``torch.fx`` can trace).
         freeze_bn_delay: with ``fold_bn``, training steps after which BN statistics are frozen.
 
+    Memory: every quantized weight is held twice, as the trained full-precision Parameter ``float_weight`` and
+    as the ``weight`` buffer of the same dtype and shape holding its fake-quantized values (+1x the quantized
+    weights' bytes, plus the optimizer state of the float copy as without quantization).
+    :func:`distiller.masking.mask_memory_report` reports it as ``quantized_buffer_bytes``. There is no
+    cheaper variant here: the buffer is what the forward pass, checkpoints, thinning and export read.
+    Pruning masks on the float copies cost 1 byte per element (bool) or 1/8 byte packed.
+
     YAML::
 
         linear_quantizer:

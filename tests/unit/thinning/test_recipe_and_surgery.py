@@ -79,8 +79,8 @@ def test_optimizer_state_gradients_and_masks_are_sliced(optimizer_class):
     model(torch.randn(2, 3, 5, 5)).sum().backward()
     optimizer.step()
     scheduler = CompressionScheduler(model)
-    mask = torch.ones_like(model.conv2.weight)
-    mask[:, 1] = 0
+    mask = torch.ones_like(model.conv2.weight, dtype=torch.bool)
+    mask[:, 1] = False
     scheduler.zeros_mask_dict["conv2.weight"].mask = mask
     before = {name: {k: v.clone() for k, v in optimizer.state[p].items()} for name, p in model.named_parameters()}
     grad = model.conv1.weight.grad.clone()
