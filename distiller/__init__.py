@@ -5,7 +5,7 @@ Importing it has no side effects beyond registering the library's classes in
 """
 from ._version import __version__
 from . import (apputils, data_loggers, graph, lr_schedulers, metrics, models, modules, norms, pruning, quantization,
-               registry, regularization, summaries, thinning, thresholding, utils)
+               registry, regularization, summaries, thinning, thresholding, transformers, utils)
 from .config import config_component_from_file_by_class, describe_schedule, dict_config, file_config
 from .errors import (ArgumentError, CheckpointError, InputFileError, MissingDependencyError, ScheduleError,
                      UnmatchedNameError, UserError)
@@ -25,7 +25,7 @@ __all__ = [
     "__version__",
     # subpackages
     "apputils", "data_loggers", "graph", "lr_schedulers", "metrics", "models", "modules", "norms", "pruning",
-    "quantization", "registry", "regularization", "summaries", "thinning", "thresholding", "utils",
+    "quantization", "registry", "regularization", "summaries", "thinning", "thresholding", "transformers", "utils",
     # scheduling
     "CompressionScheduler", "ParameterMasker", "create_model_masks_dict",
     "ScheduledTrainingPolicy", "PruningPolicy", "RegularizationPolicy", "QuantizationPolicy", "LRPolicy",

@@ -230,8 +230,8 @@ class Quantizer:
         Raises:
             RuntimeError: called twice on this quantizer, or the model was prepared with another
                 configuration.
-            distiller.errors.ArgumentError: a setting that cannot be applied (see :meth:`check_settings`),
-                before anything changes.
+            distiller.errors.ArgumentError: a setting that cannot be applied (see :meth:`check_settings`), or a
+                ``torch.nn.MultiheadAttention`` layer, before anything changes.
         """
         if self.prepared:
             raise RuntimeError(f"{type(self).__name__}.prepare_model() was already called on this quantizer")
@@ -251,6 +251,7 @@ class Quantizer:
             if any(name.rsplit(".", 1)[-1] in fp_copies for name, _ in self.model.named_parameters()):
                 raise RuntimeError("the model already holds quantization float copies (float_* parameters) from "
                                    "another quantizer; build a fresh model")
+            self._refuse_packed_attention()
             self.check_settings()
             replaced = set(self._pre_prepare_model(dummy_input) or ())
             if replaced:
@@ -280,6 +281,16 @@ class Quantizer:
             distiller.errors.ArgumentError: activation bit widths on a model without modules to quantize them.
         """
         self._plan_replacements(skip=set())
+
+    def _refuse_packed_attention(self) -> None:
+        """``torch.nn.MultiheadAttention`` keeps its projections as raw parameters that no quantizer replaces (and
+        ``nn.TransformerEncoderLayer`` reads its norms' attributes, which wrappers do not have): refused by name."""
+        packed = [name for name, module in self.model.named_modules() if type(module) is nn.MultiheadAttention]
+        if packed:
+            raise ArgumentError(f"{type(self).__name__}: '{packed[0]}' is a torch.nn.MultiheadAttention, whose "
+                                f"projections no quantizer can replace; convert the model first with "
+                                f"distiller.transformers.convert_attention(model) (same outputs, nn.Linear "
+                                f"projections)")
 
     def _model_key(self) -> nn.Module:
         return inner_model(self.model)

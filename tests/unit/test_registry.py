@@ -3,7 +3,8 @@ effect and resumed from its saved state.
 
 The examples are the classes' ``YAML::`` docstring blocks (or the ``example=`` given at registration), read
 through ``Registry.example``: a class is tested here the moment it is registered, and fails until its docstring
-shows one instance that runs on :class:`distiller.testing.TinyCNN`. Pruners, regularizers and quantizers run
+shows one instance that runs on :class:`distiller.testing.TinyCNN` (or on the model :data:`TEST_MODELS` names for
+classes that need other layers, e.g. attention heads). Pruners, regularizers and quantizers run
 for two epochs; thinning extensions must remove the structures a pruner zeroed (other extensions' effects are
 tested in their own files). Each is then rebuilt from the same example on a fresh model, which loads the
 scheduler's saved state (through ``torch.load(weights_only=True)``) and must hold the same policy states and
@@ -21,10 +22,13 @@ import distiller
 from distiller import registry
 from distiller.apputils.checkpoint_fit import replay_model_transforms
 from distiller.quantization.replay import replay_quantization
-from distiller.testing import TinyCNN, train_with_scheduler
+from distiller.testing import TinyCNN, TinyTransformer, train_with_scheduler
 from distiller.thinning import StructureRemover
 
 TRAINED_SECTIONS = ("pruners", "regularizers", "quantizers")
+#: Classes whose examples need layers TinyCNN lacks -> the tiny model (same 3x8x8 inputs) they run on.
+TEST_MODELS = {name: TinyTransformer for name in ("AttentionHeadPruner", "AttentionHeadPruner_AGP", "FFNNeuronPruner",
+                                                  "FFNNeuronPruner_AGP")}
 REGISTERED = [(section, name) for section in TRAINED_SECTIONS for name in registry.list_classes(section)]
 
 
@@ -44,11 +48,12 @@ def one_policy_schedule(section: str, class_name: str, epochs: list[int]) -> dic
 
 
 def build(schedule: dict[str, Any], transforms: Sequence[dict[str, Any]] = ()
-          ) -> tuple[TinyCNN, torch.optim.Optimizer, distiller.CompressionScheduler]:
-    """A seeded TinyCNN with ``transforms`` replayed on it (as ``load_checkpoint`` does), its optimizer and
-    the scheduler of ``schedule``."""
+          ) -> tuple[torch.nn.Module, torch.optim.Optimizer, distiller.CompressionScheduler]:
+    """A seeded TinyCNN (or the TEST_MODELS entry of the schedule's class) with ``transforms`` replayed on it (as
+    ``load_checkpoint`` does), its optimizer and the scheduler of ``schedule``."""
     torch.manual_seed(0)
-    model = TinyCNN()
+    instances = [instance["class"] for section in TRAINED_SECTIONS for instance in schedule.get(section, {}).values()]
+    model = next((TEST_MODELS[name] for name in instances if name in TEST_MODELS), TinyCNN)()
     replay_model_transforms(model, list(transforms))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     return model, optimizer, distiller.config.dict_config(model, optimizer, schedule)
