@@ -30,7 +30,8 @@ from torch import nn
 
 from ..apputils.data_loaders import first_batches
 from ..errors import ArgumentError, InputFileError, ScheduleError, UserError, suggest
-from ..quantization.export.pytorch_int8 import BACKENDS
+from ..quantization.export.inductor import check_cpp_compiler
+from ..quantization.export.pytorch_int8 import BACKENDS, X86_BACKENDS
 from ..quantization.fp8 import FP8_SCALINGS
 from ..quantization.lapq import LAPQ_INIT_MODES
 from ..quantization.overrides import override_pattern
@@ -121,10 +122,15 @@ def add_post_train_quant_args(argparser: argparse.ArgumentParser, add_lapq_args:
                        help="Enables scale factor approximation using integer multiply + bit shift, using this "
                             "number of bits the integer multiplier")
     group.add_argument("--qe-save-fp-weights", action="store_true", help="Allow weights requantization")
+    group.add_argument("--qe-compile", action="store_true",
+                       help="Lower the quantized model to PT2E and compile it to int8 CPU kernels with inductor "
+                            "(needs a C++ compiler; fast with torchao installed), evaluate it and check its "
+                            "agreement with the simulated model")
     group.add_argument("--qe-convert-pytorch", "--qept", action="store_true",
-                       help="Convert the model to PyTorch native integer modules and evaluate it too")
+                       help="Distiller's name for --qe-compile")
     group.add_argument("--qe-pytorch-backend", default="x86", choices=BACKENDS,
-                       help="When --qe-convert-pytorch is set, the PyTorch quantization backend to use")
+                       help="Distiller's quantized engine for --qe-convert-pytorch; the x86 ones all compile for "
+                            "this CPU, qnnpack is no longer supported")
     group.add_argument("--qe-export-onnx", action="store_true",
                        help="Also export the quantized model as QDQ ONNX (quantized_qdq.onnx in the run "
                             "directory) and evaluate it with ONNX Runtime")
@@ -274,12 +280,25 @@ def quantizer_from_args(model: nn.Module, args: argparse.Namespace,
         return PostTrainLinearQuantizer(model, **kwargs)
 
 
+def _check_compile_flags(args: argparse.Namespace) -> None:
+    """--qe-compile / --qe-convert-pytorch: static ranges, an x86 engine and a C++ compiler."""
+    flag = "--qe-compile" if getattr(args, "qe_compile", False) else "--qe-convert-pytorch"
+    if args.qe_dynamic:
+        raise ArgumentError(f"{flag} lowers to int8 kernels with static activation ranges: drop --qe-dynamic")
+    if args.qe_pytorch_backend not in X86_BACKENDS:
+        raise ArgumentError(f"--qe-pytorch-backend {args.qe_pytorch_backend}: the int8 lowering compiles for x86 "
+                            f"CPUs ({', '.join(X86_BACKENDS)}); the deprecated qnnpack modules are not supported")
+    check_cpp_compiler()
+
+
 def _check_flags(args: argparse.Namespace) -> None:
     """The flag checks that need neither the model nor the data."""
     if args.qe_stats_file and not os.path.isfile(args.qe_stats_file):
         raise InputFileError(f"--qe-stats-file: no such file '{args.qe_stats_file}'")
     if not args.qe_config_file and parse_clip_mode(args.qe_clip_acts) == ClipMode.N_STD and args.qe_clip_n_stds is None:
         raise ArgumentError("--qe-clip-acts n_std needs --qe-clip-n-stds (the number of standard deviations)")
+    if getattr(args, "qe_compile", False) or getattr(args, "qe_convert_pytorch", False):
+        _check_compile_flags(args)
     if not getattr(args, "qe_lapq", False):
         return
     if args.qe_dynamic:
@@ -378,8 +397,9 @@ def quantize_and_evaluate(model: nn.Module, args: argparse.Namespace, test_loade
     ``--qe-calibration`` of the test set (default 0.1) unless ``--qe-stats-file``, ``--qe-dynamic`` or a
     ``--qe-config-file`` with ``model_activation_stats`` is given, optionally runs LAPQ (``--qe-lapq``),
     evaluates, saves ``quantized_checkpoint.pth.tar`` in ``run_dir`` (it reloads with ``load_checkpoint`` on a
-    fresh model), and with ``--qe-convert-pytorch`` / ``--qe-export-onnx`` converts/exports the model,
-    evaluates the integer versions and checks their agreement with the simulated model on the whole test set.
+    fresh model), and with ``--qe-compile`` (or ``--qe-convert-pytorch``) / ``--qe-export-onnx`` compiles/exports
+    the model, evaluates the integer versions and checks their agreement with the simulated model (and with each
+    other) on the whole test set.
 
     Args:
         model: the trained float model (quantized in place).
@@ -393,8 +413,7 @@ def quantize_and_evaluate(model: nn.Module, args: argparse.Namespace, test_loade
         distiller.errors.ScheduleError, distiller.errors.ArgumentError, distiller.errors.InputFileError: see
             :func:`check_quantization_args` (raised before any data is read).
     """
-    from ..quantization.export import OnnxRuntimeModule, convert_distiller_ptq_model_to_pytorch, export_onnx_qdq
-    from ..quantization.export import parity_check
+    from ..quantization.export import OnnxRuntimeModule, compile_int8, export_onnx_qdq, format_parity, parity_check
 
     check_quantization_args(model, args)
     stats = _calibration_stats(model, args, test_loader, test_fn, run_dir)
@@ -411,15 +430,17 @@ def quantize_and_evaluate(model: nn.Module, args: argparse.Namespace, test_loade
     results["checkpoint"] = _save_quantized_checkpoint(model, quantizer, arch, scheduler, run_dir, epoch,
                                                        {"quantized_top1": results["quantized"]["Top1"]})
     converted = onnx_path = None
-    if args.qe_convert_pytorch:
-        converted = convert_distiller_ptq_model_to_pytorch(model, dummy_input, backend=args.qe_pytorch_backend)
+    if getattr(args, "qe_compile", False) or args.qe_convert_pytorch:
+        converted = compile_int8(model, dummy_input)
         results["pytorch_int8"] = test_fn(converted, test_loader)
-        msglogger.info("PyTorch int8 (%s) model: top1 %.2f", args.qe_pytorch_backend, results["pytorch_int8"]["Top1"])
+        msglogger.info("Compiled int8 model (%s fusion, %d of %d conv/linear layers int8): top1 %.2f",
+                       converted.fusion, converted.int8_layers, converted.quantized_layers,
+                       results["pytorch_int8"]["Top1"])
     if args.qe_export_onnx:
         onnx_path = export_onnx_qdq(model, dummy_input, os.path.join(run_dir, "quantized_qdq.onnx"))
         results["onnxruntime"] = test_fn(OnnxRuntimeModule(onnx_path), test_loader)
         msglogger.info("ONNX Runtime QDQ model (%s): top1 %.2f", onnx_path, results["onnxruntime"]["Top1"])
     if converted is not None or onnx_path is not None:
         results["parity"] = parity_check(model, test_loader, converted, onnx_path)
-        msglogger.info("Agreement with the simulated model: %s", results["parity"])
+        msglogger.info("Agreement of the deployed models:\n%s", format_parity(results["parity"]))
     return results

@@ -39,7 +39,7 @@ from torch import fx, nn
 
 from ...errors import MissingDependencyError
 from ..range_linear.param_wrappers import RangeLinearQuantParamLayerWrapper
-from .pytorch_int8 import accumulator_grid_bias
+from .integers import accumulator_grid_bias
 from .walk import Emitter, OutputModules, QParams, cpu_model, walk_quantized_model
 
 if TYPE_CHECKING:  # onnx is imported where it is used (it is slow to import)
@@ -268,7 +268,7 @@ def export_onnx_qdq(model: nn.Module, dummy_input: Any, path: _Path) -> _Path:
     Returns:
         ``path``. The file passes ``onnx.checker.check_model``.
     Raises:
-        ExportError: as :func:`convert_distiller_ptq_model_to_pytorch` (except that quantized matmuls are
+        ExportError: as :func:`~.pt2e.to_pt2e` (except that quantized matmuls are
             supported).
         MissingDependencyError: the ``onnxscript`` package (needed by PyTorch's exporter) is not installed.
     Example:

@@ -1,4 +1,4 @@
-"""Agreement between a simulated quantized model and its deployed forms (PyTorch int8, ONNX Runtime)."""
+"""Agreement between a simulated quantized model and its deployed forms (compiled int8, ONNX Runtime)."""
 from __future__ import annotations
 
 import os
@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Optional, Union
 
 import numpy as np
+import tabulate
 import torch
 from torch import nn
 
@@ -13,7 +14,10 @@ from ...errors import ArgumentError
 from ...utils import model_device
 from .onnx_qdq import import_onnx_package
 
-__all__ = ["parity_check", "OnnxRuntimeModule"]
+__all__ = ["parity_check", "format_parity", "OnnxRuntimeModule"]
+
+#: Readable names of the forms in a parity result.
+_FORMS = {"pytorch_int8": "compiled int8 (PyTorch)", "onnxruntime": "ONNX Runtime QDQ"}
 
 
 def _inputs_of(batch: Any) -> torch.Tensor:
@@ -34,13 +38,14 @@ def parity_check(sim_model: nn.Module, data: Iterable[Any], converted_model: Opt
     Args:
         sim_model: the model prepared by :class:`PostTrainLinearQuantizer`.
         data: an iterable of batches: input tensors or ``(input, target, ...)`` tuples (a DataLoader).
-        converted_model: the result of :func:`convert_distiller_ptq_model_to_pytorch` (runs on CPU).
+        converted_model: the compiled int8 model of :func:`~.inductor.compile_int8` (runs on CPU).
         onnx_path: an ONNX file from :func:`export_onnx_qdq`, run with ONNX Runtime on CPU.
         max_batches: stop after this many batches.
     Returns:
-        ``{'samples': n, 'pytorch_int8': {'top1_agreement': a, 'max_abs_diff': d}, 'onnxruntime': {...}}``
-        (entries only for the forms given); agreement is the fraction of samples whose arg-max output
-        matches the simulated model's, the difference is the largest absolute output difference.
+        ``{'samples': n, 'pytorch_int8': {'top1_agreement': a, 'max_abs_diff': d}, 'onnxruntime': {...},
+        'pytorch_int8_vs_onnxruntime': {...}}`` (entries only for the forms given; the last one compares the
+        two deployed forms with each other); agreement is the fraction of samples whose arg-max output
+        matches the reference's, the difference is the largest absolute output (logit) difference.
     Raises:
         ArgumentError: neither ``converted_model`` nor ``onnx_path`` given, or ``data`` yields no batch.
     """
@@ -71,7 +76,21 @@ def parity_check(sim_model: nn.Module, data: Iterable[Any], converted_model: Opt
         result["pytorch_int8"] = _compare(reference, converted)
     if ort:
         result["onnxruntime"] = _compare(reference, ort)
+    if converted and ort:
+        result["pytorch_int8_vs_onnxruntime"] = _compare(ort, converted)
     return result
+
+
+def format_parity(result: dict[str, Any]) -> str:
+    """A :func:`parity_check` result as a table: one row per comparison (agreement in %, max logit difference)."""
+    rows = []
+    for key, entry in result.items():
+        if isinstance(entry, dict):
+            model, _, reference = key.partition("_vs_")
+            rows.append([_FORMS[model], _FORMS[reference] if reference else "simulated model",
+                         f"{100 * entry['top1_agreement']:.2f}%", f"{entry['max_abs_diff']:.4g}"])
+    return tabulate.tabulate(rows, headers=[f"model ({result['samples']} samples)", "compared with",
+                                            "top-1 agreement", "max logit difference"], tablefmt="simple")
 
 
 class OnnxRuntimeModule(torch.nn.Module):

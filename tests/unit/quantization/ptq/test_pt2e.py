@@ -1,11 +1,17 @@
 """PT2E lowering (quantize/dequantize form with our parameters) and inductor int8 compilation."""
+import logging
+
 import pytest
 import torch
+from torch import nn
 
 from distiller.errors import MissingDependencyError
 from distiller.quantization import ExportError
 from distiller.quantization.export import build_qdq_model, compile_int8, parity_check, to_pt2e
-from distiller.quantization.export.pt2e import build_pt2e_model, check_cpp_compiler, int8_weight
+from distiller.quantization.export import inductor
+from distiller.quantization.export.inductor import OneDNNEmitter, check_cpp_compiler
+from distiller.quantization.export.integers import int8_weight
+from distiller.quantization.export.pt2e import build_pt2e_model
 
 ACTS_U8 = {"activations": "asym_u", "weights": "sym"}
 _QD = torch.ops.quantized_decomposed
@@ -58,16 +64,21 @@ def test_to_pt2e_exports_a_dynamic_batch_program(quantize, test_batch):
         assert program.module()(test_batch[:5]).shape[0] == 5
 
 
-def test_lowering_refuses_dynamic_ranges_naming_the_layer(quantize):
+def test_lowering_refuses_dynamic_ranges_naming_the_layer(quantize, test_batch):
     _, model = quantize(mode=ACTS_U8, model_activation_stats=None)
     with pytest.raises(ExportError, match="'conv1' uses dynamic activation ranges"):
         build_pt2e_model(model)
+    with pytest.raises(ExportError, match="'conv1' uses dynamic activation ranges"):  # before compiling anything
+        compile_int8(model, test_batch[:2])
 
 
-def test_lowering_refuses_other_bit_widths_naming_the_setting(quantize):
+def test_lowering_refuses_other_bit_widths_naming_the_setting(quantize, test_batch):
     _, model = quantize(mode=ACTS_U8, bits_parameters=4)
     with pytest.raises(ExportError, match="'conv1' uses 4-bit weights"):
         build_pt2e_model(model)
+    _, model = quantize(mode=ACTS_U8, overrides={"block.conv2": {"bits_activations": 6}})
+    with pytest.raises(ExportError, match="'block.conv2' has 6-bit activations"):
+        compile_int8(model, test_batch[:2])
 
 
 def test_missing_cpp_compiler_is_named(quantize, test_batch):
@@ -80,22 +91,90 @@ def test_missing_cpp_compiler_is_named(quantize, test_batch):
 
 def test_onednn_lowering_uses_int8_kernels_with_fused_relu(quantize):
     _, model = quantize(mode=ACTS_U8, per_channel_wts=True)
-    graph_module = build_pt2e_model(model, onednn=True)
+    graph_module = build_pt2e_model(model, OneDNNEmitter)
     targets = _targets(graph_module.graph)
     assert targets.count(torch.ops.onednn.qconv_pointwise.default) == 5
     assert targets.count(torch.ops.onednn.qlinear_pointwise.default) == 1
     assert torch.nn.functional.conv2d not in targets and _QD.dequantize_per_channel.default not in targets
 
 
+def test_missing_torchao_is_reported_not_raised(monkeypatch):
+    """Without torchao the fast path is off (False), but a broken install of something else still raises."""
+    import importlib
+
+    def missing(name):
+        raise ModuleNotFoundError(f"No module named {name!r}", name="torchao")
+    inductor.torchao_fusion_passes.cache_clear()
+    monkeypatch.setattr(importlib, "import_module", missing)
+    try:
+        assert inductor.torchao_fusion_passes() is False
+        inductor.torchao_fusion_passes.cache_clear()
+
+        def broken(name):
+            raise ModuleNotFoundError("No module named 'sympy'", name="sympy")
+        monkeypatch.setattr(importlib, "import_module", broken)
+        with pytest.raises(ModuleNotFoundError, match="sympy"):
+            inductor.torchao_fusion_passes()
+    finally:
+        monkeypatch.undo()
+        inductor.torchao_fusion_passes.cache_clear()
+
+
+class ConvAddPool(nn.Module):
+    """conv -> relu, a residual add with the pooled input, max-pool, linear: the tiny shapes of the zoo."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.relu = nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()
+        self.pool, self.fc = nn.MaxPool2d(2), nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.relu(self.conv(x)) + x), 1))
+
+
+@pytest.fixture
+def conv_add_pool():
+    from distiller.data_loggers import collect_quant_stats
+    from distiller.quantization import PostTrainLinearQuantizer
+    torch.manual_seed(0)
+    model, x = ConvAddPool().eval(), torch.randn(16, 4, 4, 4)
+    stats = collect_quant_stats(model, lambda m: m(x))
+    PostTrainLinearQuantizer(model, model_activation_stats=stats).prepare_model(x[:1])  # defaults: symmetric
+    return model, x
+
+
 @pytest.mark.slow  # inductor compiles C++ (tens of seconds on two cores)
-def test_compiled_int8_model_is_fused_and_matches(quantize, test_batch):
+def test_compiled_without_torchao_uses_explicit_kernels_and_warns(conv_add_pool, monkeypatch, caplog):
     from torch._dynamo.utils import counters
     check_cpp_compiler()
-    _, model = quantize(mode="sym", per_channel_wts=True)
+    model, x = conv_add_pool
+    monkeypatch.setattr(inductor, "torchao_fusion_passes", lambda: False)
+    inductor._warn_slow_path.cache_clear()
+    counters.clear()
+    with caplog.at_level(logging.WARNING, logger=inductor.__name__):
+        compiled = compile_int8(model, x)
+    assert [r.message for r in caplog.records if "torchao is not installed" in r.message]
+    assert compiled.fusion == "onednn" and compiled.int8_layers == compiled.quantized_layers == 2
+    assert counters["inductor"]["qconv_unary_lower_count"] == 1
+    assert counters["inductor"]["qlinear_unary_lower_count"] == 1
+    result = parity_check(model, [x], converted_model=compiled)
+    assert result["pytorch_int8"]["top1_agreement"] == 1.0
+    assert result["pytorch_int8"]["max_abs_diff"] <= 1.01 / model.fc.output_scale.item()
+
+
+@pytest.mark.slow  # inductor compiles C++ (tens of seconds on two cores)
+def test_compiled_with_torchao_fuses_every_layer_and_matches(quantize, test_batch):
+    pytest.importorskip("torchao")
+    from torch._dynamo.utils import counters
+    check_cpp_compiler()
+    _, model = quantize(per_channel_wts=True)  # the defaults: symmetric activations, as uint8 with zero point 128
     counters.clear()
     compiled = compile_int8(model, test_batch)
-    assert counters["inductor"]["qconv_unary_lower_count"] == 5
-    assert counters["inductor"]["qlinear_unary_lower_count"] == 1
+    assert compiled.fusion == "torchao" and compiled.int8_layers == compiled.quantized_layers == 6
+    assert counters["inductor"]["qconv_weight_prepack_matcher_count"] == 5
+    assert counters["inductor"]["qlinear_weight_prepack_matcher_count"] == 1
+    assert counters["inductor"]["qconv_unary_lower_count"] == 5  # conv (+relu) -> quantize as one int8 kernel
+    assert counters["inductor"]["qmaxpool2d_matcher_count"] == 1
     result = parity_check(model, [test_batch], converted_model=compiled)
     assert result["pytorch_int8"]["top1_agreement"] >= 0.95  # as the QDQ form on this model (close logits)
     assert result["pytorch_int8"]["max_abs_diff"] <= 2.01 / model.fc.output_scale.item()

@@ -10,8 +10,8 @@ import torch
 from distiller.cli.quantization import add_post_train_quant_args, check_quantization_args, quantizer_from_args
 from distiller.data_loggers import collect_quant_stats
 from distiller.models import create_model
-from distiller.quantization import (RangeLinearFakeQuantWrapper, RangeLinearQuantWrapper,
-                                    convert_distiller_ptq_model_to_pytorch)
+from distiller.quantization import RangeLinearFakeQuantWrapper, RangeLinearQuantWrapper
+from distiller.quantization.export.pt2e import build_pt2e_model
 from distiller.quantization.q_utils import ClipMode
 
 EXAMPLES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "examples", "quantization",
@@ -79,7 +79,7 @@ def test_fake_example_runs_the_first_layer_in_float_and_exports(resnet20_and_sta
     assert isinstance(model.conv1, RangeLinearFakeQuantWrapper) and model.conv1.relu_fused
     assert isinstance(model.relu, torch.nn.Identity) and not quantizer.inputs_quant_auto_fallback
     assert quantizer.shared_inputs[("layer1.0.conv1", 0)] == "conv1"
-    converted = convert_distiller_ptq_model_to_pytorch(model, batch[:1])
+    converted = build_pt2e_model(model)  # the graph compile_int8 compiles
     assert type(converted.get_submodule("conv1")) is torch.nn.Conv2d  # float, between (de)quantize
     with torch.no_grad():
         simulated, integer = model(batch), converted(batch)

@@ -1,0 +1,73 @@
+"""compress_classifier.py -e --quantize-eval --qe-compile / --qe-convert-pytorch on digits: the simulated model is
+lowered to PT2E, compiled to int8 by inductor, evaluated, and its agreement with the simulated model (and with
+the ONNX Runtime QDQ model) is logged as a table; bad combinations are refused before anything runs."""
+import os
+import re
+
+import pytest
+
+TRAIN = ["-a", "simplenet_cifar", "-b", "32", "--lr", "0.02", "--epochs", "6", "--det", "--seed", "3", "-p", "1000"]
+EVALUATE = ["-a", "simplenet_cifar", "-b", "128", "--etes", "1", "--det", "--seed", "3", "-e", "--quantize-eval"]
+
+
+@pytest.fixture(scope="module")
+def trained(run_classifier, tmp_path_factory):
+    """A simplenet_cifar checkpoint trained on digits for six epochs (a few seconds; confident logits)."""
+    result = run_classifier(*TRAIN, "-o", tmp_path_factory.mktemp("train"))
+    assert result.status == 0, result.stderr
+    assert result.summary["top1"] > 90
+    return os.path.join(result.run_dir, "checkpoint.pth.tar")
+
+
+def _log(result):
+    with open(os.path.join(result.run_dir, os.path.basename(result.run_dir) + ".log")) as f:
+        return f.read()
+
+
+@pytest.mark.slow  # trains for six epochs, compiles with inductor
+def test_qe_compile_agrees_with_the_simulated_and_onnx_models(run_classifier, trained, tmp_path):
+    result = run_classifier(*EVALUATE, "--qe-compile", "--qe-export-onnx", "--resume-from", trained, "-o", tmp_path)
+    assert result.status == 0, result.stderr
+    quantized = result.summary["quantized"]
+    parity = quantized["parity"]
+    assert parity["samples"] == 360  # the whole digits test set
+    for form in ("pytorch_int8", "onnxruntime", "pytorch_int8_vs_onnxruntime"):
+        assert parity[form]["top1_agreement"] >= 0.99, parity
+    assert abs(quantized["pytorch_int8"]["Top1"] - quantized["quantized"]["Top1"]) <= 1.0
+    log = _log(result)
+    assert "top-1 agreement" in log and "compiled int8 (PyTorch)  simulated model" in log
+    # every conv/linear layer of simplenet_cifar (2 + 3) runs as an int8 kernel, with or without torchao
+    assert re.search(r"Compiled int8 model \((torchao|onednn) fusion, 5 of 5 conv/linear layers int8\)", log), log
+
+
+@pytest.mark.slow
+def test_qe_convert_pytorch_routes_to_the_compiled_model(run_classifier, trained, tmp_path):
+    result = run_classifier(*EVALUATE, "--qe-convert-pytorch", "--qema", "asym_u", "--qe-per-channel",
+                            "--resume-from", trained, "-o", tmp_path)
+    assert result.status == 0, result.stderr
+    parity = result.summary["quantized"]["parity"]
+    assert parity["pytorch_int8"]["top1_agreement"] >= 0.99, parity
+    assert "onnxruntime" not in parity
+    assert "Compiled int8 model (" in _log(result)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--qe-compile", "--qe-dynamic"], "--qe-compile lowers to int8 kernels with static activation ranges"),
+    (["--qe-convert-pytorch", "--qe-pytorch-backend", "qnnpack"], "--qe-pytorch-backend qnnpack"),
+], ids=["dynamic", "qnnpack"])
+def test_bad_compile_flags_are_refused_at_setup(run_classifier, tmp_path, flags, message):
+    out_dir = tmp_path / "runs"
+    result = run_classifier("-a", "simplenet_cifar", "-e", "--quantize-eval", *flags, "-o", out_dir)
+    assert result.status == 2, result.stderr
+    assert "Traceback" not in result.stderr and message in result.stderr, result.stderr
+    assert not out_dir.exists()
+
+
+def test_missing_cpp_compiler_is_refused_at_setup(run_classifier, tmp_path):
+    from torch._inductor import config
+    out_dir = tmp_path / "runs"
+    with config.patch({"cpp.cxx": ("distiller-no-such-compiler++",)}):
+        result = run_classifier("-a", "simplenet_cifar", "-e", "--quantize-eval", "--qe-compile", "-o", out_dir)
+    assert result.status == 2, result.stderr
+    assert "needs a C++ compiler" in result.stderr and "distiller-no-such-compiler++" in result.stderr
+    assert not out_dir.exists()
