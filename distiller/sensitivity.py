@@ -131,7 +131,7 @@ def perform_sensitivity_analysis(model: nn.Module, net_params: Sequence[str], sp
         sensitivity = OrderedDict()
         for level in sparsities:
             level = float(level)
-            msglogger.info("Testing sensitivity of %s [%.1f%% %s sparsity]", param_name, 100 * level, group)
+            msglogger.debug("Testing sensitivity of %s [%.1f%% %s sparsity]", param_name, 100 * level, group)
             with _masked(pruned, masks_of(param_name, level)):
                 sensitivity[level] = tuple(test_func(model=pruned))
         sensitivities[param_name] = sensitivity

@@ -16,10 +16,12 @@ from collections.abc import Callable, Iterator, Sequence
 from types import SimpleNamespace
 from typing import Any, Optional
 
+from tqdm.contrib.logging import logging_redirect_tqdm
+
 from ..errors import ArgumentError, UserError
 from .execution_env import RunLogger, config_pylogger
 
-__all__ = ["run_cli", "logging_before_run_dir", "create_run_log"]
+__all__ = ["run_cli", "logging_before_run_dir", "create_run_log", "progress_logging"]
 
 
 def run_cli(main: Callable[[argparse.Namespace], Any], parser: argparse.ArgumentParser,
@@ -100,3 +102,17 @@ def create_run_log(args: argparse.Namespace, log_cfg_file: Optional[str] = None)
     except OSError as err:
         raise ArgumentError(f"--out-dir '{args.output_dir}': cannot create the run directory there "
                             f"({err.strerror or err}); pass a writable directory") from err
+
+
+@contextlib.contextmanager
+def progress_logging() -> Iterator[None]:
+    """Within the block, console log lines are printed above tqdm's progress bars (tqdm's
+    ``logging_redirect_tqdm``) at the level the replaced console handler had: tqdm's handler has none of its
+    own, so without this the console would show every DEBUG record."""
+    root = logging.getLogger()
+    before = root.handlers[:]
+    with logging_redirect_tqdm():
+        replaced, added = [h for h in before if h not in root.handlers], [h for h in root.handlers if h not in before]
+        for handler in added:
+            handler.setLevel(min((h.level for h in replaced), default=logging.NOTSET))
+        yield

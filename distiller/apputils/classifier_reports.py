@@ -19,7 +19,7 @@ from ..quantization.export.onnx_qdq import export_to_onnx, import_onnx_package
 from ..summaries.compute import model_macs
 
 __all__ = ["RunningScores", "best_scores", "weight_statistics", "model_statistics", "confusion_table",
-           "write_summary", "export_onnx"]
+           "quantization_summary", "write_summary", "export_onnx"]
 
 msglogger = logging.getLogger(__name__)
 
@@ -79,15 +79,33 @@ def confusion_table(targets: Sequence[int], predictions: Sequence[int], num_clas
     return tabulate(rows, headers=["", *(f"pred {label}" for label in range(num_classes))], tablefmt="psql")
 
 
+def quantization_summary(results: dict[str, Any]) -> dict[str, Any]:
+    """The ``quantized`` entry of ``summary.json`` from :func:`distiller.cli.quantization.quantize_and_evaluate`'s
+    results: the simulated model's ``top1``, ``top5``, ``loss`` (named as the float model's are), the
+    ``checkpoint`` path, and the integer models' scores and their agreement when they were evaluated."""
+    scores = results["quantized"]
+    entry = {"top1": scores["Top1"], "top5": scores["Top5"], "loss": scores["Loss"],
+             "checkpoint": results["checkpoint"]}
+    entry.update((key, value) for key, value in results.items() if key not in ("quantized", "checkpoint"))
+    return entry
+
+
+def _work_done(summary: dict[str, Any]) -> str:
+    """What the run did, for the result line: the epochs it trained, or the evaluation of a trained model."""
+    trained = summary.get("epochs_run", summary["epochs"])
+    if trained == 0:
+        return f"evaluation of a model trained {summary['epochs']} epochs, in {summary['wall_seconds']:.0f} s"
+    return f"{trained} epochs in {summary['wall_seconds']:.0f} s"
+
+
 def write_summary(run_dir: str, summary: dict[str, Any]) -> str:
     """Writes ``summary`` (plain data) to ``<run_dir>/summary.json``; returns the path."""
     path = os.path.join(run_dir, "summary.json")
     with open(path, "w") as f:
         json.dump(summary, f, indent=2)
     msglogger.info("Result: test top-1 %.2f%% top-5 %.2f%% | weight sparsity %.2f%% (%d of %d weights non-zero) | "
-                   "%.1fM MACs | %d epochs in %.0f s", summary["top1"], summary["top5"], summary["sparsity"],
-                   summary["params_nonzero"], summary["params_total"], summary["macs"] / 1e6, summary["epochs"],
-                   summary["wall_seconds"])
+                   "%.1fM MACs | %s", summary["top1"], summary["top5"], summary["sparsity"],
+                   summary["params_nonzero"], summary["params_total"], summary["macs"] / 1e6, _work_done(summary))
     msglogger.info("Summary: %s", path)
     return path
 

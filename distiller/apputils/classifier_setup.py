@@ -25,6 +25,7 @@ from ..scheduler import CompressionScheduler
 from ..utils import model_device, set_deterministic, set_seed
 from ..config import file_config
 from .checkpoint import load_checkpoint, read_checkpoint
+from .classifier_analysis import check_analysis_args
 from .classifier_earlyexit import check_earlyexit_flags
 from .checkpoint_schedule import resume_schedule
 from .data_loaders import load_data
@@ -172,6 +173,7 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
                                                                            test_only=args.evaluate)
     model = create_model(args.pretrained, dataset, arch, parallel=not args.load_serialized,
                          device_ids=resolve_device_ids(args))
+    check_analysis_args(args, model)
     scheduler, optimizer, start_epoch = _load_start_point(args, model, checkpoint_path, arch)
     _add_distillation(args, model, scheduler, dataset)
     scheduler = _configure_schedule(args, model, optimizer, scheduler, start_epoch)

@@ -41,6 +41,7 @@ from ..utils import model_device, set_seed
 from . import classifier_reports as reports
 from .app_runner import create_run_log, logging_before_run_dir
 from .checkpoint import save_checkpoint
+from .classifier_analysis import epoch_reports
 from .classifier_activations import (acts_histogram_collection, acts_quant_stats_collection,
                                      create_activation_stats_collectors, save_collectors_data)
 from .classifier_earlyexit import EarlyExitLoss, earlyexit_setup, evaluate_earlyexit, log_earlyexit
@@ -67,6 +68,7 @@ def init_classifier_compression_arg_parser(include_ptq_lapq_args: bool = False) 
     cli.add_common_args(parser)
     cli.add_thinning_args(parser)
     cli.add_statistics_args(parser)
+    cli.add_analysis_args(parser)
     cli.add_earlyexit_args(parser)
     add_distillation_args(parser, enable_pretrained=True)  # the teacher arch is checked when it is built
     add_greedy_pruner_args(parser)
@@ -238,6 +240,7 @@ class ClassifierCompressor:
             stats = reports.weight_statistics(self.model)
             log_weights_sparsity(self.model, epoch, self.loggers[1:])
         self._log_epoch(epoch, stats)
+        epoch_reports(self, epoch)
         exp.score_history.append({"epoch": epoch, "top1": top1, "top5": top5, "sparsity": stats["sparsity"],
                                   "params_nonzero": stats["params_nonzero"]})
         ranked = reports.best_scores(exp.score_history, self.args.num_best_scores)
@@ -375,7 +378,9 @@ class ClassifierCompressor:
             statistics = reports.model_statistics(self.model, exp.dummy_input)
         summary = {"arch": exp.arch, "dataset": exp.dataset, "top1": scores[0], "top5": scores[1], "loss": scores[2],
                    "best_top1": best[0]["top1"] if best else None, "best_epoch": best[0]["epoch"] if best else None,
-                   **statistics, "epochs": self.completed_epochs, "seed": exp.seed, "run_dir": self.logdir}
+                   **statistics, "epochs": self.completed_epochs,
+                   "epochs_run": 0 if self.args.evaluate else self.completed_epochs - self.start_epoch,
+                   "seed": exp.seed, "run_dir": self.logdir}
         if self.earlyexit_test is not None and self.earlyexit is not None:
             summary["early_exit"] = {"thresholds": self.earlyexit.thresholds, **{
                 key: self.earlyexit_test[key] for key in ("exits", "avg_macs", "macs_saved")}}

@@ -423,7 +423,7 @@ def quantize_and_evaluate(model: nn.Module, args: argparse.Namespace, test_loade
             _run_lapq(quantizer, args, test_loader, test_fn, dummy_input)
         else:
             quantizer.prepare_model(dummy_input)
-    msglogger.info("Quantized model:\n%s", model)
+    msglogger.debug("Quantized model:\n%s", model)
     results: dict[str, Any] = {"quantized": test_fn(model, test_loader)}
     msglogger.info("Quantized (simulated) model: top1 %.2f  loss %.4f", results["quantized"]["Top1"],
                    results["quantized"]["Loss"])

@@ -32,7 +32,7 @@ from ..utils import model_device
 from .summary_graph import Op, SummaryGraph
 
 __all__ = ["create_pydot_graph", "summary_graph_to_pydot", "create_png", "draw_model_to_file",
-           "draw_img_classifier_to_file", "RANKDIRS", "FILE_FORMATS"]
+           "draw_img_classifier_to_file", "dot_program", "RANKDIRS", "FILE_FORMATS"]
 
 #: Graphviz's layout directions: top to bottom, bottom to top, left to right, right to left.
 RANKDIRS = ("TB", "BT", "LR", "RL")
@@ -77,12 +77,16 @@ def _check_output(fname: Union[str, os.PathLike]) -> Optional[str]:
                             f"{list(FILE_FORMATS)}", argument="png_fname")
     image_format = FILE_FORMATS[extension]
     if image_format is not None:
-        _dot_program()
+        dot_program()
     return image_format
 
 
-def _dot_program() -> str:
-    """The path of Graphviz's ``dot`` program."""
+def dot_program() -> str:
+    """The path of Graphviz's ``dot`` program.
+
+    Raises:
+        MissingDependencyError: ``dot`` is not on ``PATH``.
+    """
     program = shutil.which("dot")
     if program is None:
         raise MissingDependencyError(
@@ -186,7 +190,7 @@ def summary_graph_to_pydot(sgraph: SummaryGraph, display_param_nodes: bool = Fal
 
 def _render(sgraph: SummaryGraph, image_format: str, display_param_nodes: bool, rankdir: str,
             styles: Optional[Styles]) -> bytes:
-    program = _dot_program()
+    program = dot_program()
     graph = summary_graph_to_pydot(sgraph, display_param_nodes, rankdir, styles)
     # pydot annotates create() as returning str; it returns the program's output bytes
     return cast(bytes, graph.create(prog=program, format=image_format))

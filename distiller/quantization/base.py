@@ -266,8 +266,9 @@ class Quantizer:
         self._update_optimizer()
         key.register_forward_pre_hook(_Preparation(self.state_dict(), set(replaced), type(self)))
         self.prepared = True
-        msglogger.info("%s prepared the model: %d modules replaced, %d parameters quantized",
-                       type(self).__name__, len(replaced), len(self.params_to_quantize))
+        # post-training wrappers quantize their weights themselves: no parameter count to report then
+        quantized = f", {len(self.params_to_quantize)} parameters quantized" if self.params_to_quantize else ""
+        msglogger.info("%s prepared the model: %d modules replaced%s", type(self).__name__, len(replaced), quantized)
 
     def check_settings(self) -> None:
         """Validates every per-layer setting against the model, without changing anything.

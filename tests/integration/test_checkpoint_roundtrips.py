@@ -135,8 +135,8 @@ def test_quantized_checkpoint_of_a_pruned_model_reloads(run_classifier, agp_runs
     assert checkpoint["state_dict"]["conv1.wrapped_module.weight"].shape == (6, 3, 5, 5)
     reloaded = run_classifier(*FAST, *WHOLE_TEST_SET, "-e", "-o", tmp_path, "--resume-from", path)
     assert reloaded.status == 0, reloaded.stderr
-    assert reloaded.summary["top1"] == quantized.summary["quantized"]["quantized"]["Top1"]
-    assert reloaded.summary["loss"] == quantized.summary["quantized"]["quantized"]["Loss"]
+    assert reloaded.summary["top1"] == quantized.summary["quantized"]["top1"]
+    assert reloaded.summary["loss"] == quantized.summary["quantized"]["loss"]
 
 
 def test_thinned_then_quantized_checkpoint_reloads(run_classifier, filter_pruned_checkpoint, tmp_path):
@@ -148,8 +148,8 @@ def test_thinned_then_quantized_checkpoint_reloads(run_classifier, filter_pruned
                                                                                            "quantization"]
     reloaded = run_classifier(*FAST, *WHOLE_TEST_SET, "-e", "-o", tmp_path, "--resume-from", path)
     assert reloaded.status == 0, reloaded.stderr
-    assert reloaded.summary["top1"] == result.summary["quantized"]["quantized"]["Top1"]
-    assert reloaded.summary["loss"] == result.summary["quantized"]["quantized"]["Loss"]
+    assert reloaded.summary["top1"] == result.summary["quantized"]["top1"]
+    assert reloaded.summary["loss"] == result.summary["quantized"]["loss"]
     assert reloaded.summary["macs"] == result.summary["macs"]  # the thinned structure
 
 

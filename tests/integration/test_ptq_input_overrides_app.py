@@ -55,5 +55,5 @@ def test_input_overrides_quantize_through_the_app_and_reload(run_classifier, che
     assert weights["fc1.input_scales"][0] > weights["conv2.output_scale"]
     reloaded = run_classifier(*EVALUATE, "--resume-from", path, "-o", tmp_path, "-n", "reload")
     assert reloaded.status == 0, reloaded.stderr
-    assert reloaded.summary["top1"] == quantized.summary["quantized"]["quantized"]["Top1"]
-    assert reloaded.summary["loss"] == quantized.summary["quantized"]["quantized"]["Loss"]
+    assert reloaded.summary["top1"] == quantized.summary["quantized"]["top1"]
+    assert reloaded.summary["loss"] == quantized.summary["quantized"]["loss"]

@@ -33,7 +33,7 @@ def test_qe_compile_agrees_with_the_simulated_and_onnx_models(run_classifier, tr
     assert parity["samples"] == 360  # the whole digits test set
     for form in ("pytorch_int8", "onnxruntime", "pytorch_int8_vs_onnxruntime"):
         assert parity[form]["top1_agreement"] >= 0.99, parity
-    assert abs(quantized["pytorch_int8"]["Top1"] - quantized["quantized"]["Top1"]) <= 1.0
+    assert abs(quantized["pytorch_int8"]["Top1"] - quantized["top1"]) <= 1.0
     log = _log(result)
     assert "top-1 agreement" in log and "compiled int8 (PyTorch)  simulated model" in log
     # every conv/linear layer of simplenet_cifar (2 + 3) runs as an int8 kernel, with or without torchao

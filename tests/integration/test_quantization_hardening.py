@@ -27,7 +27,7 @@ def test_lapq_runs_with_every_init_mode(run_classifier, tmp_path, init_mode):
                             "--lapq-eval-size", 0.5, "-o", tmp_path)
     assert result.status == 0, result.stderr
     quantized = result.summary["quantized"]
-    assert 0 <= quantized["quantized"]["Top1"] <= 100 and os.path.isfile(quantized["checkpoint"])
+    assert 0 <= quantized["top1"] <= 100 and os.path.isfile(quantized["checkpoint"])
     assert f"LAPQ ({init_mode} initial ranges): loss" in _run_log(result.run_dir)
 
 
