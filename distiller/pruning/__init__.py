@@ -26,6 +26,8 @@ from .ranked_agp import (ActivationAPoZRankedFilterPruner_AGP, ActivationMeanRan
                          L1RankedStructureParameterPruner_AGP, L2RankedStructureParameterPruner_AGP,
                          RandomRankedFilterPruner_AGP, StructuredAGP)
 from .structure import StructureParameterPruner
+from .nm import NMStructurePruner, is_nm_sparse, nm_group_view, nm_mask
+from .semi_structured import SemiStructuredLayer, semi_structured_ineligibility, to_semi_structured
 
 __all__ = [
     "ParameterPruner",
@@ -56,6 +58,14 @@ __all__ = [
     "BernoulliFilterPruner",
     "RandomLevelStructureParameterPruner",
     "StructureParameterPruner",
+    # N:M (2:4) semi-structured sparsity and its export to sparse tensor cores
+    "NMStructurePruner",
+    "nm_mask",
+    "nm_group_view",
+    "is_nm_sparse",
+    "to_semi_structured",
+    "semi_structured_ineligibility",
+    "SemiStructuredLayer",
     "FMReconstructionChannelPruner",
     # greedy filter pruning (a search with thinning, not a schedulable pruner)
     "greedy_pruner",
