@@ -25,12 +25,14 @@ import torch
 from tabulate import tabulate
 from tqdm import tqdm
 
+from ..benchmark import compare, format_table
 from ..data_loggers.logger import TensorBoardLogger, format_seconds
 from ..errors import ArgumentError
 from ..graph.capture import GraphCaptureError
 from ..graph.cost import counted_layer
 from ..graph.drawing import dot_program
 from ..metrics import density
+from ..models import create_model
 from ..sensitivity import Sensitivities, perform_sensitivity_analysis, sensitivities_to_csv, sensitivities_to_png
 from ..summaries import (masks_sparsity_tbl_summary, model_performance_summary, model_summary,
                          weights_sparsity_summary)
@@ -39,13 +41,14 @@ from .classifier_plots import EPOCHS_PNG, LAYER_SPARSITY_PNG, epochs_table, plot
 
 __all__ = ["check_analysis_args", "sensitivity_levels", "prunable_weights", "run_summaries", "run_sensitivity",
            "epoch_reports", "compute_comparison", "RunReports", "SENSITIVITY_CSV", "SENSITIVITY_PNG",
-           "COMPUTE_CSV"]
+           "COMPUTE_CSV", "benchmark_dense_vs_compressed", "BENCHMARK_CSV"]
 
 msglogger = logging.getLogger(__name__)
 
 SENSITIVITY_CSV = "sensitivity.csv"
 SENSITIVITY_PNG = "sensitivity.png"
 COMPUTE_CSV = "compute.csv"
+BENCHMARK_CSV = "benchmark.csv"
 
 
 def sensitivity_levels(args: argparse.Namespace) -> np.ndarray:
@@ -215,3 +218,17 @@ class RunReports:
         if len(epochs):
             plots.append(plot_epochs(epochs, os.path.join(app.logdir, EPOCHS_PNG)))
         msglogger.info("Plots: %s", ", ".join(plots))
+        if getattr(app.args, "benchmark", False):
+            benchmark_dense_vs_compressed(app)
+
+
+def benchmark_dense_vs_compressed(app: Any) -> pd.DataFrame:
+    """``--benchmark``: the run's architecture freshly built (dense) against the compressed model, at batch 1 and
+    ``--batch-size`` (:func:`distiller.benchmark.compare`); logged and written to ``benchmark.csv``."""
+    exp = app.experiment
+    dense = create_model(False, exp.dataset, exp.arch, parallel=False).to(exp.device)
+    with app.compression_scheduler.soft_masks_applied():
+        table = compare(dense, app.model, exp.dummy_input, batch_sizes=sorted({1, app.args.batch_size}))
+    table.to_csv(os.path.join(app.logdir, BENCHMARK_CSV), index=False)
+    msglogger.info("Dense versus compressed (%s on %s):\n%s", exp.arch, exp.device, format_table(table))
+    return table

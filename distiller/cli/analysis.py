@@ -30,6 +30,10 @@ def add_analysis_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGrou
                             "0.05)")
     group.add_argument("--masks-sparsity", action="store_true",
                        help="print the sparsity of the pruning masks at the end of each epoch")
+    group.add_argument("--benchmark", action="store_true",
+                       help="at the end of a compression run, time the dense architecture against the compressed "
+                            "model (latency and throughput at batch 1 and --batch-size, parameters, MACs, file "
+                            "size) and log the table; also benchmark.csv in the run directory")
     group.add_argument("--param-hist", action="store_true",
                        help="log a histogram of every parameter tensor to TensorBoard at the end of each epoch "
                             "(uses disk space)")
