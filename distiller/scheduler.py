@@ -20,7 +20,7 @@ pruned weights) with one fused in-place multiply over all masked parameters.
 """
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Optional, Union
 
 import torch
@@ -68,6 +68,10 @@ class CompressionScheduler:
         self._named_policies: dict[str, ScheduledTrainingPolicy] = {}
         self._bounds: dict[ScheduledTrainingPolicy, tuple[int, int, Optional[int]]] = {}  # (start, end, frequency)
         self._pending_policy_states: dict[str, Any] = {}
+        #: Called with the scheduler after each callback in which some policy ran, to keep the masks identical
+        #: across the processes of a distributed run (see :class:`distiller.apputils.distributed.MaskBroadcaster`);
+        #: None outside one.
+        self.mask_sync: Optional[Callable[[CompressionScheduler], None]] = None
         self._fused_cache: Optional[tuple[int, list[torch.Tensor], list[torch.Tensor]]] = None
 
     # ----------------------------------------------------------------------------------- policies
@@ -131,12 +135,14 @@ class CompressionScheduler:
         for policy in self._active(epoch):
             policy.on_epoch_begin(self.model, self.zeros_mask_dict, self._meta(policy, epoch, optimizer),
                                   optimizer=optimizer, **kwargs)
+        self._sync_masks(epoch)
 
     def on_minibatch_begin(self, epoch: int, minibatch_id: int, minibatches_per_epoch: int,
                            optimizer: Optional[Optimizer] = None) -> None:
         for policy in self._active(epoch):
             policy.on_minibatch_begin(self.model, epoch, minibatch_id, minibatches_per_epoch,
                                       self.zeros_mask_dict, self._meta(policy, epoch, optimizer), optimizer)
+        self._sync_masks(epoch)
         self._apply_soft_masks()
 
     def before_backward_pass(self, epoch: int, minibatch_id: int, minibatches_per_epoch: int, loss: torch.Tensor,
@@ -163,6 +169,7 @@ class CompressionScheduler:
             policy.before_parameter_optimization(self.model, epoch, minibatch_id, minibatches_per_epoch,
                                                  self.zeros_mask_dict, self._meta(policy, epoch, optimizer),
                                                  optimizer)
+        self._sync_masks(epoch)
 
     def on_minibatch_end(self, epoch: int, minibatch_id: int, minibatches_per_epoch: int,
                          optimizer: Optional[Optimizer] = None) -> None:
@@ -171,11 +178,17 @@ class CompressionScheduler:
         for policy in self._active(epoch):
             policy.on_minibatch_end(self.model, epoch, minibatch_id, minibatches_per_epoch,
                                     self.zeros_mask_dict, optimizer)
+        self._sync_masks(epoch)
 
     def on_epoch_end(self, epoch: int, optimizer: Optional[Optimizer] = None, **kwargs: Any) -> None:
         for policy in self._active(epoch):
             policy.on_epoch_end(self.model, self.zeros_mask_dict, self._meta(policy, epoch, optimizer),
                                 optimizer=optimizer, **kwargs)
+        self._sync_masks(epoch)
+
+    def _sync_masks(self, epoch: int) -> None:
+        if self.mask_sync is not None and self._active(epoch):
+            self.mask_sync(self)
 
     # ------------------------------------------------------------------------------------ masking
     def _masked_params(self, include_soft: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -19,6 +19,7 @@ from ..data_loggers.logger import DataLogger, log_training_progress
 from ..scheduler import CompressionScheduler
 from ..utils import model_device
 from .classifier_reports import RunningScores, confusion_table
+from .distributed import ShardedSampler, all_reduce_scores, gather_lists
 
 __all__ = ["train_one_epoch", "evaluate", "train", "validate", "test"]
 
@@ -38,11 +39,16 @@ def final_logits(output: Any) -> torch.Tensor:
 
 def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     loader: Iterable[Any], epoch: int, scheduler: Optional[CompressionScheduler] = None,
-                    loggers: Sequence[DataLogger] = (), print_freq: int = 10) -> dict[str, float]:
+                    loggers: Sequence[DataLogger] = (), print_freq: int = 10,
+                    scaler: Optional[torch.amp.GradScaler] = None) -> dict[str, float]:
     """Trains ``model`` for one epoch, calling the compression scheduler's mini-batch callbacks.
 
+    With a ``scaler`` (float16 mixed precision), the loss is scaled for the backward pass and the gradients
+    are unscaled before ``before_parameter_optimization``, so policies see the true gradients.
+
     Returns:
-        ``{'Loss', 'Top1', 'Top5'}`` over the epoch (Loss: the criterion's, without regularization terms).
+        ``{'Loss', 'Top1', 'Top5'}`` over the epoch (Loss: the criterion's, without regularization terms),
+        over every process's shard when ``loader`` is sharded (a distributed run).
     """
     model.train()
     device = model_device(model)
@@ -61,10 +67,18 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
                                                          return_loss_components=True)
             overall_loss, components = policy_loss.overall_loss, policy_loss.loss_components  # type: ignore[union-attr]
         optimizer.zero_grad(set_to_none=True)
-        overall_loss.backward()
+        if scaler is None:
+            overall_loss.backward()
+        else:
+            scaler.scale(overall_loss).backward()
+            scaler.unscale_(optimizer)
         if scheduler is not None:
             scheduler.before_parameter_optimization(epoch, step, steps, optimizer)
-        optimizer.step()
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
         if scheduler is not None:
             scheduler.on_minibatch_end(epoch, step, steps, optimizer)
         scores.update(final_logits(output), target, loss)
@@ -77,7 +91,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
             stats["Time"] = (time.time() - batch_start) / (step + 1)
             log_training_progress(("Performance/Training/", stats), None, epoch, step + 1, steps, print_freq,
                                   list(loggers))
-    return scores.values()
+    return _over_shards(scores, loader).values()
 
 
 def evaluate(model: nn.Module, criterion: nn.Module, loader: Iterable[Any],
@@ -86,7 +100,7 @@ def evaluate(model: nn.Module, criterion: nn.Module, loader: Iterable[Any],
 
     Returns:
         ``{'Loss', 'Top1', 'Top5'}``, plus ``'targets'`` and ``'predictions'`` lists when
-        ``collect_predictions``.
+        ``collect_predictions``; over every process's shard when ``loader`` is sharded (a distributed run).
     """
     model.eval()
     device = model_device(model)
@@ -101,10 +115,17 @@ def evaluate(model: nn.Module, criterion: nn.Module, loader: Iterable[Any],
             if collect_predictions:
                 targets += target.tolist()
                 predictions += output.argmax(dim=1).tolist()
-    results: dict[str, Any] = dict(scores.values())
+    results: dict[str, Any] = dict(_over_shards(scores, loader).values())
     if collect_predictions:
+        if isinstance(getattr(loader, "sampler", None), ShardedSampler):
+            targets, predictions = gather_lists(targets), gather_lists(predictions)
         results.update(targets=targets, predictions=predictions)
     return results
+
+
+def _over_shards(scores: RunningScores, loader: Iterable[Any]) -> RunningScores:
+    """``scores`` of the whole set when ``loader`` reads one process's shard of it, else as they are."""
+    return all_reduce_scores(scores) if isinstance(getattr(loader, "sampler", None), ShardedSampler) else scores
 
 
 def _scores(results: Mapping[str, Any]) -> tuple[float, float, float]:

@@ -33,21 +33,24 @@ from .. import cli
 from ..errors import ArgumentError
 from ..knowledge_distillation import add_distillation_args
 from ..pruning.greedy_filter_pruning import GreedyStep, add_greedy_pruner_args, greedy_pruner
-from ..data_loggers import (CsvLogger, PythonLogger, TensorBoardLogger, collectors_context, log_activation_statistics,
-                            log_training_progress, log_weights_sparsity)
+from ..data_loggers import (CsvLogger, DataLogger, PythonLogger, TensorBoardLogger, collectors_context,
+                            log_activation_statistics, log_training_progress, log_weights_sparsity)
 from ..regularization import drops_only_in_training
 from ..thinning import remove_filters
 from ..utils import model_device, set_seed
 from . import classifier_reports as reports
 from .app_runner import create_run_log, logging_before_run_dir
 from .checkpoint import save_checkpoint
+from .classifier_distributed import join_process_group, main_process_run_log, shard_experiment
 from .classifier_analysis import epoch_reports
 from .classifier_activations import (acts_histogram_collection, acts_quant_stats_collection,
                                      create_activation_stats_collectors, save_collectors_data)
 from .classifier_earlyexit import EarlyExitLoss, earlyexit_setup, evaluate_earlyexit, log_earlyexit
 from .classifier_loop import evaluate, test, train, train_one_epoch, validate
 from .classifier_setup import DEFAULT_ARCH, Experiment, build_experiment, loaders_of_args, resolve_dataset
+from .distributed import MaskBroadcaster, broadcast_buffers, is_main_process, on_main_process
 from .execution_env import log_execution_env_state
+from .training_module import AMP_DTYPES, TrainingModule
 
 __all__ = ["ClassifierCompressor", "init_classifier_compression_arg_parser", "load_data", "train", "validate", "test",
            "evaluate_model", "train_one_epoch", "evaluate", "create_activation_stats_collectors",
@@ -134,20 +137,29 @@ class ClassifierCompressor:
     def __init__(self, args: argparse.Namespace, script_dir: Optional[str] = None) -> None:
         self.args = copy.copy(args)
         self._started = time.time(), time.process_time()
+        #: This process's place in a torchrun launch (None in a one-process run), see
+        #: :mod:`distiller.apputils.classifier_distributed`.
+        self.process_group = join_process_group(self.args)
         log_cfg = os.path.join(script_dir, "logging.conf") if script_dir else None
         log_cfg = log_cfg if log_cfg and os.path.isfile(log_cfg) else None
-        with logging_before_run_dir(lambda: create_run_log(self.args, log_cfg), self.args.verbose) as run:
+        with logging_before_run_dir(lambda: main_process_run_log(lambda: create_run_log(self.args, log_cfg)),
+                                    self.args.verbose) as run:
             self.experiment: Experiment = build_experiment(self.args)
+            self._training = self._training_module()
             self.earlyexit = earlyexit_setup(self.args, self.model, self.experiment.dummy_input)
             self.activations_collectors = create_activation_stats_collectors(self.model, *self.args.activation_stats)
             if getattr(self.args, "quantize_eval", False):  # bad settings fail here, before any data is read
                 from ..cli.quantization import check_quantization_args
                 check_quantization_args(self.model, self.args)
         self.logdir: str = run.log.logdir
-        log_execution_env_state([self.args.compress], self.logdir, args=self.args)
+        if self.process_group is not None:
+            self.experiment = shard_experiment(self.experiment, self.process_group)
+            self.compression_scheduler.mask_sync = MaskBroadcaster()
+        main = is_main_process()
+        log_execution_env_state([self.args.compress], self.logdir if main else None, args=self.args)
         self.pylogger = PythonLogger(msglogger)
-        self.tflogger = TensorBoardLogger(self.logdir)
-        self.csvlogger = CsvLogger(logdir=self.logdir)
+        self.tflogger: DataLogger = TensorBoardLogger(self.logdir) if main else DataLogger()
+        self.csvlogger: DataLogger = CsvLogger(logdir=self.logdir) if main else DataLogger()
         self.criterion: torch.nn.Module = torch.nn.CrossEntropyLoss()
         if self.earlyexit is not None:
             self.criterion = EarlyExitLoss(self.args.earlyexit_lossweights or [])
@@ -192,9 +204,9 @@ class ClassifierCompressor:
         """Trains one epoch with the schedule's mini-batch callbacks; returns ``(top1, top5, loss)``."""
         start, start_cpu = time.time(), time.process_time()
         with self._activation_statistics("train", epoch):
-            scores = train_one_epoch(self.model, self.criterion, self.optimizer, self.train_loader, epoch,
+            scores = train_one_epoch(self._training(), self.criterion, self.optimizer, self.train_loader, epoch,
                                      self.compression_scheduler, self.loggers if verbose else self.loggers[1:],
-                                     self.args.print_freq)
+                                     self.args.print_freq, scaler=self._scaler)
         self._epoch_train = dict(scores, seconds=time.time() - start, cpu_seconds=time.process_time() - start_cpu)
         if drops_only_in_training(self.compression_scheduler, epoch):
             # BatchNorm statistics gathered with dropped filters do not fit the full network evaluated next.
@@ -202,7 +214,26 @@ class ClassifierCompressor:
                 torch.optim.swa_utils.update_bn(self.train_loader, self.model, self.experiment.device)
             msglogger.info("Recalibrated the BatchNorm statistics of the full network (filters were dropped in "
                            "training)")
+        broadcast_buffers(self.model)  # rank 0's BatchNorm statistics and quantization ranges (distributed runs)
         return scores["Top1"], scores["Top5"], scores["Loss"]
+
+    def _training_module(self) -> TrainingModule:
+        """The module :meth:`train_one_epoch` trains with (``--amp``, ``--channels-last``, ``--compile``,
+        DistributedDataParallel under torchrun), and the loss scaler of ``--amp fp16``.
+
+        Raises:
+            ArgumentError: ``--amp fp16`` without CUDA.
+        """
+        amp = getattr(self.args, "amp", None)
+        on_cuda = self.experiment.device.type == "cuda"
+        if amp == "fp16" and not on_cuda:
+            raise ArgumentError("--amp fp16 needs a CUDA device (float16 autocast with loss scaling); on the CPU use "
+                                "--amp bf16")
+        self._scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+        return TrainingModule(self.model, distributed=self.process_group is not None,
+                              amp_dtype=AMP_DTYPES[amp] if amp else None,
+                              channels_last=getattr(self.args, "channels_last", False),
+                              compile=getattr(self.args, "compile", False))
 
     def validate_one_epoch(self, epoch: int, verbose: bool = True) -> tuple[float, float, float]:
         """Evaluates on the validation set (with soft masks applied); returns ``(top1, top5, loss)``."""
@@ -231,7 +262,8 @@ class ClassifierCompressor:
     def save_untrained_model(self) -> str:
         """Saves the model before training as ``untrained.pth.tar`` (for lottery-ticket studies); returns
         the path."""
-        return save_checkpoint(-1, self.experiment.arch, self.model, name="untrained", dir=self.logdir)
+        return on_main_process(save_checkpoint)(-1, self.experiment.arch, self.model, name="untrained",
+                                                dir=self.logdir)
 
     def _finalize_epoch(self, epoch: int, top1: float, top5: float) -> None:
         """Logs the epoch, ranks it among the best and saves ``checkpoint.pth.tar`` (and ``best.pth.tar``)."""
@@ -247,10 +279,10 @@ class ClassifierCompressor:
         for score in ranked:
             msglogger.info("==> Best [Top1: %.3f  Top5: %.3f  Sparsity: %.2f  NNZ-Params: %d on epoch: %d]",
                            score["top1"], score["top5"], score["sparsity"], score["params_nonzero"], score["epoch"])
-        save_checkpoint(epoch, exp.arch, self.model, self.optimizer, self.compression_scheduler,
-                        is_best=ranked[0]["epoch"] == epoch, dir=self.logdir,
-                        extras={"seed": exp.seed, "dataset": exp.dataset, "current_top1": top1,
-                                "score_history": exp.score_history})
+        on_main_process(save_checkpoint)(epoch, exp.arch, self.model, self.optimizer, self.compression_scheduler,
+                                         is_best=ranked[0]["epoch"] == epoch, dir=self.logdir,
+                                         extras={"seed": exp.seed, "dataset": exp.dataset, "current_top1": top1,
+                                                 "score_history": exp.score_history})
 
     def _log_epoch(self, epoch: int, stats: dict[str, Any]) -> None:
         """One console line per epoch, and a row of ``epoch.csv`` / TensorBoard ``Epoch/*`` scalars."""
@@ -334,9 +366,9 @@ class ClassifierCompressor:
         remove_filters(self.model, self.compression_scheduler.zeros_mask_dict, optimizer=self.optimizer,
                        dummy_input=exp.dummy_input, scheduler=self.compression_scheduler)
         after = reports.model_statistics(self.model, exp.dummy_input)
-        path = save_checkpoint(self.completed_epochs - 1, exp.arch, self.model, self.optimizer,
-                               self.compression_scheduler, name="thinned", dir=self.logdir,
-                               extras={"seed": exp.seed, "dataset": exp.dataset})
+        path = on_main_process(save_checkpoint)(self.completed_epochs - 1, exp.arch, self.model, self.optimizer,
+                                                self.compression_scheduler, name="thinned", dir=self.logdir,
+                                                extras={"seed": exp.seed, "dataset": exp.dataset})
         msglogger.info("Thinned the model: weights %d -> %d, MACs %d -> %d; saved %s",
                        before["params_total"], after["params_total"], before["macs"], after["macs"], path)
         return path
@@ -407,5 +439,5 @@ class ClassifierCompressor:
         """Adds the run's wall and CPU time to ``summary`` and writes ``summary.json``; returns it."""
         summary.update(wall_seconds=round(time.time() - self._started[0], 2),
                        cpu_seconds=round(time.process_time() - self._started[1], 2))
-        reports.write_summary(self.logdir, summary)
+        on_main_process(reports.write_summary)(self.logdir, summary)
         return summary

@@ -173,6 +173,15 @@ def add_device_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     group.add_argument("--seed", type=int, default=None,
                        help="seed of the Python, NumPy and torch generators (default: random, or 0 with "
                             "--deterministic; a resumed run keeps its checkpoint's seed)")
+    group.add_argument("--amp", choices=("bf16", "fp16"), default=None,
+                       help="train with automatic mixed precision in this dtype (torch.autocast; fp16 needs CUDA "
+                            "and scales the loss with a GradScaler)")
+    group.add_argument("--channels-last", action="store_true",
+                       help="train with the weights and inputs in channels-last memory format (faster convolutions "
+                            "on GPUs with tensor cores)")
+    group.add_argument("--compile", action="store_true",
+                       help="train the model compiled by torch.compile (recompiled when thinning changes its "
+                            "shapes)")
     return group
 
 

@@ -1,0 +1,87 @@
+"""The classifier engine under DistributedDataParallel: two gloo processes (as ``torchrun --nproc_per_node=2``
+starts them) run AGP filter pruning and thinning on digits like one process with the same global batch."""
+import glob
+import os
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from distiller.apputils import data_loaders
+from distiller.testing.distributed import run_in_gloo_processes
+
+sys.path.insert(0, os.path.dirname(__file__))  # spawned processes import the worker by module name
+import ddp_app_worker  # noqa: E402
+
+SCHEDULE = textwrap.dedent("""\
+    version: 1
+    pruners:
+      filters:
+        class: L1RankedStructureParameterPruner_AGP
+        initial_sparsity: 0.25
+        final_sparsity: 0.5
+        group_type: Filters
+        weights: [conv1.weight, conv2.weight]
+    extensions:
+      thinner:
+        class: FilterRemover
+    policies:
+      - pruner: {instance_name: filters}
+        starting_epoch: 0
+        ending_epoch: 2
+        frequency: 1
+      - extension: {instance_name: thinner}
+        epochs: [1]
+    """)
+
+
+def _argv(tmp_path, out_dir):
+    schedule = tmp_path / "schedule.yaml"
+    schedule.write_text(SCHEDULE)
+    # simplenet_cifar has no BatchNorm: per-process batch statistics would differ from the one-process run's
+    # (SyncBatchNorm, which would share them, runs on GPUs only). 258 training samples: an even split.
+    return ["-a", "simplenet_cifar", "--epochs", "3", "-b", "32", "--lr", "0.05", "--det", "--etrs", "0.2",
+            "-p", "100", "-j", "0", "-o", str(out_dir), "-n", "ddp", "--compress", str(schedule)]
+
+
+@pytest.mark.slow
+def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path, monkeypatch):
+    run_in_gloo_processes(ddp_app_worker.train, 2, _argv(tmp_path, tmp_path / "ddp"), str(tmp_path / "rank{rank}.pt"))
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=False) for rank in range(2)]
+    monkeypatch.setattr(data_loaders, "DIGITS_MAX_SHIFT", 0)
+    ddp_app_worker.train(0, 1, _argv(tmp_path, tmp_path / "single"), str(tmp_path / "single.pt"))
+    single = torch.load(tmp_path / "single.pt", weights_only=False)
+
+    assert ranks[0]["train_batches"] == ranks[1]["train_batches"] == single["train_batches"] == 9
+    for name, mask in ranks[0]["masks"].items():  # identical masks on both ranks, and the one-process run's
+        for other in (ranks[1], single):
+            assert (mask is None) == (other["masks"][name] is None), name
+            assert mask is None or torch.equal(mask, other["masks"][name]), name
+    shapes = {name: tuple(t.shape) for name, t in ranks[0]["state"].items()}
+    assert shapes["conv1.weight"] == (3, 3, 5, 5) and shapes["conv2.weight"] == (8, 3, 5, 5)  # thinned
+    for other in (ranks[1], single):
+        assert {name: tuple(t.shape) for name, t in other["state"].items()} == shapes
+    for name, weights in ranks[0]["state"].items():
+        assert torch.equal(weights, ranks[1]["state"][name]), name
+        # The gradients are averaged in another order than one process sums them: equal up to rounding.
+        torch.testing.assert_close(weights, single["state"][name], rtol=1e-5, atol=1e-6, msg=name)
+
+    run_dirs = glob.glob(str(tmp_path / "ddp" / "*"))
+    assert len(run_dirs) == 1 and run_dirs[0] == ranks[0]["logdir"] == ranks[1]["logdir"]
+    written = sorted(os.path.basename(p) for p in glob.glob(os.path.join(run_dirs[0], "*.pth.tar")))
+    assert written == sorted(os.path.basename(p) for p in glob.glob(os.path.join(single["logdir"], "*.pth.tar")))
+    assert "checkpoint.pth.tar" in written
+    checkpoint = torch.load(os.path.join(run_dirs[0], "checkpoint.pth.tar"), weights_only=True)
+    assert not any(key.startswith("module.") for key in checkpoint["state_dict"])
+
+
+@pytest.mark.slow
+def test_a_two_process_checkpoint_resumes_in_one_process(tmp_path, run_classifier):
+    argv = _argv(tmp_path, tmp_path / "ddp")
+    run_in_gloo_processes(ddp_app_worker.train, 2, argv, str(tmp_path / "rank{rank}.pt"))
+    checkpoint = os.path.join(torch.load(tmp_path / "rank0.pt", weights_only=False)["logdir"], "checkpoint.pth.tar")
+    resumed = run_classifier(*argv[:argv.index("--epochs")], "--epochs", "4", "-b", "32", "--det", "--etrs", "0.2",
+                             "-j", "0", "-o", tmp_path / "resumed", "--resume-from", checkpoint)
+    assert resumed.status == 0, resumed.stderr
+    assert resumed.summary["epochs"] == 4 and resumed.summary["params_total"] < 62006
