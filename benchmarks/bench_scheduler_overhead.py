@@ -67,10 +67,11 @@ def agp_schedule(weights, final_sparsity):
 
 
 class Variant:
-    """One model + optimizer (+ pruning) that can run timed training steps."""
+    """One model + optimizer (+ pruning) that can run timed training steps (the forward pass under
+    ``torch.autocast`` when ``amp_dtype`` is given)."""
 
-    def __init__(self, name, model, scheduler=None, epoch=0):
-        self.name, self.model, self.scheduler, self.epoch = name, model, scheduler, epoch
+    def __init__(self, name, model, scheduler=None, epoch=0, amp_dtype=None):
+        self.name, self.model, self.scheduler, self.epoch, self.amp_dtype = name, model, scheduler, epoch, amp_dtype
         self.optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
         self.step_id = 0
         self.callback_seconds = 0.0  # host time spent inside the scheduler's callbacks
@@ -87,7 +88,8 @@ class Variant:
         sched, epoch, step = self.scheduler, self.epoch, self.step_id % steps_per_epoch
         if sched:
             self._callback(sched.on_minibatch_begin, epoch, step, steps_per_epoch, self.optimizer)
-        loss = torch.nn.functional.cross_entropy(self.model(inputs), labels)
+        with torch.autocast(inputs.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            loss = torch.nn.functional.cross_entropy(self.model(inputs), labels)
         if sched:
             loss = self._callback(sched.before_backward_pass, epoch, step, steps_per_epoch, loss, self.optimizer)
         self.optimizer.zero_grad(set_to_none=True)
