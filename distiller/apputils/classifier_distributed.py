@@ -67,7 +67,7 @@ def join_process_group(args: argparse.Namespace) -> Optional[ProcessGroupInfo]:
 
 def main_process_run_log(create: Callable[[], RunLogger]) -> RunLogger:
     """Rank 0 creates the run directory and its log (``create()``); every other rank gets the same directory
-    name, writes nothing there and keeps logging warnings only to its console."""
+    name, writes nothing there and logs errors only, to its console."""
     if is_main_process():
         run_log = create()
         broadcast_object((run_log.logdir, run_log.log_filename))

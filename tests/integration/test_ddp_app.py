@@ -36,9 +36,14 @@ SCHEDULE = textwrap.dedent("""\
     """)
 
 
-def _argv(tmp_path, out_dir):
+def _schedule(tmp_path):
     schedule = tmp_path / "schedule.yaml"
     schedule.write_text(SCHEDULE)
+    return schedule
+
+
+def _argv(tmp_path, out_dir):
+    schedule = _schedule(tmp_path)
     # simplenet_cifar has no BatchNorm: per-process batch statistics would differ from the one-process run's
     # (SyncBatchNorm, which would share them, runs on GPUs only). 258 training samples: an even split.
     return ["-a", "simplenet_cifar", "--epochs", "3", "-b", "32", "--lr", "0.05", "--det", "--etrs", "0.2",
@@ -85,3 +90,30 @@ def test_a_two_process_checkpoint_resumes_in_one_process(tmp_path, run_classifie
                              "-j", "0", "-o", tmp_path / "resumed", "--resume-from", checkpoint)
     assert resumed.status == 0, resumed.stderr
     assert resumed.summary["epochs"] == 4 and resumed.summary["params_total"] < 62006
+
+
+def test_amp_fp16_needs_cuda(run_classifier, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("fp16 runs where CUDA is available")
+    result = run_classifier("-a", "simplenet_cifar", "--epochs", "1", "--cpu", "--amp", "fp16", "-o", tmp_path)
+    assert result.status == 2 and result.run_dir is None
+    assert "--amp fp16 needs a CUDA device" in result.stderr and "--amp bf16" in result.stderr
+
+
+@pytest.mark.slow
+def test_bf16_channels_last_training_on_the_cpu(run_classifier, tmp_path):
+    result = run_classifier("-a", "simplenet_cifar", "--epochs", "1", "-b", "64", "--lr", "0.1", "--etrs", "0.2",
+                            "-p", "100", "--amp", "bf16", "--channels-last", "--compress", _schedule(tmp_path),
+                            "-o", tmp_path)
+    assert result.status == 0, result.stderr
+    assert result.summary["top1"] > 0 and result.summary["epochs"] == 1
+
+
+@pytest.mark.cuda
+@pytest.mark.slow
+def test_gpu_fast_paths_survive_pruning_and_thinning(run_classifier, tmp_path):
+    result = run_classifier("-a", "simplenet_cifar", "--epochs", "3", "-b", "64", "--lr", "0.05", "--etrs", "0.2",
+                            "-p", "100", "--amp", "fp16", "--channels-last", "--compile", "--compress",
+                            _schedule(tmp_path), "-o", tmp_path)
+    assert result.status == 0, result.stderr
+    assert result.summary["params_total"] < 62006  # thinned at epoch 1, then trained (recompiled) at epoch 2
