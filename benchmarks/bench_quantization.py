@@ -8,12 +8,17 @@ medians):
 * ``pytorch_fx_int8``: ``torch.ao.quantization.quantize_fx`` with the x86 qconfig (while torch has it);
 * ``torchao_pt2e_compiled`` (the anchor; skipped when ``torchao`` is not installed, ``pip install
   'distiller[bench]'``): torchao's ``prepare_pt2e/convert_pt2e`` with ``X86InductorQuantizer``, compiled;
-* ``distiller_pt2e_compiled``: ``PostTrainLinearQuantizer`` with its default settings (symmetric 8-bit
-  activations, per-channel weights, static ranges from ``collect_quant_stats``) through ``compile_int8``;
-* ``ort_fp32`` / ``ort_qdq_int8``: ONNX Runtime on the float model and on our ``export_onnx_qdq`` file.
+* ``distiller_default_compiled``: ``PostTrainLinearQuantizer`` with its default settings (symmetric 8-bit
+  activations, per-tensor weights; static ranges from ``collect_quant_stats``) through ``compile_int8``;
+* ``distiller_asym_pc_compiled``: the same with asymmetric unsigned activations and per-channel weights
+  (the settings of the anchor);
+* ``ort_fp32`` / ``ort_qdq_int8``: ONNX Runtime on the float model and on our ``export_onnx_qdq`` file (of the
+  default settings).
 
-Prints one JSON line per variant and a summary per model: ours / anchor latency (target <= 1.0), top-1
-agreement of the compiled and ONNX Runtime models with our simulated model (target >= 0.99, from
+``compile_int8`` takes its fast path (torchao's inductor passes) when torchao is installed; the summary says
+which fusion ran and how many conv/linear layers became int8 kernels. Prints one JSON line per variant and a
+summary per model: ours / anchor latency for both settings (target <= 1.0), top-1 agreement and max logit
+difference of the compiled and ONNX Runtime models with our simulated models (target >= 0.99, from
 ``parity_check``), fp32 / int8 file size (target >= 3.9), and the machine. Needs a C++ compiler (inductor).
 
 Example::
@@ -42,6 +47,11 @@ from distiller.quantization.export.onnx_qdq import export_to_onnx
 
 
 MODELS = {"resnet18": ("imagenet", 224), "mobilenet_v2": ("imagenet", 224), "resnet20_cifar": ("cifar10", 32)}
+#: Our PTQ settings, by variant: the library's defaults, and the anchor's (asymmetric uint8 activations, per-channel
+#: symmetric int8 weights).
+SETTINGS = {"distiller_default_compiled": {},
+            "distiller_asym_pc_compiled": {"mode": {"activations": "asym_u", "weights": "sym"},
+                                           "per_channel_wts": True}}
 
 
 def get_args_parser():
@@ -94,6 +104,12 @@ def torchao_pt2e_compiled(model, example, calibration):
     return run
 
 
+def simulated_model(model, stats, example, settings):
+    simulated = copy.deepcopy(model)
+    PostTrainLinearQuantizer(simulated, model_activation_stats=stats, **settings).prepare_model(example[:1])
+    return simulated
+
+
 def fp32_compiled(model):
     compiled = torch.compile(model)
 
@@ -128,23 +144,24 @@ def bench_model(name, args, machine):
     example = calibration[0]
 
     stats = collect_quant_stats(model, lambda m: [m(b) for b in calibration])
-    simulated = copy.deepcopy(model)
-    PostTrainLinearQuantizer(simulated, model_activation_stats=stats, per_channel_wts=True).prepare_model(example[:1])
-    ours = compile_int8(simulated, example)
+    simulated = {key: simulated_model(model, stats, example, settings) for key, settings in SETTINGS.items()}
+    ours = {key: compile_int8(sim, example) for key, sim in simulated.items()}
 
     workdir = tempfile.mkdtemp(prefix="bench_quantization_")
     fp32_onnx, qdq_onnx = os.path.join(workdir, "fp32.onnx"), os.path.join(workdir, "int8_qdq.onnx")
     export_to_onnx(model, example[:1], fp32_onnx)
-    export_onnx_qdq(simulated, example[:1], qdq_onnx)
+    export_onnx_qdq(simulated["distiller_default_compiled"], example[:1], qdq_onnx)
 
     x = torch.randn(shape)
     variants = {"fp32": model, "fp32_compiled": fp32_compiled(model),
                 "pytorch_fx_int8": pytorch_fx_int8(model, example, calibration),
-                "torchao_pt2e_compiled": torchao_pt2e_compiled(model, example, calibration),
-                "distiller_pt2e_compiled": ours,
+                "torchao_pt2e_compiled": torchao_pt2e_compiled(model, example, calibration), **ours,
                 "ort_fp32": ort_session(fp32_onnx, args.threads), "ort_qdq_int8": ort_session(qdq_onnx, args.threads)}
     variants = {key: fn for key, fn in variants.items() if fn is not None}
-    parity = parity_check(simulated, [torch.randn(shape) for _ in range(4)], converted_model=ours, onnx_path=qdq_onnx)
+    parity_inputs = [torch.randn(shape) for _ in range(4)]
+    parity = {key: parity_check(simulated[key], parity_inputs, converted_model=ours[key],
+                                onnx_path=qdq_onnx if key == "distiller_default_compiled" else None)
+              for key in SETTINGS}
     times = {key: [] for key in variants}
     with torch.no_grad():
         for round_index in range(args.warmup + args.rounds):
@@ -156,18 +173,29 @@ def bench_model(name, args, machine):
     for key, median in medians.items():
         print(json.dumps({"model": name, "variant": key, "median_ms": round(median, 3), "rounds": args.rounds,
                           "batch_size": args.batch_size, "image_size": size}))
-    sizes = {"fp32": state_dict_bytes(model), "distiller_int8": state_dict_bytes(ours.lowered),
+    int8_bytes = state_dict_bytes(ours["distiller_default_compiled"].lowered)
+    sizes = {"fp32": state_dict_bytes(model), "distiller_int8": int8_bytes,
              "ort_fp32": os.path.getsize(fp32_onnx), "ort_qdq_int8": os.path.getsize(qdq_onnx)}
     anchor = medians.get("torchao_pt2e_compiled")
     print(json.dumps({
         "summary": name,
-        "ours_over_torchao_anchor_latency": None if anchor is None else round(medians["distiller_pt2e_compiled"]
-                                                                              / anchor, 3),
-        "ours_over_pytorch_fx_latency": round(medians["distiller_pt2e_compiled"] / medians["pytorch_fx_int8"], 3),
-        "fp32_compiled_over_ours_latency": round(medians["fp32_compiled"] / medians["distiller_pt2e_compiled"], 3),
+        **{f"{key}_over_torchao_anchor_latency": None if anchor is None else round(medians[key] / anchor, 3)
+           for key in SETTINGS},
+        **{f"{key}_over_pytorch_fx_latency": round(medians[key] / medians["pytorch_fx_int8"], 3) for key in SETTINGS},
+        "fp32_compiled_over_ours_latency": round(medians["fp32_compiled"] / medians["distiller_default_compiled"], 3),
         "fp32_over_int8_file_size": round(sizes["fp32"] / sizes["distiller_int8"], 3),
         "ort_fp32_over_ort_qdq_latency": round(medians["ort_fp32"] / medians["ort_qdq_int8"], 3),
+        "fusion": {key: f"{compiled.fusion}, {compiled.int8_layers} of {compiled.quantized_layers} layers int8"
+                   for key, compiled in ours.items()},
         "file_bytes": sizes, "parity_vs_simulated": parity, **machine}))
+
+
+def torchao_version():
+    try:
+        import torchao
+    except ImportError:
+        return None
+    return torchao.__version__
 
 
 def main(args):
@@ -175,7 +203,8 @@ def main(args):
     torch.set_num_threads(args.threads)
     machine = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
                "cpu_count": os.cpu_count(), "threads": args.threads, "torch": torch.__version__,
-               "torchvision": torchvision.__version__}
+               "torchvision": torchvision.__version__, "torchao": torchao_version(),
+               "load_average": [round(x, 2) for x in os.getloadavg()]}
     for name in args.models:
         bench_model(name, args, machine)
 

@@ -1,4 +1,4 @@
-"""Coverage of the torchvision classification zoo: structured pruning + thinning of every model.
+"""Coverage of the model zoo: structured pruning + thinning (``--task thin``), int8 lowering (``--task int8``).
 
 For each of torchvision's classification models (random init, eval mode, one 224x224 input), remove 30% of
 the channels of every dependency group, ranked by L1 norm, keeping the classifier's outputs:
@@ -18,9 +18,18 @@ object per model and tool (time, parameters and MACs before and after, the error
 distiller also the filters left whole by reason), then a summary line with the counts, the wall time and
 the machine.
 
+``--task int8`` covers the CIFAR models of our zoo (32x32, ``--zoo cifar10``) and torchvision's classification
+models (224x224, ``--zoo torchvision``): each is quantized by ``PostTrainLinearQuantizer`` with its defaults
+(static ranges from two random calibration batches), lowered by ``to_pt2e`` (torch.fx walk, then
+``torch.export``), compared on random inputs with the simulated model, and (unless ``--no-compile``) compiled
+by ``compile_int8`` and compared again. A failure records the stage (quantize, lower, export, compile, parity)
+and the error, which names the blocking layer or operation.
+
 Example::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_zoo_coverage.py
+    OMP_NUM_THREADS=1 python benchmarks/bench_zoo_coverage.py --task int8 --zoo cifar10
+    OMP_NUM_THREADS=1 python benchmarks/bench_zoo_coverage.py --task int8 --zoo torchvision --no-compile
     OMP_NUM_THREADS=1 python benchmarks/bench_zoo_coverage.py --models vit_b_16 maxvit_t --tools distiller
     OMP_NUM_THREADS=1 python benchmarks/bench_zoo_coverage.py --from maxvit_t   # resume a run at a model
 """
@@ -51,6 +60,11 @@ def get_args_parser():
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--limit-seconds", type=float, default=900, help="stop a call running longer")
     parser.add_argument("--limit-gb", type=float, default=9, help="stop a call growing the process larger")
+    parser.add_argument("--task", choices=["thin", "int8"], default="thin")
+    parser.add_argument("--zoo", choices=["cifar10", "torchvision"], default="torchvision",
+                        help="--task int8: the models (and their input resolution: 32 for cifar10)")
+    parser.add_argument("--no-compile", dest="compile", action="store_false",
+                        help="--task int8: lower and export only (compiling takes minutes per large model)")
     return parser
 
 
@@ -117,16 +131,69 @@ def run_one(name, tool, x, fraction):
     return result
 
 
-def _child(connection, name, tool, x, fraction):
-    connection.send(run_one(name, tool, x, fraction))
+class _FinalOutput(nn.Module):
+    """The last output of a model that returns a list of exits (early-exit models), else the output."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        output = self.model(x)
+        return output[-1] if isinstance(output, (list, tuple)) else output
+
+
+def lower_int8(name, zoo, x, compile_model):
+    """Quantize (defaults), lower, export and optionally compile one model; the stage that failed if any."""
+    from distiller.data_loggers import collect_quant_stats
+    from distiller.models import create_model
+    from distiller.quantization import PostTrainLinearQuantizer
+    from distiller.quantization.export import compile_int8, parity_check, to_pt2e
+    from distiller.quantization.export.pt2e import build_pt2e_model
+
+    result, stage, start = {"model": name, "zoo": zoo}, "quantize", time.perf_counter()
+    try:
+        torch.manual_seed(0)
+        model = (create_model(False, "cifar10", name, parallel=False) if zoo == "cifar10" else build(name)).eval()
+        calibration = [torch.randn_like(x) for _ in range(2)]
+        stats = collect_quant_stats(model, lambda m: [m(b) for b in calibration])
+        PostTrainLinearQuantizer(model, model_activation_stats=stats).prepare_model(x[:1])
+        stage = "lower"
+        lowered = build_pt2e_model(model)
+        stage = "export"
+        program = to_pt2e(model, x)
+        stage = "parity"
+        inputs = [torch.randn_like(x) for _ in range(2)]
+        result["lowered_parity"] = parity_check(_FinalOutput(model), inputs, _FinalOutput(program.module()))
+        result["int8_layers_lowered"] = sum(n.target is torch.ops.quantized_decomposed.dequantize_per_channel.default
+                                            for n in lowered.graph.nodes)
+        if compile_model:
+            stage = "compile"
+            compiled = compile_int8(model, x)
+            result["fusion"] = f"{compiled.fusion}, {compiled.int8_layers} of {compiled.quantized_layers} layers int8"
+            stage = "parity"
+            result["compiled_parity"] = parity_check(_FinalOutput(model), inputs, _FinalOutput(compiled))
+        result["ok"] = True
+    except Exception as err:  # noqa: BLE001 - the benchmark records every failure and goes on
+        result.update(ok=False, stage=stage, error=f"{type(err).__name__}: {err}"[:400],
+                      where=traceback.extract_tb(err.__traceback__)[-1].filename.split("site-packages/")[-1])
+    result["seconds"] = round(time.perf_counter() - start, 2)
+    return result
+
+
+def _child(connection, work, *work_args):
+    connection.send(work(*work_args))
     connection.close()
 
 
 def run_isolated(name, tool, x, args):
-    """``run_one`` in a forked process, killed past the time or resident-memory limit."""
+    """``run_one`` (or ``lower_int8`` for --task int8) in a forked process, killed past the time or
+    resident-memory limit."""
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(sender, name, tool, x, args.fraction))
+    work = (lower_int8, name, args.zoo, x, args.compile) if args.task == "int8" else (run_one, name, tool, x,
+                                                                                      args.fraction)
+    process = context.Process(target=_child, args=(sender, *work))
     start = time.perf_counter()
     process.start()
     stopped = None
@@ -148,10 +215,17 @@ def run_isolated(name, tool, x, args):
 
 def main(args):
     torch.set_num_threads(args.threads)
-    names = args.models or torchvision.models.list_models(module=torchvision.models)
+    if args.task == "int8" and args.zoo == "cifar10":
+        from distiller.models import list_models
+        names, resolution = args.models or list_models("cifar10"), 32
+    else:
+        names, resolution = args.models or torchvision.models.list_models(module=torchvision.models), args.resolution
     if args.first is not None:
         names = names[names.index(args.first):]
-    x = torch.randn(1, 3, args.resolution, args.resolution, generator=torch.Generator().manual_seed(0))
+    batch = 1 if args.task != "int8" else 16 if resolution <= 32 else 4  # int8: samples for the top-1 agreement
+    x = torch.randn(batch, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
+    if args.task == "int8":
+        args.tools = ["distiller_int8"]
     start, works = time.perf_counter(), {tool: [] for tool in args.tools}
     for index, name in enumerate(names):
         order = args.tools if index % 2 == 0 else list(reversed(args.tools))
