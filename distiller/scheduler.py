@@ -27,7 +27,7 @@ import torch
 from torch.optim import Optimizer
 
 from .errors import CheckpointError
-from .masking import MaskDict, ParameterMasker, create_model_masks_dict, float_copy_aliases
+from .masking import MaskDict, ParameterMasker, create_model_masks_dict, float_copy_aliases, mask_multiplier
 from .policy import LossComponent, PolicyLoss, ScheduledTrainingPolicy
 from .schedule_spec import PolicyContext, PolicySchedule
 from .utils import model_device, normalize_module_name
@@ -35,6 +35,9 @@ from .utils import model_device, normalize_module_name
 msglogger = logging.getLogger(__name__)
 
 __all__ = ["ParameterMasker", "CompressionScheduler", "create_model_masks_dict", "PolicyLoss", "LossComponent"]
+
+#: (parameters, their masks' uint8 views, (parameter, masker) pairs with bit-packed masks)
+_MaskedParams = tuple[list[torch.Tensor], list[torch.Tensor], list[tuple[torch.Tensor, ParameterMasker]]]
 
 
 class CompressionScheduler:
@@ -72,7 +75,7 @@ class CompressionScheduler:
         #: across the processes of a distributed run (see :class:`distiller.apputils.distributed.MaskBroadcaster`);
         #: None outside one.
         self.mask_sync: Optional[Callable[[CompressionScheduler], None]] = None
-        self._fused_cache: Optional[tuple[int, list[torch.Tensor], list[torch.Tensor]]] = None
+        self._fused_cache: Optional[tuple[int, _MaskedParams]] = None
 
     # ----------------------------------------------------------------------------------- policies
     def add_policy(self, policy: ScheduledTrainingPolicy, epochs: Optional[list[int]] = None, starting_epoch: int = 0,
@@ -191,33 +194,45 @@ class CompressionScheduler:
             self.mask_sync(self)
 
     # ------------------------------------------------------------------------------------ masking
-    def _masked_params(self, include_soft: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def _masked_params(self, include_soft: bool) -> _MaskedParams:
+        """The masked parameters: those with bool masks (with their uint8 views, for the fused multiply) and
+        those whose masks are bit-packed (unpacked one at a time)."""
         params: list[torch.Tensor] = []
         masks: list[torch.Tensor] = []
+        packed: list[tuple[torch.Tensor, ParameterMasker]] = []
         for name, param in self.model.named_parameters():
             masker = self.zeros_mask_dict.get(name)
-            if masker is None or masker.mask is None or (masker.is_soft and not include_soft):
+            if masker is None or (masker.is_soft and not include_soft):
                 continue
-            params.append(param)
-            masks.append(masker.mask)
-        return params, masks
+            if masker.packed:
+                if masker.has_mask:
+                    packed.append((param, masker))
+                continue
+            mask = masker.mask
+            if mask is not None:
+                params.append(param)
+                masks.append(mask_multiplier(mask))
+        return params, masks, packed
 
     def mask_all_weights(self, is_forward: bool = True) -> None:
         """Multiplies every masked parameter by its mask (soft masks only when ``is_forward``).
 
-        All multiplications run as one fused ``torch._foreach_mul_``; the parameter/mask lists are
-        cached until a mask changes or an epoch begins.
+        All multiplications by bool masks run as one fused ``torch._foreach_mul_`` (by the masks' uint8
+        views); the parameter/mask lists are cached until a mask changes or an epoch begins. Bit-packed masks
+        (:attr:`~distiller.ParameterMasker.packed`) are unpacked and applied one parameter at a time.
         """
         if is_forward:
-            params, masks = self._masked_params(include_soft=True)
+            params, masks, packed = self._masked_params(include_soft=True)
         else:
             key = self.zeros_mask_dict.version
             if self._fused_cache is None or self._fused_cache[0] != key:
-                self._fused_cache = (key, *self._masked_params(include_soft=False))
-            _, params, masks = self._fused_cache
+                self._fused_cache = (key, self._masked_params(include_soft=False))
+            params, masks, packed = self._fused_cache[1]
         if params:
             with torch.no_grad():
                 torch._foreach_mul_(params, masks)
+        for param, masker in packed:
+            masker.mask_tensor(param)
 
     @contextlib.contextmanager
     def soft_masks_applied(self) -> Iterator[None]:

@@ -137,3 +137,17 @@ def test_memory_report_counts_quantization_aware_training_buffers():
     quantized = [name for name, _ in model.named_parameters() if ".float_" in f".{name}"]
     assert quantized
     assert report.quantized_buffer_bytes == sum(model.get_parameter(n).numel() * 4 for n in quantized)
+
+
+def test_remasking_keeps_no_unpacked_copy_of_packed_masks_and_multiplies_bool_masks_as_uint8():
+    model = TinyCNN()
+    scheduler, weights = _agp_scheduler(model)
+    scheduler.zeros_mask_dict["conv2.weight"].packed = True
+    scheduler.mask_all_weights(is_forward=False)
+    # The fused re-masking's cached operands (internal; the only place an unpacked copy could be held).
+    params, multipliers, packed = scheduler._fused_cache[1]
+    assert [param is model.conv2.weight for param, _ in packed] == [True]
+    assert all(param is not model.conv2.weight for param in params)
+    assert {m.dtype for m in multipliers} == {torch.uint8}
+    assert all(m.untyped_storage().data_ptr() == scheduler.zeros_mask_dict[n].mask.untyped_storage().data_ptr()
+               for n, m in zip(["conv1.weight", "fc.weight"], multipliers))   # views, not copies
