@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from ..errors import ArgumentError
 from ..utils import find_module_by_fq_name, model_is_parallel, normalize_module_name
@@ -134,6 +135,7 @@ class ActivationStatsCollector:
             RuntimeError: when no forward pass has been seen at all.
         """
         name = normalize_module_name(module_name)
+        self._sum_over_processes(name)
         if self._counts.get(name):
             self._last[name] = self._sums.pop(name) / self._counts.pop(name)
         if name not in self._last:
@@ -141,6 +143,26 @@ class ActivationStatsCollector:
                                f"passes first; start the pruning policy at a later epoch (or at an AGP "
                                f"initial_sparsity of 0), or run some batches through the model before pruning")
         return self._last[name]
+
+    def _sum_over_processes(self, name: str) -> None:
+        """In a distributed run (every process ranks at the same step of the same schedule), adds up what the
+        processes recorded on their shards of the data, so that each ranks by the statistics of the whole
+        global batches, as one process would. Nothing outside a process group, or when some process recorded
+        nothing (the ranks' masks are then made rank 0's by the application's mask broadcast)."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        summed = self._sums.get(name)
+        if summed is not None:
+            device = summed.device
+        else:  # where the backend's tensors live
+            device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else \
+                torch.device("cpu")
+        seen = torch.tensor([int(summed is not None), self._counts.get(name, 0)], dtype=torch.int64, device=device)
+        dist.all_reduce(seen)
+        if summed is None or int(seen[0]) < dist.get_world_size():
+            return
+        dist.all_reduce(summed)
+        self._counts[name] = int(seen[1])
 
     def remove(self) -> None:
         """Removes the forward hooks."""

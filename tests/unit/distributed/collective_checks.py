@@ -1,5 +1,6 @@
 """Checks run inside each gloo process started by test_collectives.py (importable by name, as spawned processes
 need). Each check asserts; a failing assertion fails the test through the process's exception."""
+import copy
 import os
 
 import torch
@@ -8,6 +9,7 @@ import torch.distributed as dist
 from distiller import CompressionScheduler
 from distiller.apputils import distributed as D
 from distiller.apputils.classifier_reports import RunningScores
+from distiller.pruning.activation_stats import ActivationStatsCollector
 from distiller.testing import TinyCNN
 
 
@@ -88,6 +90,21 @@ def check_reductions(rank: int, world_size: int, out_dir: str) -> None:
     assert os.path.exists(calls_file) == (rank == 0)
 
 
+def check_activation_statistics_cover_every_shard(rank: int, world_size: int) -> None:
+    torch.manual_seed(0)
+    model = TinyCNN().eval()
+    one_process = copy.deepcopy(model)
+    shards = torch.randn(world_size, 3, 3, 8, 8)  # rank r's data: shards[r]
+    collector = ActivationStatsCollector(model, ["conv1", "conv2"], "apoz")
+    whole = ActivationStatsCollector(one_process, ["conv1", "conv2"], "apoz")
+    with torch.no_grad():
+        model(shards[rank])
+        one_process(shards.flatten(0, 1))  # what one process sees: every shard
+    for name in ("conv1", "conv2"):
+        expected = whole._sums[name] / whole._counts[name]  # (its statistic_of would sum over the processes too)
+        torch.testing.assert_close(collector.statistic_of(name), expected)
+
+
 def run_all(rank: int, world_size: int, out_dir: str) -> None:
     """All the checks, in one process group (starting processes is what costs time)."""
     info = D.init_from_env(use_cuda=False)
@@ -96,4 +113,5 @@ def run_all(rank: int, world_size: int, out_dir: str) -> None:
     check_broadcast_masks(rank, world_size)
     check_broadcast_refuses_diverged_models(rank, world_size)
     check_reductions(rank, world_size, out_dir)
+    check_activation_statistics_cover_every_shard(rank, world_size)
     dist.barrier()
