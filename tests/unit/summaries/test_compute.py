@@ -83,3 +83,12 @@ def test_quantized_layers_count_as_the_layers_they_wrap(make_quantizer):
     assert model_macs(model, x) == int(before["MACs"].sum()) > 0
     columns = ["Name", "Attrs", "IFM", "OFM", "Weights volume", "MACs"]
     assert after[columns].values.tolist() == before[columns].values.tolist()
+
+
+def test_resnet50_totals_torchvisions_4_09_gmacs():
+    # shapes are all the count needs: built and run on the meta device, nothing is computed
+    with torch.device("meta"):
+        model = torchvision.models.resnet50()
+    df = model_performance_summary(model, torch.empty(1, 3, 224, 224, device="meta"))
+    assert int(df["MACs"].sum()) == 4_089_184_256  # torchvision's "4.09 GFLOPS" (conv + fc MACs)
+    assert len(df) == 54  # 53 convolutions (downsample ones included) and the classifier
