@@ -147,6 +147,13 @@ class ParameterMasker:
         return self._mask is not None or self._packed is not None
 
     @property
+    def mask_numel(self) -> int:
+        """Elements of the mask (0 without a mask), without unpacking a packed one."""
+        if self._packed is not None:
+            return self._packed[1].numel()
+        return 0 if self._mask is None else self._mask.numel()
+
+    @property
     def mask_bytes(self) -> int:
         """Bytes the stored mask occupies (0 without a mask)."""
         stored = self._packed[0] if self._packed is not None else self._mask
@@ -240,10 +247,7 @@ class MaskDict(dict[str, ParameterMasker]):
             the names of the maskers that now pack their masks.
         """
         sizes = {name: param.numel() for name, param in model.named_parameters()} if model is not None else {}
-        for name, masker in self.items():
-            mask = masker.mask if masker.has_mask and not masker.packed else None
-            if mask is not None:
-                sizes[name] = mask.numel()
+        sizes.update((name, masker.mask_numel) for name, masker in self.items() if masker.has_mask)
         names = [name for name, numel in sizes.items() if numel >= min_numel]
         for name in names:
             self[name].packed = True

@@ -151,3 +151,10 @@ def test_remasking_keeps_no_unpacked_copy_of_packed_masks_and_multiplies_bool_ma
     assert {m.dtype for m in multipliers} == {torch.uint8}
     assert all(m.untyped_storage().data_ptr() == scheduler.zeros_mask_dict[n].mask.untyped_storage().data_ptr()
                for n, m in zip(["conv1.weight", "fc.weight"], multipliers))   # views, not copies
+
+
+def test_pack_again_lists_masks_packed_before():
+    masks = MaskDict()
+    masks["w"].mask = torch.ones(64, dtype=torch.bool)
+    assert masks.pack() == ["w"] and masks.pack() == ["w"]
+    assert masks["w"].mask_numel == 64 and masks["w"].mask_bytes == 8
