@@ -36,6 +36,7 @@ from .param_wrappers import (RangeLinearEmbeddingWrapper, RangeLinearQuantMatmul
                              RangeLinearQuantParamLayerWrapper)
 from .ptq_graph import (GRID_PRESERVING_MODULES, SAME_RANGE_AS_INPUT_MODULES, QuantizationGraph, analyze_model,
                         effective_stats, fold_batch_norm)
+from .tied_weights import untie_shared_weights
 from .wrappers import FP16Wrapper, FPWrapper, ModuleStats, RangeLinearFakeQuantWrapper, RangeLinearQuantWrapper
 
 __all__ = ["PostTrainLinearQuantizer"]
@@ -66,6 +67,8 @@ _KIND_INPUTS = {"keep": "is not wrapped (its output stays on its input's grid or
 #: ``fpq_module`` values: the precision (bits) of floating-point layers.
 FPPrecision = Literal[16, 32, 64]
 _FP_DTYPES = {32: torch.float32, 64: torch.float64}
+#: Decisions whose wrapper replaces the layer's weight by its integers in place.
+_IN_PLACE_KINDS = ("param", "embedding")
 # Decisions whose wrapper uses static activation ranges (and so needs calibration statistics).
 _STATIC_KINDS = ("param", "matmul", "multi", "fake")
 #: How a layer is quantized: a kind ('keep', 'fp8', 'fp16', 'fpq', 'embedding', 'param', 'matmul', 'multi', 'fake',
@@ -290,6 +293,7 @@ class PostTrainLinearQuantizer(Quantizer):
         prefix = "module." if inner is not self.model else ""
         pairs = self._planned_folds if self._planned_folds is not None else self._plan_layers()
         self._planned_folds = None
+        untie_shared_weights(inner, [name for name, (kind, _) in self._decisions.items() if kind in _IN_PLACE_KINDS])
         folded = {bn for _, bn in pairs}
         for layer_name, bn_name in pairs:
             # find_batchnorm_pairs only pairs foldable layers with BatchNorms that track statistics
