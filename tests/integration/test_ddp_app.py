@@ -1,7 +1,10 @@
 """The classifier engine under DistributedDataParallel: two gloo processes (as ``torchrun --nproc_per_node=2``
 starts them) run AGP filter pruning and thinning on digits like one process with the same global batch."""
 import glob
+import json
 import os
+import shlex
+import subprocess
 import sys
 import textwrap
 
@@ -117,3 +120,27 @@ def test_gpu_fast_paths_survive_pruning_and_thinning(run_classifier, tmp_path):
                             _schedule(tmp_path), "-o", tmp_path)
     assert result.status == 0, result.stderr
     assert result.summary["params_total"] < 62006  # thinned at epoch 1, then trained (recompiled) at epoch 2
+
+
+def _readme_torchrun_command():
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    block = next(b for b in readme.split("```bash\n")[1:] if b.startswith("torchrun"))
+    return shlex.split(block.split("```")[0].replace("\\\n", " "))
+
+
+@pytest.mark.slow
+def test_the_readme_torchrun_command_trains_on_two_cpu_processes(tmp_path):
+    command = _readme_torchrun_command()
+    assert "--nproc_per_node=2" in command
+    # --standalone: a rendezvous on a free local port (tests may run side by side); 2 short epochs on 5% of digits.
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", *command[1:],
+            "--epochs", "2", "--etrs", "0.05", "--etes", "0.05", "-o", str(tmp_path)]
+    result = subprocess.run(argv, cwd=os.path.join(os.path.dirname(__file__), "..", ".."), capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dirs = os.listdir(tmp_path)
+    assert len(run_dirs) == 1, run_dirs
+    with open(tmp_path / run_dirs[0] / "summary.json") as f:
+        assert json.load(f)["epochs"] == 2
+    assert result.stdout.count("Epoch 1/1") == 1  # rank 0 logs, rank 1 does not

@@ -5,7 +5,8 @@
   date) are replaced by files this test makes, listed in ``PLACEHOLDER_FILES``.
 * ``yaml`` blocks must be such files, read by a python block of the same document (schedules are then
   loaded by ``distiller.file_config`` on the model they are written for).
-* ``bash`` blocks: every ``python <script>.py ...`` (or ``python -m distiller.<module> ...``) command is
+* ``bash`` blocks: every ``python <script>.py ...`` (or ``python -m distiller.<module> ...``, or
+  ``torchrun [flags] <script>.py ...``) command is
   parsed by that script's own ``get_args_parser()``, and the repository paths it names must exist; the sample application's commands
   that train on the embedded digits data from scratch are run for 2 epochs on a 5% subset. Environment
   setup (``python3 -m venv``, ``. .venv/bin/activate``, ``pip install``) and variable assignments are
@@ -143,6 +144,9 @@ def script_commands(block: Block) -> list:
                 commands.append(ScriptCommand(command[1], command[2:]))
             elif command[0] in ("python", "python3") and command[1] == "-m" and command[2].startswith("distiller."):
                 commands.append(ScriptCommand(command[2].replace(".", "/") + ".py", command[3:]))
+            elif command[0] == "torchrun":  # torchrun [its --flags] script.py args: the script's args are checked
+                script = next(i for i, token in enumerate(command) if token.endswith(".py"))
+                commands.append(ScriptCommand(command[script], command[script + 1:]))
             else:
                 assert any(tuple(command[:len(s)]) == s for s in SETUP_COMMANDS), \
                     f"{' '.join(command)!r} cannot be checked: mark the block <!-- not-tested: REASON -->"
