@@ -12,12 +12,14 @@ from .mobilenet import (MobileNet, MobileNetV1Dropout, mobilenet, mobilenet_025,
 from .preresnet_imagenet import (PreactBasicBlock, PreactBottleneck, PreactResNet, preact_resnet18,
                                  preact_resnet34, preact_resnet50, preact_resnet101, preact_resnet152)
 from .resnet import RESNET_NAMES, DistillerBasicBlock, DistillerBottleneck, distiller_resnet
+from .resnet_earlyexit import ResNetEarlyExit, resnet50_earlyexit
 from .torchvision_models import TORCHVISION_NAMES, TORCHVISION_PREFIX
 from .torchvision_patched import GoogLeNet, Inception3, InvertedResidual, MobileNetV2
 
 __all__ = ["AlexNetBN", "DistillerBasicBlock", "DistillerBottleneck", "GoogLeNet", "Inception3",
            "InvertedResidual", "MobileNet", "MobileNetV1Dropout", "MobileNetV2", "PreactBasicBlock",
-           "PreactBottleneck", "PreactResNet", "RESNET_NAMES", "TORCHVISION_NAMES", "TORCHVISION_PREFIX",
+           "PreactBottleneck", "PreactResNet", "RESNET_NAMES", "ResNetEarlyExit", "TORCHVISION_NAMES",
+           "TORCHVISION_PREFIX",
            "alexnet_bn", "distiller_resnet", "mobilenet", "mobilenet_025", "mobilenet_050", "mobilenet_075",
            "mobilenet_v1_dropout", "preact_resnet18", "preact_resnet34", "preact_resnet50", "preact_resnet101",
-           "preact_resnet152"]
+           "preact_resnet152", "resnet50_earlyexit"]
