@@ -27,7 +27,8 @@ class DDPGConfig:
         hidden: units of each of the two hidden layers of the actor and critic.
         lr_actor, lr_critic: Adam learning rates.
         tau: soft-update rate of the target networks.
-        discount: the discount of the critic's bootstrapped target.
+        discount: the discount of the critic's bootstrapped target; 0 when the rewards are the returns
+            (:func:`~distiller.amc.amc_search` credits every step with its episode's reward).
         batch_size: transitions per update.
         replay_size: transitions the buffer keeps (the oldest go first).
         noise_sigma: the initial width of the exploration noise (in action units).
@@ -38,7 +39,7 @@ class DDPGConfig:
     lr_actor: float = 1e-4
     lr_critic: float = 1e-3
     tau: float = 0.01
-    discount: float = 1.0
+    discount: float = 0.0
     batch_size: int = 64
     replay_size: int = 2000
     noise_sigma: float = 0.5

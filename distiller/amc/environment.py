@@ -176,10 +176,11 @@ class AMCEnvironment:
         keep, _ = self.deps.removable(lambda d: d.in_use & ~d.blocked_mask(), self._importance)
         return keep
 
-    def set_budget(self, target_density: Optional[float], cost_fn: Optional[Callable[[torch.Tensor], float]] = None
-                   ) -> None:
+    def set_budget(self, target_density: Optional[float], cost_fn: Optional[Callable[[torch.Tensor], float]] = None,
+                   cost_name: str = "density") -> None:
         """Sets the budget: keep ``target_density`` of ``cost_fn`` (None: MACs); ``target_density=None``
-        removes the budget. Starts a new episode (:meth:`reset`).
+        removes the budget. Starts a new episode (:meth:`reset`). ``cost_name`` names the target in messages
+        (``'target latency 0.5 is unreachable'``).
 
         Raises:
             ArgumentError: a density outside (0, 1) or below what the groups can reach.
@@ -190,17 +191,18 @@ class AMCEnvironment:
         if target_density is None:
             return
         if isinstance(target_density, bool) or not 0 < target_density < 1:
-            raise ArgumentError(f"target density must be in (0, 1), got {target_density!r}",
+            raise ArgumentError(f"target {cost_name} must be in (0, 1), got {target_density!r}",
                                 argument="target_density")
         dense = self.cost_fn(self.deps.in_use)
         floor = self.cost_fn(self.narrowest())
         if floor > target_density * dense:
             lowest = math.ceil(floor / dense * 1e4) / 1e4
             raise ArgumentError(
-                f"target density {target_density:g} is unreachable: with every prunable channel group pruned as "
-                f"far as allowed (at most {self.action_range[1]:g} of its channels, within the layout "
-                f"constraints) the model keeps {lowest:.4f} of its dense cost; choose a target density of at "
-                f"least {lowest:.4f} or a larger maximum action", argument="target_density")
+                f"target {cost_name} {target_density:g} is unreachable: with every prunable channel group pruned "
+                f"as far as allowed (at most {self.action_range[1]:g} of its channels, within the layout "
+                f"constraints) the model keeps {lowest:.4f} of its dense {'MACs' if cost_fn is None else 'cost'}; "
+                f"choose a target {cost_name} of at least {lowest:.4f} or a larger maximum action",
+                argument="target_density")
         self._target = target_density * dense
 
     # ---------------------------------------------------------------------------------- episode

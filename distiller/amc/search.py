@@ -2,8 +2,9 @@
 best-rewarded network wins. One CSV row per episode (``amc.csv``) and a plot of reward and top-1 per
 episode (``amc.png``).
 
-Each transition's reward is 0 except the episode's last, which gets the episode's reward minus the moving
-average of earlier rewards (:meth:`DDPGAgent.advantage`); the critic bootstraps it back over the steps.
+Only an episode's last step is rewarded, so every step's return is the episode's reward: each transition is
+credited with it (minus the moving average of earlier rewards, :meth:`DDPGAgent.advantage`), as AMC's
+implementation does, and the critic regresses on these returns directly (the agent's ``discount`` 0).
 """
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def _run_episode(env: AMCEnvironment, agent: DDPGAgent, warm_up: bool) -> Episod
             break
     advantage = agent.advantage(result.reward)
     for state, action, next_state, done in transitions:
-        agent.observe(Transition(state, action, advantage if done else 0.0, next_state, done))
+        agent.observe(Transition(state, action, advantage, next_state, done))
     if not warm_up:
         for _ in transitions:
             agent.update()
@@ -87,7 +88,8 @@ def amc_search(env: AMCEnvironment, agent: DDPGAgent, heatup_episodes: int, trai
 
     Args:
         env: the environment.
-        agent: a :class:`DDPGAgent` whose action range is the environment's.
+        agent: a :class:`DDPGAgent` whose action range is the environment's, with ``discount`` 0 (the
+            transitions carry their returns).
         heatup_episodes, training_episodes: episode counts (at least one episode in all).
         save_dir: directory for ``amc.csv`` (a row per episode, written as it ends) and ``amc.png``; None
             writes nothing.
