@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import copy
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -117,6 +118,13 @@ def _check_static(name: str, wrapper: RangeLinearQuantWrapper) -> None:
     if wrapper.scale_approx_mult_bits is not None:
         raise ExportError(f"'{name}' approximates scales with integer multipliers (scale_approx_mult_bits); the "
                           f"deployment kernels requantize with float scales, so results would differ")
+    degenerate = [what for what, scale in (("output", wrapper.output_scale),
+                                           *((f"input {i}", s) for i, s in enumerate(wrapper.input_scales)))
+                  if not 0 < float(scale) < math.inf]
+    if degenerate:
+        raise ExportError(f"'{name}' has an infinite or NaN calibration range for its {', '.join(degenerate)} (the "
+                          f"float model overflows there; its quantization scale is {float(wrapper.output_scale):g}): "
+                          f"integer deployment needs finite ranges")
     other = sorted(i for i, s in wrapper.input_settings.items()
                    if s.num_bits != 8 or s.mode != wrapper.mode.activations)
     if other:

@@ -178,3 +178,17 @@ def test_compiled_with_torchao_fuses_every_layer_and_matches(quantize, test_batc
     result = parity_check(model, [test_batch], converted_model=compiled)
     assert result["pytorch_int8"]["top1_agreement"] >= 0.95  # as the QDQ form on this model (close logits)
     assert result["pytorch_int8"]["max_abs_diff"] <= 2.01 / model.fc.output_scale.item()
+
+
+def test_lowering_refuses_an_infinite_calibration_range_naming_the_layer(float_model, stats):
+    """A model whose float activations overflow (deep random networks) has scale 0 there: a clear error, not a
+    ZeroDivisionError in the middle of the lowering."""
+    import copy
+    from distiller.quantization import PostTrainLinearQuantizer
+    overflowing = copy.deepcopy(stats)
+    overflowing["fc"]["output"]["max"] = float("inf")
+    model = copy.deepcopy(float_model)
+    PostTrainLinearQuantizer(model, model_activation_stats=overflowing).prepare_model(torch.randn(1, 3, 8, 8))
+    assert float(model.fc.output_scale) == 0
+    with pytest.raises(ExportError, match="'fc' has an infinite or NaN calibration range for its output"):
+        build_pt2e_model(model)
