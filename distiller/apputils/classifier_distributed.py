@@ -55,7 +55,7 @@ def join_process_group(args: argparse.Namespace) -> Optional[ProcessGroupInfo]:
         raise ArgumentError(f"-b {args.batch_size} is the global mini-batch and must be a multiple of the "
                             f"{info.world_size} processes; pass e.g. -b {fitting}")
     for attribute, flag, reason in _SINGLE_PROCESS_FLAGS:
-        if getattr(args, attribute, None):
+        if getattr(args, attribute, None) not in (None, False, []):  # --export-onnx without a path is ""
             raise ArgumentError(f"{flag} runs in one process ({reason}): run it without torchrun")
     if info.backend == "nccl":
         args.gpus = [info.local_rank]

@@ -19,7 +19,7 @@ from ..data_loggers.logger import DataLogger, log_training_progress
 from ..scheduler import CompressionScheduler
 from ..utils import model_device
 from .classifier_reports import RunningScores, confusion_table
-from .distributed import ShardedSampler, all_reduce_scores, gather_lists
+from .distributed import ShardedSampler, all_reduce_scores, gather_lists, is_main_process
 
 __all__ = ["train_one_epoch", "evaluate", "train", "validate", "test"]
 
@@ -27,8 +27,10 @@ msglogger = logging.getLogger(__name__)
 
 
 def progress(loader: Iterable[Any], description: str) -> tqdm:
-    """A progress bar with ETA over ``loader``, shown only on a terminal and only for loops longer than 2 s."""
-    return tqdm(loader, desc=description, unit="batch", leave=False, disable=None, delay=2)
+    """A progress bar with ETA over ``loader``, shown only on a terminal, only for loops longer than 2 s and, in a
+    distributed run, only by rank 0."""
+    return tqdm(loader, desc=description, unit="batch", leave=False, disable=None if is_main_process() else True,
+                delay=2)
 
 
 def final_logits(output: Any) -> torch.Tensor:
