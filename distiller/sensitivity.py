@@ -17,7 +17,7 @@ import math
 import os
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from typing import Any, Callable, Dict, Iterable, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -89,17 +89,20 @@ def _masks_function(model: nn.Module, group: str, dummy_input: Any) -> Callable[
 
 
 def perform_sensitivity_analysis(model: nn.Module, net_params: Sequence[str], sparsities: Sequence[float],
-                                 test_func: Callable[..., tuple], group: str,
-                                 dummy_input: Any = None) -> Sensitivities:
+                                 test_func: Callable[..., tuple], group: str, dummy_input: Any = None,
+                                 on_result: Optional[Callable[[str, float, tuple], None]] = None) -> Sensitivities:
     """Prunes each parameter of ``net_params`` alone, at each level of ``sparsities``, and evaluates the model.
 
     ``model`` is not changed: the pruning is done on a copy of the model, from the original values at every
-    level. With ``dummy_input``, filter and channel pruning are *group-aware*: the filters (channels) chosen in
-    a weight are zeroed wherever thinning would remove them with it (see
-    :mod:`distiller.pruning.dependency_masks`): the other convolutions adding to the same residual stream,
-    their BatchNorm scales and biases, and the layers reading those channels; the ranking is by the L1 norms of
-    the tested weight's filters (channels). Channels that thinning cannot remove (those reaching the model's
-    output) stay, so a final classifier's filter curve is flat.
+    level. A level that zeroes no weight (level 0, or fewer filters than one to prune) does not change the
+    model: its result is the unpruned model's, tested once for the whole analysis.
+
+    With ``dummy_input``, filter and channel pruning are *group-aware*: the filters (channels) chosen in a weight
+    are zeroed wherever thinning would remove them with it (see :mod:`distiller.pruning.dependency_masks`): the
+    other convolutions adding to the same residual stream, their BatchNorm scales and biases, and the layers
+    reading those channels; the ranking is by the L1 norms of the tested weight's filters (channels). Channels
+    that thinning cannot remove (those reaching the model's output) stay, so a final classifier's filter curve
+    is flat.
 
     Args:
         model: a trained model.
@@ -111,6 +114,8 @@ def perform_sensitivity_analysis(model: nn.Module, net_params: Sequence[str], sp
             Linear weight: output rows / input columns).
         dummy_input: an example input of the model, for the group-aware filter and channel pruning (without
             it, each weight is pruned on its own, as Distiller did).
+        on_result: called as ``on_result(param_name, sparsity, scores)`` after each result (e.g. to show
+            progress).
     Returns:
         ``{param_name: {sparsity: tuple(test_func result)}}`` (ordered as given).
     Raises:
@@ -127,15 +132,29 @@ def perform_sensitivity_analysis(model: nn.Module, net_params: Sequence[str], sp
     pruned = copy.deepcopy(model)
     masks_of = _masks_function(pruned, group, dummy_input)
     sensitivities: Sensitivities = OrderedDict()
+    unpruned: Optional[tuple] = None  # the scores of the model itself, tested once
     for param_name in _prunable(model, net_params):
         sensitivity = OrderedDict()
         for level in sparsities:
             level = float(level)
-            msglogger.debug("Testing sensitivity of %s [%.1f%% %s sparsity]", param_name, 100 * level, group)
-            with _masked(pruned, masks_of(param_name, level)):
-                sensitivity[level] = tuple(test_func(model=pruned))
+            masks = masks_of(param_name, level)
+            if _zeroes_nothing(pruned, masks):  # e.g. level 0, or fewer structures than one to prune
+                if unpruned is None:
+                    unpruned = tuple(test_func(model=pruned))
+                sensitivity[level] = unpruned
+            else:
+                msglogger.debug("Testing sensitivity of %s [%.1f%% %s sparsity]", param_name, 100 * level, group)
+                with _masked(pruned, masks):
+                    sensitivity[level] = tuple(test_func(model=pruned))
+            if on_result is not None:
+                on_result(param_name, level, sensitivity[level])
         sensitivities[param_name] = sensitivity
     return sensitivities
+
+
+def _zeroes_nothing(model: nn.Module, masks: Masks) -> bool:
+    """Whether applying ``masks`` leaves ``model``'s parameters as they are (every masked element is zero)."""
+    return not any(bool(((mask == 0) & (model.get_parameter(name) != 0)).any()) for name, mask in masks.items())
 
 
 @contextlib.contextmanager

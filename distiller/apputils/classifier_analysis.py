@@ -102,15 +102,16 @@ def run_summaries(app: Any) -> list[str]:
 
 
 class _SensitivityProgress:
-    """Counts the tests of a sensitivity analysis: a terminal progress bar, and a log line (with the time left)
-    each time a weight's levels are done."""
+    """Counts the results of a sensitivity analysis: a terminal progress bar, and a log line (with the time
+    left) each time a weight's levels are done."""
 
     def __init__(self, weights: int, levels: int) -> None:
         self.total, self.levels, self.done = weights * levels, levels, 0
         self.started = time.time()
         self.bar = tqdm(total=self.total, desc="Sensitivity", unit="test", leave=False, disable=None)
 
-    def step(self) -> None:
+    def step(self, *result: Any) -> None:
+        """Counts one ``(param_name, level, scores)`` result."""
         self.done += 1
         self.bar.update()
         if self.done % self.levels == 0:
@@ -134,7 +135,6 @@ def run_sensitivity(app: Any) -> Sensitivities:
 
     def test(model: torch.nn.Module) -> tuple[float, float, float]:
         results = evaluate(model, app.criterion, app.test_loader)
-        progress.step()
         return results["Top1"], results["Top5"], results["Loss"]
 
     msglogger.info("Sensitivity analysis (%s): %d weights x %d levels on %d test samples", args.sensitivity,
@@ -142,7 +142,8 @@ def run_sensitivity(app: Any) -> Sensitivities:
     try:
         with app.compression_scheduler.soft_masks_applied():
             sensitivities = perform_sensitivity_analysis(model, weights, levels.tolist(), test, args.sensitivity,
-                                                         dummy_input=app.experiment.dummy_input)
+                                                         dummy_input=app.experiment.dummy_input,
+                                                         on_result=progress.step)
     finally:
         progress.close()
     sensitivities_to_csv(sensitivities, os.path.join(app.logdir, SENSITIVITY_CSV))

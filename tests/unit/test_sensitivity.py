@@ -108,3 +108,18 @@ def test_channel_sensitivity_with_an_example_input_zeroes_the_producing_filters(
 def test_no_prunable_weight_is_an_argument_error(model):
     with pytest.raises(ArgumentError, match="prunes 2D or 4D weights .* none of the 1 parameters given"):
         perform_sensitivity_analysis(model, ["2.bias"], [0.5], zeros_of("0.weight"), "element")
+
+
+def test_levels_that_zero_nothing_reuse_one_test_of_the_unpruned_model(model):
+    calls, results = [], []
+
+    def test(model):
+        calls.append(int((model[0].weight == 0).sum()) + int((model[2].weight == 0).sum()))
+        return (calls[-1],)
+
+    # level 0 prunes nothing; 10% of conv's 4 filters rounds down to none; fc has 3 filters: 10% -> none
+    sens = perform_sensitivity_analysis(model, ["0.weight", "2.weight"], [0.0, 0.1, 0.5], test, "filter",
+                                        on_result=lambda *result: results.append(result))
+    assert calls == [0, 4, 4]  # the unpruned model once, then conv at 50% (2 filters x 2), fc at 50% (1 row x 4)
+    assert sens["0.weight"] == {0.0: (0,), 0.1: (0,), 0.5: (4,)} and sens["2.weight"][0.1] == (0,)
+    assert results == [(name, level, sens[name][level]) for name in sens for level in (0.0, 0.1, 0.5)]
