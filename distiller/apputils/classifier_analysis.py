@@ -38,6 +38,7 @@ from ..summaries import (masks_sparsity_tbl_summary, model_performance_summary, 
                          weights_sparsity_summary)
 from .classifier_loop import evaluate
 from .classifier_plots import EPOCHS_PNG, LAYER_SPARSITY_PNG, epochs_table, plot_epochs, plot_layer_sparsity
+from .distributed import is_main_process
 
 __all__ = ["check_analysis_args", "sensitivity_levels", "prunable_weights", "run_summaries", "run_sensitivity",
            "epoch_reports", "compute_comparison", "RunReports", "SENSITIVITY_CSV", "SENSITIVITY_PNG",
@@ -193,7 +194,8 @@ def compute_comparison(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFram
 class RunReports:
     """A training run's reports: at construction (before training) the model's graph goes to TensorBoard and
     its per-layer MACs are recorded; :meth:`close` (after training and thinning) logs the per-layer compute
-    table (start vs now, also ``compute.csv``) and plots the run (``epochs.png``, ``layer_sparsity.png``)."""
+    table (start vs now, also ``compute.csv``) and plots the run (``epochs.png``, ``layer_sparsity.png``), on the
+    main process of a torchrun launch."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -206,6 +208,8 @@ class RunReports:
                 msglogger.warning("TensorBoard graph not written: %s", err)
 
     def close(self) -> None:
+        if not is_main_process():  # a torchrun launch: rank 0 writes the reports
+            return
         app = self.app
         with app.compression_scheduler.soft_masks_applied():
             now = _layer_macs(app.model, app.experiment.dummy_input)

@@ -31,6 +31,8 @@ _SINGLE_PROCESS_FLAGS = (
     ("greedy", "--greedy", "greedy pruning evaluates every candidate in one process"),
     ("export_onnx", "--export-onnx", "the export runs once"),
     ("earlyexit_thresholds", "--earlyexit_thresholds", "early-exit evaluation is not sharded"),
+    ("summary", "--summary", "the summaries describe one model once"),
+    ("sensitivity", "--sense", "the analysis tests on the whole test set"),
 )
 
 

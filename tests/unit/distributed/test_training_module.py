@@ -92,6 +92,8 @@ def _torchrun_args(**overrides):
     ({"gpus": [0, 1]}, "--gpus 0,1: under torchrun"),
     ({"quantize_eval": True}, "--quantize-eval runs in one process"),
     ({"export_onnx": ""}, "--export-onnx runs in one process"),
+    ({"summary": ["compute"]}, "--summary runs in one process"),
+    ({"sensitivity": "filter"}, "--sense runs in one process"),
 ])
 def test_torchrun_launch_refuses_what_cannot_run_distributed(monkeypatch, overrides, message):
     monkeypatch.setattr(classifier_distributed, "init_from_env", lambda use_cuda: ProcessGroupInfo(0, 2, 0, "gloo"))
