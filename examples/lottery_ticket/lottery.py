@@ -20,10 +20,9 @@ import os
 from typing import Any, Optional
 
 import torch
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from distiller.apputils import read_checkpoint
-from distiller.apputils.app_runner import run_cli
+from distiller.apputils.app_runner import progress_logging, run_cli
 from distiller.apputils.image_classifier import ClassifierCompressor, init_classifier_compression_arg_parser
 from distiller.errors import ArgumentError, CheckpointError
 
@@ -97,7 +96,7 @@ def main(args: argparse.Namespace) -> Optional[dict[str, Any]]:
     if not args.lt_random_init:
         args.exp_load_weights_from = args.lt_untrained_ckpt
     app = ClassifierCompressor(args, script_dir=os.path.dirname(os.path.abspath(__file__)))
-    with app, logging_redirect_tqdm():
+    with app, progress_logging():
         if args.lt_random_init and _same_weights(app.model, untrained["state_dict"]):
             raise ArgumentError(f"--lt-random-init: --seed {app.experiment.seed} gives the very weights of "
                                 f"'{args.lt_untrained_ckpt}'; pick another --seed")
