@@ -39,6 +39,34 @@ SCHEDULE = textwrap.dedent("""\
     """)
 
 
+QAT_SCHEDULE = textwrap.dedent("""\
+    version: 1
+    pruners:
+      filters:
+        class: L1RankedStructureParameterPruner_AGP
+        initial_sparsity: 0.25
+        final_sparsity: 0.5
+        group_type: Filters
+        weights: [conv1.weight, conv2.weight]
+    quantizers:
+      qat:
+        class: QuantAwareTrainRangeLinearQuantizer
+        bits_activations: 8
+        bits_weights: 8
+        mode: ASYMMETRIC_UNSIGNED
+        ema_decay: 0.9
+    policies:
+      - quantizer: {instance_name: qat}
+        starting_epoch: 0
+        ending_epoch: 2
+        frequency: 1
+      - pruner: {instance_name: filters}
+        starting_epoch: 0
+        ending_epoch: 2
+        frequency: 1
+    """)
+
+
 def _schedule(tmp_path):
     schedule = tmp_path / "schedule.yaml"
     schedule.write_text(SCHEDULE)
@@ -82,6 +110,22 @@ def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path, monkeyp
     assert "checkpoint.pth.tar" in written
     checkpoint = torch.load(os.path.join(run_dirs[0], "checkpoint.pth.tar"), weights_only=True)
     assert not any(key.startswith("module.") for key in checkpoint["state_dict"])
+
+
+@pytest.mark.slow
+def test_quantization_aware_training_ranges_are_identical_on_both_ranks(tmp_path):
+    schedule = tmp_path / "qat.yaml"
+    schedule.write_text(QAT_SCHEDULE)
+    argv = _argv(tmp_path, tmp_path / "ddp")
+    argv[argv.index("--epochs") + 1] = "2"
+    argv[argv.index("--compress") + 1] = str(schedule)
+    run_in_gloo_processes(ddp_app_worker.train, 2, argv, str(tmp_path / "rank{rank}.pt"))
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)["state"] for rank in range(2)]
+    ranges = [name for name in ranks[0] if name.endswith(("tracked_min_biased", "tracked_max_biased", "scale"))]
+    assert ranges, sorted(ranks[0])
+    assert any(ranks[0][name].abs().sum() > 0 for name in ranges)  # the ranges were tracked
+    for name, value in ranks[0].items():  # weights, float copies, quantized weights and the ranges
+        assert torch.equal(value, ranks[1][name]), name
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import torch.distributed as dist
 from distiller import CompressionScheduler
 from distiller.apputils import distributed as D
 from distiller.apputils.classifier_reports import RunningScores
+from distiller.policy import ScheduledTrainingPolicy
 from distiller.pruning.activation_stats import ActivationStatsCollector
 from distiller.testing import TinyCNN
 
@@ -105,6 +106,41 @@ def check_activation_statistics_cover_every_shard(rank: int, world_size: int) ->
         torch.testing.assert_close(collector.statistic_of(name), expected)
 
 
+class _RankDependentPruner(ScheduledTrainingPolicy):
+    """Masks a rank-dependent random half of conv2 at epoch begin and of fc at mini-batch end (what rankings by
+    each rank's own data could do), applying them to the weights as pruners do."""
+
+    def _mask(self, model, zeros_mask_dict, name, salt):
+        generator = torch.Generator().manual_seed(1000 * salt + D.get_rank())
+        zeros_mask_dict[name].mask = torch.rand(model.get_parameter(name).shape, generator=generator) > 0.5
+        zeros_mask_dict[name].mask_tensor(model.get_parameter(name))
+
+    def on_epoch_begin(self, model, zeros_mask_dict, meta, **kwargs):
+        self._mask(model, zeros_mask_dict, "conv2.weight", 1)
+
+    def on_minibatch_end(self, model, epoch, minibatch_id, minibatches_per_epoch, zeros_mask_dict, optimizer):
+        self._mask(model, zeros_mask_dict, "fc.weight", 2 + minibatch_id)
+
+
+def check_scheduler_callbacks_keep_rank_0_masks(rank: int, world_size: int) -> None:
+    torch.manual_seed(7)  # the same initial weights everywhere, as DDP makes them
+    model = TinyCNN()
+    scheduler = CompressionScheduler(model)
+    scheduler.add_policy(_RankDependentPruner(), epochs=[0])
+    scheduler.mask_sync = D.MaskBroadcaster()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler.on_epoch_begin(0, optimizer)
+    for step in range(2):
+        scheduler.on_minibatch_begin(0, step, 2, optimizer)
+        scheduler.on_minibatch_end(0, step, 2, optimizer)
+    theirs = D.broadcast_object({name: (m.mask.bool().clone(), model.get_parameter(name).detach().clone())
+                                 for name, m in scheduler.zeros_mask_dict.items() if m.mask is not None})
+    assert sorted(theirs) == ["conv2.weight", "fc.weight"]
+    for name, (mask, weight) in theirs.items():
+        assert torch.equal(scheduler.zeros_mask_dict[name].mask.bool(), mask), (rank, name)
+        assert torch.equal(model.get_parameter(name), weight), (rank, name)
+
+
 def run_all(rank: int, world_size: int, out_dir: str) -> None:
     """All the checks, in one process group (starting processes is what costs time)."""
     info = D.init_from_env(use_cuda=False)
@@ -114,4 +150,5 @@ def run_all(rank: int, world_size: int, out_dir: str) -> None:
     check_broadcast_refuses_diverged_models(rank, world_size)
     check_reductions(rank, world_size, out_dir)
     check_activation_statistics_cover_every_shard(rank, world_size)
+    check_scheduler_callbacks_keep_rank_0_masks(rank, world_size)
     dist.barrier()
