@@ -69,6 +69,19 @@ def test_summary_png_without_graphviz_fails_before_the_run_directory(run_classif
     assert run.run_dir is None and not (tmp_path / "out").exists()
 
 
+def test_summary_png_draws_the_model_in_the_run_directory(run_classifier, tmp_path, monkeypatch):
+    dot = tmp_path / "bin" / "dot"  # stands in for Graphviz: writes its DOT input as the 'image'
+    dot.parent.mkdir()
+    dot.write_text('#!/bin/sh\nfor last; do :; done\ncat "$last"\n')
+    dot.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{dot.parent}{os.pathsep}{os.environ['PATH']}")
+    run = run_classifier(*FAST, "--summary", "png_w_params", "-o", tmp_path)
+    assert run.status == 0, run.stderr
+    with open(os.path.join(run.run_dir, "model.png")) as f:
+        drawing = f.read()
+    assert "digraph" in drawing and "relu_conv1" in drawing and "conv1.weight" in drawing
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--sense", "element", "--sense-range", "0.5", "0.1", "0.1"], "--sense-range 0.5 0.1 0.1: needs START < STOP"),
     (["--summary", "model", "--sense", "filter"], "--summary and --sense"),
