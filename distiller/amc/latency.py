@@ -34,13 +34,14 @@ TABLE_NAME = "latency_table.json"
 
 
 def measure_latency(module: nn.Module, inputs: torch.Tensor, min_run_time: float = 0.05) -> float:
-    """The median seconds of ``module(inputs)`` (inference mode, the process's thread count;
-    ``torch.utils.benchmark`` synchronises CUDA)."""
+    """The seconds of ``module(inputs)``: the fastest of ``torch.utils.benchmark``'s blocks of calls (the
+    least disturbed by other processes on a shared machine; inference mode, the process's thread count,
+    CUDA synchronised)."""
     timer = torch.utils.benchmark.Timer(stmt="module(inputs)", globals={"module": module, "inputs": inputs},
                                         num_threads=torch.get_num_threads())
     with torch.inference_mode():
         module(inputs)  # warm-up (lazy initialisation, allocator)
-        return float(timer.blocked_autorange(min_run_time=min_run_time).median)
+        return float(min(timer.blocked_autorange(min_run_time=min_run_time).times))
 
 
 def _grid(dense: int, narrowest: int, levels: int, multiple: int) -> list[int]:
@@ -79,6 +80,9 @@ def _layer_key(layer: LayerCost, grid_in: list[int], grid_out: list[int]) -> str
 
 def _time_layer(layer: LayerCost, grid_in: list[int], grid_out: list[int], batch_size: int,
                 device: torch.device, min_run_time: float) -> list[list[float]]:
+    """Seconds per ``(input width, output width)`` of the grid, made non-decreasing along both widths (a
+    wider layer is never faster: what timing noise says otherwise is measurement error, and the budget
+    clipping needs a cost that falls as channels go)."""
     seconds = []
     for width_in in grid_in:
         row = []
@@ -92,7 +96,7 @@ def _time_layer(layer: LayerCost, grid_in: list[int], grid_out: list[int], batch
                 shape = (batch_size, width_in, *layer.input_shape[2:])
             row.append(measure_latency(module, torch.randn(shape, device=device), min_run_time))
         seconds.append(row)
-    return seconds
+    return torch.tensor(seconds).cummax(0).values.cummax(1).values.tolist()
 
 
 def _grids(layer: LayerCost, narrowest: torch.Tensor, levels: int) -> tuple[list[int], list[int]]:
@@ -217,8 +221,9 @@ class LatencyModel:
         (volume, rest), (narrow_volume, narrow_rest) = (
             (network["output_volume"], network["seconds"] - self._layers(network["widths"]))
             for network in table["networks"])
-        #: Seconds per output value of the layers, and the constant rest.
-        self.per_value = (rest - narrow_rest) / (volume - narrow_volume) if volume > narrow_volume else 0.0
+        #: Seconds per output value of the layers (never negative: the narrower network does not do more), and
+        #: the constant rest.
+        self.per_value = max(0.0, (rest - narrow_rest) / (volume - narrow_volume)) if volume > narrow_volume else 0.0
         self.fixed = rest - self.per_value * volume
 
     def _layers(self, widths: list[list[int]]) -> float:

@@ -102,6 +102,18 @@ def test_a_latency_budget_clips_the_actions(clock, tmp_path):
         env.set_budget(0.6, predict)
 
 
+def test_timing_noise_cannot_make_a_wider_layer_faster(monkeypatch, tmp_path):
+    noisy = iter([3.0, 1.0, 2.0, 0.5] * 100)  # seconds per call, in measurement order
+    monkeypatch.setattr(latency_module, "measure_latency", lambda module, inputs, min_run_time=0.05: next(noisy))
+    env = AMCEnvironment(TinyCNN(), EXAMPLE, constant_scores)
+    predict = LatencyModel(env.costs, table_for(env, tmp_path / "table.json"))
+    for layer in env.costs.layers:
+        grid_in, grid_out, seconds = predict.table[layer.name]
+        assert torch.equal(seconds, seconds.cummax(0).values.cummax(1).values)
+        widths = [predict.layer_latency(layer, grid_in[-1], width) for width in range(grid_out[0], grid_out[-1] + 1)]
+        assert widths == sorted(widths)
+
+
 def test_layers_that_cannot_be_timed_alone_are_named(clock, tmp_path):
     class Transposed(nn.Module):
         def __init__(self):
