@@ -164,11 +164,12 @@ def epoch_reports(app: Any, epoch: int) -> None:
 
 
 def _layer_macs(model: torch.nn.Module, dummy_input: torch.Tensor) -> pd.DataFrame:
-    """Per layer: its weight's non-zero fraction and its dense MACs."""
-    df = model_performance_summary(model, dummy_input)
+    """Per layer: its dense MACs (summed over its calls) and its weight's non-zero fraction."""
+    calls = model_performance_summary(model, dummy_input)
+    df = calls.groupby(["Name", "Type"], sort=False, as_index=False)["MACs"].sum()
     layers = [counted_layer(model.get_submodule(name)) for name in df["Name"]]
     df["Density"] = [density(cast(torch.Tensor, layer.weight)) if layer is not None else 1.0 for layer in layers]
-    return df[["Name", "Type", "MACs", "Density"]]
+    return df
 
 
 def compute_comparison(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:

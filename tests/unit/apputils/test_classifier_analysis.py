@@ -119,3 +119,21 @@ def test_progress_logging_keeps_the_console_level(capsys):
 
 def test_parsed_flags_are_plain_data():
     assert isinstance(parse(), argparse.Namespace) and parse().summary is None and parse().sensitivity is None
+
+
+def test_layer_macs_sum_the_calls_of_a_shared_layer():
+    from distiller.apputils.classifier_analysis import _layer_macs
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 1)
+
+        def forward(self, x):
+            return self.conv(self.conv(x))
+
+    model = Twice()
+    with torch.no_grad():
+        model.conv.weight[0] = 0
+    table = compute_comparison(_layer_macs(model, torch.zeros(1, 2, 4, 4)), _layer_macs(model, torch.zeros(1, 2, 4, 4)))
+    assert table.values[:, :5].tolist() == [["conv", "Conv2d", 128, 128, 64], ["Total", "", 128, 128, 64]]
