@@ -36,14 +36,16 @@ def run_in_gloo_processes(fn: Callable[..., Any], world_size: int, *args: Any) -
     """Runs ``fn(rank, world_size, *args)`` in ``world_size`` new processes whose environment is the one
     ``torchrun`` sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``); ``fn`` joins
     the group itself (``dist.init_process_group('gloo')`` or :func:`distiller.apputils.distributed.init_from_env`).
-    ``fn`` must be a module-level function (importable by name where processes are spawned) and reports through
-    files or exceptions. Processes are forked where the platform can (the test process must not have used CUDA).
+    ``fn`` must be a module-level function of an importable module (the new processes import it by name) and
+    reports through files or exceptions.
 
     Raises:
         torch.multiprocessing.ProcessRaisedException: a process raised (with its traceback).
     """
-    # Forked processes start at once with everything imported (spawned ones import torch and distiller again,
-    # seconds each); spawn where fork does not exist.
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    # Processes forked from a fork server that imported distiller once start in a moment (spawned ones import
+    # torch and distiller again, seconds each); plain fork is unsafe once the calling process ran autograd.
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    if method == "forkserver":
+        mp.get_context("forkserver").set_forkserver_preload(["distiller"])  # effective until the server starts
     mp.start_processes(_process, args=(world_size, free_port(), fn, args), nprocs=world_size, join=True,
                        start_method=method)
