@@ -13,6 +13,10 @@ A complete application is a few lines::
 :func:`~distiller.apputils.classifier_setup.build_experiment`) validates the whole command line before the
 run directory ``<--out-dir>/<--name>___<timestamp>`` is created; the run's log, TensorBoard events, CSVs and
 checkpoints go there (``app.logdir``).
+
+Started by ``torchrun``, every such application trains with ``DistributedDataParallel`` on sharded data, with
+the compression decisions kept identical on every process and rank 0 alone writing the run directory (see
+:mod:`distiller.apputils.classifier_distributed` and :mod:`distiller.apputils.distributed`).
 """
 from __future__ import annotations
 
