@@ -9,7 +9,6 @@ kept: exactly what :func:`distiller.summaries.model_macs` counts on the thinned 
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Optional, cast
 
 import torch
@@ -31,7 +30,7 @@ class LayerCost:
         macs: its dense MACs per sample.
         in_channels, out_channels: channel ids of its input / output dimension (None: the dimension holds no
             tracked channels and never shrinks).
-        input_shape, output_shape: the shapes of its (first call's) input and output, batch of one.
+        input_shape: the shape of its (first call's) input, batch of one.
     """
     name: str
     module: nn.Module
@@ -39,7 +38,6 @@ class LayerCost:
     in_channels: Optional[torch.Tensor]
     out_channels: Optional[torch.Tensor]
     input_shape: tuple
-    output_shape: tuple
 
     @property
     def depthwise(self) -> bool:
@@ -90,21 +88,13 @@ class LayerCosts:
             first_call = graph.module_ops(name)[0]
             module = cast(nn.Module, counted_layer(graph.op(first_call).module))
             self.layers.append(LayerCost(name, module, int(macs), _dimension(deps, name, "in"),
-                                         _dimension(deps, name, "out"), tuple(graph.input_shape(first_call)),
-                                         tuple(graph.op(first_call).shape)))
+                                         _dimension(deps, name, "out"), tuple(graph.input_shape(first_call))))
         #: The dense model's MACs per sample.
         self.dense_macs = sum(layer.macs for layer in self.layers)
 
     def layer_macs(self, keep: torch.Tensor) -> torch.Tensor:
         """MACs per layer (float64, in :attr:`layers` order) when the channels in ``keep`` stay."""
         return torch.tensor([layer.macs * layer.scale(keep) for layer in self.layers], dtype=torch.float64)
-
-    def output_volume(self, keep: torch.Tensor) -> float:
-        """The number of values the layers output per sample when the channels in ``keep`` stay (what the
-        normalisations and activations after them process)."""
-        return float(sum(layer.widths(keep)[1] * math.prod(layer.output_shape[2:]) if len(layer.output_shape) > 2
-                         else layer.widths(keep)[1] * math.prod(layer.output_shape[1:-1])
-                         for layer in self.layers))
 
     def total(self, keep: torch.Tensor) -> float:
         """The model's MACs per sample when the channels in ``keep`` stay."""

@@ -5,9 +5,10 @@ Each convolution and fully connected layer is timed alone, at the requested batc
 input and output widths (from the narrowest the search can reach to the dense width); layers of the same
 configuration are timed once. A network's latency is predicted as the sum of its layers' latencies,
 interpolated bilinearly between grid widths (as NetAdapt's per-layer look-up tables, Yang et al., ECCV
-2018), plus the time of everything else (normalisations, activations, additions, pooling, the Python
-calls): a constant plus a share proportional to the values the layers output, fitted on two measured
-networks, the dense one and the narrowest the search can reach. The table is saved as JSON
+2018), scaled by the ratio of the dense network's measured latency to its layers' sum: the time of
+everything else (normalisations, activations, additions, pooling, the Python calls) is taken to shrink with
+the layers. (A separate constant and per-activation term, fitted on two measured networks, was tried: on a
+loaded machine the fit turned negative; one ratio stays positive and monotone.) The table is saved as JSON
 and reloaded when the model, batch size, device and thread count match.
 """
 from __future__ import annotations
@@ -119,8 +120,7 @@ def batched(example_input: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 
 def build_latency_table(model: nn.Module, example_input: torch.Tensor, costs: LayerCosts, narrowest: torch.Tensor,
-                        narrowest_model: nn.Module, batch_size: int, levels: int = 6,
-                        min_run_time: float = 0.05) -> dict[str, Any]:
+                        batch_size: int, levels: int = 6, min_run_time: float = 0.05) -> dict[str, Any]:
     """Times every counted layer of ``costs`` on a grid of widths, and the dense network.
 
     Args:
@@ -128,7 +128,6 @@ def build_latency_table(model: nn.Module, example_input: torch.Tensor, costs: La
         example_input: its input, a batch of one.
         costs: its :class:`LayerCosts`.
         narrowest: the kept channels (bool per channel id) of the smallest network the search can reach.
-        narrowest_model: that network (timed whole).
         batch_size: the batch size to time at.
         levels: grid widths per dimension.
         min_run_time: seconds of repeated calls per measurement.
@@ -147,19 +146,14 @@ def build_latency_table(model: nn.Module, example_input: torch.Tensor, costs: La
             measured[key] = _time_layer(layer, grid_in, grid_out, batch_size, device, min_run_time)
         layers[layer.name] = {"in": grid_in, "out": grid_out, "seconds": measured[key]}
     inputs = batched(example_input, batch_size).to(device)
-    networks: list[dict[str, Any]] = []
-    for network, keep in ((model, torch.ones_like(narrowest)), (narrowest_model, narrowest)):
-        networks.append({"seconds": measure_latency(network.eval(), inputs, min_run_time * 4),
-                         "output_volume": costs.output_volume(keep),
-                         "widths": [list(layer.widths(keep)) for layer in costs.layers]})
+    network = measure_latency(model.eval(), inputs, min_run_time * 4)
     msglogger.info("Latency table: %d layers (%d configurations timed) at batch size %d on %s; dense network "
-                   "%.3f ms, narrowest %.3f ms", len(layers), len(measured), batch_size, device,
-                   1e3 * networks[0]["seconds"], 1e3 * networks[1]["seconds"])
-    return {**_signature(costs, batch_size, device), "networks": networks, "table": layers}
+                   "%.3f ms", len(layers), len(measured), batch_size, device, 1e3 * network)
+    return {**_signature(costs, batch_size, device), "network_seconds": network, "table": layers}
 
 
 def load_or_build_latency_table(path: str, model: nn.Module, example_input: torch.Tensor, costs: LayerCosts,
-                                narrowest: torch.Tensor, narrowest_model: nn.Module, batch_size: int, levels: int = 6,
+                                narrowest: torch.Tensor, batch_size: int, levels: int = 6,
                                 source: Optional[str] = None) -> dict[str, Any]:
     """The table cached at ``path`` (or given as ``source``) when it was measured for this model, batch
     size, device and thread count; otherwise a new one, saved to ``path``.
@@ -188,7 +182,7 @@ def load_or_build_latency_table(path: str, model: nn.Module, example_input: torc
         if candidate == source:
             raise ArgumentError(f"latency table '{source}' was measured for another run setting (it differs in: "
                                 f"{', '.join(differs)}); drop it to measure a new table")
-    table = build_latency_table(model, example_input, costs, narrowest, narrowest_model, batch_size, levels)
+    table = build_latency_table(model, example_input, costs, narrowest, batch_size, levels)
     with open(path, "w") as f:
         json.dump(table, f)
     return table
@@ -217,14 +211,9 @@ class LatencyModel:
         self.costs = costs
         self.table = {name: (entry["in"], entry["out"], torch.tensor(entry["seconds"], dtype=torch.float64))
                       for name, entry in table["table"].items()}
-        # what the layers do not explain in the two measured networks: rest = fixed + per_value * volume
-        (volume, rest), (narrow_volume, narrow_rest) = (
-            (network["output_volume"], network["seconds"] - self._layers(network["widths"]))
-            for network in table["networks"])
-        #: Seconds per output value of the layers (never negative: the narrower network does not do more), and
-        #: the constant rest.
-        self.per_value = max(0.0, (rest - narrow_rest) / (volume - narrow_volume)) if volume > narrow_volume else 0.0
-        self.fixed = rest - self.per_value * volume
+        dense = self._layers([list(layer.dense_widths) for layer in costs.layers])
+        #: The dense network's measured latency over the sum of its layers' (applied to every prediction).
+        self.scale = float(table["network_seconds"]) / dense
 
     def _layers(self, widths: list[list[int]]) -> float:
         return sum(self.layer_latency(layer, *pair) for layer, pair in zip(self.costs.layers, widths))
@@ -237,5 +226,4 @@ class LatencyModel:
 
     def __call__(self, keep: torch.Tensor) -> float:
         """The predicted latency of the network keeping ``keep`` (bool per channel id)."""
-        widths = [list(layer.widths(keep)) for layer in self.costs.layers]
-        return self._layers(widths) + self.fixed + self.per_value * self.costs.output_volume(keep)
+        return self.scale * self._layers([list(layer.widths(keep)) for layer in self.costs.layers])

@@ -148,11 +148,9 @@ def build_environment(app: ClassifierCompressor, args: argparse.Namespace) -> AM
                          target_density=args.amc_target_density if protocol == "mac-constrained" else None,
                          action_range=tuple(args.amc_action_range), calibrate_fn=calibrate_fn)
     if protocol == "latency-constrained":
-        narrowest = env.narrowest()
         table = load_or_build_latency_table(
-            os.path.join(app.logdir, TABLE_NAME), app.model, app.experiment.dummy_input, env.costs, narrowest,
-            env.thinned(narrowest)[1], args.amc_latency_batch_size or args.batch_size, args.amc_latency_levels,
-            source=args.amc_latency_table)
+            os.path.join(app.logdir, TABLE_NAME), app.model, app.experiment.dummy_input, env.costs, env.narrowest(),
+            args.amc_latency_batch_size or args.batch_size, args.amc_latency_levels, source=args.amc_latency_table)
         env.set_budget(args.amc_target_latency, LatencyModel(env.costs, table), cost_name="latency")
     return env
 
