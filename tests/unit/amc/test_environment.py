@@ -5,6 +5,7 @@ from torch import nn
 
 from distiller.amc import STATE_FEATURES, AMCEnvironment, amc_mac_constrained_reward_fn
 from distiller.errors import ArgumentError
+from distiller.graph import GraphCaptureError
 from distiller.summaries.compute import model_macs
 from distiller.testing import TinyCNN, TinyConcatNet, TinyResidualNet
 from distiller.thinning import ThinningError
@@ -116,3 +117,28 @@ def test_a_model_with_nothing_to_prune_names_what_blocks_it():
     model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Flatten())
     with pytest.raises(ThinningError, match="no channel group.*channels kept whole: 4 channel"):
         AMCEnvironment(model, EXAMPLE, constant_scores)
+
+
+class ChannelRoll(nn.Module):
+    """conv -> torch.roll over channels -> conv: thinning does not know how roll maps channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.roll(self.a(x), 1, dims=1))
+
+
+class DataDependent(ChannelRoll):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.a(x)
+        return self.b(y * 2 if y.sum() > 0 else y)
+
+
+def test_a_model_thinning_cannot_handle_is_refused_naming_the_node():
+    with pytest.raises(ThinningError, match=r"consumed by 'roll' \(roll\), whose channel mapping thinning does "
+                                            r"not know"):
+        AMCEnvironment(ChannelRoll(), EXAMPLE, constant_scores)
+    with pytest.raises(GraphCaptureError, match="cannot trace DataDependent.forward"):
+        AMCEnvironment(DataDependent(), EXAMPLE, constant_scores)
