@@ -215,7 +215,10 @@ class _Walker:
                                                 else inspect.Signature.empty)
 
     def on_get_attr(self, node: fx.Node) -> None:
-        self.emitter.modules[str(node.target)] = copy.deepcopy(getattr(self.gm, str(node.target)))
+        """A tensor the model reads directly, also one of a submodule (``features.1.0.layer_scale``)."""
+        owner, _, attribute = str(node.target).rpartition(".")
+        value = getattr(self.gm.get_submodule(owner), attribute)
+        self.emitter.modules[str(node.target)] = copy.deepcopy(value)
         self.env[node] = self.graph.get_attr(str(node.target))
 
     def on_output(self, node: fx.Node) -> None:

@@ -192,3 +192,28 @@ def test_lowering_refuses_an_infinite_calibration_range_naming_the_layer(float_m
     assert float(model.fc.output_scale) == 0
     with pytest.raises(ExportError, match="'fc' has an infinite or NaN calibration range for its output"):
         build_pt2e_model(model)
+
+
+class LayerScaleBlock(nn.Module):
+    """conv -> a learned per-channel scale read as a tensor inside a submodule (as ConvNeXt's layer_scale)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.layer_scale = nn.Parameter(torch.linspace(0.5, 1.5, 4).reshape(4, 1, 1))
+
+    def forward(self, x):
+        return self.conv(x) * self.layer_scale
+
+
+def test_lowering_reads_tensors_of_submodules():
+    from distiller.data_loggers import collect_quant_stats
+    from distiller.quantization import PostTrainLinearQuantizer
+    torch.manual_seed(0)
+    model, x = nn.Sequential(LayerScaleBlock(), nn.Flatten(), nn.Linear(64, 3)).eval(), torch.randn(8, 3, 4, 4)
+    stats = collect_quant_stats(model, lambda m: m(x))
+    PostTrainLinearQuantizer(model, model_activation_stats=stats).prepare_model(x[:1])
+    lowered = build_pt2e_model(model)
+    assert any(node.op == "get_attr" and node.target == "0.layer_scale" for node in lowered.graph.nodes)
+    with torch.no_grad():
+        assert (model(x) - lowered(x)).abs().max().item() <= 2.01 / model[2].output_scale.item()
