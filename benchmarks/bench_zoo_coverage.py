@@ -19,8 +19,9 @@ distiller also the filters left whole by reason), then a summary line with the c
 the machine.
 
 ``--task int8`` covers the CIFAR models of our zoo (32x32, ``--zoo cifar10``) and torchvision's classification
-models (224x224, ``--zoo torchvision``): each is quantized by ``PostTrainLinearQuantizer`` with its defaults
-(static ranges from two random calibration batches), lowered by ``to_pt2e`` (torch.fx walk, then
+models (224x224, ``--zoo torchvision``): each (``nn.MultiheadAttention`` converted by
+``distiller.transformers.convert_attention``, which PTQ asks for) is quantized by ``PostTrainLinearQuantizer``
+with its defaults (static ranges from two random calibration batches), lowered by ``to_pt2e`` (torch.fx walk, then
 ``torch.export``), compared on random inputs with the simulated model, and (unless ``--no-compile``) compiled
 by ``compile_int8`` and compared again. A failure records the stage (quantize, lower, export, compile, parity)
 and the error, which names the blocking layer or operation.
@@ -155,6 +156,9 @@ def lower_int8(name, zoo, x, compile_model):
     try:
         torch.manual_seed(0)
         model = (create_model(False, "cifar10", name, parallel=False) if zoo == "cifar10" else build(name)).eval()
+        if any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):  # as PTQ's error message asks
+            from distiller.transformers import convert_attention
+            convert_attention(model)
         calibration = [torch.randn_like(x) for _ in range(2)]
         stats = collect_quant_stats(model, lambda m: [m(b) for b in calibration])
         PostTrainLinearQuantizer(model, model_activation_stats=stats).prepare_model(x[:1])

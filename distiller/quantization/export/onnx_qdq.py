@@ -168,7 +168,7 @@ class QDQEmitter(Emitter):
 
 def build_qdq_model(model: nn.Module) -> fx.GraphModule:
     """The float GraphModule with fake quantization that :func:`export_onnx_qdq` exports."""
-    return walk_quantized_model(model, QDQEmitter, supports_matmul=True).eval()
+    return walk_quantized_model(model, QDQEmitter).eval()
 
 
 # ----------------------------------------------------------------------------- ONNX graph rewriting

@@ -4,7 +4,9 @@
 ``convert_pt2e`` produces: float operations between ``quantized_decomposed.quantize_per_tensor`` /
 ``dequantize_per_tensor`` pairs (uint8 activations) and weights stored as int8 constants feeding
 ``dequantize_per_channel`` (per tensor weights become per channel with a repeated scale), all with the
-scales and zero points of the simulated model, captured by ``torch.export``. Symmetric 8-bit activations
+scales and zero points of the simulated model, captured by ``torch.export``. A quantized matmul of two
+activations (attention) is a float matmul between dequantized inputs and a quantized output, as
+``convert_pt2e`` leaves operations without an int8 kernel. Symmetric 8-bit activations
 are written as uint8 with zero point 128 (the same integers; see :func:`~.walk.to_pytorch_qparams`), the
 representation the x86 int8 kernels take. :mod:`.inductor` compiles this form to int8 CPU code.
 
@@ -14,7 +16,6 @@ tensors (not the deprecated quantized tensors), and no other module registers th
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Optional
 
 import torch
@@ -76,12 +77,6 @@ class PT2EEmitter(QDQEmitter):
                                                (weight, scale, zero_point, 0, -128, 127, torch.int8))
         return dequantized, bias
 
-    def binary(self, name: str, kind: str, inputs: Sequence[fx.Node], out_qp: QParams, relu: bool) -> fx.Node:
-        if kind == "matmul":
-            raise ExportError(f"'{name}' is a quantized matmul, which the PT2E lowering does not support; exclude "
-                              f"it with overrides {{{name!r}: {{bits_activations: null}}}}")
-        return super().binary(name, kind, inputs, out_qp, relu)
-
 
 def _check_padding(model: nn.Module) -> None:
     for name, module in model.named_modules():
@@ -112,7 +107,7 @@ def to_pt2e(model: nn.Module, example_inputs: Any, dynamic_batch: bool = True) -
         a ``torch.export.ExportedProgram`` (run it with ``.module()(x)``).
     Raises:
         ExportError: a layer with dynamic ranges, other than 8-bit activations/weights, asymmetric weights,
-            a quantized matmul/embedding, or an untraceable model (the message names the layer).
+            a quantized embedding, or an untraceable model (the message names the layer).
     Example:
         >>> program = to_pt2e(quantized_model, torch.randn(1, 3, 32, 32))
         >>> logits = program.module()(images)

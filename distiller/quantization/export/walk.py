@@ -156,15 +156,14 @@ def _input_qparams(wrapper: RangeLinearQuantWrapper, index: int) -> QParams:
 
 
 def _unsupported(name: str, module: nn.Module) -> ExportError:
-    hint = {RangeLinearQuantMatmulWrapper: f"exclude it with overrides {{{name!r}: {{bits_activations: null}}}}",
-            RangeLinearEmbeddingWrapper: f"exclude it with overrides {{{name!r}: {{bits_weights: null}}}}"}
-    return ExportError(f"'{name}' ({type(module).__name__}) has no integer kernel in this format; "
-                       + hint.get(type(module), f"exclude it from quantization (overrides {{{name!r}: "
-                                                f"{{bits_activations: null, bits_weights: null}}}})"))
+    fix = ("bits_weights: null" if isinstance(module, RangeLinearEmbeddingWrapper)
+           else "bits_activations: null, bits_weights: null")
+    return ExportError(f"'{name}' ({type(module).__name__}) has no integer kernel in this format; exclude it from "
+                       f"quantization with overrides {{{name!r}: {{{fix}}}}}")
 
 
 class _Walker:
-    def __init__(self, model: nn.Module, emitter_cls: type[Emitter], supports_matmul: bool) -> None:
+    def __init__(self, model: nn.Module, emitter_cls: type[Emitter]) -> None:
         self.sim = model
         try:
             self.gm = trace_model(model, leaf_modules=_LEAF_TYPES)
@@ -173,7 +172,6 @@ class _Walker:
         self.sim_modules = dict(model.named_modules())
         self.graph = fx.Graph()
         self.emitter = emitter_cls(self.graph, {})
-        self.supports_matmul = supports_matmul
         self.env: dict[fx.Node, fx.Node] = {}  # node of the traced model -> node of the output graph
         self.state: dict[fx.Node, Optional[QParams]] = {}  # its quantization parameters (None: float)
         self.skip: set[fx.Node] = set()
@@ -261,7 +259,7 @@ class _Walker:
         if isinstance(module, (RangeLinearQuantEltwiseAddWrapper, RangeLinearQuantEltwiseMultWrapper)):
             return self._binary(node, name, module, "add" if isinstance(module, RangeLinearQuantEltwiseAddWrapper)
                                 else "mul")
-        if isinstance(module, RangeLinearQuantMatmulWrapper) and self.supports_matmul:
+        if isinstance(module, RangeLinearQuantMatmulWrapper):
             return self._binary(node, name, module, "matmul")
         if isinstance(module, RangeLinearQuantConcatWrapper):
             return self._concat(node, name, module)
@@ -355,8 +353,7 @@ def cpu_model(model: nn.Module) -> nn.Module:
     return model if all(t.device.type == "cpu" for t in model.parameters()) else copy.deepcopy(model).cpu()
 
 
-def walk_quantized_model(model: nn.Module, emitter_cls: type[Emitter],
-                         supports_matmul: bool = False) -> fx.GraphModule:
+def walk_quantized_model(model: nn.Module, emitter_cls: type[Emitter]) -> fx.GraphModule:
     """Re-emits ``model`` (prepared by PostTrainLinearQuantizer) with ``emitter_cls``; returns a GraphModule.
 
     Raises:
@@ -365,7 +362,7 @@ def walk_quantized_model(model: nn.Module, emitter_cls: type[Emitter],
     was_training = model.training
     model.eval()
     try:
-        return _Walker(model, emitter_cls, supports_matmul).run()
+        return _Walker(model, emitter_cls).run()
     finally:
         model.train(was_training)
 

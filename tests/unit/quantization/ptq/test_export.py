@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from distiller.errors import ArgumentError
+from distiller.modules import Matmul
 from distiller.quantization import ExportError, convert_distiller_ptq_model_to_pytorch, export_onnx_qdq, parity_check
 from distiller.quantization.export import format_parity
 from distiller.quantization.export.pt2e import build_pt2e_model
@@ -84,7 +85,9 @@ def test_conversion_errors_name_the_layer(float_model, quantize, test_batch):
         convert_distiller_ptq_model_to_pytorch(asymmetric, test_batch[:1], backend="qnnpack")
 
 
-def test_layer_without_integer_kernel_is_an_error():
+def test_quantized_matmul_lowers_to_a_float_matmul_between_quantize_steps():
+    """Attention's matmul of two activations has no int8 kernel: it runs in float on the dequantized inputs and
+    its output is quantized with the simulated parameters (as convert_pt2e leaves such operations)."""
     from distiller.data_loggers import collect_quant_stats
     from distiller.quantization import PostTrainLinearQuantizer
 
@@ -92,16 +95,22 @@ def test_layer_without_integer_kernel_is_an_error():
         def __init__(self):
             super().__init__()
             self.q, self.k = nn.Linear(4, 4), nn.Linear(4, 4)
+            self.matmul = Matmul()
 
         def forward(self, x):
-            return torch.matmul(self.q(x), self.k(x).transpose(1, 2))
+            return self.matmul(self.q(x), self.k(x).transpose(1, 2))
 
     torch.manual_seed(0)
     model, x = Attention().eval(), torch.randn(2, 3, 4)
     stats = collect_quant_stats(model, lambda m: m(x))
     PostTrainLinearQuantizer(model, model_activation_stats=stats, mode=ACTS_U8).prepare_model()
-    with pytest.raises(ExportError, match="'matmul' \\(RangeLinearQuantMatmulWrapper\\) has no integer kernel"):
-        build_pt2e_model(model)
+    lowered = build_pt2e_model(model)
+    matmul = next(node for node in lowered.graph.nodes if node.target is torch.matmul)
+    assert all(arg.target is _QD.dequantize_per_tensor.default for arg in matmul.args)
+    (quantize,) = matmul.users
+    assert quantize.args[1] == pytest.approx(1 / model.matmul.output_scale.item())
+    with torch.no_grad():
+        assert (model(x) - lowered(x)).abs().max().item() <= 1.01 / model.matmul.output_scale.item()
 
 
 def test_inputs_with_their_own_8_bit_parameters_are_exported(quantize, test_batch):

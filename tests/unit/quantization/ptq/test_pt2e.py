@@ -217,3 +217,16 @@ def test_lowering_reads_tensors_of_submodules():
     assert any(node.op == "get_attr" and node.target == "0.layer_scale" for node in lowered.graph.nodes)
     with torch.no_grad():
         assert (model(x) - lowered(x)).abs().max().item() <= 2.01 / model[2].output_scale.item()
+
+
+def test_lowering_refuses_a_quantized_embedding_naming_the_override():
+    from distiller.data_loggers import collect_quant_stats
+    from distiller.quantization import PostTrainLinearQuantizer
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(12, 2)).eval()
+    tokens = torch.randint(0, 10, (5, 3))
+    stats = collect_quant_stats(model, lambda m: m(tokens))
+    PostTrainLinearQuantizer(model, model_activation_stats=stats).prepare_model(tokens[:1])
+    with pytest.raises(ExportError, match=r"'0' \(RangeLinearEmbeddingWrapper\) has no integer kernel.*"
+                                          r"overrides \{'0': \{bits_weights: null\}\}"):
+        build_pt2e_model(model)
