@@ -94,6 +94,8 @@ def test_a_latency_constrained_search_reports_predicted_and_measured_latency(run
     (["--exp-load-weights-from", "CKPT", "--amc-heatup-episodes", "0", "--amc-training-episodes", "0"],
      "at least one episode"),
     (["--exp-load-weights-from", "CKPT", "--vs", "0"], "--validation-split must be > 0"),
+    (["--exp-load-weights-from", "CKPT", "--amc-target-latency", "0.5"], "applies to --amc-protocol latency"),
+    (["--exp-load-weights-from", "CKPT", "--greedy"], "--greedy does not apply to AMC"),
 ])
 def test_misuse_is_refused_before_the_run_directory_exists(run_amc, checkpoint, tmp_path, argv, message):
     argv = [checkpoint if arg == "CKPT" else arg for arg in argv]
