@@ -6,11 +6,11 @@ and the compute summary of torchvision's ResNet-50.
     (0.0, 0.1, ..., 0.9), each test a pass over the 360 digits test images, against the same work written
     in plain PyTorch (``torch.nn.utils.prune.l1_unstructured`` on a fresh copy per test, the same evaluation
     loop). The variants run interleaved; medians in seconds and the ratio are reported, with the largest top-1
-    difference between their results (they prune the same elements). Distiller tests the unpruned model once
-    for all the level-0 points (18 tests fewer). Issue target: distiller <= 60 s on 2 CPU cores. The model is
-    seeded and trained for ``--train-epochs`` (default 2) on the digits training split first, so that the
-    curves are not flat (training is not timed). ``--channels-last`` runs both variants in oneDNN's
-    channels-last layout.
+    difference between their results (both prune ``floor(level * n)`` elements of smallest magnitude; ties may
+    be broken differently). Distiller tests the unpruned model once for all the level-0 points (18 tests
+    fewer). Issue target: distiller <= 60 s on 2 CPU cores. The model is seeded and trained for
+    ``--train-epochs`` (default 2) on the digits training split first, so that the curves are not flat
+    (training is not timed). ``--channels-last`` runs both variants in oneDNN's channels-last layout.
 (b) ``model_performance_summary``: one call on ResNet-50 at 224x224 (graph hooks + one forward pass); the
     median time over the repeats and the total MACs. Issue targets: <= 1 s, and 4.09 G MACs (torchvision's
     count of convolution and fully connected multiply-accumulates: 4,089,184,256).
@@ -24,6 +24,7 @@ Example::
 import argparse
 import copy
 import json
+import math
 import os
 import platform
 import statistics
@@ -83,7 +84,10 @@ def plain_pytorch_sensitivity(model, weights, levels, test):
         results[name] = {}
         for level in levels:
             pruned = copy.deepcopy(model)
-            torch.nn.utils.prune.l1_unstructured(pruned.get_submodule(module_name), "weight", amount=float(level))
+            module = pruned.get_submodule(module_name)
+            # as many elements as distiller prunes (it rounds down; a float amount would round to nearest)
+            count = math.floor(level * module.weight.numel() + 1e-9)
+            torch.nn.utils.prune.l1_unstructured(module, "weight", amount=count)
             results[name][level] = test(pruned)
     return results
 
