@@ -31,6 +31,7 @@ from ..range_linear.eltwise_wrappers import (RangeLinearQuantConcatWrapper, Rang
                                              RangeLinearQuantEltwiseMultWrapper)
 from ..range_linear.param_wrappers import (RangeLinearEmbeddingWrapper, RangeLinearQuantMatmulWrapper,
                                            RangeLinearQuantParamLayerWrapper)
+from ..range_linear.qat import FakeLinearQuantization
 from ..range_linear.ptq_graph import (GRID_PRESERVING_FUNCTIONS, GRID_PRESERVING_METHODS, GRID_PRESERVING_MODULES,
                                       SAME_RANGE_AS_INPUT_MODULES)
 from ..range_linear.wrappers import FP16Wrapper, FPWrapper, RangeLinearFakeQuantWrapper, RangeLinearQuantWrapper
@@ -162,6 +163,16 @@ def _unsupported(name: str, module: nn.Module) -> ExportError:
                        f"quantization with overrides {{{name!r}: {{{fix}}}}}")
 
 
+def _check_not_qat(modules: dict[str, nn.Module]) -> None:
+    """Quantization-aware training's fake quantization is not what the walk reads: without this check a QAT
+    model would be copied as a float model, silently."""
+    name = next((name for name, module in modules.items() if isinstance(module, FakeLinearQuantization)), None)
+    if name is not None:
+        raise ExportError(f"'{name}' is quantization-aware training's fake quantization, which integer deployment "
+                          f"does not lower yet; quantize the trained float weights with PostTrainLinearQuantizer "
+                          f"(calibrated static ranges) and deploy that model")
+
+
 class _Walker:
     def __init__(self, model: nn.Module, emitter_cls: type[Emitter]) -> None:
         self.sim = model
@@ -170,6 +181,7 @@ class _Walker:
         except GraphCaptureError as err:
             raise ExportError(f"integer deployment needs a model that torch.fx can trace: {err}") from None
         self.sim_modules = dict(model.named_modules())
+        _check_not_qat(self.sim_modules)
         self.graph = fx.Graph()
         self.emitter = emitter_cls(self.graph, {})
         self.env: dict[fx.Node, fx.Node] = {}  # node of the traced model -> node of the output graph

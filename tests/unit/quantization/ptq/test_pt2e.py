@@ -230,3 +230,12 @@ def test_lowering_refuses_a_quantized_embedding_naming_the_override():
     with pytest.raises(ExportError, match=r"'0' \(RangeLinearEmbeddingWrapper\) has no integer kernel.*"
                                           r"overrides \{'0': \{bits_weights: null\}\}"):
         build_pt2e_model(model)
+
+
+def test_a_qat_model_is_refused_not_lowered_as_float(float_model):
+    """A QAT model's fake quantization would otherwise be copied as float modules: no int8, no error."""
+    from distiller.quantization import QuantAwareTrainRangeLinearQuantizer
+    QuantAwareTrainRangeLinearQuantizer(float_model).prepare_model(torch.randn(1, 3, 8, 8))
+    float_model.eval()
+    with pytest.raises(ExportError, match="'relu.fake_q' is quantization-aware training's fake quantization"):
+        build_pt2e_model(float_model)
