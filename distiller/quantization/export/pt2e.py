@@ -95,9 +95,9 @@ def build_pt2e_model(model: nn.Module, emitter: type[PT2EEmitter] = PT2EEmitter)
 
 
 def to_pt2e(model: nn.Module, example_inputs: Any, dynamic_batch: bool = True) -> torch.export.ExportedProgram:
-    """Lowers a model prepared by :class:`PostTrainLinearQuantizer` (or a range-linear QAT model after
-    :meth:`~distiller.quantization.Quantizer.prepare_model`) to an exported program in PT2E's
-    quantize/dequantize representation, with the simulated model's own scales and zero points.
+    """Lowers a model prepared by :class:`PostTrainLinearQuantizer` to an exported program in PT2E's
+    quantize/dequantize representation, with the simulated model's own scales and zero points. A model
+    trained with quantization-aware training deploys by post-training-quantizing its trained float weights.
 
     Args:
         model: the simulated quantized model (not modified), static activation ranges, 8-bit.
@@ -107,7 +107,8 @@ def to_pt2e(model: nn.Module, example_inputs: Any, dynamic_batch: bool = True) -
         a ``torch.export.ExportedProgram`` (run it with ``.module()(x)``).
     Raises:
         ExportError: a layer with dynamic ranges, other than 8-bit activations/weights, asymmetric weights,
-            a quantized embedding, or an untraceable model (the message names the layer).
+            a quantized embedding, a QAT model's fake quantization, an infinite calibration range, or an
+            untraceable model (the message names the layer).
     Example:
         >>> program = to_pt2e(quantized_model, torch.randn(1, 3, 32, 32))
         >>> logits = program.module()(images)
