@@ -19,20 +19,18 @@ The run directory gets ``amc.csv`` (a row per episode), ``amc.png`` (reward and 
 fine-tunes the best network with ``compress_classifier.py``.
 """
 import argparse
-import contextlib
 import itertools
 import json
 import logging
 import os
 import shlex
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import torch
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from distiller.amc import REWARDS, AMCEnvironment, DDPGAgent, DDPGConfig, EpisodeRecord, EpisodeResult, amc_search
 from distiller.amc.latency import TABLE_NAME, LatencyModel, batched, load_or_build_latency_table, measure_latency
-from distiller.apputils.app_runner import run_cli
+from distiller.apputils.app_runner import progress_logging, run_cli
 from distiller.apputils.checkpoint import save_checkpoint
 from distiller.apputils.classifier_loop import evaluate
 from distiller.apputils.image_classifier import ClassifierCompressor, init_classifier_compression_arg_parser
@@ -155,18 +153,6 @@ def build_environment(app: ClassifierCompressor, args: argparse.Namespace) -> AM
     return env
 
 
-@contextlib.contextmanager
-def _console_through_tqdm() -> Iterator[None]:
-    """tqdm's ``logging_redirect_tqdm`` keeping the console's level (its handler would pass DEBUG records)."""
-    root = logging.getLogger()
-    console = [h.level for h in root.handlers if type(h) is logging.StreamHandler]
-    with logging_redirect_tqdm():
-        for handler in root.handlers:
-            if handler.level == logging.NOTSET and console:
-                handler.setLevel(min(console))
-        yield
-
-
 def _scheduler_for(network: torch.nn.Module, app: ClassifierCompressor, result: EpisodeResult) -> CompressionScheduler:
     """A scheduler recording the loaded checkpoint's transforms, then the episode's thinning."""
     scheduler = CompressionScheduler(network)
@@ -214,7 +200,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     """Runs the search; returns the summary written to ``amc_summary.json``."""
     check_amc_args(args)
     app = ClassifierCompressor(args, script_dir=os.path.dirname(os.path.abspath(__file__)))
-    with app, _console_through_tqdm():
+    with app, progress_logging():
         env = build_environment(app, args)
         exp = app.experiment
         dense_top1 = env.evaluate_fn(app.model)[0]
