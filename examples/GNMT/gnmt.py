@@ -11,8 +11,6 @@ From the repository root (see README.md beside this file for the measured result
 Without ``--data`` the task is generated: translate a sentence into its reversal with every word mapped to a
 word of its own (see gnmt_data.py).
 """
-from __future__ import annotations
-
 import argparse
 import importlib.util
 import logging
@@ -47,6 +45,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group("Translation arguments")
     group.add_argument("--src-ext", default="src", help="source file extension with --data (default: src)")
     group.add_argument("--tgt-ext", default="tgt", help="target file extension with --data (default: tgt)")
+    group.add_argument("--train-pairs", type=positive_int, default=6000,
+                       help="generated task: training pairs (validation and test: a twentieth each; default 6000)")
     group.add_argument("--max-vocab", type=positive_int, default=16_000, help="largest vocabulary per language")
     group.add_argument("--hidden", type=positive_int, default=128, help="embedding and LSTM size (default: 128)")
     group.add_argument("--decoder-layers", type=positive_int, default=2, help="decoder LSTM layers (default: 2)")
@@ -109,7 +109,7 @@ def setup(args: argparse.Namespace) -> Setup:
     """Reads or generates the sentence pairs, builds the vocabularies and (or loads) the model."""
     torch.manual_seed(args.seed)
     corpus = (read_parallel_corpus(args.data, args.src_ext, args.tgt_ext) if args.data
-              else generated_translation_task(args.seed))
+              else generated_translation_task(args.seed, args.train_pairs))
     src_vocab, tgt_vocab = vocabularies(corpus, args.max_vocab)
     msglogger.info("%d / %d / %d sentence pairs; vocabularies %d (source) and %d (target) words",
                    *(len(corpus.splits[s][0]) for s in ("train", "valid", "test")), len(src_vocab), len(tgt_vocab))

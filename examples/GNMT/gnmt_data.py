@@ -17,13 +17,13 @@ from distiller.apputils.text_data import BOS, EOS, PAD, UNK, SPLITS, ParallelCor
 
 #: Special tokens of both vocabularies; PAD is index 0.
 SPECIALS = (PAD, UNK, BOS, EOS)
-#: Number of generated sentence pairs per split.
-GENERATED_SIZES = {"train": 6000, "valid": 300, "test": 300}
 
 
-def generated_translation_task(seed: int, words: int = 40, min_len: int = 3, max_len: int = 10,
-                               sizes: dict[str, int] = GENERATED_SIZES) -> ParallelCorpus:
-    """The reverse-and-map task (seeded): target = reversed source, word ``s{i}`` becoming ``t{perm[i]}``."""
+def generated_translation_task(seed: int, train_pairs: int = 6000, words: int = 40, min_len: int = 3,
+                               max_len: int = 10) -> ParallelCorpus:
+    """The reverse-and-map task (seeded): target = reversed source, word ``s{i}`` becoming ``t{perm[i]}``;
+    ``train_pairs`` training pairs, a twentieth of that (at least 2) each for validation and test."""
+    sizes = {"train": train_pairs, "valid": max(2, train_pairs // 20), "test": max(2, train_pairs // 20)}
     rng = random.Random(seed)
     mapping = list(range(words))
     rng.shuffle(mapping)

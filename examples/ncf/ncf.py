@@ -10,8 +10,6 @@ From the repository root (see README.md beside this file for the measured result
 A ranked item ties with the held-out item count against it (a pessimistic rank), so a quantized model whose
 scores collide is not credited for the collision.
 """
-from __future__ import annotations
-
 import argparse
 import logging
 import math
@@ -50,6 +48,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--factors", type=positive_int, default=8, help="GMF predictive factors (default: 8)")
     group.add_argument("--mlp-layers", type=positive_int, nargs="+", default=[64, 32, 16, 8],
                        help="MLP widths, the first split between user and item (default: 64 32 16 8)")
+    group.add_argument("--no-split-final", dest="split_final", action="store_false",
+                       help="one final linear layer over [GMF; MLP] (the paper's) instead of one per branch, added")
     group.add_argument("--num-neg", type=positive_int, default=4, help="negatives per training positive")
     group.add_argument("--num-users", type=positive_int, default=1000, help="generated data: users (default 1000)")
     group.add_argument("--num-items", type=positive_int, default=800, help="generated data: items (default 800)")
@@ -109,7 +109,7 @@ def setup(args: argparse.Namespace) -> Setup:
     msglogger.info("%d users, %d items, %d training interactions", split.num_users, split.num_items,
                    len(split.train_users))
     model_args = dict(num_users=split.num_users, num_items=split.num_items, factors=args.factors,
-                      mlp_layers=list(args.mlp_layers))
+                      mlp_layers=list(args.mlp_layers), split_final=args.split_final)
     if args.load:
         saved = app.read_model_checkpoint(args.load, ARCH, {})
         if (saved["num_users"], saved["num_items"]) != (split.num_users, split.num_items):

@@ -11,8 +11,6 @@ From the repository root (see README.md beside this file for the measured result
 Without ``--data`` the corpus is the docstrings of Python's standard library (``--max-words`` tokens);
 ``--data DIR`` reads a WikiText-2 style directory (``train.txt``, ``valid.txt``, ``test.txt``).
 """
-from __future__ import annotations
-
 import argparse
 import logging
 import math

@@ -21,12 +21,13 @@ def gnmt_model():
 
 @pytest.fixture(scope="module")
 def tiny(gnmt_data):
-    corpus = gnmt_data.generated_translation_task(0, words=6, sizes={"train": 20, "valid": 8, "test": 8})
+    corpus = gnmt_data.generated_translation_task(0, train_pairs=160, words=6)
     return corpus, *gnmt_data.vocabularies(corpus, 100)
 
 
 def test_generated_task_reverses_and_maps_one_to_one(gnmt_data):
     corpus = gnmt_data.generated_translation_task(1, words=10)
+    assert [len(corpus.splits[s][0]) for s in ("train", "valid", "test")] == [6000, 300, 300]
     mapping = {}
     for source, target in zip(*corpus.splits["train"]):
         assert len(source) == len(target) and 3 <= len(source) <= 10
@@ -80,7 +81,7 @@ def test_ptq_with_the_example_overrides_keeps_logits_close(tiny, gnmt_data, gnmt
     torch.manual_seed(0)
     model = gnmt_model.GNMT(len(src_vocab), len(tgt_vocab), hidden=8, dropout=0.0).eval()
     batch = gnmt_data.make_batches(corpus.splits["valid"], src_vocab, tgt_vocab, 8)[0]
-    expected = model(batch.src, batch.tgt_in)
+    expected = model(batch.src, batch.tgt_in).detach()
     args = gnmt_app.get_args_parser().parse_args(
         ["--quantize-eval", "--qe-config-file", os.path.join(EXAMPLES, "GNMT", "gnmt_ptq.yaml")])
     gnmt_app.app.check_sequence_app_args(model, args)

@@ -82,7 +82,7 @@ def test_neumf_forward_and_ptq_close(ncf_model):
     for table in (model.gmf_user, model.gmf_item, model.mlp_user, model.mlp_item):
         torch.nn.init.normal_(table.weight, std=0.5)
     users, items = torch.randint(0, 7, (40,)), torch.randint(0, 9, (40,))
-    expected = model(users, items)
+    expected = model(users, items).detach()
     assert expected.shape == (40,)
     stats = collect_quant_stats(model, lambda m: m(users, items))
     PostTrainLinearQuantizer(model, model_activation_stats=stats, mode="asym_u").prepare_model((users, items))
@@ -90,3 +90,15 @@ def test_neumf_forward_and_ptq_close(ncf_model):
     output = model(users, items)
     assert not torch.equal(output, expected)
     torch.testing.assert_close(output, expected, atol=0.05 * float(expected.abs().max()), rtol=0.0)
+
+
+def test_split_final_computes_the_concatenated_final_layer(ncf_model):
+    torch.manual_seed(0)
+    joint = ncf_model.NeuMF(5, 6, factors=4, mlp_layers=[8, 4], split_final=False)
+    split = ncf_model.NeuMF(5, 6, factors=4, mlp_layers=[8, 4])
+    state = joint.state_dict()
+    weight, bias = state.pop("predict.weight"), state.pop("predict.bias")
+    split.load_state_dict({**state, "predict_gmf.weight": weight[:, :4], "predict_gmf.bias": bias,
+                           "predict_mlp.weight": weight[:, 4:]})
+    users, items = torch.randint(0, 5, (10,)), torch.randint(0, 6, (10,))
+    torch.testing.assert_close(split(users, items), joint(users, items))

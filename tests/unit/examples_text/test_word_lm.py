@@ -65,3 +65,25 @@ def test_ptq_quantizes_embedding_and_gates_and_keeps_outputs_close(lm_model, tie
     output = model(tokens)[0]
     assert not torch.equal(output, expected)
     torch.testing.assert_close(output, expected, atol=0.03, rtol=0.0)
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`")  # no optimizer steps here
+@pytest.mark.parametrize("schedule", ["lm.schedule_dense.yaml", "lm.schedule_agp.yaml", "lm.schedule_baidu_rnn.yaml",
+                                      "lm.schedule_agp_finetune.yaml", "lm.schedule_dense_finetune.yaml"])
+def test_example_schedules_load_and_prune_what_they_name(lm_model, schedule):
+    import os
+
+    import distiller
+
+    from .conftest import EXAMPLES
+    model = _model(lm_model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    scheduler = distiller.file_config(model, optimizer, os.path.join(EXAMPLES, "word_language_model", schedule))
+    for epoch in range(10):  # every policy runs: the pruners' weights match, the epochs fit the schedule
+        scheduler.on_epoch_begin(epoch, optimizer)
+        scheduler.on_epoch_end(epoch, optimizer)
+    masked = {name for name, masker in scheduler.zeros_mask_dict.items() if masker.mask is not None}
+    if "dense" in schedule:
+        assert not masked
+    else:
+        assert {"encoder.weight", "rnn.cells.1.fc_gate_h.weight"} <= masked
