@@ -73,6 +73,10 @@ def test_ncf_trains_and_quantizes(tmp_path):
     assert summary["hr"] > 0.1 and abs(summary["quantized_hr_change"]) <= 0.05
     status, err, _ = _run(app, str(tmp_path / "x"), "--data", tmp_path)
     assert status == 2 and "has no ratings.dat" in err
+    checkpoint = glob.glob(str(tmp_path / "*" / "checkpoint.pth.tar"))[0]
+    status, err, _ = _run(app, str(tmp_path / "y"), "--num-users", 90, "--num-items", 150, "--per-user", 10,
+                          "--epochs", 0, "--load", checkpoint)
+    assert status == 2 and "was trained on 80 users and 150 items, this data has 90 and 150" in err
 
 
 def test_gnmt_trains_and_quantizes_with_the_yaml_overrides(tmp_path):
