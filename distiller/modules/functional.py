@@ -7,10 +7,12 @@ divide, concatenation and matrix product by a new child module (``EltwiseAdd``, 
 named after the operation inside its owner (``layer1.0.add``); the module's ``forward`` becomes the code
 torch.fx generates for the rewritten graph. The computation is unchanged, existing module and
 parameter names are kept, and modules that torch.fx cannot trace are left as they were (their
-children are still converted).
+children are still converted), as are modules whose ``forward`` has arguments defaulting to None (torch.fx
+would fix the outcome of their ``is None`` checks at trace time).
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import operator
 from typing import Any, Optional
@@ -107,6 +109,12 @@ def _trace(module: nn.Module) -> Optional[fx.Graph]:
         graph.output(graph.graph_copy(module.graph, {}))
         return graph
     if not _is_user_module(module):
+        return None
+    optional = [name for name, parameter in inspect.signature(module.forward).parameters.items()
+                if parameter.default is None]
+    if optional:  # torch.fx traces `arg is None` as False: the generated forward would fail on a None
+        logger.debug("convert_functional_ops: %s.forward has arguments defaulting to None (%s), whose checks "
+                     "torch.fx cannot keep; left as is", type(module).__name__, ", ".join(optional))
         return None
     tracer = _ChildrenAreLeaves(module)
     try:

@@ -123,6 +123,22 @@ def test_untraceable_module_is_left_alone():
     assert list(module.children()) == [] and type(module) is _Untraceable
 
 
+class _OptionalBias(nn.Module):
+    def forward(self, x, bias=None):
+        if bias is None:  # torch.fx would trace this as False: a converted forward could not take bias=None
+            bias = torch.ones_like(x)
+        return x + bias
+
+
+def test_module_with_arguments_defaulting_to_none_is_left_alone():
+    module = _OptionalBias()
+    assert find_functional_ops(module) == []
+    convert_functional_ops(module)
+    assert type(module) is _OptionalBias
+    x = torch.zeros(2)
+    assert torch.equal(module(x), torch.ones(2)) and torch.equal(module(x, bias=x), x)
+
+
 def test_distiller_lstm_takes_distillers_arguments_and_defaults():
     lstm = DistillerLSTM(5, 7, 2, True, False, 0.5, True, 2)
     assert (lstm.dropout, lstm.bidirectional_type) == (0.5, 2)
