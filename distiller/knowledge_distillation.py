@@ -136,8 +136,9 @@ class KnowledgeDistillationPolicy(ScheduledTrainingPolicy):
                 return
             with torch.no_grad():
                 teacher_output = self.teacher(*args, **kwargs)
-            check_same_outputs(output, teacher_output, self.student_name, self.teacher_name)
-            self._outputs = _Outputs(output, teacher_output, dict(ours), dict(theirs))
+            student_logits, teacher_logits = check_same_outputs(output, teacher_output, self.student_name,
+                                                                self.teacher_name)
+            self._outputs = _Outputs(student_logits, teacher_logits, dict(ours), dict(theirs))
 
         stack.enter_context(self.student.register_forward_hook(after_student_forward, with_kwargs=True))
         self._hooks = stack

@@ -68,17 +68,26 @@ def _load_weights(teacher: nn.Module, arch: str, path: str) -> None:
         raise CheckpointError(f"the teacher checkpoint does not fit the teacher architecture '{arch}': {err}") from None
 
 
-def check_same_outputs(student_output: Any, teacher_output: Any, student_name: str, teacher_name: str) -> None:
-    """Both models return one logits tensor of the same shape.
+def check_same_outputs(student_output: Any, teacher_output: Any, student_name: str,
+                       teacher_name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both models return one logits tensor of the same shape: a tensor, or an object whose ``logits`` is one
+    (Hugging Face ``transformers`` model outputs).
 
+    Returns:
+        The student's and the teacher's logits.
     Raises:
-        ArgumentError: an output that is not a tensor, or shapes that differ (naming both models and shapes).
+        ArgumentError: an output without a logits tensor, or shapes that differ (naming both models and shapes).
     """
+    logits = []
     for output, name in ((student_output, student_name), (teacher_output, teacher_name)):
-        if not isinstance(output, torch.Tensor):
+        found = output if isinstance(output, torch.Tensor) else getattr(output, "logits", None)
+        if not isinstance(found, torch.Tensor):
             raise ArgumentError(f"the {name} returns a {type(output).__name__}; knowledge distillation needs models "
-                                "that return one logits tensor")
-    if student_output.shape != teacher_output.shape:
-        raise ArgumentError(f"the {teacher_name} outputs shape {tuple(teacher_output.shape)} but the {student_name} "
-                            f"{tuple(student_output.shape)} for the same input: distil from a teacher trained on the "
+                                "that return one logits tensor (or an output with a 'logits' tensor)")
+        logits.append(found)
+    student_logits, teacher_logits = logits
+    if student_logits.shape != teacher_logits.shape:
+        raise ArgumentError(f"the {teacher_name} outputs shape {tuple(teacher_logits.shape)} but the {student_name} "
+                            f"{tuple(student_logits.shape)} for the same input: distil from a teacher trained on the "
                             "same classes", argument="teacher")
+    return student_logits, teacher_logits

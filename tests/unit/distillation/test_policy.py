@@ -104,3 +104,26 @@ def test_the_probe_leaves_the_student_in_its_mode_with_its_statistics(student, t
     stats = student.bn1.running_mean.clone()
     KnowledgeDistillationPolicy(student, teacher, dummy_input=torch.randn(2, 3, 32, 32))
     assert student.training and torch.equal(student.bn1.running_mean, stats)
+
+
+class _WithLogits(torch.nn.Module):
+    """Returns its model's logits in an object's ``logits`` field, as Hugging Face models do."""
+
+    def __init__(self, model, field="logits"):
+        super().__init__()
+        self.model, self.field = model, field
+
+    def forward(self, x):
+        return type("Output", (), {self.field: self.model(x)})()
+
+
+def test_outputs_with_a_logits_field_are_distilled_on_those_logits(student, teacher, images):
+    kd, scheduler = scheduled(_WithLogits(student), _WithLogits(teacher), epochs=[0])
+    scheduler.on_epoch_begin(0)
+    inputs, _ = images[0]
+    logits = kd.student(inputs).logits
+    total = scheduler.before_backward_pass(0, 0, 1, torch.tensor(0.0), return_loss_components=True)
+    expected = distiller.distillation.loss.soft_target_loss(logits, teacher.eval()(inputs), 2.0)
+    torch.testing.assert_close(total.loss_components[1].value, 0.5 * expected)
+    with pytest.raises(ArgumentError, match="returns a Output; .*'logits' tensor"):
+        KnowledgeDistillationPolicy(_WithLogits(student, "scores"), teacher, dummy_input=inputs[:1])
