@@ -26,6 +26,8 @@ setup(
         "onnx": ONNX_EXTRA,
         # compile_int8's fast path: torchao's x86 inductor int8 fusion passes (without it: explicit, slower kernels)
         "int8": ["torchao>=0.18"],
+        # Hugging Face BERT-style models in distiller.transformers.huggingface (head/FFN pruning, thinning)
+        "hf": ["transformers>=4.40"],
         # benchmarks/bench_quantization.py's anchor: torchao's PT2E X86InductorQuantizer (skipped without it)
         "bench": ["torchao>=0.13", *ONNX_EXTRA],
         "dev": ["pytest>=7", "pytest-xdist>=3", "nbclient>=0.8", "ipykernel>=6", "mkdocs>=1.5",

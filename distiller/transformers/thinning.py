@@ -58,7 +58,7 @@ def remove_units(model: nn.Module, units: Units, removed: Mapping[str, Sequence[
     modules = dict(model.named_modules())
     for found, indices in removed.items():
         module = modules.get(found)
-        if not isinstance(module, units.module_types):
+        if module is None or not units.handles(module):
             find_modules(model, units, [found], "remove_units")  # names the problem
             raise ArgumentError(f"'{found}' is a pattern: name each layer exactly")
         count = units.count(module)
@@ -76,6 +76,9 @@ def remove_units(model: nn.Module, units: Units, removed: Mapping[str, Sequence[
         edits.update({prefix + owner: kept for owner, kept in units.linear_edits(module, keep).items()})
     if edits:
         apply_edits(model, edits, optimizer, [zeros_mask_dict] if zeros_mask_dict is not None else [])
+        for found, indices in removed.items():
+            if indices:
+                units.resized(modules[found])
     msglogger.debug("removed %s: %s", units.what, {name: list(indices) for name, indices in removed.items()})
 
 
@@ -107,7 +110,7 @@ def thin_transformer(model: nn.Module, optimizer: Optional[torch.optim.Optimizer
     report: dict[str, dict[str, list[int]]] = {}
     for key, units in (("heads", ATTENTION_HEADS), ("neurons", FFN_NEURONS)):
         zero = {name: units.zero_units(module).nonzero().flatten().tolist()
-                for name, module in model.named_modules() if isinstance(module, units.module_types)}
+                for name, module in model.named_modules() if units.handles(module)}
         report[key] = {name: indices for name, indices in zero.items() if indices}
         remove_units(model, units, report[key], optimizer, zeros_mask_dict)
     msglogger.info("thinned: %s", {key: {n: len(i) for n, i in r.items()} for key, r in report.items()})

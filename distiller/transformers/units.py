@@ -14,11 +14,18 @@ masks that zero chosen units, which units are already zero, and the thinning edi
 
 A unit whose columns of the *reader* weight (``out_proj.weight``, ``linear2.weight``) are zero contributes
 nothing to the layer's output, whatever its other weights hold: removing it changes no output.
+
+:data:`ATTENTION_HEADS` and :data:`FFN_NEURONS` are :class:`UnitFamily` objects: each dispatches on the layer's
+type to one :class:`Units` layout, and other libraries' layers join through :meth:`UnitFamily.add` (the
+Hugging Face adapter, :mod:`distiller.transformers.huggingface`, is added as soon as ``transformers`` is
+imported), so the pruners and the thinning work on their models unchanged.
 """
 from __future__ import annotations
 
 import abc
 import dataclasses
+import importlib
+import sys
 from collections.abc import Sequence
 from typing import cast
 
@@ -29,7 +36,12 @@ from ..errors import ArgumentError, UnmatchedNameError
 from ..utils import match_names
 from .attention import DistillerMultiheadAttention
 
-__all__ = ["UnitSlice", "Units", "AttentionHeads", "FFNNeurons", "ATTENTION_HEADS", "FFN_NEURONS", "find_modules"]
+__all__ = ["UnitSlice", "Units", "UnitFamily", "AttentionHeads", "FFNNeurons", "ATTENTION_HEADS", "FFN_NEURONS",
+           "find_modules"]
+
+#: Optional libraries (top-level package -> distiller adapter module) whose layer layouts join the unit
+#: families once the library has been imported.
+_ADAPTERS = {"transformers": "distiller.transformers.huggingface"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +84,14 @@ class Units(abc.ABC):
         Raises:
             ArgumentError: for a layer of a supported type in a configuration without such units.
         """
+
+    def handles(self, module: nn.Module) -> bool:
+        """Whether ``module`` is a layer holding such units."""
+        return isinstance(module, self.module_types)
+
+    def resized(self, module: nn.Module) -> None:
+        """Brings the layer's own attributes (e.g. its head count) in line with its tensors after units were
+        removed; layers that derive everything from their tensors need nothing."""
 
     def count(self, module: nn.Module) -> int:
         """The number of units of ``module``."""
@@ -143,21 +163,81 @@ class AttentionHeads(Units):
 
 
 class FFNNeurons(Units):
-    """The hidden neurons of the feed-forward block of ``nn.TransformerEncoderLayer``/``DecoderLayer``."""
+    """The hidden neurons of a feed-forward block: the outputs of its ``expand`` ``nn.Linear``, read by its
+    ``contract`` ``nn.Linear`` (by default those of ``nn.TransformerEncoderLayer``/``DecoderLayer``).
+
+    Args:
+        module_types: the layer types holding the block.
+        expand, contract: the two ``nn.Linear`` submodules' names relative to the layer.
+    """
 
     what = "FFN neurons"
-    module_types = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
-    reader = "linear2.weight"
+
+    def __init__(self, module_types: tuple[type[nn.Module], ...] = (nn.TransformerEncoderLayer,
+                                                                      nn.TransformerDecoderLayer),
+                 expand: str = "linear1", contract: str = "linear2") -> None:
+        self.module_types = module_types
+        self.expand = expand
+        self.reader = f"{contract}.weight"
 
     def slices(self, module: nn.Module) -> list[UnitSlice]:
-        linear1 = cast(nn.Linear, module.get_submodule("linear1"))
-        index = torch.arange(linear1.out_features).unsqueeze(1)
-        names = ["linear1.weight"] + (["linear1.bias"] if linear1.bias is not None else [])
-        return [UnitSlice(name, 0, index) for name in names] + [UnitSlice("linear2.weight", 1, index)]
+        expand = cast(nn.Linear, module.get_submodule(self.expand))
+        index = torch.arange(expand.out_features).unsqueeze(1)
+        names = [f"{self.expand}.weight"] + ([f"{self.expand}.bias"] if expand.bias is not None else [])
+        return [UnitSlice(name, 0, index) for name in names] + [UnitSlice(self.reader, 1, index)]
 
 
-ATTENTION_HEADS = AttentionHeads()
-FFN_NEURONS = FFNNeurons()
+class UnitFamily(Units):
+    """One kind of unit over several layer layouts: each call goes to the member that handles the layer.
+
+    Args:
+        what: the plural name of the units.
+        members: the layouts, tried in order.
+    """
+
+    def __init__(self, what: str, members: Sequence[Units]) -> None:
+        self.what = what
+        self.members: list[Units] = []
+        self.module_types = ()
+        for member in members:
+            self.add(member)
+
+    def add(self, member: Units) -> None:
+        """Adds a layout (a no-op for one already present)."""
+        if member not in self.members:
+            self.members.append(member)
+            self.module_types = self.module_types + tuple(member.module_types)
+
+    def member(self, module: nn.Module) -> Units:
+        """The layout of ``module``.
+
+        Raises:
+            ArgumentError: a layer of no supported type.
+        """
+        for member in self.members:
+            if member.handles(module):
+                return member
+        raise ArgumentError(f"a {type(module).__name__} holds no {self.what}; they live in "
+                            f"{', '.join(t.__name__ for t in self.module_types)} layers")
+
+    def handles(self, module: nn.Module) -> bool:
+        for package, adapter in _ADAPTERS.items():
+            if package in sys.modules:
+                importlib.import_module(adapter)
+        return any(member.handles(module) for member in self.members)
+
+    def slices(self, module: nn.Module) -> list[UnitSlice]:
+        return self.member(module).slices(module)
+
+    def zero_units(self, module: nn.Module) -> torch.Tensor:
+        return self.member(module).zero_units(module)
+
+    def resized(self, module: nn.Module) -> None:
+        self.member(module).resized(module)
+
+
+ATTENTION_HEADS = UnitFamily("attention heads", [AttentionHeads()])
+FFN_NEURONS = UnitFamily("FFN neurons", [FFNNeurons()])
 
 
 def find_modules(model: nn.Module, units: Units, patterns: Sequence[str], owner: str) -> list[str]:
@@ -168,7 +248,7 @@ def find_modules(model: nn.Module, units: Units, patterns: Sequence[str], owner:
         UnmatchedNameError: a pattern selecting no supported layer (with the closest supported names).
     """
     modules = dict(model.named_modules())
-    supported = [name for name, module in modules.items() if isinstance(module, units.module_types)]
+    supported = [name for name, module in modules.items() if units.handles(module)]
     found: list[str] = []
     for pattern in patterns:
         if pattern in modules and pattern not in supported:
