@@ -50,7 +50,7 @@ _Setup = TypeVar("_Setup")
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 #: ``--qe-*`` flags of the classifier application that the sequence applications do not support.
 _UNSUPPORTED_QE_FLAGS = {"qe_convert_pytorch": "--qe-convert-pytorch", "qe_export_onnx": "--qe-export-onnx",
-                         "qe_lapq": "--qe-lapq", "qe_fp8": "--qe-fp8"}
+                         "qe_lapq": "--qe-lapq"}
 
 
 def add_sequence_app_args(parser: argparse.ArgumentParser, epochs: int, lr: float, batch_size: int) -> None:
