@@ -25,8 +25,6 @@ import argparse
 import copy
 import json
 import math
-import os
-import platform
 import statistics
 import time
 
@@ -40,6 +38,7 @@ from distiller.apputils.classifier_loop import evaluate, train_one_epoch
 from distiller.apputils.data_loaders import load_data
 from distiller.models import create_model
 from distiller.summaries import model_performance_summary
+from machine import machine
 
 #: torchvision's ResNet-50 MACs (convolutions and fully connected layer, 224x224): its "4.09 GFLOPS".
 RESNET50_MACS = 4_089_184_256
@@ -57,15 +56,6 @@ def get_args_parser():
                         help="run the sensitivity tests with channels-last weights (oneDNN's faster CPU layout)")
     parser.add_argument("--skip-sensitivity", action="store_true", help="only time the ResNet-50 summary")
     return parser
-
-
-def machine():
-    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
-            "load_average": [round(x, 2) for x in os.getloadavg()]}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def conv3x3_weights(model):

@@ -22,8 +22,6 @@ Example::
 import argparse
 import copy
 import json
-import os
-import platform
 import statistics
 import time
 
@@ -32,6 +30,7 @@ import torchvision
 
 from distiller.summaries import model_macs, model_params
 from distiller.thinning import prune_and_thin
+from machine import machine
 
 
 def get_args_parser():
@@ -43,15 +42,6 @@ def get_args_parser():
     parser.add_argument("--latency-iters", type=int, default=3, help="timed forwards per latency run")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     return parser
-
-
-def machine():
-    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
-            "load_average": [round(x, 2) for x in os.getloadavg()]}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def thin_with_distiller(model, x, fraction):
