@@ -21,7 +21,7 @@ import logging
 import os
 import time
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Optional, TypeVar
 
 import torch
@@ -46,6 +46,7 @@ __all__ = ["add_sequence_app_args", "check_sequence_app_args", "schedule_of_args
 msglogger = logging.getLogger(__name__)
 
 _Setup = TypeVar("_Setup")
+_Model = TypeVar("_Model", bound=nn.Module)
 #: ``loss_fn(model, batch) -> loss``: the application's training objective for one batch.
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 #: ``--qe-*`` flags of the classifier application that the sequence applications do not support.
@@ -196,6 +197,20 @@ def load_model_weights(model: nn.Module, path: str) -> None:
     """Loads the weights of a :func:`save_model` checkpoint into a model built from its arguments."""
     load_checkpoint(model, path, lean_checkpoint=True)
 
+
+
+def prepare_model(model_cls: Callable[..., _Model], model_args: Mapping[str, Any], args: argparse.Namespace,
+                  make_optimizer: Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer]
+                  ) -> tuple[_Model, torch.optim.Optimizer, CompressionScheduler]:
+    """``model_cls(**model_args)`` with ``--load``'s weights, its optimizer and ``--compress`` schedule, after
+    checking the quantization flags against it (:func:`check_sequence_app_args`)."""
+    model = model_cls(**model_args)
+    if args.load:
+        load_model_weights(model, args.load)
+    optimizer = make_optimizer(model.parameters())
+    scheduler = schedule_of_args(model, optimizer, args)
+    check_sequence_app_args(model, args)
+    return model, optimizer, scheduler
 
 
 def run_app(args: argparse.Namespace, setup: Callable[[], _Setup],

@@ -118,12 +118,8 @@ def setup(args: argparse.Namespace) -> Setup:
     else:
         model_args = dict(src_vocab=len(src_vocab), tgt_vocab=len(tgt_vocab), hidden=args.hidden,
                           decoder_layers=args.decoder_layers, dropout=args.dropout)
-    model = GNMT(**model_args)
-    if args.load:
-        app.load_model_weights(model, args.load)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    scheduler = app.schedule_of_args(model, optimizer, args)
-    app.check_sequence_app_args(model, args)
+    model, optimizer, scheduler = app.prepare_model(GNMT, model_args, args,
+                                                    lambda params: torch.optim.Adam(params, lr=args.lr))
     return Setup(corpus, src_vocab, tgt_vocab, model, model_args, optimizer, scheduler)
 
 

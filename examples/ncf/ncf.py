@@ -117,12 +117,8 @@ def setup(args: argparse.Namespace) -> Setup:
                                   f"items, this data has {split.num_users} and {split.num_items}: use the data it "
                                   f"was trained on")
         model_args = saved
-    model = NeuMF(**model_args)
-    if args.load:
-        app.load_model_weights(model, args.load)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    scheduler = app.schedule_of_args(model, optimizer, args)
-    app.check_sequence_app_args(model, args)
+    model, optimizer, scheduler = app.prepare_model(NeuMF, model_args, args,
+                                                    lambda params: torch.optim.Adam(params, lr=args.lr))
     return Setup(split, model, model_args, optimizer, scheduler)
 
 

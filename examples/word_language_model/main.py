@@ -111,12 +111,8 @@ def setup(args: argparse.Namespace) -> Setup:
     else:
         model_args = dict(ntoken=len(corpus.vocab), ninp=args.emsize, nhid=args.nhid, nlayers=args.nlayers,
                           dropout=args.dropout, tie_weights=args.tied)
-    model = RNNModel(**model_args)
-    if args.load:
-        app.load_model_weights(model, args.load)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
-    scheduler = app.schedule_of_args(model, optimizer, args)
-    app.check_sequence_app_args(model, args)
+    model, optimizer, scheduler = app.prepare_model(RNNModel, model_args, args,
+                                                    lambda params: torch.optim.SGD(params, lr=args.lr))
     return Setup(corpus, model, model_args, optimizer, scheduler)
 
 
