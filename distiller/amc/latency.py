@@ -146,7 +146,7 @@ def build_latency_table(model: nn.Module, example_input: torch.Tensor, costs: La
             measured[key] = _time_layer(layer, grid_in, grid_out, batch_size, device, min_run_time)
         layers[layer.name] = {"in": grid_in, "out": grid_out, "seconds": measured[key]}
     inputs = batched(example_input, batch_size).to(device)
-    network = measure_latency(model.eval(), inputs, min_run_time * 4)
+    network = min(measure_latency(model.eval(), inputs, min_run_time * 4) for _ in range(3))  # as amc.py's final check
     msglogger.info("Latency table: %d layers (%d configurations timed) at batch size %d on %s; dense network "
                    "%.3f ms", len(layers), len(measured), batch_size, device, 1e3 * network)
     return {**_signature(costs, batch_size, device), "network_seconds": network, "table": layers}
