@@ -80,12 +80,12 @@ def create_mask_level_criterion(tensor: torch.Tensor, desired_sparsity: float,
     with torch.no_grad():
         magnitudes = tensor.detach().abs().reshape(-1)
         if num_pruned <= numel - num_pruned:
-            mask = torch.ones_like(tensor, dtype=dtype)
+            mask = torch.ones_like(tensor, dtype=dtype, memory_format=torch.contiguous_format)
             if num_pruned:
                 smallest = torch.topk(magnitudes, num_pruned, largest=False, sorted=False).indices
                 mask.view(-1).index_fill_(0, smallest, 0)
         else:
-            mask = torch.zeros_like(tensor, dtype=dtype)
+            mask = torch.zeros_like(tensor, dtype=dtype, memory_format=torch.contiguous_format)
             kept = numel - num_pruned
             if kept:
                 largest = torch.topk(magnitudes, kept, largest=True, sorted=False).indices

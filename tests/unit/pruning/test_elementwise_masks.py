@@ -96,3 +96,14 @@ def test_mask_tensor_in_place_or_as_a_copy():
     assert mask_tensor(weight, None) is weight
     with pytest.raises(ArgumentError, match="mask shape"):
         mask_tensor(weight, torch.ones(2))
+
+
+@pytest.mark.parametrize("sparsity", [0.3, 0.7])
+def test_level_mask_of_a_channels_last_weight_prunes_its_smallest_elements(sparsity):
+    # A channels-last conv weight (as `--channels-last` makes them) is not viewable as one row: the mask
+    # is built in the logical order of its elements, whatever its memory layout.
+    weight = torch.randn(8, 4, 3, 3).to(memory_format=torch.channels_last)
+    mask = create_mask_level_criterion(weight, sparsity, dtype=torch.bool)
+    expected = create_mask_level_criterion(weight.contiguous(), sparsity, dtype=torch.bool)
+    assert torch.equal(mask, expected)
+    assert weight.abs()[~mask].max() <= weight.abs()[mask].min()
