@@ -77,7 +77,9 @@ def plain_pytorch_sensitivity(model, weights, levels, test):
             module = pruned.get_submodule(module_name)
             # as many elements as distiller prunes (it rounds down; a float amount would round to nearest)
             count = math.floor(level * module.weight.numel() + 1e-9)
-            torch.nn.utils.prune.l1_unstructured(module, "weight", amount=count)
+            # importance_scores: torch.nn.utils.prune views the weight as one row, which a channels-last weight is not
+            torch.nn.utils.prune.l1_unstructured(module, "weight", amount=count,
+                                                 importance_scores=module.weight.detach().contiguous())
             results[name][level] = test(pruned)
     return results
 
