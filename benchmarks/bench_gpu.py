@@ -31,7 +31,7 @@ import statistics
 
 import torch
 
-from bench_scheduler_overhead import build_variants, prunable_weights
+from bench_scheduler_overhead import build_variants, prunable_weights, time_interleaved
 from distiller.benchmark import compare, interleaved_latencies_ms
 from distiller.masking import mask_memory_report
 from distiller.models import create_model
@@ -73,12 +73,7 @@ def scheduler_section(args, device):
     variants, agp_mask_ms = build_variants(base, device, final_sparsity=0.8)
     for variant in variants:
         variant.amp_dtype = torch.bfloat16
-        variant.model.train()
-        for _ in range(args.warmup):
-            variant.step(inputs, labels, args.steps)
-    for _ in range(args.repeats):
-        for variant in variants:
-            variant.run(inputs, labels, args.steps, device)
+    time_interleaved(variants, inputs, labels, args, device)
     medians = {v.name: statistics.median(v.times_ms) for v in variants}
     memory = mask_memory_report(variants[1].scheduler)
     emit("scheduler", model="resnet50", batch=args.train_batch, amp="bf16", pruned_layers=len(prunable_weights(base)),

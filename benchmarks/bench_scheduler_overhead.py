@@ -156,6 +156,17 @@ def machine_info(device, args):
     return info
 
 
+def time_interleaved(variants, inputs, labels, args, device):
+    """Warms every variant up (``args.warmup`` rounds), then times ``args.repeats`` rounds of ``args.steps``
+    steps, one variant after the other in each round (interleaved)."""
+    for variant in variants:
+        variant.model.train()
+        for _ in range(args.warmup):
+            variant.step(inputs, labels, args.steps)
+    for _ in range(args.repeats):
+        for variant in variants:
+            variant.run(inputs, labels, args.steps, device)
+
 def main(args):
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -165,13 +176,7 @@ def main(args):
     inputs = torch.randn(args.batch_size, 3, 32, 32, device=device)
     labels = torch.randint(0, 10, (args.batch_size,), device=device)
     variants, agp_mask_ms = build_variants(base, device, args.sparsity)
-    for variant in variants:
-        variant.model.train()
-        for _ in range(args.warmup):
-            variant.step(inputs, labels, args.steps)
-    for _ in range(args.repeats):
-        for variant in variants:
-            variant.run(inputs, labels, args.steps, device)
+    time_interleaved(variants, inputs, labels, args, device)
 
     info = machine_info(device, args)
     weights = prunable_weights(base)
