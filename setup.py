@@ -29,7 +29,9 @@ setup(
         # Hugging Face BERT-style models in distiller.transformers.huggingface (head/FFN pruning, thinning)
         "hf": ["transformers>=4.40"],
         # benchmarks/bench_quantization.py's anchor: torchao's PT2E X86InductorQuantizer (skipped without it)
-        "bench": ["torchao>=0.13", *ONNX_EXTRA],
+        "bench": ["torchao>=0.18", *ONNX_EXTRA],
+        # examples/GNMT's BLEU (without it, BLEU is skipped with a note)
+        "bleu": ["sacrebleu>=2"],
         "dev": ["pytest>=7", "pytest-xdist>=3", "nbclient>=0.8", "ipykernel>=6", "mkdocs>=1.5",
                 "torch-pruning>=1.3", "mypy>=1.10", "ruff>=0.5", *ONNX_EXTRA],
     },

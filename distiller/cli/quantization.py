@@ -141,7 +141,8 @@ def add_post_train_quant_args(argparser: argparse.ArgumentParser, add_lapq_args:
     stats.add_argument("--qe-stats-file", metavar="PATH", help="Path to YAML file with pre-made calibration stats")
     stats.add_argument("--qe-dynamic", action="store_true", help="Apply dynamic quantization")
     stats.add_argument("--qe-calibration", type=_portion, metavar="PORTION_OF_TEST_SET", default=None,
-                       help="Run the model in evaluation mode on the specified portion of the test dataset and "
+                       help="Run the model in evaluation mode on this portion of the calibration data (the image "
+                            "classifier's test set, as in Distiller; the sequence examples' validation data) and "
                             f"collect statistics (default when no other source is given: "
                             f"{DEFAULT_CALIBRATION_FRACTION})")
     stats.add_argument("--qe-config-file", metavar="PATH",
