@@ -13,6 +13,7 @@ import typing
 
 import argparse
 import logging
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -28,7 +29,7 @@ from ..utils import model_device, model_is_parallel
 from .classifier_reports import RunningScores
 
 __all__ = ["EarlyExitLoss", "EarlyExitSetup", "check_earlyexit_flags", "earlyexit_setup", "exit_points",
-           "exit_macs", "evaluate_earlyexit", "log_earlyexit", "softmax_entropy"]
+           "earlyexit_stats", "exit_macs", "evaluate_earlyexit", "log_earlyexit", "softmax_entropy"]
 
 msglogger = logging.getLogger(__name__)
 
@@ -190,3 +191,16 @@ def log_earlyexit(phase: str, results: dict[str, Any]) -> None:
                        100.0 * e["fraction"], top1, e["top1_all"], e["macs"])
     msglogger.info("%s with early exits: top1 %.2f, %.0f MACs per sample on average (%.1f%% saved)", phase,
                    results["Top1"], results["avg_macs"], 100.0 * results["macs_saved"])
+
+
+def earlyexit_stats(phase: str, results: dict[str, Any]) -> tuple[str, OrderedDict[str, float]]:
+    """The results of :func:`evaluate_earlyexit` as a loggers' record ``('EarlyExit/<phase>/', statistics)``:
+    per exit the percentage of samples taking it and their top-1 (NaN when none did), then the average MACs
+    per sample and the percentage saved (TensorBoard scalars; ``earlyexit_<phase>.csv`` rows)."""
+    stats: OrderedDict[str, float] = OrderedDict()
+    for e in results["exits"]:
+        stats[f"{e['name']}_taken_pct"] = 100.0 * e["fraction"]
+        stats[f"{e['name']}_top1"] = float("nan") if e["top1"] is None else e["top1"]
+    stats["avg_macs"] = results["avg_macs"]
+    stats["macs_saved_pct"] = 100.0 * results["macs_saved"]
+    return f"EarlyExit/{phase}/", stats

@@ -49,7 +49,7 @@ from .classifier_distributed import join_process_group, main_process_run_log, sh
 from .classifier_analysis import epoch_reports
 from .classifier_activations import (acts_histogram_collection, acts_quant_stats_collection,
                                      create_activation_stats_collectors, save_collectors_data)
-from .classifier_earlyexit import EarlyExitLoss, earlyexit_setup, evaluate_earlyexit, log_earlyexit
+from .classifier_earlyexit import EarlyExitLoss, earlyexit_setup, earlyexit_stats, evaluate_earlyexit, log_earlyexit
 from .classifier_loop import evaluate, test, train, train_one_epoch, validate
 from .classifier_setup import DEFAULT_ARCH, Experiment, build_experiment, loaders_of_args, resolve_dataset
 from .distributed import MaskBroadcaster, broadcast_buffers, is_main_process, on_main_process
@@ -242,7 +242,7 @@ class ClassifierCompressor:
     def validate_one_epoch(self, epoch: int, verbose: bool = True) -> tuple[float, float, float]:
         """Evaluates on the validation set (with soft masks applied); returns ``(top1, top5, loss)``."""
         with self.compression_scheduler.soft_masks_applied(), self._activation_statistics("valid", epoch):
-            scores = self._evaluate(self.val_loader, "Validation")
+            scores = self._evaluate(self.val_loader, "Validation", epoch)
         self._epoch_valid = scores
         return scores["Top1"], scores["Top5"], scores["Loss"]
 
@@ -311,20 +311,22 @@ class ClassifierCompressor:
             self._finalize_epoch(epoch, top1, top5)
         return self.experiment.score_history
 
-    def _evaluate(self, loader: Iterable[Any], phase: str) -> dict[str, Any]:
-        """Evaluates the model on ``loader``: with early exits (logged per exit), see :func:`evaluate_earlyexit`;
-        otherwise :func:`~distiller.apputils.classifier_loop.evaluate`."""
+    def _evaluate(self, loader: Iterable[Any], phase: str, epoch: int = -1) -> dict[str, Any]:
+        """Evaluates the model on ``loader``: with early exits (logged per exit to the console, TensorBoard and
+        ``earlyexit_<phase>.csv``), see :func:`evaluate_earlyexit`; otherwise
+        :func:`~distiller.apputils.classifier_loop.evaluate`."""
         if self.earlyexit is None:
             return evaluate(self.model, self.criterion, loader)
         results = evaluate_earlyexit(self.model, self.criterion, loader, self.earlyexit)
         log_earlyexit(phase, results)
+        log_training_progress(earlyexit_stats(phase, results), None, epoch, 0, 1, 1, self.loggers[1:])
         return results
 
     def validate(self, epoch: int = -1) -> tuple[float, float, float]:
         """Distiller's ``validate``: the validation scores, logged as ``Performance/Validation/*``."""
         with self.compression_scheduler.soft_masks_applied():
             if self.earlyexit is not None:
-                results = self._evaluate(self.val_loader, "Validation")
+                results = self._evaluate(self.val_loader, "Validation", epoch)
                 return results["Top1"], results["Top5"], results["Loss"]
             return validate(self.val_loader, self.model, self.criterion, self.loggers[1:], self.args, epoch)
 

@@ -1,6 +1,9 @@
 """Early-exit networks in the classifier app (Distiller's --earlyexit_lossweights/--earlyexit_thresholds):
 trained with the weighted loss of their exits, evaluated with entropy-based exiting, per-exit statistics and
 average MACs in summary.json; misuse refused before anything is written."""
+import os
+
+import pandas as pd
 import pytest
 
 FAST = ["-a", "resnet20_cifar_earlyexit", "-b", "128", "--etrs", "0.1", "--vs", "0.1", "--etes", "0.2", "--det",
@@ -21,6 +24,12 @@ def test_early_exit_training_reports_every_exit(run_classifier, tmp_path):
     assert stats["avg_macs"] == pytest.approx(sum(e["fraction"] * e["macs"] for e in exits))
     taken = [e for e in exits if e["fraction"] > 0]
     assert result.summary["top1"] == pytest.approx(sum(e["fraction"] * e["top1"] for e in taken))
+    # The per-exit results also go to CSV (and TensorBoard): one validation row per epoch, one test row.
+    valid = pd.read_csv(os.path.join(result.run_dir, "earlyexit_validation.csv"))
+    test = pd.read_csv(os.path.join(result.run_dir, "earlyexit_test.csv"))
+    assert list(valid["epoch"]) == [0, 1] and len(test) == 1
+    assert test["final_taken_pct"][0] == pytest.approx(100 * exits[1]["fraction"])
+    assert test["macs_saved_pct"][0] == pytest.approx(100 * stats["macs_saved"])
     # An infinite threshold sends every sample out at the first exit.
     everything_early = run_classifier(*FAST, "--epochs", "1", "--earlyexit_lossweights", "0.3",
                                       "--earlyexit_thresholds", "inf", "-o", tmp_path)
