@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -116,3 +118,14 @@ def progress_logging() -> Iterator[None]:
         for handler in added:
             handler.setLevel(min((h.level for h in replaced), default=logging.NOTSET))
         yield
+
+
+def report_results(results: dict[str, Any], args: argparse.Namespace, path: Optional[str] = None) -> None:
+    """Adds the load average and the arguments to a single-script example's ``results``, prints them as JSON
+    and writes them to ``path`` when given."""
+    results["load_average"] = os.getloadavg()
+    results["args"] = vars(args)
+    print(json.dumps(results, indent=2))
+    if path:
+        with open(path, "w") as f:
+            json.dump(results, f, indent=2)

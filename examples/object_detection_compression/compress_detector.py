@@ -14,7 +14,6 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -25,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 import distiller
+from distiller.apputils.app_runner import report_results
 from distiller.errors import ArgumentError
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -160,12 +160,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     results["pruned"] = evaluate(model, test_loader)
     results["pruned_backbone_sparsity"] = backbone_sparsity(model)
     results["wall_seconds"] = time.time() - start
-    results["load_average"] = os.getloadavg()
-    results["args"] = vars(args)
-    print(json.dumps(results, indent=2))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=2)
+    report_results(results, args, args.out)
     return results
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import statistics
 import sys
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 import distiller
+from distiller.apputils.app_runner import report_results
 from distiller.quantization import PostTrainLinearQuantizer
 from distiller.testing import train_with_scheduler
 from distiller.transformers import thin_transformer
@@ -146,12 +146,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         results["latency_ms"] = ms
         results["speedup_thinned_vs_dense"] = ms["dense"] / ms["thinned"]
         results["latency_threads"] = torch.get_num_threads()
-    results["load_average"] = os.getloadavg()
-    results["args"] = vars(args)
-    print(json.dumps(results, indent=2))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=2)
+    report_results(results, args, args.out)
     return results
 
 
