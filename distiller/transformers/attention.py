@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArgumentError
+from ..model_tools import model_setattr
 
 msglogger = logging.getLogger(__name__)
 
@@ -175,8 +176,7 @@ def convert_attention(model: nn.Module) -> nn.Module:
         return DistillerMultiheadAttention.from_torch(model)
     targets = [(name, module) for name, module in model.named_modules() if type(module) is nn.MultiheadAttention]
     for name, module in targets:
-        parent_name, _, attr = name.rpartition(".")
-        setattr(model.get_submodule(parent_name), attr, DistillerMultiheadAttention.from_torch(module))
+        model_setattr(model, name, DistillerMultiheadAttention.from_torch(module))
     for encoder in model.modules():
         if isinstance(encoder, nn.TransformerEncoder):
             encoder.use_nested_tensor = False

@@ -24,8 +24,9 @@ import torch
 from torch import fx, nn
 
 from ...errors import MissingDependencyError
+from ...graph.capture import as_input_tuple
 from ..range_linear.param_wrappers import RangeLinearQuantParamLayerWrapper
-from .pt2e import PT2EEmitter, as_input_tuple, build_pt2e_model
+from .pt2e import PT2EEmitter, build_pt2e_model
 from .walk import QParams
 
 __all__ = ["compile_int8", "CompiledInt8Model", "check_cpp_compiler", "torchao_fusion_passes", "OneDNNEmitter",
@@ -168,7 +169,7 @@ def compile_int8(model: nn.Module, example_inputs: Any, dynamic: Optional[bool] 
     lowered = build_pt2e_model(model, PT2EEmitter if torchao else OneDNNEmitter)
     compiled = CompiledInt8Model(lowered, torch.compile(lowered, dynamic=dynamic), "torchao" if torchao else "onednn")
     before = _fused_count()
-    compiled(*as_input_tuple(example_inputs))
+    compiled(*as_input_tuple(example_inputs, "cpu"))
     if torchao:
         compiled.quantized_layers = _count_targets(lowered, _QD.dequantize_per_channel.default)
         compiled.int8_layers = _fused_count() - before

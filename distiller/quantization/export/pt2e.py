@@ -22,20 +22,15 @@ import torch
 import torch.ao.quantization.fx._decomposed  # noqa: F401  (registers the quantized_decomposed ops)
 from torch import fx, nn
 
+from ...graph.capture import as_input_tuple
 from ..range_linear.param_wrappers import RangeLinearQuantParamLayerWrapper
 from .integers import accumulator_grid_bias, int8_weight
 from .onnx_qdq import QDQEmitter, _batch_of_two
 from .walk import ExportError, QParams, cpu_model, walk_quantized_model
 
-__all__ = ["to_pt2e", "build_pt2e_model", "PT2EEmitter", "as_input_tuple"]
+__all__ = ["to_pt2e", "build_pt2e_model", "PT2EEmitter"]
 
 _QD = torch.ops.quantized_decomposed
-
-
-def as_input_tuple(example_inputs: Any) -> tuple[torch.Tensor, ...]:
-    """An example input (tensor or tuple/list of tensors) as a tuple of CPU tensors."""
-    inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
-    return tuple(x.cpu() for x in inputs)
 
 
 class PT2EEmitter(QDQEmitter):
@@ -113,7 +108,7 @@ def to_pt2e(model: nn.Module, example_inputs: Any, dynamic_batch: bool = True) -
         >>> program = to_pt2e(quantized_model, torch.randn(1, 3, 32, 32))
         >>> logits = program.module()(images)
     """
-    inputs = as_input_tuple(example_inputs)
+    inputs = as_input_tuple(example_inputs, "cpu")
     graph_module = build_pt2e_model(model)
     shapes = tuple({0: torch.export.Dim("batch")} for _ in inputs) if dynamic_batch else None
     if dynamic_batch:

@@ -6,7 +6,6 @@ PT2E lowering compiled by inductor, which computes the same integers with the x8
 """
 from __future__ import annotations
 
-import logging
 import typing
 import warnings
 from typing import Any, Literal
@@ -18,8 +17,6 @@ from .inductor import CompiledInt8Model, compile_int8
 from .walk import ExportError
 
 __all__ = ["convert_distiller_ptq_model_to_pytorch", "Backend", "BACKENDS", "X86_BACKENDS"]
-
-logger = logging.getLogger(__name__)
 
 #: Distiller's quantized engines: ``x86``, ``fbgemm`` and ``onednn`` are x86 engines, ``qnnpack`` the ARM one.
 Backend = Literal["x86", "fbgemm", "qnnpack", "onednn"]
