@@ -137,6 +137,8 @@ class ParameterMasker:
 
     @packed.setter
     def packed(self, value: bool) -> None:
+        if bool(value) == self._pack:
+            return  # repacking would only bump the masks' version (re-fusing and re-broadcasting them)
         current = self.mask
         self._pack = bool(value)
         self.mask = current

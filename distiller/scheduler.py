@@ -243,11 +243,11 @@ class CompressionScheduler:
             with scheduler.soft_masks_applied():
                 top1 = evaluate(model, test_loader)
         """
-        soft = [(param, masker.mask) for param, masker in self._soft_maskers() if masker.mask is not None]
+        soft = list(self._soft_maskers())
         saved = [param.detach().clone() for param, _ in soft]
         with torch.no_grad():
-            for param, mask in soft:
-                param.mul_(mask)
+            for param, masker in soft:
+                masker.mask_tensor(param)
         try:
             yield
         finally:
@@ -259,7 +259,7 @@ class CompressionScheduler:
         """(parameter, masker) for every parameter with a forward-only mask."""
         for name, param in self.model.named_parameters():
             masker = self.zeros_mask_dict.get(name)
-            if masker is not None and masker.mask is not None and masker.is_soft:
+            if masker is not None and masker.has_mask and masker.is_soft:
                 yield param, masker
 
     def _apply_soft_masks(self) -> None:

@@ -199,7 +199,7 @@ def broadcast_masks(scheduler: CompressionScheduler, src: int = 0) -> None:
         return
     theirs = broadcast_object(_manifest(scheduler), src=src)
     params = dict(scheduler.model.named_parameters())
-    ours = {name: shape for name, shape, _ in _manifest(scheduler)}
+    ours = {name: tuple(param.shape) for name, param in params.items()}
     differing: list[tuple[str, Optional[tuple[int, ...]]]] = [(name, shape) for name, shape, _ in theirs
                                                               if ours.get(name) != shape]
     differing += [(name, None) for name in ours.keys() - {name for name, _, _ in theirs}]
@@ -217,7 +217,7 @@ def broadcast_masks(scheduler: CompressionScheduler, src: int = 0) -> None:
     tensors: list[torch.Tensor] = []
     for name, _, mask_spec in theirs:
         if mask_spec is None:
-            if not sending and name in scheduler.zeros_mask_dict and scheduler.zeros_mask_dict[name].mask is not None:
+            if not sending and name in scheduler.zeros_mask_dict and scheduler.zeros_mask_dict[name].has_mask:
                 scheduler.zeros_mask_dict[name].mask = None
             continue
         masker = scheduler.zeros_mask_dict[name]
