@@ -391,7 +391,12 @@ classification_num_classes = dataset_num_classes
 classification_get_input_shape = dataset_input_shape
 
 
-def first_batches(loader: Iterable[Any], portion: float) -> list[Any]:
-    """The first ``portion`` of ``loader``'s batches (at least one), read once into memory."""
-    count = max(1, math.ceil(portion * len(loader)))  # type: ignore[arg-type]
+def first_batches(loader: Iterable[Any], portion: float, total: Optional[int] = None) -> list[Any]:
+    """The first ``portion`` of ``loader``'s batches (at least one), read once into memory.
+
+    Args:
+        total: the number of batches the portion is of (default ``len(loader)``; a process's shard of the data
+            may hold a batch fewer than the whole data has).
+    """
+    count = max(1, math.ceil(portion * (len(loader) if total is None else total)))  # type: ignore[arg-type]
     return list(itertools.islice(iter(loader), count))

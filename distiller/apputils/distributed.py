@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Optional, TypeVar, cast
 
@@ -31,6 +31,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
+from ..collectives import (all_reduce_sum_, barrier, broadcast_object, broadcast_tensors_, collective_device,
+                           gather_objects, get_rank, get_world_size, is_distributed, is_main_process, on_main_process)
 from ..masking import ParameterMasker
 from ..scheduler import CompressionScheduler
 from .classifier_reports import RunningScores
@@ -85,95 +87,6 @@ def init_from_env(use_cuda: bool) -> Optional[ProcessGroupInfo]:
     return ProcessGroupInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), backend)
 
 
-def is_distributed() -> bool:
-    """True in a process of an initialized process group."""
-    return dist.is_available() and dist.is_initialized()
-
-
-def get_rank() -> int:
-    """The global rank (0 outside a process group)."""
-    return dist.get_rank() if is_distributed() else 0
-
-
-def get_world_size() -> int:
-    """The number of processes (1 outside a process group)."""
-    return dist.get_world_size() if is_distributed() else 1
-
-
-def is_main_process() -> bool:
-    """True on rank 0, and outside a process group."""
-    return get_rank() == 0
-
-
-def barrier() -> None:
-    """Waits for every process of the group (nothing outside one)."""
-    if is_distributed():
-        dist.barrier()
-
-
-def _collective_device() -> torch.device:
-    """Where the backend's tensors live: the current GPU for NCCL, the CPU for gloo."""
-    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-
-
-def broadcast_object(obj: T, src: int = 0) -> T:
-    """``obj`` of rank ``src`` on every process (pickled; for small objects such as paths and manifests)."""
-    if not is_distributed():
-        return obj
-    holder = [obj]
-    dist.broadcast_object_list(holder, src=src, device=_collective_device())
-    return holder[0]
-
-
-def on_main_process(fn: Callable[..., T]) -> Callable[..., T]:
-    """``fn`` run on rank 0 only (writing files, for instance); every process returns rank 0's result, once
-    rank 0 has finished (the broadcast also synchronises the processes)."""
-    def run(*args: Any, **kwargs: Any) -> T:
-        result = fn(*args, **kwargs) if is_main_process() else None
-        return broadcast_object(result)  # type: ignore[return-value]
-    run.__doc__ = fn.__doc__
-    return run
-
-
-def _flat_groups(tensors: Sequence[torch.Tensor]) -> dict[tuple[torch.dtype, torch.device], list[torch.Tensor]]:
-    groups: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
-    for tensor in tensors:
-        groups.setdefault((tensor.dtype, tensor.device), []).append(tensor)
-    return groups
-
-
-def _coalesced(tensors: Sequence[torch.Tensor], collective: Callable[[torch.Tensor], Any], copy_back: bool = True
-               ) -> None:
-    """Runs ``collective`` in place on one flat buffer per (dtype, device) of ``tensors`` and (when
-    ``copy_back``) copies the result back: one message per dtype instead of one per tensor. bool travels as uint8
-    (not every backend has it)."""
-    device = _collective_device()
-    for (dtype, _), group in _flat_groups(tensors).items():
-        wire = torch.uint8 if dtype == torch.bool else dtype
-        flat = torch.cat([t.detach().reshape(-1).to(device=device, dtype=wire) for t in group])
-        collective(flat)
-        if not copy_back:
-            continue
-        offset = 0
-        with torch.no_grad():
-            for tensor in group:
-                count = tensor.numel()
-                tensor.copy_(flat[offset:offset + count].view(tensor.shape).to(tensor.dtype))
-                offset += count
-
-
-def broadcast_tensors_(tensors: Sequence[torch.Tensor], src: int = 0) -> None:
-    """Overwrites ``tensors`` on every process with rank ``src``'s values (coalesced per dtype)."""
-    if is_distributed() and tensors:
-        _coalesced(tensors, lambda flat: dist.broadcast(flat, src=src), copy_back=get_rank() != src)
-
-
-def all_reduce_sum_(tensors: Sequence[torch.Tensor]) -> None:
-    """Replaces ``tensors`` on every process by their sum over the processes (coalesced per dtype)."""
-    if is_distributed() and tensors:
-        _coalesced(tensors, lambda flat: dist.all_reduce(flat, op=dist.ReduceOp.SUM))
-
-
 def _manifest(scheduler: CompressionScheduler) -> list[tuple[str, tuple[int, ...], Optional[tuple[Any, ...]]]]:
     """(parameter name, shape, (mask shape, dtype) or None) of every parameter of the scheduler's model."""
     entries = []
@@ -203,7 +116,7 @@ def broadcast_masks(scheduler: CompressionScheduler, src: int = 0) -> None:
     differing: list[tuple[str, Optional[tuple[int, ...]]]] = [(name, shape) for name, shape, _ in theirs
                                                               if ours.get(name) != shape]
     differing += [(name, None) for name in ours.keys() - {name for name, _, _ in theirs}]
-    failed = torch.tensor([int(bool(differing))], device=_collective_device())
+    failed = torch.tensor([int(bool(differing))], device=collective_device())
     dist.all_reduce(failed)  # every rank stops (none is left waiting for the others' masks)
     if differing:
         name, shape = differing[0]
@@ -324,16 +237,14 @@ def gather_lists(items: list[T]) -> list[T]:
     """Every process's ``items``, concatenated in rank order (e.g. the predictions on each shard)."""
     if not is_distributed():
         return items
-    gathered: list[Optional[list[T]]] = [None] * get_world_size()
-    dist.all_gather_object(gathered, items)
-    return [item for part in gathered for item in part or []]
+    return [item for part in gather_objects(items) for item in part]
 
 
 def all_reduce_scores(scores: RunningScores) -> RunningScores:
     """``scores`` summed over the processes (each evaluated its shard): the scores of the whole set."""
     if not is_distributed():
         return scores
-    device = _collective_device()
+    device = collective_device()
     sums = torch.tensor([float(scores.samples), float(scores.loss_sum), float(scores.top1_hits),
                          float(scores.topk_hits)], dtype=torch.float64, device=device)
     dist.all_reduce(sums)

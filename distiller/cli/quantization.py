@@ -26,9 +26,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
 
 import scipy.optimize
+import torch
 from torch import nn
 
 from ..apputils.data_loaders import first_batches
+from ..collectives import all_reduce_, is_distributed, on_main_process
 from ..errors import ArgumentError, InputFileError, ScheduleError, UserError, suggest
 from ..quantization.export.inductor import check_cpp_compiler
 from ..quantization.export.pytorch_int8 import BACKENDS, X86_BACKENDS
@@ -356,10 +358,15 @@ def _calibration_stats(model: nn.Module, args: argparse.Namespace, test_loader: 
     if args.qe_config_file and "model_activation_stats" in _config_file_quantizer_args(args.qe_config_file)[1]:
         return None
     portion = args.qe_calibration or DEFAULT_CALIBRATION_FRACTION
-    batches = first_batches(test_loader, portion)
+    # Distributed: each process calibrates on its shard of the first global batches, as many as the whole data
+    # has (the longest shard's count), and the statistics are combined over the processes.
+    total = torch.tensor([len(test_loader)])
+    all_reduce_([total], torch.distributed.ReduceOp.MAX)
+    batches = first_batches(test_loader, portion, total=int(total))
     msglogger.info("Collecting quantization calibration statistics on %d batches (%.0f%% of the test set)",
                    len(batches), 100 * portion)
-    return collect_quant_stats(model, lambda m: test_fn(m, batches), save_dir=run_dir)
+    return collect_quant_stats(model, lambda m: test_fn(m, batches), save_dir=run_dir,
+                               combine_processes=is_distributed())
 
 
 def _run_lapq(quantizer: PostTrainLinearQuantizer, args: argparse.Namespace, test_loader: _Loader,
@@ -385,8 +392,8 @@ def _save_quantized_checkpoint(model: nn.Module, quantizer: PostTrainLinearQuant
     scheduler = scheduler if scheduler is not None else CompressionScheduler(model)
     # The weights now hold integer codes (pruned ones the code of 0.0): the masks have done their job.
     scheduler.record_transform("quantization", {"quantizer": quantizer.state_dict()}, keep_masks=False)
-    return save_checkpoint(epoch, arch, model, scheduler=scheduler, name=QUANTIZED_CHECKPOINT_NAME, dir=run_dir,
-                           extras=extras)
+    return on_main_process(save_checkpoint)(epoch, arch, model, scheduler=scheduler, name=QUANTIZED_CHECKPOINT_NAME,
+                                            dir=run_dir, extras=extras)
 
 
 def quantize_and_evaluate(model: nn.Module, args: argparse.Namespace, test_loader: _Loader, test_fn: EvaluateFn,
@@ -401,6 +408,11 @@ def quantize_and_evaluate(model: nn.Module, args: argparse.Namespace, test_loade
     fresh model), and with ``--qe-compile`` (or ``--qe-convert-pytorch``) / ``--qe-export-onnx`` compiles/exports
     the model, evaluates the integer versions and checks their agreement with the simulated model (and with each
     other) on the whole test set.
+
+    In a distributed run every process calls it with its shard of the test set (``test_fn`` all-reducing the
+    scores): each calibrates on its shard of the first global batches and the statistics are combined over the
+    processes (:meth:`~distiller.data_loggers.QuantCalibrationStatsCollector.combine_processes`), so every
+    process quantizes alike; only rank 0 writes the statistics and the checkpoint.
 
     Args:
         model: the trained float model (quantized in place).

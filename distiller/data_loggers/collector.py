@@ -14,6 +14,12 @@ extremes over all samples; ``mean``/``std`` are over all elements; ``b`` is the 
 from the mean (the maximum-likelihood scale of a Laplace distribution, used by ACIQ clipping, Banner et
 al. 2019), computed in the second pass once the mean is known. Inputs are recorded before the module
 runs, so in-place modules do not corrupt their own input statistics.
+
+In a distributed run each process can calibrate on its shard of the data and the processes' statistics are
+combined exactly (``combine_processes=True``; :meth:`QuantCalibrationStatsCollector.combine_processes`): every
+statistic is kept as a reduction that composes over disjoint shards (the extremes as a min and a max, the
+averages as sums and counts), so all-reducing them gives every process the statistics of all the shards,
+as one process collecting them over all the data would, up to the rounding of float32 batch sums.
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ from typing import Any, Optional, Union
 import torch
 import yaml
 
+from ..collectives import all_reduce_, gather_objects, is_distributed, is_main_process
 from ..errors import ArgumentError, InputFileError, first_few
 from ..modules import convert_functional_ops
 from ..utils import match_names
@@ -162,6 +169,7 @@ class QuantCalibrationStatsCollector:
             (name, {"inputs": {}, "output": None}) for name, _ in leaves)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._second_pass = False
+        self._combined: set[bool] = set()  # the passes (second or not) combined over the processes
 
     def start(self) -> QuantCalibrationStatsCollector:
         """Installs the hooks (first pass: ranges and moments)."""
@@ -187,6 +195,7 @@ class QuantCalibrationStatsCollector:
         self.stop()
         self._stats = OrderedDict((name, {"inputs": {}, "output": None}) for name, _ in self._modules)
         self._second_pass = False
+        self._combined = set()
 
     def _update(self, stats: _RunningStats, tensor: torch.Tensor) -> None:
         if not self._second_pass:
@@ -217,6 +226,77 @@ class QuantCalibrationStatsCollector:
                 entry["output"] = _RunningStats()
             self._update(entry["output"], output)
         return hook
+
+    def _positions(self) -> list[tuple[tuple[str, Union[int, str]], _RunningStats]]:
+        """((module, input index or ``'output'``), statistics) of every tensor position that saw data, in the
+        order of the modules."""
+        positions = []
+        for name, entry in self._stats.items():
+            positions += [((name, i), s) for i, s in sorted(entry["inputs"].items()) if s.numel]
+            if entry["output"] is not None and entry["output"].numel:
+                positions.append(((name, "output"), entry["output"]))
+        return positions
+
+    def _shared_positions(self) -> list[_RunningStats]:
+        """The statistics of every tensor position where some process saw data: the same list on every process
+        (in the order of the modules), created empty where this process saw none."""
+        shapes: dict[tuple[str, Union[int, str]], Optional[list[int]]] = {}
+        for seen in gather_objects({key: stats.shape for key, stats in self._positions()}):
+            for key, shape in seen.items():
+                shapes.setdefault(key, shape)
+        order = {name: rank for rank, name in enumerate(self._stats)}
+        shared = []
+        for name, index in sorted(shapes, key=lambda k: (order[k[0]], k[1] == "output", k[1] if k[1] != "output"
+                                                         else 0)):
+            entry = self._stats[name]
+            if index == "output":
+                stats = entry["output"] = entry["output"] or _RunningStats()
+            else:
+                stats = entry["inputs"].setdefault(index, _RunningStats())
+            stats.shape = stats.shape or shapes[(name, index)]
+            shared.append(stats)
+        return shared
+
+    def combine_processes(self) -> None:
+        """Combines the statistics every process of the initialized process group gathered in this pass on its
+        shard of the data, so that every process holds those of all the shards; nothing outside a process group.
+
+        Call it on every process once after each pass (:func:`collect_quant_stats` does with
+        ``combine_processes=True``). After the first pass, the extremes are reduced by min and max, the sums
+        behind the averages (per-sample extremes, values, squares) and the sample and element counts by sum: one
+        message each (8 bytes per tensor position for ``min`` and ``max``, 32 for the sums, 16 for the counts).
+        The second pass, which measures deviations from the combined mean, sums the absolute deviations (8
+        bytes per position). Positions seen by only some processes (a process whose shard was empty) count
+        from what the others saw.
+
+        Raises:
+            RuntimeError: the pass was already combined (its sums would count twice).
+        """
+        if not is_distributed():
+            return
+        if self._second_pass in self._combined:
+            raise RuntimeError("combine_processes: this pass was combined already")
+        self._combined.add(self._second_pass)
+        if self._second_pass:
+            stats = [s for _, s in self._positions()]
+            deviations = torch.tensor([s.sum_abs_dev for s in stats], dtype=torch.float64)
+            all_reduce_([deviations])
+            for s, deviation in zip(stats, deviations.tolist()):
+                s.sum_abs_dev = deviation
+            return
+        stats = self._shared_positions()
+        lows = torch.tensor([s.min for s in stats], dtype=torch.float64)
+        highs = torch.tensor([s.max for s in stats], dtype=torch.float64)
+        sums = torch.tensor([[s.sum_avg_min, s.sum_avg_max, s.sum, s.sum_sq] for s in stats],
+                            dtype=torch.float64).reshape(-1, 4)
+        counts = torch.tensor([[s.samples, s.numel] for s in stats], dtype=torch.int64).reshape(-1, 2)
+        all_reduce_([lows], torch.distributed.ReduceOp.MIN)
+        all_reduce_([highs], torch.distributed.ReduceOp.MAX)
+        all_reduce_([sums, counts])
+        for s, low, high, total, count in zip(stats, lows.tolist(), highs.tolist(), sums.tolist(), counts.tolist()):
+            s.min, s.max = low, high
+            s.sum_avg_min, s.sum_avg_max, s.sum, s.sum_sq = total
+            s.samples, s.numel = count
 
     def value(self) -> OrderedDict[str, dict[str, Any]]:
         """The statistics as plain data (modules that never ran are omitted)."""
@@ -285,7 +365,8 @@ def collect_quant_stats(model: torch.nn.Module, test_fn: Callable[[torch.nn.Modu
                         save_dir: Optional[Union[str, os.PathLike[str]]] = None,
                         classes: Optional[Iterable[type[torch.nn.Module]]] = None, inplace_runtime_check: bool = False,
                         disable_inplace_attrs: bool = False, inplace_attr_names: Collection[str] = ("inplace",),
-                        modules_to_collect: Optional[Iterable[str]] = None) -> OrderedDict[str, dict[str, Any]]:
+                        modules_to_collect: Optional[Iterable[str]] = None, combine_processes: bool = False
+                        ) -> OrderedDict[str, dict[str, Any]]:
     """Collects calibration statistics of ``model`` by running ``test_fn(model)`` twice.
 
     Statistics are gathered on a copy of ``model`` in which functional adds/concats/products were turned
@@ -298,6 +379,10 @@ def collect_quant_stats(model: torch.nn.Module, test_fn: Callable[[torch.nn.Modu
         save_dir: if given, the statistics are also written to ``save_dir/acts_quantization_stats.yaml``.
         classes, inplace_runtime_check, disable_inplace_attrs, inplace_attr_names, modules_to_collect:
             see :class:`QuantCalibrationStatsCollector`.
+        combine_processes: in a distributed run in which every process calls this function with its shard
+            of the calibration data, combine the processes' statistics after each pass
+            (:meth:`QuantCalibrationStatsCollector.combine_processes`): every process returns those of all the
+            shards. Only rank 0 writes ``save_dir``'s file then.
     Returns:
         The statistics mapping.
     Example:
@@ -309,16 +394,17 @@ def collect_quant_stats(model: torch.nn.Module, test_fn: Callable[[torch.nn.Modu
     was_training = calibrated.training
     calibrated.eval()
     with torch.no_grad():
-        collector.start()
-        test_fn(calibrated)
-        collector.start_second_pass()
-        test_fn(calibrated)
-        collector.stop()
+        for start in (collector.start, collector.start_second_pass):
+            start()
+            test_fn(calibrated)
+            collector.stop()
+            if combine_processes:
+                collector.combine_processes()
     calibrated.train(was_training)
     stats = collector.value()
     if not stats:
         raise RuntimeError("collect_quant_stats: no module ran during test_fn; check that it runs the model")
-    if save_dir is not None:
+    if save_dir is not None and (is_main_process() or not combine_processes):
         path = save_quant_stats(stats, os.path.join(save_dir, STATS_FILE_NAME))
         logger.info("Saved quantization calibration statistics of %d modules to %s", len(stats), path)
     return stats

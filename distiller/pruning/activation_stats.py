@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..collectives import collective_device
 from ..errors import ArgumentError
 from ..utils import find_module_by_fq_name, model_is_parallel, normalize_module_name
 
@@ -152,11 +153,7 @@ class ActivationStatsCollector:
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return
         summed = self._sums.get(name)
-        if summed is not None:
-            device = summed.device
-        else:  # where the backend's tensors live
-            device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else \
-                torch.device("cpu")
+        device = summed.device if summed is not None else collective_device()
         seen = torch.tensor([int(summed is not None), self._counts.get(name, 0)], dtype=torch.int64, device=device)
         dist.all_reduce(seen)
         if summed is None or int(seen[0]) < dist.get_world_size():

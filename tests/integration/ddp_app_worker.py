@@ -17,3 +17,15 @@ def train(rank: int, world_size: int, argv: list, out_path: str) -> None:
                  for name, masker in app.compression_scheduler.zeros_mask_dict.items()}
         torch.save({"masks": masks, "state": app.model.state_dict(), "logdir": app.logdir,
                     "train_batches": len(app.train_loader)}, out_path.format(rank=rank))
+
+
+def quantize(rank: int, world_size: int, argv: list, out_path: str) -> None:
+    """Runs ``compress_classifier.py argv`` with ``--evaluate --quantize-eval`` (test, then post-training
+    quantization) and saves the test scores, the quantization results and the quantized model's state (its
+    weights and the quantizer's activation ranges) to ``out_path`` (formatted with the rank)."""
+    args = init_classifier_compression_arg_parser(include_ptq_lapq_args=True).parse_args(argv)
+    with ClassifierCompressor(args) as app:
+        scores = app.test()
+        results = app.quantize_and_evaluate()
+        torch.save({"test": scores, "quantized": results["quantized"], "state": app.model.state_dict(),
+                    "logdir": app.logdir}, out_path.format(rank=rank))

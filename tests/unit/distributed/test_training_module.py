@@ -90,7 +90,8 @@ def _torchrun_args(**overrides):
 @pytest.mark.parametrize("overrides, message", [
     ({"batch_size": 33}, "-b 33 is the global mini-batch and must be a multiple of the 2 processes; pass e.g. -b 32"),
     ({"gpus": [0, 1]}, "--gpus 0,1: under torchrun"),
-    ({"quantize_eval": True}, "--quantize-eval runs in one process"),
+    ({"quantize_eval": True, "qe_lapq": True}, "--qe-lapq runs in one process"),
+    ({"quantize_eval": True, "qe_export_onnx": True}, "--qe-export-onnx runs in one process"),
     ({"export_onnx": ""}, "--export-onnx runs in one process"),
     ({"summary": ["compute"]}, "--summary runs in one process"),
     ({"sensitivity": "filter"}, "--sense runs in one process"),
@@ -99,6 +100,11 @@ def test_torchrun_launch_refuses_what_cannot_run_distributed(monkeypatch, overri
     monkeypatch.setattr(classifier_distributed, "init_from_env", lambda use_cuda: ProcessGroupInfo(0, 2, 0, "gloo"))
     with pytest.raises(ArgumentError, match=message.replace(".", r"\.")):
         classifier_distributed.join_process_group(_torchrun_args(**overrides))
+
+
+def test_torchrun_launch_accepts_post_training_quantization(monkeypatch):
+    monkeypatch.setattr(classifier_distributed, "init_from_env", lambda use_cuda: ProcessGroupInfo(0, 2, 0, "gloo"))
+    assert classifier_distributed.join_process_group(_torchrun_args(quantize_eval=True)) is not None
 
 
 def test_torchrun_launch_drops_data_parallel(monkeypatch):

@@ -1,0 +1,67 @@
+"""Checks run inside each gloo process started by test_distributed_stats.py (importable by name, as spawned
+processes need): statistics that every process gathers on its shard of the data and combines over the group
+equal those one process gathers on all the data, and are identical on every process."""
+import os
+
+import torch
+
+from distiller.apputils import distributed as D
+from distiller.data_loggers import collect_quant_stats
+from distiller.testing import TinyResidualNet
+
+#: The global batch size and the data: 23 samples, so that the last global batch is short.
+GLOBAL_BATCH = 6
+SAMPLES = 23
+
+
+def _data() -> torch.Tensor:
+    return torch.randn(SAMPLES, 3, 8, 8, generator=torch.Generator().manual_seed(5)) * 3 + 0.5
+
+
+def shard_batches(data: torch.Tensor, rank: int, world_size: int) -> list[torch.Tensor]:
+    """Rank ``rank``'s batches: every ``world_size``-th sample of each global batch (as the sharded loaders
+    split them); the last rank of a group of three or more sees nothing (an empty shard)."""
+    if world_size > 2 and rank == world_size - 1:
+        return []
+    batches = [data[start:start + GLOBAL_BATCH][rank::world_size] for start in range(0, len(data), GLOBAL_BATCH)]
+    return [batch for batch in batches if len(batch)]
+
+
+def _run(batches: list[torch.Tensor]):
+    def test_fn(model: torch.nn.Module) -> None:
+        for batch in batches:
+            model(batch)
+    return test_fn
+
+
+def check_calibration_statistics(rank: int, world_size: int, out_dir: str) -> None:
+    torch.manual_seed(0)
+    model = TinyResidualNet().eval()
+    data = _data()
+    if world_size > 2:  # the last rank's empty shard: the others share its samples
+        data = data[:GLOBAL_BATCH * 3]
+        batches = shard_batches(data, rank, world_size - 1) if rank < world_size - 1 else []
+    else:
+        batches = shard_batches(data, rank, world_size)
+    save_dir = os.path.join(out_dir, f"rank{rank}")
+    combined = collect_quant_stats(model, _run(batches), save_dir=save_dir, combine_processes=True)
+    single = collect_quant_stats(model, _run([data[i:i + GLOBAL_BATCH] for i in range(0, len(data), GLOBAL_BATCH)]))
+
+    assert list(combined) == list(single), (list(combined), list(single))
+    for name, entry in single.items():
+        records = [(f"{name}.inputs.{i}", r, combined[name]["inputs"][i]) for i, r in entry["inputs"].items()]
+        records.append((f"{name}.output", entry["output"], combined[name]["output"]))
+        for where, expected, record in records:
+            assert sorted(record) == sorted(expected), where
+            for key in ("min", "max", "shape", "total_numel"):  # extremes and counts: exact
+                assert record[key] == expected[key], (where, key, record[key], expected[key])
+            for key in ("avg_min", "avg_max", "mean", "std", "b"):  # sums of float32 batch sums: up to rounding
+                torch.testing.assert_close(record[key], expected[key], rtol=1e-6, atol=1e-7, msg=f"{where} {key}")
+    for other in D.gather_lists([combined]):  # bit for bit the same on every process
+        assert other == combined
+
+
+def run_all(rank: int, world_size: int, out_dir: str) -> None:
+    """All the checks, in one process group (starting processes is what costs time)."""
+    D.init_from_env(use_cuda=False)
+    check_calibration_statistics(rank, world_size, out_dir)
