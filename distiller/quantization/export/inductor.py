@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import math
 from typing import Any, Optional
 
 import torch
@@ -27,7 +28,7 @@ from ...errors import MissingDependencyError
 from ...graph.capture import as_input_tuple
 from ..range_linear.param_wrappers import RangeLinearQuantParamLayerWrapper
 from .pt2e import PT2EEmitter, build_pt2e_model
-from .walk import QParams
+from .walk import FusedActivation, QParams
 
 __all__ = ["compile_int8", "CompiledInt8Model", "check_cpp_compiler", "torchao_fusion_passes", "OneDNNEmitter",
            "INT8_INSTALL_HINT"]
@@ -45,23 +46,28 @@ _QD = torch.ops.quantized_decomposed
 class OneDNNEmitter(PT2EEmitter):
     """PT2E's form with conv/linear layers as oneDNN int8 kernels on prepacked weights (for inductor)."""
 
+    fuses_conv_add = False  # the explicit kernels round every convolution output
+
     def param_layer(self, name: str, wrapper: RangeLinearQuantParamLayerWrapper, x: fx.Node, in_qp: QParams,
-                    out_qp: QParams, relu: bool) -> fx.Node:
+                    out_qp: Optional[QParams], activation: Optional[FusedActivation]) -> fx.Node:
+        assert out_qp is not None  # fuses_conv_add is off
         quantized = x.args[0]  # the integers of the dequantized input (see wrapper_input)
         weight, scale, zero_point, bias = self._layer_constants(name, wrapper)
-        post_op = "relu" if relu and out_qp.zero_point != 0 else "none"  # zero point 0: the clamp is the ReLU
+        post_op, scalars = "none", list[float]()  # a redundant activation: the output's clamp applies it
+        if activation is not None and not activation.redundant(out_qp):
+            post_op, scalars = ("relu", []) if math.isinf(activation.upper) else ("hardtanh", [0.0, activation.upper])
         layer = wrapper.wrapped_module
         if isinstance(layer, nn.Linear):
             packed = self.graph.call_function(torch.ops.onednn.qlinear_prepack.default, (weight, None))
             value = self.graph.call_function(torch.ops.onednn.qlinear_pointwise.default, (
                 quantized, in_qp.scale, in_qp.zero_point, packed, scale, zero_point, bias, out_qp.scale,
-                out_qp.zero_point, torch.uint8, post_op, [], ""))
+                out_qp.zero_point, torch.uint8, post_op, scalars, ""))
         else:
             geometry: tuple[Any, ...] = (list(layer.stride), list(layer.padding), list(layer.dilation), layer.groups)
             packed = self.graph.call_function(torch.ops.onednn.qconv_prepack.default, (
                 weight, scale, in_qp.scale, in_qp.zero_point, *geometry, None))
             conv_args: tuple[Any, ...] = (quantized, in_qp.scale, in_qp.zero_point, packed, scale, zero_point, bias,
-                                          *geometry, out_qp.scale, out_qp.zero_point, torch.uint8, post_op, [], "")
+                                          *geometry, out_qp.scale, out_qp.zero_point, torch.uint8, post_op, scalars, "")
             value = self.graph.call_function(torch.ops.onednn.qconv_pointwise.default, conv_args)
         return self._dequantize_op(value, out_qp)
 

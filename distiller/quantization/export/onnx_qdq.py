@@ -4,8 +4,8 @@ Every quantized tensor of the simulated model becomes a ``QuantizeLinear -> Dequ
 the same scale and zero point; weights are stored as int8 initializers feeding a ``DequantizeLinear``
 (per tensor or per output channel), biases as int32 initializers at the accumulator scale. Activations
 are uint8 and weights int8 ("U8S8"), the combination ONNX Runtime fuses into integer kernels
-(QLinearConv, QGemm, QLinearAdd, ...). A ReLU whose output range already starts at zero is dropped
-(the quantization clamps at zero), so convolutions stay fusable.
+(QLinearConv, QGemm, QLinearAdd, ...). A ReLU (ReLU6) whose output range already starts at zero (and ends at
+6) is dropped (the quantization clamps there), so convolutions stay fusable.
 
 The model goes through PyTorch's current exporter (``torch.onnx.export(..., dynamo=True)``, built on
 ``torch.export``; it needs the ``onnxscript`` package). Fake quantization is emitted as the custom op
@@ -39,8 +39,9 @@ from torch import fx, nn
 
 from ...errors import MissingDependencyError
 from ..range_linear.param_wrappers import RangeLinearQuantParamLayerWrapper
+from .from_qat import post_train_equivalent
 from .integers import accumulator_grid_bias
-from .walk import Emitter, OutputModules, QParams, cpu_model, walk_quantized_model
+from .walk import Emitter, FusedActivation, OutputModules, QParams, cpu_model, walk_quantized_model
 
 if TYPE_CHECKING:  # onnx is imported where it is used (it is slow to import)
     import onnx
@@ -140,13 +141,15 @@ class QDQEmitter(Emitter):
         bias = accumulator_grid_bias(wrapper)
         return quantized, None if bias is None else self._constant(f"{name}.bias", bias)
 
-    def _finish(self, value: fx.Node, out_qp: QParams, relu: bool) -> fx.Node:
-        if relu and out_qp.zero_point != 0:  # a range starting at 0 makes the ReLU redundant
-            value = self.graph.call_function(F.relu, (value,))
+    def _finish(self, value: fx.Node, out_qp: Optional[QParams], activation: Optional[FusedActivation]) -> fx.Node:
+        if out_qp is None:
+            return value
+        if activation is not None and not activation.redundant(out_qp):
+            value = activation.emit(self.graph, value)
         return self.quantize(value, out_qp)
 
     def param_layer(self, name: str, wrapper: RangeLinearQuantParamLayerWrapper, x: fx.Node, in_qp: QParams,
-                    out_qp: QParams, relu: bool) -> fx.Node:
+                    out_qp: Optional[QParams], activation: Optional[FusedActivation]) -> fx.Node:
         weight, bias = self._weight(name, wrapper)
         layer = wrapper.wrapped_module
         if isinstance(layer, nn.Linear):
@@ -155,12 +158,13 @@ class QDQEmitter(Emitter):
             conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[layer.weight.dim() - 2]
             value = self.graph.call_function(conv, (x, weight, bias, layer.stride, layer.padding, layer.dilation,
                                                     layer.groups))
-        return self._finish(value, out_qp, relu)
+        return self._finish(value, out_qp, activation)
 
-    def binary(self, name: str, kind: str, inputs: Sequence[fx.Node], out_qp: QParams, relu: bool) -> fx.Node:
+    def binary(self, name: str, kind: str, inputs: Sequence[fx.Node], out_qp: QParams,
+               activation: Optional[FusedActivation]) -> fx.Node:
         ops: dict[str, Callable[..., torch.Tensor]] = {"add": torch.add, "mul": torch.mul, "matmul": torch.matmul}
         op = ops[kind]
-        return self._finish(self.graph.call_function(op, tuple(inputs)), out_qp, relu)
+        return self._finish(self.graph.call_function(op, tuple(inputs)), out_qp, activation)
 
     def concat(self, name: str, inputs: Sequence[fx.Node], dim: int, out_qp: QParams) -> fx.Node:
         return self.quantize(self.graph.call_function(torch.cat, (list(inputs), dim)), out_qp)
@@ -168,7 +172,7 @@ class QDQEmitter(Emitter):
 
 def build_qdq_model(model: nn.Module) -> fx.GraphModule:
     """The float GraphModule with fake quantization that :func:`export_onnx_qdq` exports."""
-    return walk_quantized_model(model, QDQEmitter).eval()
+    return walk_quantized_model(post_train_equivalent(model), QDQEmitter).eval()
 
 
 # ----------------------------------------------------------------------------- ONNX graph rewriting

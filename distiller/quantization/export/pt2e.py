@@ -8,7 +8,12 @@ scales and zero points of the simulated model, captured by ``torch.export``. A q
 activations (attention) is a float matmul between dequantized inputs and a quantized output, as
 ``convert_pt2e`` leaves operations without an int8 kernel. Symmetric 8-bit activations
 are written as uint8 with zero point 128 (the same integers; see :func:`~.walk.to_pytorch_qparams`), the
-representation the x86 int8 kernels take. :mod:`.inductor` compiles this form to int8 CPU code.
+representation the x86 int8 kernels take. A ReLU or ReLU6 after a layer is applied before the layer's output
+is quantized (conv -> ReLU/hardtanh -> quantize), and a convolution whose only consumer is a residual addition
+passes its output to it unrounded (conv -> add(dequantized shortcut) [-> ReLU] -> quantize), the patterns of
+inductor's fused int8 kernels; that skips one rounding of the simulation (at most half a step of the
+convolution's output scale), which :func:`~.parity.parity_check` measures. :mod:`.inductor` compiles this
+form to int8 CPU code.
 
 The ``quantized_decomposed`` operators are registered by ``torch.ao.quantization.fx._decomposed``, the
 module that torch's inductor and torchao import for the same purpose; they work on plain uint8/int8
@@ -24,6 +29,7 @@ from torch import fx, nn
 
 from ...graph.capture import as_input_tuple
 from ..range_linear.param_wrappers import RangeLinearQuantParamLayerWrapper
+from .from_qat import post_train_equivalent
 from .integers import accumulator_grid_bias, int8_weight
 from .onnx_qdq import QDQEmitter, _batch_of_two
 from .walk import ExportError, QParams, cpu_model, walk_quantized_model
@@ -34,7 +40,11 @@ _QD = torch.ops.quantized_decomposed
 
 
 class PT2EEmitter(QDQEmitter):
-    """Emits float operations between ``quantized_decomposed`` quantize/dequantize pairs (PT2E's form)."""
+    """Emits float operations between ``quantized_decomposed`` quantize/dequantize pairs (PT2E's form); a
+    convolution feeding only an addition passes its float output to it, as ``X86InductorQuantizer`` annotates
+    conv+add(+ReLU) for inductor's fused kernel (``onednn.qconv2d_pointwise.binary``)."""
+
+    fuses_conv_add = True
 
     def _quantize_op(self, value: fx.Node, qparams: QParams) -> fx.Node:
         return self.graph.call_function(_QD.quantize_per_tensor.default,
@@ -84,15 +94,16 @@ def _check_padding(model: nn.Module) -> None:
 
 def build_pt2e_model(model: nn.Module, emitter: type[PT2EEmitter] = PT2EEmitter) -> fx.GraphModule:
     """The GraphModule that :func:`to_pt2e` exports (another ``emitter``: a variant of that form)."""
-    model = cpu_model(model)
+    model = cpu_model(post_train_equivalent(model))
     _check_padding(model)
     return walk_quantized_model(model, emitter).eval()
 
 
 def to_pt2e(model: nn.Module, example_inputs: Any, dynamic_batch: bool = True) -> torch.export.ExportedProgram:
     """Lowers a model prepared by :class:`PostTrainLinearQuantizer` to an exported program in PT2E's
-    quantize/dequantize representation, with the simulated model's own scales and zero points. A model
-    trained with quantization-aware training deploys by post-training-quantizing its trained float weights.
+    quantize/dequantize representation, with the simulated model's own scales and zero points. A model trained by
+    :class:`QuantAwareTrainRangeLinearQuantizer` is lowered through its post-training-quantized equivalent
+    (:func:`~.from_qat.post_train_equivalent`: trained float weights, the activation ranges training tracked).
 
     Args:
         model: the simulated quantized model (not modified), static activation ranges, 8-bit.
@@ -102,7 +113,7 @@ def to_pt2e(model: nn.Module, example_inputs: Any, dynamic_batch: bool = True) -
         a ``torch.export.ExportedProgram`` (run it with ``.module()(x)``).
     Raises:
         ExportError: a layer with dynamic ranges, other than 8-bit activations/weights, asymmetric weights,
-            a quantized embedding, a QAT model's fake quantization, an infinite calibration range, or an
+            a quantized embedding, a QAT fake quantization that never trained, an infinite calibration range, or an
             untraceable model (the message names the layer).
     Example:
         >>> program = to_pt2e(quantized_model, torch.randn(1, 3, 32, 32))

@@ -5,8 +5,11 @@ The walk tracks, for every value, whether it is quantized and with which PyTorch
 ``zero_point = -zp_d`` (+128 for signed 8-bit ranges, stored as uint8)). Wrappers become integer
 operations with exactly the parameters of the simulated model; operations that keep values on their
 input's grid (ReLU, max-pooling, reshapes, dropout) run on quantized values; everything else runs in
-float on dequantized values. An :class:`Emitter` decides what each step looks like (PyTorch quantized
-modules, or QuantizeLinear/DequantizeLinear pairs for ONNX).
+float on dequantized values. A ReLU or ReLU6 that is an operation's only consumer is applied by the operation
+(:class:`FusedActivation`). An :class:`Emitter` decides what each step looks like (PT2E's quantize/dequantize
+operators, oneDNN int8 kernels, or QuantizeLinear/DequantizeLinear pairs for ONNX); an emitter with
+``fuses_conv_add`` also takes a convolution's unrounded output into the addition that is its only consumer,
+as the fused conv+add(+ReLU) int8 kernels compute it.
 """
 from __future__ import annotations
 
@@ -33,16 +36,15 @@ from ..range_linear.param_wrappers import (RangeLinearEmbeddingWrapper, RangeLin
                                            RangeLinearQuantParamLayerWrapper)
 from ..range_linear.qat import FakeLinearQuantization
 from ..range_linear.ptq_graph import (GRID_PRESERVING_FUNCTIONS, GRID_PRESERVING_METHODS, GRID_PRESERVING_MODULES,
-                                      SAME_RANGE_AS_INPUT_MODULES)
+                                      SAME_RANGE_AS_INPUT_MODULES, fusable_activation)
 from ..range_linear.wrappers import FP16Wrapper, FPWrapper, RangeLinearFakeQuantWrapper, RangeLinearQuantWrapper
 
 #: The attributes of the output model: submodules and constant tensors, by name.
 OutputModules = dict[str, Union[nn.Module, torch.Tensor]]
 
-__all__ = ["QParams", "Emitter", "ExportError", "walk_quantized_model"]
+__all__ = ["QParams", "FusedActivation", "Emitter", "ExportError", "walk_quantized_model"]
 
 _SHAPE_METHODS = {"size", "dim", "numel"}
-_RELU_FUNCTIONS = {torch.relu, F.relu}
 _IDENTITIES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 _LEAF_TYPES = (RangeLinearQuantWrapper, RangeLinearEmbeddingWrapper, FP16Wrapper, FP8LinearWrapper) + tuple(
     cls for cls in vars(dm).values() if isinstance(cls, type) and issubclass(cls, nn.Module))
@@ -59,6 +61,22 @@ class QParams:
     zero_point: int
 
 
+@dataclass(frozen=True)
+class FusedActivation:
+    """A ReLU (``upper`` infinite) or ReLU6 (``upper`` 6) that the operation before it applies."""
+    upper: float = math.inf
+
+    def redundant(self, qparams: QParams) -> bool:
+        """Whether quantizing with ``qparams`` already clamps at 0 and at ``upper`` (uint8 storage)."""
+        return qparams.zero_point == 0 and 255 * qparams.scale <= self.upper * (1 + 1e-6)
+
+    def emit(self, graph: fx.Graph, value: fx.Node) -> fx.Node:
+        """``value`` through the activation, as a float operation of ``graph``."""
+        if math.isinf(self.upper):
+            return graph.call_function(F.relu, (value,))
+        return graph.call_function(F.hardtanh, (value, 0.0, self.upper))
+
+
 def to_pytorch_qparams(scale_d: Union[float, torch.Tensor], zero_point_d: Union[float, torch.Tensor],
                        mode: LinearQuantMode) -> QParams:
     """PyTorch-convention uint8 parameters of Distiller's ``(scale, zero_point)`` in ``mode``."""
@@ -68,6 +86,9 @@ def to_pytorch_qparams(scale_d: Union[float, torch.Tensor], zero_point_d: Union[
 
 class Emitter(abc.ABC):
     """Builds the output graph for one deployment format; every method returns the new fx node."""
+
+    #: Whether a convolution feeding only an addition passes its unrounded output (``out_qp`` None) to it.
+    fuses_conv_add = False
 
     def __init__(self, graph: fx.Graph, modules: OutputModules) -> None:
         self.graph = graph        # the fx.Graph being built
@@ -98,12 +119,15 @@ class Emitter(abc.ABC):
 
     @abc.abstractmethod
     def param_layer(self, name: str, wrapper: RangeLinearQuantParamLayerWrapper, x: fx.Node, in_qp: QParams,
-                    out_qp: QParams, relu: bool) -> fx.Node:
-        """Conv/Linear from a quantized input; ``relu``: the layer's only consumer is a ReLU (fused)."""
+                    out_qp: Optional[QParams], activation: Optional[FusedActivation]) -> fx.Node:
+        """Conv/Linear from a quantized input; ``activation``: the layer applies it; ``out_qp`` None: a float
+        output (only asked of emitters that set ``fuses_conv_add``)."""
 
     @abc.abstractmethod
-    def binary(self, name: str, kind: str, inputs: Sequence[fx.Node], out_qp: QParams, relu: bool) -> fx.Node:
-        """``kind`` in ('add', 'mul', 'matmul') of quantized inputs."""
+    def binary(self, name: str, kind: str, inputs: Sequence[fx.Node], out_qp: QParams,
+               activation: Optional[FusedActivation]) -> fx.Node:
+        """``kind`` in ('add', 'mul', 'matmul') of quantized inputs (and of a float convolution output, see
+        ``fuses_conv_add``)."""
 
     @abc.abstractmethod
     def concat(self, name: str, inputs: Sequence[fx.Node], dim: int, out_qp: QParams) -> fx.Node:
@@ -187,6 +211,8 @@ class _Walker:
         self.env: dict[fx.Node, fx.Node] = {}  # node of the traced model -> node of the output graph
         self.state: dict[fx.Node, Optional[QParams]] = {}  # its quantization parameters (None: float)
         self.skip: set[fx.Node] = set()
+        self.unrounded: set[fx.Node] = set()  # convolution outputs that their addition takes unrounded
+        self.adds_with_conv: set[fx.Node] = set()  # additions that take one of them
 
     def arg(self, value: Any, want_float: bool = True) -> Any:
         """New-graph counterpart of an argument; quantized values are dequantized if ``want_float``."""
@@ -198,18 +224,42 @@ class _Walker:
     def is_identity(self, node: fx.Node) -> bool:
         return node.op == "call_module" and isinstance(self.sim_modules[str(node.target)], _IDENTITIES)
 
-    def relu_follows(self, node: fx.Node) -> Optional[fx.Node]:
-        """The ReLU node that is ``node``'s only consumer (through identities), or None."""
+    def _only_consumer(self, node: fx.Node) -> Optional[fx.Node]:
+        """The node that is ``node``'s only consumer, looking through identities, or None."""
         while len(node.users) == 1:
             (user,) = node.users
-            if ((user.op == "call_module" and isinstance(self.sim_modules[str(user.target)], nn.ReLU))
-                    or (user.op == "call_function" and user.target in _RELU_FUNCTIONS)
-                    or (user.op == "call_method" and user.target in ("relu", "relu_"))):
-                return user
             if not self.is_identity(user):
-                return None
+                return user
             node = user
         return None
+
+    def activation_follows(self, node: fx.Node, out_qp: QParams) -> Optional[tuple[fx.Node, FusedActivation]]:
+        """The ReLU/ReLU6 node that is ``node``'s only consumer and that changes nothing once ``node``'s output
+        is quantized with ``out_qp``, with the activation to fuse; or None. A ReLU6 fuses only if ``out_qp``'s
+        range ends at 6 or below (post-training quantization gives the layer the ReLU6's range); a ReLU6 or ReLU
+        with a quantization wrapper of its own (``fake``) only if the wrapper keeps ``out_qp``."""
+        user = self._only_consumer(node)
+        upper = None if user is None else fusable_activation(user, self.sim_modules)
+        if user is None or upper is None:
+            return None
+        activation = FusedActivation(upper)
+        if not math.isinf(upper) and (255 - out_qp.zero_point) * out_qp.scale > upper * (1 + 1e-6):
+            return None
+        wrapper = self.sim_modules.get(str(user.target)) if user.op == "call_module" else None
+        if isinstance(wrapper, RangeLinearQuantWrapper):
+            keeps = (isinstance(wrapper, RangeLinearFakeQuantWrapper) and wrapper.preset_act_stats
+                     and not wrapper.relu_fused and self._output_qparams(wrapper) == out_qp)
+            return (user, activation) if keeps else None
+        return user, activation
+
+    def _add_takes_unrounded(self, node: fx.Node) -> Optional[fx.Node]:
+        """The two-input addition that is ``node``'s only consumer and can take its unrounded output, or None."""
+        user = self._only_consumer(node)
+        if (not self.emitter.fuses_conv_add or user is None or user.op != "call_module" or user in self.adds_with_conv
+                or not isinstance(self.sim_modules[str(user.target)], RangeLinearQuantEltwiseAddWrapper)
+                or len(user.args) != 2):
+            return None
+        return user
 
     def run(self) -> fx.GraphModule:
         for node in self.gm.graph.nodes:
@@ -292,26 +342,40 @@ class _Walker:
 
     def _inputs(self, node: fx.Node, module: RangeLinearQuantWrapper) -> list[fx.Node]:
         args = node.args[0] if len(node.args) == 1 and isinstance(node.args[0], (list, tuple)) else node.args
-        return [self.emitter.wrapper_input(self.env[arg], self.state.get(arg), _input_qparams(module, index))
+        return [self.env[arg] if self.env[arg] in self.unrounded
+                else self.emitter.wrapper_input(self.env[arg], self.state.get(arg), _input_qparams(module, index))
                 for index, arg in enumerate(args)]
 
     def _output_qparams(self, module: RangeLinearQuantWrapper) -> QParams:
         return to_pytorch_qparams(module.output_scale, module.output_zero_point, module.mode.activations)
 
-    def _finish(self, node: fx.Node, value: fx.Node, out_qp: QParams, relu_node: Optional[fx.Node]) -> None:
+    def _finish(self, node: fx.Node, value: fx.Node, out_qp: QParams,
+                fused: Optional[tuple[fx.Node, FusedActivation]]) -> None:
         self.env[node], self.state[node] = value, out_qp
-        if relu_node is not None:  # the ReLU was fused into the operation
-            self.skip.add(relu_node)
-            self.env[relu_node], self.state[relu_node] = value, out_qp
+        if fused is not None:  # the activation was fused into the operation
+            self.skip.add(fused[0])
+            self.env[fused[0]], self.state[fused[0]] = value, out_qp
+
+    def _fused_activation(self, module: RangeLinearQuantWrapper,
+                          fused: Optional[tuple[fx.Node, FusedActivation]]) -> Optional[FusedActivation]:
+        """The activation the operation applies: the one after it, or its ``make_identity`` ReLU."""
+        return fused[1] if fused is not None else FusedActivation() if module.relu_fused else None
 
     def _param_layer(self, node: fx.Node, name: str, module: RangeLinearQuantParamLayerWrapper) -> None:
         _check_param_layer(name, module)
         (x,) = self._inputs(node, module)
-        relu = self.relu_follows(node)
         out_qp = self._output_qparams(module)
         in_qp = _input_qparams(module, 0)
-        value = self.emitter.param_layer(name, module, x, in_qp, out_qp, relu is not None or module.relu_fused)
-        self._finish(node, value, out_qp, relu)
+        fused = self.activation_follows(node, out_qp)
+        add = None if fused is not None or module.relu_fused else self._add_takes_unrounded(node)
+        if add is not None:  # the fused conv+add kernel adds the convolution's output before rounding it
+            value = self.emitter.param_layer(name, module, x, in_qp, None, None)
+            self.env[node], self.state[node] = value, None
+            self.unrounded.add(value)
+            self.adds_with_conv.add(add)
+            return
+        value = self.emitter.param_layer(name, module, x, in_qp, out_qp, self._fused_activation(module, fused))
+        self._finish(node, value, out_qp, fused)
 
     def _binary(self, node: fx.Node, name: str, module: RangeLinearQuantWrapper, kind: str) -> None:
         _check_static(name, module)
@@ -320,10 +384,10 @@ class _Walker:
             raise ExportError(f"'{name}' has {len(inputs)} inputs; integer {kind} kernels take two")
         if kind == "matmul":
             _no_fused_relu(name, module, kind)
-        relu = self.relu_follows(node) if kind != "matmul" else None
         out_qp = self._output_qparams(module)
-        value = self.emitter.binary(name, kind, inputs, out_qp, relu is not None or module.relu_fused)
-        self._finish(node, value, out_qp, relu)
+        fused = self.activation_follows(node, out_qp) if kind != "matmul" else None
+        value = self.emitter.binary(name, kind, inputs, out_qp, self._fused_activation(module, fused))
+        self._finish(node, value, out_qp, fused)
 
     def _concat(self, node: fx.Node, name: str, module: RangeLinearQuantConcatWrapper) -> None:
         _check_static(name, module)

@@ -4,8 +4,11 @@
   producer's quantization grid (ReLU, max-pooling, reshapes, dropout, identity): such an input is
   quantized with the producer's output parameters, so no value is quantized twice (and an integer
   deployment needs no requantization there);
-* which modules feed a ReLU as their only consumer: their output range is the ReLU's ("activation
-  fusion"), which doubles the resolution of a symmetric range and matches fused conv+ReLU kernels;
+* which modules feed a ReLU or ReLU6 as their only consumer: their output range is the activation's
+  ("activation fusion", as in Jacob et al. 2018, section 3), which doubles the resolution of a symmetric range
+  and matches fused conv+ReLU / conv+ReLU6 kernels. The activation then keeps values on the layer's grid: its
+  range lies within [0, 6] (it is the ReLU6's own output range), so the clamp at 6 never cuts a grid value and
+  the clamp at 0 lands on one;
 * BatchNorm layers that can be folded into the convolution/linear layer before them (the graph, not
   module names or order, decides; see :func:`distiller.quantization.bn_fold.find_batchnorm_pairs`).
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import operator
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -28,8 +32,8 @@ from ... import modules as distiller_modules
 from ...graph import GraphCaptureError, trace_model
 from ..bn_fold import FoldableLayer
 
-__all__ = ["QuantizationGraph", "analyze_model", "effective_stats", "fold_batch_norm", "GRID_PRESERVING_MODULES",
-           "SAME_RANGE_AS_INPUT_MODULES"]
+__all__ = ["QuantizationGraph", "analyze_model", "effective_stats", "fold_batch_norm", "fusable_activation",
+           "GRID_PRESERVING_MODULES", "SAME_RANGE_AS_INPUT_MODULES", "RELU6_BOUND"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +50,8 @@ GRID_PRESERVING_METHODS = {"relu", "relu_", "view", "reshape", "flatten", "squee
                            "permute", "contiguous"}
 _RELU_FUNCTIONS = {torch.relu, F.relu}
 _RELU_METHODS = {"relu", "relu_"}
+#: The upper bound of ReLU6, the bounded activation that fuses into the layer before it.
+RELU6_BOUND = 6.0
 _PASS_THROUGH_MODULES = (nn.Identity, nn.Dropout)
 
 _DISTILLER_MODULE_TYPES = tuple(cls for cls in vars(distiller_modules).values()
@@ -61,14 +67,16 @@ class QuantizationGraph:
         order: called modules in execution order.
         num_inputs: module -> number of positional inputs.
         input_sources: module -> {input index: producing module}.
-        relu_after: module (not an identity) -> the ReLU module that is its only consumer (None for a functional
-            ReLU).
+        relu_after: module (not an identity) -> the ReLU or ReLU6 module that is its only consumer (None for a
+            functional one).
+        relu6_after: the modules of ``relu_after`` whose activation is a ReLU6.
     """
     traced: bool = False
     order: list[str] = field(default_factory=list)
     num_inputs: dict[str, int] = field(default_factory=dict)
     input_sources: dict[str, dict[int, str]] = field(default_factory=dict)
     relu_after: dict[str, Optional[str]] = field(default_factory=dict)
+    relu6_after: set[str] = field(default_factory=set)
 
 
 def _is_grid_preserving(node: fx.Node, modules: dict[str, nn.Module], pass_through: Collection[str],
@@ -81,11 +89,20 @@ def _is_grid_preserving(node: fx.Node, modules: dict[str, nn.Module], pass_throu
     return node.op == "call_method" and node.target in GRID_PRESERVING_METHODS
 
 
-def _is_relu(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+def fusable_activation(node: fx.Node, modules: Mapping[str, nn.Module]) -> Optional[float]:
+    """The upper bound of ``node`` if it is a ReLU (``math.inf``) or a ReLU6 (6) that fuses into the layer before
+    it, else None. A module counts by its type, also inside a quantization wrapper (``wrapped_module``)."""
     if node.op == "call_module":
-        return isinstance(modules[str(node.target)], nn.ReLU)
-    return ((node.op == "call_function" and node.target in _RELU_FUNCTIONS)
-            or (node.op == "call_method" and node.target in _RELU_METHODS))
+        module = modules[str(node.target)]
+        module = getattr(module, "wrapped_module", module)
+        if isinstance(module, nn.ReLU):
+            return math.inf
+        return RELU6_BOUND if isinstance(module, nn.ReLU6) else None
+    if node.op == "call_function":
+        if node.target in _RELU_FUNCTIONS:
+            return math.inf
+        return RELU6_BOUND if node.target is F.relu6 else None
+    return math.inf if node.op == "call_method" and node.target in _RELU_METHODS else None
 
 
 def _producer(node: Any, modules: dict[str, nn.Module], calls: dict[str, int], pass_through: Collection[str],
@@ -102,17 +119,19 @@ def _producer(node: Any, modules: dict[str, nn.Module], calls: dict[str, int], p
 
 
 def _single_relu_consumer(node: fx.Node, modules: dict[str, nn.Module],
-                          pass_through: Collection[str]) -> tuple[bool, Optional[str]]:
-    """(True, relu name or None) if ``node``'s only consumer (through identities) is a ReLU."""
+                          pass_through: Collection[str]) -> tuple[Optional[float], Optional[str]]:
+    """(upper bound, activation name or None) if ``node``'s only consumer (through identities) is a ReLU or
+    ReLU6 (see :func:`fusable_activation`), else (None, None)."""
     while len(node.users) == 1:
         (user,) = node.users
-        if _is_relu(user, modules):
-            return True, str(user.target) if user.op == "call_module" else None
+        bound = fusable_activation(user, modules)
+        if bound is not None:
+            return bound, str(user.target) if user.op == "call_module" else None
         if not (user.op == "call_module" and (user.target in pass_through
                                               or isinstance(modules[str(user.target)], _PASS_THROUGH_MODULES))):
             break
         node = user
-    return False, None
+    return None, None
 
 
 def analyze_model(model: nn.Module, pass_through: Collection[str] = (),
@@ -150,17 +169,20 @@ def analyze_model(model: nn.Module, pass_through: Collection[str] = (),
             continue
         sources = {i: _producer(arg, modules, calls, pass_through, producers) for i, arg in enumerate(args)}
         result.input_sources[name] = {i: src for i, src in sources.items() if src is not None}
-        fused, relu = _single_relu_consumer(node, modules, pass_through)
-        if fused and name not in pass_through and not isinstance(modules[name], _PASS_THROUGH_MODULES):
+        bound, relu = _single_relu_consumer(node, modules, pass_through)
+        if bound is not None and name not in pass_through and not isinstance(modules[name], _PASS_THROUGH_MODULES):
             result.relu_after[name] = relu
+            if bound == RELU6_BOUND:
+                result.relu6_after.add(name)
     return result
 
 
-def _relu_clipped(stats: Mapping[str, float]) -> dict[str, float]:
-    """Statistics of ReLU(x) approximated from those of x (for a functional ReLU with no stats)."""
+def _relu_clipped(stats: Mapping[str, float], upper: float = math.inf) -> dict[str, float]:
+    """Statistics of ReLU(x) (``upper``: ReLU6's 6) approximated from those of x (for a functional activation
+    with no statistics of its own)."""
     clipped = dict(stats)
     for key in ("min", "max", "avg_min", "avg_max"):
-        clipped[key] = max(stats[key], 0.0)
+        clipped[key] = min(max(stats[key], 0.0), upper)
     return clipped
 
 
@@ -168,7 +190,7 @@ def effective_stats(stats: Mapping[str, Mapping[str, Any]], folds: Collection[tu
                     graph: QuantizationGraph) -> dict[str, dict[str, Any]]:
     """Calibration statistics (``{module: {'inputs': {index: stats}, 'output': stats}}``) as the prepared layers
     see them: a layer with a BatchNorm folded in (``folds``: (layer, BatchNorm) pairs) has the BatchNorm's output
-    range, a layer followed only by a ReLU has the ReLU's. A copy with integer input indices."""
+    range, a layer followed only by a ReLU or ReLU6 has the activation's. A copy with integer input indices."""
     result: dict[str, dict[str, Any]] = {
         name: {"inputs": {int(i): rec for i, rec in (entry.get("inputs") or {}).items()},
                "output": entry.get("output")}
@@ -179,7 +201,8 @@ def effective_stats(stats: Mapping[str, Mapping[str, Any]], folds: Collection[tu
     for name, relu in graph.relu_after.items():
         if name in result and result[name]["output"]:
             relu_out = result.get(relu, {}).get("output") if relu else None
-            result[name]["output"] = relu_out or _relu_clipped(result[name]["output"])
+            upper = RELU6_BOUND if name in graph.relu6_after else math.inf
+            result[name]["output"] = relu_out or _relu_clipped(result[name]["output"], upper)
     return result
 
 

@@ -3,9 +3,11 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from distiller.data_loggers import collect_quant_stats
+from distiller.quantization import PostTrainLinearQuantizer
 
 
 class Block(nn.Module):
@@ -84,8 +86,6 @@ def stats(float_model, calib_batches):
 @pytest.fixture
 def quantize(float_model, stats):
     """``quantize(**quantizer_kwargs) -> (quantizer, simulated model)`` on a copy of ``float_model``."""
-    from distiller.quantization import PostTrainLinearQuantizer
-
     def build(**kwargs):
         kwargs.setdefault("model_activation_stats", stats)
         model = copy.deepcopy(float_model)
@@ -133,3 +133,34 @@ def check_config_file(tmp_path):
         add_post_train_quant_args(parser)
         check_quantization_args(model, parser.parse_args(["--qe-config-file", str(config)]))
     return check
+
+
+class ReLU6Net(nn.Module):
+    """conv-bn-ReLU6 (module) -> conv-F.relu6 (functional) -> fc, as in MobileNet v2."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1, self.relu6 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU6()
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 8 * 8, 10)
+        with torch.no_grad():
+            self.conv2.weight.mul_(20)  # outputs well beyond 6, so the ReLU6 clamps
+
+    def forward(self, x):
+        x = self.relu6(self.bn1(self.conv1(x)))
+        return self.fc(torch.flatten(F.relu6(self.conv2(x)), 1))
+
+
+@pytest.fixture
+def relu6_model():
+    """``relu6_model(mode) -> (simulated ReLU6Net, its calibration statistics)``."""
+    return _relu6_model
+
+
+def _relu6_model(mode):
+    model = ReLU6Net().eval()
+    batches = [torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    stats = collect_quant_stats(model, lambda m: [m(x) for x in batches])
+    PostTrainLinearQuantizer(model, model_activation_stats=stats, mode=mode).prepare_model(batches[0][:1])
+    return model, stats
+

@@ -11,7 +11,7 @@ from distiller.quantization.export import build_qdq_model, compile_int8, parity_
 from distiller.quantization.export import inductor
 from distiller.quantization.export.inductor import OneDNNEmitter, check_cpp_compiler
 from distiller.quantization.export.integers import int8_weight
-from distiller.quantization.export.pt2e import build_pt2e_model
+from distiller.quantization.export.pt2e import PT2EEmitter, build_pt2e_model
 
 ACTS_U8 = {"activations": "asym_u", "weights": "sym"}
 _QD = torch.ops.quantized_decomposed
@@ -21,11 +21,16 @@ def _targets(graph):
     return [node.target for node in graph.nodes if node.op == "call_function"]
 
 
+class RoundingEveryConv(PT2EEmitter):
+    """PT2E's form that rounds every convolution output, as the simulation does."""
+    fuses_conv_add = False
+
+
 @pytest.mark.parametrize("mode", [ACTS_U8, "sym"])
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_pt2e_graph_has_our_parameters_and_matches_the_simulation(quantize, test_batch, mode, per_channel):
     _, model = quantize(mode=mode, per_channel_wts=per_channel)
-    graph_module = build_pt2e_model(model)
+    graph_module = build_pt2e_model(model, RoundingEveryConv)
     targets = _targets(graph_module.graph)
     assert targets.count(_QD.dequantize_per_channel.default) == 6  # every conv/linear: int8 per-channel weights
     quantizes = [node for node in graph_module.graph.nodes if node.target is _QD.quantize_per_tensor.default]
@@ -44,6 +49,26 @@ def test_pt2e_graph_has_our_parameters_and_matches_the_simulation(quantize, test
     assert (simulated.argmax(1) == lowered.argmax(1)).float().mean().item() >= 0.95
     assert (simulated - lowered).abs().max().item() <= 2.01 * step
     assert (qdq - lowered).abs().max().item() <= 1.01 * step
+
+
+@pytest.mark.parametrize("mode", [ACTS_U8, "sym"])
+def test_a_conv_feeding_an_add_passes_its_unrounded_output_to_it(quantize, test_batch, mode):
+    _, model = quantize(mode=mode, per_channel_wts=True)
+    fused = build_pt2e_model(model)
+    (add,) = [node for node in fused.graph.nodes if node.target is torch.add]
+    conv, residual = add.args
+    assert conv.target is torch.nn.functional.conv2d  # block.conv2 (its BatchNorm folded): no quantize between
+    assert residual.target is _QD.dequantize_per_tensor.default  # the shortcut: int8, as the fused kernel reads it
+    (relu,) = add.users
+    (quantize_out,) = relu.users
+    assert relu.target is torch.nn.functional.relu or mode == ACTS_U8  # a range from 0 is clamped by quantization
+    assert _QD.quantize_per_tensor.default in (relu.target, quantize_out.target)
+    step = 1 / model.fc.output_scale.item()
+    with torch.no_grad():
+        rounded, unrounded = build_pt2e_model(model, RoundingEveryConv)(test_batch), fused(test_batch)
+    # one rounding fewer (at most half a step of conv2's output) moves the logits by a few output steps
+    assert 0 < (rounded - unrounded).abs().max().item() <= 6.01 * step
+    assert (rounded.argmax(1) == unrounded.argmax(1)).float().mean().item() >= 0.95
 
 
 def test_int8_weight_reproduces_the_simulated_weights(quantize):
@@ -173,11 +198,13 @@ def test_compiled_with_torchao_fuses_every_layer_and_matches(quantize, test_batc
     assert compiled.fusion == "torchao" and compiled.int8_layers == compiled.quantized_layers == 6
     assert counters["inductor"]["qconv_weight_prepack_matcher_count"] == 5
     assert counters["inductor"]["qlinear_weight_prepack_matcher_count"] == 1
-    assert counters["inductor"]["qconv_unary_lower_count"] == 5  # conv (+relu) -> quantize as one int8 kernel
+    assert counters["inductor"]["qconv_unary_lower_count"] == 4  # conv (+relu) -> quantize as one int8 kernel
     assert counters["inductor"]["qmaxpool2d_matcher_count"] == 1
-    result = parity_check(model, [test_batch], converted_model=compiled)
-    assert result["pytorch_int8"]["top1_agreement"] >= 0.95  # as the QDQ form on this model (close logits)
-    assert result["pytorch_int8"]["max_abs_diff"] <= 2.01 / model.fc.output_scale.item()
+    assert counters["inductor"]["qconv2d_binary_lower_count"] == 1  # conv + add + relu -> quantize: one kernel
+    with torch.no_grad():
+        kernels, graph = compiled(test_batch), compiled.lowered(test_batch)  # the graph: tested against the simulation
+    assert (kernels.argmax(1) == graph.argmax(1)).float().mean().item() >= 0.95  # close logits of a random model
+    assert (kernels - graph).abs().max().item() <= 2.01 / model.fc.output_scale.item()
 
 
 def test_lowering_refuses_an_infinite_calibration_range_naming_the_layer(float_model, stats):
@@ -239,3 +266,29 @@ def test_a_qat_model_is_refused_not_lowered_as_float(float_model):
     float_model.eval()
     with pytest.raises(ExportError, match="'relu.fake_q' is quantization-aware training's fake quantization"):
         build_pt2e_model(float_model)
+
+
+@pytest.mark.parametrize("mode", [ACTS_U8, "sym"])
+def test_relu6_is_applied_by_the_conv_before_it(relu6_model, mode):
+    model, _ = relu6_model(mode)
+    lowered = build_pt2e_model(model)
+    for conv in (node for node in lowered.graph.nodes if node.target is torch.nn.functional.conv2d):
+        (user,) = conv.users  # conv -> [ReLU6] -> quantize: the pattern of inductor's fused int8 conv
+        if mode == ACTS_U8:  # a range [0, m <= 6] clamps as the ReLU6 does: nothing to apply
+            assert user.target is _QD.quantize_per_tensor.default
+        else:
+            assert user.target is torch.nn.functional.hardtanh and user.args[1:] == (0.0, 6.0)
+            assert next(iter(user.users)).target is _QD.quantize_per_tensor.default
+    x = torch.randn(32, 3, 8, 8)
+    with torch.no_grad():
+        assert (model(x) - lowered(x)).abs().max().item() <= 2.01 / model.fc.output_scale.item()
+
+
+def test_onednn_kernels_apply_relu6_as_a_hardtanh_post_op(relu6_model):
+    model, _ = relu6_model("sym")
+    lowered = build_pt2e_model(model, OneDNNEmitter)
+    convs = [node for node in lowered.graph.nodes if node.target is torch.ops.onednn.qconv_pointwise.default]
+    assert [node.args[-4:-1] for node in convs] == [(torch.uint8, "hardtanh", [0.0, 6.0])] * 2
+    x = torch.randn(32, 3, 8, 8)
+    with torch.no_grad():
+        assert (model(x) - lowered(x)).abs().max().item() <= 2.01 / model.fc.output_scale.item()

@@ -230,3 +230,18 @@ def test_model_zoo_resnet_residual_adds_are_quantized():
     assert len(adds) == 9  # one per residual block
     with torch.no_grad():
         assert (quantized(batches[0]) - model(batches[0])).abs().max() < 0.1 * model(batches[0]).abs().max()
+
+
+def test_relu6_range_is_fused_into_the_layer_before_it(relu6_model):
+    """ReLU6 fuses like ReLU (Jacob et al. 2018): the layer before it quantizes the ReLU6's output range
+    (module: its statistics; functional: the layer's range clipped to [0, 6]), so the ReLU6 changes no value."""
+    model, stats = relu6_model("asym_u")
+    relu6_max = stats["relu6"]["output"]["max"]
+    assert model.conv1.output_zero_point.item() == 0  # the range starts at 0, not at the conv's negative minimum
+    assert model.conv1.output_scale.item() == pytest.approx(255 / relu6_max)
+    assert stats["conv2"]["output"]["max"] > 6
+    assert model.conv2.output_scale.item() == pytest.approx(255 / 6)  # the functional ReLU6's range [0, 6]
+    x = torch.randn(8, 3, 8, 8)
+    with torch.no_grad():
+        conv1_out = model.conv1(x)
+        torch.testing.assert_close(model.relu6(conv1_out), conv1_out, rtol=0, atol=0)  # on the grid already
