@@ -188,13 +188,13 @@ def _unsupported(name: str, module: nn.Module) -> ExportError:
 
 
 def _check_not_qat(modules: dict[str, nn.Module]) -> None:
-    """Quantization-aware training's fake quantization is not what the walk reads: without this check a QAT
-    model would be copied as a float model, silently."""
+    """Quantization-aware training's fake quantization is not what the walk reads (the deployment entry points
+    convert a QAT model first): without this check a QAT model would be copied as a float model, silently."""
     name = next((name for name, module in modules.items() if isinstance(module, FakeLinearQuantization)), None)
     if name is not None:
-        raise ExportError(f"'{name}' is quantization-aware training's fake quantization, which integer deployment "
-                          f"does not lower yet; quantize the trained float weights with PostTrainLinearQuantizer "
-                          f"(calibrated static ranges) and deploy that model")
+        raise ExportError(f"'{name}' is quantization-aware training's fake quantization, which the walk does not "
+                          f"read; lower the model with to_pt2e, compile_int8 or export_onnx_qdq, which convert it "
+                          f"(from_qat.post_train_equivalent), or walk post_train_equivalent(model)")
 
 
 class _Walker:

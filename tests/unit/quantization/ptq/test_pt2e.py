@@ -259,13 +259,18 @@ def test_lowering_refuses_a_quantized_embedding_naming_the_override():
         build_pt2e_model(model)
 
 
-def test_a_qat_model_is_refused_not_lowered_as_float(float_model):
-    """A QAT model's fake quantization would otherwise be copied as float modules: no int8, no error."""
+def test_a_qat_model_is_converted_never_walked_as_float(float_model):
+    """The lowering converts a QAT model (test_pt2e_qat.py), here one with QAT's default 32-bit settings, which it
+    refuses by name; the walk itself, given the QAT model, refuses it instead of copying it as a float model."""
     from distiller.quantization import QuantAwareTrainRangeLinearQuantizer
+    from distiller.quantization.export.walk import walk_quantized_model
     QuantAwareTrainRangeLinearQuantizer(float_model).prepare_model(torch.randn(1, 3, 8, 8))
     float_model.eval()
-    with pytest.raises(ExportError, match="'relu.fake_q' is quantization-aware training's fake quantization"):
+    with pytest.raises(ExportError, match="'relu' was trained with 32-bit activations"):
         build_pt2e_model(float_model)
+    with pytest.raises(ExportError, match="'relu.fake_q' is quantization-aware training's fake quantization, "
+                                          "which the walk does not read"):
+        walk_quantized_model(float_model, PT2EEmitter)
 
 
 @pytest.mark.parametrize("mode", [ACTS_U8, "sym"])
