@@ -36,7 +36,8 @@ from ...model_tools import model_setattr
 from ..base import _Preparation, inner_model
 from ..bn_fold import SimulatedFoldedBatchNorm, find_batchnorm_pairs
 from ..range_linear.post_train import PostTrainLinearQuantizer
-from ..range_linear.ptq_graph import QuantizationGraph, _is_grid_preserving, analyze_model, fold_batch_norm
+from ..range_linear.ptq_graph import (GRID_PRESERVING_MODULES, QuantizationGraph, _is_grid_preserving, analyze_model,
+                                      fold_batch_norm)
 from ..range_linear.qat import (FakeLinearQuantization, FakeQuantizationWrapper, QuantAwareTrainRangeLinearQuantizer,
                                 _quantize_model_inputs)
 from ..replay import quantizer_from_state
@@ -82,7 +83,9 @@ def post_train_equivalent(model: nn.Module) -> nn.Module:
                           f"cannot be traced (see the warning above)")
     input_readers = _model_input_readers(float_model, set(fake_quants)) if input_quant is not None else {}
     integer = _integer_layers(float_model, graph, fake_quants, input_readers, weight_bits)
-    overrides, stats = _settings(graph, fake_quants, input_quant, input_readers, integer, weight_bits)
+    modules = dict(float_model.named_modules())
+    on_grid = {relu for relu in integer.values() if isinstance(modules[relu], GRID_PRESERVING_MODULES)}
+    overrides, stats = _settings(fake_quants, input_quant, input_readers, integer, on_grid, weight_bits)
     args = record["args"]
     quantizer = PostTrainLinearQuantizer(float_model, bits_activations=None, bits_parameters=None, bits_accum=32,
                                          overrides=overrides, mode=args["mode"],
@@ -237,11 +240,15 @@ def _tracked_range(fq: FakeLinearQuantization) -> dict[str, float]:
     return {"min": lo, "max": hi, "avg_min": lo, "avg_max": hi, "mean": float("nan"), "std": float("nan")}
 
 
-def _settings(graph: QuantizationGraph, fake_quants: Mapping[str, FakeLinearQuantization],
-              input_quant: Optional[FakeLinearQuantization], input_readers: Mapping[str, Collection[int]],
-              integer: Mapping[str, str], weight_bits: Mapping[str, Optional[int]]
-              ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """The overrides (one per layer, by exact name) and calibration statistics of the equivalent PTQ model."""
+def _settings(fake_quants: Mapping[str, FakeLinearQuantization], input_quant: Optional[FakeLinearQuantization],
+              input_readers: Mapping[str, Collection[int]], integer: Mapping[str, str], on_grid: Collection[str],
+              weight_bits: Mapping[str, Optional[int]]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The overrides (one per layer, by exact name) and calibration statistics of the equivalent PTQ model.
+
+    ``on_grid``: the fused activations that keep their layer's output grid (a ReLU), which need no quantization of
+    their own; any other fake-quantized activation quantizes its output itself (``fake: true``), also a fused ReLU6,
+    whose consumers then read its (identical) parameters, as post-training quantization does.
+    """
     overrides: dict[str, dict[str, Any]] = {name: {"bits_weights": bits} for name, bits in weight_bits.items()
                                             if bits is not None}
     stats: dict[str, dict[str, Any]] = {}
@@ -250,9 +257,8 @@ def _settings(graph: QuantizationGraph, fake_quants: Mapping[str, FakeLinearQuan
         inputs = ({index: _tracked_range(input_quant) for index in input_readers.get(name, ())}
                   if input_quant is not None else {})
         stats[name] = {"inputs": inputs, "output": _tracked_range(fake_quants[relu])}
-    fused = set(integer.values())
     for name, fq in fake_quants.items():
-        if name not in fused:
+        if name not in on_grid:
             overrides[name] = {"bits_activations": fq.num_bits, "fake": True}
             stats[name] = {"inputs": {}, "output": _tracked_range(fq)}
     return {re.escape(name): settings for name, settings in overrides.items()}, stats

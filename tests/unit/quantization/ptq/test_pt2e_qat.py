@@ -104,6 +104,47 @@ def test_equivalent_model_uses_the_tracked_ranges_and_keeps_float_outputs_float(
                                rtol=0)
 
 
+class BranchNet(nn.Module):
+    """conv-bn-ReLU6 feeding two conv-ReLU branches whose outputs are added and go through a ReLU, then linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1, self.relu1 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU6()
+        self.conv2, self.relu2, self.conv3, self.relu3 = nn.Conv2d(8, 8, 1), nn.ReLU(), nn.Conv2d(8, 8, 1), nn.ReLU()
+        self.relu4, self.fc = nn.ReLU(), nn.Linear(8 * 64, 5)
+
+    def forward(self, x):
+        x = self.relu1(self.bn1(self.conv1(x)))
+        return self.fc(torch.flatten(self.relu4(self.relu2(self.conv2(x)) + self.relu3(self.conv3(x))), 1))
+
+
+def test_relu6_and_an_add_of_quantized_branches_lower_to_integer_layers():
+    """A ReLU6 fuses into its conv and keeps quantizing by itself (its consumers read it); an add of two branches
+    QAT quantized (their ReLUs), followed by a fake-quantized ReLU, is an integer add with that ReLU fused."""
+    torch.manual_seed(0)
+    model = BranchNet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    QuantAwareTrainRangeLinearQuantizer(model, optimizer, bits_activations=8, bits_weights=8,
+                                        per_channel_wts=True).prepare_model(torch.randn(1, 3, 8, 8))
+    for _ in range(3):
+        loss = model(torch.randn(16, 3, 8, 8)).logsumexp(1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    ptq = post_train_equivalent(model)
+    assert [ptq.get_submodule(name).num_bits_acts for name in ("conv1", "conv2", "conv3", "add")] == [8] * 4
+    assert ptq.add.output_scale.item() == pytest.approx(model.relu4.fake_q.scale.item())
+    assert ptq.relu1.output_scale.item() == pytest.approx(ptq.conv1.output_scale.item())
+    assert ptq.conv2.input_scales[0].item() == pytest.approx(model.relu1.fake_q.scale.item())
+    x = torch.randn(32, 3, 8, 8)
+    with torch.no_grad():
+        reference, lowered = model(x), build_pt2e_model(model)(x)
+    step = 1 / float(model.relu4.fake_q.scale)  # as in _logit_bound: one step of the last quantized activation
+    assert (reference - lowered).abs().max().item() <= (model.fc.float_weight.abs().sum(1).max() * step).item()
+    assert (reference.argmax(1) == lowered.argmax(1)).float().mean().item() >= 0.95
+
+
 def test_the_qat_model_is_not_modified():
     model = _qat_model()
     x = torch.randn(8, 3, 8, 8)
