@@ -183,3 +183,18 @@ def test_an_untrained_qat_model_is_refused():
     model = _qat_model(steps=0)
     with pytest.raises(ExportError, match="'relu1', 'relu2', 'relu3', 'inputs_quant' never saw a training batch"):
         build_pt2e_model(model)
+
+
+@pytest.mark.slow  # inductor compiles C++ (tens of seconds on two cores)
+def test_compile_int8_runs_a_qat_model_with_int8_kernels():
+    pytest.importorskip("torchao")
+    from distiller.quantization.export import check_cpp_compiler, compile_int8
+    check_cpp_compiler()
+    model = _qat_model()
+    x = torch.randn(32, 3, 8, 8)
+    compiled = compile_int8(model, x)
+    assert compiled.fusion == "torchao" and compiled.int8_layers == compiled.quantized_layers == 2  # conv1, conv2
+    with torch.no_grad():
+        reference, kernels = model(x), compiled(x)
+    assert (reference.argmax(1) == kernels.argmax(1)).float().mean().item() >= 0.95
+    assert (reference - kernels).abs().max().item() <= _logit_bound(model)
