@@ -31,7 +31,6 @@ _SINGLE_PROCESS_FLAGS = (
                                                    "one once"),
     ("qe_export_onnx", "--qe-export-onnx", "the ONNX model is written and compared with the simulated one once"),
     ("activation_histograms", "--activation-histograms", "the histograms are collected in one pass"),
-    ("activation_stats", "--activation-stats", "the statistics files would hold one process's shard"),
     ("greedy", "--greedy", "greedy pruning evaluates every candidate in one process"),
     ("export_onnx", "--export-onnx", "the export runs once"),
     ("earlyexit_thresholds", "--earlyexit_thresholds", "early-exit evaluation is not sharded"),

@@ -344,13 +344,17 @@ class ClassifierCompressor:
     def _activation_statistics(self, phase: str, epoch: int) -> Iterator[None]:
         """Runs the block with the phase's ``--activation-stats`` collectors, then logs the ReLU-output
         sparsity to TensorBoard and saves every collector's data under ``<run dir>/activation_stats/<phase>/``
-        (the latest epoch's)."""
+        (the latest epoch's). Under torchrun the processes' collectors are combined first (each saw its shard)
+        and rank 0 writes them."""
         collectors = self.activations_collectors[phase]
         with collectors_context(collectors):
             yield
         if collectors:
+            for collector in collectors.values():
+                collector.combine_processes()
             log_activation_statistics(epoch, phase, [self.tflogger], collectors["sparsity_ofm"])
-            save_collectors_data(collectors, os.path.join(self.logdir, "activation_stats", phase))
+            if is_main_process():
+                save_collectors_data(collectors, os.path.join(self.logdir, "activation_stats", phase))
 
     def collect_activation_histograms(self) -> dict[str, Any]:
         """Activation histograms over ``--activation-histograms`` of the test set (two passes: ranges, then

@@ -4,7 +4,8 @@
 (a number or one value per channel) and averages it over all samples seen, weighting each batch by its
 size. :class:`RecordsActivationStatsCollector` keeps per-sample records (min, max, mean, std, L2 norm).
 Both hook the leaf modules of the given classes, keep their data in the collector (nothing is stored on
-the model) and save it as an Excel workbook or a CSV file::
+the model) and save it as an Excel workbook or a CSV file (in a distributed run, after
+:meth:`~ActivationStatsCollector.combine_processes` on every process, rank 0's files describe every shard)::
 
     collectors = {"sparsity_ofm": SummaryActivationStatsCollector(
                       model, "sparsity_ofm", lambda t: 100 * distiller.utils.sparsity(t)),
@@ -21,6 +22,7 @@ from __future__ import annotations
 import abc
 import enum
 import logging
+import math
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -29,6 +31,7 @@ from typing import Any, Optional, Union
 import pandas as pd
 import torch
 
+from ..collectives import all_reduce_, gather_objects, is_distributed
 from ..errors import ArgumentError, MissingDependencyError
 from ..pyutils import size2str
 from ..utils import match_names
@@ -80,6 +83,7 @@ class ActivationStatsCollector(abc.ABC):
         self.stat_name = stat_name
         self._modules = leaf_modules(model, classes)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._combined = False
 
     def start(self, modules_list: Optional[Sequence[str]] = None) -> ActivationStatsCollector:
         """Installs the hooks (again, if already installed).
@@ -112,7 +116,30 @@ class ActivationStatsCollector(abc.ABC):
     def reset(self) -> ActivationStatsCollector:
         """Forgets the data gathered so far (the hooks stay as they are)."""
         self._clear()
+        self._combined = False
         return self
+
+    def combine_processes(self) -> None:
+        """Combines what every process of the initialized process group collected since the last reset, each on
+        its shard of the data, so that every process's :meth:`value` (and file) describes all the shards, as
+        one process's would after seeing all the data; nothing outside a process group. Call it on every
+        process once the data has run.
+
+        Raises:
+            NotImplementedError: the collector does not know how to combine its data.
+            RuntimeError: the data was already combined since the last reset (it would count twice).
+        """
+        if not is_distributed():
+            return
+        if self._combined:
+            raise RuntimeError(f"{type(self).__name__} '{self.stat_name}': combine_processes ran already since the "
+                               f"last reset")
+        self._combine()
+        self._combined = True
+
+    def _combine(self) -> None:
+        """Replaces this process's data by that of every process (see :meth:`combine_processes`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not combine the data of several processes")
 
     @abc.abstractmethod
     def _hooks(self, name: str, module: torch.nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
@@ -207,6 +234,27 @@ class SummaryActivationStatsCollector(ActivationStatsCollector):
     def _clear(self) -> None:
         self._means = OrderedDict()
 
+    def _combine(self) -> None:
+        """All-reduces the weighted sums and sample counts (one message each): the statistic of all the samples
+        of every shard. Exact for a ``summary_fn`` that is a mean over the batch's samples (Distiller's
+        sparsity, channel L1, APoZ and mean all are), up to float rounding; other summaries are averaged as
+        over the processes' smaller batches."""
+        layouts: dict[str, Optional[tuple[int, ...]]] = {}
+        for seen in gather_objects({name: _layout(mean.total) for name, mean in self._means.items()}):
+            for name, layout in seen.items():
+                layouts.setdefault(name, layout)
+        names = [name for name, _ in self._modules if name in layouts]
+        means = [self._means.setdefault(name, _WeightedMean()) for name in names]
+        sizes = [math.prod(layouts[name] or ()) for name in names]
+        totals = torch.cat([torch.as_tensor(mean.total, dtype=torch.float64).reshape(-1) if mean.count
+                            else torch.zeros(size, dtype=torch.float64) for mean, size in zip(means, sizes)]
+                           or [torch.zeros(0, dtype=torch.float64)])
+        counts = torch.tensor([mean.count for mean in means], dtype=torch.int64)
+        all_reduce_([totals, counts])
+        for name, mean, total, count in zip(names, means, totals.split(sizes), counts.tolist()):
+            layout = layouts[name]
+            mean.total, mean.count = (float(total) if layout is None else total.reshape(layout)), count
+
     def value(self) -> OrderedDict[str, Any]:
         """module name -> the sample-weighted mean of the statistic (a float, or a list per channel)."""
         order = [n for n, _ in self._modules if n in self._means]
@@ -257,18 +305,41 @@ class RecordsActivationStatsCollector(ActivationStatsCollector):
                  classes: Iterable[type[torch.nn.Module]] = ACTIVATION_CLASSES) -> None:
         super().__init__(model, "statistics_records", classes)
         self._records: OrderedDict[str, list[torch.Tensor]] = OrderedDict()
-        self._shapes: dict[str, str] = {}
+        self._shapes: dict[str, tuple[int, ...]] = {}  # of the last batch
 
     def _hooks(self, name: str, module: torch.nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
         def output_hook(module: torch.nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
             if isinstance(output, torch.Tensor) and output.numel():
                 self._records.setdefault(name, []).append(_per_sample_records(output))
-                self._shapes[name] = size2str(output)
+                self._shapes[name] = tuple(output.shape)
         return [module.register_forward_hook(output_hook)]
 
     def _clear(self) -> None:
         self._records = OrderedDict()
         self._shapes = {}
+
+    def _combine(self) -> None:
+        """Gathers every process's records (20 bytes per sample and module, sent to every process) and puts
+        them in the one-process order of the samples: each process's ``k``-th batch must hold every
+        ``world_size``-th sample of the ``k``-th global batch from its rank on, as sharded loaders
+        (:class:`torch.utils.data.distributed.DistributedSampler`, the applications' sharded samplers) split
+        them."""
+        gathered = gather_objects({name: ([batch.cpu() for batch in records], self._shapes[name])
+                                   for name, records in self._records.items()})
+        for name, _ in self._modules:
+            per_rank = [seen[name][0] if name in seen else [] for seen in gathered]
+            if not any(per_rank):
+                continue
+            batches = []
+            for k in range(max(len(records) for records in per_rank)):
+                parts = [(rank, records[k]) for rank, records in enumerate(per_rank) if k < len(records)]
+                merged = torch.empty(len(self.RECORDS), sum(part.size(1) for _, part in parts))
+                for rank, part in parts:
+                    merged[:, rank::len(gathered)] = part
+                batches.append(merged)
+            self._records[name] = batches
+            shape = next(seen[name][1] for seen in gathered if name in seen)
+            self._shapes[name] = (batches[-1].size(1), *shape[1:]) if len(shape) > 1 else shape
 
     def value(self) -> OrderedDict[str, OrderedDict[str, Any]]:
         """module name -> ``{'min': [...], 'max': [...], 'mean': [...], 'std': [...], 'l2': [...], 'shape':
@@ -279,7 +350,7 @@ class RecordsActivationStatsCollector(ActivationStatsCollector):
                 continue
             columns = torch.cat(self._records[name], dim=1).cpu().tolist()
             result[name] = OrderedDict(zip(self.RECORDS, columns))
-            result[name]["shape"] = self._shapes[name]
+            result[name]["shape"] = size2str(self._shapes[name])
         return result
 
     def to_dataframe(self) -> pd.DataFrame:
@@ -312,6 +383,11 @@ def _direction(direction: Union[CollectorDirection, str]) -> CollectorDirection:
         return CollectorDirection[direction.upper()]
     raise ArgumentError(f"collector_direction must be one of {list(CollectorDirection.__members__)}, got "
                         f"{direction!r}", argument="collector_direction")
+
+
+def _layout(total: Any) -> Optional[tuple[int, ...]]:
+    """None for a number, else the shape of the (tensor or array) total."""
+    return None if isinstance(total, (int, float)) else tuple(torch.as_tensor(total).shape)
 
 
 def _per_sample_records(output: torch.Tensor) -> torch.Tensor:

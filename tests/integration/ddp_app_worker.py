@@ -19,13 +19,14 @@ def train(rank: int, world_size: int, argv: list, out_path: str) -> None:
                     "train_batches": len(app.train_loader)}, out_path.format(rank=rank))
 
 
-def quantize(rank: int, world_size: int, argv: list, out_path: str) -> None:
-    """Runs ``compress_classifier.py argv`` with ``--evaluate --quantize-eval`` (test, then post-training
-    quantization) and saves the test scores, the quantization results and the quantized model's state (its
-    weights and the quantizer's activation ranges) to ``out_path`` (formatted with the rank)."""
+def evaluate(rank: int, world_size: int, argv: list, out_path: str) -> None:
+    """Runs ``compress_classifier.py argv`` with ``--evaluate``: the test (with the ``--activation-stats``
+    collectors), then with ``--quantize-eval`` post-training quantization; saves the test scores, the
+    quantization results and the (quantized) model's state (its weights and the quantizer's activation ranges)
+    to ``out_path`` (formatted with the rank)."""
     args = init_classifier_compression_arg_parser(include_ptq_lapq_args=True).parse_args(argv)
     with ClassifierCompressor(args) as app:
         scores = app.test()
-        results = app.quantize_and_evaluate()
-        torch.save({"test": scores, "quantized": results["quantized"], "state": app.model.state_dict(),
+        results = app.quantize_and_evaluate() if args.quantize_eval else {}
+        torch.save({"test": scores, "quantized": results.get("quantized"), "state": app.model.state_dict(),
                     "logdir": app.logdir}, out_path.format(rank=rank))

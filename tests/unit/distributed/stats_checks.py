@@ -6,8 +6,9 @@ import os
 import torch
 
 from distiller.apputils import distributed as D
-from distiller.data_loggers import collect_quant_stats
-from distiller.testing import TinyResidualNet
+from distiller.apputils.classifier_activations import create_activation_stats_collectors
+from distiller.data_loggers import collect_quant_stats, collectors_context
+from distiller.testing import TinyCNN, TinyResidualNet
 
 #: The global batch size and the data: 23 samples, so that the last global batch is short.
 GLOBAL_BATCH = 6
@@ -18,13 +19,14 @@ def _data() -> torch.Tensor:
     return torch.randn(SAMPLES, 3, 8, 8, generator=torch.Generator().manual_seed(5)) * 3 + 0.5
 
 
+def global_batches(data: torch.Tensor) -> list[torch.Tensor]:
+    return [data[start:start + GLOBAL_BATCH] for start in range(0, len(data), GLOBAL_BATCH)]
+
+
 def shard_batches(data: torch.Tensor, rank: int, world_size: int) -> list[torch.Tensor]:
     """Rank ``rank``'s batches: every ``world_size``-th sample of each global batch (as the sharded loaders
-    split them); the last rank of a group of three or more sees nothing (an empty shard)."""
-    if world_size > 2 and rank == world_size - 1:
-        return []
-    batches = [data[start:start + GLOBAL_BATCH][rank::world_size] for start in range(0, len(data), GLOBAL_BATCH)]
-    return [batch for batch in batches if len(batch)]
+    split them)."""
+    return [batch[rank::world_size] for batch in global_batches(data) if len(batch[rank::world_size])]
 
 
 def _run(batches: list[torch.Tensor]):
@@ -38,14 +40,13 @@ def check_calibration_statistics(rank: int, world_size: int, out_dir: str) -> No
     torch.manual_seed(0)
     model = TinyResidualNet().eval()
     data = _data()
-    if world_size > 2:  # the last rank's empty shard: the others share its samples
-        data = data[:GLOBAL_BATCH * 3]
+    if world_size > 2:  # the last rank's shard is empty: the others share the samples
         batches = shard_batches(data, rank, world_size - 1) if rank < world_size - 1 else []
     else:
         batches = shard_batches(data, rank, world_size)
     save_dir = os.path.join(out_dir, f"rank{rank}")
     combined = collect_quant_stats(model, _run(batches), save_dir=save_dir, combine_processes=True)
-    single = collect_quant_stats(model, _run([data[i:i + GLOBAL_BATCH] for i in range(0, len(data), GLOBAL_BATCH)]))
+    single = collect_quant_stats(model, _run(global_batches(data)))
 
     assert list(combined) == list(single), (list(combined), list(single))
     for name, entry in single.items():
@@ -61,7 +62,42 @@ def check_calibration_statistics(rank: int, world_size: int, out_dir: str) -> No
         assert other == combined
 
 
+def check_activation_statistics(rank: int, world_size: int) -> None:
+    torch.manual_seed(0)
+    model, data = TinyCNN().eval(), _data()
+    sharded, single = create_activation_stats_collectors(model, "test")["test"], \
+        create_activation_stats_collectors(model, "test")["test"]
+    with torch.no_grad():
+        with collectors_context(sharded):
+            _run(shard_batches(data, rank, world_size))(model)
+        for collector in sharded.values():
+            collector.combine_processes()
+        with collectors_context(single):
+            _run(global_batches(data))(model)
+    for name, collector in sharded.items():
+        combined, expected = collector.value(), single[name].value()
+        assert list(combined) == list(expected), name
+        if name == "records":  # per sample, in the one-process order
+            for module, records in expected.items():
+                assert combined[module]["shape"] == records["shape"], module  # the last (short) global batch's
+                for key in collector.RECORDS:
+                    assert len(combined[module][key]) == SAMPLES, (module, key)
+                    torch.testing.assert_close(combined[module][key], records[key], rtol=1e-6, atol=1e-6)
+            continue
+        for module, value in expected.items():  # sample-weighted means over every sample
+            torch.testing.assert_close(combined[module], value, rtol=1e-6, atol=1e-6, msg=f"{name} {module}")
+        for other in D.gather_lists([combined]):  # bit for bit the same on every process
+            assert other == combined, name
+    try:
+        sharded["sparsity_ofm"].combine_processes()
+    except RuntimeError as err:
+        assert "ran already" in str(err)
+    else:
+        raise AssertionError("combining twice was not refused")
+
+
 def run_all(rank: int, world_size: int, out_dir: str) -> None:
     """All the checks, in one process group (starting processes is what costs time)."""
     D.init_from_env(use_cuda=False)
     check_calibration_statistics(rank, world_size, out_dir)
+    check_activation_statistics(rank, world_size)

@@ -102,9 +102,10 @@ def test_torchrun_launch_refuses_what_cannot_run_distributed(monkeypatch, overri
         classifier_distributed.join_process_group(_torchrun_args(**overrides))
 
 
-def test_torchrun_launch_accepts_post_training_quantization(monkeypatch):
+@pytest.mark.parametrize("overrides", [{"quantize_eval": True}, {"activation_stats": ["train", "test"]}])
+def test_torchrun_launch_accepts_what_combines_over_the_processes(monkeypatch, overrides):
     monkeypatch.setattr(classifier_distributed, "init_from_env", lambda use_cuda: ProcessGroupInfo(0, 2, 0, "gloo"))
-    assert classifier_distributed.join_process_group(_torchrun_args(quantize_eval=True)) is not None
+    assert classifier_distributed.join_process_group(_torchrun_args(**overrides)) is not None
 
 
 def test_torchrun_launch_drops_data_parallel(monkeypatch):
