@@ -297,3 +297,25 @@ def test_onednn_kernels_apply_relu6_as_a_hardtanh_post_op(relu6_model):
     x = torch.randn(32, 3, 8, 8)
     with torch.no_grad():
         assert (model(x) - lowered(x)).abs().max().item() <= 2.01 / model.fc.output_scale.item()
+
+
+def test_lowered_constants_are_saved_compactly_and_reload(quantize, test_batch):
+    import io
+    _, model = quantize(mode=ACTS_U8, per_channel_wts=True)
+    lowered = build_pt2e_model(model)
+    state = lowered.state_dict()
+    assert not [key for key in state if key.endswith("weight_zero_point")]  # zeros of symmetric weights: not saved
+    storages = {tensor.untyped_storage().data_ptr() for tensor in state.values()}
+    assert len(storages) == len({tensor.dtype for tensor in state.values()}) == 2  # int8 weights; float scales, biases
+    int8_bytes = sum(t.numel() for t in state.values() if t.dtype == torch.int8)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    assert buffer.getbuffer().nbytes < int8_bytes + 4 * sum(t.numel() for t in state.values() if t.is_floating_point()) \
+        + 4096  # one record per storage, not one per tensor
+    buffer.seek(0)
+    fresh = build_pt2e_model(model)
+    for tensor in fresh.state_dict().values():
+        tensor.zero_()
+    fresh.load_state_dict(torch.load(buffer))
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(test_batch), lowered(test_batch), rtol=0, atol=0)
