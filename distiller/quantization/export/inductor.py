@@ -147,7 +147,8 @@ def _count_targets(graph_module: fx.GraphModule, *targets: Any) -> int:
 
 
 def compile_int8(model: nn.Module, example_inputs: Any, dynamic: Optional[bool] = None) -> CompiledInt8Model:
-    """Compiles a model prepared by :class:`PostTrainLinearQuantizer` to int8 CPU code with inductor.
+    """Compiles a model prepared by :class:`PostTrainLinearQuantizer` (or trained by
+    :class:`QuantAwareTrainRangeLinearQuantizer`, lowered as by :func:`~.pt2e.to_pt2e`) to int8 CPU code with inductor.
 
     Quantized conv/linear layers run as oneDNN int8 kernels (ReLU fused) with the simulated model's scales,
     zero points, integer weights and accumulator-grid biases; freezing folds and prepacks the weights. With

@@ -263,7 +263,8 @@ def _remove_unused_initializers(model: onnx.ModelProto) -> None:
 
 
 def export_onnx_qdq(model: nn.Module, dummy_input: Any, path: _Path) -> _Path:
-    """Writes ``model`` (prepared by PostTrainLinearQuantizer, static ranges) as a QDQ ONNX file.
+    """Writes ``model`` (prepared by PostTrainLinearQuantizer, static ranges, or trained by
+    QuantAwareTrainRangeLinearQuantizer: see :mod:`.from_qat`) as a QDQ ONNX file.
 
     Args:
         model: the simulated quantized model (not modified).

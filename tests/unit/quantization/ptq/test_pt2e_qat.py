@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from distiller.quantization import ExportError, QuantAwareTrainRangeLinearQuantizer
-from distiller.quantization.export import to_pt2e
+from distiller.quantization.export import build_qdq_model, to_pt2e
 from distiller.quantization.export.from_qat import post_train_equivalent
 from distiller.quantization.export.pt2e import build_pt2e_model
 from distiller.quantization.range_linear.param_wrappers import RangeLinearQuantParamLayerWrapper
@@ -63,9 +63,10 @@ def test_lowered_qat_model_agrees_with_its_eval_forward(settings):
     model = _qat_model(**settings)
     x = torch.randn(64, 3, 8, 8)
     with torch.no_grad():
-        reference, lowered = model(x), build_pt2e_model(model)(x)
+        reference, lowered, qdq = model(x), build_pt2e_model(model)(x), build_qdq_model(model)(x)
     assert (reference.argmax(1) == lowered.argmax(1)).float().mean().item() >= 0.95
     assert (reference - lowered).abs().max().item() <= _logit_bound(model)
+    torch.testing.assert_close(qdq, lowered, rtol=0, atol=1e-5)  # the ONNX QDQ form: the same model
 
 
 def test_to_pt2e_accepts_a_qat_model_and_says_so(caplog):
