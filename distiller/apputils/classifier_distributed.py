@@ -19,7 +19,7 @@ from .classifier_setup import Experiment
 from .distributed import ProcessGroupInfo, broadcast_object, init_from_env, is_main_process, shard_loader
 from .execution_env import RunLogger
 
-__all__ = ["join_process_group", "main_process_run_log", "shard_experiment"]
+__all__ = ["add_distributed_args", "join_process_group", "main_process_run_log", "shard_experiment"]
 
 msglogger = logging.getLogger(__name__)
 
@@ -39,6 +39,29 @@ _SINGLE_PROCESS_FLAGS = (
 )
 
 
+def add_distributed_args(parser: argparse.ArgumentParser) -> None:
+    """The flags of runs started by ``torchrun`` (``--sync-bn``)."""
+    group = parser.add_argument_group("Distributed training arguments (torchrun)")
+    group.add_argument("--sync-bn", action="store_true",
+                       help="under torchrun on GPUs, train with torch.nn.SyncBatchNorm: BatchNorm layers normalize "
+                            "by the statistics of the whole global batch instead of each process's share "
+                            "(checkpoints keep plain BatchNorm state; CUDA only, as PyTorch's SyncBatchNorm is; "
+                            "QAT's fold_bn does not fold SyncBatchNorm)")
+
+
+def _check_sync_batchnorm(args: argparse.Namespace, info: Optional[ProcessGroupInfo]) -> None:
+    """``--sync-bn`` needs a torchrun launch on GPUs (PyTorch's SyncBatchNorm has no CPU implementation)."""
+    if not getattr(args, "sync_bn", False):
+        return
+    if info is None:
+        raise ArgumentError("--sync-bn synchronises BatchNorm statistics between the processes of a torchrun launch: "
+                            "start the run with torchrun --nproc_per_node=N on GPUs, or drop --sync-bn")
+    if info.backend != "nccl":
+        raise ArgumentError("--sync-bn needs CUDA: torch.nn.SyncBatchNorm has no CPU implementation, and this run "
+                            "trains on the CPU (gloo); drop --sync-bn (each process then normalizes by its own "
+                            "share of the batch)")
+
+
 def join_process_group(args: argparse.Namespace) -> Optional[ProcessGroupInfo]:
     """Joins the ``torchrun`` process group, when the process was started by ``torchrun``, and adapts ``args``
     (one GPU per process, no DataParallel); on ranks other than 0, only errors are logged from now on.
@@ -46,10 +69,11 @@ def join_process_group(args: argparse.Namespace) -> Optional[ProcessGroupInfo]:
     Returns:
         the process's place in the group, or None for a one-process run.
     Raises:
-        ArgumentError: ``--gpus`` under torchrun, a ``-b`` that the processes cannot share evenly, or a
-            feature that runs in one process only.
+        ArgumentError: ``--gpus`` under torchrun, a ``-b`` that the processes cannot share evenly, a feature
+            that runs in one process only, or ``--sync-bn`` without torchrun or on the CPU.
     """
     info = init_from_env(use_cuda=torch.cuda.is_available() and not args.cpu)
+    _check_sync_batchnorm(args, info)
     if info is None:
         return None
     if args.gpus is not None:

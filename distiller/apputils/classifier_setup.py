@@ -173,6 +173,8 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
                                                                            test_only=args.evaluate)
     model = create_model(args.pretrained, dataset, arch, parallel=not args.load_serialized,
                          device_ids=resolve_device_ids(args))
+    if getattr(args, "sync_bn", False):  # before the checkpoint and the schedule: they see the converted modules
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same parameter and buffer names
     check_analysis_args(args, model)
     scheduler, optimizer, start_epoch = _load_start_point(args, model, checkpoint_path, arch)
     _add_distillation(args, model, scheduler, dataset)

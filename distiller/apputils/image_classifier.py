@@ -45,7 +45,7 @@ from ..utils import model_device, set_seed
 from . import classifier_reports as reports
 from .app_runner import create_run_log, logging_before_run_dir
 from .checkpoint import save_checkpoint
-from .classifier_distributed import join_process_group, main_process_run_log, shard_experiment
+from .classifier_distributed import add_distributed_args, join_process_group, main_process_run_log, shard_experiment
 from .classifier_analysis import epoch_reports
 from .classifier_activations import (acts_histogram_collection, acts_quant_stats_collection,
                                      create_activation_stats_collectors, save_collectors_data)
@@ -69,8 +69,8 @@ Loaders = Union[Optional[DataLoader], list[Optional[DataLoader]]]
 def init_classifier_compression_arg_parser(include_ptq_lapq_args: bool = False) -> argparse.ArgumentParser:
     """The image-classification command line: :func:`distiller.cli.add_common_args`, ``--thinnify``, the
     activation statistics, early exits (``--earlyexit_*``), knowledge distillation (``--kd-*``), greedy filter
-    pruning (``--greedy*``) and the post-training quantization flags
-    ``--quantize-eval``/``--qe-*`` (with the LAPQ ``--lapq-*`` flags when ``include_ptq_lapq_args``)."""
+    pruning (``--greedy*``), the post-training quantization flags ``--quantize-eval``/``--qe-*`` (with the LAPQ
+    ``--lapq-*`` flags when ``include_ptq_lapq_args``) and ``--sync-bn`` for torchrun launches."""
     parser = cli.ArgumentParser(description="distiller image classification model compression")
     cli.add_common_args(parser)
     cli.add_thinning_args(parser)
@@ -80,6 +80,7 @@ def init_classifier_compression_arg_parser(include_ptq_lapq_args: bool = False) 
     add_distillation_args(parser, enable_pretrained=True)  # the teacher arch is checked when it is built
     add_greedy_pruner_args(parser)
     cli.add_post_train_quant_args(parser, add_lapq_args=include_ptq_lapq_args)
+    add_distributed_args(parser)
     return parser
 
 

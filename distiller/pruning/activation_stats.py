@@ -29,7 +29,7 @@ from ..utils import find_module_by_fq_name, model_is_parallel, normalize_module_
 logger = logging.getLogger(__name__)
 
 STATISTICS = ("apoz", "mean")
-_NORMS = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d, torch.nn.GroupNorm)
+_NORMS = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d, torch.nn.SyncBatchNorm, torch.nn.GroupNorm)
 _RECTIFIERS = (torch.nn.ReLU, torch.nn.ReLU6, torch.nn.LeakyReLU, torch.nn.ELU, torch.nn.SiLU, torch.nn.GELU)
 _RECTIFIER_FUNCTIONS = {"relu", "relu_", "relu6", "leaky_relu", "elu", "silu", "gelu", "hardtanh"}
 

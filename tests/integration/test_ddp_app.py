@@ -11,7 +11,8 @@ import textwrap
 import pytest
 import torch
 
-from distiller.apputils import data_loaders
+from distiller.apputils import data_loaders, load_checkpoint
+from distiller.models import create_model
 from distiller.testing.distributed import run_in_gloo_processes
 
 sys.path.insert(0, os.path.dirname(__file__))  # spawned processes import the worker by module name
@@ -76,7 +77,7 @@ def _schedule(tmp_path):
 def _argv(tmp_path, out_dir):
     schedule = _schedule(tmp_path)
     # simplenet_cifar has no BatchNorm: per-process batch statistics would differ from the one-process run's
-    # (SyncBatchNorm, which would share them, runs on GPUs only). 258 training samples: an even split.
+    # (SyncBatchNorm, which would share them, runs on GPUs only: --sync-bn). 258 training samples: an even split.
     return ["-a", "simplenet_cifar", "--epochs", "3", "-b", "32", "--lr", "0.05", "--det", "--etrs", "0.2",
             "-p", "100", "-j", "0", "-o", str(out_dir), "-n", "ddp", "--compress", str(schedule)]
 
@@ -137,6 +138,38 @@ def test_a_two_process_checkpoint_resumes_in_one_process(tmp_path, run_classifie
                              "-j", "0", "-o", tmp_path / "resumed", "--resume-from", checkpoint)
     assert resumed.status == 0, resumed.stderr
     assert resumed.summary["epochs"] == 4 and resumed.summary["params_total"] < 62006
+
+
+def test_sync_bn_without_torchrun_is_refused_before_the_run_starts(run_classifier, tmp_path):
+    result = run_classifier("-a", "resnet20_cifar", "--epochs", "1", "--sync-bn", "-o", tmp_path)
+    assert result.status == 2 and result.run_dir is None
+    assert "--sync-bn synchronises BatchNorm statistics between the processes of a torchrun launch" in result.stderr
+
+
+@pytest.mark.cuda
+@pytest.mark.slow
+def test_sync_bn_trains_on_gpus_as_one_process_and_saves_plain_batchnorm(tmp_path, monkeypatch):
+    """One process per GPU (two at most) with --sync-bn: the BatchNorm layers normalize by the statistics of the
+    whole global batch, so two processes train resnet20 as one does; the checkpoint loads into the plain model."""
+    world_size = min(2, torch.cuda.device_count())
+    argv = ["-a", "resnet20_cifar", "--epochs", "1", "-b", "32", "--lr", "0.05", "--det", "--etrs", "0.2", "-p",
+            "100", "-j", "0"]
+    run_in_gloo_processes(ddp_app_worker.train, world_size, [*argv, "--sync-bn", "-o", str(tmp_path / "ddp")],
+                          str(tmp_path / "rank{rank}.pt"))  # NCCL: the engine picks it where CUDA is available
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=False) for rank in range(world_size)]
+    for name, value in ranks[0]["state"].items():  # each rank's on its GPU
+        assert torch.equal(value.cpu(), ranks[-1]["state"][name].cpu()), name
+    plain = create_model(False, "digits", "resnet20_cifar", parallel=False, device_ids=-1)
+    load_checkpoint(plain, os.path.join(ranks[0]["logdir"], "checkpoint.pth.tar"))
+    assert type(plain.layer1[0].bn1) is torch.nn.BatchNorm2d
+    for name, value in plain.state_dict().items():
+        assert torch.equal(value, ranks[0]["state"][name].cpu()), name
+    if world_size == 2:
+        monkeypatch.setattr(data_loaders, "DIGITS_MAX_SHIFT", 0)
+        ddp_app_worker.train(0, 1, [*argv, "-o", str(tmp_path / "single")], str(tmp_path / "single.pt"))
+        single = torch.load(tmp_path / "single.pt", weights_only=False)["state"]
+        for name, value in single.items():  # per-process batch statistics would differ far more
+            torch.testing.assert_close(ranks[0]["state"][name].cpu(), value.cpu(), rtol=1e-3, atol=1e-3, msg=name)
 
 
 def test_amp_fp16_needs_cuda(run_classifier, tmp_path):
