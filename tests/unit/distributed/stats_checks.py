@@ -1,12 +1,14 @@
 """Checks run inside each gloo process started by test_distributed_stats.py (importable by name, as spawned
 processes need): statistics that every process gathers on its shard of the data and combines over the group
 equal those one process gathers on all the data, and are identical on every process."""
+import argparse
 import os
 
 import torch
 
 from distiller.apputils import distributed as D
 from distiller.apputils.classifier_activations import create_activation_stats_collectors
+from distiller.cli.quantization import _calibration_stats
 from distiller.data_loggers import collect_quant_stats, collectors_context
 from distiller.testing import TinyCNN, TinyResidualNet
 
@@ -62,6 +64,18 @@ def check_calibration_statistics(rank: int, world_size: int, out_dir: str) -> No
         assert other == combined
 
 
+def check_calibration_portion_is_of_the_global_batches(rank: int, world_size: int, out_dir: str) -> None:
+    """13 samples in global batches of 4 on two processes: rank 0's shard has 4 batches, rank 1's 3 (the last
+    global batch holds one sample); 60% of the data's 4 batches is 3 batches on both ranks (not 2 on rank 1)."""
+    if world_size != 2:
+        return
+    model, data = TinyCNN().eval(), _data()[:13]
+    batches = [batch[rank::2] for batch in data.split(4) if len(batch[rank::2])]
+    args = argparse.Namespace(qe_dynamic=False, qe_stats_file=None, qe_config_file=None, qe_calibration=0.6)
+    stats = _calibration_stats(model, args, batches, lambda m, loader: _run(list(loader))(m), out_dir)
+    assert stats["conv1"]["inputs"][0]["total_numel"] == 12 * 3 * 8 * 8  # the first 3 global batches
+
+
 def check_activation_statistics(rank: int, world_size: int) -> None:
     torch.manual_seed(0)
     model, data = TinyCNN().eval(), _data()
@@ -100,4 +114,5 @@ def run_all(rank: int, world_size: int, out_dir: str) -> None:
     """All the checks, in one process group (starting processes is what costs time)."""
     D.init_from_env(use_cuda=False)
     check_calibration_statistics(rank, world_size, out_dir)
+    check_calibration_portion_is_of_the_global_batches(rank, world_size, os.path.join(out_dir, "portion"))
     check_activation_statistics(rank, world_size)
