@@ -34,7 +34,8 @@ __all__ = ["LinearQuantMode", "ClipMode", "ModuleQuantMode", "parse_linear_quant
            "get_quantized_range", "quantized_range_for_mode",
            "symmetric_linear_quantization_params", "asymmetric_linear_quantization_params",
            "linear_quant_params_from_min_max", "linear_quant_params_from_tensor",
-           "linear_quantize", "linear_quantize_clamp", "linear_dequantize", "LinearQuantizeSTE",
+           "linear_quantize", "linear_quantize_clamp", "clamp_to_quantized_range", "linear_dequantize",
+           "LinearQuantizeSTE",
            "get_tensor_min_max", "get_tensor_avg_min_max", "get_tensor_max_abs", "get_tensor_avg_max_abs",
            "get_tensor_mean_n_stds_min_max", "get_tensor_aciq_min_max", "aciq_clip_multiplier",
            "get_scale_approximation_params", "approx_scale_as_mult_and_shift"]
@@ -277,6 +278,18 @@ def linear_quantize_clamp(input: torch.Tensor, scale: _Number, zero_point: _Numb
     """Quantizes and clamps to the integer range [clamp_min, clamp_max]."""
     output = linear_quantize(input, scale, zero_point, inplace)
     return output.clamp_(clamp_min, clamp_max) if inplace else output.clamp(clamp_min, clamp_max)
+
+
+def clamp_to_quantized_range(input: torch.Tensor, scale: _Number, zero_point: _Number, num_bits: int,
+                             mode: LinearQuantModeArg) -> torch.Tensor:
+    """``input`` clamped to the real values that ``num_bits`` integers in ``mode`` represent, so that quantizing it
+    stays in the integer range (a symmetric range spans 127.5 steps each side for 8 bits: its maximum would round
+    to 128). Gradient zero where it clamps, as for a saturating range."""
+    qmin, qmax = quantized_range_for_mode(num_bits, mode)
+    as_tensor = torch.as_tensor(scale, device=input.device)
+    real_min = linear_dequantize(torch.full_like(as_tensor, float(qmin), dtype=input.dtype), scale, zero_point)
+    real_max = linear_dequantize(torch.full_like(as_tensor, float(qmax), dtype=input.dtype), scale, zero_point)
+    return torch.clamp(input, real_min, real_max)
 
 
 def linear_dequantize(input: torch.Tensor, scale: _Number, zero_point: _Number, inplace: bool = False) -> torch.Tensor:

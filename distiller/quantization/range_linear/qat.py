@@ -19,9 +19,9 @@ from ...spec import BitWidth, NonNegativeInt, Range, validated
 from ..base import ParamToQuant, QBits, Quantizer
 from ..bn_fold import fold_batchnorm_pairs
 from ..overrides import BitsSetting, Overrides
-from ..q_utils import (LinearQuantMode, LinearQuantizeSTE, QuantModeArg, get_tensor_min_max, linear_dequantize,
-                       linear_quant_params_from_min_max, linear_quant_params_from_tensor,
-                       quantized_range_for_mode, verify_quant_mode)
+from ..q_utils import (LinearQuantMode, LinearQuantizeSTE, QuantModeArg, clamp_to_quantized_range,
+                       get_tensor_min_max, linear_quant_params_from_min_max, linear_quant_params_from_tensor,
+                       verify_quant_mode)
 
 __all__ = ["FakeLinearQuantization", "FakeQuantizationWrapper", "QuantAwareTrainRangeLinearQuantizer",
            "ACTIVATION_TYPES"]
@@ -90,10 +90,7 @@ class FakeLinearQuantization(nn.Module):
             scale, zero_point = linear_quant_params_from_min_max(self.num_bits, self.mode, *get_tensor_min_max(input))
         else:
             scale, zero_point = self.scale, self.zero_point
-        qmin, qmax = quantized_range_for_mode(self.num_bits, self.mode)
-        real_min = linear_dequantize(torch.tensor(float(qmin), device=scale.device), scale, zero_point)
-        real_max = linear_dequantize(torch.tensor(float(qmax), device=scale.device), scale, zero_point)
-        input = torch.clamp(input, real_min, real_max)  # zero gradient where the range saturates
+        input = clamp_to_quantized_range(input, scale, zero_point, self.num_bits, self.mode)
         return LinearQuantizeSTE.apply(input, scale, zero_point, self.dequantize, False)
 
     def extra_repr(self) -> str:
@@ -196,7 +193,11 @@ class QuantAwareTrainRangeLinearQuantizer(Quantizer):
             if param_meta.q_attr_name + "_scale" in buffers:
                 buffers[param_meta.q_attr_name + "_scale"] = scale
                 buffers[param_meta.q_attr_name + "_zero_point"] = zero_point
-        return LinearQuantizeSTE.apply(param_fp, scale, zero_point, True, False)
+        # The range is the weights' own, so a symmetric maximum would round to 2^(b-1) (one past the integer
+        # range); clamp it back by at most half a step, with the gradient passed through so it keeps training.
+        clamped = clamp_to_quantized_range(param_fp.detach(), scale, zero_point, param_meta.num_bits,
+                                           self.mode.weights)
+        return LinearQuantizeSTE.apply(param_fp + (clamped - param_fp.detach()), scale, zero_point, True, False)
 
     def _pre_prepare_model(self, dummy_input: Any) -> Optional[set[str]]:
         if not self.fold_bn:

@@ -124,3 +124,22 @@ def test_qat_on_cuda_follows_the_model_device(cls_name, relu_cnn, learnable_batc
     losses = train_steps(model, optimizer, quantizer, [(x.cuda(), y.cuda()) for x, y in learnable_batches], 4)
     assert all(torch.isfinite(torch.tensor(losses)))
     assert model.conv2.weight.is_cuda and model.conv2.weight.unique().numel() <= 16
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_symmetric_weights_stay_in_the_integer_range_and_all_train(relu_cnn, per_channel):
+    """A symmetric range spans 127.5 steps each side: the largest positive weight used to round to +128 (one past
+    int8, which integer deployment cannot store); it is clamped to 127, and its gradient still flows."""
+    with torch.no_grad():
+        relu_cnn.conv1.weight.abs_()  # every channel's largest magnitude is positive
+    optimizer = torch.optim.SGD(relu_cnn.parameters(), lr=0.1)
+    QuantAwareTrainRangeLinearQuantizer(relu_cnn, optimizer, bits_activations=8, bits_weights=8, mode="sym",
+                                        per_channel_wts=per_channel).prepare_model()
+    relu_cnn(torch.randn(32, 3, 8, 8)).sum().backward()  # the forward quantizes the weights
+    integers = torch.round(relu_cnn.conv1.weight * relu_cnn.conv1.weight_scale)
+    assert integers.max().item() == 127 and integers.min().item() >= -128
+    grad = relu_cnn.conv1.float_weight.grad
+    largest = relu_cnn.conv1.float_weight.detach().flatten(1).argmax(1) if per_channel else None
+    assert grad.abs().sum().item() > 0
+    if per_channel:  # each channel's largest weight, the one clamped, still gets its gradient
+        assert (grad.flatten(1).gather(1, largest[:, None]) != 0).all()
