@@ -24,12 +24,13 @@ classifier input across a rounding tie (16 of 640 outputs differ by one step bet
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import logging
 import os
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
@@ -309,12 +310,26 @@ def export_to_onnx(model: nn.Module, dummy_input: Any, path: _Path, output_name:
     inputs = tuple(dummy_input) if isinstance(dummy_input, (tuple, list)) else (dummy_input,)
     names = [f"input{i}" if len(inputs) > 1 else "input" for i in range(len(inputs))]
     batch = torch.export.Dim("batch")
-    with torch.no_grad():
+    with torch.no_grad(), _exporter_logs_at_warning():
         torch.onnx.export(model, tuple(_batch_of_two(x) for x in inputs), str(path), dynamo=True,
                           opset_version=_OPSET, input_names=names, output_names=[output_name],
                           dynamic_shapes=tuple({0: batch} for _ in inputs),
                           custom_translation_table=custom_translation_table, external_data=False, verbose=False)
     return path
+
+
+@contextlib.contextmanager
+def _exporter_logs_at_warning() -> Iterator[None]:
+    """The exporter's optimizer (onnxscript, onnx_ir) logs each constant it leaves unfolded at INFO, dozens of
+    lines per model in an application's log; raise its loggers to WARNING unless the user set their level."""
+    quieted = [log for log in map(logging.getLogger, ("onnxscript", "onnx_ir")) if log.level == logging.NOTSET]
+    for log in quieted:
+        log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for log in quieted:
+            log.setLevel(logging.NOTSET)
 
 
 def _batch_of_two(x: torch.Tensor) -> torch.Tensor:

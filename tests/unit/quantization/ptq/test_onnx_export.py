@@ -1,5 +1,6 @@
 """ONNX export: the QDQ graph from PyTorch's current (torch.export-based) exporter, and clear errors when
 the optional ONNX packages are missing."""
+import logging
 import sys
 
 import onnx
@@ -54,10 +55,13 @@ def test_a_broken_install_is_not_reported_as_missing(monkeypatch):
 
 @pytest.mark.slow
 def test_qdq_export_with_the_dynamo_exporter_matches_the_simulated_model(quantize, test_batch, tmp_path,
-                                                                         onnx_export_calls):
+                                                                         onnx_export_calls, caplog):
     _, model = quantize(mode=ACTS_U8, per_channel_wts=True)
-    path = export_onnx_qdq(model, test_batch[:1], str(tmp_path / "model.onnx"))
+    with caplog.at_level(logging.INFO):
+        path = export_onnx_qdq(model, test_batch[:1], str(tmp_path / "model.onnx"))
     assert onnx_export_calls == [True]
+    assert not [r for r in caplog.records if r.name.startswith(("onnxscript", "onnx_ir"))]  # no INFO flood in app logs
+    assert logging.getLogger("onnxscript").level == logging.NOTSET  # and the user's logging is as it was
     exported = onnx.load(path)
     ops = [node.op_type for node in exported.graph.node]
     assert {node.domain for node in exported.graph.node} <= {"", "ai.onnx"}  # no custom op left
