@@ -7,6 +7,8 @@ one call of that module instead of its insides, and the reason is logged.
 """
 import contextlib
 import logging
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import fx
@@ -18,7 +20,7 @@ from ..utils import model_device
 msglogger = logging.getLogger(__name__)
 
 __all__ = ["GraphCaptureError", "trace_model", "propagate_shapes", "eval_mode", "as_input_tuple",
-           "zeros_like_inputs"]
+           "zeros_like_inputs", "record_first_inputs"]
 
 
 class GraphCaptureError(UserError, ValueError):
@@ -106,6 +108,21 @@ def as_input_tuple(example_inputs, device):
         raise ValueError("example inputs are empty: pass a tensor (e.g. torch.randn(1, 3, 224, 224)) or a "
                          "tuple of the forward's positional arguments")
     return tuple(x.to(device) if isinstance(x, torch.Tensor) else x for x in inputs)
+
+
+def record_first_inputs(model: torch.nn.Module, example_inputs: Any, names: Iterable[str]) -> dict[str, torch.Tensor]:
+    """Runs ``model`` once on ``example_inputs`` (eval mode, no autograd) and returns name -> the first
+    positional input tensor that each named sub-module received (modules not called are missing)."""
+    recorded: dict[str, torch.Tensor] = {}
+    handles = [model.get_submodule(name).register_forward_pre_hook(
+        lambda _, args, name=name: recorded.setdefault(name, args[0].detach())) for name in names]
+    try:
+        with eval_mode(model), torch.no_grad():
+            model(*as_input_tuple(example_inputs, model_device(model)))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return recorded
 
 
 def zeros_like_inputs(inputs: tuple) -> tuple:

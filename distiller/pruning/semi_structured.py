@@ -19,7 +19,7 @@ from torch import nn
 
 from ..benchmark import interleaved_latencies_ms
 from ..errors import ArgumentError
-from ..graph.capture import as_input_tuple, eval_mode
+from ..graph.capture import record_first_inputs
 from ..utils import model_device
 from .nm import is_nm_sparse
 
@@ -92,7 +92,8 @@ def to_semi_structured(model: nn.Module, example_inputs: Union[torch.Tensor, Seq
         ArgumentError: the model is not on a CUDA GPU with sparse tensor cores.
     """
     _check_device(model_device(model))
-    inputs = _recorded_inputs(model, example_inputs)
+    inputs = record_first_inputs(model, example_inputs,
+                                 [name for name, module in model.named_modules() if isinstance(module, nn.Linear)])
     report = []
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear):
@@ -109,23 +110,6 @@ def _check_device(device: torch.device) -> None:
     if major < 8:
         raise ArgumentError(f"to_semi_structured needs sparse tensor cores (compute capability 8.0, Ampere, or "
                             f"newer); {torch.cuda.get_device_name(device)} has {major}.{minor}")
-
-
-def _recorded_inputs(model: nn.Module, example_inputs: Union[torch.Tensor, Sequence[Any]]) -> dict[str, torch.Tensor]:
-    """name -> the first input tensor each Linear receives in one forward pass."""
-    recorded: dict[str, torch.Tensor] = {}
-    handles = []
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            handles.append(module.register_forward_pre_hook(
-                lambda _, args, name=name: recorded.setdefault(name, args[0].detach())))
-    try:
-        with eval_mode(model), torch.no_grad():
-            model(*as_input_tuple(example_inputs, model_device(model)))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return recorded
 
 
 def _convert_if_faster(name: str, module: nn.Linear, x: Optional[torch.Tensor], min_speedup: float, warmup: int,
