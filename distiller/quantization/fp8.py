@@ -38,6 +38,8 @@ FP8_E4M3_MAX = float(torch.finfo(FP8_DTYPE).max)
 FP8Scaling = Literal["per_tensor", "per_row"]
 FP8_SCALINGS: tuple[str, ...] = typing.get_args(FP8Scaling)
 _logged_simulation: set[tuple[str, str]] = set()
+#: Output dtypes torch._scaled_mm produces with per-tensor scales.
+_SCALED_MM_OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 def fp8_scaled_mm_supported(device: Union[str, torch.device]) -> bool:
@@ -117,9 +119,16 @@ class FP8LinearWrapper(nn.Module):
                 static = max(abs(stats["min"]), abs(stats["max"])) / FP8_E4M3_MAX
         self.register_buffer("input_scale", torch.tensor(static if static else float("nan"),
                                                          device=wrapped_module.weight.device))
+        # whether input_scale is static, kept on the host: testing the (device) buffer in every forward would
+        # make the host wait for the GPU
+        self._static_input_scale = static is not None and static > 0
+        self.register_load_state_dict_post_hook(FP8LinearWrapper._refresh_static_input_scale)  # (module, keys)
+
+    def _refresh_static_input_scale(self, incompatible_keys: Any) -> None:
+        self._static_input_scale = not torch.isnan(self.input_scale).item()
 
     def _quantize_input(self, x2d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if not torch.isnan(self.input_scale):
+        if self._static_input_scale:
             scale = self.input_scale.clamp(min=torch.finfo(torch.float32).tiny)
             return (x2d.float() / scale).clamp(-FP8_E4M3_MAX, FP8_E4M3_MAX).to(FP8_DTYPE), scale
         return quantize_to_fp8(x2d, per_row=self.scaling == "per_row")
@@ -130,7 +139,9 @@ class FP8LinearWrapper(nn.Module):
         x_fp8, x_scale = self._quantize_input(x2d)
         n, k = self.weight_fp8.shape
         if fp8_scaled_mm_supported(x.device) and k % 16 == 0 and n % 16 == 0:
-            out_dtype = torch.bfloat16 if self.scaling == "per_row" else torch.float32
+            # row-wise scaling produces bfloat16 only; per-tensor scaling the input's dtype directly where it can
+            out_dtype = (torch.bfloat16 if self.scaling == "per_row" else
+                         x.dtype if x.dtype in _SCALED_MM_OUT_DTYPES else torch.float32)
             y = fp8_scaled_matmul(x_fp8, x_scale, self.weight_fp8, self.weight_scale, out_dtype).to(x.dtype)
         else:
             reason = ("no CUDA device of compute capability >= 8.9" if not fp8_scaled_mm_supported(x.device)
@@ -143,4 +154,4 @@ class FP8LinearWrapper(nn.Module):
         return y.reshape(*shape[:-1], n)
 
     def extra_repr(self) -> str:
-        return f"scaling={self.scaling}, static_input_scale={not torch.isnan(self.input_scale).item()}"
+        return f"scaling={self.scaling}, static_input_scale={self._static_input_scale}"

@@ -159,3 +159,38 @@ def test_quantizer_gives_fp8_layers_static_input_scales_from_statistics(float_mo
                                        fp8_scaling="per_row")
     per_row.prepare_model()
     assert torch.isnan(per_row.model.fc.input_scale)  # one scale per token, measured on each batch
+
+
+@pytest.mark.parametrize("scaling, stats", [("per_tensor", None), ("per_row", None),
+                                            ("per_tensor", {"inputs": {0: {"min": -1.0, "max": 1.0}}})])
+def test_forward_never_reads_a_device_value_on_the_host(scaling, stats):
+    # on the meta device any host read of a tensor value (bool(), .item()) raises: on a GPU it would be a sync
+    wrapper = FP8LinearWrapper(nn.Linear(32, 16), scaling, stats).to("meta")
+    assert wrapper(torch.empty(2, 5, 32, device="meta")).shape == (2, 5, 16)
+
+
+def test_a_loaded_input_scale_decides_whether_the_scale_is_static():
+    torch.manual_seed(7)
+    linear, x = nn.Linear(16, 8), torch.randn(4, 16)
+    static = FP8LinearWrapper(copy.deepcopy(linear), "per_tensor", {"inputs": {0: {"min": -0.5, "max": 0.5}}})
+    dynamic = FP8LinearWrapper(copy.deepcopy(linear), "per_tensor")
+    assert not torch.equal(static(x), dynamic(x))
+    dynamic.load_state_dict(static.state_dict())
+    assert torch.equal(dynamic(x), static(x)) and "static_input_scale=True" in repr(dynamic)
+    static.load_state_dict(FP8LinearWrapper(copy.deepcopy(linear), "per_tensor").state_dict())
+    assert "static_input_scale=False" in repr(static)
+
+
+@pytest.mark.parametrize("dtype, scaling, kernel_dtype", [(torch.bfloat16, "per_tensor", torch.bfloat16),
+                                                          (torch.float32, "per_tensor", torch.float32),
+                                                          (torch.float32, "per_row", torch.bfloat16)])
+def test_per_tensor_kernel_writes_the_input_dtype_directly(dtype, scaling, kernel_dtype, monkeypatch):
+    out_dtypes, kernel = [], torch._scaled_mm
+
+    def spy(a, b, *args, **kwargs):
+        out_dtypes.append(kwargs["out_dtype"])
+        return kernel(a, b, *args, **kwargs)
+    monkeypatch.setattr(torch, "_scaled_mm", spy)
+    monkeypatch.setattr(fp8, "fp8_scaled_mm_supported", lambda device: True)
+    out = FP8LinearWrapper(nn.Linear(32, 16).to(dtype), scaling)(torch.randn(4, 32, dtype=dtype))
+    assert out_dtypes == [kernel_dtype] and out.dtype == dtype
