@@ -83,8 +83,9 @@ class PostTrainLinearQuantizer(Quantizer):
     """Quantizes a trained model for inference with range-linear integer arithmetic, no retraining.
 
     ``prepare_model()`` turns functional adds/concats into ``distiller.modules`` (already done by the
-    constructor), folds BatchNorm layers into the convolution/linear layer before them, fuses ReLUs into
-    their producer's output range and wraps: conv/linear -> :class:`RangeLinearQuantParamLayerWrapper`,
+    constructor), folds BatchNorm layers into the convolution/linear layer before them, fuses ReLUs and ReLU6s
+    into their producer's output range (a ReLU6 keeps its own quantization wrapper, which then changes no
+    value) and wraps: conv/linear -> :class:`RangeLinearQuantParamLayerWrapper`,
     ``Matmul``/``BatchMatmul`` -> :class:`RangeLinearQuantMatmulWrapper`, ``EltwiseAdd``/``EltwiseMult``/
     ``Concat`` -> their wrappers, ``nn.Embedding`` -> :class:`RangeLinearEmbeddingWrapper`, other layers
     with a range of their own -> :class:`RangeLinearFakeQuantWrapper`; ReLU, max-pooling, reshapes and
@@ -239,7 +240,7 @@ class PostTrainLinearQuantizer(Quantizer):
 
     def check_settings(self) -> None:
         """As :meth:`Quantizer.check_settings`, and plans every layer from the model's graph (BatchNorm folding,
-        ReLU fusion, where each input comes from) and decides how it is quantized, which rejects e.g. ``fp8`` on
+        ReLU/ReLU6 fusion, where each input comes from) and decides how it is quantized, which rejects e.g. ``fp8`` on
         a layer that is not ``nn.Linear``, ``clip_acts: N_STD`` without ``clip_n_stds``, ``input_overrides`` of
         an input a layer does not have, ``fake``/``make_identity`` where they cannot apply, inputs that
         ``inputs_quant_auto_fallback: false`` leaves without parameters and, with calibration statistics,
@@ -541,7 +542,7 @@ class PostTrainLinearQuantizer(Quantizer):
         return wrapper
 
     def layer_activation_stats(self, name: str) -> Optional[dict[str, Any]]:
-        """The statistics layer ``name`` was quantized with (after BN folding and ReLU fusion), or None."""
+        """The statistics layer ``name`` was quantized with (after BN folding and ReLU/ReLU6 fusion), or None."""
         return None if self._stats is None else self._stats.get(normalize_module_name(name))
 
     def share_producer_quant_params(self) -> None:
