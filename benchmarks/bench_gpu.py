@@ -15,6 +15,10 @@ Sections (``--sections``, all by default):
   convert only where sparse wins); reference hardware gave about 1.27x at 16384 and < 1x at 4096.
 * ``fp8``: an 8192x8192x8192 matrix product in FP8 (e4m3, ``torch._scaled_mm``, per-tensor scales, bf16
   output) vs bf16 ``torch.mm``; reference hardware gave about 1.7x. Needs compute capability >= 8.9.
+* ``fast_linear`` (issue 16): bf16 transformer Linear layers (4096x4096, 8192x8192, 4096x16384) at 4096 and 16
+  tokens through :func:`distiller.quantization.export.accelerate_linears` (``bench_fast_linear.py``): FP8 per
+  tensor / per row and torchao int8 weight-only, each vs the dense layer, eager and compiled, with the per-layer
+  decision. FP8 needs compute capability >= 8.9 (the report says so otherwise).
 
 Prints one JSON object per measurement. Without CUDA it prints one line saying so and exits with status 0.
 
@@ -31,6 +35,7 @@ import statistics
 
 import torch
 
+import bench_fast_linear
 from bench_scheduler_overhead import build_variants, prunable_weights, time_interleaved
 from distiller.benchmark import compare, interleaved_latencies_ms
 from distiller.masking import mask_memory_report
@@ -38,7 +43,7 @@ from distiller.models import create_model
 from distiller.pruning import nm_mask, to_semi_structured
 from distiller.thinning import prune_and_thin
 
-SECTIONS = ("scheduler", "thinning", "sparse24", "fp8")
+SECTIONS = ("scheduler", "thinning", "sparse24", "fp8", "fast_linear")
 
 
 def get_args_parser():
@@ -51,6 +56,11 @@ def get_args_parser():
     parser.add_argument("--sparse-sizes", type=int, nargs="+", default=[16384, 4096],
                         help="sparse24 section: square Linear sizes (tokens = size)")
     parser.add_argument("--fp8-size", type=int, default=8192)
+    parser.add_argument("--fast-linear-shapes", nargs="+", default=list(bench_fast_linear.TRANSFORMER_SHAPES),
+                        help="fast_linear section: in_features x out_features")
+    parser.add_argument("--fast-linear-tokens", type=int, nargs="+", default=[4096, 16])
+    parser.add_argument("--fast-linear-compiled", action=argparse.BooleanOptionalAction, default=True,
+                        help="fast_linear section: also time the layers under torch.compile")
     return parser
 
 
@@ -130,6 +140,14 @@ def fp8_section(args, device):
          speedup_fp8_vs_bf16=round(medians["bf16"] / medians["fp8"], 4), relative_error=round(error, 5))
 
 
+def fast_linear_section(args, device):
+    options = ["--device", str(device), "--dtype", "bfloat16", "--shapes", *args.fast_linear_shapes, "--tokens",
+               *map(str, args.fast_linear_tokens), "--warmup", str(args.warmup), "--rounds", str(args.repeats)]
+    layer_args = bench_fast_linear.get_args_parser().parse_args(
+        options + (["--compiled"] if args.fast_linear_compiled else []))
+    bench_fast_linear.layer_reports(layer_args, device, lambda **fields: emit("fast_linear", **fields))
+
+
 def main(args):
     if not torch.cuda.is_available():
         print(json.dumps({"bench": "gpu", "skipped": "no CUDA device: nothing measured"}))
@@ -137,7 +155,7 @@ def main(args):
     device = torch.device("cuda")
     emit("machine", **machine(device))
     runners = {"scheduler": scheduler_section, "thinning": thinning_section, "sparse24": sparse24_section,
-               "fp8": fp8_section}
+               "fp8": fp8_section, "fast_linear": fast_linear_section}
     for section in args.sections:
         runners[section](args, device)
     return 0
