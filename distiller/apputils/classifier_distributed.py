@@ -114,5 +114,9 @@ def shard_experiment(experiment: Experiment, info: ProcessGroupInfo) -> Experime
     valid = experiment.valid_loader
     sharded_test = shard(experiment.test_loader, pad=False)
     sharded_valid = sharded_test if valid is experiment.test_loader else shard(valid, pad=False)
-    return dataclasses.replace(experiment, train_loader=shard(experiment.train_loader, pad=True),
-                               valid_loader=sharded_valid, test_loader=sharded_test)
+    sharded_train = shard(experiment.train_loader, pad=True)
+    msglogger.info("DistributedDataParallel: world size %d (%s); each process reads %s samples of every global "
+                   "mini-batch", info.world_size, info.backend,
+                   "its share of the" if sharded_train is None else sharded_train.batch_size)
+    return dataclasses.replace(experiment, train_loader=sharded_train, valid_loader=sharded_valid,
+                               test_loader=sharded_test)

@@ -221,3 +221,26 @@ def test_the_readme_torchrun_command_trains_on_two_cpu_processes(tmp_path):
     with open(tmp_path / run_dirs[0] / "summary.json") as f:
         assert json.load(f)["epochs"] == 2
     assert result.stdout.count("Epoch 1/1") == 1  # rank 0 logs, rank 1 does not
+
+
+@pytest.mark.slow
+def test_a_two_node_launch_with_the_c10d_rendezvous_trains_like_one_node(tmp_path):
+    """Two torchrun launchers (one per "node", as on two machines; here both on localhost) meet at the c10d
+    rendezvous of docs-src/scale.md; the job runs with world size 2 and node 0's first process writes the run."""
+    from distiller.testing.distributed import free_port
+    command = _readme_torchrun_command()
+    app_args = [arg for arg in command[1:] if not arg.startswith("--nproc_per_node")]
+    rendezvous = ["--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{free_port()}",
+                  "--rdzv_id=distiller_two_nodes"]
+    argv = [sys.executable, "-m", "torch.distributed.run", *rendezvous, *app_args,
+            "--epochs", "1", "--etrs", "0.05", "--etes", "0.05", "-o", str(tmp_path)]
+    nodes = [subprocess.Popen(argv, cwd=os.path.join(os.path.dirname(__file__), "..", ".."), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+             for _ in range(2)]
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], [err[-3000:] for _, err in outputs]
+    (run_dir,) = os.listdir(tmp_path)
+    with open(tmp_path / run_dir / "summary.json") as f:
+        assert json.load(f)["epochs"] == 1
+    assert sum("Epoch 0/0" in out for out, _ in outputs) == 1  # one process in the job logs
+    assert sum("DistributedDataParallel: world size 2 (gloo)" in out for out, _ in outputs) == 1
