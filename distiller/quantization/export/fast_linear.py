@@ -13,9 +13,11 @@ for each layer tries every requested method on that input:
 
 A method's output must stay within a relative error of the dense layer's (its :attr:`LinearMethod.tolerance`);
 the layer and each accepted method are then timed on the recorded input, their calls interleaved, medians
-compared. The layer is replaced by the fastest method if that one is more than ``min_speedup`` times faster
-than the dense layer, and left dense otherwise; the report says per layer what was tried and why it was
-(not) converted.
+compared. The layer is replaced, in the model itself, by the fastest method if that one is more than
+``min_speedup`` times faster than the dense layer, and left dense otherwise; the report says per layer what was
+tried and why it was (not) converted. A replacement is built from a copy of the layer, so parameters the layer
+shared with another module (tied weights) are no longer shared. The input of every layer is held during the
+call (one tensor per layer).
 """
 from __future__ import annotations
 

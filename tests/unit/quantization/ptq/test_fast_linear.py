@@ -111,6 +111,20 @@ def test_inaccurate_and_unavailable_methods_are_reported_and_never_timed(fake_me
     assert all(r.method == "noisy" for r in again)
 
 
+class Refusing(nn.Module):
+    def forward(self, x):
+        raise RuntimeError("CUDA error: no kernel image for this shape\nmore detail")
+
+
+def test_a_method_whose_kernel_refuses_the_layer_is_reported_not_raised(fake_methods, monkeypatch):
+    monkeypatch.setitem(LINEAR_METHODS, "refusing", LinearMethod("refusing", lambda layer, x: None,
+                                                                 lambda layer: Refusing(), 0.01))
+    model = mlp()
+    report = accelerate_linears(model, torch.randn(2, 8), methods=["refusing"], timer=failing_timer)
+    assert [t.outcome for r in report for t in r.trials] == ["refused: CUDA error: no kernel image for this shape"] * 3
+    assert all(type(m) is not Refusing for m in model)
+
+
 def test_layers_that_cannot_be_converted_say_why(fake_methods):
     model = WithUnused(nn.Sequential(nn.Linear(8, 16), FP8LinearWrapper(nn.Linear(16, 16))))
     report = accelerate_linears(model, torch.randn(2, 8), methods=["never"], timer=failing_timer)
@@ -234,6 +248,20 @@ def test_table_has_a_row_per_trial_and_one_per_skipped_layer(fake_methods):
     assert table.iloc[-1]["outcome"] == "not called on the example inputs" and table.iloc[-1]["decision"] == "dense"
     text = format_accelerations(report)
     assert "unavailable: no kernel" in text and "nan" not in text
+
+
+@pytest.mark.slow
+def test_int8_weight_only_compiled_on_cpu():
+    pytest.importorskip("torchao")
+    from distiller.quantization.export import check_cpp_compiler
+    check_cpp_compiler()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 32))
+    x = torch.randn(4, 64)
+    expected = model(x)
+    report = accelerate_linears(model, x, methods=["int8_weight_only"], compiled=True, warmup=2, repeats=3)
+    assert all(r.trials[0].converted_ms > 0 and r.trials[0].relative_error < 0.02 for r in report)
+    torch.testing.assert_close(model(x), expected, rtol=0.05, atol=0.05)
 
 
 @pytest.mark.cuda
