@@ -63,13 +63,21 @@ def _is_tensor_node(node: Any, memo: dict[fx.Node, bool]) -> bool:
     if node not in memo:
         if node.op == "call_method" and node.target in _SHAPE_METHODS:
             memo[node] = False
+        elif node.op == "placeholder" and node.type in (int, float, bool):  # forward(self, x, p: int)
+            memo[node] = False
         elif node.op == "call_function" and node.target is getattr and node.args[1] in ("shape", "ndim"):
             memo[node] = False
-        elif node.op == "call_function" and node.target in (operator.getitem, *_BINARY_OPS):
+        elif node.op == "call_function" and (node.target in _BINARY_OPS or _is_operator(node.target)):
             memo[node] = any(_is_tensor_node(arg, memo) for arg in node.args)
         else:
             memo[node] = True
     return memo[node]
+
+
+def _is_operator(target: Any) -> bool:
+    """Whether ``target`` is a function of the ``operator`` module (``getitem``, ``floordiv``, ``sub``...), whose
+    result is a tensor only if an operand is: ``h // p * (w // p)`` on sizes stays integer bookkeeping."""
+    return getattr(operator, getattr(target, "__name__", ""), None) is target
 
 
 def _replacement_for(node: fx.Node, memo: dict[fx.Node, bool]) -> Optional[_Replacement]:

@@ -179,3 +179,24 @@ def test_bidirectional_type_1_runs_each_direction_through_its_own_stack():
     torch.testing.assert_close(c_n, torch.stack([c_f[0], c_b[0], c_f[1], c_b[1]]), atol=1e-6, rtol=1e-5)
     with pytest.raises(ArgumentError, match="no torch.nn.LSTM equivalent"):
         ours.to_pytorch_impl()
+
+
+class _Patches(nn.Module):
+    """Size bookkeeping as in torchvision's ViT (``n_h * n_w`` of floor divisions) and MaxViT (``p * p`` of an int
+    argument), next to one real tensor product."""
+
+    def forward(self, x: torch.Tensor, p: int) -> torch.Tensor:
+        n, c, h, w = x.shape
+        patches = x.reshape(n, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1)
+        patches = patches.reshape(n, (h // p) * (w // p), p * p, c)
+        return patches * patches
+
+
+def test_arithmetic_on_sizes_and_int_arguments_stays_functional():
+    module = _Patches()
+    assert find_functional_ops(module) == [("", "mul")]  # only the tensor product
+    x = torch.randn(2, 3, 4, 4)
+    expected = module(x, 2)
+    convert_functional_ops(module)
+    assert isinstance(module.mul, EltwiseMult) and not hasattr(module, "mul_1")
+    assert torch.equal(module(x, 2), expected)
