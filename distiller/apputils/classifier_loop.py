@@ -57,6 +57,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
     scores = RunningScores()
     steps = len(loader)  # type: ignore[arg-type]
     batch_start = time.time()
+    loss_scaler = scaler if scaler is not None else torch.amp.GradScaler(enabled=False)  # disabled: plain steps
     for step, (inputs, target) in enumerate(progress(loader, f"Epoch {epoch}")):
         inputs, target = inputs.to(device, non_blocking=True), target.to(device, non_blocking=True)
         if scheduler is not None:
@@ -69,18 +70,12 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
                                                          return_loss_components=True)
             overall_loss, components = policy_loss.overall_loss, policy_loss.loss_components  # type: ignore[union-attr]
         optimizer.zero_grad(set_to_none=True)
-        if scaler is None:
-            overall_loss.backward()
-        else:
-            scaler.scale(overall_loss).backward()
-            scaler.unscale_(optimizer)
+        loss_scaler.scale(overall_loss).backward()
+        loss_scaler.unscale_(optimizer)
         if scheduler is not None:
             scheduler.before_parameter_optimization(epoch, step, steps, optimizer)
-        if scaler is None:
-            optimizer.step()
-        else:
-            scaler.step(optimizer)
-            scaler.update()
+        loss_scaler.step(optimizer)
+        loss_scaler.update()
         if scheduler is not None:
             scheduler.on_minibatch_end(epoch, step, steps, optimizer)
         scores.update(final_logits(output), target, loss)
