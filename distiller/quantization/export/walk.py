@@ -367,7 +367,8 @@ class _Walker:
         out_qp = self._output_qparams(module)
         in_qp = _input_qparams(module, 0)
         fused = self.activation_follows(node, out_qp)
-        add = None if fused is not None or module.relu_fused else self._add_takes_unrounded(node)
+        is_conv = isinstance(module.wrapped_module, nn.modules.conv._ConvNd)
+        add = None if fused is not None or module.relu_fused or not is_conv else self._add_takes_unrounded(node)
         if add is not None:  # the fused conv+add kernel adds the convolution's output before rounding it
             value = self.emitter.param_layer(name, module, x, in_qp, None, None)
             self.env[node], self.state[node] = value, None

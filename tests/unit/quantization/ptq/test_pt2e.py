@@ -310,8 +310,8 @@ def test_lowered_constants_are_saved_compactly_and_reload(quantize, test_batch):
     int8_bytes = sum(t.numel() for t in state.values() if t.dtype == torch.int8)
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    assert buffer.getbuffer().nbytes < int8_bytes + 4 * sum(t.numel() for t in state.values() if t.is_floating_point()) \
-        + 4096  # one record per storage, not one per tensor
+    float_bytes = 4 * sum(t.numel() for t in state.values() if t.is_floating_point())
+    assert buffer.getbuffer().nbytes < int8_bytes + float_bytes + 4096  # one record per storage, not per tensor
     buffer.seek(0)
     fresh = build_pt2e_model(model)
     for tensor in fresh.state_dict().values():
@@ -319,3 +319,25 @@ def test_lowered_constants_are_saved_compactly_and_reload(quantize, test_batch):
     fresh.load_state_dict(torch.load(buffer))
     with torch.no_grad():
         torch.testing.assert_close(fresh(test_batch), lowered(test_batch), rtol=0, atol=0)
+
+
+def test_a_linear_feeding_an_add_keeps_its_rounded_output():
+    """Only convolutions pass their output unrounded (inductor's fused conv+add kernel); a Linear's output is
+    quantized as in the simulation."""
+    from distiller.data_loggers import collect_quant_stats
+    from distiller.quantization import PostTrainLinearQuantizer
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(8, 8), nn.Linear(8, 8)
+
+        def forward(self, x):
+            return self.fc2(self.fc1(x) + x)
+
+    model = Residual().eval()
+    x = torch.randn(16, 8)
+    stats = collect_quant_stats(model, lambda m: m(x))
+    PostTrainLinearQuantizer(model, model_activation_stats=stats).prepare_model(x[:1])
+    (add,) = [node for node in build_pt2e_model(model).graph.nodes if node.target is torch.add]
+    assert all(arg.target is _QD.dequantize_per_tensor.default for arg in add.args)
