@@ -90,6 +90,18 @@ def quantization_summary(results: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
+def _quantized_scores(summary: dict[str, Any]) -> str:
+    """The result line's words on the quantized model(s) of ``--quantize-eval``, or nothing: the test top-1 is the
+    float model's, so the quantized top-1 is named beside it."""
+    quantized = summary.get("quantized")
+    if not quantized:
+        return ""
+    deployed = [f"{label} {quantized[key]['Top1']:.2f}%" for key, label in (("pytorch_int8", "compiled int8"),
+                                                                          ("onnxruntime", "ONNX Runtime"))
+                if key in quantized]
+    return f" (float model); quantized top-1 {quantized['top1']:.2f}%" + "".join(f", {d}" for d in deployed)
+
+
 def _work_done(summary: dict[str, Any]) -> str:
     """What the run did, for the result line: the epochs it trained, or the evaluation of a trained model."""
     trained = summary.get("epochs_run", summary["epochs"])
@@ -103,9 +115,10 @@ def write_summary(run_dir: str, summary: dict[str, Any]) -> str:
     path = os.path.join(run_dir, "summary.json")
     with open(path, "w") as f:
         json.dump(summary, f, indent=2)
-    msglogger.info("Result: test top-1 %.2f%% top-5 %.2f%% | weight sparsity %.2f%% (%d of %d weights non-zero) | "
-                   "%.1fM MACs | %s", summary["top1"], summary["top5"], summary["sparsity"],
-                   summary["params_nonzero"], summary["params_total"], summary["macs"] / 1e6, _work_done(summary))
+    msglogger.info("Result: test top-1 %.2f%% top-5 %.2f%%%s | weight sparsity %.2f%% (%d of %d weights non-zero) | "
+                   "%.1fM MACs | %s", summary["top1"], summary["top5"], _quantized_scores(summary),
+                   summary["sparsity"], summary["params_nonzero"], summary["params_total"], summary["macs"] / 1e6,
+                   _work_done(summary))
     msglogger.info("Summary: %s", path)
     return path
 

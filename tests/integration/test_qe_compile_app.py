@@ -38,6 +38,11 @@ def test_qe_compile_agrees_with_the_simulated_and_onnx_models(run_classifier, tr
     assert "top-1 agreement" in log and "compiled int8 (PyTorch)  simulated model" in log
     # every conv/linear layer of simplenet_cifar (2 + 3) runs as an int8 kernel, with or without torchao
     assert re.search(r"Compiled int8 model \((torchao|onednn) fusion, 5 of 5 conv/linear layers int8\)", log), log
+    # the result line names the float model's top-1 as such, and the quantized models' beside it
+    expected = (f"Result: test top-1 {result.summary['top1']:.2f}% top-5 {result.summary['top5']:.2f}% (float model); "
+                f"quantized top-1 {quantized['top1']:.2f}%, compiled int8 {quantized['pytorch_int8']['Top1']:.2f}%, "
+                f"ONNX Runtime {quantized['onnxruntime']['Top1']:.2f}% | ")
+    assert expected in log, log[-2000:]
 
 
 @pytest.mark.slow
