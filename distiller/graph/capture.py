@@ -79,6 +79,8 @@ def trace_model(model, leaf_modules=()):
     """
     names = {m for m in leaf_modules if isinstance(m, str)}
     types = tuple(m for m in leaf_modules if isinstance(m, type))
+    opaque: list[str] = []  # untraceable sub-modules, with the first one's error
+    first_error = ""
     with eval_mode(model):
         while True:
             tracer = _LeafTracer(names, types)
@@ -92,9 +94,14 @@ def trace_model(model, leaf_modules=()):
                         f"cannot trace {type(model).__name__}.forward with torch.fx: {err}. Make its forward "
                         f"traceable (no Python control flow on tensor values) or pass the offending "
                         f"sub-modules as leaf_modules") from err
-                msglogger.info("Module '%s' is not traceable (%s: %s); it is kept as an opaque call",
-                               culprit, type(err).__name__, err)
+                first_error = first_error or f"{type(err).__name__}: {err}"
+                opaque.append(culprit)
                 names.add(culprit)
+    if opaque:
+        shown = ", ".join(f"'{name}'" for name in opaque[:3]) + (f" and {len(opaque) - 3} more" if len(opaque) > 3
+                                                               else "")
+        msglogger.info("%d module(s) are not traceable by torch.fx and are kept as opaque calls: %s (%s)",
+                       len(opaque), shown, first_error)
     return fx.GraphModule(model, graph, class_name=type(model).__name__)
 
 

@@ -83,7 +83,27 @@ def test_untraceable_submodules_become_opaque_calls(caplog):
     with caplog.at_level(logging.INFO, logger="distiller.graph"):
         graph = SummaryGraph(Gated(), torch.randn(1, 3, 4, 4))
     assert graph.op("gate").type == "Gate" and graph.op("gate").shape == (1, 4, 4, 4)
-    assert "'gate' is not traceable" in caplog.text
+    assert "1 module(s) are not traceable by torch.fx and are kept as opaque calls: 'gate' (" in caplog.text
+
+
+class ManyGates(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gates = nn.ModuleList(Gate() for _ in range(5))
+
+    def forward(self, x):
+        for gate in self.gates:
+            x = gate(x)
+        return x
+
+
+def test_many_untraceable_submodules_are_reported_in_one_line(caplog):
+    """A QAT model has one untraceable fake quantization per activation: one line, not one per module."""
+    with caplog.at_level(logging.INFO, logger="distiller.graph"):
+        SummaryGraph(ManyGates(), torch.randn(1, 3, 4, 4))
+    lines = [r.getMessage() for r in caplog.records if "not traceable" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("5 module(s) are not traceable")
+    assert "'gates.0', 'gates.1', 'gates.2' and 2 more" in lines[0]
 
 
 def test_untraceable_forward_and_bad_inputs_are_clear_errors():
