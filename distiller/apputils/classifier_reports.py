@@ -92,14 +92,15 @@ def quantization_summary(results: dict[str, Any]) -> dict[str, Any]:
 
 def _quantized_scores(summary: dict[str, Any]) -> str:
     """The result line's words on the quantized model(s) of ``--quantize-eval``, or nothing: the test top-1 is the
-    float model's, so the quantized top-1 is named beside it."""
+    loaded model's (float, or quantization-aware-trained), so the quantized top-1 is named beside it."""
     quantized = summary.get("quantized")
     if not quantized:
         return ""
     deployed = [f"{label} {quantized[key]['Top1']:.2f}%" for key, label in (("pytorch_int8", "compiled int8"),
                                                                           ("onnxruntime", "ONNX Runtime"))
                 if key in quantized]
-    return f" (float model); quantized top-1 {quantized['top1']:.2f}%" + "".join(f", {d}" for d in deployed)
+    loaded = f"as trained with {quantized['trained_with']}" if quantized.get("trained_with") else "float model"
+    return f" ({loaded}); quantized top-1 {quantized['top1']:.2f}%" + "".join(f", {d}" for d in deployed)
 
 
 def _work_done(summary: dict[str, Any]) -> str:

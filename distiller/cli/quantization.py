@@ -316,20 +316,65 @@ def _check_flags(args: argparse.Namespace) -> None:
                                 f"Nelder-Mead, L-BFGS-B)") from None
 
 
+#: Flags of the post-training quantization group that evaluate or deploy a quantized model rather than say how to
+#: quantize it.
+_DEPLOYMENT_FLAGS = {"quantize_eval", "qe_compile", "qe_convert_pytorch", "qe_pytorch_backend", "qe_export_onnx"}
+
+
+def _quantization_flags_given(args: argparse.Namespace) -> list[str]:
+    """The flags that configure post-training quantization and differ from their defaults, as spelled on the
+    command line."""
+    defaults = argparse.ArgumentParser(add_help=False)
+    add_post_train_quant_args(defaults)
+    return [action.option_strings[0] for action in defaults._actions
+            if action.option_strings and action.dest not in _DEPLOYMENT_FLAGS and hasattr(args, action.dest)
+            and getattr(args, action.dest) != action.default]
+
+
+def _trained_quantizer(model: nn.Module, args: argparse.Namespace) -> Optional[str]:
+    """The name of the quantizer that trained ``model`` if it is quantization-aware-trained range-linear (which
+    ``--quantize-eval`` evaluates and deploys as trained), None for a float model.
+
+    Raises:
+        distiller.errors.ArgumentError: a model prepared by another quantizer, or post-training settings given for
+            a quantization-aware-trained model (they would not apply).
+    """
+    from ..quantization import QuantAwareTrainRangeLinearQuantizer
+    from ..quantization.base import preparing_quantizer_class
+
+    trained = preparing_quantizer_class(model)
+    if trained is None:
+        return None
+    if not issubclass(trained, QuantAwareTrainRangeLinearQuantizer):
+        raise ArgumentError(f"--quantize-eval: the model was prepared by {trained.__name__}, whose quantization "
+                            f"post-training quantization cannot redo and integer deployment does not lower; evaluate "
+                            f"it without --quantize-eval (its own quantized forward is what the test measures)")
+    given = _quantization_flags_given(args)
+    if given:
+        raise ArgumentError(f"{given[0]} configures post-training quantization, but the model was trained with "
+                            f"{trained.__name__}: --quantize-eval evaluates it with its trained ranges and weights "
+                            f"(and --qe-compile / --qe-export-onnx deploy it); drop {', '.join(given)}")
+    return trained.__name__
+
+
 def check_quantization_args(model: nn.Module, args: argparse.Namespace) -> None:
     """Validates the whole post-training quantization configuration against ``model`` before any data is read.
 
     Checks the files and flag combinations, builds the quantizer that the flags or ``--qe-config-file``
     describe on a copy of ``model`` and decides how each layer is quantized: nothing is calibrated and
-    ``model`` does not change. :func:`quantize_and_evaluate` runs it first; applications run it while setting
-    up, before they evaluate the float model.
+    ``model`` does not change. A model trained by :class:`QuantAwareTrainRangeLinearQuantizer` is evaluated and
+    deployed as trained, so only the deployment flags apply to it. :func:`quantize_and_evaluate` runs it first;
+    applications run it while setting up, before they evaluate the float model.
 
     Raises:
         distiller.errors.ScheduleError: a problem in ``--qe-config-file`` (file, YAML path and line).
-        distiller.errors.ArgumentError: a bad flag or flag combination (the message names the flag).
+        distiller.errors.ArgumentError: a bad flag or flag combination (the message names the flag), also
+            post-training settings for a quantization-aware-trained model, or a model another quantizer prepared.
         distiller.errors.InputFileError: ``--qe-config-file`` or ``--qe-stats-file`` does not exist.
     """
     _check_flags(args)
+    if _trained_quantizer(model, args) is not None:
+        return
     quantizer = quantizer_from_args(copy.deepcopy(model), args)
     with _quantizer_errors(args):
         quantizer.check_settings()
@@ -421,7 +466,9 @@ def quantize_and_evaluate(model: nn.Module, args: argparse.Namespace, test_loade
         scheduler: the run's CompressionScheduler, if any (the quantization record is added to it).
     Returns:
         ``{'quantized': {...}, 'pytorch_int8': {...}, 'onnxruntime': {...}, 'parity': {...},
-        'checkpoint': path}`` (the integer entries only when requested).
+        'checkpoint': path, 'trained_with': None}`` (the integer entries only when requested; for a model trained
+        with quantization-aware training, evaluated and deployed as trained, ``checkpoint`` is None and
+        ``trained_with`` names the quantizer).
     Raises:
         distiller.errors.ScheduleError, distiller.errors.ArgumentError, distiller.errors.InputFileError: see
             :func:`check_quantization_args` (raised before any data is read).
@@ -429,19 +476,25 @@ def quantize_and_evaluate(model: nn.Module, args: argparse.Namespace, test_loade
     from ..quantization.export import OnnxRuntimeModule, compile_int8, export_onnx_qdq, format_parity, parity_check
 
     check_quantization_args(model, args)
-    stats = _calibration_stats(model, args, test_loader, test_fn, run_dir)
-    quantizer = quantizer_from_args(model, args, stats)
-    with _quantizer_errors(args):  # statistics that do not cover a layer are found only now
-        if args.qe_lapq:
-            _run_lapq(quantizer, args, test_loader, test_fn, dummy_input)
-        else:
-            quantizer.prepare_model(dummy_input)
-    msglogger.debug("Quantized model:\n%s", model)
+    trained = _trained_quantizer(model, args)
+    if trained is None:
+        stats = _calibration_stats(model, args, test_loader, test_fn, run_dir)
+        quantizer = quantizer_from_args(model, args, stats)
+        with _quantizer_errors(args):  # statistics that do not cover a layer are found only now
+            if args.qe_lapq:
+                _run_lapq(quantizer, args, test_loader, test_fn, dummy_input)
+            else:
+                quantizer.prepare_model(dummy_input)
+        msglogger.debug("Quantized model:\n%s", model)
+    else:
+        msglogger.info("The model was trained with %s: evaluating it as trained (no post-training quantization; "
+                       "its checkpoint is the one it was loaded from)", trained)
     results: dict[str, Any] = {"quantized": test_fn(model, test_loader)}
     msglogger.info("Quantized (simulated) model: top1 %.2f  loss %.4f", results["quantized"]["Top1"],
                    results["quantized"]["Loss"])
-    results["checkpoint"] = _save_quantized_checkpoint(model, quantizer, arch, scheduler, run_dir, epoch,
-                                                       {"quantized_top1": results["quantized"]["Top1"]})
+    results["trained_with"] = trained
+    results["checkpoint"] = None if trained else _save_quantized_checkpoint(
+        model, quantizer, arch, scheduler, run_dir, epoch, {"quantized_top1": results["quantized"]["Top1"]})
     converted = onnx_path = None
     if getattr(args, "qe_compile", False) or args.qe_convert_pytorch:
         converted = compile_int8(model, dummy_input)

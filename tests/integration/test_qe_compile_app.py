@@ -76,3 +76,64 @@ def test_missing_cpp_compiler_is_refused_at_setup(run_classifier, tmp_path):
     assert result.status == 2, result.stderr
     assert "needs a C++ compiler" in result.stderr and "distiller-no-such-compiler++" in result.stderr
     assert not out_dir.exists()
+
+
+QAT_SCHEDULE = """\
+version: 1
+quantizers:
+  qat:
+    class: QuantAwareTrainRangeLinearQuantizer
+    bits_activations: 8
+    bits_weights: 8
+    mode: {activations: ASYMMETRIC_UNSIGNED, weights: SYMMETRIC}
+    per_channel_wts: true
+    ema_decay: 0.9
+policies:
+  - quantizer: {instance_name: qat}
+    starting_epoch: 0
+    ending_epoch: 2
+    frequency: 1
+"""
+
+
+@pytest.fixture(scope="module")
+def qat_trained(run_classifier, trained, tmp_path_factory):
+    """The float checkpoint fine-tuned one epoch with 8-bit range-linear quantization-aware training."""
+    directory = tmp_path_factory.mktemp("qat")
+    schedule = directory / "qat.yaml"
+    schedule.write_text(QAT_SCHEDULE)
+    result = run_classifier("-a", "simplenet_cifar", "-b", "32", "--lr", "0.002", "--epochs", "1", "--det",
+                            "--resume-from", trained, "--reset-optimizer", "--compress", schedule, "-o", directory)
+    assert result.status == 0, result.stderr
+    return os.path.join(result.run_dir, "checkpoint.pth.tar")
+
+
+@pytest.mark.slow  # trains, compiles with inductor
+def test_a_qat_checkpoint_is_evaluated_and_deployed_as_trained(run_classifier, qat_trained, tmp_path):
+    """--quantize-eval on a quantization-aware-trained checkpoint used to crash (the post-training quantizer
+    refused the prepared model after calibrating); now the QAT model is the quantized model, and it deploys."""
+    result = run_classifier("-a", "simplenet_cifar", "-b", "128", "--det", "-e", "--quantize-eval", "--qe-compile",
+                            "--qe-export-onnx", "--resume-from", qat_trained, "-o", tmp_path)
+    assert result.status == 0, result.stderr
+    quantized = result.summary["quantized"]
+    assert quantized["trained_with"] == "QuantAwareTrainRangeLinearQuantizer" and quantized["checkpoint"] is None
+    assert quantized["top1"] == result.summary["top1"]  # the loaded model is the quantized one
+    for form in ("pytorch_int8", "onnxruntime"):
+        assert quantized["parity"][form]["top1_agreement"] >= 0.99, quantized["parity"]
+    log = _log(result)
+    assert "evaluating it as trained (no post-training quantization" in log
+    assert "(as trained with QuantAwareTrainRangeLinearQuantizer); quantized top-1" in log
+    assert not os.path.exists(os.path.join(result.run_dir, "acts_quantization_stats.yaml"))  # nothing calibrated
+
+
+@pytest.mark.slow
+def test_post_training_flags_for_a_qat_checkpoint_are_refused(run_classifier, qat_trained, tmp_path):
+    out_dir = tmp_path / "runs"
+    result = run_classifier("-a", "simplenet_cifar", "-e", "--quantize-eval", "--qe-per-channel", "--qe-bits-acts",
+                            "6", "--resume-from", qat_trained, "-o", out_dir)
+    assert result.status == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert ("--qe-bits-acts configures post-training quantization, but the model was trained with "
+            "QuantAwareTrainRangeLinearQuantizer") in result.stderr and "drop --qe-bits-acts, --qe-per-channel" \
+        in result.stderr, result.stderr
+    assert not out_dir.exists()

@@ -213,3 +213,33 @@ def test_valid_settings_pass_the_check_without_changing_the_model(tmp_path):
                                           "--lapq-init-method", "bounded"))
     assert [type(m) for m in model.modules()] == [type(m) for m in _Net().modules()]
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_model_another_quantizer_prepared_is_refused_by_name():
+    from distiller.quantization import PACTQuantizer
+    model = _Net()
+    PACTQuantizer(model, torch.optim.SGD(model.parameters(), lr=0.1), bits_activations=8,
+                  bits_weights=4).prepare_model()
+    with pytest.raises(ArgumentError, match="--quantize-eval: the model was prepared by PACTQuantizer"):
+        check_quantization_args(model, _parse("--quantize-eval"))
+
+
+def test_a_qat_model_takes_deployment_flags_only(loader, tmp_path):
+    from distiller.quantization import QuantAwareTrainRangeLinearQuantizer
+    model = _Net()
+    QuantAwareTrainRangeLinearQuantizer(model, torch.optim.SGD(model.parameters(), lr=0.1), bits_activations=8,
+                                        bits_weights=8, mode="asym_u").prepare_model()
+    model(torch.randn(8, 3, 6, 6))  # the fake quantizations track a range in training mode
+    check_quantization_args(model, _parse("--quantize-eval", "--qe-export-onnx", "--qe-pytorch-backend", "x86"))
+    stats_file = tmp_path / "stats" / "s.yaml"
+    stats_file.parent.mkdir()
+    stats_file.write_text("{}")
+    with pytest.raises(ArgumentError, match="--qe-stats-file configures post-training quantization"):
+        check_quantization_args(model, _parse("--quantize-eval", "--qe-stats-file", str(stats_file)))
+    stats_file.unlink()
+    stats_file.parent.rmdir()
+    expected = _evaluate(model, loader)
+    results = quantize_and_evaluate(model, _parse("--quantize-eval"), loader, _evaluate, loader[0][0], str(tmp_path))
+    assert results["quantized"] == expected and results["checkpoint"] is None
+    assert results["trained_with"] == "QuantAwareTrainRangeLinearQuantizer"
+    assert list(tmp_path.iterdir()) == []  # no statistics, no second checkpoint
