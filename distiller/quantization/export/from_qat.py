@@ -10,8 +10,10 @@ with statistics built from the tracked ranges, which the deployment walk lowers:
 * a conv/linear layer (or an add/product) whose inputs are all quantized by QAT and whose only consumer is a
   fake-quantized ``nn.ReLU`` becomes an integer layer with that ReLU fused: its output range is the ReLU's
   tracked range, its inputs share their producers' parameters (the model input: the tracked input range);
-* any other quantized layer keeps the float output QAT trained it with: float compute on its int8-rounded
-  weights (no integer kernel, the same values as QAT);
+* any other quantized layer keeps the float output QAT trained it with: its int8-rounded weights with float
+  activations (``bits_activations: null``), which the PT2E lowering runs as an int8 kernel with a float output
+  when its input is quantized (the second convolution of a residual block: int8 input and weights, float output
+  into the add, the same values as QAT), in float otherwise (the classifier after average pooling);
 * a fake-quantized ReLU after such a float layer is quantized by itself (``fake: true``) with its tracked range.
 
 Weights are the trained float copies (``float_weight``), quantized as QAT quantizes them at every forward
@@ -93,8 +95,8 @@ def post_train_equivalent(model: nn.Module) -> nn.Module:
     quantizer.prepare_model()
     _warn_approximations(folds, args, input_readers, integer)
     logger.info("Lowering a quantization-aware-trained model through its post-training-quantized equivalent: "
-                "%d integer layer(s) with the tracked ranges, %d layer(s) whose output training left in float "
-                "run in float on their int8-rounded weights", len(integer),
+                "%d integer layer(s) with the tracked ranges, %d layer(s) with int8 weights whose output training "
+                "left in float", len(integer),
                 sum(1 for bits in weight_bits.values() if bits is not None) - len(set(integer) & set(weight_bits)))
     return float_model
 

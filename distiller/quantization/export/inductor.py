@@ -46,11 +46,11 @@ _QD = torch.ops.quantized_decomposed
 class OneDNNEmitter(PT2EEmitter):
     """PT2E's form with conv/linear layers as oneDNN int8 kernels on prepacked weights (for inductor)."""
 
-    fuses_conv_add = False  # the explicit kernels round every convolution output
+    float_output_layers = False  # the explicit kernels round every convolution output
 
     def param_layer(self, name: str, wrapper: RangeLinearQuantParamLayerWrapper, x: fx.Node, in_qp: QParams,
                     out_qp: Optional[QParams], activation: Optional[FusedActivation]) -> fx.Node:
-        assert out_qp is not None  # fuses_conv_add is off
+        assert out_qp is not None  # float_output_layers is off
         quantized = x.args[0]  # the integers of the dequantized input (see wrapper_input)
         weight, scale, zero_point, bias = self._layer_constants(name, wrapper)
         post_op, scalars = "none", list[float]()  # a redundant activation: the output's clamp applies it

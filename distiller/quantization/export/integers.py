@@ -26,10 +26,13 @@ def int8_weight(wrapper: RangeLinearQuantParamLayerWrapper) -> tuple[torch.Tenso
 
 def accumulator_grid_bias(wrapper: RangeLinearQuantParamLayerWrapper) -> Optional[torch.Tensor]:
     """The bias the simulated layer adds: rounded to the accumulator's grid (``input scale * weight scale``)
-    and clamped to its range, as a float tensor (kernels that add a float bias then add the same value)."""
+    and clamped to its range, as a float tensor (kernels that add a float bias then add the same value); a
+    weights-only quantized layer (float activations) adds its float bias."""
     layer = wrapper.wrapped_module
     if layer.bias is None:
         return None
+    if wrapper.num_bits_acts is None:
+        return layer.bias.detach().float()
     acc_scale = (wrapper.input_scales[0].double() * wrapper.w_scale.double().reshape(-1))
     q_bias = torch.round(layer.bias.detach().double() * acc_scale).clamp(*wrapper.accum_qrange)
     return (q_bias / acc_scale).float()

@@ -44,7 +44,7 @@ class PT2EEmitter(QDQEmitter):
     convolution feeding only an addition passes its float output to it, as ``X86InductorQuantizer`` annotates
     conv+add(+ReLU) for inductor's fused kernel (``onednn.qconv2d_pointwise.binary``)."""
 
-    fuses_conv_add = True
+    float_output_layers = True
 
     def _quantize_op(self, value: fx.Node, qparams: QParams) -> fx.Node:
         return self.graph.call_function(_QD.quantize_per_tensor.default,

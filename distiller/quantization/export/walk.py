@@ -7,9 +7,11 @@ operations with exactly the parameters of the simulated model; operations that k
 input's grid (ReLU, max-pooling, reshapes, dropout) run on quantized values; everything else runs in
 float on dequantized values. A ReLU or ReLU6 that is an operation's only consumer is applied by the operation
 (:class:`FusedActivation`). An :class:`Emitter` decides what each step looks like (PT2E's quantize/dequantize
-operators, oneDNN int8 kernels, or QuantizeLinear/DequantizeLinear pairs for ONNX); an emitter with
-``fuses_conv_add`` also takes a convolution's unrounded output into the addition that is its only consumer,
-as the fused conv+add(+ReLU) int8 kernels compute it.
+operators, oneDNN int8 kernels, or QuantizeLinear/DequantizeLinear pairs for ONNX). An emitter with
+``float_output_layers`` also builds int8 layers with a float output: a convolution passes its unrounded output
+into the addition that is its only consumer, as the fused conv+add(+ReLU) int8 kernels compute it, and a layer
+with 8-bit weights but float activations (``bits_activations: null``; what quantization-aware training leaves
+before a residual addition) runs as an int8 kernel when its input is quantized, computing what it computes.
 """
 from __future__ import annotations
 
@@ -87,8 +89,9 @@ def to_pytorch_qparams(scale_d: Union[float, torch.Tensor], zero_point_d: Union[
 class Emitter(abc.ABC):
     """Builds the output graph for one deployment format; every method returns the new fx node."""
 
-    #: Whether a convolution feeding only an addition passes its unrounded output (``out_qp`` None) to it.
-    fuses_conv_add = False
+    #: Whether int8 layers may have a float output (``out_qp`` None): a convolution feeding only an addition
+    #: passes its unrounded output to it, a weights-only quantized layer with a quantized input is an int8 layer.
+    float_output_layers = False
 
     def __init__(self, graph: fx.Graph, modules: OutputModules) -> None:
         self.graph = graph        # the fx.Graph being built
@@ -121,13 +124,13 @@ class Emitter(abc.ABC):
     def param_layer(self, name: str, wrapper: RangeLinearQuantParamLayerWrapper, x: fx.Node, in_qp: QParams,
                     out_qp: Optional[QParams], activation: Optional[FusedActivation]) -> fx.Node:
         """Conv/Linear from a quantized input; ``activation``: the layer applies it; ``out_qp`` None: a float
-        output (only asked of emitters that set ``fuses_conv_add``)."""
+        output (only asked of emitters that set ``float_output_layers``)."""
 
     @abc.abstractmethod
     def binary(self, name: str, kind: str, inputs: Sequence[fx.Node], out_qp: QParams,
                activation: Optional[FusedActivation]) -> fx.Node:
         """``kind`` in ('add', 'mul', 'matmul') of quantized inputs (and of a float convolution output, see
-        ``fuses_conv_add``)."""
+        ``float_output_layers``)."""
 
     @abc.abstractmethod
     def concat(self, name: str, inputs: Sequence[fx.Node], dim: int, out_qp: QParams) -> fx.Node:
@@ -255,7 +258,8 @@ class _Walker:
     def _add_takes_unrounded(self, node: fx.Node) -> Optional[fx.Node]:
         """The two-input addition that is ``node``'s only consumer and can take its unrounded output, or None."""
         user = self._only_consumer(node)
-        if (not self.emitter.fuses_conv_add or user is None or user.op != "call_module" or user in self.adds_with_conv
+        if (not self.emitter.float_output_layers or user is None or user.op != "call_module"
+                or user in self.adds_with_conv
                 or not isinstance(self.sim_modules[str(user.target)], RangeLinearQuantEltwiseAddWrapper)
                 or len(user.args) != 2):
             return None
@@ -318,6 +322,8 @@ class _Walker:
             return None
         if isinstance(module, RangeLinearQuantParamLayerWrapper) and module.num_bits_acts is not None:
             return self._param_layer(node, name, module)
+        if isinstance(module, RangeLinearQuantParamLayerWrapper) and self._int8_with_float_output(node, module):
+            return self._weights_only_layer(node, name, module)
         if isinstance(module, (RangeLinearQuantEltwiseAddWrapper, RangeLinearQuantEltwiseMultWrapper)):
             return self._binary(node, name, module, "add" if isinstance(module, RangeLinearQuantEltwiseAddWrapper)
                                 else "mul")
@@ -339,6 +345,26 @@ class _Walker:
             return None
         self.env[node] = self.graph.call_module(target, self.arg(node.args), self.arg(node.kwargs))
         return None
+
+    def _int8_with_float_output(self, node: fx.Node, module: RangeLinearQuantParamLayerWrapper) -> bool:
+        """Whether a weights-only quantized layer can run as an int8 kernel with a float output: symmetric 8-bit
+        weights, an input that is quantized, an emitter with ``float_output_layers``."""
+        source = node.args[0] if len(node.args) == 1 else None
+        return (self.emitter.float_output_layers and isinstance(source, fx.Node) and self.state.get(source) is not None
+                and module.num_bits_params == 8
+                and module.mode.weights in (LinearQuantMode.SYMMETRIC, LinearQuantMode.SYMMETRIC_RESTRICTED)
+                and not (isinstance(module.wrapped_module, nn.modules.conv._ConvNd)
+                         and module.wrapped_module.padding_mode != "zeros"))
+
+    def _weights_only_layer(self, node: fx.Node, name: str, module: RangeLinearQuantParamLayerWrapper) -> None:
+        """The layer's own computation (its input's values, its int8 weights, its float bias) as an int8 kernel
+        with a float output."""
+        source = node.args[0]
+        assert isinstance(source, fx.Node)  # see _int8_with_float_output
+        in_qp = self.state[source]
+        assert in_qp is not None
+        x = self.emitter.wrapper_input(self.env[source], in_qp, in_qp)
+        self.env[node], self.state[node] = self.emitter.param_layer(name, module, x, in_qp, None, None), None
 
     def _inputs(self, node: fx.Node, module: RangeLinearQuantWrapper) -> list[fx.Node]:
         args = node.args[0] if len(node.args) == 1 and isinstance(node.args[0], (list, tuple)) else node.args

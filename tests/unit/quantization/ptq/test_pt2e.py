@@ -23,7 +23,7 @@ def _targets(graph):
 
 class RoundingEveryConv(PT2EEmitter):
     """PT2E's form that rounds every convolution output, as the simulation does."""
-    fuses_conv_add = False
+    float_output_layers = False
 
 
 @pytest.mark.parametrize("mode", [ACTS_U8, "sym"])
@@ -341,3 +341,26 @@ def test_a_linear_feeding_an_add_keeps_its_rounded_output():
     PostTrainLinearQuantizer(model, model_activation_stats=stats).prepare_model(x[:1])
     (add,) = [node for node in build_pt2e_model(model).graph.nodes if node.target is torch.add]
     assert all(arg.target is _QD.dequantize_per_tensor.default for arg in add.args)
+
+
+def test_a_weights_only_layer_with_a_quantized_input_is_an_int8_layer_with_a_float_output():
+    """``bits_activations: null`` keeps a layer's output in float (what QAT leaves before a residual add); with a
+    quantized input its int8 weights run as an int8 kernel with a float output, computing the same values."""
+    from distiller.data_loggers import collect_quant_stats
+    from distiller.quantization import PostTrainLinearQuantizer
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10)).eval()
+    x = torch.randn(32, 3, 8, 8)
+    stats = collect_quant_stats(model, lambda m: m(x))
+    PostTrainLinearQuantizer(model, model_activation_stats=stats, mode=ACTS_U8, per_channel_wts=True,
+                             overrides={"3": {"bits_activations": None}}).prepare_model(x[:1])
+    lowered = build_pt2e_model(model)
+    assert _targets(lowered.graph).count(_QD.dequantize_per_channel.default) == 2  # the Linear too
+    (output,) = [node for node in lowered.graph.nodes if node.op == "output"]
+    linear = output.args[0]
+    assert linear.target is torch.nn.functional.linear  # not quantized after
+    assert linear.args[1].target is _QD.dequantize_per_channel.default
+    with torch.no_grad():
+        torch.testing.assert_close(lowered(x), model(x), rtol=1e-4, atol=1e-5)
+    assert torch.nn.functional.linear not in _targets(build_pt2e_model(model, RoundingEveryConv).graph)  # float module

@@ -76,7 +76,12 @@ def test_to_pt2e_accepts_a_qat_model_and_says_so(caplog):
         program = to_pt2e(model, x[:1])
     assert "quantization-aware-trained model through its post-training-quantized equivalent" in caplog.text
     targets = [node.target for node in program.graph.nodes if node.op == "call_function"]
-    assert targets.count(_QD.dequantize_per_channel.default) == 2  # conv1, conv2: int8 weights
+    # conv1, conv2: int8 layers; conv3, whose output QAT leaves in float for the add: int8 weights, float output
+    assert targets.count(_QD.dequantize_per_channel.default) == 3
+    (conv3,) = [arg for node in program.graph.nodes if node.target is torch.ops.aten.add.Tensor
+                for arg in node.args if getattr(arg, "target", None) is torch.ops.aten.conv2d.default]
+    assert conv3.args[0].target is _QD.dequantize_per_tensor.default  # its input: relu2's integers
+    assert conv3.args[1].target is _QD.dequantize_per_channel.default
     with torch.no_grad():
         reference, lowered = model(x), program.module()(x)
     assert (reference.argmax(1) == lowered.argmax(1)).float().mean().item() >= 0.95
@@ -194,7 +199,7 @@ def test_compile_int8_runs_a_qat_model_with_int8_kernels():
     model = _qat_model()
     x = torch.randn(32, 3, 8, 8)
     compiled = compile_int8(model, x)
-    assert compiled.fusion == "torchao" and compiled.int8_layers == compiled.quantized_layers == 2  # conv1, conv2
+    assert compiled.fusion == "torchao" and compiled.int8_layers == compiled.quantized_layers == 3  # every conv
     with torch.no_grad():
         reference, kernels = model(x), compiled(x)
     assert (reference.argmax(1) == kernels.argmax(1)).float().mean().item() >= 0.95
