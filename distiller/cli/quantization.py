@@ -466,9 +466,9 @@ def quantize_and_evaluate(model: nn.Module, args: argparse.Namespace, test_loade
         scheduler: the run's CompressionScheduler, if any (the quantization record is added to it).
     Returns:
         ``{'quantized': {...}, 'pytorch_int8': {...}, 'onnxruntime': {...}, 'parity': {...},
-        'checkpoint': path, 'trained_with': None}`` (the integer entries only when requested; for a model trained
-        with quantization-aware training, evaluated and deployed as trained, ``checkpoint`` is None and
-        ``trained_with`` names the quantizer).
+        'checkpoint': path}`` (the integer entries only when requested; for a model trained with
+        quantization-aware training, evaluated and deployed as trained, ``checkpoint`` is None and a
+        ``trained_with`` entry names the quantizer).
     Raises:
         distiller.errors.ScheduleError, distiller.errors.ArgumentError, distiller.errors.InputFileError: see
             :func:`check_quantization_args` (raised before any data is read).
@@ -492,7 +492,8 @@ def quantize_and_evaluate(model: nn.Module, args: argparse.Namespace, test_loade
     results: dict[str, Any] = {"quantized": test_fn(model, test_loader)}
     msglogger.info("Quantized (simulated) model: top1 %.2f  loss %.4f", results["quantized"]["Top1"],
                    results["quantized"]["Loss"])
-    results["trained_with"] = trained
+    if trained:
+        results["trained_with"] = trained
     results["checkpoint"] = None if trained else _save_quantized_checkpoint(
         model, quantizer, arch, scheduler, run_dir, epoch, {"quantized_top1": results["quantized"]["Top1"]})
     converted = onnx_path = None
