@@ -72,7 +72,7 @@ class PT2EEmitter(QDQEmitter):
         integers, scales = int8_weight(wrapper)
         weight = self._constant(f"{name}.weight_int8", integers)
         scale = self._constant(f"{name}.weight_scale", scales)
-        zero_point = self._constant(f"{name}.weight_zero_point", torch.zeros(len(scales), dtype=torch.long))
+        zero_point = self._constant(f"{name}.weight_zero_point", torch.zeros(len(scales), dtype=torch.int32))
         bias = accumulator_grid_bias(wrapper)
         return weight, scale, zero_point, None if bias is None else self._constant(f"{name}.bias", bias)
 

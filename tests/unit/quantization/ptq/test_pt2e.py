@@ -188,6 +188,7 @@ def test_compiled_without_torchao_uses_explicit_kernels_and_warns(conv_add_pool,
 
 
 @pytest.mark.slow  # inductor compiles C++ (tens of seconds on two cores)
+@pytest.mark.filterwarnings("error::UserWarning:torch._inductor.mkldnn_lowerings")  # int64 weight zero points
 def test_compiled_with_torchao_fuses_every_layer_and_matches(quantize, test_batch):
     pytest.importorskip("torchao")
     from torch._dynamo.utils import counters
