@@ -12,8 +12,9 @@ medians):
   activations, per-tensor weights; static ranges from ``collect_quant_stats``) through ``compile_int8``;
 * ``distiller_asym_pc_compiled``: the same with asymmetric unsigned activations and per-channel weights
   (the settings of the anchor);
-* ``ort_fp32`` / ``ort_qdq_int8``: ONNX Runtime on the float model and on our ``export_onnx_qdq`` file (of the
-  default settings).
+* ``ort_fp32`` / ``ort_qdq_int8`` / ``ort_qdq_int8_asym_pc``: ONNX Runtime on the float model and on our
+  ``export_onnx_qdq`` files of both settings (ONNX Runtime fuses a conv's ReLU into its integer kernel only when
+  the output range starts at 0, i.e. with asymmetric unsigned activations).
 
 ``compile_int8`` takes its fast path (torchao's inductor passes) when torchao is installed; the summary says
 which fusion ran and how many conv/linear layers became int8 kernels. Prints one JSON line per variant and a
@@ -149,14 +150,17 @@ def bench_model(name, args, machine):
 
     workdir = tempfile.mkdtemp(prefix="bench_quantization_")
     fp32_onnx, qdq_onnx = os.path.join(workdir, "fp32.onnx"), os.path.join(workdir, "int8_qdq.onnx")
+    qdq_asym_pc_onnx = os.path.join(workdir, "int8_qdq_asym_pc.onnx")
     export_to_onnx(model, example[:1], fp32_onnx)
     export_onnx_qdq(simulated["distiller_default_compiled"], example[:1], qdq_onnx)
+    export_onnx_qdq(simulated["distiller_asym_pc_compiled"], example[:1], qdq_asym_pc_onnx)
 
     x = torch.randn(shape)
     variants = {"fp32": model, "fp32_compiled": fp32_compiled(model),
                 "pytorch_fx_int8": pytorch_fx_int8(model, example, calibration),
                 "torchao_pt2e_compiled": torchao_pt2e_compiled(model, example, calibration), **ours,
-                "ort_fp32": ort_session(fp32_onnx, args.threads), "ort_qdq_int8": ort_session(qdq_onnx, args.threads)}
+                "ort_fp32": ort_session(fp32_onnx, args.threads), "ort_qdq_int8": ort_session(qdq_onnx, args.threads),
+                "ort_qdq_int8_asym_pc": ort_session(qdq_asym_pc_onnx, args.threads)}
     variants = {key: fn for key, fn in variants.items() if fn is not None}
     parity_inputs = [torch.randn(shape) for _ in range(4)]
     parity = {key: parity_check(simulated[key], parity_inputs, converted_model=ours[key],
@@ -185,6 +189,7 @@ def bench_model(name, args, machine):
         "fp32_compiled_over_ours_latency": round(medians["fp32_compiled"] / medians["distiller_default_compiled"], 3),
         "fp32_over_int8_file_size": round(sizes["fp32"] / sizes["distiller_int8"], 3),
         "ort_fp32_over_ort_qdq_latency": round(medians["ort_fp32"] / medians["ort_qdq_int8"], 3),
+        "ort_fp32_over_ort_qdq_asym_pc_latency": round(medians["ort_fp32"] / medians["ort_qdq_int8_asym_pc"], 3),
         "fusion": {key: f"{compiled.fusion}, {compiled.int8_layers} of {compiled.quantized_layers} layers int8"
                    for key, compiled in ours.items()},
         "file_bytes": sizes, "parity_vs_simulated": parity, **machine}))

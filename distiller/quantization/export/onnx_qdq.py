@@ -293,7 +293,20 @@ def export_onnx_qdq(model: nn.Module, dummy_input: Any, path: _Path) -> _Path:
     onnx.checker.check_model(onnx_model)
     onnx.save(onnx_model, str(path))
     logger.info("Exported the quantized model to %s (QDQ, opset %d)", path, _OPSET)
+    explicit = _explicit_activations(onnx_model)
+    if explicit:
+        logger.warning("%d quantized conv/linear layer(s) apply their ReLU explicitly, because their output ranges "
+                       "are symmetric (zero point 128): ONNX Runtime does not fuse those into integer kernels and runs "
+                       "them in float; quantize activations asymmetric unsigned (mode asym_u, --qe-mode-acts asym_u) "
+                       "for a range that starts at 0", explicit)
     return path
+
+
+def _explicit_activations(onnx_model: onnx.ModelProto) -> int:
+    """How many Conv/Gemm/MatMul outputs go through a Relu/Clip before their QuantizeLinear."""
+    producers = {output: node.op_type for node in onnx_model.graph.node for output in node.output}
+    return sum(1 for node in onnx_model.graph.node
+               if node.op_type in ("Relu", "Clip") and producers.get(node.input[0]) in ("Conv", "Gemm", "MatMul"))
 
 
 def export_to_onnx(model: nn.Module, dummy_input: Any, path: _Path, output_name: str = "output",

@@ -1,4 +1,6 @@
 """Integer deployment: the PT2E lowering, ONNX QDQ export, parity check, unsupported layers."""
+import logging
+
 import numpy as np
 import onnx
 import pytest
@@ -47,6 +49,20 @@ def test_onnx_qdq_export_runs_in_onnxruntime_and_matches(quantize, test_batch, t
     assert np.abs(output - simulated).max() <= 1.01 / model.fc.output_scale.item()
     fused = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
     assert "QLinearConv" in fused and "QLinearAdd" in fused  # ONNX Runtime runs integer kernels
+    assert fused.count("QLinearConv") == 5 and "Conv" not in fused and "FusedConv" not in fused  # every conv
+
+
+@pytest.mark.slow  # the ONNX export takes seconds (torch.export)
+def test_onnx_export_warns_when_symmetric_ranges_keep_relus_out_of_integer_kernels(quantize, test_batch, tmp_path,
+                                                                                   caplog):
+    """Symmetric activations (the defaults) put a ReLU's output at zero point 128, so the exported ReLU is explicit
+    and ONNX Runtime runs those convolutions in float: the export says so and names the fix."""
+    _, model = quantize(per_channel_wts=True)  # symmetric activations
+    with caplog.at_level(logging.WARNING, logger="distiller.quantization.export.onnx_qdq"):
+        export_onnx_qdq(model, test_batch[:1], str(tmp_path / "model.onnx"))
+    (warning,) = [r.getMessage() for r in caplog.records if "apply their ReLU explicitly" in r.getMessage()]
+    assert "asym_u" in warning
+    assert warning.startswith("4 ")  # conv1, block.conv1, the two branches; block.conv2's ReLU follows the add
 
 
 @pytest.mark.slow  # the ONNX export takes seconds (torch.export)
