@@ -66,7 +66,7 @@ def eval_mode(model):
             module.training = training
 
 
-def trace_model(model, leaf_modules=()):
+def trace_model(model: torch.nn.Module, leaf_modules: Iterable[Any] = ()) -> fx.GraphModule:
     """Symbolically traces ``model`` (in eval mode) into a :class:`torch.fx.GraphModule`.
 
     Args:
