@@ -474,6 +474,7 @@ def quantize_and_evaluate(model: nn.Module, args: argparse.Namespace, test_loade
             :func:`check_quantization_args` (raised before any data is read).
     """
     from ..quantization.export import OnnxRuntimeModule, compile_int8, export_onnx_qdq, format_parity, parity_check
+    from ..quantization.export.from_qat import post_train_equivalent
 
     check_quantization_args(model, args)
     trained = _trained_quantizer(model, args)
@@ -497,14 +498,17 @@ def quantize_and_evaluate(model: nn.Module, args: argparse.Namespace, test_loade
     results["checkpoint"] = None if trained else _save_quantized_checkpoint(
         model, quantizer, arch, scheduler, run_dir, epoch, {"quantized_top1": results["quantized"]["Top1"]})
     converted = onnx_path = None
+    deploying = getattr(args, "qe_compile", False) or args.qe_convert_pytorch or args.qe_export_onnx
+    # a QAT model is converted to its post-training-quantized equivalent once, for both deployments
+    deployable = post_train_equivalent(model) if trained and deploying else model
     if getattr(args, "qe_compile", False) or args.qe_convert_pytorch:
-        converted = compile_int8(model, dummy_input)
+        converted = compile_int8(deployable, dummy_input)
         results["pytorch_int8"] = test_fn(converted, test_loader)
         msglogger.info("Compiled int8 model (%s fusion, %d of %d conv/linear layers int8): top1 %.2f",
                        converted.fusion, converted.int8_layers, converted.quantized_layers,
                        results["pytorch_int8"]["Top1"])
     if args.qe_export_onnx:
-        onnx_path = export_onnx_qdq(model, dummy_input, os.path.join(run_dir, "quantized_qdq.onnx"))
+        onnx_path = export_onnx_qdq(deployable, dummy_input, os.path.join(run_dir, "quantized_qdq.onnx"))
         results["onnxruntime"] = test_fn(OnnxRuntimeModule(onnx_path), test_loader)
         msglogger.info("ONNX Runtime QDQ model (%s): top1 %.2f", onnx_path, results["onnxruntime"]["Top1"])
     if converted is not None or onnx_path is not None:

@@ -122,6 +122,7 @@ def test_a_qat_checkpoint_is_evaluated_and_deployed_as_trained(run_classifier, q
         assert quantized["parity"][form]["top1_agreement"] >= 0.99, quantized["parity"]
     log = _log(result)
     assert "evaluating it as trained (no post-training quantization" in log
+    assert log.count("Lowering a quantization-aware-trained model") == 1  # converted once for both deployments
     assert "(as trained with QuantAwareTrainRangeLinearQuantizer); quantized top-1" in log
     assert not os.path.exists(os.path.join(result.run_dir, "acts_quantization_stats.yaml"))  # nothing calibrated
 
