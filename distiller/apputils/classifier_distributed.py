@@ -26,10 +26,6 @@ msglogger = logging.getLogger(__name__)
 #: Flags of features that do not run distributed yet: (attribute, flag, what it does instead).
 _SINGLE_PROCESS_FLAGS = (
     ("qe_lapq", "--qe-lapq", "LAPQ's search would score its candidates on each process's share of the batches"),
-    ("qe_compile", "--qe-compile", "the int8 model is compiled and compared with the simulated one once"),
-    ("qe_convert_pytorch", "--qe-convert-pytorch", "the int8 model is compiled and compared with the simulated "
-                                                   "one once"),
-    ("qe_export_onnx", "--qe-export-onnx", "the ONNX model is written and compared with the simulated one once"),
     ("activation_histograms", "--activation-histograms", "the histograms are collected in one pass"),
     ("greedy", "--greedy", "greedy pruning evaluates every candidate in one process"),
     ("export_onnx", "--export-onnx", "the export runs once"),

@@ -441,6 +441,23 @@ def _save_quantized_checkpoint(model: nn.Module, quantizer: PostTrainLinearQuant
                                             dir=run_dir, extras=extras)
 
 
+def _combined_parity(result: dict[str, Any]) -> dict[str, Any]:
+    """A :func:`~distiller.quantization.export.parity_check` result over every process's shard of the test set
+    (agreement weighted by the shards' sizes, the largest difference of all); ``result`` outside a process group."""
+    if not is_distributed():
+        return result
+    forms = [key for key, entry in result.items() if isinstance(entry, dict)]
+    samples = float(result["samples"])
+    sums = torch.tensor([samples, *(result[form]["top1_agreement"] * samples for form in forms)], dtype=torch.float64)
+    maxima = torch.tensor([result[form]["max_abs_diff"] for form in forms], dtype=torch.float64)
+    all_reduce_([sums])
+    all_reduce_([maxima], op=torch.distributed.ReduceOp.MAX)
+    combined: dict[str, Any] = {"samples": int(sums[0].item())}
+    for index, form in enumerate(forms):
+        combined[form] = {"top1_agreement": (sums[index + 1] / sums[0]).item(), "max_abs_diff": maxima[index].item()}
+    return combined
+
+
 def quantize_and_evaluate(model: nn.Module, args: argparse.Namespace, test_loader: _Loader, test_fn: EvaluateFn,
                           dummy_input: Any, run_dir: str, arch: Optional[str] = None,
                           scheduler: Optional[CompressionScheduler] = None, epoch: int = 0) -> dict[str, Any]:
@@ -507,11 +524,12 @@ def quantize_and_evaluate(model: nn.Module, args: argparse.Namespace, test_loade
         msglogger.info("Compiled int8 model (%s fusion, %d of %d conv/linear layers int8): top1 %.2f",
                        converted.fusion, converted.int8_layers, converted.quantized_layers,
                        results["pytorch_int8"]["Top1"])
-    if args.qe_export_onnx:
-        onnx_path = export_onnx_qdq(deployable, dummy_input, os.path.join(run_dir, "quantized_qdq.onnx"))
+    if args.qe_export_onnx:  # written by rank 0 under torchrun, which every process then evaluates its shard with
+        onnx_path = on_main_process(export_onnx_qdq)(deployable, dummy_input,
+                                                     os.path.join(run_dir, "quantized_qdq.onnx"))
         results["onnxruntime"] = test_fn(OnnxRuntimeModule(onnx_path), test_loader)
         msglogger.info("ONNX Runtime QDQ model (%s): top1 %.2f", onnx_path, results["onnxruntime"]["Top1"])
     if converted is not None or onnx_path is not None:
-        results["parity"] = parity_check(model, test_loader, converted, onnx_path)
+        results["parity"] = _combined_parity(parity_check(model, test_loader, converted, onnx_path))
         msglogger.info("Agreement of the deployed models:\n%s", format_parity(results["parity"]))
     return results

@@ -29,4 +29,6 @@ def evaluate(rank: int, world_size: int, argv: list, out_path: str) -> None:
         scores = app.test()
         results = app.quantize_and_evaluate() if args.quantize_eval else {}
         torch.save({"test": scores, "quantized": results.get("quantized"), "state": app.model.state_dict(),
+                    "deployed": {key: results[key] for key in ("pytorch_int8", "onnxruntime", "parity")
+                                 if key in results},
                     "logdir": app.logdir}, out_path.format(rank=rank))

@@ -38,8 +38,8 @@ def evaluated(trained_checkpoint, tmp_path_factory):
         # The whole test set, of which --qe-calibration 0.5 calibrates on the first 6 global batches (the last
         # one short: 360 images in batches of 32): each process sees its half of each.
         return ["-a", "simplenet_cifar", "-b", "32", "-j", "0", "-p", "1000", "-e", "--quantize-eval",
-                "--qe-calibration", "0.5", "--activation-stats", "test", "--resume-from", trained_checkpoint,
-                "-o", str(out_dir)]
+                "--qe-calibration", "0.5", "--activation-stats", "test", "--qe-compile", "--qe-export-onnx",
+                "--resume-from", trained_checkpoint, "-o", str(out_dir)]
     run_in_gloo_processes(ddp_app_worker.evaluate, 2, argv(tmp / "ddp"), str(tmp / "rank{rank}.pt"))
     ddp_app_worker.evaluate(0, 1, argv(tmp / "single"), str(tmp / "one.pt"))
     return {"ranks": [torch.load(tmp / f"rank{rank}.pt", weights_only=False) for rank in range(2)],
@@ -77,6 +77,21 @@ def test_two_processes_calibrate_and_quantize_as_one(evaluated):
             for key in ("avg_min", "avg_max", "mean", "std", "b"):
                 torch.testing.assert_close(got[key], record[key], rtol=1e-5, atol=1e-7, msg=f"{name} {where} {key}")
     assert os.path.isfile(os.path.join(ranks[0]["logdir"], "quantized_checkpoint.pth.tar"))
+
+
+def test_two_processes_deploy_and_compare_over_the_whole_test_set(evaluated):
+    """--qe-compile / --qe-export-onnx under torchrun: each process compiles the int8 model and evaluates its
+    shard, rank 0 writes the ONNX file every process runs; scores and agreement cover the whole test set."""
+    ranks, single = evaluated["ranks"], evaluated["single"]
+    assert ranks[0]["deployed"] == ranks[1]["deployed"]
+    for form in ("pytorch_int8", "onnxruntime"):
+        assert ranks[0]["deployed"][form]["Top1"] == single["deployed"][form]["Top1"], form
+    parity, expected = ranks[0]["deployed"]["parity"], single["deployed"]["parity"]
+    assert parity["samples"] == expected["samples"] == 360
+    for form in ("pytorch_int8", "onnxruntime", "pytorch_int8_vs_onnxruntime"):
+        assert parity[form]["top1_agreement"] == pytest.approx(expected[form]["top1_agreement"], abs=1e-9), form
+        assert parity[form]["max_abs_diff"] == pytest.approx(expected[form]["max_abs_diff"], rel=1e-5), form
+    assert os.path.isfile(os.path.join(ranks[0]["logdir"], "quantized_qdq.onnx"))
 
 
 def test_activation_statistics_files_describe_the_whole_test_set(evaluated):

@@ -91,7 +91,6 @@ def _torchrun_args(**overrides):
     ({"batch_size": 33}, "-b 33 is the global mini-batch and must be a multiple of the 2 processes; pass e.g. -b 32"),
     ({"gpus": [0, 1]}, "--gpus 0,1: under torchrun"),
     ({"quantize_eval": True, "qe_lapq": True}, "--qe-lapq runs in one process"),
-    ({"quantize_eval": True, "qe_export_onnx": True}, "--qe-export-onnx runs in one process"),
     ({"export_onnx": ""}, "--export-onnx runs in one process"),
     ({"summary": ["compute"]}, "--summary runs in one process"),
     ({"sensitivity": "filter"}, "--sense runs in one process"),
@@ -102,7 +101,8 @@ def test_torchrun_launch_refuses_what_cannot_run_distributed(monkeypatch, overri
         classifier_distributed.join_process_group(_torchrun_args(**overrides))
 
 
-@pytest.mark.parametrize("overrides", [{"quantize_eval": True}, {"activation_stats": ["train", "test"]}])
+@pytest.mark.parametrize("overrides", [{"quantize_eval": True}, {"activation_stats": ["train", "test"]},
+                                       {"quantize_eval": True, "qe_compile": True, "qe_export_onnx": True}])
 def test_torchrun_launch_accepts_what_combines_over_the_processes(monkeypatch, overrides):
     monkeypatch.setattr(classifier_distributed, "init_from_env", lambda use_cuda: ProcessGroupInfo(0, 2, 0, "gloo"))
     assert classifier_distributed.join_process_group(_torchrun_args(**overrides)) is not None
